@@ -1,0 +1,472 @@
+//! The actor that runs one resource: its life cycle, its timers, its
+//! restarts.
+//!
+//! One tokio task per resource owns that resource's sandbox. Nothing else
+//! touches the sandbox, so no lock is held across a call into a plugin, and
+//! a hung call stalls only its own resource. The actor takes commands from
+//! its [`ResourceHandle`], managed-process exits from the runtime, and its
+//! own timers (health checks, restart delay); it publishes a
+//! [`ResourceStatus`] after every change and an [`Event`] for everything
+//! that happens.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::time::{Instant, sleep_until};
+
+use super::events::{Event, EventKind};
+use super::restart::{Decision, RestartBudget, RestartPolicy};
+use super::spec::Timers;
+use super::state::{ResourceState, ResourceStatus};
+use crate::contract::Health;
+use crate::runtime::{CallDeadline, CallError, Instance, ProcessExit};
+
+/// A request to a resource's actor.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Online,
+    Offline,
+    /// Control codes answer through `reply`.
+    Control {
+        code: String,
+        payload: String,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// Take the resource offline if it is not, close it, and stop.
+    Shutdown { reply: oneshot::Sender<()> },
+}
+
+/// The two health checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Check {
+    LooksAlive,
+    IsAlive,
+}
+
+impl Check {
+    fn name(self) -> &'static str {
+        match self {
+            Check::LooksAlive => "looks-alive",
+            Check::IsAlive => "is-alive",
+        }
+    }
+}
+
+/// How long a control call may take.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long closing a resource may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) struct Actor {
+    pub name: String,
+    pub instance: Instance,
+    pub timers: Timers,
+    pub restart: RestartPolicy,
+    pub commands: mpsc::UnboundedReceiver<Command>,
+    pub exits: mpsc::UnboundedReceiver<ProcessExit>,
+    pub status: watch::Sender<ResourceStatus>,
+    pub events: broadcast::Sender<Event>,
+    pub budget: RestartBudget,
+    /// When each check is next due; `None` while the resource is not Online.
+    pub next_looks_alive: Option<Instant>,
+    pub next_is_alive: Option<Instant>,
+    /// When a scheduled restart is due.
+    pub restart_at: Option<Instant>,
+}
+
+impl Actor {
+    pub async fn run(mut self) {
+        loop {
+            let check = self.next_check();
+            let restart_at = self.restart_at;
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(Command::Shutdown { reply }) => {
+                        self.shutdown().await;
+                        let _ = reply.send(());
+                        return;
+                    }
+                    Some(command) => self.handle(command).await,
+                    // Every handle is gone: nobody can ask anything more.
+                    None => {
+                        self.shutdown().await;
+                        return;
+                    }
+                },
+                Some(exit) = self.exits.recv() => self.on_exit(exit).await,
+                () = sleep_until_opt(check.map(|(_, at)| at)) => {
+                    if let Some((check, at)) = check {
+                        self.run_check(check, at).await;
+                    }
+                }
+                () = sleep_until_opt(restart_at) => {
+                    self.restart_at = None;
+                    self.bring_online().await;
+                }
+            }
+        }
+    }
+
+    fn state(&self) -> ResourceState {
+        self.status.borrow().state
+    }
+
+    fn emit(&self, kind: EventKind) {
+        // No subscriber is not an error: events are for whoever listens.
+        let _ = self.events.send(Event::now(&self.name, kind));
+    }
+
+    fn set_state(&mut self, to: ResourceState, reason: Option<String>) {
+        let from = self.state();
+        let recent = self.budget.recent(&self.restart, Instant::now());
+        let instances = self.instance.generations();
+        self.status.send_modify(|status| {
+            status.state = to;
+            status.reason = reason.clone();
+            status.recent_failures = recent;
+            status.instances = instances;
+        });
+        if from != to {
+            match &reason {
+                Some(reason) => tracing::info!(resource = %self.name, "{from} -> {to}: {reason}"),
+                None => tracing::info!(resource = %self.name, "{from} -> {to}"),
+            }
+            self.emit(EventKind::State { from, to, reason });
+        }
+        if to == ResourceState::Online {
+            let now = Instant::now();
+            self.next_looks_alive = self.timers.looks_alive_interval.map(|i| now + i);
+            self.next_is_alive = Some(now + self.timers.is_alive_interval);
+        } else {
+            self.next_looks_alive = None;
+            self.next_is_alive = None;
+        }
+    }
+
+    /// The check due first. Is-alive wins a tie: it is the thorough one.
+    fn next_check(&self) -> Option<(Check, Instant)> {
+        match (self.next_looks_alive, self.next_is_alive) {
+            (Some(la), Some(ia)) if la < ia => Some((Check::LooksAlive, la)),
+            (_, Some(ia)) => Some((Check::IsAlive, ia)),
+            (Some(la), None) => Some((Check::LooksAlive, la)),
+            (None, None) => None,
+        }
+    }
+
+    async fn handle(&mut self, command: Command) {
+        match command {
+            Command::Online => match self.state() {
+                ResourceState::Offline | ResourceState::Failed => {
+                    // An operator's online starts a fresh restart budget.
+                    self.budget = RestartBudget::default();
+                    self.restart_at = None;
+                    self.bring_online().await;
+                }
+                _ => {}
+            },
+            Command::Offline => {
+                self.restart_at = None;
+                if matches!(self.state(), ResourceState::Online | ResourceState::Failed) {
+                    self.take_offline().await;
+                }
+            }
+            Command::Control {
+                code,
+                payload,
+                reply,
+            } => {
+                let answer = match self.instance.control(&code, &payload, CONTROL_TIMEOUT).await {
+                    Ok(answer) => answer,
+                    Err(err) => {
+                        self.emit(EventKind::CutOff {
+                            call: "control",
+                            reason: err.to_string(),
+                        });
+                        Err(err.to_string())
+                    }
+                };
+                let _ = reply.send(answer);
+            }
+            Command::Shutdown { .. } => unreachable!("handled in run"),
+        }
+    }
+
+    async fn bring_online(&mut self) {
+        self.set_state(ResourceState::OnlinePending, None);
+        let deadline = CallDeadline::new(self.timers.online_timeout, Some(self.timers.pending_cap));
+        match self.instance.online(deadline).await {
+            Ok(Ok(())) => self.set_state(ResourceState::Online, None),
+            Ok(Err(reason)) => self.fail(format!("online failed: {reason}")).await,
+            Err(err) => self.fail_call(err).await,
+        }
+    }
+
+    async fn take_offline(&mut self) {
+        self.set_state(ResourceState::OfflinePending, None);
+        let deadline = CallDeadline::new(Some(self.timers.offline_timeout), Some(self.timers.pending_cap));
+        match self.instance.offline(deadline).await {
+            Ok(Ok(())) => self.set_state(ResourceState::Offline, None),
+            Ok(Err(reason)) => {
+                self.terminate().await;
+                self.set_state(ResourceState::Failed, Some(format!("offline failed: {reason}")));
+            }
+            Err(err) => {
+                self.emit(EventKind::CutOff {
+                    call: err_call(&err),
+                    reason: err.to_string(),
+                });
+                self.terminate().await;
+                // An offline that was cut off is not restarted: the operator
+                // asked for offline.
+                self.set_state(ResourceState::Failed, Some(err.to_string()));
+            }
+        }
+    }
+
+    async fn run_check(&mut self, check: Check, scheduled: Instant) {
+        let interval = match check {
+            Check::LooksAlive => self.timers.looks_alive_interval.unwrap_or(self.timers.is_alive_interval),
+            Check::IsAlive => self.timers.is_alive_interval,
+        };
+        // Keep the schedule: the next check is due one interval after this
+        // one was due, not after it finished, unless it ran that long.
+        let next = (scheduled + interval).max(Instant::now());
+        match check {
+            Check::LooksAlive => self.next_looks_alive = Some(next),
+            Check::IsAlive => self.next_is_alive = Some(next),
+        }
+        let verdict = self.check_once(check).await;
+        if let Err(reason) = verdict {
+            // A looks-alive that reports failure is confirmed by an is-alive,
+            // as the Windows resource monitor does; a looks-alive that hung
+            // or trapped is failure enough.
+            let reason = if check == Check::LooksAlive && !reason.cut_off {
+                match self.check_once(Check::IsAlive).await {
+                    Ok(()) => return,
+                    Err(confirmed) => confirmed,
+                }
+            } else {
+                reason
+            };
+            self.fail(reason.text).await;
+        }
+    }
+
+    /// Run one check and report it. `Err` holds the failure reason.
+    async fn check_once(&mut self, check: Check) -> Result<(), CheckFailure> {
+        let started = Instant::now();
+        let result = match check {
+            Check::LooksAlive => self.instance.looks_alive(self.timers.check_timeout).await,
+            Check::IsAlive => self.instance.is_alive(self.timers.check_timeout).await,
+        };
+        let latency_us = started.elapsed().as_micros() as u64;
+        let instances = self.instance.generations();
+        self.status.send_modify(|s| {
+            s.checks += 1;
+            s.instances = instances;
+        });
+        let verdict = match result {
+            Ok(Health::Healthy) => Ok(()),
+            Ok(Health::Failed(reason)) => Err(CheckFailure {
+                text: format!("{} failed: {reason}", check.name()),
+                cut_off: false,
+            }),
+            Err(err) => {
+                self.emit(EventKind::CutOff {
+                    call: err_call(&err),
+                    reason: err.to_string(),
+                });
+                Err(CheckFailure {
+                    text: err.to_string(),
+                    cut_off: true,
+                })
+            }
+        };
+        self.emit(EventKind::Check {
+            check: check.name(),
+            healthy: verdict.is_ok(),
+            latency_us,
+            reason: verdict.as_ref().err().map(|f| f.text.clone()),
+        });
+        verdict
+    }
+
+    async fn on_exit(&mut self, exit: ProcessExit) {
+        self.emit(EventKind::ProcessExited {
+            pid: exit.pid,
+            how: exit.how.clone(),
+        });
+        if matches!(self.state(), ResourceState::Online | ResourceState::OnlinePending) {
+            self.fail(format!("managed process {} {}", exit.pid, exit.how)).await;
+        }
+    }
+
+    async fn fail_call(&mut self, err: CallError) {
+        self.emit(EventKind::CutOff {
+            call: err_call(&err),
+            reason: err.to_string(),
+        });
+        self.fail(err.to_string()).await;
+    }
+
+    /// The resource failed: terminate it, mark it Failed, and let the
+    /// restart policy decide whether it comes back.
+    async fn fail(&mut self, reason: String) {
+        tracing::warn!(resource = %self.name, "failed: {reason}");
+        self.terminate().await;
+        let decision = self.budget.record(&self.restart, Instant::now());
+        self.set_state(ResourceState::Failed, Some(reason));
+        let period_s = self.restart.period.as_secs();
+        match decision {
+            Decision::Restart { failure } => {
+                self.emit(EventKind::RestartScheduled {
+                    failure,
+                    threshold: self.restart.threshold,
+                    period_s,
+                    delay_ms: self.restart.delay.as_millis() as u64,
+                });
+                self.restart_at = Some(Instant::now() + self.restart.delay);
+            }
+            Decision::GiveUp { failures } => {
+                tracing::warn!(
+                    resource = %self.name,
+                    "{failures} failures within {period_s}s reached the restart threshold of {}; staying Failed",
+                    self.restart.threshold
+                );
+                self.emit(EventKind::RestartGivenUp {
+                    failures,
+                    threshold: self.restart.threshold,
+                    period_s,
+                });
+            }
+        }
+    }
+
+    /// Best-effort terminate, on a fresh instance if the last one was thrown
+    /// away.
+    async fn terminate(&mut self) {
+        if let Err(err) = self.instance.terminate(self.timers.terminate_timeout).await {
+            tracing::warn!(resource = %self.name, "terminate failed: {err}");
+            self.emit(EventKind::TerminateFailed {
+                reason: err.to_string(),
+            });
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        self.restart_at = None;
+        if matches!(
+            self.state(),
+            ResourceState::Online | ResourceState::OnlinePending | ResourceState::Failed
+        ) {
+            self.take_offline().await;
+        }
+        if let Err(err) = self.instance.close(CLOSE_TIMEOUT).await {
+            tracing::warn!(resource = %self.name, "close failed: {err}");
+        }
+    }
+}
+
+struct CheckFailure {
+    text: String,
+    /// The check was cut off or trapped, rather than answering "failed".
+    cut_off: bool,
+}
+
+fn err_call(err: &CallError) -> &'static str {
+    match err {
+        CallError::TimedOut { call, .. }
+        | CallError::Cancelled { call, .. }
+        | CallError::Trapped { call, .. }
+        | CallError::MemoryLimit { call, .. }
+        | CallError::StackOverflow { call } => call,
+        CallError::OpenRefused { .. } => "open",
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The monitor's side of one resource: send it commands, read its status.
+#[derive(Debug, Clone)]
+pub struct ResourceHandle {
+    pub(crate) name: Arc<str>,
+    pub(crate) commands: mpsc::UnboundedSender<Command>,
+    pub(crate) status: watch::Receiver<ResourceStatus>,
+    pub(crate) cancel: Arc<watch::Sender<u64>>,
+}
+
+/// The resource's actor has stopped.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("resource {0:?} is no longer running")]
+pub struct Gone(pub String);
+
+impl ResourceHandle {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn status(&self) -> ResourceStatus {
+        self.status.borrow().clone()
+    }
+
+    fn send(&self, command: Command) -> Result<(), Gone> {
+        self.commands
+            .send(command)
+            .map_err(|_| Gone(self.name.to_string()))
+    }
+
+    /// Ask for the resource to come online.
+    pub fn online(&self) -> Result<(), Gone> {
+        self.send(Command::Online)
+    }
+
+    /// Ask for the resource to go offline.
+    pub fn offline(&self) -> Result<(), Gone> {
+        self.send(Command::Offline)
+    }
+
+    /// Cut off the call in flight (an online that has no pending timeout,
+    /// say). It ends as a failure with the reason "cancelled by the operator".
+    pub fn cancel_pending(&self) {
+        self.cancel.send_modify(|generation| *generation += 1);
+    }
+
+    /// Run a control code and wait for the answer.
+    pub async fn control(&self, code: &str, payload: &str) -> Result<Result<String, String>, Gone> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Control {
+            code: code.to_string(),
+            payload: payload.to_string(),
+            reply,
+        })?;
+        answer.await.map_err(|_| Gone(self.name.to_string()))
+    }
+
+    /// Take the resource offline, close it, and stop its actor.
+    pub async fn shutdown(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.send(Command::Shutdown { reply }).is_ok() {
+            let _ = done.await;
+        }
+    }
+
+    /// Wait until the status satisfies `ready`, or `timeout` passes.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        ready: impl FnMut(&ResourceStatus) -> bool,
+    ) -> Option<ResourceStatus> {
+        let mut status = self.status.clone();
+        let waited = tokio::time::timeout(timeout, status.wait_for(ready)).await;
+        match waited {
+            Ok(Ok(status)) => Some(status.clone()),
+            _ => None,
+        }
+    }
+}

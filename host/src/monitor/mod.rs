@@ -1,0 +1,130 @@
+//! The resource monitor: one actor per resource, and the registry of them.
+//!
+//! The monitor is what the Windows cluster service calls the Resource
+//! Monitor: it drives each resource through its life cycle (open, online,
+//! health checks, offline, terminate, close) with every call bounded, and
+//! reports what happens as [`Event`]s. Restarting a failed resource up to
+//! its threshold happens here; decisions that span resources (dependencies,
+//! failover) belong to the group policy.
+
+mod actor;
+mod events;
+mod restart;
+mod spec;
+mod state;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, mpsc, watch};
+
+pub use actor::{Gone, ResourceHandle};
+pub use events::{Event, EventKind};
+pub use restart::{Decision, RestartBudget, RestartPolicy};
+pub use spec::{ResourceSpec, SpecError, Timers, TimingOverrides};
+pub use state::{ResourceState, ResourceStatus};
+
+use crate::runtime::{Instance, InstanceConfig, Plugin, ResourceContext};
+
+/// How many events a slow subscriber may fall behind before it misses some.
+const EVENT_BUFFER: usize = 16 * 1024;
+/// The memory limit of a resource that sets none.
+pub const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
+
+/// The resources of this node and their actors.
+pub struct Monitor {
+    resources: BTreeMap<String, ResourceHandle>,
+    events: broadcast::Sender<Event>,
+    default_memory_limit: usize,
+}
+
+impl Default for Monitor {
+    fn default() -> Self {
+        Monitor::new(DEFAULT_MEMORY_LIMIT)
+    }
+}
+
+impl Monitor {
+    pub fn new(default_memory_limit: usize) -> Monitor {
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        Monitor {
+            resources: BTreeMap::new(),
+            events,
+            default_memory_limit,
+        }
+    }
+
+    /// Every event of every resource from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&ResourceHandle> {
+        self.resources.get(name)
+    }
+
+    pub fn resources(&self) -> impl Iterator<Item = &ResourceHandle> {
+        self.resources.values()
+    }
+
+    /// Validate `spec` against `plugin` and start its actor. The resource
+    /// starts Offline; nothing is instantiated until it is asked online.
+    /// On error nothing changes.
+    pub async fn add(&mut self, plugin: Arc<Plugin>, spec: ResourceSpec) -> Result<ResourceHandle, SpecError> {
+        if self.resources.contains_key(&spec.name) {
+            return Err(SpecError::Duplicate(spec.name));
+        }
+        let properties = spec::validate(&spec, &plugin).await?;
+        let timers = Timers::resolve(&plugin, &spec.timing);
+        let (exits_tx, exits) = mpsc::unbounded_channel();
+        let context = ResourceContext::new(
+            &spec.name,
+            plugin.name(),
+            spec.grants.clone(),
+            spec.data_dir.clone(),
+            exits_tx,
+        );
+        let (cancel, cancel_rx) = watch::channel(0u64);
+        let config = InstanceConfig {
+            memory_limit: spec.memory_limit.unwrap_or(self.default_memory_limit),
+            // Open only parses and prepares: as quick as a health check.
+            open_timeout: timers.check_timeout,
+        };
+        let instance = Instance::new(plugin, context, properties, config, cancel_rx);
+        let (commands_tx, commands) = mpsc::unbounded_channel();
+        let (status_tx, status) = watch::channel(ResourceStatus::offline());
+        let actor = actor::Actor {
+            name: spec.name.clone(),
+            instance,
+            timers,
+            restart: spec.restart,
+            commands,
+            exits,
+            status: status_tx,
+            events: self.events.clone(),
+            budget: RestartBudget::default(),
+            next_looks_alive: None,
+            next_is_alive: None,
+            restart_at: None,
+        };
+        tokio::spawn(actor.run());
+        let handle = ResourceHandle {
+            name: spec.name.as_str().into(),
+            commands: commands_tx,
+            status,
+            cancel: Arc::new(cancel),
+        };
+        self.resources.insert(spec.name, handle.clone());
+        Ok(handle)
+    }
+
+    /// Take every resource offline and stop its actor, all at once.
+    pub async fn shutdown(&mut self) {
+        let handles: Vec<_> = std::mem::take(&mut self.resources).into_values().collect();
+        let mut stopping = tokio::task::JoinSet::new();
+        for handle in handles {
+            stopping.spawn(async move { handle.shutdown().await });
+        }
+        while stopping.join_next().await.is_some() {}
+    }
+}

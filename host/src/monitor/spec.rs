@@ -1,0 +1,217 @@
+//! What the monitor needs to run one resource, and its validation.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::restart::RestartPolicy;
+use crate::contract::TypeFlags;
+use crate::runtime::{Grants, Plugin, check_kind, kind_name};
+
+/// Per-resource overrides of the type's default timers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TimingOverrides {
+    pub pending_timeout: Option<Duration>,
+    pub looks_alive_interval: Option<Duration>,
+    pub is_alive_interval: Option<Duration>,
+    pub check_timeout: Option<Duration>,
+    pub terminate_timeout: Option<Duration>,
+}
+
+/// The timers of one resource: the type's defaults with the resource's
+/// overrides applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timers {
+    /// `None`: online is never cut off (the type said so).
+    pub online_timeout: Option<Duration>,
+    pub offline_timeout: Duration,
+    /// Progress reports extend a pending call up to this long in total.
+    pub pending_cap: Duration,
+    /// `None`: the type does not ask for looks-alive polling.
+    pub looks_alive_interval: Option<Duration>,
+    pub is_alive_interval: Duration,
+    pub check_timeout: Duration,
+    pub terminate_timeout: Duration,
+}
+
+/// How many pending timeouts progress reports may stretch a call to.
+const PENDING_CAP_FACTOR: u32 = 10;
+/// Terminate is best effort and must be quick.
+const DEFAULT_TERMINATE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Timers {
+    pub fn resolve(plugin: &Plugin, overrides: &TimingOverrides) -> Timers {
+        let info = plugin.info();
+        let ms = Duration::from_millis;
+        let pending = overrides
+            .pending_timeout
+            .unwrap_or(ms(info.timing.pending_timeout_ms));
+        let looks_alive = overrides
+            .looks_alive_interval
+            .unwrap_or(ms(info.timing.looks_alive_interval_ms));
+        Timers {
+            online_timeout: (!info.flags.contains(TypeFlags::ONLINE_NO_PENDING_TIMEOUT)).then_some(pending),
+            offline_timeout: pending,
+            pending_cap: pending.saturating_mul(PENDING_CAP_FACTOR),
+            looks_alive_interval: (!looks_alive.is_zero()).then_some(looks_alive),
+            is_alive_interval: overrides
+                .is_alive_interval
+                .unwrap_or(ms(info.timing.is_alive_interval_ms)),
+            check_timeout: overrides
+                .check_timeout
+                .unwrap_or(ms(info.timing.check_timeout_ms)),
+            terminate_timeout: overrides.terminate_timeout.unwrap_or(DEFAULT_TERMINATE_TIMEOUT),
+        }
+    }
+}
+
+/// One resource, as configured.
+#[derive(Debug, Clone)]
+pub struct ResourceSpec {
+    pub name: String,
+    pub type_name: String,
+    pub properties: Vec<(String, String)>,
+    pub timing: TimingOverrides,
+    pub restart: RestartPolicy,
+    /// `None`: the agent's default.
+    pub memory_limit: Option<usize>,
+    pub data_dir: PathBuf,
+    pub grants: Grants,
+}
+
+/// A resource configuration the monitor refuses, naming what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("resource {0:?}: the name must be 1 to 64 characters of a-z, A-Z, 0-9, - and _")]
+    BadName(String),
+    #[error("resource {0:?} exists already")]
+    Duplicate(String),
+    #[error("resource {resource:?}: unknown type {type_name:?} (loaded types: {known})")]
+    UnknownType {
+        resource: String,
+        type_name: String,
+        known: String,
+    },
+    #[error("resource {resource:?}: unknown property {property:?} for type {type_name} (known: {known})")]
+    UnknownProperty {
+        resource: String,
+        type_name: String,
+        property: String,
+        known: String,
+    },
+    #[error("resource {resource:?}: property {property:?} is set twice")]
+    DuplicateProperty { resource: String, property: String },
+    #[error("resource {resource:?}: required property {property:?} is missing")]
+    MissingProperty { resource: String, property: String },
+    #[error("resource {resource:?}: property {property:?}: {value:?} is not a valid {kind}")]
+    BadValue {
+        resource: String,
+        property: String,
+        value: String,
+        kind: &'static str,
+    },
+    #[error("resource {resource:?}: property {property:?}: {reason}")]
+    Refused {
+        resource: String,
+        property: String,
+        reason: String,
+    },
+    #[error("resource {resource:?}: {call} of its type failed: {reason}")]
+    ValidateFailed {
+        resource: String,
+        call: &'static str,
+        reason: String,
+    },
+    #[error("resource {resource:?}: {what} must be above 0")]
+    ZeroTimer { resource: String, what: &'static str },
+}
+
+pub(crate) fn valid_resource_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Check `spec` against the type's schema and the plugin's own `validate`,
+/// and return the full property list (defaults filled in) that `open` gets.
+pub async fn validate(spec: &ResourceSpec, plugin: &Plugin) -> Result<Vec<(String, String)>, SpecError> {
+    let resource = || spec.name.clone();
+    if !valid_resource_name(&spec.name) {
+        return Err(SpecError::BadName(spec.name.clone()));
+    }
+    for (what, value) in [
+        ("pending timeout", spec.timing.pending_timeout),
+        ("is-alive interval", spec.timing.is_alive_interval),
+        ("check timeout", spec.timing.check_timeout),
+        ("terminate timeout", spec.timing.terminate_timeout),
+    ] {
+        if value.is_some_and(|v| v.is_zero()) {
+            return Err(SpecError::ZeroTimer {
+                resource: resource(),
+                what,
+            });
+        }
+    }
+    let info = plugin.info();
+    let mut seen = HashSet::new();
+    for (key, value) in &spec.properties {
+        if !seen.insert(key.as_str()) {
+            return Err(SpecError::DuplicateProperty {
+                resource: resource(),
+                property: key.clone(),
+            });
+        }
+        let Some(schema) = info.properties.iter().find(|p| &p.name == key) else {
+            return Err(SpecError::UnknownProperty {
+                resource: resource(),
+                type_name: info.name.clone(),
+                property: key.clone(),
+                known: info
+                    .properties
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        };
+        if check_kind(schema.kind, value).is_err() {
+            return Err(SpecError::BadValue {
+                resource: resource(),
+                property: key.clone(),
+                value: value.clone(),
+                kind: kind_name(schema.kind),
+            });
+        }
+    }
+    let mut full = spec.properties.clone();
+    for schema in &info.properties {
+        if seen.contains(schema.name.as_str()) {
+            continue;
+        }
+        match &schema.default_value {
+            Some(default) => full.push((schema.name.clone(), default.clone())),
+            None if schema.required => {
+                return Err(SpecError::MissingProperty {
+                    resource: resource(),
+                    property: schema.name.clone(),
+                });
+            }
+            None => {}
+        }
+    }
+    match plugin.validate(&full).await {
+        Ok(Ok(())) => Ok(full),
+        Ok(Err(refused)) => Err(SpecError::Refused {
+            resource: resource(),
+            property: refused.property,
+            reason: refused.reason,
+        }),
+        Err(err) => Err(SpecError::ValidateFailed {
+            resource: resource(),
+            call: "validate",
+            reason: err.to_string(),
+        }),
+    }
+}

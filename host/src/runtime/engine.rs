@@ -1,0 +1,115 @@
+//! The wasmtime engine, its linker and the epoch ticker.
+
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::host_state::HostState;
+use crate::contract::PluginBindings;
+
+/// Settings of the runtime, shared by every plugin and resource on a node.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// How often the engine's epoch advances. A guest in a pure-wasm loop
+    /// yields to the scheduler once per tick, so this is also the precision
+    /// with which a hung call is cut off.
+    pub epoch_tick: Duration,
+    /// How many resource instances the pooling allocator has room for.
+    pub max_instances: u32,
+    /// The largest memory limit any resource may be given, in bytes. Each
+    /// resource's own limit (default 64 MiB) is enforced per store.
+    pub max_memory_bytes: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            epoch_tick: Duration::from_millis(1),
+            max_instances: 1024,
+            max_memory_bytes: 1 << 30,
+        }
+    }
+}
+
+/// The engine, the linker with every host capability, and the ticker that
+/// drives epoch interruption. Cheap to share: clone the `Arc`.
+pub struct Runtime {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<HostState>,
+    pub(crate) config: RuntimeConfig,
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> Result<Arc<Runtime>> {
+        let mut pool = PoolingAllocationConfig::new();
+        let instances = config.max_instances;
+        // A Rust component has one component instance, a few core instances
+        // (the module plus wit-component's shims), one memory and a couple of
+        // tables. Leave headroom: a plugin that needs more than this fails to
+        // instantiate with wasmtime's message, it does not corrupt others.
+        pool.total_component_instances(instances)
+            .total_core_instances(instances.saturating_mul(8))
+            .total_memories(instances.saturating_mul(2))
+            .total_tables(instances.saturating_mul(4))
+            .total_stacks(instances)
+            .max_memories_per_component(2)
+            .max_memory_size(config.max_memory_bytes);
+
+        let mut wasm = Config::new();
+        wasm.wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))
+            .context("creating the wasmtime engine")?;
+
+        let mut linker = Linker::<HostState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))
+            .context("linking WASI")?;
+        PluginBindings::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+        .context("linking the warden:resource host interfaces")?;
+
+        start_epoch_ticker(&engine, config.epoch_tick)
+            .context("starting the epoch ticker thread")?;
+        Ok(Arc::new(Runtime {
+            engine,
+            linker,
+            config,
+        }))
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+}
+
+/// Advance the engine's epoch every `tick` until the engine is dropped.
+///
+/// A plain thread rather than a tokio task: the ticker must keep going when
+/// every runtime worker is busy, since it is what makes busy guests yield.
+fn start_epoch_ticker(engine: &Engine, tick: Duration) -> std::io::Result<()> {
+    let weak = engine.weak();
+    thread::Builder::new()
+        .name("warden-epoch".to_string())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                thread::sleep(tick);
+            }
+        })
+        .map(drop)
+}

@@ -1,0 +1,248 @@
+//! One resource's sandbox: a store, an instance and the opened resource.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use wasmtime::Store;
+use wasmtime::component::ResourceAny;
+
+use super::call::CallError;
+use super::deadline::CallDeadline;
+use super::host_state::{HostState, ResourceContext};
+use super::plugin::{Plugin, bounded, new_store};
+use crate::contract::{Health, PluginBindings};
+
+/// Per-resource sandbox settings.
+#[derive(Debug, Clone)]
+pub struct InstanceConfig {
+    /// The most linear memory the resource's instance may have.
+    pub memory_limit: usize,
+    /// How long instantiating and `open` may take.
+    pub open_timeout: Duration,
+}
+
+impl Default for InstanceConfig {
+    fn default() -> Self {
+        InstanceConfig {
+            memory_limit: 64 << 20,
+            open_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+struct Live {
+    store: Store<HostState>,
+    bindings: PluginBindings,
+    handle: ResourceAny,
+}
+
+type CallFuture<'a, T> = Pin<Box<dyn Future<Output = wasmtime::Result<T>> + Send + 'a>>;
+
+/// The sandbox of one resource. Every call is bounded by a deadline; after a
+/// call is cut off or traps, the store is thrown away and the next call
+/// builds a fresh one (and opens the resource again). The plugin keeps
+/// nothing across that but what it can rebuild from its properties — and
+/// the managed process, which lives in the [`ResourceContext`].
+pub struct Instance {
+    plugin: Arc<Plugin>,
+    context: Arc<ResourceContext>,
+    properties: Vec<(String, String)>,
+    config: InstanceConfig,
+    live: Option<Live>,
+    cancel: watch::Receiver<u64>,
+    /// How many stores this resource has had; more than one means traps or
+    /// cut-offs happened.
+    generations: u64,
+}
+
+impl Instance {
+    /// A sandbox for the resource `context` of type `plugin`. Nothing is
+    /// instantiated until the first call. Bumping `cancel` cuts off the
+    /// call in flight.
+    pub fn new(
+        plugin: Arc<Plugin>,
+        context: Arc<ResourceContext>,
+        properties: Vec<(String, String)>,
+        config: InstanceConfig,
+        cancel: watch::Receiver<u64>,
+    ) -> Instance {
+        Instance {
+            plugin,
+            context,
+            properties,
+            config,
+            live: None,
+            cancel,
+            generations: 0,
+        }
+    }
+
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+
+    pub fn context(&self) -> &Arc<ResourceContext> {
+        &self.context
+    }
+
+    /// How many times a store was built for this resource.
+    pub fn generations(&self) -> u64 {
+        self.generations
+    }
+
+    /// Instantiate and open, unless a live instance exists.
+    async fn ensure_live(&mut self) -> Result<&mut Live, CallError> {
+        if self.live.is_none() {
+            let mut store = new_store(&self.plugin.runtime, self.context.clone(), self.config.memory_limit);
+            let deadline = Arc::new(CallDeadline::new(Some(self.config.open_timeout), None));
+            store.data_mut().deadline = Some(deadline.clone());
+            let stderr = self.context.stderr.clone();
+            let bindings = bounded(
+                "instantiate",
+                &deadline,
+                &mut self.cancel,
+                &stderr,
+                self.plugin.pre.instantiate_async(&mut store),
+            )
+            .await?;
+            let name = self.context.name.to_string();
+            let opened = bounded(
+                "open",
+                &deadline,
+                &mut self.cancel,
+                &stderr,
+                bindings
+                    .warden_resource_resource_type()
+                    .instance()
+                    .call_open(&mut store, &name, &self.properties),
+            )
+            .await?;
+            let handle = opened.map_err(|e| CallError::OpenRefused {
+                property: e.property,
+                reason: e.reason,
+            })?;
+            self.generations += 1;
+            self.live = Some(Live {
+                store,
+                bindings,
+                handle,
+            });
+        }
+        match self.live.as_mut() {
+            Some(live) => Ok(live),
+            None => unreachable!("set above"),
+        }
+    }
+
+    /// Call `f` on the live instance within `deadline`. On any failure the
+    /// instance is discarded.
+    async fn call<T>(
+        &mut self,
+        call: &'static str,
+        deadline: CallDeadline,
+        f: impl for<'a> FnOnce(&'a mut Store<HostState>, &'a PluginBindings, ResourceAny) -> CallFuture<'a, T>,
+    ) -> Result<T, CallError> {
+        let result = self.try_call(call, deadline, f).await;
+        if result.is_err() {
+            self.discard();
+        }
+        result
+    }
+
+    async fn try_call<T>(
+        &mut self,
+        call: &'static str,
+        deadline: CallDeadline,
+        f: impl for<'a> FnOnce(&'a mut Store<HostState>, &'a PluginBindings, ResourceAny) -> CallFuture<'a, T>,
+    ) -> Result<T, CallError> {
+        let deadline = Arc::new(deadline);
+        let stderr = self.context.stderr.clone();
+        self.ensure_live().await?;
+        let Some(live) = self.live.as_mut() else {
+            unreachable!("ensure_live succeeded")
+        };
+        live.store.data_mut().deadline = Some(deadline.clone());
+        let handle = live.handle;
+        let work = f(&mut live.store, &live.bindings, handle);
+        bounded(call, &deadline, &mut self.cancel, &stderr, work).await
+    }
+
+    /// Throw the store away; the next call starts from a fresh instance.
+    pub fn discard(&mut self) {
+        self.live = None;
+    }
+
+    pub async fn online(&mut self, deadline: CallDeadline) -> Result<Result<(), String>, CallError> {
+        self.call("online", deadline, |store, b, h| {
+            Box::pin(async move { b.warden_resource_resource_type().instance().call_online(store, h).await })
+        })
+        .await
+    }
+
+    pub async fn offline(&mut self, deadline: CallDeadline) -> Result<Result<(), String>, CallError> {
+        self.call("offline", deadline, |store, b, h| {
+            Box::pin(async move { b.warden_resource_resource_type().instance().call_offline(store, h).await })
+        })
+        .await
+    }
+
+    pub async fn terminate(&mut self, timeout: Duration) -> Result<(), CallError> {
+        self.call("terminate", CallDeadline::new(Some(timeout), None), |store, b, h| {
+            Box::pin(async move { b.warden_resource_resource_type().instance().call_terminate(store, h).await })
+        })
+        .await
+    }
+
+    pub async fn looks_alive(&mut self, timeout: Duration) -> Result<Health, CallError> {
+        self.call("looks-alive", CallDeadline::new(Some(timeout), None), |store, b, h| {
+            Box::pin(async move { b.warden_resource_resource_type().instance().call_looks_alive(store, h).await })
+        })
+        .await
+    }
+
+    pub async fn is_alive(&mut self, timeout: Duration) -> Result<Health, CallError> {
+        self.call("is-alive", CallDeadline::new(Some(timeout), None), |store, b, h| {
+            Box::pin(async move { b.warden_resource_resource_type().instance().call_is_alive(store, h).await })
+        })
+        .await
+    }
+
+    pub async fn control(
+        &mut self,
+        code: &str,
+        payload: &str,
+        timeout: Duration,
+    ) -> Result<Result<String, String>, CallError> {
+        let (code, payload) = (code.to_string(), payload.to_string());
+        self.call("control", CallDeadline::new(Some(timeout), None), move |store, b, h| {
+            Box::pin(async move {
+                b.warden_resource_resource_type()
+                    .instance()
+                    .call_control(store, h, &code, &payload)
+                    .await
+            })
+        })
+        .await
+    }
+
+    /// Close the resource (drop its handle in the guest) and the store.
+    pub async fn close(&mut self, timeout: Duration) -> Result<(), CallError> {
+        let Some(mut live) = self.live.take() else {
+            return Ok(());
+        };
+        let deadline = CallDeadline::new(Some(timeout), None);
+        let stderr = self.context.stderr.clone();
+        let handle = live.handle;
+        bounded(
+            "close",
+            &deadline,
+            &mut self.cancel,
+            &stderr,
+            handle.resource_drop_async(&mut live.store),
+        )
+        .await
+    }
+}

@@ -1,0 +1,332 @@
+//! Loading a resource type: bytes -> checked, compiled, described plugin.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use wasmtime::Store;
+use wasmtime::component::Component;
+
+use super::call::CallError;
+use super::deadline::CallDeadline;
+use super::engine::Runtime;
+use super::guest_output::GuestOutput;
+use super::host_state::{HostState, ResourceContext};
+use crate::contract::{self, ContractError, PropertyKind, TypeInfo, bindings::PluginPre};
+
+/// How long `describe` and `validate` may take.
+pub const TYPE_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Memory limit for type-level calls (describe, validate).
+const TYPE_CALL_MEMORY: usize = 64 << 20;
+
+/// Why a file could not be loaded as a resource type. Each names what is
+/// wrong; the file's name is added by whoever read the file.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("not a WebAssembly file (it starts with {0:02x?}, not \\0asm)")]
+    NotWasm(Vec<u8>),
+    #[error(
+        "a core WebAssembly module, not a component: build the plugin for wasm32-wasip2 \
+         (cargo build --target wasm32-wasip2) so that it is a component"
+    )]
+    CoreModule,
+    #[error("could not compile the component: {0}")]
+    Compile(String),
+    #[error(transparent)]
+    Contract(#[from] ContractError),
+    #[error("the plugin imports something this agent does not provide: {0}")]
+    Link(String),
+    #[error("describe() failed: {0}")]
+    Describe(CallError),
+    #[error("the type's description is not valid: {0}")]
+    Schema(String),
+}
+
+/// A loaded resource type: compiled, linked, described. Shared by every
+/// resource of the type; each resource instantiates it in its own store.
+pub struct Plugin {
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) pre: PluginPre<HostState>,
+    info: TypeInfo,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.info.name)
+            .field("version", &self.info.version)
+            .finish()
+    }
+}
+
+impl Plugin {
+    /// Check, compile, link and describe a component.
+    pub async fn load(runtime: &Arc<Runtime>, bytes: &[u8]) -> Result<Plugin, LoadError> {
+        check_header(bytes)?;
+        let engine = runtime.engine.clone();
+        let owned = bytes.to_vec();
+        // Compiling takes milliseconds to seconds of CPU: keep it off the
+        // async workers that drive health checks.
+        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &owned))
+            .await
+            .map_err(|e| LoadError::Compile(format!("the compile task failed: {e}")))?
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        Plugin::from_component(runtime, component).await
+    }
+
+    /// Load a component compiled earlier with [`Runtime::engine`]
+    /// (`Engine::precompile_component`).
+    ///
+    /// # Safety
+    /// `bytes` must come from `precompile_component` of a compatible engine;
+    /// wasmtime trusts precompiled code (see `Component::deserialize`).
+    pub async unsafe fn load_precompiled(runtime: &Arc<Runtime>, bytes: &[u8]) -> Result<Plugin, LoadError> {
+        // SAFETY: the caller vouches that the bytes are our own artifact.
+        let component = unsafe { Component::deserialize(&runtime.engine, bytes) }
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        Plugin::from_component(runtime, component).await
+    }
+
+    async fn from_component(runtime: &Arc<Runtime>, component: Component) -> Result<Plugin, LoadError> {
+        contract::check(&runtime.engine, &component)?;
+        let pre = runtime
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let pre = PluginPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let mut plugin = Plugin {
+            runtime: runtime.clone(),
+            pre,
+            info: placeholder_info(),
+        };
+        let info = plugin
+            .type_call("describe", |store, bindings| {
+                Box::pin(bindings.warden_resource_resource_type().call_describe(store))
+            })
+            .await
+            .map_err(LoadError::Describe)?;
+        check_schema(&info).map_err(LoadError::Schema)?;
+        plugin.info = info;
+        Ok(plugin)
+    }
+
+    /// What the plugin said about itself.
+    pub fn info(&self) -> &TypeInfo {
+        &self.info
+    }
+
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// Ask the plugin whether `properties` are valid for a resource.
+    pub async fn validate(&self, properties: &[(String, String)]) -> Result<Result<(), contract::PropertyError>, CallError> {
+        let properties = properties.to_vec();
+        self.type_call("validate", move |store, bindings| {
+            Box::pin(async move {
+                bindings
+                    .warden_resource_resource_type()
+                    .call_validate(store, &properties)
+                    .await
+            })
+        })
+        .await
+    }
+
+    /// Run a type-level call in a throwaway store.
+    async fn type_call<T, F>(&self, call: &'static str, f: F) -> Result<T, CallError>
+    where
+        F: for<'a> FnOnce(
+            &'a mut Store<HostState>,
+            &'a contract::PluginBindings,
+        ) -> std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<T>> + Send + 'a>>,
+    {
+        let context = ResourceContext::for_type(&self.info.name);
+        let stderr = context.stderr.clone();
+        let mut store = new_store(&self.runtime, context, TYPE_CALL_MEMORY);
+        let deadline = Arc::new(CallDeadline::new(Some(TYPE_CALL_TIMEOUT), None));
+        store.data_mut().deadline = Some(deadline.clone());
+        let (_cancel_tx, mut cancel) = watch::channel(0u64);
+        let bindings = bounded(
+            "instantiate",
+            &deadline,
+            &mut cancel,
+            &stderr,
+            self.pre.instantiate_async(&mut store),
+        )
+        .await?;
+        bounded(call, &deadline, &mut cancel, &stderr, f(&mut store, &bindings)).await
+    }
+}
+
+/// A store for one instance of a plugin, with the limits every store gets.
+pub(crate) fn new_store(runtime: &Runtime, context: Arc<ResourceContext>, memory_limit: usize) -> Store<HostState> {
+    let mut store = Store::new(&runtime.engine, HostState::new(context, memory_limit));
+    store.limiter(|state| &mut state.memory);
+    // Yield to the scheduler at every epoch tick: a guest spinning in pure
+    // wasm then comes back to `bounded`, which cuts it off at its deadline.
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_async_yield_and_update(1);
+    store
+}
+
+/// Drive `call` until it returns, its deadline passes, or it is cancelled.
+///
+/// This is the one place where calls into plugins are bounded. A guest in a
+/// pure-wasm loop yields at every epoch tick; a guest blocked in a host call
+/// (a sleep, a socket) is waiting on a future. Either way control comes back
+/// here, and dropping `call` abandons the guest where it is. The caller must
+/// then discard the store.
+pub(crate) async fn bounded<T>(
+    call: &'static str,
+    deadline: &CallDeadline,
+    cancel: &mut watch::Receiver<u64>,
+    stderr: &GuestOutput,
+    work: impl Future<Output = wasmtime::Result<T>>,
+) -> Result<T, CallError> {
+    let said_before = stderr.line_count();
+    cancel.borrow_and_update();
+    tokio::pin!(work);
+    loop {
+        let at = deadline.at();
+        let timer = async move {
+            match at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            result = &mut work => {
+                return result.map_err(|err| {
+                    CallError::from_wasmtime(call, &err, stderr.lines_since(said_before))
+                });
+            }
+            changed = cancel.changed() => {
+                if changed.is_ok() {
+                    return Err(CallError::Cancelled { call, after: deadline.elapsed() });
+                }
+                // The canceller is gone: nothing can cancel any more.
+                std::future::pending::<()>().await;
+            }
+            () = timer => {
+                // Progress may have moved the deadline while we slept.
+                if deadline.at().is_some_and(|at| at <= Instant::now()) {
+                    return Err(CallError::TimedOut { call, after: deadline.allowed() });
+                }
+            }
+        }
+    }
+}
+
+fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
+    const MAGIC: &[u8] = b"\0asm";
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        return Err(LoadError::NotWasm(bytes.iter().take(4).copied().collect()));
+    }
+    // Bytes 4..8: version 1 / layer 0 is a core module; a component has
+    // layer 1.
+    if bytes[4..8] == [1, 0, 0, 0] {
+        return Err(LoadError::CoreModule);
+    }
+    Ok(())
+}
+
+fn placeholder_info() -> TypeInfo {
+    TypeInfo {
+        name: String::new(),
+        version: String::new(),
+        description: String::new(),
+        properties: Vec::new(),
+        timing: contract::Timing {
+            pending_timeout_ms: 0,
+            looks_alive_interval_ms: 0,
+            is_alive_interval_ms: 0,
+            check_timeout_ms: 0,
+        },
+        flags: contract::TypeFlags::empty(),
+    }
+}
+
+/// Reject descriptions the agent could not work with, naming the field.
+fn check_schema(info: &TypeInfo) -> Result<(), String> {
+    let valid_name = |name: &str| {
+        !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    if !valid_name(&info.name) {
+        return Err(format!(
+            "type name {:?} must be 1 to 64 characters of a-z, 0-9 and -",
+            info.name
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for spec in &info.properties {
+        if !valid_name(&spec.name) {
+            return Err(format!(
+                "property name {:?} must be 1 to 64 characters of a-z, 0-9 and -",
+                spec.name
+            ));
+        }
+        if !seen.insert(spec.name.as_str()) {
+            return Err(format!("property {:?} is declared twice", spec.name));
+        }
+        if let Some(default) = &spec.default_value {
+            check_kind(spec.kind, default)
+                .map_err(|why| format!("property {:?}: default {default:?} {why}", spec.name))?;
+        }
+    }
+    let timing = &info.timing;
+    for (field, value) in [
+        ("pending-timeout-ms", timing.pending_timeout_ms),
+        ("is-alive-interval-ms", timing.is_alive_interval_ms),
+        ("check-timeout-ms", timing.check_timeout_ms),
+    ] {
+        if value == 0 {
+            return Err(format!("timing {field} must be above 0"));
+        }
+    }
+    Ok(())
+}
+
+/// Check a property value against its declared kind.
+pub fn check_kind(kind: PropertyKind, value: &str) -> Result<(), String> {
+    let ok = match kind {
+        PropertyKind::String => true,
+        PropertyKind::Integer => value.parse::<i64>().is_ok(),
+        PropertyKind::Boolean => matches!(value, "true" | "false"),
+        PropertyKind::DurationMs => value.parse::<u64>().is_ok(),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("is not a valid {}", kind_name(kind)))
+    }
+}
+
+pub fn kind_name(kind: PropertyKind) -> &'static str {
+    match kind {
+        PropertyKind::String => "string",
+        PropertyKind::Integer => "integer",
+        PropertyKind::Boolean => "boolean (true or false)",
+        PropertyKind::DurationMs => "duration in milliseconds",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_told_apart() {
+        assert!(matches!(check_header(b"hello world"), Err(LoadError::NotWasm(_))));
+        assert!(matches!(check_header(b"\0asm"), Err(LoadError::NotWasm(_))));
+        assert!(matches!(check_header(b"\0asm\x01\0\0\0"), Err(LoadError::CoreModule)));
+        assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
+    }
+}

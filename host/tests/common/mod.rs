@@ -1,0 +1,90 @@
+//! Shared set-up for the host's integration tests: one runtime, the plugins
+//! built from `plugins/` by build.rs, and small helpers to run resources.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use warden::monitor::{Monitor, ResourceHandle, ResourceSpec, ResourceState, RestartPolicy, TimingOverrides};
+use warden::runtime::{Grants, Plugin, Runtime, RuntimeConfig};
+
+/// One runtime for the whole test binary: engines reserve address space for
+/// their instance pool, so tests share it rather than build one each.
+pub fn runtime() -> Arc<Runtime> {
+    static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            Runtime::new(RuntimeConfig {
+                max_instances: 256,
+                max_memory_bytes: 256 << 20,
+                ..RuntimeConfig::default()
+            })
+            .expect("runtime")
+        })
+        .clone()
+}
+
+pub const CHAOS: &str = env!("WARDEN_PLUGIN_CHAOS");
+pub const PROCESS: &str = env!("WARDEN_PLUGIN_PROCESS");
+pub const DESCRIBE_TRAPS: &str = env!("WARDEN_PLUGIN_DESCRIBE_TRAPS");
+pub const FUTURE_CONTRACT: &str = env!("WARDEN_PLUGIN_FUTURE_CONTRACT");
+
+pub async fn load(path: &str) -> Arc<Plugin> {
+    let bytes = std::fs::read(path).expect("plugin file");
+    Arc::new(Plugin::load(&runtime(), &bytes).await.expect("plugin loads"))
+}
+
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// A resource spec with short timers, suitable for tests.
+pub fn spec(name: &str, props: &[(&str, &str)]) -> ResourceSpec {
+    ResourceSpec {
+        name: name.to_string(),
+        type_name: String::new(),
+        properties: props
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        timing: TimingOverrides {
+            pending_timeout: Some(ms(500)),
+            looks_alive_interval: Some(ms(100)),
+            is_alive_interval: Some(ms(150)),
+            check_timeout: Some(ms(300)),
+            terminate_timeout: Some(ms(300)),
+        },
+        restart: RestartPolicy {
+            threshold: 0,
+            ..RestartPolicy::default()
+        },
+        memory_limit: Some(32 << 20),
+        data_dir: std::env::temp_dir(),
+        grants: Grants::default(),
+    }
+}
+
+pub fn data_dir() -> PathBuf {
+    let dir = tempfile::tempdir().expect("tempdir");
+    dir.keep()
+}
+
+/// Wait until the resource is in `state`, or panic with its status.
+pub async fn wait_state(handle: &ResourceHandle, state: ResourceState, within: Duration) {
+    if handle.wait_for(within, |s| s.state == state).await.is_none() {
+        panic!(
+            "{} did not reach {state} within {within:?}: {:?}",
+            handle.name(),
+            handle.status()
+        );
+    }
+}
+
+/// A monitor with one chaos resource online.
+pub async fn online_chaos(monitor: &mut Monitor, name: &str, props: &[(&str, &str)]) -> ResourceHandle {
+    let handle = monitor.add(load(CHAOS).await, spec(name, props)).await.expect("valid spec");
+    handle.online().expect("actor runs");
+    wait_state(&handle, ResourceState::Online, Duration::from_secs(10)).await;
+    handle
+}

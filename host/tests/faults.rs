@@ -1,0 +1,323 @@
+//! Fault tests: plugins that hang, trap, exhaust memory or recurse, in every
+//! export. Each resource must end Failed within its deadline plus a margin,
+//! with a reason that says what happened, while a healthy resource in the
+//! same monitor keeps its checks on schedule.
+//!
+//! Deadlines in these tests are short (100-500 ms). The margin allowed on
+//! top is generous (CI machines have two cores); how precise the cut-off
+//! really is, is measured by the benchmark, not asserted here.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use warden::monitor::{EventKind, Monitor, ResourceState, RestartPolicy};
+
+const MARGIN: Duration = Duration::from_millis(1500);
+
+/// Bring up a `chaos` resource with `fault`, trigger the faulty export,
+/// and return the reason it failed with and how long that took from the
+/// moment the faulty call started (approximately).
+async fn fail_with(fault: &str) -> (String, Duration) {
+    let mut monitor = Monitor::default();
+    let export = fault.split_once(':').map(|(_, e)| e).unwrap_or("");
+    let handle = monitor
+        .add(load(CHAOS).await, spec(&format!("r-{}", fault.replace(':', "-")), &[("fault", fault)]))
+        .await
+        .expect("valid spec");
+    let started;
+    match export {
+        "open" | "online" => {
+            started = Instant::now();
+            handle.online().expect("actor");
+        }
+        "offline" => {
+            handle.online().expect("actor");
+            wait_state(&handle, ResourceState::Online, ms(5000)).await;
+            started = Instant::now();
+            handle.offline().expect("actor");
+        }
+        // Checks start one interval after online.
+        "is-alive" | "looks-alive" => {
+            handle.online().expect("actor");
+            wait_state(&handle, ResourceState::Online, ms(5000)).await;
+            started = Instant::now();
+        }
+        other => panic!("no trigger for {other}"),
+    }
+    let status = handle
+        .wait_for(ms(10_000), |s| s.state == ResourceState::Failed)
+        .await
+        .unwrap_or_else(|| panic!("{fault}: never Failed: {:?}", handle.status()));
+    let took = started.elapsed();
+    monitor.shutdown().await;
+    (status.reason.unwrap_or_default(), took)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hangs_are_cut_off_at_their_deadline() {
+    // Pending timeout 500 ms; checks every 100/150 ms with a 300 ms timeout.
+    for (fault, reason, deadline) in [
+        ("hang:online", "online timed out after 500ms", ms(500)),
+        ("block:online", "online timed out after 500ms", ms(500)),
+        ("hang:offline", "offline timed out after 500ms", ms(500)),
+        ("block:offline", "offline timed out after 500ms", ms(500)),
+        ("hang:looks-alive", "looks-alive timed out after 300ms", ms(100 + 300)),
+        ("block:looks-alive", "looks-alive timed out after 300ms", ms(100 + 300)),
+        ("hang:is-alive", "is-alive timed out after 300ms", ms(150 + 300)),
+        ("block:is-alive", "is-alive timed out after 300ms", ms(150 + 300)),
+        // Open is bounded by the check timeout; the terminate that follows
+        // the failure opens a fresh instance, which hangs as well.
+        ("hang:open", "open timed out after 300ms", ms(300 + 300)),
+        ("block:open", "open timed out after 300ms", ms(300 + 300)),
+    ] {
+        let (got, took) = fail_with(fault).await;
+        assert!(got.starts_with(reason), "{fault}: reason {got:?}, wanted {reason:?}");
+        assert!(took < deadline + MARGIN, "{fault}: took {took:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traps_in_every_export_are_reported_with_the_plugins_words() {
+    for (fault, reason) in [
+        ("trap:open", "open trapped"),
+        ("trap:online", "online trapped"),
+        ("trap:looks-alive", "looks-alive trapped"),
+        ("trap:is-alive", "is-alive trapped"),
+        ("trap:offline", "offline trapped"),
+    ] {
+        let (got, _) = fail_with(fault).await;
+        assert!(got.starts_with(reason), "{fault}: {got:?}");
+        let export = fault.trim_start_matches("trap:");
+        assert!(
+            got.contains(&format!("chaos: deliberate trap in {export}")),
+            "{fault}: the panic message is missing from {got:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unbounded_allocation_stops_at_the_memory_limit() {
+    for export in ["online", "is-alive", "looks-alive", "offline"] {
+        let (got, _) = fail_with(&format!("oom:{export}")).await;
+        assert!(
+            got.starts_with(&format!("{export} stopped: memory limit of 32 MiB reached")),
+            "oom:{export}: {got:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unbounded_recursion_overflows_the_stack_not_the_agent() {
+    for export in ["online", "is-alive", "looks-alive", "offline"] {
+        let (got, _) = fail_with(&format!("recurse:{export}")).await;
+        assert_eq!(
+            got,
+            format!("{export} overflowed its stack (unbounded recursion?)"),
+            "recurse:{export}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_in_terminate_is_reported_and_the_resource_still_fails() {
+    let mut monitor = Monitor::default();
+    let mut events = monitor.subscribe();
+    let handle = online_chaos(&mut monitor, "t", &[("fault", "trap:terminate")]).await;
+    handle.control("fail", "disk on fire").await.expect("actor").expect("control");
+    let status = handle
+        .wait_for(ms(5000), |s| s.state == ResourceState::Failed)
+        .await
+        .expect("fails");
+    assert!(status.reason.as_deref().unwrap_or("").contains("disk on fire"), "{status:?}");
+    let mut saw_terminate_failed = false;
+    while let Ok(event) = events.try_recv() {
+        if let EventKind::TerminateFailed { reason } = &event.kind {
+            assert!(reason.starts_with("terminate trapped"), "{reason}");
+            saw_terminate_failed = true;
+        }
+    }
+    assert!(saw_terminate_failed);
+    monitor.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_in_control_answers_an_error_and_the_next_call_gets_a_fresh_instance() {
+    let mut monitor = Monitor::default();
+    let handle = online_chaos(&mut monitor, "c", &[("fault", "trap:control")]).await;
+    let answer = handle.control("anything", "").await.expect("actor");
+    let err = answer.expect_err("control trapped");
+    assert!(err.starts_with("control trapped"), "{err}");
+    // The resource stays online; the next check runs on a new instance.
+    let checks = handle.status().checks;
+    handle
+        .wait_for(ms(5000), |s| s.checks >= checks + 2)
+        .await
+        .expect("checks go on");
+    let status = handle.status();
+    assert_eq!(status.state, ResourceState::Online);
+    assert_eq!(status.instances, 2, "one instance before the trap, one after");
+    monitor.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_resource_keeps_its_schedule_while_others_misbehave() {
+    let mut monitor = Monitor::default();
+    let mut events = monitor.subscribe();
+    let healthy = online_chaos(&mut monitor, "healthy", &[]).await;
+    let plugin = load(CHAOS).await;
+    let mut bad = Vec::new();
+    for fault in ["hang:is-alive", "hang:looks-alive", "oom:is-alive", "recurse:looks-alive", "trap:is-alive"] {
+        let mut s = spec(&format!("bad-{}", fault.replace(':', "-")), &[("fault", fault)]);
+        // Fail, restart, fail again, for the whole test.
+        s.restart = RestartPolicy {
+            threshold: 1000,
+            ..RestartPolicy::default()
+        };
+        let handle = monitor.add(plugin.clone(), s).await.expect("valid");
+        handle.online().expect("actor");
+        bad.push(handle);
+    }
+    // Also one that spins in online, cut off every 500 ms.
+    let mut s = spec("bad-hang-online", &[("fault", "hang:online")]);
+    s.restart.threshold = 1000;
+    let hang = monitor.add(plugin, s).await.expect("valid");
+    hang.online().expect("actor");
+
+    let window = Duration::from_secs(4);
+    let start = Instant::now();
+    let mut last: Option<Instant> = None;
+    let mut worst = Duration::ZERO;
+    let mut healthy_checks = 0;
+    while start.elapsed() < window {
+        let Ok(Ok(event)) = tokio::time::timeout(ms(200), events.recv()).await else {
+            continue;
+        };
+        if event.resource != "healthy" {
+            continue;
+        }
+        if let EventKind::Check { check: "is-alive", healthy: ok, .. } = event.kind {
+            assert!(ok, "the healthy resource failed a check");
+            let now = Instant::now();
+            if let Some(prev) = last {
+                worst = worst.max(now - prev);
+            }
+            last = Some(now);
+            healthy_checks += 1;
+        }
+    }
+    // is-alive every 150 ms for 4 s: about 26 checks.
+    assert!(healthy_checks >= 15, "only {healthy_checks} checks in {window:?}");
+    assert!(worst < ms(150) + ms(400), "a gap of {worst:?} between checks of the healthy resource");
+    assert_eq!(healthy.status().state, ResourceState::Online);
+    for handle in &bad {
+        assert!(handle.status().instances > 1 || handle.status().state != ResourceState::Online);
+    }
+    monitor.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_reports_extend_the_pending_deadline_up_to_the_cap() {
+    let mut monitor = Monitor::default();
+    let plugin = load(CHAOS).await;
+    // 1.5 s of online with a 500 ms pending timeout, reporting every 200 ms.
+    let slow = monitor
+        .add(plugin.clone(), spec("slow", &[("online-ms", "1500"), ("progress-ms", "200")]))
+        .await
+        .expect("valid");
+    slow.online().expect("actor");
+    wait_state(&slow, ResourceState::Online, ms(5000)).await;
+
+    // Without progress the same online times out.
+    let silent = monitor
+        .add(plugin.clone(), spec("silent", &[("online-ms", "1500")]))
+        .await
+        .expect("valid");
+    silent.online().expect("actor");
+    let status = silent
+        .wait_for(ms(5000), |s| s.state == ResourceState::Failed)
+        .await
+        .expect("fails");
+    assert_eq!(status.reason.as_deref(), Some("online timed out after 500ms"));
+
+    // Progress cannot stretch a call past 10 pending timeouts (5 s here).
+    let endless = monitor
+        .add(plugin, spec("endless", &[("online-ms", "60000"), ("progress-ms", "100")]))
+        .await
+        .expect("valid");
+    let started = Instant::now();
+    endless.online().expect("actor");
+    let status = endless
+        .wait_for(ms(15_000), |s| s.state == ResourceState::Failed)
+        .await
+        .expect("fails at the cap");
+    assert!(status.reason.as_deref().unwrap_or("").starts_with("online timed out after 5"), "{status:?}");
+    assert!(started.elapsed() >= ms(5000));
+    monitor.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_can_cancel_a_pending_online() {
+    let mut monitor = Monitor::default();
+    let mut s = spec("stuck", &[("fault", "hang:online")]);
+    s.timing.pending_timeout = Some(Duration::from_secs(600));
+    let handle = monitor.add(load(CHAOS).await, s).await.expect("valid");
+    handle.online().expect("actor");
+    wait_state(&handle, ResourceState::OnlinePending, ms(5000)).await;
+    tokio::time::sleep(ms(200)).await;
+    handle.cancel_pending();
+    let status = handle
+        .wait_for(ms(5000), |s| s.state == ResourceState::Failed)
+        .await
+        .expect("cancelled");
+    assert!(
+        status.reason.as_deref().unwrap_or("").starts_with("online was cancelled by the operator"),
+        "{status:?}"
+    );
+    monitor.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_restarted_up_to_the_threshold_then_the_resource_stays_failed() {
+    let mut monitor = Monitor::default();
+    let mut events = monitor.subscribe();
+    let mut s = spec("flaky", &[]);
+    s.restart = RestartPolicy {
+        threshold: 3,
+        period: Duration::from_secs(900),
+        delay: ms(50),
+    };
+    let handle = monitor.add(load(CHAOS).await, s).await.expect("valid");
+    handle.online().expect("actor");
+    for failure in 1..=3u32 {
+        wait_state(&handle, ResourceState::Online, ms(5000)).await;
+        handle.control("fail", &format!("failure {failure}")).await.expect("actor").expect("control");
+        handle
+            .wait_for(ms(5000), |s| s.recent_failures == failure)
+            .await
+            .unwrap_or_else(|| panic!("failure {failure} not counted: {:?}", handle.status()));
+    }
+    // The third failure within the period is final.
+    let status = handle
+        .wait_for(ms(5000), |s| s.state == ResourceState::Failed)
+        .await
+        .expect("stays failed");
+    tokio::time::sleep(ms(300)).await;
+    assert_eq!(handle.status().state, ResourceState::Failed, "no restart after the threshold");
+    assert_eq!(status.reason.as_deref(), Some("is-alive failed: failure 3"));
+    let mut scheduled = 0;
+    let mut given_up = 0;
+    while let Ok(event) = events.try_recv() {
+        match event.kind {
+            EventKind::RestartScheduled { .. } => scheduled += 1,
+            EventKind::RestartGivenUp { failures, threshold, .. } => {
+                assert_eq!((failures, threshold), (3, 3));
+                given_up += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!((scheduled, given_up), (2, 1));
+    monitor.shutdown().await;
+}

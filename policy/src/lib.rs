@@ -1,0 +1,26 @@
+//! Warden's group policy engine.
+//!
+//! A pure, deterministic state machine in the manner of the Windows cluster
+//! service's failover manager and Pacemaker's scheduler: [`Event`]s and the
+//! current time go in, [`Action`]s come out. No I/O, no clock, no threads, so
+//! the same inputs always give the same outputs, hours of cluster life can be
+//! tested in milliseconds, and [`Engine::what_if`] is a clone.
+//!
+//! The driver (the resource monitor) carries out `BringOnline` / `TakeOffline`
+//! and reports the results back as events; it sends [`Event::Tick`] at
+//! [`Engine::next_deadline`]. See README.md for the rules.
+
+mod config;
+mod engine;
+mod event;
+mod time;
+
+pub use config::{
+    ClusterConfig, ConfigError, Failback, GroupConfig, GroupId, NodeId, ResourceConfig,
+    ResourceId, RestartAction, RestartPolicy,
+};
+pub use engine::{
+    Engine, GroupState, GroupView, NodeStatus, NodeView, ResourceState, ResourceView,
+};
+pub use event::{Action, Event, MoveKind};
+pub use time::{Millis, ParseMillisError};
