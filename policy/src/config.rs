@@ -194,7 +194,9 @@ pub enum ConfigError {
     UnknownNode { group: GroupId, node: NodeId },
     #[error("group {0} has no possible owner")]
     NoPossibleOwner(GroupId),
-    #[error("failback window {start}..{end} of group {group} is invalid (hours 0..=23, start != end)")]
+    #[error(
+        "failback window {start}..{end} of group {group} is invalid (hours 0..=23, start != end)"
+    )]
     InvalidFailbackWindow { group: GroupId, start: u8, end: u8 },
     #[error("dependency cycle in group {group}: {cycle}")]
     Cycle { group: GroupId, cycle: String },
@@ -289,10 +291,13 @@ pub(crate) fn compile(config: &ClusterConfig) -> Result<Model, ConfigError> {
     let mut groups = Vec::new();
     for g in &config.groups {
         let node = |n: &NodeId| {
-            node_ix.get(n).copied().ok_or_else(|| ConfigError::UnknownNode {
-                group: g.name.clone(),
-                node: n.clone(),
-            })
+            node_ix
+                .get(n)
+                .copied()
+                .ok_or_else(|| ConfigError::UnknownNode {
+                    group: g.name.clone(),
+                    node: n.clone(),
+                })
         };
         let mut possible = vec![g.possible_owners.is_none(); config.nodes.len()];
         for n in g.possible_owners.iter().flatten() {
@@ -306,7 +311,8 @@ pub(crate) fn compile(config: &ClusterConfig) -> Result<Model, ConfigError> {
             }
         }
         let mut candidates = preferred.clone();
-        candidates.extend((0..config.nodes.len()).filter(|i| possible[*i] && !preferred.contains(i)));
+        candidates
+            .extend((0..config.nodes.len()).filter(|i| possible[*i] && !preferred.contains(i)));
         if candidates.is_empty() {
             return Err(ConfigError::NoPossibleOwner(g.name.clone()));
         }
@@ -437,17 +443,19 @@ fn find_cycle(members: &[usize], res: &[ResModel]) -> Option<String> {
     fn visit(
         i: usize,
         res: &[ResModel],
-        mark: &mut HashMap<usize, Mark>,
+        mark: &mut [Mark],
         stack: &mut Vec<usize>,
     ) -> Option<String> {
-        mark.insert(i, Mark::OnStack);
+        mark[i] = Mark::OnStack;
         stack.push(i);
         for &d in &res[i].deps {
-            match mark.get(&d).copied().unwrap_or(Mark::New) {
+            match mark[d] {
                 Mark::OnStack => {
                     let start = stack.iter().position(|&s| s == d).unwrap_or(0);
-                    let mut names: Vec<&str> =
-                        stack[start..].iter().map(|&s| res[s].name.as_str()).collect();
+                    let mut names: Vec<&str> = stack[start..]
+                        .iter()
+                        .map(|&s| res[s].name.as_str())
+                        .collect();
                     names.push(res[d].name.as_str());
                     return Some(names.join(" -> "));
                 }
@@ -460,16 +468,18 @@ fn find_cycle(members: &[usize], res: &[ResModel]) -> Option<String> {
             }
         }
         stack.pop();
-        mark.insert(i, Mark::Done);
+        mark[i] = Mark::Done;
         None
     }
-    let mut mark = HashMap::new();
+    // Indexed by resource; only this group's members are ever visited, since
+    // dependencies were checked to stay inside the group.
+    let mut mark = vec![Mark::New; res.len()];
+    let mut stack = Vec::new();
     for &m in members {
-        if mark.get(&m).copied().unwrap_or(Mark::New) == Mark::New {
-            let mut stack = Vec::new();
-            if let Some(c) = visit(m, res, &mut mark, &mut stack) {
-                return Some(c);
-            }
+        if mark[m] == Mark::New
+            && let Some(c) = visit(m, res, &mut mark, &mut stack)
+        {
+            return Some(c);
         }
     }
     None

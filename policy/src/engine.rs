@@ -132,7 +132,10 @@ enum Goal {
     Offline,
     Online,
     /// Take everything offline on the owner, then place it on `to`.
-    Moving { to: usize, kind: MoveKind },
+    Moving {
+        to: usize,
+        kind: MoveKind,
+    },
     /// Take everything offline and stay so; with `retry_at`, place it again
     /// then, or earlier on a node other than `avoid` as soon as one is up.
     Failed {
@@ -184,6 +187,15 @@ impl ResRt {
             refused: false,
             failed_reason: None,
         }
+    }
+}
+
+/// "once", "2 times": counts in reasons read by people.
+fn times(n: usize) -> String {
+    if n == 1 {
+        "once".to_string()
+    } else {
+        format!("{n} times")
     }
 }
 
@@ -474,6 +486,22 @@ impl Engine {
         self.m.res_ix.get(name).map(|&r| self.resource_view(r))
     }
 
+    /// Every resource's state and node, in configuration order, without
+    /// allocating: for drivers and checkers that look after every event.
+    pub fn resource_states(&self) -> impl Iterator<Item = (&str, ResourceState, Option<&str>)> {
+        self.res.iter().enumerate().map(|(r, rr)| {
+            let rm = &self.m.res[r];
+            let node = if active(rr.state) {
+                self.groups[rm.group]
+                    .owner
+                    .map(|o| self.m.nodes[o].as_str())
+            } else {
+                None
+            };
+            (rm.name.as_str(), rr.state, node)
+        })
+    }
+
     fn node_view(&self, i: usize) -> NodeView {
         NodeView {
             name: self.m.nodes[i].clone(),
@@ -538,7 +566,10 @@ impl Engine {
             Goal::Offline => GroupState::Pending,
             Goal::Online => {
                 let rs = &self.m.groups[g].resources;
-                if rs.iter().all(|&r| self.res[r].state == ResourceState::Online) {
+                if rs
+                    .iter()
+                    .all(|&r| self.res[r].state == ResourceState::Online)
+                {
                     GroupState::Online
                 } else if self.settled(g) {
                     GroupState::PartialOnline
@@ -632,42 +663,43 @@ impl Engine {
     // ----- applying events -------------------------------------------------
 
     fn apply(&mut self, event: Event, out: &mut Vec<Action>) {
-        let what = event.to_string();
-        match event {
+        // Rendered only when an action quotes it: most events need no text.
+        let what = &event;
+        match &event {
             Event::NodeUp(n) => {
-                if let Some(i) = self.lookup_node(&n, &what, out)
+                if let Some(i) = self.lookup_node(n, what, out)
                     && self.nodes[i].status == NodeStatus::Down
                 {
                     self.nodes[i].status = NodeStatus::Up;
                 }
             }
             Event::NodeDown(n) => {
-                if let Some(i) = self.lookup_node(&n, &what, out) {
+                if let Some(i) = self.lookup_node(n, what, out) {
                     self.node_down(i, out);
                 }
             }
-            Event::NodePaused(n) => self.set_status(&n, &what, NodeStatus::Paused, out),
-            Event::NodeResumed(n) => self.set_status(&n, &what, NodeStatus::Up, out),
-            Event::NodeDraining(n) => self.set_status(&n, &what, NodeStatus::Draining, out),
+            Event::NodePaused(n) => self.set_status(n, what, NodeStatus::Paused, out),
+            Event::NodeResumed(n) => self.set_status(n, what, NodeStatus::Up, out),
+            Event::NodeDraining(n) => self.set_status(n, what, NodeStatus::Draining, out),
             Event::RecoveryActions { node, enabled } => {
-                if let Some(i) = self.lookup_node(&node, &what, out)
-                    && self.nodes[i].recovery != enabled
+                if let Some(i) = self.lookup_node(node, what, out)
+                    && self.nodes[i].recovery != *enabled
                 {
-                    self.nodes[i].recovery = enabled;
-                    let state = if enabled { "enabled" } else { "disabled" };
-                    Self::decision(out, node, format!("recovery actions {state}"));
+                    self.nodes[i].recovery = *enabled;
+                    let state = if *enabled { "enabled" } else { "disabled" };
+                    Self::decision(out, node.clone(), format!("recovery actions {state}"));
                 }
             }
             Event::GroupOnlineRequested(g) => {
-                if let Some(g) = self.lookup_group(&g, &what, out) {
-                    self.online_requested(g, &what, out);
+                if let Some(g) = self.lookup_group(g, what, out) {
+                    self.online_requested(g, what, out);
                 }
             }
             Event::GroupOfflineRequested(g) => {
-                if let Some(g) = self.lookup_group(&g, &what, out) {
+                if let Some(g) = self.lookup_group(g, what, out) {
                     if self.groups[g].goal == Goal::Offline {
                         out.push(Action::Refused {
-                            what,
+                            what: what.to_string(),
                             reason: format!("{} is already offline", self.gname(g)),
                         });
                     } else {
@@ -680,31 +712,41 @@ impl Engine {
                 }
             }
             Event::MoveRequested { group, to } => {
-                if let Some(g) = self.lookup_group(&group, &what, out) {
-                    self.move_requested(g, to, what, out);
+                if let Some(g) = self.lookup_group(group, what, out) {
+                    self.move_requested(g, to.clone(), what, out);
                 }
             }
             Event::ResourceOnline { resource, node } => {
-                if let Some((r, _)) = self.lookup_report(&resource, &node, &what, out) {
+                if let Some((r, _)) = self.lookup_report(resource, node, what, out) {
                     if self.res[r].state == ResourceState::OnlinePending {
                         self.res[r].state = ResourceState::Online;
                     } else {
-                        let reason = format!("{resource} is {}, not pending online", self.res[r].state);
-                        out.push(Action::Ignored { what, reason });
+                        let reason =
+                            format!("{resource} is {}, not pending online", self.res[r].state);
+                        out.push(Action::Ignored {
+                            what: what.to_string(),
+                            reason,
+                        });
                     }
                 }
             }
             Event::ResourceOffline { resource, node } => {
-                if let Some((r, n)) = self.lookup_report(&resource, &node, &what, out) {
+                if let Some((r, n)) = self.lookup_report(resource, node, what, out) {
                     match self.res[r].state {
                         ResourceState::OfflinePending => self.res[r].state = ResourceState::Offline,
                         ResourceState::Online | ResourceState::OnlinePending => {
-                            out.push(Action::Terminate { resource, node });
+                            out.push(Action::Terminate {
+                                resource: resource.clone(),
+                                node: node.clone(),
+                            });
                             self.resource_failed(r, n, "went offline unexpectedly", out);
                         }
                         s => {
                             let reason = format!("{resource} is {s}, not pending offline");
-                            out.push(Action::Ignored { what, reason });
+                            out.push(Action::Ignored {
+                                what: what.to_string(),
+                                reason,
+                            });
                         }
                     }
                 }
@@ -714,27 +756,33 @@ impl Engine {
                 node,
                 reason,
             } => {
-                if let Some((r, n)) = self.lookup_report(&resource, &node, &what, out) {
+                if let Some((r, n)) = self.lookup_report(resource, node, what, out) {
                     match self.res[r].state {
                         ResourceState::OfflinePending => {
                             out.push(Action::Terminate {
                                 resource: resource.clone(),
-                                node,
+                                node: node.clone(),
                             });
                             self.res[r].state = ResourceState::Offline;
                             Self::decision(
                                 out,
-                                resource,
+                                resource.clone(),
                                 format!("offline failed ({reason}): terminated, now offline"),
                             );
                         }
                         ResourceState::Online | ResourceState::OnlinePending => {
-                            out.push(Action::Terminate { resource, node });
-                            self.resource_failed(r, n, &reason, out);
+                            out.push(Action::Terminate {
+                                resource: resource.clone(),
+                                node: node.clone(),
+                            });
+                            self.resource_failed(r, n, reason, out);
                         }
                         s => {
                             let reason = format!("{resource} is {s}");
-                            out.push(Action::Ignored { what, reason });
+                            out.push(Action::Ignored {
+                                what: what.to_string(),
+                                reason,
+                            });
                         }
                     }
                 }
@@ -743,7 +791,7 @@ impl Engine {
         }
     }
 
-    fn lookup_node(&self, n: &str, what: &str, out: &mut Vec<Action>) -> Option<usize> {
+    fn lookup_node(&self, n: &str, what: &Event, out: &mut Vec<Action>) -> Option<usize> {
         let i = self.m.node_ix.get(n).copied();
         if i.is_none() {
             out.push(Action::Ignored {
@@ -754,7 +802,7 @@ impl Engine {
         i
     }
 
-    fn lookup_group(&self, g: &str, what: &str, out: &mut Vec<Action>) -> Option<usize> {
+    fn lookup_group(&self, g: &str, what: &Event, out: &mut Vec<Action>) -> Option<usize> {
         let i = self.m.group_ix.get(g).copied();
         if i.is_none() {
             out.push(Action::Refused {
@@ -772,7 +820,7 @@ impl Engine {
         &self,
         resource: &str,
         node: &str,
-        what: &str,
+        what: &Event,
         out: &mut Vec<Action>,
     ) -> Option<(usize, usize)> {
         let ignore = |out: &mut Vec<Action>, reason: String| {
@@ -795,7 +843,7 @@ impl Engine {
         Some((r, n))
     }
 
-    fn set_status(&mut self, n: &str, what: &str, status: NodeStatus, out: &mut Vec<Action>) {
+    fn set_status(&mut self, n: &str, what: &Event, status: NodeStatus, out: &mut Vec<Action>) {
         if let Some(i) = self.lookup_node(n, what, out) {
             if self.nodes[i].status == NodeStatus::Down {
                 out.push(Action::Ignored {
@@ -839,7 +887,7 @@ impl Engine {
             }
             if self.groups[g].goal == Goal::Online {
                 if self.nodes[n].recovery {
-                    self.failover(g, n, format!("{name} is down"), out);
+                    self.failover(g, n, format!("{name} is down"), false, out);
                 } else {
                     let reason =
                         format!("{name} is down and recovery actions are disabled on {name}");
@@ -849,10 +897,12 @@ impl Engine {
         }
     }
 
-    fn online_requested(&mut self, g: usize, what: &str, out: &mut Vec<Action>) {
+    fn online_requested(&mut self, g: usize, what: &Event, out: &mut Vec<Action>) {
         let gr = &self.groups[g];
         let busy = match gr.goal {
-            Goal::Online => gr.owner.map(|o| format!("is already online on {}", self.nname(o))),
+            Goal::Online => gr
+                .owner
+                .map(|o| format!("is already online on {}", self.nname(o))),
             Goal::Moving { to, .. } => Some(format!("is moving to {}", self.nname(to))),
             _ => None,
         };
@@ -886,17 +936,26 @@ impl Engine {
         }
     }
 
-    fn move_requested(&mut self, g: usize, to: Option<NodeId>, what: String, out: &mut Vec<Action>) {
+    fn move_requested(
+        &mut self,
+        g: usize,
+        to: Option<NodeId>,
+        what: &Event,
+        out: &mut Vec<Action>,
+    ) {
         let gname = self.gname(g);
         let owner = self.groups[g].owner;
         let refuse = |out: &mut Vec<Action>, reason: String| {
             out.push(Action::Refused {
-                what: what.clone(),
+                what: what.to_string(),
                 reason,
             })
         };
         if let Goal::Moving { to, .. } = self.groups[g].goal {
-            return refuse(out, format!("{gname} is already moving to {}", self.nname(to)));
+            return refuse(
+                out,
+                format!("{gname} is already moving to {}", self.nname(to)),
+            );
         }
         let target = match to {
             Some(name) => {
@@ -946,6 +1005,14 @@ impl Engine {
                     kind: MoveKind::Planned,
                 };
             }
+            Goal::Offline | Goal::Moving { .. } if !self.all_down(g) => {
+                // Changing the owner now would leave resources running on a
+                // node the group no longer belongs to.
+                refuse(
+                    out,
+                    format!("{gname} is still going offline; move it once it is offline"),
+                );
+            }
             Goal::Offline | Goal::Moving { .. } => {
                 self.groups[g].owner = Some(target);
                 let reason = format!(
@@ -972,7 +1039,10 @@ impl Engine {
         rr.refused = false;
         rr.recovery = Recovery::None;
         if self.groups[g].goal != Goal::Online {
-            let why = format!("failed ({reason}); not restarted: {} is going offline", m.groups[g].name);
+            let why = format!(
+                "failed ({reason}); not restarted: {} is going offline",
+                m.groups[g].name
+            );
             return Self::decision(out, name, why);
         }
         if !self.nodes[n].recovery {
@@ -1015,7 +1085,8 @@ impl Engine {
         if policy.action == RestartAction::RestartNoAffectGroup {
             rr.recovery = Recovery::RetryAt(now + policy.retry_period);
             let why = format!(
-                "failed ({reason}) {count} times within {period}, threshold {thr} passed; does not affect the group: stays failed, retry in {}",
+                "failed ({reason}) {} within {period}, threshold {thr} passed; does not affect the group: stays failed, retry in {}",
+                times(count),
                 policy.retry_period
             );
             return out.push(Action::ResourceFailedPermanently {
@@ -1024,15 +1095,28 @@ impl Engine {
             });
         }
         let why = format!(
-            "failed ({reason}) {count} times within {period}, threshold {thr} passed: failing group {} over",
+            "failed ({reason}) {} within {period}, threshold {thr} passed: failing group {} over",
+            times(count),
             m.groups[g].name
         );
         Self::decision(out, name.clone(), why);
-        self.failover(g, n, format!("{name} failed {count} times within {period}"), out);
+        let cause = format!("{name} failed {} within {period}", times(count));
+        self.failover(g, n, cause, true, out);
     }
 
-    /// Decides an unplanned failover of `g` away from `from`.
-    fn failover(&mut self, g: usize, from: usize, cause: String, out: &mut Vec<Action>) {
+    /// Decides an unplanned failover of `g` away from `from`. When no other
+    /// owner is up the group is left Failed; if a resource failing on `from`
+    /// caused it (`avoid_from`), only another node or the retry period brings
+    /// it back there, while a group whose node died takes the first node that
+    /// comes up, that one included.
+    fn failover(
+        &mut self,
+        g: usize,
+        from: usize,
+        cause: String,
+        avoid_from: bool,
+        out: &mut Vec<Action>,
+    ) {
         let gm = &self.m.groups[g];
         let (thr, period) = (gm.failover_threshold, gm.failover_period);
         let retry = gm.retry_period;
@@ -1049,7 +1133,8 @@ impl Engine {
         let Some(to) = self.failover_target(g, from) else {
             Self::decision(out, self.gname(g), format!("{cause}: cannot fail over"));
             let reason = "no other possible owner is up".to_string();
-            return self.fail_group(g, reason, Some(now + retry), Some(from), out);
+            let avoid = if avoid_from { Some(from) } else { None };
+            return self.fail_group(g, reason, Some(now + retry), avoid, out);
         };
         let gr = &mut self.groups[g];
         gr.failovers.push(now);
@@ -1180,7 +1265,7 @@ impl Engine {
         let Some(owner) = owner else {
             return changed;
         };
-        let node = self.nname(owner);
+        let node = &m.nodes[owner];
 
         // Down, in reverse dependency order: only once nothing above is up.
         for (i, &r) in gm.resources.iter().enumerate().rev() {
@@ -1261,7 +1346,10 @@ impl Engine {
                 };
                 match target {
                     None => {
-                        let why = format!("{} is not available and no other possible owner is up", self.nname(to));
+                        let why = format!(
+                            "{} is not available and no other possible owner is up",
+                            self.nname(to)
+                        );
                         Self::decision(out, self.gname(g), why);
                         let reason = "no other possible owner is up".to_string();
                         let retry = Some(now + gm.retry_period);
@@ -1277,7 +1365,10 @@ impl Engine {
                             Self::decision(out, self.gname(g), why);
                         }
                         self.place(g, t, out);
-                        self.groups[g].failed_over = kind == MoveKind::Failover;
+                        // A failback to an owner that is not the most preferred
+                        // one keeps failback armed for when that one returns.
+                        self.groups[g].failed_over =
+                            matches!(kind, MoveKind::Failover | MoveKind::Failback);
                     }
                 }
                 changed = true;
@@ -1297,7 +1388,10 @@ impl Engine {
                     let why = if due {
                         format!("retry period elapsed: trying again on {}", self.nname(t))
                     } else {
-                        format!("{} is up: bringing the failed group online there", self.nname(t))
+                        format!(
+                            "{} is up: bringing the failed group online there",
+                            self.nname(t)
+                        )
                     };
                     Self::decision(out, self.gname(g), why);
                     self.place(g, t, out);
@@ -1321,7 +1415,6 @@ impl Engine {
                 reason,
             });
             this.groups[g].goal = Goal::Moving { to, kind };
-            this.groups[g].failed_over = false;
             true
         };
         if self.nodes[owner].status == NodeStatus::Draining {
@@ -1344,7 +1437,10 @@ impl Engine {
             && failback.allows(self.now)
             && let Some(to) = self.failback_target(g, owner)
         {
-            let reason = format!("failback to {}, the most preferred owner that is up", self.nname(to));
+            let reason = format!(
+                "failback to {}, the most preferred owner that is up",
+                self.nname(to)
+            );
             return go(self, to, MoveKind::Failback, reason);
         }
         false

@@ -77,11 +77,20 @@ impl fmt::Display for MoveKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
-    BringOnline { resource: ResourceId, node: NodeId },
-    TakeOffline { resource: ResourceId, node: NodeId },
+    BringOnline {
+        resource: ResourceId,
+        node: NodeId,
+    },
+    TakeOffline {
+        resource: ResourceId,
+        node: NodeId,
+    },
     /// Throw away a failed instance (or one whose offline failed) without
     /// asking it anything.
-    Terminate { resource: ResourceId, node: NodeId },
+    Terminate {
+        resource: ResourceId,
+        node: NodeId,
+    },
     /// A group will change owner once all of it is offline where it is.
     MoveGroup {
         group: GroupId,
@@ -92,26 +101,48 @@ pub enum Action {
     },
     /// The group now belongs to `node`: take its lease before carrying out the
     /// `BringOnline` requests that follow.
-    Placed { group: GroupId, node: NodeId },
+    Placed {
+        group: GroupId,
+        node: NodeId,
+    },
     /// The group stays Failed until something changes (see the reason).
-    GroupFailed { group: GroupId, reason: String },
+    GroupFailed {
+        group: GroupId,
+        reason: String,
+    },
     /// The resource stays Failed (until its retry period, if any).
-    ResourceFailedPermanently { resource: ResourceId, reason: String },
+    ResourceFailedPermanently {
+        resource: ResourceId,
+        reason: String,
+    },
     /// A request or a placement that the engine will not carry out.
-    Refused { what: String, reason: String },
+    Refused {
+        what: String,
+        reason: String,
+    },
     /// A report that does not match what the engine expects (late, duplicate,
     /// from the wrong node); nothing changed.
-    Ignored { what: String, reason: String },
+    Ignored {
+        what: String,
+        reason: String,
+    },
     /// A decision worth recording in the event history.
-    Decision { subject: String, reason: String },
+    Decision {
+        subject: String,
+        reason: String,
+    },
 }
 
 impl fmt::Display for Action {
     /// One line per action: the form scenario files use.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Action::BringOnline { resource, node } => write!(f, "bring-online {resource} on {node}"),
-            Action::TakeOffline { resource, node } => write!(f, "take-offline {resource} on {node}"),
+            Action::BringOnline { resource, node } => {
+                write!(f, "bring-online {resource} on {node}")
+            }
+            Action::TakeOffline { resource, node } => {
+                write!(f, "take-offline {resource} on {node}")
+            }
             Action::Terminate { resource, node } => write!(f, "terminate {resource} on {node}"),
             Action::MoveGroup {
                 group,

@@ -16,8 +16,8 @@ mod event;
 mod time;
 
 pub use config::{
-    ClusterConfig, ConfigError, Failback, GroupConfig, GroupId, NodeId, ResourceConfig,
-    ResourceId, RestartAction, RestartPolicy,
+    ClusterConfig, ConfigError, Failback, GroupConfig, GroupId, NodeId, ResourceConfig, ResourceId,
+    RestartAction, RestartPolicy,
 };
 pub use engine::{
     Engine, GroupState, GroupView, NodeStatus, NodeView, ResourceState, ResourceView,

@@ -71,9 +71,9 @@ impl fmt::Display for Millis {
     /// `250ms`, `900s`, `6h`: the units an operator writes in configuration.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0;
-        if ms % 1000 != 0 {
+        if !ms.is_multiple_of(1000) {
             write!(f, "{ms}ms")
-        } else if ms >= 3_600_000 && ms % 3_600_000 == 0 {
+        } else if ms >= 3_600_000 && ms.is_multiple_of(3_600_000) {
             write!(f, "{}h", ms / 3_600_000)
         } else {
             write!(f, "{}s", ms / 1000)
@@ -106,6 +106,14 @@ impl FromStr for Millis {
     }
 }
 
+impl std::ops::Add for Millis {
+    type Output = Millis;
+    /// Saturating: a huge period simply means "never".
+    fn add(self, rhs: Millis) -> Millis {
+        self.saturating_add(rhs)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,12 +135,5 @@ mod tests {
         assert_eq!(t.next_hour_start(2), Millis::from_hours(26));
         assert_eq!(t.next_hour_start(23), Millis::from_hours(47));
         assert_eq!(Millis::ZERO.next_hour_start(0), Millis::from_hours(24));
-    }
-}
-
-impl std::ops::Add for Millis {
-    type Output = Millis;
-    fn add(self, rhs: Millis) -> Millis {
-        self.saturating_add(rhs)
     }
 }

@@ -29,7 +29,10 @@ fn scenarios() {
     let mut failures = Vec::new();
     let mut ran = 0;
     for path in &files {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if only.as_deref().is_some_and(|o| !name.contains(o)) {
             continue;
         }
@@ -46,7 +49,10 @@ fn scenarios() {
             if bless {
                 std::fs::write(path, &actual).expect("writable scenario");
             } else {
-                failures.push(format!("{name}: output differs (-expected +actual)\n{}", diff(&expected, &actual)));
+                failures.push(format!(
+                    "{name}: output differs (-expected +actual)\n{}",
+                    diff(&expected, &actual)
+                ));
             }
         }
     }
@@ -72,7 +78,8 @@ fn run(text: &str) -> Result<String, String> {
         }
         r.out.push_str(line);
         r.out.push('\n');
-        r.line(line).map_err(|e| format!("line {}: {e}\n  {line}", i + 1))?;
+        r.line(line)
+            .map_err(|e| format!("line {}: {e}\n  {line}", i + 1))?;
     }
     Ok(r.out)
 }
@@ -95,7 +102,8 @@ impl Runner {
     }
 
     fn line(&mut self, line: &str) -> Result<(), String> {
-        let line = line.trim();
+        // A comment may also end a line.
+        let line = line.split(" #").next().unwrap_or_default().trim();
         if line.is_empty() || line.starts_with('#') {
             return Ok(());
         }
@@ -144,9 +152,15 @@ impl Runner {
                 let ev = parse_event(&words[1..])?;
                 let now = self.now;
                 let engine = self.engine_mut()?;
-                let before = format!("{:?}", (engine.groups(), engine.resources(), engine.nodes()));
+                let before = format!(
+                    "{:?}",
+                    (engine.groups(), engine.resources(), engine.nodes())
+                );
                 let actions = engine.what_if(ev, now);
-                let after = format!("{:?}", (engine.groups(), engine.resources(), engine.nodes()));
+                let after = format!(
+                    "{:?}",
+                    (engine.groups(), engine.resources(), engine.nodes())
+                );
                 for a in &actions {
                     self.emit(&a.to_string());
                 }
@@ -163,7 +177,9 @@ impl Runner {
     }
 
     fn engine_mut(&mut self) -> Result<&mut Engine, String> {
-        self.engine.as_mut().ok_or_else(|| "no engine: missing or failed `start`".to_string())
+        self.engine
+            .as_mut()
+            .ok_or_else(|| "no engine: missing or failed `start`".to_string())
     }
 
     fn send(&mut self, ev: Event) -> Result<(), String> {
@@ -172,7 +188,9 @@ impl Runner {
         match &ev {
             Event::ResourceOnline { resource, .. }
             | Event::ResourceOffline { resource, .. }
-            | Event::ResourceFailed { resource, .. } => self.outstanding.retain(|o| !about(o, resource)),
+            | Event::ResourceFailed { resource, .. } => {
+                self.outstanding.retain(|o| !about(o, resource))
+            }
             Event::NodeDown(n) => self.outstanding.retain(|o| !on_node(o, n)),
             _ => {}
         }
@@ -186,14 +204,18 @@ impl Runner {
         for a in actions {
             self.emit(&a.to_string());
             match a {
-                Action::BringOnline { resource, node } => self.outstanding.push_back(Event::ResourceOnline {
-                    resource: resource.clone(),
-                    node: node.clone(),
-                }),
-                Action::TakeOffline { resource, node } => self.outstanding.push_back(Event::ResourceOffline {
-                    resource: resource.clone(),
-                    node: node.clone(),
-                }),
+                Action::BringOnline { resource, node } => {
+                    self.outstanding.push_back(Event::ResourceOnline {
+                        resource: resource.clone(),
+                        node: node.clone(),
+                    })
+                }
+                Action::TakeOffline { resource, node } => {
+                    self.outstanding.push_back(Event::ResourceOffline {
+                        resource: resource.clone(),
+                        node: node.clone(),
+                    })
+                }
                 _ => {}
             }
         }
@@ -226,7 +248,11 @@ impl Runner {
             }),
             ["nodes"] => {
                 for n in engine.nodes() {
-                    let rec = if n.recovery_enabled { "" } else { " recovery=off" };
+                    let rec = if n.recovery_enabled {
+                        ""
+                    } else {
+                        " recovery=off"
+                    };
                     lines.push(format!("node {} {}{rec}", n.name, n.status));
                 }
             }
@@ -290,7 +316,9 @@ fn on_node(ev: &Event, n: &str) -> bool {
 
 fn parse_event(w: &[&str]) -> Result<Event, String> {
     let s = |i: usize| -> Result<String, String> {
-        w.get(i).map(|x| x.to_string()).ok_or_else(|| format!("`{}` needs more arguments", w[0]))
+        w.get(i)
+            .map(|x| x.to_string())
+            .ok_or_else(|| format!("`{}` needs more arguments", w[0]))
     };
     Ok(match w.first().copied().unwrap_or("") {
         "node-up" => Event::NodeUp(s(1)?),
@@ -312,12 +340,22 @@ fn parse_event(w: &[&str]) -> Result<Event, String> {
             group: s(1)?,
             to: w.get(2).map(|x| x.to_string()),
         },
-        "online" => Event::ResourceOnline { resource: s(1)?, node: s(2)? },
-        "offline" => Event::ResourceOffline { resource: s(1)?, node: s(2)? },
+        "online" => Event::ResourceOnline {
+            resource: s(1)?,
+            node: s(2)?,
+        },
+        "offline" => Event::ResourceOffline {
+            resource: s(1)?,
+            node: s(2)?,
+        },
         "failed" => Event::ResourceFailed {
             resource: s(1)?,
             node: s(2)?,
-            reason: if w.len() > 3 { w[3..].join(" ") } else { "failed".to_string() },
+            reason: if w.len() > 3 {
+                w[3..].join(" ")
+            } else {
+                "failed".to_string()
+            },
         },
         "tick" => Event::Tick,
         other => return Err(format!("unknown command {other}")),
@@ -327,16 +365,23 @@ fn parse_event(w: &[&str]) -> Result<Event, String> {
 /// `key=value` options after the positional words.
 fn options<'a>(w: &[&'a str]) -> Result<Vec<(&'a str, &'a str)>, String> {
     w.iter()
-        .map(|x| x.split_once('=').ok_or_else(|| format!("expected key=value, got {x}")))
+        .map(|x| {
+            x.split_once('=')
+                .ok_or_else(|| format!("expected key=value, got {x}"))
+        })
         .collect()
 }
 
 fn list(v: &str) -> Vec<String> {
-    v.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect()
+    v.split(',')
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn dur(v: &str) -> Result<Millis, String> {
-    v.parse().map_err(|e: warden_policy::ParseMillisError| e.to_string())
+    v.parse()
+        .map_err(|e: warden_policy::ParseMillisError| e.to_string())
 }
 
 fn num(v: &str) -> Result<u32, String> {
@@ -346,7 +391,9 @@ fn num(v: &str) -> Result<u32, String> {
 fn config_line(cfg: &mut ClusterConfig, w: &[&str]) -> Result<(), String> {
     match w[0] {
         "node" => cfg.nodes.extend(w[1..].iter().map(|s| s.to_string())),
-        "singleton-type" => cfg.singleton_types.extend(w[1..].iter().map(|s| s.to_string())),
+        "singleton-type" => cfg
+            .singleton_types
+            .extend(w[1..].iter().map(|s| s.to_string())),
         "group" => {
             let mut g = GroupConfig::new(*w.get(1).ok_or("group NAME")?);
             for (k, v) in options(&w[2..])? {
@@ -360,7 +407,9 @@ fn config_line(cfg: &mut ClusterConfig, w: &[&str]) -> Result<(), String> {
                             "off" => Failback::Off,
                             "immediate" => Failback::Immediate,
                             w => {
-                                let (a, b) = w.split_once('-').ok_or("failback=off|immediate|START-END")?;
+                                let (a, b) = w
+                                    .split_once('-')
+                                    .ok_or("failback=off|immediate|START-END")?;
                                 Failback::Window {
                                     start_hour: a.parse().map_err(|_| "bad hour")?,
                                     end_hour: b.parse().map_err(|_| "bad hour")?,
@@ -418,7 +467,11 @@ fn diff(expected: &str, actual: &str) -> String {
     let mut lcs = vec![vec![0u32; m + 1]; n + 1];
     for i in (0..n).rev() {
         for j in (0..m).rev() {
-            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
         }
     }
     let mut ops = Vec::new();
@@ -428,15 +481,19 @@ fn diff(expected: &str, actual: &str) -> String {
             ops.push((' ', a[i]));
             i += 1;
             j += 1;
-        } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            ops.push(('+', b[j]));
-            j += 1;
-        } else {
+        } else if i < n && (j == m || lcs[i + 1][j] >= lcs[i][j + 1]) {
             ops.push(('-', a[i]));
             i += 1;
+        } else {
+            ops.push(('+', b[j]));
+            j += 1;
         }
     }
-    let near = |k: usize| ops[k.saturating_sub(3)..(k + 4).min(ops.len())].iter().any(|(c, _)| *c != ' ');
+    let near = |k: usize| {
+        ops[k.saturating_sub(3)..(k + 4).min(ops.len())]
+            .iter()
+            .any(|(c, _)| *c != ' ')
+    };
     let mut out = String::new();
     let mut skipped = false;
     for (k, (c, l)) in ops.iter().enumerate() {

@@ -1,0 +1,761 @@
+//! Randomized simulation: the test plays the monitor (and the operator, and the
+//! membership layer) against random clusters, and checks the engine's
+//! invariants after every step.
+//!
+//! `WARDEN_SIM_SEED=N` replays one sequence and prints its trace;
+//! `WARDEN_SIM_SEQUENCES=N` changes how many sequences run (default 100 000).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use warden_policy::{
+    Action, ClusterConfig, Engine, Event, Failback, GroupConfig, GroupState, Millis, MoveKind,
+    NodeStatus, ResourceConfig, ResourceState, RestartAction,
+};
+
+const STEPS: usize = 20;
+
+/// splitmix64: tiny, seedable, good enough to drive a simulation.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn chance(&mut self, num: u64, den: u64) -> bool {
+        self.next() % den < num
+    }
+    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+        &v[self.below(v.len())]
+    }
+}
+
+fn random_config(rng: &mut Rng) -> ClusterConfig {
+    let nodes: Vec<String> = (0..3 + rng.below(2)).map(|i| format!("n{i}")).collect();
+    let mut groups = Vec::new();
+    for gi in 0..2 + rng.below(2) {
+        let mut g = GroupConfig::new(format!("g{gi}"));
+        let mut order = nodes.clone();
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i + 1));
+        }
+        g.preferred_owners = order[..1 + rng.below(order.len())].to_vec();
+        if rng.chance(1, 3) {
+            let mut possible: Vec<String> =
+                nodes.iter().filter(|_| rng.chance(2, 3)).cloned().collect();
+            if possible.is_empty() {
+                possible.push(order[0].clone());
+            }
+            g.possible_owners = Some(possible);
+        }
+        g.failover_threshold = rng.below(5) as u32;
+        g.failover_period = *rng.pick(&[
+            Millis::from_mins(10),
+            Millis::from_hours(1),
+            Millis::from_hours(6),
+        ]);
+        g.failback = match rng.below(3) {
+            0 => Failback::Off,
+            1 => Failback::Immediate,
+            _ => {
+                let start = rng.below(24) as u8;
+                Failback::Window {
+                    start_hour: start,
+                    end_hour: (start + 1 + rng.below(22) as u8) % 24,
+                }
+            }
+        };
+        let n = 2 + rng.below(4);
+        for ri in 0..n {
+            let name = format!("g{gi}r{ri}");
+            let ty = if ri == n - 1 && gi < 2 && rng.chance(1, 2) {
+                "mta".to_string()
+            } else {
+                format!("t{}", rng.below(3))
+            };
+            let mut r = ResourceConfig::new(name, ty);
+            for d in 0..ri {
+                if rng.chance(1, 3) {
+                    r.depends_on.push(format!("g{gi}r{d}"));
+                }
+            }
+            r.restart.action = *rng.pick(&[
+                RestartAction::DoNotRestart,
+                RestartAction::RestartNoAffectGroup,
+                RestartAction::RestartAffectGroup,
+                RestartAction::RestartAffectGroup,
+            ]);
+            r.restart.threshold = rng.below(4) as u32;
+            r.restart.period = *rng.pick(&[Millis::from_secs(60), Millis::from_secs(900)]);
+            r.restart.delay =
+                *rng.pick(&[Millis::ZERO, Millis::from_secs(5), Millis::from_secs(30)]);
+            r.restart.retry_period = *rng.pick(&[Millis::from_mins(10), Millis::from_hours(1)]);
+            g.resources.push(r);
+        }
+        groups.push(g);
+    }
+    ClusterConfig {
+        nodes,
+        singleton_types: vec!["mta".to_string()],
+        groups,
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Req {
+    Online,
+    Offline,
+}
+
+/// The simulated monitor: what it was asked to do and what actually runs.
+struct Sim {
+    engine: Engine,
+    cfg: ClusterConfig,
+    now: Millis,
+    /// Requests not yet answered: (resource, node, kind).
+    outstanding: Vec<(String, String, Req)>,
+    /// Instances that exist (started, running or stopping): the node each
+    /// resource's instance is on, by resource index.
+    running: Vec<Option<String>>,
+    /// Failover decision times per group, counted independently of the engine.
+    failovers: HashMap<String, Vec<Millis>>,
+    /// Per resource, in configuration order (the order of
+    /// `Engine::resource_states`).
+    names: Vec<String>,
+    idx: HashMap<String, usize>,
+    group_of: Vec<usize>,
+    deps: Vec<Vec<usize>>,
+    dependents: Vec<Vec<usize>>,
+    singleton: Vec<bool>,
+    trace: Option<String>,
+    /// The last random event is a report about an instance that does not exist.
+    stale: bool,
+}
+
+impl Sim {
+    fn new(cfg: ClusterConfig) -> Sim {
+        let engine = Engine::new(cfg.clone()).expect("random configs are valid");
+        let mut names = Vec::new();
+        let mut group_of = Vec::new();
+        let mut singleton = Vec::new();
+        for (gi, g) in cfg.groups.iter().enumerate() {
+            for r in &g.resources {
+                names.push(r.name.clone());
+                group_of.push(gi);
+                singleton.push(cfg.singleton_types.contains(&r.type_name));
+            }
+        }
+        let idx: HashMap<String, usize> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i))
+            .collect();
+        let mut deps = vec![Vec::new(); names.len()];
+        let mut dependents = vec![Vec::new(); names.len()];
+        for r in cfg.groups.iter().flat_map(|g| &g.resources) {
+            for d in &r.depends_on {
+                deps[idx[&r.name]].push(idx[d]);
+                dependents[idx[d]].push(idx[&r.name]);
+            }
+        }
+        Sim {
+            engine,
+            cfg,
+            now: Millis::ZERO,
+            outstanding: Vec::new(),
+            running: vec![None; names.len()],
+            failovers: HashMap::new(),
+            names,
+            idx,
+            group_of,
+            deps,
+            dependents,
+            singleton,
+            trace: None,
+            stale: false,
+        }
+    }
+
+    fn send(&mut self, ev: Event) -> Result<Vec<Action>, String> {
+        let was_failed: Vec<bool> = match &ev {
+            Event::MoveRequested { .. } => self
+                .engine
+                .groups()
+                .iter()
+                .map(|g| g.state == GroupState::Failed)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let actions = self.engine.handle(ev.clone(), self.now);
+        if let Some(t) = &mut self.trace {
+            let _ = writeln!(t, "at {} {ev}", self.now);
+            for a in &actions {
+                let _ = writeln!(t, "  {a}");
+            }
+        }
+        // Operator resets.
+        match &ev {
+            Event::GroupOnlineRequested(g)
+                if actions
+                    .iter()
+                    .any(|a| matches!(a, Action::Placed { group, .. } if group == g)) =>
+            {
+                self.failovers.remove(g);
+            }
+            Event::MoveRequested { group, .. } => {
+                let gi = self.cfg.groups.iter().position(|g| &g.name == group);
+                if gi.is_some_and(|gi| was_failed[gi])
+                    && actions
+                        .iter()
+                        .any(|a| matches!(a, Action::MoveGroup { .. }))
+                {
+                    self.failovers.remove(group);
+                }
+            }
+            _ => {}
+        }
+        for a in &actions {
+            self.check_action(a)?;
+        }
+        self.check_state(&actions)?;
+        Ok(actions)
+    }
+
+    fn node_down(&self, n: &str) -> bool {
+        self.engine
+            .node(n)
+            .is_none_or(|v| v.status == NodeStatus::Down)
+    }
+
+    /// Protocol checks on one action, updating what runs where.
+    fn check_action(&mut self, a: &Action) -> Result<(), String> {
+        match a {
+            Action::BringOnline { resource, node } => {
+                if self.node_down(node) {
+                    return Err(format!("{a}: node is down"));
+                }
+                let r = self.idx[resource];
+                if let Some(n) = &self.running[r] {
+                    return Err(format!("{a}: already running on {n}"));
+                }
+                self.running[r] = Some(node.clone());
+                self.outstanding
+                    .push((resource.clone(), node.clone(), Req::Online));
+            }
+            Action::TakeOffline { resource, node } => {
+                if self.node_down(node) {
+                    return Err(format!(
+                        "{a}: node is down (no offline calls on a dead node)"
+                    ));
+                }
+                if self.running[self.idx[resource]].as_ref() != Some(node) {
+                    return Err(format!("{a}: not running there"));
+                }
+                if self.outstanding.iter().any(|o| &o.0 == resource) {
+                    return Err(format!("{a}: a request for it is still outstanding"));
+                }
+                self.outstanding
+                    .push((resource.clone(), node.clone(), Req::Offline));
+            }
+            Action::Terminate { resource, node } => {
+                let r = self.idx[resource];
+                if self.running[r].as_ref() == Some(node) {
+                    self.running[r] = None;
+                }
+            }
+            Action::MoveGroup {
+                group,
+                kind: MoveKind::Failover,
+                ..
+            } => {
+                self.failovers
+                    .entry(group.clone())
+                    .or_default()
+                    .push(self.now);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn check_state(&self, actions: &[Action]) -> Result<(), String> {
+        let states: Vec<(&str, ResourceState, Option<&str>)> =
+            self.engine.resource_states().collect();
+        let state = |r: usize| states[r].1;
+        // A group runs on at most one node.
+        for (gi, g) in self.cfg.groups.iter().enumerate() {
+            let mut nodes: Vec<&String> = self
+                .running
+                .iter()
+                .enumerate()
+                .filter(|(r, _)| self.group_of[*r] == gi)
+                .filter_map(|(_, n)| n.as_ref())
+                .collect();
+            nodes.sort();
+            nodes.dedup();
+            if nodes.len() > 1 {
+                return Err(format!("group {} runs on {nodes:?}", g.name));
+            }
+            // Failovers within the period never above the threshold.
+            let period = g.failover_period;
+            let count = self.failovers.get(&g.name).map_or(0, |v| {
+                v.iter()
+                    .filter(|t| self.now.saturating_sub(**t) < period)
+                    .count()
+            });
+            if count as u64 > u64::from(g.failover_threshold) {
+                return Err(format!(
+                    "group {} failed over {count} times within {period} (threshold {})",
+                    g.name, g.failover_threshold
+                ));
+            }
+        }
+        // Online only with all dependencies online; offline only after dependents.
+        for a in actions {
+            match a {
+                Action::BringOnline { resource, .. } => {
+                    for &d in &self.deps[self.idx[resource]] {
+                        if state(d) != ResourceState::Online {
+                            return Err(format!(
+                                "{a} while its dependency {} is {:?}",
+                                self.names[d],
+                                state(d)
+                            ));
+                        }
+                        if self
+                            .outstanding
+                            .iter()
+                            .any(|o| o.0 == self.names[d] && o.2 == Req::Online)
+                        {
+                            return Err(format!(
+                                "{a} while its dependency {} is not confirmed online",
+                                self.names[d]
+                            ));
+                        }
+                    }
+                }
+                Action::TakeOffline { resource, .. } => {
+                    for &d in &self.dependents[self.idx[resource]] {
+                        if self.running[d].is_some() {
+                            return Err(format!(
+                                "{a} while its dependent {} still runs",
+                                self.names[d]
+                            ));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Singletons online at most once in the cluster.
+        let singles: Vec<&String> = (0..self.names.len())
+            .filter(|&r| self.singleton[r] && self.running[r].is_some())
+            .map(|r| &self.names[r])
+            .collect();
+        if singles.len() > 1 {
+            return Err(format!("cluster singletons running together: {singles:?}"));
+        }
+        let engine_singles = (0..states.len())
+            .filter(|&r| {
+                self.singleton[r]
+                    && matches!(
+                        state(r),
+                        ResourceState::Online
+                            | ResourceState::OnlinePending
+                            | ResourceState::OfflinePending
+                    )
+            })
+            .count();
+        if engine_singles > 1 {
+            return Err("engine has two cluster singletons active".into());
+        }
+        // Engine and monitor agree: every pending state has its request out,
+        // every active resource exists on its node.
+        for (r, &(name, st, node)) in states.iter().enumerate() {
+            let out = self.outstanding.iter().find(|o| o.0 == name);
+            let running = self.running[r].as_deref();
+            let ok = match st {
+                ResourceState::OnlinePending => {
+                    out.is_some_and(|o| o.2 == Req::Online && Some(o.1.as_str()) == node)
+                }
+                ResourceState::OfflinePending => {
+                    out.is_some_and(|o| o.2 == Req::Offline && Some(o.1.as_str()) == node)
+                }
+                ResourceState::Online => out.is_none() && running == node,
+                ResourceState::Offline | ResourceState::Failed => {
+                    out.is_none() && running.is_none()
+                }
+            };
+            if !ok {
+                return Err(format!(
+                    "engine has {name} {st:?} on {node:?}; monitor has request {out:?}, running {running:?}"
+                ));
+            }
+        }
+        // Nothing stuck: with no request out and no deadline ahead, no group
+        // may be left pending. (Also checks the engine's own failover count.)
+        let quiet = self.outstanding.is_empty() && self.engine.next_deadline().is_none();
+        if quiet
+            || actions
+                .iter()
+                .any(|a| matches!(a, Action::MoveGroup { .. }))
+        {
+            for (g, view) in self.cfg.groups.iter().zip(self.engine.groups()) {
+                if quiet && view.state == GroupState::Pending {
+                    return Err(format!(
+                        "group {} is stuck pending: nothing outstanding and no deadline",
+                        g.name
+                    ));
+                }
+                if view.failovers_in_period > g.failover_threshold {
+                    return Err(format!(
+                        "engine counts {} failovers of {}",
+                        view.failovers_in_period, g.name
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn random_event(&mut self, rng: &mut Rng) -> Event {
+        let node = self.cfg.nodes[rng.below(self.cfg.nodes.len())].clone();
+        let group = self.cfg.groups[rng.below(self.cfg.groups.len())]
+            .name
+            .clone();
+        loop {
+            match rng.below(100) {
+                0..=39 if !self.outstanding.is_empty() => {
+                    let i = rng.below(self.outstanding.len());
+                    let (resource, node, req) = self.outstanding.remove(i);
+                    return match req {
+                        Req::Online => Event::ResourceOnline { resource, node },
+                        Req::Offline => {
+                            let r = self.idx[&resource];
+                            self.running[r] = None;
+                            Event::ResourceOffline { resource, node }
+                        }
+                    };
+                }
+                40..=47 if !self.outstanding.is_empty() => {
+                    let i = rng.below(self.outstanding.len());
+                    let (resource, node, req) = self.outstanding.remove(i);
+                    let reason = if req == Req::Online {
+                        "online failed"
+                    } else {
+                        "offline failed"
+                    }
+                    .to_string();
+                    // The engine answers with Terminate, which removes the instance.
+                    return Event::ResourceFailed {
+                        resource,
+                        node,
+                        reason,
+                    };
+                }
+                48..=56 => {
+                    let online: Vec<(String, String)> = (0..self.names.len())
+                        .filter_map(|r| Some((self.names[r].clone(), self.running[r].clone()?)))
+                        .filter(|(r, _)| !self.outstanding.iter().any(|o| &o.0 == r))
+                        .collect();
+                    if online.is_empty() {
+                        continue;
+                    }
+                    let (resource, node) = online[rng.below(online.len())].clone();
+                    if rng.chance(1, 4) {
+                        return Event::ResourceOffline { resource, node };
+                    }
+                    return Event::ResourceFailed {
+                        resource,
+                        node,
+                        reason: "is-alive failed".into(),
+                    };
+                }
+                57..=60 => {
+                    // A node dies: whatever ran there is gone, requests unanswered.
+                    self.outstanding.retain(|o| o.1 != node);
+                    for r in &mut self.running {
+                        if r.as_ref() == Some(&node) {
+                            *r = None;
+                        }
+                    }
+                    return Event::NodeDown(node);
+                }
+                61..=67 => return Event::NodeUp(node),
+                68..=69 => return Event::NodePaused(node),
+                70..=71 => return Event::NodeResumed(node),
+                72..=73 => return Event::NodeDraining(node),
+                74..=75 => {
+                    return Event::RecoveryActions {
+                        node,
+                        enabled: rng.chance(1, 2),
+                    };
+                }
+                76..=81 => return Event::GroupOnlineRequested(group),
+                82..=84 => return Event::GroupOfflineRequested(group),
+                85..=87 => {
+                    return Event::MoveRequested {
+                        group,
+                        to: if rng.chance(1, 2) { Some(node) } else { None },
+                    };
+                }
+                88..=95 => {
+                    self.now = match self.engine.next_deadline() {
+                        Some(t) if rng.chance(3, 4) => t,
+                        _ => self.now + Millis::from_secs(rng.below(4000) as u64),
+                    };
+                    return Event::Tick;
+                }
+                96..=99 => {
+                    // A stale report: about an instance that does not exist.
+                    let r = &self.cfg.groups[rng.below(self.cfg.groups.len())].resources;
+                    let resource = r[rng.below(r.len())].name.clone();
+                    if self.running[self.idx[&resource]].is_some() {
+                        continue;
+                    }
+                    self.stale = true;
+                    return match rng.below(3) {
+                        0 => Event::ResourceOnline { resource, node },
+                        1 => Event::ResourceOffline { resource, node },
+                        _ => Event::ResourceFailed {
+                            resource,
+                            node,
+                            reason: "stale".into(),
+                        },
+                    };
+                }
+                _ => continue,
+            }
+        }
+    }
+}
+
+/// The configuration in scenario-file form, so a failing sequence can become a
+/// scenario.
+fn scenario_config(cfg: &ClusterConfig) -> String {
+    let mut s = format!(
+        "node {}\nsingleton-type {}\n",
+        cfg.nodes.join(" "),
+        cfg.singleton_types.join(" ")
+    );
+    for g in &cfg.groups {
+        let _ = write!(
+            s,
+            "group {} preferred={} failover-threshold={} failover-period={}",
+            g.name,
+            g.preferred_owners.join(","),
+            g.failover_threshold,
+            g.failover_period
+        );
+        if let Some(p) = &g.possible_owners {
+            let _ = write!(s, " possible={}", p.join(","));
+        }
+        match g.failback {
+            Failback::Off => {}
+            Failback::Immediate => s.push_str(" failback=immediate"),
+            Failback::Window {
+                start_hour,
+                end_hour,
+            } => {
+                let _ = write!(s, " failback={start_hour}-{end_hour}");
+            }
+        }
+        s.push('\n');
+        for r in &g.resources {
+            let action = match r.restart.action {
+                RestartAction::DoNotRestart => "none",
+                RestartAction::RestartNoAffectGroup => "no-affect",
+                RestartAction::RestartAffectGroup => "affect",
+            };
+            let p = &r.restart;
+            let _ = write!(
+                s,
+                "resource {} {} type={} restart={action} threshold={} period={} delay={} retry={}",
+                g.name, r.name, r.type_name, p.threshold, p.period, p.delay, p.retry_period
+            );
+            if !r.depends_on.is_empty() {
+                let _ = write!(s, " depends={}", r.depends_on.join(","));
+            }
+            s.push('\n');
+        }
+    }
+    s.push_str("start\n");
+    s
+}
+
+fn run_sequence(seed: u64, trace: bool) -> Result<(), String> {
+    let mut rng = Rng(seed);
+    let cfg = random_config(&mut rng);
+    let mut sim = Sim::new(cfg);
+    if trace {
+        sim.trace = Some(scenario_config(&sim.cfg));
+    }
+    let result = (|| {
+        for n in sim.cfg.nodes.clone() {
+            if rng.chance(4, 5) {
+                sim.send(Event::NodeUp(n))?;
+            }
+        }
+        for step in 0..STEPS {
+            sim.now = sim.now + Millis::from_secs(rng.below(30) as u64);
+            // Reconfiguring with the same configuration keeps every state:
+            // it does no more than the passing of time would.
+            if step == 10 && seed.is_multiple_of(4) {
+                let mut ticked = sim.engine.clone();
+                let tick = ticked.handle(Event::Tick, sim.now);
+                let actions = sim
+                    .engine
+                    .reconfigure(sim.cfg.clone(), sim.now)
+                    .map_err(|e| e.to_string())?;
+                if actions != tick {
+                    return Err(format!(
+                        "same-config reconfigure did {actions:?}, a tick {tick:?}"
+                    ));
+                }
+                if (ticked.groups(), ticked.resources())
+                    != (sim.engine.groups(), sim.engine.resources())
+                {
+                    return Err("same-config reconfigure changed the state".into());
+                }
+                for a in &actions {
+                    sim.check_action(a)?;
+                }
+                sim.check_state(&actions)?;
+            }
+            let ev = sim.random_event(&mut rng);
+            let stale = std::mem::take(&mut sim.stale);
+            // What-if never changes anything and predicts exactly.
+            if step % 7 == 3 {
+                let before = (
+                    sim.engine.groups(),
+                    sim.engine.resources(),
+                    sim.engine.next_deadline(),
+                );
+                let predicted = sim.engine.what_if(ev.clone(), sim.now);
+                let after = (
+                    sim.engine.groups(),
+                    sim.engine.resources(),
+                    sim.engine.next_deadline(),
+                );
+                if before != after {
+                    return Err("what_if changed the state".to_string());
+                }
+                let actual = sim.send(ev)?;
+                if predicted != actual {
+                    return Err(format!(
+                        "what_if predicted {predicted:?}, handle did {actual:?}"
+                    ));
+                }
+            } else {
+                // A report about an instance that does not exist changes
+                // nothing: apart from being ignored, it does what the passing
+                // of time alone (a tick) would do.
+                let tick = stale.then(|| sim.engine.what_if(Event::Tick, sim.now));
+                let actions = sim.send(ev.clone())?;
+                if let Some(tick) = tick {
+                    let rest: Vec<Action> = actions
+                        .into_iter()
+                        .filter(|a| !matches!(a, Action::Ignored { .. }))
+                        .collect();
+                    if rest != tick {
+                        return Err(format!(
+                            "stale report {ev} caused {rest:?}, a tick {tick:?}"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    })();
+    result.map_err(|e| match sim.trace.take() {
+        Some(t) => format!("{e}\n--- trace ---\n{t}"),
+        None => e,
+    })
+}
+
+#[test]
+fn random_sequences_keep_the_invariants() {
+    if let Ok(seed) = std::env::var("WARDEN_SIM_SEED") {
+        let seed: u64 = seed.parse().expect("WARDEN_SIM_SEED is a number");
+        match run_sequence(seed, true) {
+            Ok(()) => println!("seed {seed}: ok"),
+            Err(e) => panic!("seed {seed}: {e}"),
+        }
+        return;
+    }
+    let count: u64 = std::env::var("WARDEN_SIM_SEQUENCES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000);
+    let started = std::time::Instant::now();
+    // Sequences are independent: spread them over the cores.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8) as u64;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let failure = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let stop = &stop;
+                scope.spawn(move || {
+                    for i in (t..count).step_by(threads as usize) {
+                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            return None;
+                        }
+                        let seed = i.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0x5eed;
+                        let outcome = std::panic::catch_unwind(|| run_sequence(seed, false));
+                        let failure = match outcome {
+                            Ok(Ok(())) => continue,
+                            Ok(Err(e)) => e,
+                            Err(_) => "panicked".to_string(),
+                        };
+                        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                        return Some((i, seed, failure));
+                    }
+                    None
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .filter_map(|w| w.join().ok().flatten())
+            .min_by_key(|f| f.0)
+    });
+    if let Some((i, seed, failure)) = failure {
+        let detail = std::panic::catch_unwind(|| run_sequence(seed, true))
+            .ok()
+            .and_then(Result::err)
+            .unwrap_or(failure);
+        panic!("sequence {i} failed; replay with WARDEN_SIM_SEED={seed}\n{detail}");
+    }
+    println!(
+        "{count} sequences of {STEPS} steps on {threads} threads in {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn the_engine_is_deterministic() {
+    for seed in 0..200u64 {
+        let run = || {
+            let mut rng = Rng(seed);
+            let mut sim = Sim::new(random_config(&mut rng));
+            sim.trace = Some(String::new());
+            for n in sim.cfg.nodes.clone() {
+                let _ = sim.send(Event::NodeUp(n));
+            }
+            for _ in 0..STEPS {
+                let ev = sim.random_event(&mut rng);
+                let _ = sim.send(ev);
+            }
+            sim.trace.take().unwrap_or_default()
+        };
+        assert_eq!(run(), run(), "seed {seed}");
+    }
+}
