@@ -17,7 +17,9 @@ const TEST_ONLY: &[&str] = &["chaos", "describe_traps", "future_contract"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = manifest_dir.parent().expect("host/ sits in the repository root");
+    let root = manifest_dir
+        .parent()
+        .expect("host/ sits in the repository root");
     let plugins = root.join("plugins");
     for watched in ["plugins", "sdk", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
@@ -25,7 +27,13 @@ fn main() {
 
     let target_dir = env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .map(|dir| if dir.is_absolute() { dir } else { root.join(dir) })
+        .map(|dir| {
+            if dir.is_absolute() {
+                dir
+            } else {
+                root.join(dir)
+            }
+        })
         .unwrap_or_else(|| root.join("target"))
         .join("wasm-plugins");
 
@@ -33,7 +41,13 @@ fn main() {
     let mut build = Command::new(cargo);
     build
         .current_dir(&plugins)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(&target_dir)
         .arg("--manifest-path")
         .arg(plugins.join("Cargo.toml"));
@@ -53,7 +67,10 @@ fn main() {
         build.env_remove(var);
     }
     let status = build.status().unwrap_or_else(|err| {
-        panic!("could not run cargo to build the plugins in {}: {err}", plugins.display())
+        panic!(
+            "could not run cargo to build the plugins in {}: {err}",
+            plugins.display()
+        )
     });
     if !status.success() {
         panic!(

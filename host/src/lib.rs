@@ -1,11 +1,15 @@
 //! The Warden agent: a cluster resource host whose resource types are
 //! WebAssembly components. Start with `ARCHITECTURE.md` in the repository.
 
+pub mod agent;
+pub mod config;
 pub mod contract;
+pub mod demo_service;
+pub mod dev;
+pub mod monitor;
 pub mod runtime;
 
 /// The built-in resource types, compiled from `plugins/` and embedded.
 pub mod builtin {
     include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
 }
-pub mod monitor;

@@ -1,1 +1,180 @@
-fn main() {}
+//! The `warden` command: the agent, and tools around it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+use warden::agent::Agent;
+use warden::config::AgentConfig;
+use warden::runtime::{Plugin, Runtime, RuntimeConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "warden",
+    version,
+    about = "A cluster resource host whose resource types are WebAssembly components"
+)]
+struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the node agent.
+    Agent {
+        /// The agent's configuration file (TOML).
+        #[arg(long, required_unless_present = "dev", conflicts_with = "dev")]
+        config: Option<PathBuf>,
+        /// A development node: temporary data directory, built-in types, and
+        /// demo services supervised as real processes. Nothing to install.
+        #[arg(long)]
+        dev: bool,
+    },
+    /// Work with plugin files.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+    /// A tiny HTTP service for the dev mode and the tests to supervise.
+    #[command(hide = true)]
+    DemoService {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Load a .wasm file as the agent would and print its description.
+    Check { file: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: could not start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("WARDEN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Agent { config, dev } => {
+            let config = match (config, dev) {
+                (Some(path), _) => AgentConfig::load(&path)?,
+                (None, _) => dev_config()?,
+            };
+            let agent = Agent::start(config).await?;
+            wait_for_signal().await?;
+            agent.shutdown().await;
+            Ok(())
+        }
+        Command::Plugin {
+            command: PluginCommand::Check { file },
+        } => check_plugin(&file).await,
+        Command::DemoService { name, listen } => warden::demo_service::serve(&name, listen).await,
+    }
+}
+
+fn dev_config() -> Result<AgentConfig> {
+    let exe = std::env::current_exe().context("finding the warden binary")?;
+    let dir = warden::dev::data_dir()?;
+    let (config, services) = warden::dev::config(&dir, &exe)?;
+    println!("Warden dev node");
+    println!("  data directory: {}", dir.display());
+    println!("  configuration:  {}", dir.join("warden.toml").display());
+    println!("  event history:  {}", dir.join("events.jsonl").display());
+    for (name, addr) in &services {
+        println!("  resource {name}: http://{addr}/");
+    }
+    println!(
+        "Try: curl http://{}/ ; kill the service's pid and watch it restart; Ctrl-C stops the node.",
+        services[0].1
+    );
+    Ok(config)
+}
+
+async fn check_plugin(file: &PathBuf) -> Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let runtime = Runtime::new(RuntimeConfig {
+        max_instances: 4,
+        ..RuntimeConfig::default()
+    })?;
+    let plugin = Plugin::load(&runtime, &bytes)
+        .await
+        .with_context(|| format!("{} is not a usable plugin", file.display()))?;
+    let info = plugin.info();
+    println!("{} {} — {}", info.name, info.version, info.description);
+    println!(
+        "timing: pending {} ms, looks-alive every {} ms, is-alive every {} ms, check timeout {} ms",
+        info.timing.pending_timeout_ms,
+        info.timing.looks_alive_interval_ms,
+        info.timing.is_alive_interval_ms,
+        info.timing.check_timeout_ms
+    );
+    println!("flags: {:?}", info.flags);
+    println!("properties:");
+    for p in &info.properties {
+        println!(
+            "  {:<16} {:<28} {:<9} default {:<10} {}",
+            p.name,
+            warden::runtime::kind_name(p.kind),
+            if p.required { "required" } else { "optional" },
+            p.default_value.as_deref().unwrap_or("-"),
+            p.description
+        );
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    Ok(())
+}

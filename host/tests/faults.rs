@@ -23,7 +23,13 @@ async fn fail_with(fault: &str) -> (String, Duration) {
     let mut monitor = Monitor::default();
     let export = fault.split_once(':').map(|(_, e)| e).unwrap_or("");
     let handle = monitor
-        .add(load(CHAOS).await, spec(&format!("r-{}", fault.replace(':', "-")), &[("fault", fault)]))
+        .add(
+            load(CHAOS).await,
+            spec(
+                &format!("r-{}", fault.replace(':', "-")),
+                &[("fault", fault)],
+            ),
+        )
         .await
         .expect("valid spec");
     let started;
@@ -63,17 +69,36 @@ async fn hangs_are_cut_off_at_their_deadline() {
         ("block:online", "online timed out after 500ms", ms(500)),
         ("hang:offline", "offline timed out after 500ms", ms(500)),
         ("block:offline", "offline timed out after 500ms", ms(500)),
-        ("hang:looks-alive", "looks-alive timed out after 300ms", ms(100 + 300)),
-        ("block:looks-alive", "looks-alive timed out after 300ms", ms(100 + 300)),
-        ("hang:is-alive", "is-alive timed out after 300ms", ms(150 + 300)),
-        ("block:is-alive", "is-alive timed out after 300ms", ms(150 + 300)),
+        (
+            "hang:looks-alive",
+            "looks-alive timed out after 300ms",
+            ms(100 + 300),
+        ),
+        (
+            "block:looks-alive",
+            "looks-alive timed out after 300ms",
+            ms(100 + 300),
+        ),
+        (
+            "hang:is-alive",
+            "is-alive timed out after 300ms",
+            ms(150 + 300),
+        ),
+        (
+            "block:is-alive",
+            "is-alive timed out after 300ms",
+            ms(150 + 300),
+        ),
         // Open is bounded by the check timeout; the terminate that follows
         // the failure opens a fresh instance, which hangs as well.
         ("hang:open", "open timed out after 300ms", ms(300 + 300)),
         ("block:open", "open timed out after 300ms", ms(300 + 300)),
     ] {
         let (got, took) = fail_with(fault).await;
-        assert!(got.starts_with(reason), "{fault}: reason {got:?}, wanted {reason:?}");
+        assert!(
+            got.starts_with(reason),
+            "{fault}: reason {got:?}, wanted {reason:?}"
+        );
         assert!(took < deadline + MARGIN, "{fault}: took {took:?}");
     }
 }
@@ -125,12 +150,23 @@ async fn a_trap_in_terminate_is_reported_and_the_resource_still_fails() {
     let mut monitor = Monitor::default();
     let mut events = monitor.subscribe();
     let handle = online_chaos(&mut monitor, "t", &[("fault", "trap:terminate")]).await;
-    handle.control("fail", "disk on fire").await.expect("actor").expect("control");
+    handle
+        .control("fail", "disk on fire")
+        .await
+        .expect("actor")
+        .expect("control");
     let status = handle
         .wait_for(ms(5000), |s| s.state == ResourceState::Failed)
         .await
         .expect("fails");
-    assert!(status.reason.as_deref().unwrap_or("").contains("disk on fire"), "{status:?}");
+    assert!(
+        status
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("disk on fire"),
+        "{status:?}"
+    );
     let mut saw_terminate_failed = false;
     while let Ok(event) = events.try_recv() {
         if let EventKind::TerminateFailed { reason } = &event.kind {
@@ -157,7 +193,10 @@ async fn a_trap_in_control_answers_an_error_and_the_next_call_gets_a_fresh_insta
         .expect("checks go on");
     let status = handle.status();
     assert_eq!(status.state, ResourceState::Online);
-    assert_eq!(status.instances, 2, "one instance before the trap, one after");
+    assert_eq!(
+        status.instances, 2,
+        "one instance before the trap, one after"
+    );
     monitor.shutdown().await;
 }
 
@@ -168,8 +207,17 @@ async fn a_healthy_resource_keeps_its_schedule_while_others_misbehave() {
     let healthy = online_chaos(&mut monitor, "healthy", &[]).await;
     let plugin = load(CHAOS).await;
     let mut bad = Vec::new();
-    for fault in ["hang:is-alive", "hang:looks-alive", "oom:is-alive", "recurse:looks-alive", "trap:is-alive"] {
-        let mut s = spec(&format!("bad-{}", fault.replace(':', "-")), &[("fault", fault)]);
+    for fault in [
+        "hang:is-alive",
+        "hang:looks-alive",
+        "oom:is-alive",
+        "recurse:looks-alive",
+        "trap:is-alive",
+    ] {
+        let mut s = spec(
+            &format!("bad-{}", fault.replace(':', "-")),
+            &[("fault", fault)],
+        );
         // Fail, restart, fail again, for the whole test.
         s.restart = RestartPolicy {
             threshold: 1000,
@@ -197,7 +245,12 @@ async fn a_healthy_resource_keeps_its_schedule_while_others_misbehave() {
         if event.resource != "healthy" {
             continue;
         }
-        if let EventKind::Check { check: "is-alive", healthy: ok, .. } = event.kind {
+        if let EventKind::Check {
+            check: "is-alive",
+            healthy: ok,
+            ..
+        } = event.kind
+        {
             assert!(ok, "the healthy resource failed a check");
             let now = Instant::now();
             if let Some(prev) = last {
@@ -208,8 +261,14 @@ async fn a_healthy_resource_keeps_its_schedule_while_others_misbehave() {
         }
     }
     // is-alive every 150 ms for 4 s: about 26 checks.
-    assert!(healthy_checks >= 15, "only {healthy_checks} checks in {window:?}");
-    assert!(worst < ms(150) + ms(400), "a gap of {worst:?} between checks of the healthy resource");
+    assert!(
+        healthy_checks >= 15,
+        "only {healthy_checks} checks in {window:?}"
+    );
+    assert!(
+        worst < ms(150) + ms(400),
+        "a gap of {worst:?} between checks of the healthy resource"
+    );
     assert_eq!(healthy.status().state, ResourceState::Online);
     for handle in &bad {
         assert!(handle.status().instances > 1 || handle.status().state != ResourceState::Online);
@@ -223,7 +282,10 @@ async fn progress_reports_extend_the_pending_deadline_up_to_the_cap() {
     let plugin = load(CHAOS).await;
     // 1.5 s of online with a 500 ms pending timeout, reporting every 200 ms.
     let slow = monitor
-        .add(plugin.clone(), spec("slow", &[("online-ms", "1500"), ("progress-ms", "200")]))
+        .add(
+            plugin.clone(),
+            spec("slow", &[("online-ms", "1500"), ("progress-ms", "200")]),
+        )
         .await
         .expect("valid");
     slow.online().expect("actor");
@@ -239,11 +301,17 @@ async fn progress_reports_extend_the_pending_deadline_up_to_the_cap() {
         .wait_for(ms(5000), |s| s.state == ResourceState::Failed)
         .await
         .expect("fails");
-    assert_eq!(status.reason.as_deref(), Some("online timed out after 500ms"));
+    assert_eq!(
+        status.reason.as_deref(),
+        Some("online timed out after 500ms")
+    );
 
     // Progress cannot stretch a call past 10 pending timeouts (5 s here).
     let endless = monitor
-        .add(plugin, spec("endless", &[("online-ms", "60000"), ("progress-ms", "100")]))
+        .add(
+            plugin,
+            spec("endless", &[("online-ms", "60000"), ("progress-ms", "100")]),
+        )
         .await
         .expect("valid");
     let started = Instant::now();
@@ -252,7 +320,14 @@ async fn progress_reports_extend_the_pending_deadline_up_to_the_cap() {
         .wait_for(ms(15_000), |s| s.state == ResourceState::Failed)
         .await
         .expect("fails at the cap");
-    assert!(status.reason.as_deref().unwrap_or("").starts_with("online timed out after 5"), "{status:?}");
+    assert!(
+        status
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("online timed out after 5"),
+        "{status:?}"
+    );
     assert!(started.elapsed() >= ms(5000));
     monitor.shutdown().await;
 }
@@ -272,7 +347,11 @@ async fn an_operator_can_cancel_a_pending_online() {
         .await
         .expect("cancelled");
     assert!(
-        status.reason.as_deref().unwrap_or("").starts_with("online was cancelled by the operator"),
+        status
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("online was cancelled by the operator"),
         "{status:?}"
     );
     monitor.shutdown().await;
@@ -292,7 +371,11 @@ async fn failures_are_restarted_up_to_the_threshold_then_the_resource_stays_fail
     handle.online().expect("actor");
     for failure in 1..=3u32 {
         wait_state(&handle, ResourceState::Online, ms(5000)).await;
-        handle.control("fail", &format!("failure {failure}")).await.expect("actor").expect("control");
+        handle
+            .control("fail", &format!("failure {failure}"))
+            .await
+            .expect("actor")
+            .expect("control");
         handle
             .wait_for(ms(5000), |s| s.recent_failures == failure)
             .await
@@ -304,14 +387,22 @@ async fn failures_are_restarted_up_to_the_threshold_then_the_resource_stays_fail
         .await
         .expect("stays failed");
     tokio::time::sleep(ms(300)).await;
-    assert_eq!(handle.status().state, ResourceState::Failed, "no restart after the threshold");
+    assert_eq!(
+        handle.status().state,
+        ResourceState::Failed,
+        "no restart after the threshold"
+    );
     assert_eq!(status.reason.as_deref(), Some("is-alive failed: failure 3"));
     let mut scheduled = 0;
     let mut given_up = 0;
     while let Ok(event) = events.try_recv() {
         match event.kind {
             EventKind::RestartScheduled { .. } => scheduled += 1,
-            EventKind::RestartGivenUp { failures, threshold, .. } => {
+            EventKind::RestartGivenUp {
+                failures,
+                threshold,
+                ..
+            } => {
                 assert_eq!((failures, threshold), (3, 3));
                 given_up += 1;
             }

@@ -34,7 +34,9 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<String, String>>,
     },
     /// Take the resource offline if it is not, close it, and stop.
-    Shutdown { reply: oneshot::Sender<()> },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// The two health checks.
@@ -176,7 +178,11 @@ impl Actor {
                 payload,
                 reply,
             } => {
-                let answer = match self.instance.control(&code, &payload, CONTROL_TIMEOUT).await {
+                let answer = match self
+                    .instance
+                    .control(&code, &payload, CONTROL_TIMEOUT)
+                    .await
+                {
                     Ok(answer) => answer,
                     Err(err) => {
                         self.emit(EventKind::CutOff {
@@ -204,12 +210,18 @@ impl Actor {
 
     async fn take_offline(&mut self) {
         self.set_state(ResourceState::OfflinePending, None);
-        let deadline = CallDeadline::new(Some(self.timers.offline_timeout), Some(self.timers.pending_cap));
+        let deadline = CallDeadline::new(
+            Some(self.timers.offline_timeout),
+            Some(self.timers.pending_cap),
+        );
         match self.instance.offline(deadline).await {
             Ok(Ok(())) => self.set_state(ResourceState::Offline, None),
             Ok(Err(reason)) => {
                 self.terminate().await;
-                self.set_state(ResourceState::Failed, Some(format!("offline failed: {reason}")));
+                self.set_state(
+                    ResourceState::Failed,
+                    Some(format!("offline failed: {reason}")),
+                );
             }
             Err(err) => {
                 self.emit(EventKind::CutOff {
@@ -226,7 +238,10 @@ impl Actor {
 
     async fn run_check(&mut self, check: Check, scheduled: Instant) {
         let interval = match check {
-            Check::LooksAlive => self.timers.looks_alive_interval.unwrap_or(self.timers.is_alive_interval),
+            Check::LooksAlive => self
+                .timers
+                .looks_alive_interval
+                .unwrap_or(self.timers.is_alive_interval),
             Check::IsAlive => self.timers.is_alive_interval,
         };
         // Keep the schedule: the next check is due one interval after this
@@ -297,8 +312,12 @@ impl Actor {
             pid: exit.pid,
             how: exit.how.clone(),
         });
-        if matches!(self.state(), ResourceState::Online | ResourceState::OnlinePending) {
-            self.fail(format!("managed process {} {}", exit.pid, exit.how)).await;
+        if matches!(
+            self.state(),
+            ResourceState::Online | ResourceState::OnlinePending
+        ) {
+            self.fail(format!("managed process {} {}", exit.pid, exit.how))
+                .await;
         }
     }
 

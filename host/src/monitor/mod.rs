@@ -21,7 +21,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 pub use actor::{Gone, ResourceHandle};
 pub use events::{Event, EventKind};
 pub use restart::{Decision, RestartBudget, RestartPolicy};
-pub use spec::{ResourceSpec, SpecError, Timers, TimingOverrides};
+pub use spec::{ResourceSpec, SpecError, Timers, TimingOverrides, valid_resource_name};
 pub use state::{ResourceState, ResourceStatus};
 
 use crate::runtime::{Instance, InstanceConfig, Plugin, ResourceContext};
@@ -70,7 +70,11 @@ impl Monitor {
     /// Validate `spec` against `plugin` and start its actor. The resource
     /// starts Offline; nothing is instantiated until it is asked online.
     /// On error nothing changes.
-    pub async fn add(&mut self, plugin: Arc<Plugin>, spec: ResourceSpec) -> Result<ResourceHandle, SpecError> {
+    pub async fn add(
+        &mut self,
+        plugin: Arc<Plugin>,
+        spec: ResourceSpec,
+    ) -> Result<ResourceHandle, SpecError> {
         if self.resources.contains_key(&spec.name) {
             return Err(SpecError::Duplicate(spec.name));
         }

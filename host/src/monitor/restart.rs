@@ -93,8 +93,14 @@ mod tests {
         let mut b = RestartBudget::default();
         let t = Instant::now();
         assert_eq!(b.record(&p, t), Decision::Restart { failure: 1 });
-        assert_eq!(b.record(&p, t + Duration::from_secs(10)), Decision::Restart { failure: 2 });
-        assert_eq!(b.record(&p, t + Duration::from_secs(20)), Decision::GiveUp { failures: 3 });
+        assert_eq!(
+            b.record(&p, t + Duration::from_secs(10)),
+            Decision::Restart { failure: 2 }
+        );
+        assert_eq!(
+            b.record(&p, t + Duration::from_secs(20)),
+            Decision::GiveUp { failures: 3 }
+        );
     }
 
     #[test]
@@ -105,13 +111,19 @@ mod tests {
         b.record(&p, t);
         b.record(&p, t + Duration::from_secs(1));
         // The first failure is exactly one period old: it no longer counts.
-        assert_eq!(b.record(&p, t + Duration::from_secs(900)), Decision::Restart { failure: 2 });
+        assert_eq!(
+            b.record(&p, t + Duration::from_secs(900)),
+            Decision::Restart { failure: 2 }
+        );
         assert_eq!(b.recent(&p, t + Duration::from_secs(2000)), 0);
     }
 
     #[test]
     fn threshold_zero_never_restarts() {
         let mut b = RestartBudget::default();
-        assert_eq!(b.record(&policy(0, 900), Instant::now()), Decision::GiveUp { failures: 1 });
+        assert_eq!(
+            b.record(&policy(0, 900), Instant::now()),
+            Decision::GiveUp { failures: 1 }
+        );
     }
 }

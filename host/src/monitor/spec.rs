@@ -50,7 +50,8 @@ impl Timers {
             .looks_alive_interval
             .unwrap_or(ms(info.timing.looks_alive_interval_ms));
         Timers {
-            online_timeout: (!info.flags.contains(TypeFlags::ONLINE_NO_PENDING_TIMEOUT)).then_some(pending),
+            online_timeout: (!info.flags.contains(TypeFlags::ONLINE_NO_PENDING_TIMEOUT))
+                .then_some(pending),
             offline_timeout: pending,
             pending_cap: pending.saturating_mul(PENDING_CAP_FACTOR),
             looks_alive_interval: (!looks_alive.is_zero()).then_some(looks_alive),
@@ -60,7 +61,9 @@ impl Timers {
             check_timeout: overrides
                 .check_timeout
                 .unwrap_or(ms(info.timing.check_timeout_ms)),
-            terminate_timeout: overrides.terminate_timeout.unwrap_or(DEFAULT_TERMINATE_TIMEOUT),
+            terminate_timeout: overrides
+                .terminate_timeout
+                .unwrap_or(DEFAULT_TERMINATE_TIMEOUT),
         }
     }
 }
@@ -92,7 +95,9 @@ pub enum SpecError {
         type_name: String,
         known: String,
     },
-    #[error("resource {resource:?}: unknown property {property:?} for type {type_name} (known: {known})")]
+    #[error(
+        "resource {resource:?}: unknown property {property:?} for type {type_name} (known: {known})"
+    )]
     UnknownProperty {
         resource: String,
         type_name: String,
@@ -123,10 +128,13 @@ pub enum SpecError {
         reason: String,
     },
     #[error("resource {resource:?}: {what} must be above 0")]
-    ZeroTimer { resource: String, what: &'static str },
+    ZeroTimer {
+        resource: String,
+        what: &'static str,
+    },
 }
 
-pub(crate) fn valid_resource_name(name: &str) -> bool {
+pub fn valid_resource_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name
@@ -136,7 +144,10 @@ pub(crate) fn valid_resource_name(name: &str) -> bool {
 
 /// Check `spec` against the type's schema and the plugin's own `validate`,
 /// and return the full property list (defaults filled in) that `open` gets.
-pub async fn validate(spec: &ResourceSpec, plugin: &Plugin) -> Result<Vec<(String, String)>, SpecError> {
+pub async fn validate(
+    spec: &ResourceSpec,
+    plugin: &Plugin,
+) -> Result<Vec<(String, String)>, SpecError> {
     let resource = || spec.name.clone();
     if !valid_resource_name(&spec.name) {
         return Err(SpecError::BadName(spec.name.clone()));

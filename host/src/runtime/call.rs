@@ -31,7 +31,11 @@ impl CallError {
     /// Turn a wasmtime error from `call` into what happened, adding what the
     /// plugin printed to stderr during the call (a Rust guest prints its
     /// panic message there just before it traps).
-    pub(crate) fn from_wasmtime(call: &'static str, err: &wasmtime::Error, said: Option<String>) -> CallError {
+    pub(crate) fn from_wasmtime(
+        call: &'static str,
+        err: &wasmtime::Error,
+        said: Option<String>,
+    ) -> CallError {
         if let Some(limit) = err.downcast_ref::<MemoryLimitReached>() {
             return CallError::MemoryLimit {
                 call,
@@ -56,7 +60,7 @@ impl CallError {
 /// `5s`, `1.5s`, `250ms`: durations as an operator writes them.
 pub fn human(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms >= 1000 && ms % 1000 == 0 {
+    if ms >= 1000 && ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else if ms >= 1000 {
         format!("{:.1}s", d.as_secs_f64())

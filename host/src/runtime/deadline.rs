@@ -34,7 +34,10 @@ impl CallDeadline {
 
     /// The instant the call is cut off, if it has a deadline.
     pub fn at(&self) -> Option<Instant> {
-        *self.at.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        *self
+            .at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// How long the call has run.
@@ -53,7 +56,10 @@ impl CallDeadline {
     /// Record progress: push the deadline out, up to the cap. Returns the
     /// time left before the call is cut off (`u64::MAX` ms without one).
     pub fn extend(&self) -> Duration {
-        let mut at = self.at.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut at = self
+            .at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let now = Instant::now();
         let Some(current) = *at else {
             return Duration::MAX;

@@ -139,11 +139,21 @@ impl host::Host for HostState {
         let resource = &*self.resource.name;
         let kind = &*self.resource.type_name;
         match level {
-            host::Level::Trace => tracing::trace!(target: "warden::plugin", resource, kind, "{message}"),
-            host::Level::Debug => tracing::debug!(target: "warden::plugin", resource, kind, "{message}"),
-            host::Level::Info => tracing::info!(target: "warden::plugin", resource, kind, "{message}"),
-            host::Level::Warn => tracing::warn!(target: "warden::plugin", resource, kind, "{message}"),
-            host::Level::Error => tracing::error!(target: "warden::plugin", resource, kind, "{message}"),
+            host::Level::Trace => {
+                tracing::trace!(target: "warden::plugin", resource, kind, "{message}")
+            }
+            host::Level::Debug => {
+                tracing::debug!(target: "warden::plugin", resource, kind, "{message}")
+            }
+            host::Level::Info => {
+                tracing::info!(target: "warden::plugin", resource, kind, "{message}")
+            }
+            host::Level::Warn => {
+                tracing::warn!(target: "warden::plugin", resource, kind, "{message}")
+            }
+            host::Level::Error => {
+                tracing::error!(target: "warden::plugin", resource, kind, "{message}")
+            }
         }
         Ok(())
     }
@@ -185,7 +195,10 @@ impl process::Host for HostState {
             .spawn(&spec, &resource.grants.allow_programs, &resource.data_dir))
     }
 
-    async fn stop(&mut self, grace_ms: u64) -> wasmtime::Result<Result<process::ProcessState, String>> {
+    async fn stop(
+        &mut self,
+        grace_ms: u64,
+    ) -> wasmtime::Result<Result<process::ProcessState, String>> {
         Ok(self
             .resource
             .process

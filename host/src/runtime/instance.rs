@@ -93,10 +93,25 @@ impl Instance {
         self.generations
     }
 
+    /// Instantiate the plugin and open the resource now, unless that is
+    /// done already. Calls do this on their own; this is for callers that
+    /// want the cost up front (and for measuring it).
+    pub async fn open(&mut self) -> Result<(), CallError> {
+        let result = self.ensure_live().await.map(drop);
+        if result.is_err() {
+            self.discard();
+        }
+        result
+    }
+
     /// Instantiate and open, unless a live instance exists.
     async fn ensure_live(&mut self) -> Result<&mut Live, CallError> {
         if self.live.is_none() {
-            let mut store = new_store(&self.plugin.runtime, self.context.clone(), self.config.memory_limit);
+            let mut store = new_store(
+                &self.plugin.runtime,
+                self.context.clone(),
+                self.config.memory_limit,
+            );
             let deadline = Arc::new(CallDeadline::new(Some(self.config.open_timeout), None));
             store.data_mut().deadline = Some(deadline.clone());
             let stderr = self.context.stderr.clone();
@@ -143,7 +158,11 @@ impl Instance {
         &mut self,
         call: &'static str,
         deadline: CallDeadline,
-        f: impl for<'a> FnOnce(&'a mut Store<HostState>, &'a PluginBindings, ResourceAny) -> CallFuture<'a, T>,
+        f: impl for<'a> FnOnce(
+            &'a mut Store<HostState>,
+            &'a PluginBindings,
+            ResourceAny,
+        ) -> CallFuture<'a, T>,
     ) -> Result<T, CallError> {
         let result = self.try_call(call, deadline, f).await;
         if result.is_err() {
@@ -156,7 +175,11 @@ impl Instance {
         &mut self,
         call: &'static str,
         deadline: CallDeadline,
-        f: impl for<'a> FnOnce(&'a mut Store<HostState>, &'a PluginBindings, ResourceAny) -> CallFuture<'a, T>,
+        f: impl for<'a> FnOnce(
+            &'a mut Store<HostState>,
+            &'a PluginBindings,
+            ResourceAny,
+        ) -> CallFuture<'a, T>,
     ) -> Result<T, CallError> {
         let deadline = Arc::new(deadline);
         let stderr = self.context.stderr.clone();
@@ -175,38 +198,81 @@ impl Instance {
         self.live = None;
     }
 
-    pub async fn online(&mut self, deadline: CallDeadline) -> Result<Result<(), String>, CallError> {
+    pub async fn online(
+        &mut self,
+        deadline: CallDeadline,
+    ) -> Result<Result<(), String>, CallError> {
         self.call("online", deadline, |store, b, h| {
-            Box::pin(async move { b.warden_resource_resource_type().instance().call_online(store, h).await })
+            Box::pin(async move {
+                b.warden_resource_resource_type()
+                    .instance()
+                    .call_online(store, h)
+                    .await
+            })
         })
         .await
     }
 
-    pub async fn offline(&mut self, deadline: CallDeadline) -> Result<Result<(), String>, CallError> {
+    pub async fn offline(
+        &mut self,
+        deadline: CallDeadline,
+    ) -> Result<Result<(), String>, CallError> {
         self.call("offline", deadline, |store, b, h| {
-            Box::pin(async move { b.warden_resource_resource_type().instance().call_offline(store, h).await })
+            Box::pin(async move {
+                b.warden_resource_resource_type()
+                    .instance()
+                    .call_offline(store, h)
+                    .await
+            })
         })
         .await
     }
 
     pub async fn terminate(&mut self, timeout: Duration) -> Result<(), CallError> {
-        self.call("terminate", CallDeadline::new(Some(timeout), None), |store, b, h| {
-            Box::pin(async move { b.warden_resource_resource_type().instance().call_terminate(store, h).await })
-        })
+        self.call(
+            "terminate",
+            CallDeadline::new(Some(timeout), None),
+            |store, b, h| {
+                Box::pin(async move {
+                    b.warden_resource_resource_type()
+                        .instance()
+                        .call_terminate(store, h)
+                        .await
+                })
+            },
+        )
         .await
     }
 
     pub async fn looks_alive(&mut self, timeout: Duration) -> Result<Health, CallError> {
-        self.call("looks-alive", CallDeadline::new(Some(timeout), None), |store, b, h| {
-            Box::pin(async move { b.warden_resource_resource_type().instance().call_looks_alive(store, h).await })
-        })
+        self.call(
+            "looks-alive",
+            CallDeadline::new(Some(timeout), None),
+            |store, b, h| {
+                Box::pin(async move {
+                    b.warden_resource_resource_type()
+                        .instance()
+                        .call_looks_alive(store, h)
+                        .await
+                })
+            },
+        )
         .await
     }
 
     pub async fn is_alive(&mut self, timeout: Duration) -> Result<Health, CallError> {
-        self.call("is-alive", CallDeadline::new(Some(timeout), None), |store, b, h| {
-            Box::pin(async move { b.warden_resource_resource_type().instance().call_is_alive(store, h).await })
-        })
+        self.call(
+            "is-alive",
+            CallDeadline::new(Some(timeout), None),
+            |store, b, h| {
+                Box::pin(async move {
+                    b.warden_resource_resource_type()
+                        .instance()
+                        .call_is_alive(store, h)
+                        .await
+                })
+            },
+        )
         .await
     }
 
@@ -217,14 +283,18 @@ impl Instance {
         timeout: Duration,
     ) -> Result<Result<String, String>, CallError> {
         let (code, payload) = (code.to_string(), payload.to_string());
-        self.call("control", CallDeadline::new(Some(timeout), None), move |store, b, h| {
-            Box::pin(async move {
-                b.warden_resource_resource_type()
-                    .instance()
-                    .call_control(store, h, &code, &payload)
-                    .await
-            })
-        })
+        self.call(
+            "control",
+            CallDeadline::new(Some(timeout), None),
+            move |store, b, h| {
+                Box::pin(async move {
+                    b.warden_resource_resource_type()
+                        .instance()
+                        .call_control(store, h, &code, &payload)
+                        .await
+                })
+            },
+        )
         .await
     }
 

@@ -82,14 +82,20 @@ impl Plugin {
     /// # Safety
     /// `bytes` must come from `precompile_component` of a compatible engine;
     /// wasmtime trusts precompiled code (see `Component::deserialize`).
-    pub async unsafe fn load_precompiled(runtime: &Arc<Runtime>, bytes: &[u8]) -> Result<Plugin, LoadError> {
+    pub async unsafe fn load_precompiled(
+        runtime: &Arc<Runtime>,
+        bytes: &[u8],
+    ) -> Result<Plugin, LoadError> {
         // SAFETY: the caller vouches that the bytes are our own artifact.
         let component = unsafe { Component::deserialize(&runtime.engine, bytes) }
             .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         Plugin::from_component(runtime, component).await
     }
 
-    async fn from_component(runtime: &Arc<Runtime>, component: Component) -> Result<Plugin, LoadError> {
+    async fn from_component(
+        runtime: &Arc<Runtime>,
+        component: Component,
+    ) -> Result<Plugin, LoadError> {
         contract::check(&runtime.engine, &component)?;
         let pre = runtime
             .linker
@@ -103,7 +109,11 @@ impl Plugin {
         };
         let info = plugin
             .type_call("describe", |store, bindings| {
-                Box::pin(bindings.warden_resource_resource_type().call_describe(store))
+                Box::pin(
+                    bindings
+                        .warden_resource_resource_type()
+                        .call_describe(store),
+                )
             })
             .await
             .map_err(LoadError::Describe)?;
@@ -122,7 +132,10 @@ impl Plugin {
     }
 
     /// Ask the plugin whether `properties` are valid for a resource.
-    pub async fn validate(&self, properties: &[(String, String)]) -> Result<Result<(), contract::PropertyError>, CallError> {
+    pub async fn validate(
+        &self,
+        properties: &[(String, String)],
+    ) -> Result<Result<(), contract::PropertyError>, CallError> {
         let properties = properties.to_vec();
         self.type_call("validate", move |store, bindings| {
             Box::pin(async move {
@@ -141,7 +154,9 @@ impl Plugin {
         F: for<'a> FnOnce(
             &'a mut Store<HostState>,
             &'a contract::PluginBindings,
-        ) -> std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<T>> + Send + 'a>>,
+        ) -> std::pin::Pin<
+            Box<dyn Future<Output = wasmtime::Result<T>> + Send + 'a>,
+        >,
     {
         let context = ResourceContext::for_type(&self.info.name);
         let stderr = context.stderr.clone();
@@ -157,12 +172,23 @@ impl Plugin {
             self.pre.instantiate_async(&mut store),
         )
         .await?;
-        bounded(call, &deadline, &mut cancel, &stderr, f(&mut store, &bindings)).await
+        bounded(
+            call,
+            &deadline,
+            &mut cancel,
+            &stderr,
+            f(&mut store, &bindings),
+        )
+        .await
     }
 }
 
 /// A store for one instance of a plugin, with the limits every store gets.
-pub(crate) fn new_store(runtime: &Runtime, context: Arc<ResourceContext>, memory_limit: usize) -> Store<HostState> {
+pub(crate) fn new_store(
+    runtime: &Runtime,
+    context: Arc<ResourceContext>,
+    memory_limit: usize,
+) -> Store<HostState> {
     let mut store = Store::new(&runtime.engine, HostState::new(context, memory_limit));
     store.limiter(|state| &mut state.memory);
     // Yield to the scheduler at every epoch tick: a guest spinning in pure
@@ -324,9 +350,15 @@ mod tests {
 
     #[test]
     fn headers_are_told_apart() {
-        assert!(matches!(check_header(b"hello world"), Err(LoadError::NotWasm(_))));
+        assert!(matches!(
+            check_header(b"hello world"),
+            Err(LoadError::NotWasm(_))
+        ));
         assert!(matches!(check_header(b"\0asm"), Err(LoadError::NotWasm(_))));
-        assert!(matches!(check_header(b"\0asm\x01\0\0\0"), Err(LoadError::CoreModule)));
+        assert!(matches!(
+            check_header(b"\0asm\x01\0\0\0"),
+            Err(LoadError::CoreModule)
+        ));
         assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
     }
 }

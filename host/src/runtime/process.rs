@@ -143,8 +143,20 @@ impl ProcessSlot {
             .id()
             .ok_or_else(|| format!("{} exited before it could be watched", spec.program))?;
         for (stream, pipe) in [
-            ("stdout", child.stdout.take().map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>)),
-            ("stderr", child.stderr.take().map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>)),
+            (
+                "stdout",
+                child
+                    .stdout
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>),
+            ),
+            (
+                "stderr",
+                child
+                    .stderr
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>),
+            ),
         ] {
             if let Some(pipe) = pipe {
                 tokio::spawn(forward_lines(self.resource.clone(), stream, pipe));
@@ -229,7 +241,11 @@ impl Drop for ProcessSlot {
     }
 }
 
-async fn forward_lines(resource: Arc<str>, stream: &'static str, pipe: Box<dyn AsyncRead + Send + Unpin>) {
+async fn forward_lines(
+    resource: Arc<str>,
+    stream: &'static str,
+    pipe: Box<dyn AsyncRead + Send + Unpin>,
+) {
     let mut lines = BufReader::new(pipe).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         tracing::info!(target: "warden::service", resource = %resource, stream, "{line}");

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use warden::monitor::{Monitor, ResourceHandle, ResourceSpec, ResourceState, RestartPolicy, TimingOverrides};
+use warden::monitor::{
+    Monitor, ResourceHandle, ResourceSpec, ResourceState, RestartPolicy, TimingOverrides,
+};
 use warden::runtime::{Grants, Plugin, Runtime, RuntimeConfig};
 
 /// One runtime for the whole test binary: engines reserve address space for
@@ -32,7 +34,11 @@ pub const FUTURE_CONTRACT: &str = env!("WARDEN_PLUGIN_FUTURE_CONTRACT");
 
 pub async fn load(path: &str) -> Arc<Plugin> {
     let bytes = std::fs::read(path).expect("plugin file");
-    Arc::new(Plugin::load(&runtime(), &bytes).await.expect("plugin loads"))
+    Arc::new(
+        Plugin::load(&runtime(), &bytes)
+            .await
+            .expect("plugin loads"),
+    )
 }
 
 pub fn ms(n: u64) -> Duration {
@@ -72,7 +78,11 @@ pub fn data_dir() -> PathBuf {
 
 /// Wait until the resource is in `state`, or panic with its status.
 pub async fn wait_state(handle: &ResourceHandle, state: ResourceState, within: Duration) {
-    if handle.wait_for(within, |s| s.state == state).await.is_none() {
+    if handle
+        .wait_for(within, |s| s.state == state)
+        .await
+        .is_none()
+    {
         panic!(
             "{} did not reach {state} within {within:?}: {:?}",
             handle.name(),
@@ -82,8 +92,15 @@ pub async fn wait_state(handle: &ResourceHandle, state: ResourceState, within: D
 }
 
 /// A monitor with one chaos resource online.
-pub async fn online_chaos(monitor: &mut Monitor, name: &str, props: &[(&str, &str)]) -> ResourceHandle {
-    let handle = monitor.add(load(CHAOS).await, spec(name, props)).await.expect("valid spec");
+pub async fn online_chaos(
+    monitor: &mut Monitor,
+    name: &str,
+    props: &[(&str, &str)],
+) -> ResourceHandle {
+    let handle = monitor
+        .add(load(CHAOS).await, spec(name, props))
+        .await
+        .expect("valid spec");
     handle.online().expect("actor runs");
     wait_state(&handle, ResourceState::Online, Duration::from_secs(10)).await;
     handle

@@ -183,8 +183,7 @@ impl Guest for Chaos {
                     kind: PropertyKind::DurationMs,
                     default_value: Some("0".to_string()),
                     required: false,
-                    description: "Report progress this often during online (0: never)"
-                        .to_string(),
+                    description: "Report progress this often during online (0: never)".to_string(),
                 },
             ],
             timing: Timing {

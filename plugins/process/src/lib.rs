@@ -100,12 +100,42 @@ impl Guest for ProcessType {
             version: env!("CARGO_PKG_VERSION").to_string(),
             description: "Runs one program and keeps it running.".to_string(),
             properties: vec![
-                spec("program", PropertyKind::String, None, "Path of the program to run"),
-                spec("args", PropertyKind::String, Some(""), "Arguments, separated by spaces"),
-                spec("env", PropertyKind::String, Some(""), "KEY=VALUE pairs, separated by spaces"),
-                spec("cwd", PropertyKind::String, Some(""), "Working directory (default: the resource's data directory)"),
-                spec("startup-ms", PropertyKind::DurationMs, Some("200"), "How long the program must stay up for online to succeed"),
-                spec("stop-grace-ms", PropertyKind::DurationMs, Some("5000"), "How long offline waits after SIGTERM before SIGKILL"),
+                spec(
+                    "program",
+                    PropertyKind::String,
+                    None,
+                    "Path of the program to run",
+                ),
+                spec(
+                    "args",
+                    PropertyKind::String,
+                    Some(""),
+                    "Arguments, separated by spaces",
+                ),
+                spec(
+                    "env",
+                    PropertyKind::String,
+                    Some(""),
+                    "KEY=VALUE pairs, separated by spaces",
+                ),
+                spec(
+                    "cwd",
+                    PropertyKind::String,
+                    Some(""),
+                    "Working directory (default: the resource's data directory)",
+                ),
+                spec(
+                    "startup-ms",
+                    PropertyKind::DurationMs,
+                    Some("200"),
+                    "How long the program must stay up for online to succeed",
+                ),
+                spec(
+                    "stop-grace-ms",
+                    PropertyKind::DurationMs,
+                    Some("5000"),
+                    "How long offline waits after SIGTERM before SIGKILL",
+                ),
             ],
             timing: Timing {
                 pending_timeout_ms: 180_000,
@@ -131,7 +161,10 @@ impl GuestInstance for ProcessInstance {
 
     fn online(&self) -> Result<(), String> {
         if let ProcessState::Running(pid) = process::state() {
-            host::log(Level::Info, &format!("{} already runs as pid {pid}", self.name));
+            host::log(
+                Level::Info,
+                &format!("{} already runs as pid {pid}", self.name),
+            );
             return Ok(());
         }
         let pid = process::spawn(&self.spec)?;

@@ -1,0 +1,301 @@
+//! The agent's configuration file (TOML).
+//!
+//! ```toml
+//! [node]
+//! name = "node-1"
+//! data_dir = "/var/lib/warden"        # resource data under data_dir/resources/NAME
+//! plugins_dir = "/etc/warden/plugins" # optional: extra .wasm resource types
+//!
+//! [runtime]
+//! max_instances = 1024   # room in the instance pool
+//! memory_limit_mib = 64  # default per-resource memory limit
+//!
+//! [plugins.process]      # grants to the plugin of type "process"
+//! allow_programs = ["/usr/bin/sleep"]
+//!
+//! [[resource]]
+//! name = "sleeper"
+//! type = "process"
+//! is_alive_interval_ms = 5000
+//! properties = { program = "/usr/bin/sleep", args = "3600" }
+//! restart = { threshold = 3, period_s = 900, delay_ms = 0 }
+//! ```
+//!
+//! Unknown keys are errors, reported with their line, so that a typo never
+//! silently falls back to a default.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use crate::monitor::{RestartPolicy, TimingOverrides};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub node: NodeConfig,
+    #[serde(default)]
+    pub runtime: RuntimeSection,
+    /// Grants, by plugin type name.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginGrants>,
+    #[serde(default, rename = "resource")]
+    pub resources: Vec<ResourceConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub name: String,
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub plugins_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSection {
+    #[serde(default = "default_max_instances")]
+    pub max_instances: u32,
+    #[serde(default = "default_memory_limit_mib")]
+    pub memory_limit_mib: u64,
+}
+
+impl Default for RuntimeSection {
+    fn default() -> Self {
+        RuntimeSection {
+            max_instances: default_max_instances(),
+            memory_limit_mib: default_memory_limit_mib(),
+        }
+    }
+}
+
+fn default_max_instances() -> u32 {
+    1024
+}
+
+fn default_memory_limit_mib() -> u64 {
+    64
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginGrants {
+    /// Programs the plugin may start, by absolute path.
+    #[serde(default)]
+    pub allow_programs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceConfig {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// Bring the resource online when the agent starts.
+    #[serde(default = "yes")]
+    pub online: bool,
+    #[serde(default)]
+    pub properties: BTreeMap<String, PropertyValue>,
+    #[serde(default)]
+    pub memory_limit_mib: Option<u64>,
+    #[serde(default)]
+    pub pending_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub looks_alive_interval_ms: Option<u64>,
+    #[serde(default)]
+    pub is_alive_interval_ms: Option<u64>,
+    #[serde(default)]
+    pub check_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub terminate_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub restart: RestartConfig,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A property value as written in TOML: text, a number or a boolean. The
+/// plugin receives it as text and parses it by its schema.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum PropertyValue {
+    Text(String),
+    Integer(i64),
+    Boolean(bool),
+}
+
+impl PropertyValue {
+    pub fn as_text(&self) -> String {
+        match self {
+            PropertyValue::Text(t) => t.clone(),
+            PropertyValue::Integer(i) => i.to_string(),
+            PropertyValue::Boolean(b) => b.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartConfig {
+    #[serde(default = "default_threshold")]
+    pub threshold: u32,
+    #[serde(default = "default_period_s")]
+    pub period_s: u64,
+    #[serde(default)]
+    pub delay_ms: u64,
+}
+
+fn default_threshold() -> u32 {
+    RestartPolicy::default().threshold
+}
+
+fn default_period_s() -> u64 {
+    RestartPolicy::default().period.as_secs()
+}
+
+impl Default for RestartConfig {
+    fn default() -> Self {
+        RestartConfig {
+            threshold: default_threshold(),
+            period_s: default_period_s(),
+            delay_ms: 0,
+        }
+    }
+}
+
+impl ResourceConfig {
+    pub fn timing(&self) -> TimingOverrides {
+        let ms = |v: Option<u64>| v.map(Duration::from_millis);
+        TimingOverrides {
+            pending_timeout: ms(self.pending_timeout_ms),
+            looks_alive_interval: ms(self.looks_alive_interval_ms),
+            is_alive_interval: ms(self.is_alive_interval_ms),
+            check_timeout: ms(self.check_timeout_ms),
+            terminate_timeout: ms(self.terminate_timeout_ms),
+        }
+    }
+
+    pub fn restart_policy(&self) -> RestartPolicy {
+        RestartPolicy {
+            threshold: self.restart.threshold,
+            period: Duration::from_secs(self.restart.period_s),
+            delay: Duration::from_millis(self.restart.delay_ms),
+        }
+    }
+
+    pub fn properties(&self) -> Vec<(String, String)> {
+        self.properties
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_text()))
+            .collect()
+    }
+}
+
+impl AgentConfig {
+    /// Read and check a configuration file. Relative paths in it are taken
+    /// relative to the file's folder.
+    pub fn load(path: &Path) -> Result<AgentConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the configuration {}", path.display()))?;
+        let mut config = AgentConfig::parse(&text)
+            .with_context(|| format!("in the configuration {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.node.data_dir = base.join(&config.node.data_dir);
+        if let Some(dir) = &config.node.plugins_dir {
+            config.node.plugins_dir = Some(base.join(dir));
+        }
+        Ok(config)
+    }
+
+    /// Parse and check configuration text.
+    pub fn parse(text: &str) -> Result<AgentConfig> {
+        let config: AgentConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.node.name.trim().is_empty() {
+            bail!("[node] name must not be empty");
+        }
+        if self.runtime.max_instances == 0 {
+            bail!("[runtime] max_instances must be above 0");
+        }
+        let mut seen = std::collections::HashSet::new();
+        for resource in &self.resources {
+            if !seen.insert(resource.name.as_str()) {
+                bail!("resource {:?} is configured twice", resource.name);
+            }
+        }
+        for (plugin, grants) in &self.plugins {
+            for program in &grants.allow_programs {
+                if !program.is_absolute() {
+                    bail!(
+                        "[plugins.{plugin}] allow_programs: {} must be an absolute path",
+                        program.display()
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        [node]
+        name = "n1"
+        data_dir = "data"
+
+        [plugins.process]
+        allow_programs = ["/usr/bin/sleep"]
+
+        [[resource]]
+        name = "s"
+        type = "process"
+        properties = { program = "/usr/bin/sleep", args = "100", startup-ms = 10 }
+        restart = { threshold = 5 }
+    "#;
+
+    #[test]
+    fn parses_a_full_configuration() {
+        let config = AgentConfig::parse(GOOD).expect("valid");
+        let r = &config.resources[0];
+        assert_eq!(r.restart_policy().threshold, 5);
+        assert_eq!(r.restart_policy().period, Duration::from_secs(900));
+        assert!(
+            r.properties()
+                .contains(&("startup-ms".to_string(), "10".to_string()))
+        );
+        assert!(r.online);
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_line() {
+        let text = GOOD.replace("restart = {", "restrat = {");
+        let err = AgentConfig::parse(&text).expect_err("typo").to_string();
+        assert!(err.contains("unknown field `restrat`"), "{err}");
+        assert!(err.contains("line 13"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_resources_and_relative_programs_are_refused() {
+        let twice = format!("{GOOD}\n[[resource]]\nname = \"s\"\ntype = \"process\"\n");
+        let err = AgentConfig::parse(&twice).expect_err("dup").to_string();
+        assert_eq!(err, "resource \"s\" is configured twice");
+        let relative = GOOD.replace("\"/usr/bin/sleep\"]", "\"sleep\"]");
+        let err = AgentConfig::parse(&relative)
+            .expect_err("relative")
+            .to_string();
+        assert!(err.contains("must be an absolute path"), "{err}");
+    }
+}

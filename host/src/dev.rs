@@ -1,0 +1,58 @@
+//! `warden agent --dev`: a whole node from one command, nothing to install.
+//!
+//! The data directory is a fresh temporary folder, the resource types are
+//! the built-in ones, and the resources supervise real processes: two demo
+//! HTTP services run by the warden binary itself.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::config::AgentConfig;
+
+/// A configuration for a dev node in `dir`, running `exe` as the services.
+pub fn config(dir: &Path, exe: &Path) -> Result<(AgentConfig, Vec<(String, SocketAddr)>)> {
+    let mut services = Vec::new();
+    let mut resources = String::new();
+    for name in ["web-frontend", "mail-api"] {
+        let addr = free_port()?;
+        resources.push_str(&format!(
+            r#"
+[[resource]]
+name = "{name}"
+type = "process"
+is_alive_interval_ms = 2000
+restart = {{ threshold = 3, period_s = 900, delay_ms = 500 }}
+properties = {{ program = {exe:?}, args = "demo-service --name {name} --listen {addr}", stop-grace-ms = 2000 }}
+"#
+        ));
+        services.push((name.to_string(), addr));
+    }
+    let text = format!(
+        r#"
+[node]
+name = "dev"
+data_dir = {dir:?}
+
+[plugins.process]
+allow_programs = [{exe:?}]
+{resources}"#,
+        dir = dir.display().to_string(),
+        exe = exe.display().to_string(),
+    );
+    std::fs::write(dir.join("warden.toml"), &text).context("writing the dev configuration")?;
+    Ok((AgentConfig::parse(&text)?, services))
+}
+
+/// A fresh folder for a dev node's data.
+pub fn data_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("warden-dev-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn free_port() -> Result<SocketAddr> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port")?;
+    Ok(listener.local_addr()?)
+}

@@ -1,0 +1,323 @@
+//! The `warden` binary end to end: real agent processes, real supervised
+//! services, real plugin files.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+const WARDEN: &str = env!("CARGO_BIN_EXE_warden");
+
+/// An agent process, killed if the test ends early.
+struct AgentProcess {
+    child: Child,
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl AgentProcess {
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the agent did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// GET / from a demo service; returns the body.
+fn get(addr: SocketAddr) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split("\r\n\r\n").nth(1).map(str::to_string)
+}
+
+fn pid_in(body: &str) -> i32 {
+    body.split("(pid ")
+        .nth(1)
+        .and_then(|rest| rest.trim_end().trim_end_matches(')').parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {body:?}"))
+}
+
+fn wait_until<T>(what: &str, within: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn events(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+#[test]
+fn dev_mode_supervises_real_processes_and_restarts_a_killed_one() {
+    let mut child = Command::new(WARDEN)
+        .args(["agent", "--dev"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the agent");
+    let stdout = child.stdout.take().expect("stdout");
+    let agent = AgentProcess { child };
+    let mut services = Vec::new();
+    let mut history = PathBuf::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("banner");
+        if let Some(rest) = line.trim().strip_prefix("resource ") {
+            let (name, url) = rest.split_once(": ").expect("name: url");
+            let addr: SocketAddr = url
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .parse()
+                .expect("address");
+            services.push((name.to_string(), addr));
+        }
+        if let Some(path) = line.trim().strip_prefix("event history:") {
+            history = PathBuf::from(path.trim());
+        }
+        if line.starts_with("Try:") {
+            break;
+        }
+    }
+    assert_eq!(services.len(), 2, "two demo services: {services:?}");
+
+    let (name, addr) = services[0].clone();
+    let body = wait_until(
+        "the demo service to answer",
+        Duration::from_secs(20),
+        || get(addr),
+    );
+    assert!(body.starts_with(&format!("{name} is up")), "{body}");
+    let first = pid_in(&body);
+
+    kill(Pid::from_raw(first), Signal::SIGKILL).expect("kill -9 the service");
+    let second = wait_until("a new process to answer", Duration::from_secs(20), || {
+        get(addr).map(|b| pid_in(&b)).filter(|pid| *pid != first)
+    });
+    assert_ne!(first, second);
+
+    let seen = events(&history);
+    let has = |kind: &str| {
+        seen.iter()
+            .any(|e| e["resource"] == name.as_str() && e["event"] == kind)
+    };
+    assert!(has("process-exited"), "history: {seen:?}");
+    assert!(has("restart-scheduled"), "history: {seen:?}");
+
+    let status = agent.terminate();
+    assert!(status.success(), "clean shutdown: {status:?}");
+    // Shutdown took the services offline.
+    assert!(
+        get(addr).is_none(),
+        "the service still answers after shutdown"
+    );
+    assert!(
+        kill(Pid::from_raw(second), None).is_err(),
+        "pid {second} still runs"
+    );
+    if let Some(dir) = history.parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[test]
+fn a_bad_configuration_is_refused_whole_and_starts_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = dir.path().join("started");
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[node]
+name = "n"
+data_dir = "data"
+
+[plugins.process]
+allow_programs = ["/usr/bin/touch"]
+
+[[resource]]
+name = "would-start"
+type = "process"
+properties = {{ program = "/usr/bin/touch", args = "{marker}" }}
+
+[[resource]]
+name = "typo"
+type = "process"
+properties = {{ program = "/usr/bin/touch", argz = "x" }}
+
+[[resource]]
+name = "ghost"
+type = "no-such-type"
+"#,
+            marker = marker.display()
+        ),
+    )
+    .expect("write config");
+    let out = Command::new(WARDEN)
+        .args(["agent", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("2 error(s); nothing was started"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("unknown property \"argz\" for type process"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("unknown type \"no-such-type\""), "{stderr}");
+    assert!(
+        !marker.exists(),
+        "a resource was started despite the errors"
+    );
+
+    let syntax = dir.path().join("syntax.toml");
+    std::fs::write(
+        &syntax,
+        "[node]\nname = \"n\"\ndata_dir = \"d\"\nbogus = 1\n",
+    )
+    .expect("write");
+    let out = Command::new(WARDEN)
+        .args(["agent", "--config"])
+        .arg(&syntax)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown field `bogus`") && stderr.contains("line 4"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_broken_file_in_the_plugins_directory_is_skipped_and_the_rest_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).expect("mkdir");
+    std::fs::copy(common::CHAOS, plugins.join("chaos.wasm")).expect("copy chaos");
+    let chaos = std::fs::read(common::CHAOS).expect("read");
+    std::fs::write(plugins.join("half-written.wasm"), &chaos[..chaos.len() / 3]).expect("write");
+    std::fs::write(plugins.join("notes.wasm"), "not wasm at all").expect("write");
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        r#"
+[node]
+name = "n"
+data_dir = "data"
+plugins_dir = "plugins"
+
+[[resource]]
+name = "steady"
+type = "chaos"
+is_alive_interval_ms = 100
+"#,
+    )
+    .expect("write config");
+    let child = Command::new(WARDEN)
+        .args(["--log-format", "json", "agent", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
+    let mut agent = AgentProcess { child };
+    let stderr = agent.child.stderr.take().expect("stderr");
+    let history = dir.path().join("data/events.jsonl");
+    wait_until("steady to come online", Duration::from_secs(20), || {
+        events(&history)
+            .iter()
+            .any(|e| e["resource"] == "steady" && e["to"] == "Online")
+            .then_some(())
+    });
+    let status = agent.terminate();
+    assert!(status.success());
+    let mut log = String::new();
+    BufReader::new(stderr)
+        .read_to_string(&mut log)
+        .expect("log");
+    assert!(
+        log.contains("half-written.wasm rejected: could not compile"),
+        "{log}"
+    );
+    assert!(
+        log.contains("notes.wasm rejected: not a WebAssembly file"),
+        "{log}"
+    );
+}
+
+#[test]
+fn plugin_check_describes_a_good_plugin_and_explains_a_bad_one() {
+    let out = Command::new(WARDEN)
+        .args(["plugin", "check", common::PROCESS])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("process "), "{stdout}");
+    assert!(
+        stdout.contains("program") && stdout.contains("required"),
+        "{stdout}"
+    );
+
+    for (file, expected) in [
+        (common::FUTURE_CONTRACT, "warden:resource@0.2.0"),
+        (
+            common::DESCRIBE_TRAPS,
+            "describe() failed: describe trapped",
+        ),
+        (
+            concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
+            "not a WebAssembly file",
+        ),
+    ] {
+        let out = Command::new(WARDEN)
+            .args(["plugin", "check", file])
+            .output()
+            .expect("run");
+        assert!(!out.status.success(), "{file} passed the check");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{file}: {stderr}");
+    }
+}
