@@ -157,8 +157,9 @@ pub enum RestartAction {
 #[serde(default)]
 pub struct RestartPolicy {
     pub action: RestartAction,
-    /// Restarts allowed within `period`: the failure that makes the count in the
-    /// period exceed this "passes the threshold".
+    /// Failures allowed within `period`: the failure that makes the count in
+    /// the period reach this is final (3: two restarts, the third failure
+    /// fails the group over, as in the seeds). 0 and 1 both mean no restart.
     pub threshold: u32,
     /// Failures older than this are forgotten (a failure exactly `period` ago
     /// no longer counts).

@@ -1072,20 +1072,26 @@ impl Engine {
         rr.failures.push(now);
         let count = rr.failures.len();
         let (thr, period) = (policy.threshold, policy.period);
-        if count as u64 <= u64::from(thr) {
+        // The failure that reaches the threshold is final (the seeds: "has
+        // failed 3 times within 900 seconds" takes the group offline; the
+        // resource monitor "tries to restart the resource two additional
+        // times"). The failures before it are restarted.
+        if (count as u64) < u64::from(thr) {
             rr.recovery = Recovery::RestartAt(now + policy.delay);
             let delay = if policy.delay > Millis::ZERO {
                 format!(" after {}", policy.delay)
             } else {
                 String::new()
             };
-            let why = format!("failed ({reason}): restart {count} of {thr} within {period}{delay}");
+            let why = format!(
+                "failed ({reason}): failure {count} of {thr} within {period}, restarting{delay}"
+            );
             return Self::decision(out, name, why);
         }
         if policy.action == RestartAction::RestartNoAffectGroup {
             rr.recovery = Recovery::RetryAt(now + policy.retry_period);
             let why = format!(
-                "failed ({reason}) {} within {period}, threshold {thr} passed; does not affect the group: stays failed, retry in {}",
+                "failed ({reason}) {} within {period}, threshold {thr} reached; does not affect the group: stays failed, retry in {}",
                 times(count),
                 policy.retry_period
             );
@@ -1095,7 +1101,7 @@ impl Engine {
             });
         }
         let why = format!(
-            "failed ({reason}) {} within {period}, threshold {thr} passed: failing group {} over",
+            "failed ({reason}) {} within {period}, threshold {thr} reached: failing group {} over",
             times(count),
             m.groups[g].name
         );
