@@ -14,13 +14,17 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use crate::config::{AgentConfig, ResourceConfig};
-use crate::monitor::{Event, Monitor, ResourceSpec, SpecError};
+use crate::config::{AgentConfig, ResourceConfig, parse_failback};
+use crate::contract::TypeFlags;
+use crate::monitor::{Event, Monitor, ResourceHandle, ResourceSpec, SpecError};
+use crate::node::Node;
 use crate::runtime::{Grants, Plugin, Runtime, RuntimeConfig};
 
 /// A running node.
 pub struct Agent {
-    pub monitor: Monitor,
+    pub node: Node,
+    /// Every resource's handle, for status.
+    pub resources: BTreeMap<String, ResourceHandle>,
     pub plugins: BTreeMap<String, Arc<Plugin>>,
     pub runtime: Arc<Runtime>,
     pub data_dir: PathBuf,
@@ -51,6 +55,13 @@ impl Agent {
             tracing::error!("plugin {} rejected: {}", r.file.display(), r.reason);
         }
 
+        // The policy checks the shape first (dependency cycles, dangling
+        // or cross-group dependencies), before any resource exists.
+        let cluster = cluster_config(&config, &plugins)?;
+        let engine = warden_policy::Engine::new(cluster)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("the configuration's groups are not valid; nothing was started")?;
+
         let mut monitor = Monitor::new((config.runtime.memory_limit_mib as usize) << 20);
         let history = spawn_history(monitor.subscribe(), data_dir.join("events.jsonl")).await?;
 
@@ -70,10 +81,13 @@ impl Agent {
                 errors.join("\n  ")
             );
         }
-        for resource in config.resources.iter().filter(|r| r.online) {
-            if let Some(handle) = monitor.get(&resource.name) {
-                handle.online()?;
-            }
+        let resources: BTreeMap<String, ResourceHandle> = monitor
+            .resources()
+            .map(|h| (h.name().to_string(), h.clone()))
+            .collect();
+        let node = Node::start(&config.node.name, engine, monitor);
+        for group in groups_to_start(&config) {
+            node.group_online(&group)?;
         }
         tracing::info!(
             node = %config.node.name,
@@ -83,7 +97,8 @@ impl Agent {
             data_dir.join("events.jsonl").display()
         );
         Ok(Agent {
-            monitor,
+            node,
+            resources,
             plugins,
             runtime,
             data_dir,
@@ -91,10 +106,11 @@ impl Agent {
         })
     }
 
-    /// Take every resource offline, close it, and stop.
-    pub async fn shutdown(mut self) {
-        tracing::info!("shutting down: taking every resource offline");
-        self.monitor.shutdown().await;
+    /// Take every group offline (in reverse dependency order), close every
+    /// resource, and stop.
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down: taking every group offline");
+        self.node.shutdown().await;
         // Let the history writer catch up with the last events.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         self.history.abort();
@@ -133,12 +149,77 @@ async fn add_resource(
         type_name: resource.type_name.clone(),
         properties: resource.properties(),
         timing: resource.timing(),
-        restart: resource.restart_policy(),
         memory_limit: resource.memory_limit_mib.map(|mib| (mib as usize) << 20),
         data_dir: resource_dir,
         grants,
     };
     monitor.add(plugin.clone(), spec).await.map(drop)
+}
+
+/// The groups to bring online at start: the configured ones that say so,
+/// and every implicit one-resource group.
+fn groups_to_start(config: &AgentConfig) -> Vec<String> {
+    let mut groups: Vec<String> = config
+        .groups
+        .iter()
+        .filter(|g| g.online)
+        .map(|g| g.name.clone())
+        .collect();
+    groups.extend(
+        config
+            .resources
+            .iter()
+            .filter(|r| r.group.is_none())
+            .map(|r| r.name.clone()),
+    );
+    groups
+}
+
+/// The policy's view of the configuration: this node, the groups (a
+/// resource without one gets a group of its own), the singleton types.
+fn cluster_config(
+    config: &AgentConfig,
+    plugins: &BTreeMap<String, Arc<Plugin>>,
+) -> Result<warden_policy::ClusterConfig> {
+    let me = config.node.name.clone();
+    let mut groups = Vec::new();
+    for group in &config.groups {
+        let mut g = warden_policy::GroupConfig::new(group.name.clone());
+        g.preferred_owners = if group.preferred_owners.is_empty() {
+            vec![me.clone()]
+        } else {
+            group.preferred_owners.clone()
+        };
+        g.failover_threshold = group.failover_threshold;
+        g.failover_period = warden_policy::Millis::from_secs(group.failover_period_s);
+        g.failback = parse_failback(&group.failback)?;
+        groups.push(g);
+    }
+    for resource in &config.resources {
+        let mut r =
+            warden_policy::ResourceConfig::new(resource.name.clone(), resource.type_name.clone());
+        r.depends_on = resource.depends_on.clone();
+        r.restart = resource.restart_policy()?;
+        match groups.iter_mut().find(|g| g.name == resource.group_name()) {
+            Some(group) => group.resources.push(r),
+            None => {
+                let mut g = warden_policy::GroupConfig::new(resource.name.clone());
+                g.preferred_owners = vec![me.clone()];
+                g.resources.push(r);
+                groups.push(g);
+            }
+        }
+    }
+    let singleton_types = plugins
+        .values()
+        .filter(|p| p.info().flags.contains(TypeFlags::CLUSTER_SINGLETON))
+        .map(|p| p.name().to_string())
+        .collect();
+    Ok(warden_policy::ClusterConfig {
+        nodes: vec![me],
+        singleton_types,
+        groups,
+    })
 }
 
 /// Load the built-in types, then every `.wasm` file in `dir`. A file that

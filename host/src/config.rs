@@ -13,12 +13,21 @@
 //! [plugins.process]      # grants to the plugin of type "process"
 //! allow_programs = ["/usr/bin/sleep"]
 //!
+//! [[group]]                # a virtual server: resources that move together
+//! name = "web"
+//! failover_threshold = 10    # failovers within failover_period_s, then Failed
+//! failover_period_s = 21600
+//! failback = "off"           # "off", "immediate" or a window of hours "22-6"
+//! online = true              # bring the group online when the agent starts
+//!
 //! [[resource]]
 //! name = "sleeper"
 //! type = "process"
+//! group = "web"              # default: a group of its own, named after it
+//! depends_on = []            # resources of the same group
 //! is_alive_interval_ms = 5000
 //! properties = { program = "/usr/bin/sleep", args = "3600" }
-//! restart = { threshold = 3, period_s = 900, delay_ms = 0 }
+//! restart = { action = "affect-group", threshold = 3, period_s = 900, delay_ms = 0, retry_period_s = 3600 }
 //! ```
 //!
 //! Unknown keys are errors, reported with their line, so that a typo never
@@ -31,7 +40,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
-use crate::monitor::{RestartPolicy, TimingOverrides};
+use crate::monitor::TimingOverrides;
+use warden_policy::{Failback, Millis, RestartAction, RestartPolicy};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,8 +52,65 @@ pub struct AgentConfig {
     /// Grants, by plugin type name.
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginGrants>,
+    #[serde(default, rename = "group")]
+    pub groups: Vec<GroupConfig>,
     #[serde(default, rename = "resource")]
     pub resources: Vec<ResourceConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    pub name: String,
+    /// Nodes in order of preference; default: this node.
+    #[serde(default)]
+    pub preferred_owners: Vec<String>,
+    #[serde(default = "default_failover_threshold")]
+    pub failover_threshold: u32,
+    #[serde(default = "default_failover_period_s")]
+    pub failover_period_s: u64,
+    /// "off", "immediate", or a window of hours such as "22-6".
+    #[serde(default = "default_failback")]
+    pub failback: String,
+    /// Bring the group online when the agent starts.
+    #[serde(default = "yes")]
+    pub online: bool,
+}
+
+fn default_failover_threshold() -> u32 {
+    warden_policy::GroupConfig::new("").failover_threshold
+}
+
+fn default_failover_period_s() -> u64 {
+    warden_policy::GroupConfig::new("").failover_period.0 / 1000
+}
+
+fn default_failback() -> String {
+    "off".to_string()
+}
+
+/// Parse a failback setting: `off`, `immediate` or `START-END` hours.
+pub fn parse_failback(text: &str) -> Result<Failback> {
+    match text {
+        "off" => Ok(Failback::Off),
+        "immediate" => Ok(Failback::Immediate),
+        window => {
+            let hours = window.split_once('-').and_then(|(a, b)| {
+                Some((a.trim().parse::<u8>().ok()?, b.trim().parse::<u8>().ok()?))
+            });
+            match hours {
+                Some((start_hour, end_hour)) if start_hour < 24 && end_hour < 24 => {
+                    Ok(Failback::Window {
+                        start_hour,
+                        end_hour,
+                    })
+                }
+                _ => bail!(
+                    "failback {text:?}: expected \"off\", \"immediate\" or a window of hours such as \"22-6\""
+                ),
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -95,9 +162,12 @@ pub struct ResourceConfig {
     pub name: String,
     #[serde(rename = "type")]
     pub type_name: String,
-    /// Bring the resource online when the agent starts.
-    #[serde(default = "yes")]
-    pub online: bool,
+    /// The group it belongs to; default: a group of its own, named after it.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Resources of the same group that must be online before this one.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
     #[serde(default)]
     pub properties: BTreeMap<String, PropertyValue>,
     #[serde(default)]
@@ -140,15 +210,27 @@ impl PropertyValue {
     }
 }
 
+/// What to do when a resource fails (Windows: RestartAction and friends).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestartConfig {
+    /// "affect-group" (default), "no-affect-group" or "do-not-restart".
+    #[serde(default = "default_action")]
+    pub action: String,
+    /// The failure that reaches this count within the period is final.
     #[serde(default = "default_threshold")]
     pub threshold: u32,
     #[serde(default = "default_period_s")]
     pub period_s: u64,
     #[serde(default)]
     pub delay_ms: u64,
+    /// A resource left Failed is tried again after this long.
+    #[serde(default = "default_retry_period_s")]
+    pub retry_period_s: u64,
+}
+
+fn default_action() -> String {
+    "affect-group".to_string()
 }
 
 fn default_threshold() -> u32 {
@@ -156,15 +238,21 @@ fn default_threshold() -> u32 {
 }
 
 fn default_period_s() -> u64 {
-    RestartPolicy::default().period.as_secs()
+    RestartPolicy::default().period.0 / 1000
+}
+
+fn default_retry_period_s() -> u64 {
+    RestartPolicy::default().retry_period.0 / 1000
 }
 
 impl Default for RestartConfig {
     fn default() -> Self {
         RestartConfig {
+            action: default_action(),
             threshold: default_threshold(),
             period_s: default_period_s(),
             delay_ms: 0,
+            retry_period_s: default_retry_period_s(),
         }
     }
 }
@@ -181,12 +269,28 @@ impl ResourceConfig {
         }
     }
 
-    pub fn restart_policy(&self) -> RestartPolicy {
-        RestartPolicy {
+    pub fn restart_policy(&self) -> Result<RestartPolicy> {
+        let action = match self.restart.action.as_str() {
+            "affect-group" => RestartAction::RestartAffectGroup,
+            "no-affect-group" => RestartAction::RestartNoAffectGroup,
+            "do-not-restart" => RestartAction::DoNotRestart,
+            other => bail!(
+                "resource {:?}: restart action {other:?}: expected \"affect-group\", \"no-affect-group\" or \"do-not-restart\"",
+                self.name
+            ),
+        };
+        Ok(RestartPolicy {
+            action,
             threshold: self.restart.threshold,
-            period: Duration::from_secs(self.restart.period_s),
-            delay: Duration::from_millis(self.restart.delay_ms),
-        }
+            period: Millis::from_secs(self.restart.period_s),
+            delay: Millis(self.restart.delay_ms),
+            retry_period: Millis::from_secs(self.restart.retry_period_s),
+        })
+    }
+
+    /// The group this resource belongs to.
+    pub fn group_name(&self) -> &str {
+        self.group.as_deref().unwrap_or(&self.name)
     }
 
     pub fn properties(&self) -> Vec<(String, String)> {
@@ -232,6 +336,24 @@ impl AgentConfig {
             if !seen.insert(resource.name.as_str()) {
                 bail!("resource {:?} is configured twice", resource.name);
             }
+            resource.restart_policy()?;
+        }
+        let mut groups = std::collections::HashSet::new();
+        for group in &self.groups {
+            if !groups.insert(group.name.as_str()) {
+                bail!("group {:?} is configured twice", group.name);
+            }
+            parse_failback(&group.failback).with_context(|| format!("group {:?}", group.name))?;
+        }
+        for resource in &self.resources {
+            if let Some(group) = &resource.group
+                && !groups.contains(group.as_str())
+            {
+                bail!(
+                    "resource {:?}: group {group:?} is not configured (add a [[group]] named {group:?})",
+                    resource.name
+                );
+            }
         }
         for (plugin, grants) in &self.plugins {
             for program in &grants.allow_programs {
@@ -270,13 +392,14 @@ mod tests {
     fn parses_a_full_configuration() {
         let config = AgentConfig::parse(GOOD).expect("valid");
         let r = &config.resources[0];
-        assert_eq!(r.restart_policy().threshold, 5);
-        assert_eq!(r.restart_policy().period, Duration::from_secs(900));
+        let policy = r.restart_policy().expect("valid");
+        assert_eq!(policy.threshold, 5);
+        assert_eq!(policy.period, Millis::from_secs(900));
         assert!(
             r.properties()
                 .contains(&("startup-ms".to_string(), "10".to_string()))
         );
-        assert!(r.online);
+        assert_eq!(r.group_name(), "s");
     }
 
     #[test]

@@ -15,13 +15,17 @@ use crate::config::AgentConfig;
 pub fn config(dir: &Path, exe: &Path) -> Result<(AgentConfig, Vec<(String, SocketAddr)>)> {
     let mut services = Vec::new();
     let mut resources = String::new();
-    for name in ["web-frontend", "mail-api"] {
+    // The front end depends on the API: it comes online after it and goes
+    // offline before it.
+    for (name, depends_on) in [("web-frontend", "[\"mail-api\"]"), ("mail-api", "[]")] {
         let addr = free_port()?;
         resources.push_str(&format!(
             r#"
 [[resource]]
 name = "{name}"
 type = "process"
+group = "demo"
+depends_on = {depends_on}
 is_alive_interval_ms = 2000
 restart = {{ threshold = 3, period_s = 900, delay_ms = 500 }}
 properties = {{ program = {exe:?}, args = "demo-service --name {name} --listen {addr}", stop-grace-ms = 2000 }}
@@ -37,6 +41,9 @@ data_dir = {dir:?}
 
 [plugins.process]
 allow_programs = [{exe:?}]
+
+[[group]]
+name = "demo"
 {resources}"#,
         dir = dir.display().to_string(),
         exe = exe.display().to_string(),

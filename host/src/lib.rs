@@ -7,6 +7,7 @@ pub mod contract;
 pub mod demo_service;
 pub mod dev;
 pub mod monitor;
+pub mod node;
 pub mod runtime;
 
 /// The built-in resource types, compiled from `plugins/` and embedded.

@@ -1,13 +1,15 @@
-//! The actor that runs one resource: its life cycle, its timers, its
-//! restarts.
+//! The actor that runs one resource: its life cycle and its timers.
 //!
 //! One tokio task per resource owns that resource's sandbox. Nothing else
 //! touches the sandbox, so no lock is held across a call into a plugin, and
 //! a hung call stalls only its own resource. The actor takes commands from
 //! its [`ResourceHandle`], managed-process exits from the runtime, and its
-//! own timers (health checks, restart delay); it publishes a
-//! [`ResourceStatus`] after every change and an [`Event`] for everything
-//! that happens.
+//! health-check timers; it publishes a [`ResourceStatus`] after every change
+//! and an [`Event`] for everything that happens.
+//!
+//! The actor decides nothing beyond its own resource: a failure is
+//! terminated, reported and left Failed. Whether to restart, and when, is
+//! the group policy's decision (`crate::node`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +18,6 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until};
 
 use super::events::{Event, EventKind};
-use super::restart::{Decision, RestartBudget, RestartPolicy};
 use super::spec::Timers;
 use super::state::{ResourceState, ResourceStatus};
 use crate::contract::Health;
@@ -27,6 +28,8 @@ use crate::runtime::{CallDeadline, CallError, Instance, ProcessExit};
 pub(crate) enum Command {
     Online,
     Offline,
+    /// Terminate at once (no clean offline) and go Offline.
+    Terminate,
     /// Control codes answer through `reply`.
     Control {
         code: String,
@@ -64,24 +67,29 @@ pub(crate) struct Actor {
     pub name: String,
     pub instance: Instance,
     pub timers: Timers,
-    pub restart: RestartPolicy,
     pub commands: mpsc::UnboundedReceiver<Command>,
     pub exits: mpsc::UnboundedReceiver<ProcessExit>,
     pub status: watch::Sender<ResourceStatus>,
     pub events: broadcast::Sender<Event>,
-    pub budget: RestartBudget,
+    /// Every state change, lossless, for the group policy.
+    pub changes: mpsc::UnboundedSender<StateChange>,
     /// When each check is next due; `None` while the resource is not Online.
     pub next_looks_alive: Option<Instant>,
     pub next_is_alive: Option<Instant>,
-    /// When a scheduled restart is due.
-    pub restart_at: Option<Instant>,
+}
+
+/// A resource reached a new state; sent to the group policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateChange {
+    pub resource: String,
+    pub state: ResourceState,
+    pub reason: Option<String>,
 }
 
 impl Actor {
     pub async fn run(mut self) {
         loop {
             let check = self.next_check();
-            let restart_at = self.restart_at;
             tokio::select! {
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown { reply }) => {
@@ -102,10 +110,6 @@ impl Actor {
                         self.run_check(check, at).await;
                     }
                 }
-                () = sleep_until_opt(restart_at) => {
-                    self.restart_at = None;
-                    self.bring_online().await;
-                }
             }
         }
     }
@@ -121,15 +125,21 @@ impl Actor {
 
     fn set_state(&mut self, to: ResourceState, reason: Option<String>) {
         let from = self.state();
-        let recent = self.budget.recent(&self.restart, Instant::now());
         let instances = self.instance.generations();
         self.status.send_modify(|status| {
             status.state = to;
             status.reason = reason.clone();
-            status.recent_failures = recent;
             status.instances = instances;
+            if to == ResourceState::Failed {
+                status.failures += 1;
+            }
         });
         if from != to {
+            let _ = self.changes.send(StateChange {
+                resource: self.name.clone(),
+                state: to,
+                reason: reason.clone(),
+            });
             match &reason {
                 Some(reason) => tracing::info!(resource = %self.name, "{from} -> {to}: {reason}"),
                 None => tracing::info!(resource = %self.name, "{from} -> {to}"),
@@ -158,19 +168,22 @@ impl Actor {
 
     async fn handle(&mut self, command: Command) {
         match command {
-            Command::Online => match self.state() {
-                ResourceState::Offline | ResourceState::Failed => {
-                    // An operator's online starts a fresh restart budget.
-                    self.budget = RestartBudget::default();
-                    self.restart_at = None;
+            Command::Online => {
+                if matches!(self.state(), ResourceState::Offline | ResourceState::Failed) {
                     self.bring_online().await;
                 }
+            }
+            Command::Offline => match self.state() {
+                ResourceState::Online => self.take_offline().await,
+                // A failed resource was terminated when it failed; there is
+                // nothing left to take offline cleanly.
+                ResourceState::Failed => self.set_state(ResourceState::Offline, None),
                 _ => {}
             },
-            Command::Offline => {
-                self.restart_at = None;
-                if matches!(self.state(), ResourceState::Online | ResourceState::Failed) {
-                    self.take_offline().await;
+            Command::Terminate => {
+                if self.state() != ResourceState::Offline {
+                    self.terminate().await;
+                    self.set_state(ResourceState::Offline, Some("terminated".to_string()));
                 }
             }
             Command::Control {
@@ -229,8 +242,6 @@ impl Actor {
                     reason: err.to_string(),
                 });
                 self.terminate().await;
-                // An offline that was cut off is not restarted: the operator
-                // asked for offline.
                 self.set_state(ResourceState::Failed, Some(err.to_string()));
             }
         }
@@ -329,37 +340,12 @@ impl Actor {
         self.fail(err.to_string()).await;
     }
 
-    /// The resource failed: terminate it, mark it Failed, and let the
-    /// restart policy decide whether it comes back.
+    /// The resource failed: terminate it and mark it Failed. What happens
+    /// next is the group policy's decision.
     async fn fail(&mut self, reason: String) {
         tracing::warn!(resource = %self.name, "failed: {reason}");
         self.terminate().await;
-        let decision = self.budget.record(&self.restart, Instant::now());
         self.set_state(ResourceState::Failed, Some(reason));
-        let period_s = self.restart.period.as_secs();
-        match decision {
-            Decision::Restart { failure } => {
-                self.emit(EventKind::RestartScheduled {
-                    failure,
-                    threshold: self.restart.threshold,
-                    period_s,
-                    delay_ms: self.restart.delay.as_millis() as u64,
-                });
-                self.restart_at = Some(Instant::now() + self.restart.delay);
-            }
-            Decision::GiveUp { failures } => {
-                tracing::warn!(
-                    resource = %self.name,
-                    "{failures} failures within {period_s}s reached the restart threshold of {}; staying Failed",
-                    self.restart.threshold
-                );
-                self.emit(EventKind::RestartGivenUp {
-                    failures,
-                    threshold: self.restart.threshold,
-                    period_s,
-                });
-            }
-        }
     }
 
     /// Best-effort terminate, on a fresh instance if the last one was thrown
@@ -374,7 +360,6 @@ impl Actor {
     }
 
     async fn shutdown(&mut self) {
-        self.restart_at = None;
         if matches!(
             self.state(),
             ResourceState::Online | ResourceState::OnlinePending | ResourceState::Failed
@@ -448,6 +433,11 @@ impl ResourceHandle {
     /// Ask for the resource to go offline.
     pub fn offline(&self) -> Result<(), Gone> {
         self.send(Command::Offline)
+    }
+
+    /// Terminate the resource at once (no clean offline); it ends Offline.
+    pub fn terminate(&self) -> Result<(), Gone> {
+        self.send(Command::Terminate)
     }
 
     /// Cut off the call in flight (an online that has no pending timeout,

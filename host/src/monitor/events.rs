@@ -62,19 +62,9 @@ pub enum EventKind {
     CutOff { call: &'static str, reason: String },
     /// The managed process ended without being asked to.
     ProcessExited { pid: u32, how: String },
-    /// The restart policy decided to restart the resource.
-    RestartScheduled {
-        failure: u32,
-        threshold: u32,
-        period_s: u64,
-        delay_ms: u64,
-    },
-    /// The restart policy gave up: the resource stays Failed.
-    RestartGivenUp {
-        failures: u32,
-        threshold: u32,
-        period_s: u64,
-    },
+    /// A decision of the group policy about this resource or group: a
+    /// restart, a failover, a group left Failed, a refusal.
+    Policy { action: String, reason: String },
     /// Terminate after a failure did not succeed either.
     TerminateFailed { reason: String },
 }

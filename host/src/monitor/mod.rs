@@ -3,13 +3,12 @@
 //! The monitor is what the Windows cluster service calls the Resource
 //! Monitor: it drives each resource through its life cycle (open, online,
 //! health checks, offline, terminate, close) with every call bounded, and
-//! reports what happens as [`Event`]s. Restarting a failed resource up to
-//! its threshold happens here; decisions that span resources (dependencies,
-//! failover) belong to the group policy.
+//! reports what happens as [`Event`]s. It decides nothing beyond one
+//! resource: restarts, dependencies and failover belong to the group policy
+//! (`crate::node`), which reads the lossless [`StateChange`] stream.
 
 mod actor;
 mod events;
-mod restart;
 mod spec;
 mod state;
 
@@ -18,9 +17,8 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc, watch};
 
-pub use actor::{Gone, ResourceHandle};
+pub use actor::{Gone, ResourceHandle, StateChange};
 pub use events::{Event, EventKind};
-pub use restart::{Decision, RestartBudget, RestartPolicy};
 pub use spec::{ResourceSpec, SpecError, Timers, TimingOverrides, valid_resource_name};
 pub use state::{ResourceState, ResourceStatus};
 
@@ -35,6 +33,8 @@ pub const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
 pub struct Monitor {
     resources: BTreeMap<String, ResourceHandle>,
     events: broadcast::Sender<Event>,
+    changes: mpsc::UnboundedSender<StateChange>,
+    changes_rx: Option<mpsc::UnboundedReceiver<StateChange>>,
     default_memory_limit: usize,
 }
 
@@ -47,11 +47,27 @@ impl Default for Monitor {
 impl Monitor {
     pub fn new(default_memory_limit: usize) -> Monitor {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let (changes, changes_rx) = mpsc::unbounded_channel();
         Monitor {
             resources: BTreeMap::new(),
             events,
+            changes,
+            changes_rx: Some(changes_rx),
             default_memory_limit,
         }
+    }
+
+    /// Every state change of every resource, lossless, for the one reader
+    /// that drives the resources (the group policy). `None` after the first
+    /// call.
+    pub fn take_state_changes(&mut self) -> Option<mpsc::UnboundedReceiver<StateChange>> {
+        self.changes_rx.take()
+    }
+
+    /// Publish an event that concerns the resources of this monitor (the
+    /// group policy's decisions), to the same subscribers.
+    pub fn publish(&self, event: Event) {
+        let _ = self.events.send(event);
     }
 
     /// Every event of every resource from now on.
@@ -101,15 +117,13 @@ impl Monitor {
             name: spec.name.clone(),
             instance,
             timers,
-            restart: spec.restart,
             commands,
             exits,
             status: status_tx,
             events: self.events.clone(),
-            budget: RestartBudget::default(),
+            changes: self.changes.clone(),
             next_looks_alive: None,
             next_is_alive: None,
-            restart_at: None,
         };
         tokio::spawn(actor.run());
         let handle = ResourceHandle {

@@ -4,7 +4,6 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::restart::RestartPolicy;
 use crate::contract::TypeFlags;
 use crate::runtime::{Grants, Plugin, check_kind, kind_name};
 
@@ -75,7 +74,6 @@ pub struct ResourceSpec {
     pub type_name: String,
     pub properties: Vec<(String, String)>,
     pub timing: TimingOverrides,
-    pub restart: RestartPolicy,
     /// `None`: the agent's default.
     pub memory_limit: Option<usize>,
     pub data_dir: PathBuf,

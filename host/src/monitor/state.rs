@@ -33,8 +33,8 @@ pub struct ResourceStatus {
     pub state: ResourceState,
     /// Why the resource is in this state, when it was not asked for.
     pub reason: Option<String>,
-    /// Failures within the current restart period.
-    pub recent_failures: u32,
+    /// Failures since the agent started.
+    pub failures: u32,
     /// Health checks run since the agent started.
     pub checks: u64,
     /// How many sandboxes the resource has had (more than one: traps or
@@ -47,7 +47,7 @@ impl ResourceStatus {
         ResourceStatus {
             state: ResourceState::Offline,
             reason: None,
-            recent_failures: 0,
+            failures: 0,
             checks: 0,
             instances: 0,
         }

@@ -6,9 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use warden::monitor::{
-    Monitor, ResourceHandle, ResourceSpec, ResourceState, RestartPolicy, TimingOverrides,
-};
+use warden::monitor::{Monitor, ResourceHandle, ResourceSpec, ResourceState, TimingOverrides};
 use warden::runtime::{Grants, Plugin, Runtime, RuntimeConfig};
 
 /// One runtime for the whole test binary: engines reserve address space for
@@ -60,10 +58,6 @@ pub fn spec(name: &str, props: &[(&str, &str)]) -> ResourceSpec {
             is_alive_interval: Some(ms(150)),
             check_timeout: Some(ms(300)),
             terminate_timeout: Some(ms(300)),
-        },
-        restart: RestartPolicy {
-            threshold: 0,
-            ..RestartPolicy::default()
         },
         memory_limit: Some(32 << 20),
         data_dir: std::env::temp_dir(),
