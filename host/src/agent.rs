@@ -1,30 +1,33 @@
-//! The node agent: configuration in, a running monitor out.
+//! The node agent: configuration in, a running node out.
 //!
 //! Start-up is all or nothing: every plugin is loaded and every resource is
 //! validated before any resource is asked online, so a bad configuration
 //! is reported whole and starts nothing. A broken file in the plugins
 //! directory is reported and skipped; it cannot take the agent down.
+//!
+//! Groups and resources come from the embedded store when it has them (it
+//! holds every change made through the admin API); the configuration
+//! file's `[[group]]` and `[[resource]]` entries seed an empty store.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use crate::config::{AgentConfig, ResourceConfig, parse_failback};
-use crate::contract::TypeFlags;
-use crate::monitor::{Event, Monitor, ResourceHandle, ResourceSpec, SpecError};
-use crate::node::Node;
-use crate::runtime::{Grants, Plugin, Runtime, RuntimeConfig};
+use crate::config::AgentConfig;
+use crate::desired::Desired;
+use crate::monitor::Event;
+use crate::node::{Node, NodeSettings};
+use crate::runtime::{Plugin, Runtime, RuntimeConfig};
+use crate::store::Store;
 
 /// A running node.
 pub struct Agent {
     pub node: Node,
-    /// Every resource's handle, for status.
-    pub resources: BTreeMap<String, ResourceHandle>,
     pub plugins: BTreeMap<String, Arc<Plugin>>,
     pub runtime: Arc<Runtime>,
     pub data_dir: PathBuf,
@@ -40,7 +43,7 @@ pub struct Rejected {
 
 impl Agent {
     /// Load the plugins, validate every resource, then bring online the
-    /// ones configured online.
+    /// groups that should be.
     pub async fn start(config: AgentConfig) -> Result<Agent> {
         let data_dir = config.node.data_dir.clone();
         std::fs::create_dir_all(data_dir.join("resources"))
@@ -49,56 +52,64 @@ impl Agent {
             max_instances: config.runtime.max_instances,
             ..RuntimeConfig::default()
         })?;
-        let (plugins, rejected) =
-            load_plugins(&runtime, config.node.plugins_dir.as_deref()).await?;
+        let (plugins, rejected) = load_plugins(&runtime, config.node.plugins_dir.as_deref()).await?;
         for r in &rejected {
             tracing::error!("plugin {} rejected: {}", r.file.display(), r.reason);
         }
 
-        // The policy checks the shape first (dependency cycles, dangling
-        // or cross-group dependencies), before any resource exists.
-        let cluster = cluster_config(&config, &plugins)?;
-        let engine = warden_policy::Engine::new(cluster)
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .context("the configuration's groups are not valid; nothing was started")?;
-
-        let mut monitor = Monitor::new((config.runtime.memory_limit_mib as usize) << 20);
-        let history = spawn_history(monitor.subscribe(), data_dir.join("events.jsonl")).await?;
-
-        let mut errors = Vec::new();
-        for resource in &config.resources {
-            let added = add_resource(&mut monitor, &plugins, &config, resource, &data_dir).await;
-            if let Err(err) = added {
-                errors.push(err.to_string());
+        let store = Store::open(&data_dir.join("warden.redb"))?;
+        let desired = match store.load_desired()? {
+            Some(saved) => {
+                tracing::info!(
+                    groups = saved.groups.len(),
+                    resources = saved.resources.len(),
+                    "configuration loaded from the store; the file's groups and resources only seed an empty store"
+                );
+                saved
             }
-        }
-        if !errors.is_empty() {
-            monitor.shutdown().await;
-            history.abort();
-            bail!(
-                "the configuration has {} error(s); nothing was started:\n  {}",
-                errors.len(),
-                errors.join("\n  ")
+            None => Desired::from_file(&config),
+        };
+        let settings = NodeSettings {
+            name: config.node.name.clone(),
+            data_dir: data_dir.clone(),
+            plugins: plugins.clone(),
+            grants: config.plugins.clone(),
+            memory_limit: (config.runtime.memory_limit_mib as usize) << 20,
+        };
+        // Bind before starting anything, so a taken port starts nothing.
+        let api = match &config.api {
+            Some(api) => Some((crate::api::bind(api.listen).await?, api.token()?)),
+            None => None,
+        };
+        let (node, events) = Node::start(settings, desired, store).await?;
+        let metrics = crate::metrics::Metrics::spawn(events.resubscribe());
+        let history_path = data_dir.join("events.jsonl");
+        let history = spawn_history(events, history_path.clone()).await?;
+        if let Some((listener, token)) = api {
+            let addr = listener.local_addr()?;
+            tracing::info!("admin API on http://{addr}/ (OpenAPI at /v1/openapi.json, metrics at /metrics)");
+            let serving = crate::api::serve(
+                listener,
+                node.clone(),
+                token,
+                plugins.clone(),
+                history_path,
+                metrics,
             );
-        }
-        let resources: BTreeMap<String, ResourceHandle> = monitor
-            .resources()
-            .map(|h| (h.name().to_string(), h.clone()))
-            .collect();
-        let node = Node::start(&config.node.name, engine, monitor);
-        for group in groups_to_start(&config) {
-            node.group_online(&group)?;
+            tokio::spawn(async move {
+                if let Err(err) = serving.await {
+                    tracing::error!("{err:#}");
+                }
+            });
         }
         tracing::info!(
             node = %config.node.name,
-            resources = config.resources.len(),
             plugins = plugins.len(),
             "agent started; event history in {}",
             data_dir.join("events.jsonl").display()
         );
         Ok(Agent {
             node,
-            resources,
             plugins,
             runtime,
             data_dir,
@@ -116,110 +127,6 @@ impl Agent {
         self.history.abort();
         tracing::info!("agent stopped");
     }
-}
-
-async fn add_resource(
-    monitor: &mut Monitor,
-    plugins: &BTreeMap<String, Arc<Plugin>>,
-    config: &AgentConfig,
-    resource: &ResourceConfig,
-    data_dir: &Path,
-) -> Result<(), SpecError> {
-    let Some(plugin) = plugins.get(&resource.type_name) else {
-        return Err(SpecError::UnknownType {
-            resource: resource.name.clone(),
-            type_name: resource.type_name.clone(),
-            known: plugins.keys().cloned().collect::<Vec<_>>().join(", "),
-        });
-    };
-    let resource_dir = data_dir.join("resources").join(&resource.name);
-    if crate::monitor::valid_resource_name(&resource.name) {
-        // Best effort: the process capability reports a missing directory.
-        let _ = std::fs::create_dir_all(&resource_dir);
-    }
-    let grants = config
-        .plugins
-        .get(&resource.type_name)
-        .map(|g| Grants {
-            allow_programs: g.allow_programs.clone(),
-        })
-        .unwrap_or_default();
-    let spec = ResourceSpec {
-        name: resource.name.clone(),
-        type_name: resource.type_name.clone(),
-        properties: resource.properties(),
-        timing: resource.timing(),
-        memory_limit: resource.memory_limit_mib.map(|mib| (mib as usize) << 20),
-        data_dir: resource_dir,
-        grants,
-    };
-    monitor.add(plugin.clone(), spec).await.map(drop)
-}
-
-/// The groups to bring online at start: the configured ones that say so,
-/// and every implicit one-resource group.
-fn groups_to_start(config: &AgentConfig) -> Vec<String> {
-    let mut groups: Vec<String> = config
-        .groups
-        .iter()
-        .filter(|g| g.online)
-        .map(|g| g.name.clone())
-        .collect();
-    groups.extend(
-        config
-            .resources
-            .iter()
-            .filter(|r| r.group.is_none())
-            .map(|r| r.name.clone()),
-    );
-    groups
-}
-
-/// The policy's view of the configuration: this node, the groups (a
-/// resource without one gets a group of its own), the singleton types.
-fn cluster_config(
-    config: &AgentConfig,
-    plugins: &BTreeMap<String, Arc<Plugin>>,
-) -> Result<warden_policy::ClusterConfig> {
-    let me = config.node.name.clone();
-    let mut groups = Vec::new();
-    for group in &config.groups {
-        let mut g = warden_policy::GroupConfig::new(group.name.clone());
-        g.preferred_owners = if group.preferred_owners.is_empty() {
-            vec![me.clone()]
-        } else {
-            group.preferred_owners.clone()
-        };
-        g.failover_threshold = group.failover_threshold;
-        g.failover_period = warden_policy::Millis::from_secs(group.failover_period_s);
-        g.failback = parse_failback(&group.failback)?;
-        groups.push(g);
-    }
-    for resource in &config.resources {
-        let mut r =
-            warden_policy::ResourceConfig::new(resource.name.clone(), resource.type_name.clone());
-        r.depends_on = resource.depends_on.clone();
-        r.restart = resource.restart_policy()?;
-        match groups.iter_mut().find(|g| g.name == resource.group_name()) {
-            Some(group) => group.resources.push(r),
-            None => {
-                let mut g = warden_policy::GroupConfig::new(resource.name.clone());
-                g.preferred_owners = vec![me.clone()];
-                g.resources.push(r);
-                groups.push(g);
-            }
-        }
-    }
-    let singleton_types = plugins
-        .values()
-        .filter(|p| p.info().flags.contains(TypeFlags::CLUSTER_SINGLETON))
-        .map(|p| p.name().to_string())
-        .collect();
-    Ok(warden_policy::ClusterConfig {
-        nodes: vec![me],
-        singleton_types,
-        groups,
-    })
 }
 
 /// Load the built-in types, then every `.wasm` file in `dir`. A file that
@@ -248,19 +155,14 @@ pub async fn load_plugins(
     files.sort();
     for file in files {
         let loaded = match std::fs::read(&file) {
-            Ok(bytes) => Plugin::load(runtime, &bytes)
-                .await
-                .map_err(|e| e.to_string()),
+            Ok(bytes) => Plugin::load(runtime, &bytes).await.map_err(|e| e.to_string()),
             Err(err) => Err(format!("could not read it: {err}")),
         };
         match loaded {
             Ok(plugin) => {
                 let name = plugin.name().to_string();
                 if plugins.contains_key(&name) {
-                    tracing::warn!(
-                        "{} replaces the type {name} loaded before it",
-                        file.display()
-                    );
+                    tracing::warn!("{} replaces the type {name} loaded before it", file.display());
                 }
                 tracing::info!(
                     "loaded type {name} {} from {}",
@@ -276,10 +178,7 @@ pub async fn load_plugins(
 }
 
 /// Append every non-routine event to `path`, one JSON object per line.
-async fn spawn_history(
-    mut events: broadcast::Receiver<Event>,
-    path: PathBuf,
-) -> Result<JoinHandle<()>> {
+async fn spawn_history(mut events: broadcast::Receiver<Event>, path: PathBuf) -> Result<JoinHandle<()>> {
     let mut file = tokio::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::monitor::TimingOverrides;
 use warden_policy::{Failback, Millis, RestartAction, RestartPolicy};
@@ -49,6 +49,9 @@ pub struct AgentConfig {
     pub node: NodeConfig,
     #[serde(default)]
     pub runtime: RuntimeSection,
+    /// The admin API; none without this section.
+    #[serde(default)]
+    pub api: Option<ApiSection>,
     /// Grants, by plugin type name.
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginGrants>,
@@ -58,7 +61,7 @@ pub struct AgentConfig {
     pub resources: Vec<ResourceConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupConfig {
     pub name: String,
@@ -122,6 +125,31 @@ pub struct NodeConfig {
     pub plugins_dir: Option<PathBuf>,
 }
 
+/// Where the admin API listens and the token it wants.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// A loopback address, e.g. "127.0.0.1:7070".
+    pub listen: std::net::SocketAddr,
+    /// A file holding the bearer token (its first line).
+    pub token_file: PathBuf,
+}
+
+impl ApiSection {
+    pub fn token(&self) -> Result<String> {
+        let text = std::fs::read_to_string(&self.token_file)
+            .with_context(|| format!("reading the API token file {}", self.token_file.display()))?;
+        let token = text.lines().next().unwrap_or("").trim().to_string();
+        if token.len() < 16 {
+            bail!(
+                "the API token in {} is shorter than 16 characters",
+                self.token_file.display()
+            );
+        }
+        Ok(token)
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeSection {
@@ -156,7 +184,7 @@ pub struct PluginGrants {
     pub allow_programs: Vec<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceConfig {
     pub name: String,
@@ -192,7 +220,7 @@ fn yes() -> bool {
 
 /// A property value as written in TOML: text, a number or a boolean. The
 /// plugin receives it as text and parses it by its schema.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum PropertyValue {
     Text(String),
@@ -211,7 +239,7 @@ impl PropertyValue {
 }
 
 /// What to do when a resource fails (Windows: RestartAction and friends).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestartConfig {
     /// "affect-group" (default), "no-affect-group" or "do-not-restart".
@@ -314,6 +342,9 @@ impl AgentConfig {
         if let Some(dir) = &config.node.plugins_dir {
             config.node.plugins_dir = Some(base.join(dir));
         }
+        if let Some(api) = &mut config.api {
+            api.token_file = base.join(&api.token_file);
+        }
         Ok(config)
     }
 
@@ -327,6 +358,14 @@ impl AgentConfig {
     fn check(&self) -> Result<()> {
         if self.node.name.trim().is_empty() {
             bail!("[node] name must not be empty");
+        }
+        if let Some(api) = &self.api
+            && !api.listen.ip().is_loopback()
+        {
+            bail!(
+                "[api] listen = {}: the admin API only listens on a loopback address",
+                api.listen
+            );
         }
         if self.runtime.max_instances == 0 {
             bail!("[runtime] max_instances must be above 0");

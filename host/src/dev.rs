@@ -13,6 +13,9 @@ use crate::config::AgentConfig;
 
 /// A configuration for a dev node in `dir`, running `exe` as the services.
 pub fn config(dir: &Path, exe: &Path) -> Result<(AgentConfig, Vec<(String, SocketAddr)>)> {
+    let token_file = dir.join("api-token");
+    std::fs::write(&token_file, format!("{}\n", random_token()?))
+        .with_context(|| format!("writing {}", token_file.display()))?;
     let mut services = Vec::new();
     let mut resources = String::new();
     // The front end depends on the API: it comes online after it and goes
@@ -39,6 +42,10 @@ properties = {{ program = {exe:?}, args = "demo-service --name {name} --listen {
 name = "dev"
 data_dir = {dir:?}
 
+[api]
+listen = "{api}"
+token_file = {token_file:?}
+
 [plugins.process]
 allow_programs = [{exe:?}]
 
@@ -47,6 +54,8 @@ name = "demo"
 {resources}"#,
         dir = dir.display().to_string(),
         exe = exe.display().to_string(),
+        api = free_port()?,
+        token_file = token_file.display().to_string(),
     );
     std::fs::write(dir.join("warden.toml"), &text).context("writing the dev configuration")?;
     Ok((AgentConfig::parse(&text)?, services))
@@ -62,4 +71,14 @@ pub fn data_dir() -> Result<PathBuf> {
 fn free_port() -> Result<SocketAddr> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port")?;
     Ok(listener.local_addr()?)
+}
+
+/// 32 hex digits from the kernel's random source.
+fn random_token() -> Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading /dev/urandom for the API token")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

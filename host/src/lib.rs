@@ -2,13 +2,18 @@
 //! WebAssembly components. Start with `ARCHITECTURE.md` in the repository.
 
 pub mod agent;
+pub mod api;
+pub mod cli;
 pub mod config;
 pub mod contract;
 pub mod demo_service;
+pub mod desired;
 pub mod dev;
+pub mod metrics;
 pub mod monitor;
 pub mod node;
 pub mod runtime;
+pub mod store;
 
 /// The built-in resource types, compiled from `plugins/` and embedded.
 pub mod builtin {

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 use warden::agent::Agent;
+use warden::cli::{self, Client, Connection};
 use warden::config::AgentConfig;
 use warden::runtime::{Plugin, Runtime, RuntimeConfig};
 
@@ -34,6 +35,62 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Show nodes, groups and resources (the crm_mon view).
+    Status {
+        /// Refresh every two seconds.
+        #[arg(long)]
+        watch: bool,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Create, delete and operate groups.
+    Group {
+        #[command(subcommand)]
+        command: cli::GroupCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Create, delete, configure and operate resources.
+    Resource {
+        #[command(subcommand)]
+        command: cli::ResourceCommand,
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Pause, resume or drain this node; switch recovery actions.
+    Node {
+        #[command(subcommand)]
+        command: cli::NodeCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// The event history, newest last.
+    Events {
+        #[arg(long)]
+        resource: Option<String>,
+        /// Only events of this kind (state, check, cut-off, policy, ...).
+        #[arg(long)]
+        event: Option<String>,
+        #[arg(long)]
+        since_ms: Option<u64>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// What the policy would do on a hypothetical event; nothing happens.
+    WhatIf {
+        #[command(subcommand)]
+        command: cli::WhatIfCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
     /// Run the node agent.
     Agent {
         /// The agent's configuration file (TOML).
@@ -63,6 +120,13 @@ enum Command {
 enum PluginCommand {
     /// Load a .wasm file as the agent would and print its description.
     Check { file: PathBuf },
+    /// The resource types a running agent has loaded.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connection: Connection,
+    },
 }
 
 fn main() -> ExitCode {
@@ -113,8 +177,45 @@ async fn run(command: Command) -> Result<()> {
         Command::Plugin {
             command: PluginCommand::Check { file },
         } => check_plugin(&file).await,
+        Command::Plugin {
+            command: PluginCommand::List { json, connection },
+        } => blocking(move || cli::plugins(&Client::new(&connection), json)).await,
+        Command::Status { watch, json, connection } => {
+            blocking(move || cli::status(&Client::new(&connection), watch, json)).await
+        }
+        Command::Group { command, connection } => blocking(move || cli::group(&Client::new(&connection), command)).await,
+        Command::Resource {
+            command,
+            json,
+            connection,
+        } => blocking(move || cli::resource(&Client::new(&connection), command, json)).await,
+        Command::Node { command, connection } => blocking(move || cli::node(&Client::new(&connection), command)).await,
+        Command::Events {
+            resource,
+            event,
+            since_ms,
+            limit,
+            json,
+            connection,
+        } => {
+            let filter = cli::EventFilter {
+                resource,
+                kind: event,
+                since_ms,
+                limit,
+            };
+            blocking(move || cli::events(&Client::new(&connection), filter, json)).await
+        }
+        Command::WhatIf { command, connection } => {
+            blocking(move || cli::what_if(&Client::new(&connection), command)).await
+        }
         Command::DemoService { name, listen } => warden::demo_service::serve(&name, listen).await,
     }
+}
+
+/// Run a blocking CLI call off the async workers.
+async fn blocking(call: impl FnOnce() -> Result<()> + Send + 'static) -> Result<()> {
+    tokio::task::spawn_blocking(call).await.context("the command's task failed")?
 }
 
 fn dev_config() -> Result<AgentConfig> {
@@ -127,6 +228,20 @@ fn dev_config() -> Result<AgentConfig> {
     println!("  event history:  {}", dir.join("events.jsonl").display());
     for (name, addr) in &services {
         println!("  resource {name}: http://{addr}/");
+    }
+    if let Some(api) = &config.api {
+        println!(
+            "  admin API:      http://{}/ (token in {})",
+            api.listen,
+            api.token_file.display()
+        );
+        println!("Operate it from another shell:");
+        println!(
+            "  export WARDEN_API=http://{} WARDEN_TOKEN=$(cat {})",
+            api.listen,
+            api.token_file.display()
+        );
+        println!("  warden status; warden events; warden resource fail mail-api; warden group offline demo");
     }
     println!(
         "Try: curl http://{}/ ; kill the service's pid and watch it restart; Ctrl-C stops the node.",

@@ -1,4 +1,5 @@
-//! The node: the group policy driving the resource monitor.
+//! The node: the group policy driving the resource monitor, and the one
+//! place where the node's configuration changes.
 //!
 //! `warden_policy::Engine` decides (pure: events and time in, actions out);
 //! the [`Monitor`] does (calls into plugins). This module is the loop
@@ -7,39 +8,135 @@
 //! its next deadline (a restart delay, a retry period, a failback window)
 //! comes, and records every decision in the event history.
 //!
-//! One task owns the engine, so decisions are made one at a time, in the
-//! order the state changes happened.
+//! One task owns the engine, the monitor, the desired configuration and the
+//! store, so decisions and changes happen one at a time, in order. A
+//! configuration change is checked by the engine, written to the store, and
+//! only then applied; a change that fails any step leaves nothing behind.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use warden_policy::{Action, Engine, Event as PolicyEvent, Millis};
 
-use crate::monitor::{Event, EventKind, Monitor, ResourceState, StateChange};
+use crate::config::{GroupConfig, PluginGrants, ResourceConfig};
+use crate::desired::Desired;
+use crate::monitor::{Event, EventKind, Monitor, ResourceHandle, ResourceSpec, ResourceState, StateChange};
+use crate::runtime::{Grants, Plugin};
+use crate::store::Store;
 
 /// How long a shutdown waits for the groups to go offline in order before
 /// the monitor takes what is left offline all at once.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(600);
 
-/// A request to the node.
-#[derive(Debug)]
-enum Command {
+/// What the node needs to know to turn configuration into resources.
+pub struct NodeSettings {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub plugins: BTreeMap<String, Arc<Plugin>>,
+    pub grants: BTreeMap<String, PluginGrants>,
+    /// The memory limit of a resource that sets none.
+    pub memory_limit: usize,
+}
+
+/// A change to the node's configuration.
+#[derive(Debug, Clone)]
+pub enum Change {
+    AddGroup(GroupConfig),
+    RemoveGroup(String),
+    AddResource(ResourceConfig),
+    RemoveResource(String),
+    /// Replace some properties of a resource; its group must be offline.
+    SetProperties {
+        resource: String,
+        properties: BTreeMap<String, crate::config::PropertyValue>,
+    },
+}
+
+/// Something an operator asks of the running node.
+#[derive(Debug, Clone)]
+pub enum Operation {
     GroupOnline(String),
     GroupOffline(String),
+    Move { group: String, to: Option<String> },
+    /// Fault injection: fail a resource as if a check had failed.
+    Fail { resource: String },
+    Pause,
+    Resume,
+    Drain,
+    RecoveryActions(bool),
+}
+
+/// The node as an operator sees it (the crm_mon view).
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub node: String,
+    pub paused: bool,
+    pub recovery_actions: bool,
+    pub groups: Vec<GroupStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupStatus {
+    pub name: String,
+    pub state: warden_policy::GroupState,
+    pub owner: Option<String>,
+    pub failovers_in_period: u32,
+    pub reason: Option<String>,
+    pub resources: Vec<ResourceStatusView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourceStatusView {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub state: ResourceState,
+    pub reason: Option<String>,
+    pub failures_in_period: u32,
+    pub checks: u64,
+    pub instances: u64,
+}
+
+enum Command {
+    Change {
+        change: Change,
+        reply: oneshot::Sender<Result<String>>,
+    },
+    Operate {
+        operation: Operation,
+        reply: oneshot::Sender<Result<String>>,
+    },
+    Status {
+        reply: oneshot::Sender<Status>,
+    },
+    Desired {
+        reply: oneshot::Sender<Desired>,
+    },
     WhatIf {
         event: PolicyEvent,
         reply: oneshot::Sender<Vec<Action>>,
+    },
+    Handle {
+        resource: String,
+        reply: oneshot::Sender<Option<ResourceHandle>>,
     },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
 }
 
-/// A running node: the policy loop and the monitor it drives.
+/// A running node: the policy loop and the monitor it drives. Cheap to
+/// clone: every clone talks to the same loop.
+#[derive(Clone)]
 pub struct Node {
     commands: mpsc::UnboundedSender<Command>,
-    task: JoinHandle<()>,
+    task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
 }
 
 /// The node's loop has stopped.
@@ -47,69 +144,187 @@ pub struct Node {
 #[error("the node has stopped")]
 pub struct Stopped;
 
+/// Why the node refused a request; the kind tells the admin API which
+/// status to answer with.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Refused {
+    pub kind: RefusedKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusedKind {
+    /// Names something that does not exist.
+    NotFound,
+    /// Conflicts with the current state (exists already, still running).
+    Conflict,
+    /// Not valid in itself.
+    Invalid,
+}
+
+fn not_found(message: String) -> anyhow::Error {
+    Refused {
+        kind: RefusedKind::NotFound,
+        message,
+    }
+    .into()
+}
+
+fn conflict(message: String) -> anyhow::Error {
+    Refused {
+        kind: RefusedKind::Conflict,
+        message,
+    }
+    .into()
+}
+
 impl Node {
-    /// Start the loop for node `name`. The node announces itself up; no
-    /// group goes online until asked.
-    pub fn start(name: &str, engine: Engine, mut monitor: Monitor) -> Node {
-        let changes = match monitor.take_state_changes() {
-            Some(changes) => changes,
-            None => {
-                // Only a monitor already driven by another node lacks them;
-                // the agent builds one monitor per node.
-                let (_, rx) = mpsc::unbounded_channel();
-                rx
+    /// Build the resources of `desired` and start the loop. Groups in
+    /// `desired.online` are asked online. Fails, starting nothing, if the
+    /// configuration is not valid.
+    ///
+    /// Returns the node and a subscription to every event of its resources
+    /// and decisions, taken before anything started.
+    pub async fn start(
+        settings: NodeSettings,
+        desired: Desired,
+        store: Store,
+    ) -> Result<(Node, tokio::sync::broadcast::Receiver<Event>)> {
+        // The policy checks the shape first (dependency cycles, dangling or
+        // cross-group dependencies), before any resource exists.
+        let cluster = desired.cluster_config(&settings.name, &settings.plugins)?;
+        let engine = Engine::new(cluster)
+            .map_err(|e| anyhow!("{e}"))
+            .context("the configuration's groups are not valid; nothing was started")?;
+        let mut monitor = Monitor::new(settings.memory_limit);
+        let events = monitor.subscribe();
+        let mut errors = Vec::new();
+        for resource in &desired.resources {
+            match prepare(&settings, &monitor, resource).await {
+                Ok(prepared) => {
+                    monitor.insert(prepared).map_err(|e| anyhow!("{e}"))?;
+                }
+                Err(err) => errors.push(format!("{err:#}")),
             }
-        };
+        }
+        if !errors.is_empty() {
+            monitor.shutdown().await;
+            bail!(
+                "the configuration has {} error(s); nothing was started:\n  {}",
+                errors.len(),
+                errors.join("\n  ")
+            );
+        }
+        store.save_desired(&desired)?;
+        let changes = monitor
+            .take_state_changes()
+            .ok_or_else(|| anyhow!("the monitor's state changes were taken already"))?;
+        let online: Vec<String> = desired.online.iter().cloned().collect();
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let driver = Driver {
-            node: name.to_string(),
+            settings,
             engine,
             monitor,
+            desired,
+            store,
             changes,
             commands: commands_rx,
         };
-        Node {
+        let node = Node {
             commands,
-            task: tokio::spawn(driver.run()),
+            task: Arc::new(std::sync::Mutex::new(Some(tokio::spawn(driver.run())))),
+        };
+        for group in online {
+            node.operate(Operation::GroupOnline(group)).await?;
         }
+        Ok((node, events))
     }
 
-    fn send(&self, command: Command) -> Result<(), Stopped> {
-        self.commands.send(command).map_err(|_| Stopped)
+    async fn request<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Stopped> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(command(reply)).map_err(|_| Stopped)?;
+        answer.await.map_err(|_| Stopped)
     }
 
-    /// Ask for a group to come online (also clears its failure history).
-    pub fn group_online(&self, group: &str) -> Result<(), Stopped> {
-        self.send(Command::GroupOnline(group.to_string()))
+    /// Change the configuration; acknowledged only once it is in the store.
+    pub async fn change(&self, change: Change) -> Result<String> {
+        self.request(|reply| Command::Change { change, reply }).await?
     }
 
-    /// Ask for a group to go offline, in reverse dependency order.
-    pub fn group_offline(&self, group: &str) -> Result<(), Stopped> {
-        self.send(Command::GroupOffline(group.to_string()))
+    /// Ask the node to do something.
+    pub async fn operate(&self, operation: Operation) -> Result<String> {
+        self.request(|reply| Command::Operate { operation, reply }).await?
+    }
+
+    pub async fn status(&self) -> Result<Status, Stopped> {
+        self.request(|reply| Command::Status { reply }).await
+    }
+
+    pub async fn desired(&self) -> Result<Desired, Stopped> {
+        self.request(|reply| Command::Desired { reply }).await
+    }
+
+    /// The handle of one resource, for its events and control codes.
+    pub async fn resource(&self, resource: &str) -> Result<Option<ResourceHandle>, Stopped> {
+        let resource = resource.to_string();
+        self.request(|reply| Command::Handle { resource, reply }).await
     }
 
     /// What the policy would do on `event`, from the current state, without
     /// doing it.
     pub async fn what_if(&self, event: PolicyEvent) -> Result<Vec<Action>, Stopped> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::WhatIf { event, reply })?;
-        answer.await.map_err(|_| Stopped)
+        self.request(|reply| Command::WhatIf { event, reply }).await
     }
 
     /// Take every group offline in dependency order, then stop.
-    pub async fn shutdown(self) {
-        let (reply, done) = oneshot::channel();
-        if self.send(Command::Shutdown { reply }).is_ok() {
-            let _ = done.await;
+    pub async fn shutdown(&self) {
+        let _ = self.request(|reply| Command::Shutdown { reply }).await;
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = task.await;
         }
-        let _ = self.task.await;
     }
 }
 
+/// Validate a resource's configuration against its plugin, changing
+/// nothing.
+async fn prepare(settings: &NodeSettings, monitor: &Monitor, resource: &ResourceConfig) -> Result<crate::monitor::Prepared> {
+    let Some(plugin) = settings.plugins.get(&resource.type_name) else {
+        bail!(
+            "resource {:?}: unknown type {:?} (loaded types: {})",
+            resource.name,
+            resource.type_name,
+            settings.plugins.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    };
+    let data_dir = settings.data_dir.join("resources").join(&resource.name);
+    let spec = ResourceSpec {
+        name: resource.name.clone(),
+        type_name: resource.type_name.clone(),
+        properties: resource.properties(),
+        timing: resource.timing(),
+        memory_limit: resource.memory_limit_mib.map(|mib| (mib as usize) << 20),
+        data_dir: data_dir.clone(),
+        grants: settings
+            .grants
+            .get(&resource.type_name)
+            .map(|g| Grants {
+                allow_programs: g.allow_programs.clone(),
+            })
+            .unwrap_or_default(),
+    };
+    let prepared = monitor.prepare(plugin.clone(), spec).await.map_err(|e| anyhow!("{e}"))?;
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    Ok(prepared)
+}
+
 struct Driver {
-    node: String,
+    settings: NodeSettings,
     engine: Engine,
     monitor: Monitor,
+    desired: Desired,
+    store: Store,
     changes: mpsc::UnboundedReceiver<StateChange>,
     commands: mpsc::UnboundedReceiver<Command>,
 }
@@ -127,7 +342,7 @@ fn now() -> Millis {
 
 impl Driver {
     async fn run(mut self) {
-        self.apply(PolicyEvent::NodeUp(self.node.clone()));
+        self.apply(PolicyEvent::NodeUp(self.settings.name.clone()));
         let mut shutdown: Option<(oneshot::Sender<()>, tokio::time::Instant)> = None;
         loop {
             if let Some((_, started)) = &shutdown
@@ -142,15 +357,6 @@ impl Driver {
             tokio::select! {
                 Some(change) = self.changes.recv() => self.on_change(change),
                 command = self.commands.recv() => match command {
-                    Some(Command::GroupOnline(group)) => {
-                        self.apply(PolicyEvent::GroupOnlineRequested(group));
-                    }
-                    Some(Command::GroupOffline(group)) => {
-                        self.apply(PolicyEvent::GroupOfflineRequested(group));
-                    }
-                    Some(Command::WhatIf { event, reply }) => {
-                        let _ = reply.send(self.engine.what_if(event, now()));
-                    }
                     Some(Command::Shutdown { reply }) => {
                         let groups: Vec<String> =
                             self.engine.groups().into_iter().map(|g| g.name).collect();
@@ -159,16 +365,263 @@ impl Driver {
                         }
                         shutdown = Some((reply, tokio::time::Instant::now()));
                     }
+                    Some(command) => self.on_command(command).await,
                     None => break,
                 },
                 () = sleep_opt(wait) => self.apply(PolicyEvent::Tick),
                 // Re-check the shutdown condition now and then.
-                () = tokio::time::sleep(Duration::from_millis(200)), if shutdown.is_some() => {}
+                () = tokio::time::sleep(Duration::from_millis(100)), if shutdown.is_some() => {}
             }
         }
         self.monitor.shutdown().await;
         if let Some((reply, _)) = shutdown {
             let _ = reply.send(());
+        }
+    }
+
+    async fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Change { change, reply } => {
+                let result = self.change(change).await;
+                let _ = reply.send(result);
+            }
+            Command::Operate { operation, reply } => {
+                let _ = reply.send(self.operate(operation));
+            }
+            Command::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            Command::Desired { reply } => {
+                let _ = reply.send(self.desired.clone());
+            }
+            Command::WhatIf { event, reply } => {
+                let _ = reply.send(self.engine.what_if(event, now()));
+            }
+            Command::Handle { resource, reply } => {
+                let _ = reply.send(self.monitor.get(&resource).cloned());
+            }
+            Command::Shutdown { .. } => unreachable!("handled in run"),
+        }
+    }
+
+    /// Check a change with the engine, save it, then apply it. Any error
+    /// leaves engine, store and monitor as they were.
+    async fn change(&mut self, change: Change) -> Result<String> {
+        let mut next = self.desired.clone();
+        let mut prepared = None;
+        let mut removed = None;
+        let done = match &change {
+            Change::AddGroup(group) => {
+                if next.groups.iter().any(|g| g.name == group.name) {
+                    return Err(conflict(format!("group {:?} exists already", group.name)));
+                }
+                crate::config::parse_failback(&group.failback)?;
+                next.groups.push(group.clone());
+                format!("group {} created", group.name)
+            }
+            Change::RemoveGroup(name) => {
+                if !next.groups.iter().any(|g| &g.name == name) {
+                    return Err(not_found(format!("no group {name:?}")));
+                }
+                if let Some(r) = next.resources.iter().find(|r| r.group.as_deref() == Some(name)) {
+                    return Err(conflict(format!(
+                        "group {name:?} still holds resource {:?}; delete its resources first",
+                        r.name
+                    )));
+                }
+                next.groups.retain(|g| &g.name != name);
+                next.online.remove(name);
+                format!("group {name} deleted")
+            }
+            Change::AddResource(resource) => {
+                if let Some(group) = &resource.group
+                    && !next.groups.iter().any(|g| &g.name == group)
+                {
+                    return Err(not_found(format!("resource {:?}: no group {group:?}", resource.name)));
+                }
+                if next.resource(&resource.name).is_some() {
+                    return Err(conflict(format!("resource {:?} exists already", resource.name)));
+                }
+                resource.restart_policy()?;
+                prepared = Some(prepare(&self.settings, &self.monitor, resource).await?);
+                next.resources.push(resource.clone());
+                format!("resource {} created", resource.name)
+            }
+            Change::RemoveResource(name) => {
+                if next.resource(name).is_none() {
+                    return Err(not_found(format!("no resource {name:?}")));
+                }
+                next.resources.retain(|r| &r.name != name);
+                next.online.remove(name);
+                removed = Some(name.clone());
+                format!("resource {name} deleted")
+            }
+            Change::SetProperties { resource, properties } => {
+                let Some(current) = next.resources.iter_mut().find(|r| &r.name == resource) else {
+                    return Err(not_found(format!("no resource {resource:?}")));
+                };
+                let group = current.group_name().to_string();
+                let running = self
+                    .engine
+                    .group(&group)
+                    .is_some_and(|g| g.state != warden_policy::GroupState::Offline);
+                if running {
+                    return Err(conflict(format!(
+                        "resource {resource:?}: its group {group:?} is not offline; take it offline first"
+                    )));
+                }
+                for (key, value) in properties {
+                    current.properties.insert(key.clone(), value.clone());
+                }
+                let updated = current.clone();
+                // Validate the new properties against the plugin by preparing
+                // a replacement; the old resource is swapped below.
+                prepared = Some(prepare(&self.settings, &Monitor::default(), &updated).await?);
+                removed = Some(resource.clone());
+                format!("resource {resource}: properties set")
+            }
+        };
+        let cluster = next.cluster_config(&self.settings.name, &self.settings.plugins)?;
+        let actions = self
+            .engine
+            .reconfigure(cluster, now())
+            .map_err(|e| conflict(e.to_string()))?;
+        if let Err(err) = self.store.save_desired(&next) {
+            // Put the engine back the way it was; the old configuration was
+            // valid a moment ago.
+            let old = self.desired.cluster_config(&self.settings.name, &self.settings.plugins)?;
+            let _ = self.engine.reconfigure(old, now());
+            return Err(err.context("the change was not saved, so it was not made"));
+        }
+        self.desired = next;
+        if let Some(name) = removed {
+            self.monitor.remove(&name).await;
+        }
+        if let Some(prepared) = prepared {
+            self.monitor.insert(prepared).map_err(|e| anyhow!("{e}"))?;
+        }
+        for action in actions {
+            self.execute(action);
+        }
+        self.record("node", "config", done.clone());
+        Ok(done)
+    }
+
+    fn operate(&mut self, operation: Operation) -> Result<String> {
+        let me = self.settings.name.clone();
+        let group_exists = |g: &str| -> Result<()> {
+            if self.engine.group(g).is_none() {
+                return Err(not_found(format!("no group {g:?}")));
+            }
+            Ok(())
+        };
+        let (event, done) = match operation {
+            Operation::GroupOnline(group) => {
+                group_exists(&group)?;
+                (PolicyEvent::GroupOnlineRequested(group.clone()), format!("group {group}: online requested"))
+            }
+            Operation::GroupOffline(group) => {
+                group_exists(&group)?;
+                (PolicyEvent::GroupOfflineRequested(group.clone()), format!("group {group}: offline requested"))
+            }
+            Operation::Move { group, to } => {
+                group_exists(&group)?;
+                let text = format!("group {group}: move to {} requested", to.as_deref().unwrap_or("the best node"));
+                (PolicyEvent::MoveRequested { group, to }, text)
+            }
+            Operation::Fail { resource } => {
+                let Some(handle) = self.monitor.get(&resource) else {
+                    return Err(not_found(format!("no resource {resource:?}")));
+                };
+                handle.fail("failed by the operator")?;
+                return Ok(format!("resource {resource}: failure injected"));
+            }
+            Operation::Pause => (PolicyEvent::NodePaused(me.clone()), format!("node {me} paused")),
+            Operation::Resume => (PolicyEvent::NodeResumed(me.clone()), format!("node {me} resumed")),
+            Operation::Drain => (PolicyEvent::NodeDraining(me.clone()), format!("node {me} draining")),
+            Operation::RecoveryActions(enabled) => (
+                PolicyEvent::RecoveryActions {
+                    node: me.clone(),
+                    enabled,
+                },
+                format!("node {me}: recovery actions {}", if enabled { "enabled" } else { "disabled" }),
+            ),
+        };
+        // Remember which groups the operator wants online, so a restarted
+        // agent brings back what ran.
+        let mut next = self.desired.clone();
+        match &event {
+            PolicyEvent::GroupOnlineRequested(g) => {
+                next.online.insert(g.clone());
+            }
+            PolicyEvent::GroupOfflineRequested(g) => {
+                next.online.remove(g);
+            }
+            _ => {}
+        }
+        if next != self.desired {
+            self.store.save_desired(&next)?;
+            self.desired = next;
+        }
+        let actions = self.engine.handle(event, now());
+        let refused: Vec<String> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Refused { what, reason } => Some(format!("{what}: {reason}")),
+                _ => None,
+            })
+            .collect();
+        for action in actions {
+            self.execute(action);
+        }
+        if !refused.is_empty() {
+            return Err(conflict(format!("refused: {}", refused.join("; "))));
+        }
+        Ok(done)
+    }
+
+    fn status(&self) -> Status {
+        let node = self.engine.node(&self.settings.name);
+        let resources = self.engine.resources();
+        let groups = self
+            .engine
+            .groups()
+            .into_iter()
+            .map(|g| GroupStatus {
+                resources: resources
+                    .iter()
+                    .filter(|r| r.group == g.name)
+                    .map(|r| {
+                        let live = self.monitor.get(&r.name).map(|h| h.status());
+                        ResourceStatusView {
+                            name: r.name.clone(),
+                            type_name: self
+                                .desired
+                                .resource(&r.name)
+                                .map(|c| c.type_name.clone())
+                                .unwrap_or_default(),
+                            state: live.as_ref().map(|s| s.state).unwrap_or(ResourceState::Offline),
+                            reason: live.as_ref().and_then(|s| s.reason.clone()).or(r.failed_reason.clone()),
+                            failures_in_period: r.failures_in_period,
+                            checks: live.as_ref().map(|s| s.checks).unwrap_or(0),
+                            instances: live.as_ref().map(|s| s.instances).unwrap_or(0),
+                        }
+                    })
+                    .collect(),
+                name: g.name,
+                state: g.state,
+                owner: g.owner,
+                failovers_in_period: g.failovers_in_period,
+                reason: g.failed_reason,
+            })
+            .collect();
+        Status {
+            node: self.settings.name.clone(),
+            paused: node
+                .as_ref()
+                .is_some_and(|n| !matches!(n.status, warden_policy::NodeStatus::Up)),
+            recovery_actions: node.as_ref().is_none_or(|n| n.recovery_enabled),
+            groups,
         }
     }
 
@@ -185,7 +638,7 @@ impl Driver {
 
     fn on_change(&mut self, change: StateChange) {
         let resource = change.resource;
-        let node = self.node.clone();
+        let node = self.settings.name.clone();
         let event = match change.state {
             ResourceState::Online => PolicyEvent::ResourceOnline { resource, node },
             ResourceState::Offline => PolicyEvent::ResourceOffline { resource, node },
@@ -219,9 +672,7 @@ impl Driver {
                 self.on_resource(&resource, &node, |h| {
                     if matches!(
                         h.status().state,
-                        ResourceState::Online
-                            | ResourceState::OnlinePending
-                            | ResourceState::OfflinePending
+                        ResourceState::Online | ResourceState::OnlinePending | ResourceState::OfflinePending
                     ) {
                         h.terminate()
                     } else {
@@ -269,9 +720,9 @@ impl Driver {
         &self,
         resource: &str,
         node: &str,
-        act: impl FnOnce(&crate::monitor::ResourceHandle) -> Result<(), crate::monitor::Gone>,
+        act: impl FnOnce(&ResourceHandle) -> Result<(), crate::monitor::Gone>,
     ) {
-        if node != self.node {
+        if node != self.settings.name {
             // Another node's request: carried out there (multi-node
             // transport is its own layer).
             return;
@@ -282,10 +733,7 @@ impl Driver {
                     tracing::error!("{err}");
                 }
             }
-            None => tracing::error!(
-                resource,
-                "the policy named a resource the monitor does not run"
-            ),
+            None => tracing::error!(resource, "the policy named a resource the monitor does not run"),
         }
     }
 

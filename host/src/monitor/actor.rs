@@ -30,6 +30,8 @@ pub(crate) enum Command {
     Offline,
     /// Terminate at once (no clean offline) and go Offline.
     Terminate,
+    /// Fail the resource on purpose (fault injection by the operator).
+    Fail { reason: String },
     /// Control codes answer through `reply`.
     Control {
         code: String,
@@ -180,6 +182,11 @@ impl Actor {
                 ResourceState::Failed => self.set_state(ResourceState::Offline, None),
                 _ => {}
             },
+            Command::Fail { reason } => {
+                if matches!(self.state(), ResourceState::Online | ResourceState::OnlinePending) {
+                    self.fail(reason).await;
+                }
+            }
             Command::Terminate => {
                 if self.state() != ResourceState::Offline {
                     self.terminate().await;
@@ -438,6 +445,13 @@ impl ResourceHandle {
     /// Terminate the resource at once (no clean offline); it ends Offline.
     pub fn terminate(&self) -> Result<(), Gone> {
         self.send(Command::Terminate)
+    }
+
+    /// Fail the resource on purpose, as if a health check had failed.
+    pub fn fail(&self, reason: &str) -> Result<(), Gone> {
+        self.send(Command::Fail {
+            reason: reason.to_string(),
+        })
     }
 
     /// Cut off the call in flight (an online that has no pending timeout,

@@ -29,6 +29,13 @@ const EVENT_BUFFER: usize = 16 * 1024;
 /// The memory limit of a resource that sets none.
 pub const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
 
+/// A resource spec that passed validation, ready to be inserted.
+pub struct Prepared {
+    plugin: Arc<Plugin>,
+    spec: ResourceSpec,
+    properties: Vec<(String, String)>,
+}
+
 /// The resources of this node and their actors.
 pub struct Monitor {
     resources: BTreeMap<String, ResourceHandle>,
@@ -86,15 +93,36 @@ impl Monitor {
     /// Validate `spec` against `plugin` and start its actor. The resource
     /// starts Offline; nothing is instantiated until it is asked online.
     /// On error nothing changes.
-    pub async fn add(
-        &mut self,
-        plugin: Arc<Plugin>,
-        spec: ResourceSpec,
-    ) -> Result<ResourceHandle, SpecError> {
+    pub async fn add(&mut self, plugin: Arc<Plugin>, spec: ResourceSpec) -> Result<ResourceHandle, SpecError> {
+        let prepared = self.prepare(plugin, spec).await?;
+        self.insert(prepared)
+    }
+
+    /// The checking half of [`Monitor::add`]: validate `spec` (calls the
+    /// plugin's `validate`) without changing anything.
+    pub async fn prepare(&self, plugin: Arc<Plugin>, spec: ResourceSpec) -> Result<Prepared, SpecError> {
         if self.resources.contains_key(&spec.name) {
             return Err(SpecError::Duplicate(spec.name));
         }
         let properties = spec::validate(&spec, &plugin).await?;
+        Ok(Prepared {
+            plugin,
+            spec,
+            properties,
+        })
+    }
+
+    /// The doing half of [`Monitor::add`]: start the actor of a resource
+    /// that [`Monitor::prepare`] accepted.
+    pub fn insert(&mut self, prepared: Prepared) -> Result<ResourceHandle, SpecError> {
+        let Prepared {
+            plugin,
+            spec,
+            properties,
+        } = prepared;
+        if self.resources.contains_key(&spec.name) {
+            return Err(SpecError::Duplicate(spec.name));
+        }
         let timers = Timers::resolve(&plugin, &spec.timing);
         let (exits_tx, exits) = mpsc::unbounded_channel();
         let context = ResourceContext::new(
@@ -134,6 +162,18 @@ impl Monitor {
         };
         self.resources.insert(spec.name, handle.clone());
         Ok(handle)
+    }
+
+    /// Stop a resource's actor (taking it offline first if it is not) and
+    /// forget it.
+    pub async fn remove(&mut self, name: &str) -> bool {
+        match self.resources.remove(name) {
+            Some(handle) => {
+                handle.shutdown().await;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Take every resource offline and stop its actor, all at once.

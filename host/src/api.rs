@@ -1,0 +1,390 @@
+//! The admin API: HTTP/JSON on a loopback address, every call but the
+//! metrics and the OpenAPI document behind a bearer token.
+//!
+//! Handlers only translate: requests into [`Node`] changes and operations,
+//! answers and refusals into JSON. The OpenAPI document that describes the
+//! routes lives in `docs/openapi.json` and is served as it is.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::config::{GroupConfig, PropertyValue, ResourceConfig};
+use crate::metrics::Metrics;
+use crate::node::{Change, Node, Operation, Refused, RefusedKind};
+use crate::runtime::Plugin;
+
+/// The OpenAPI document of this API.
+pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
+#[derive(Clone)]
+struct Api {
+    node: Node,
+    token: Arc<str>,
+    plugins: Arc<BTreeMap<String, Arc<Plugin>>>,
+    history: Arc<PathBuf>,
+    metrics: Arc<Metrics>,
+}
+
+/// Serve the API on `listener` until the task is dropped.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    node: Node,
+    token: String,
+    plugins: BTreeMap<String, Arc<Plugin>>,
+    history: PathBuf,
+    metrics: Arc<Metrics>,
+) -> Result<()> {
+    let api = Api {
+        node,
+        token: token.into(),
+        plugins: Arc::new(plugins),
+        history: Arc::new(history),
+        metrics,
+    };
+    let guarded = Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/config", get(config))
+        .route("/v1/groups", post(create_group))
+        .route("/v1/groups/{name}", axum::routing::delete(delete_group))
+        .route("/v1/groups/{name}/{verb}", post(group_verb))
+        .route("/v1/resources", post(create_resource))
+        .route("/v1/resources/{name}", axum::routing::delete(delete_resource))
+        .route(
+            "/v1/resources/{name}/properties",
+            get(get_properties).put(set_properties),
+        )
+        .route("/v1/resources/{name}/fail", post(fail_resource))
+        .route("/v1/resources/{name}/control", post(control))
+        .route("/v1/plugins", get(list_plugins))
+        .route("/v1/node/{verb}", post(node_verb))
+        .route("/v1/what-if", post(what_if))
+        .route("/v1/events", get(events))
+        .route_layer(middleware::from_fn_with_state(api.clone(), require_token));
+    let app = Router::new()
+        .route("/metrics", get(render_metrics))
+        .route("/v1/openapi.json", get(openapi))
+        .merge(guarded)
+        .with_state(api);
+    axum::serve(listener, app).await.context("serving the admin API")
+}
+
+/// Bind the API's address; a separate step so that the agent can report a
+/// taken port before it starts anything.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the admin API to {addr}"))
+}
+
+async fn require_token(State(api): State<Api>, request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(token) if constant_time_eq(token.as_bytes(), api.token.as_bytes()) => {
+            next.run(request).await
+        }
+        Some(_) => error(StatusCode::UNAUTHORIZED, "wrong token".to_string()),
+        None => error(
+            StatusCode::UNAUTHORIZED,
+            "missing token: send Authorization: Bearer <token>".to_string(),
+        ),
+    }
+}
+
+/// Compare without leaking where the first difference is.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+/// A node refusal or failure as an HTTP answer.
+fn refusal(err: anyhow::Error) -> Response {
+    let status = match err.downcast_ref::<Refused>().map(|r| r.kind) {
+        Some(RefusedKind::NotFound) => StatusCode::NOT_FOUND,
+        Some(RefusedKind::Conflict) => StatusCode::CONFLICT,
+        Some(RefusedKind::Invalid) | None => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    error(status, format!("{err:#}"))
+}
+
+fn done(result: Result<String>) -> Response {
+    match result {
+        Ok(message) => Json(json!({ "ok": message })).into_response(),
+        Err(err) => refusal(err),
+    }
+}
+
+fn stopped() -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the node is shutting down".to_string(),
+    )
+}
+
+async fn status(State(api): State<Api>) -> Response {
+    match api.node.status().await {
+        Ok(status) => Json(status).into_response(),
+        Err(_) => stopped(),
+    }
+}
+
+async fn config(State(api): State<Api>) -> Response {
+    match api.node.desired().await {
+        Ok(desired) => Json(desired).into_response(),
+        Err(_) => stopped(),
+    }
+}
+
+/// Parse a JSON body ourselves, so a bad body gets our error shape and a
+/// message that names the field.
+fn parse<T: serde::de::DeserializeOwned>(body: &str, what: &str) -> Result<T, Response> {
+    serde_json::from_str(body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid {what}: {e}")))
+}
+
+async fn create_group(State(api): State<Api>, body: String) -> Response {
+    match parse::<GroupConfig>(&body, "group") {
+        Ok(group) => done(api.node.change(Change::AddGroup(group)).await),
+        Err(response) => response,
+    }
+}
+
+async fn delete_group(State(api): State<Api>, Path(name): Path<String>) -> Response {
+    done(api.node.change(Change::RemoveGroup(name)).await)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct MoveBody {
+    #[serde(default)]
+    to: Option<String>,
+}
+
+async fn group_verb(
+    State(api): State<Api>,
+    Path((name, verb)): Path<(String, String)>,
+    body: String,
+) -> Response {
+    let operation = match verb.as_str() {
+        "online" => Operation::GroupOnline(name),
+        "offline" => Operation::GroupOffline(name),
+        "move" => {
+            let target = if body.trim().is_empty() {
+                MoveBody::default()
+            } else {
+                match parse::<MoveBody>(&body, "move") {
+                    Ok(target) => target,
+                    Err(response) => return response,
+                }
+            };
+            Operation::Move {
+                group: name,
+                to: target.to,
+            }
+        }
+        other => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("unknown group operation {other:?}: online, offline or move"),
+            );
+        }
+    };
+    done(api.node.operate(operation).await)
+}
+
+async fn create_resource(State(api): State<Api>, body: String) -> Response {
+    match parse::<ResourceConfig>(&body, "resource") {
+        Ok(resource) => done(api.node.change(Change::AddResource(resource)).await),
+        Err(response) => response,
+    }
+}
+
+async fn delete_resource(State(api): State<Api>, Path(name): Path<String>) -> Response {
+    done(api.node.change(Change::RemoveResource(name)).await)
+}
+
+async fn get_properties(State(api): State<Api>, Path(name): Path<String>) -> Response {
+    match api.node.desired().await {
+        Ok(desired) => match desired.resource(&name) {
+            Some(resource) => Json(&resource.properties).into_response(),
+            None => error(StatusCode::NOT_FOUND, format!("no resource {name:?}")),
+        },
+        Err(_) => stopped(),
+    }
+}
+
+async fn set_properties(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    body: String,
+) -> Response {
+    match parse::<BTreeMap<String, PropertyValue>>(&body, "properties") {
+        Ok(properties) => done(
+            api.node
+                .change(Change::SetProperties {
+                    resource: name,
+                    properties,
+                })
+                .await,
+        ),
+        Err(response) => response,
+    }
+}
+
+async fn fail_resource(State(api): State<Api>, Path(name): Path<String>) -> Response {
+    done(api.node.operate(Operation::Fail { resource: name }).await)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ControlBody {
+    code: String,
+    #[serde(default)]
+    payload: String,
+}
+
+async fn control(State(api): State<Api>, Path(name): Path<String>, body: String) -> Response {
+    let request = match parse::<ControlBody>(&body, "control request") {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    let handle = match api.node.resource(&name).await {
+        Ok(Some(handle)) => handle,
+        Ok(None) => return error(StatusCode::NOT_FOUND, format!("no resource {name:?}")),
+        Err(_) => return stopped(),
+    };
+    match handle.control(&request.code, &request.payload).await {
+        Ok(Ok(answer)) => Json(json!({ "ok": answer })).into_response(),
+        Ok(Err(refused)) => error(StatusCode::UNPROCESSABLE_ENTITY, refused),
+        Err(gone) => error(StatusCode::NOT_FOUND, gone.to_string()),
+    }
+}
+
+async fn list_plugins(State(api): State<Api>) -> Response {
+    let list: Vec<Value> = api
+        .plugins
+        .values()
+        .map(|p| {
+            let info = p.info();
+            let properties: Vec<Value> = info
+                .properties
+                .iter()
+                .map(|s| {
+                    json!({
+                        "name": s.name,
+                        "kind": crate::runtime::kind_name(s.kind),
+                        "required": s.required,
+                        "default": s.default_value,
+                        "description": s.description,
+                    })
+                })
+                .collect();
+            json!({
+                "name": info.name,
+                "version": info.version,
+                "description": info.description,
+                "properties": properties,
+            })
+        })
+        .collect();
+    Json(list).into_response()
+}
+
+async fn node_verb(State(api): State<Api>, Path(verb): Path<String>) -> Response {
+    let operation = match verb.as_str() {
+        "pause" => Operation::Pause,
+        "resume" => Operation::Resume,
+        "drain" => Operation::Drain,
+        "recovery-on" => Operation::RecoveryActions(true),
+        "recovery-off" => Operation::RecoveryActions(false),
+        other => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "unknown node operation {other:?}: pause, resume, drain, recovery-on or recovery-off"
+                ),
+            );
+        }
+    };
+    done(api.node.operate(operation).await)
+}
+
+async fn what_if(State(api): State<Api>, body: String) -> Response {
+    let event = match parse::<warden_policy::Event>(&body, "policy event") {
+        Ok(event) => event,
+        Err(response) => return response,
+    };
+    match api.node.what_if(event).await {
+        Ok(actions) => {
+            let lines: Vec<String> = actions.iter().map(|a| a.to_string()).collect();
+            Json(json!({ "actions": lines })).into_response()
+        }
+        Err(_) => stopped(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventQuery {
+    resource: Option<String>,
+    event: Option<String>,
+    since_ms: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn events(State(api): State<Api>, Query(query): Query<EventQuery>) -> Response {
+    let text = match tokio::fs::read_to_string(&*api.history).await {
+        Ok(text) => text,
+        Err(err) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("reading the event history {}: {err}", api.history.display()),
+            );
+        }
+    };
+    let matching: Vec<Value> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|e| query.resource.as_deref().is_none_or(|r| e["resource"] == r))
+        .filter(|e| query.event.as_deref().is_none_or(|k| e["event"] == k))
+        .filter(|e| {
+            query
+                .since_ms
+                .is_none_or(|since| e["at_ms"].as_u64().unwrap_or(0) >= since)
+        })
+        .collect();
+    let limit = query.limit.unwrap_or(200);
+    let start = matching.len().saturating_sub(limit);
+    Json(&matching[start..]).into_response()
+}
+
+async fn render_metrics(State(api): State<Api>) -> Response {
+    let status = api.node.status().await.ok();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        api.metrics.render(status.as_ref()),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}

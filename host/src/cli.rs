@@ -1,0 +1,494 @@
+//! The operator's commands: a thin client of the admin API.
+//!
+//! Every command is one or two HTTP calls; what the agent answers is
+//! printed (as a table, or as JSON with `--json`), and any refusal is an
+//! error with the agent's own words and a non-zero exit.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+/// Where the admin API is and how to get in.
+#[derive(Args, Debug, Clone)]
+pub struct Connection {
+    /// The admin API's address.
+    #[arg(long, env = "WARDEN_API", default_value = "http://127.0.0.1:7070")]
+    pub api: String,
+    /// The bearer token (see the agent's [api] token_file).
+    #[arg(long, env = "WARDEN_TOKEN", default_value = "", hide_env_values = true)]
+    pub token: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GroupCommand {
+    /// Create a group (a virtual server).
+    Create {
+        name: String,
+        /// Nodes in order of preference (repeat); default: the agent's node.
+        #[arg(long = "preferred-owner")]
+        preferred_owners: Vec<String>,
+        #[arg(long, default_value_t = 10)]
+        failover_threshold: u32,
+        #[arg(long, default_value_t = 21_600)]
+        failover_period_s: u64,
+        /// off, immediate, or a window of hours such as 22-6.
+        #[arg(long, default_value = "off")]
+        failback: String,
+        /// Do not bring it online when the agent starts.
+        #[arg(long)]
+        offline: bool,
+    },
+    Delete {
+        name: String,
+    },
+    Online {
+        name: String,
+    },
+    Offline {
+        name: String,
+    },
+    /// Move the group to a node, or to the best other node.
+    Move {
+        name: String,
+        #[arg(long)]
+        to: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ResourceCommand {
+    /// Create a resource.
+    Create {
+        name: String,
+        #[arg(long = "type")]
+        type_name: String,
+        #[arg(long)]
+        group: Option<String>,
+        /// A resource of the same group this one needs (repeat).
+        #[arg(long = "depends-on")]
+        depends_on: Vec<String>,
+        /// A property, KEY=VALUE (repeat).
+        #[arg(long = "prop", value_parser = key_value)]
+        properties: Vec<(String, String)>,
+        #[arg(long)]
+        is_alive_interval_ms: Option<u64>,
+        #[arg(long)]
+        pending_timeout_ms: Option<u64>,
+    },
+    Delete {
+        name: String,
+    },
+    /// Fail the resource on purpose (fault injection).
+    Fail {
+        name: String,
+    },
+    /// Show the resource's properties.
+    Get {
+        name: String,
+    },
+    /// Set properties (KEY=VALUE ...); the group must be offline.
+    Set {
+        name: String,
+        #[arg(value_parser = key_value, required = true)]
+        properties: Vec<(String, String)>,
+    },
+    /// Run a type-specific control code.
+    Control {
+        name: String,
+        code: String,
+        #[arg(default_value = "")]
+        payload: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NodeCommand {
+    /// Take no new groups.
+    Pause,
+    Resume,
+    /// Move every group away.
+    Drain,
+    /// Turn automatic restarts and failovers back on.
+    RecoveryOn,
+    /// Stop automatic restarts and failovers.
+    RecoveryOff,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WhatIfCommand {
+    /// A node goes down.
+    NodeDown { node: String },
+    /// A resource fails on a node.
+    ResourceFailed {
+        resource: String,
+        node: String,
+        #[arg(long, default_value = "what-if")]
+        reason: String,
+    },
+    /// A planned move.
+    Move {
+        group: String,
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// A group is taken offline.
+    GroupOffline { group: String },
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {text:?}"))
+}
+
+/// A blocking client of the admin API.
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    pub fn new(connection: &Connection) -> Client {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build();
+        Client {
+            agent: config.into(),
+            base: connection.api.trim_end_matches('/').to_string(),
+            token: connection.token.clone(),
+        }
+    }
+
+    /// Call the API; a non-2xx answer is an error with the agent's message.
+    pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let auth = format!("Bearer {}", self.token);
+        let response = match (method, body) {
+            ("GET", _) => self.agent.get(&url).header("Authorization", &auth).call(),
+            ("DELETE", _) => self.agent.delete(&url).header("Authorization", &auth).call(),
+            ("PUT", Some(body)) => self
+                .agent
+                .put(&url)
+                .header("Authorization", &auth)
+                .send_json(body),
+            (_, Some(body)) => self
+                .agent
+                .post(&url)
+                .header("Authorization", &auth)
+                .send_json(body),
+            (_, None) => self
+                .agent
+                .post(&url)
+                .header("Authorization", &auth)
+                .send_empty(),
+        };
+        let mut response =
+            response.with_context(|| format!("could not reach the agent at {}", self.base))?;
+        let status = response.status();
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .context("reading the agent's answer")?;
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if !status.is_success() {
+            let message = value["error"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| value.to_string());
+            bail!("{message} (HTTP {})", status.as_u16());
+        }
+        Ok(value)
+    }
+}
+
+fn ok_message(value: &Value) {
+    match value["ok"].as_str() {
+        Some(message) if !message.is_empty() => println!("{message}"),
+        _ => println!("{value}"),
+    }
+}
+
+fn text(value: &Value) -> String {
+    value
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| value.to_string())
+}
+
+pub fn group(client: &Client, command: GroupCommand) -> Result<()> {
+    let answer = match command {
+        GroupCommand::Create {
+            name,
+            preferred_owners,
+            failover_threshold,
+            failover_period_s,
+            failback,
+            offline,
+        } => client.call(
+            "POST",
+            "/v1/groups",
+            Some(json!({
+                "name": name,
+                "preferred_owners": preferred_owners,
+                "failover_threshold": failover_threshold,
+                "failover_period_s": failover_period_s,
+                "failback": failback,
+                "online": !offline,
+            })),
+        )?,
+        GroupCommand::Delete { name } => {
+            client.call("DELETE", &format!("/v1/groups/{name}"), None)?
+        }
+        GroupCommand::Online { name } => {
+            client.call("POST", &format!("/v1/groups/{name}/online"), None)?
+        }
+        GroupCommand::Offline { name } => {
+            client.call("POST", &format!("/v1/groups/{name}/offline"), None)?
+        }
+        GroupCommand::Move { name, to } => client.call(
+            "POST",
+            &format!("/v1/groups/{name}/move"),
+            Some(json!({ "to": to })),
+        )?,
+    };
+    ok_message(&answer);
+    Ok(())
+}
+
+pub fn resource(client: &Client, command: ResourceCommand, as_json: bool) -> Result<()> {
+    let answer = match command {
+        ResourceCommand::Create {
+            name,
+            type_name,
+            group,
+            depends_on,
+            properties,
+            is_alive_interval_ms,
+            pending_timeout_ms,
+        } => {
+            let properties: serde_json::Map<String, Value> = properties
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect();
+            let mut body = json!({
+                "name": name,
+                "type": type_name,
+                "depends_on": depends_on,
+                "properties": properties,
+            });
+            if let Some(group) = group {
+                body["group"] = json!(group);
+            }
+            if let Some(ms) = is_alive_interval_ms {
+                body["is_alive_interval_ms"] = json!(ms);
+            }
+            if let Some(ms) = pending_timeout_ms {
+                body["pending_timeout_ms"] = json!(ms);
+            }
+            client.call("POST", "/v1/resources", Some(body))?
+        }
+        ResourceCommand::Delete { name } => {
+            client.call("DELETE", &format!("/v1/resources/{name}"), None)?
+        }
+        ResourceCommand::Fail { name } => {
+            client.call("POST", &format!("/v1/resources/{name}/fail"), None)?
+        }
+        ResourceCommand::Get { name } => {
+            let properties =
+                client.call("GET", &format!("/v1/resources/{name}/properties"), None)?;
+            if as_json {
+                println!("{properties:#}");
+            } else if let Some(map) = properties.as_object() {
+                for (key, value) in map {
+                    println!("{key:<20} {}", text(value));
+                }
+            }
+            return Ok(());
+        }
+        ResourceCommand::Set { name, properties } => {
+            let body: serde_json::Map<String, Value> = properties
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect();
+            client.call(
+                "PUT",
+                &format!("/v1/resources/{name}/properties"),
+                Some(Value::Object(body)),
+            )?
+        }
+        ResourceCommand::Control {
+            name,
+            code,
+            payload,
+        } => client.call(
+            "POST",
+            &format!("/v1/resources/{name}/control"),
+            Some(json!({ "code": code, "payload": payload })),
+        )?,
+    };
+    ok_message(&answer);
+    Ok(())
+}
+
+pub fn node(client: &Client, command: NodeCommand) -> Result<()> {
+    let verb = match command {
+        NodeCommand::Pause => "pause",
+        NodeCommand::Resume => "resume",
+        NodeCommand::Drain => "drain",
+        NodeCommand::RecoveryOn => "recovery-on",
+        NodeCommand::RecoveryOff => "recovery-off",
+    };
+    ok_message(&client.call("POST", &format!("/v1/node/{verb}"), None)?);
+    Ok(())
+}
+
+pub fn what_if(client: &Client, command: WhatIfCommand) -> Result<()> {
+    let event = match command {
+        WhatIfCommand::NodeDown { node } => json!({ "node-down": node }),
+        WhatIfCommand::ResourceFailed {
+            resource,
+            node,
+            reason,
+        } => json!({ "resource-failed": { "resource": resource, "node": node, "reason": reason } }),
+        WhatIfCommand::Move { group, to } => {
+            json!({ "move-requested": { "group": group, "to": to } })
+        }
+        WhatIfCommand::GroupOffline { group } => json!({ "group-offline-requested": group }),
+    };
+    let answer = client.call("POST", "/v1/what-if", Some(event))?;
+    let actions = answer["actions"].as_array().cloned().unwrap_or_default();
+    if actions.is_empty() {
+        println!("nothing would happen");
+    }
+    for action in actions {
+        println!("{}", text(&action));
+    }
+    Ok(())
+}
+
+pub fn plugins(client: &Client, as_json: bool) -> Result<()> {
+    let list = client.call("GET", "/v1/plugins", None)?;
+    if as_json {
+        println!("{list:#}");
+        return Ok(());
+    }
+    for plugin in list.as_array().cloned().unwrap_or_default() {
+        println!(
+            "{:<20} {:<10} {}",
+            text(&plugin["name"]),
+            text(&plugin["version"]),
+            text(&plugin["description"])
+        );
+    }
+    Ok(())
+}
+
+/// Filters of `warden events`.
+#[derive(Debug, Default)]
+pub struct EventFilter {
+    pub resource: Option<String>,
+    pub kind: Option<String>,
+    pub since_ms: Option<u64>,
+    pub limit: usize,
+}
+
+pub fn events(client: &Client, filter: EventFilter, as_json: bool) -> Result<()> {
+    let mut query = vec![format!("limit={}", filter.limit)];
+    if let Some(r) = filter.resource {
+        query.push(format!("resource={r}"));
+    }
+    if let Some(k) = filter.kind {
+        query.push(format!("event={k}"));
+    }
+    if let Some(s) = filter.since_ms {
+        query.push(format!("since_ms={s}"));
+    }
+    let list = client.call("GET", &format!("/v1/events?{}", query.join("&")), None)?;
+    for event in list.as_array().cloned().unwrap_or_default() {
+        if as_json {
+            println!("{event}");
+            continue;
+        }
+        let mut rest = event.as_object().cloned().unwrap_or_default();
+        let at = rest.remove("at_ms").and_then(|v| v.as_u64()).unwrap_or(0);
+        let subject = rest.remove("resource").map(|v| text(&v)).unwrap_or_default();
+        let kind = rest.remove("event").map(|v| text(&v)).unwrap_or_default();
+        let details: Vec<String> = rest
+            .into_iter()
+            .map(|(k, v)| format!("{k}={}", text(&v)))
+            .collect();
+        println!("{at} {subject:<16} {kind:<16} {}", details.join(" "));
+    }
+    Ok(())
+}
+
+/// The crm_mon view, once or refreshed every two seconds.
+pub fn status(client: &Client, watch: bool, as_json: bool) -> Result<()> {
+    loop {
+        let status = client.call("GET", "/v1/status", None)?;
+        if as_json {
+            println!("{status:#}");
+        } else {
+            if watch {
+                // Clear the screen and go home, as watch(1) does.
+                print!("\x1b[2J\x1b[H");
+            }
+            print_status(&status);
+        }
+        if !watch {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+fn print_status(status: &Value) {
+    println!(
+        "Node {}: {}, recovery actions {}",
+        text(&status["node"]),
+        if status["paused"].as_bool() == Some(true) {
+            "paused"
+        } else {
+            "up"
+        },
+        if status["recovery_actions"].as_bool() == Some(false) {
+            "off"
+        } else {
+            "on"
+        },
+    );
+    for group in status["groups"].as_array().cloned().unwrap_or_default() {
+        println!(
+            "Group {}: {}{} (failovers in period {}){}",
+            text(&group["name"]),
+            text(&group["state"]),
+            group["owner"]
+                .as_str()
+                .map(|o| format!(" on {o}"))
+                .unwrap_or_default(),
+            group["failovers_in_period"],
+            group["reason"]
+                .as_str()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default(),
+        );
+        for r in group["resources"].as_array().cloned().unwrap_or_default() {
+            println!(
+                "  {:<18} {:<16} {:<15} failures {:<3} checks {:<6}{}",
+                text(&r["name"]),
+                text(&r["type"]),
+                text(&r["state"]),
+                r["failures_in_period"],
+                r["checks"],
+                r["reason"]
+                    .as_str()
+                    .map(|x| format!(" {x}"))
+                    .unwrap_or_default(),
+            );
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! The desired configuration of a node: its groups and resources, and which
+//! groups the operator wants online.
+//!
+//! This is what the embedded store keeps and what the admin API changes.
+//! Every change is made to a copy, checked by the policy engine and written
+//! to the store before it takes effect, so a refused change leaves nothing
+//! behind and an acknowledged one survives `kill -9`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use warden_policy::{ClusterConfig, Millis};
+
+use crate::config::{AgentConfig, GroupConfig, ResourceConfig, parse_failback};
+use crate::contract::TypeFlags;
+use crate::runtime::Plugin;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Desired {
+    pub groups: Vec<GroupConfig>,
+    pub resources: Vec<ResourceConfig>,
+    /// Groups the operator wants online.
+    pub online: BTreeSet<String>,
+}
+
+impl Desired {
+    /// The groups and resources of a configuration file, with the groups it
+    /// says to start (and every implicit one-resource group) online.
+    pub fn from_file(config: &AgentConfig) -> Desired {
+        let mut online: BTreeSet<String> = config
+            .groups
+            .iter()
+            .filter(|g| g.online)
+            .map(|g| g.name.clone())
+            .collect();
+        online.extend(
+            config
+                .resources
+                .iter()
+                .filter(|r| r.group.is_none())
+                .map(|r| r.name.clone()),
+        );
+        Desired {
+            groups: config.groups.clone(),
+            resources: config.resources.clone(),
+            online,
+        }
+    }
+
+    pub fn resource(&self, name: &str) -> Option<&ResourceConfig> {
+        self.resources.iter().find(|r| r.name == name)
+    }
+
+    /// The policy's view: node `me`, the groups (a resource without one is a
+    /// group of its own), and the singleton types among `plugins`.
+    pub fn cluster_config(&self, me: &str, plugins: &BTreeMap<String, Arc<Plugin>>) -> Result<ClusterConfig> {
+        let mut groups = Vec::new();
+        for group in &self.groups {
+            let mut g = warden_policy::GroupConfig::new(group.name.clone());
+            g.preferred_owners = if group.preferred_owners.is_empty() {
+                vec![me.to_string()]
+            } else {
+                group.preferred_owners.clone()
+            };
+            g.failover_threshold = group.failover_threshold;
+            g.failover_period = Millis::from_secs(group.failover_period_s);
+            g.failback = parse_failback(&group.failback)?;
+            groups.push(g);
+        }
+        for resource in &self.resources {
+            let mut r = warden_policy::ResourceConfig::new(resource.name.clone(), resource.type_name.clone());
+            r.depends_on = resource.depends_on.clone();
+            r.restart = resource.restart_policy()?;
+            match groups.iter_mut().find(|g| g.name == resource.group_name()) {
+                Some(group) => group.resources.push(r),
+                None => {
+                    let mut g = warden_policy::GroupConfig::new(resource.name.clone());
+                    g.preferred_owners = vec![me.to_string()];
+                    g.resources.push(r);
+                    groups.push(g);
+                }
+            }
+        }
+        let singleton_types = plugins
+            .values()
+            .filter(|p| p.info().flags.contains(TypeFlags::CLUSTER_SINGLETON))
+            .map(|p| p.name().to_string())
+            .collect();
+        Ok(ClusterConfig {
+            nodes: vec![me.to_string()],
+            singleton_types,
+            groups,
+        })
+    }
+}

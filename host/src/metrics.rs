@@ -1,0 +1,189 @@
+//! Prometheus metrics, counted from the event stream.
+//!
+//! The counters are fed by one task that reads every event, so nothing on
+//! the path of a health check takes a lock for metrics; the current states
+//! are read from the node's status when scraped.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::broadcast;
+
+use crate::monitor::{Event, EventKind, ResourceState};
+use crate::node::Status;
+
+/// Upper bounds of the health-check latency histogram, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 1.0, 10.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    sum: f64,
+    total: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    /// (check, result) -> count
+    checks: BTreeMap<(&'static str, &'static str), u64>,
+    latency: BTreeMap<&'static str, Histogram>,
+    cut_offs: BTreeMap<&'static str, u64>,
+    restarts: BTreeMap<String, u64>,
+    failovers: u64,
+    process_exits: u64,
+    lagged: u64,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    counters: Mutex<Counters>,
+}
+
+impl Metrics {
+    /// Count every event from `events` until the stream closes.
+    pub fn spawn(mut events: broadcast::Receiver<Event>) -> Arc<Metrics> {
+        let metrics = Arc::new(Metrics::default());
+        let feed = metrics.clone();
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(event) => feed.count(&event),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        feed.lock().lagged += missed
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        metrics
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counters> {
+        self.counters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn count(&self, event: &Event) {
+        let mut c = self.lock();
+        match &event.kind {
+            EventKind::Check {
+                check,
+                healthy,
+                latency_us,
+                ..
+            } => {
+                let result = if *healthy { "healthy" } else { "failed" };
+                *c.checks.entry((check, result)).or_default() += 1;
+                let seconds = *latency_us as f64 / 1e6;
+                let h = c.latency.entry(check).or_default();
+                h.total += 1;
+                h.sum += seconds;
+                for (i, bound) in BUCKETS.iter().enumerate() {
+                    if seconds <= *bound {
+                        h.counts[i] += 1;
+                    }
+                }
+            }
+            EventKind::CutOff { call, .. } => *c.cut_offs.entry(call).or_default() += 1,
+            EventKind::State { from, to, .. } => {
+                if *from == ResourceState::Failed && *to == ResourceState::OnlinePending {
+                    *c.restarts.entry(event.resource.clone()).or_default() += 1;
+                }
+            }
+            EventKind::Policy { action, reason } => {
+                if action == "move" && reason.starts_with("failover") {
+                    c.failovers += 1;
+                }
+            }
+            EventKind::ProcessExited { .. } => c.process_exits += 1,
+            EventKind::TerminateFailed { .. } => {}
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self, status: Option<&Status>) -> String {
+        let c = self.lock();
+        let mut out = String::new();
+        let mut line = |text: String| {
+            out.push_str(&text);
+            out.push('\n');
+        };
+        if let Some(status) = status {
+            line("# HELP warden_resource_state 1 for the state each resource is in.".into());
+            line("# TYPE warden_resource_state gauge".into());
+            for group in &status.groups {
+                for r in &group.resources {
+                    line(format!(
+                        "warden_resource_state{{resource=\"{}\",group=\"{}\",type=\"{}\",state=\"{}\"}} 1",
+                        r.name, group.name, r.type_name, r.state
+                    ));
+                }
+            }
+            line(
+                "# HELP warden_resource_failures_in_period Failures counted against the restart threshold."
+                    .into(),
+            );
+            line("# TYPE warden_resource_failures_in_period gauge".into());
+            for group in &status.groups {
+                for r in &group.resources {
+                    line(format!(
+                        "warden_resource_failures_in_period{{resource=\"{}\"}} {}",
+                        r.name, r.failures_in_period
+                    ));
+                }
+            }
+        }
+        line("# HELP warden_health_checks_total Health checks run, by check and result.".into());
+        line("# TYPE warden_health_checks_total counter".into());
+        for ((check, result), n) in &c.checks {
+            line(format!(
+                "warden_health_checks_total{{check=\"{check}\",result=\"{result}\"}} {n}"
+            ));
+        }
+        line("# HELP warden_health_check_latency_seconds Time a health check call took.".into());
+        line("# TYPE warden_health_check_latency_seconds histogram".into());
+        for (check, h) in &c.latency {
+            for (bound, count) in BUCKETS.iter().zip(h.counts) {
+                line(format!(
+                    "warden_health_check_latency_seconds_bucket{{check=\"{check}\",le=\"{bound}\"}} {count}"
+                ));
+            }
+            line(format!(
+                "warden_health_check_latency_seconds_bucket{{check=\"{check}\",le=\"+Inf\"}} {}",
+                h.total
+            ));
+            line(format!(
+                "warden_health_check_latency_seconds_sum{{check=\"{check}\"}} {}",
+                h.sum
+            ));
+            line(format!(
+                "warden_health_check_latency_seconds_count{{check=\"{check}\"}} {}",
+                h.total
+            ));
+        }
+        line("# HELP warden_cut_off_calls_total Calls into plugins cut off or trapped, by call.".into());
+        line("# TYPE warden_cut_off_calls_total counter".into());
+        for (call, n) in &c.cut_offs {
+            line(format!("warden_cut_off_calls_total{{call=\"{call}\"}} {n}"));
+        }
+        line("# HELP warden_restarts_total Restarts of failed resources.".into());
+        line("# TYPE warden_restarts_total counter".into());
+        for (resource, n) in &c.restarts {
+            line(format!("warden_restarts_total{{resource=\"{resource}\"}} {n}"));
+        }
+        line("# HELP warden_failovers_total Groups failed over.".into());
+        line("# TYPE warden_failovers_total counter".into());
+        line(format!("warden_failovers_total {}", c.failovers));
+        line("# HELP warden_process_exits_total Managed processes that exited unasked.".into());
+        line("# TYPE warden_process_exits_total counter".into());
+        line(format!("warden_process_exits_total {}", c.process_exits));
+        line(
+            "# HELP warden_events_missed_total Events the metrics fell too far behind to count."
+                .into(),
+        );
+        line("# TYPE warden_events_missed_total counter".into());
+        line(format!("warden_events_missed_total {}", c.lagged));
+        out
+    }
+}

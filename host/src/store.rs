@@ -1,0 +1,77 @@
+//! The embedded store: a node's desired configuration, crash-safe.
+//!
+//! redb commits are durable when `commit` returns (it syncs to disk), so a
+//! change the admin API acknowledged survives `kill -9` of the agent at any
+//! moment. Nothing to install: the store is one file in the data directory.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use redb::{Database, ReadableDatabase, TableDefinition};
+
+use crate::desired::Desired;
+
+const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("warden");
+const DESIRED: &str = "desired";
+
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Open (or create) the store at `path`.
+    pub fn open(path: &Path) -> Result<Store> {
+        let db = Database::create(path).with_context(|| format!("opening the store {}", path.display()))?;
+        Ok(Store { db })
+    }
+
+    /// The desired configuration, if one was ever saved.
+    pub fn load_desired(&self) -> Result<Option<Desired>> {
+        let read = self.db.begin_read().context("reading the store")?;
+        let table = match read.open_table(TABLE) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(err) => return Err(err).context("opening the store's table"),
+        };
+        let Some(value) = table.get(DESIRED).context("reading the desired configuration")? else {
+            return Ok(None);
+        };
+        let desired = serde_json::from_slice(value.value()).context("decoding the desired configuration")?;
+        Ok(Some(desired))
+    }
+
+    /// Save the desired configuration; durable when this returns.
+    pub fn save_desired(&self, desired: &Desired) -> Result<()> {
+        let bytes = serde_json::to_vec(desired).context("encoding the desired configuration")?;
+        let write = self.db.begin_write().context("starting a store transaction")?;
+        {
+            let mut table = write.open_table(TABLE).context("opening the store's table")?;
+            table
+                .insert(DESIRED, bytes.as_slice())
+                .context("writing the desired configuration")?;
+        }
+        write.commit().context("committing to the store")?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_is_saved_is_loaded_after_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("warden.redb");
+        {
+            let store = Store::open(&path).expect("open");
+            assert_eq!(store.load_desired().expect("load"), None);
+            let mut desired = Desired::default();
+            desired.online.insert("evs".to_string());
+            store.save_desired(&desired).expect("save");
+        }
+        let store = Store::open(&path).expect("reopen");
+        let loaded = store.load_desired().expect("load").expect("saved");
+        assert!(loaded.online.contains("evs"));
+    }
+}
