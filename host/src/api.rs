@@ -60,7 +60,10 @@ pub async fn serve(
         .route("/v1/groups/{name}", axum::routing::delete(delete_group))
         .route("/v1/groups/{name}/{verb}", post(group_verb))
         .route("/v1/resources", post(create_resource))
-        .route("/v1/resources/{name}", axum::routing::delete(delete_resource))
+        .route(
+            "/v1/resources/{name}",
+            axum::routing::delete(delete_resource),
+        )
         .route(
             "/v1/resources/{name}/properties",
             get(get_properties).put(set_properties),
@@ -77,7 +80,9 @@ pub async fn serve(
         .route("/v1/openapi.json", get(openapi))
         .merge(guarded)
         .with_state(api);
-    axum::serve(listener, app).await.context("serving the admin API")
+    axum::serve(listener, app)
+        .await
+        .context("serving the admin API")
 }
 
 /// Bind the API's address; a separate step so that the agent can report a
@@ -155,15 +160,18 @@ async fn config(State(api): State<Api>) -> Response {
 
 /// Parse a JSON body ourselves, so a bad body gets our error shape and a
 /// message that names the field.
-fn parse<T: serde::de::DeserializeOwned>(body: &str, what: &str) -> Result<T, Response> {
-    serde_json::from_str(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid {what}: {e}")))
+fn parse<T: serde::de::DeserializeOwned>(body: &str, what: &str) -> Result<T, String> {
+    serde_json::from_str(body).map_err(|e| format!("invalid {what}: {e}"))
+}
+
+fn bad_request(message: String) -> Response {
+    error(StatusCode::BAD_REQUEST, message)
 }
 
 async fn create_group(State(api): State<Api>, body: String) -> Response {
     match parse::<GroupConfig>(&body, "group") {
         Ok(group) => done(api.node.change(Change::AddGroup(group)).await),
-        Err(response) => response,
+        Err(message) => bad_request(message),
     }
 }
 
@@ -192,7 +200,7 @@ async fn group_verb(
             } else {
                 match parse::<MoveBody>(&body, "move") {
                     Ok(target) => target,
-                    Err(response) => return response,
+                    Err(message) => return bad_request(message),
                 }
             };
             Operation::Move {
@@ -213,7 +221,7 @@ async fn group_verb(
 async fn create_resource(State(api): State<Api>, body: String) -> Response {
     match parse::<ResourceConfig>(&body, "resource") {
         Ok(resource) => done(api.node.change(Change::AddResource(resource)).await),
-        Err(response) => response,
+        Err(message) => bad_request(message),
     }
 }
 
@@ -245,7 +253,7 @@ async fn set_properties(
                 })
                 .await,
         ),
-        Err(response) => response,
+        Err(message) => bad_request(message),
     }
 }
 
@@ -264,7 +272,7 @@ struct ControlBody {
 async fn control(State(api): State<Api>, Path(name): Path<String>, body: String) -> Response {
     let request = match parse::<ControlBody>(&body, "control request") {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(message) => return bad_request(message),
     };
     let handle = match api.node.resource(&name).await {
         Ok(Some(handle)) => handle,
@@ -330,7 +338,7 @@ async fn node_verb(State(api): State<Api>, Path(verb): Path<String>) -> Response
 async fn what_if(State(api): State<Api>, body: String) -> Response {
     let event = match parse::<warden_policy::Event>(&body, "policy event") {
         Ok(event) => event,
-        Err(response) => return response,
+        Err(message) => return bad_request(message),
     };
     match api.node.what_if(event).await {
         Ok(actions) => {

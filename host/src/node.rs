@@ -26,7 +26,9 @@ use warden_policy::{Action, Engine, Event as PolicyEvent, Millis};
 
 use crate::config::{GroupConfig, PluginGrants, ResourceConfig};
 use crate::desired::Desired;
-use crate::monitor::{Event, EventKind, Monitor, ResourceHandle, ResourceSpec, ResourceState, StateChange};
+use crate::monitor::{
+    Event, EventKind, Monitor, ResourceHandle, ResourceSpec, ResourceState, StateChange,
+};
 use crate::runtime::{Grants, Plugin};
 use crate::store::Store;
 
@@ -63,9 +65,14 @@ pub enum Change {
 pub enum Operation {
     GroupOnline(String),
     GroupOffline(String),
-    Move { group: String, to: Option<String> },
+    Move {
+        group: String,
+        to: Option<String>,
+    },
     /// Fault injection: fail a resource as if a check had failed.
-    Fail { resource: String },
+    Fail {
+        resource: String,
+    },
     Pause,
     Resume,
     Drain,
@@ -241,7 +248,10 @@ impl Node {
         Ok((node, events))
     }
 
-    async fn request<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Stopped> {
+    async fn request<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, Stopped> {
         let (reply, answer) = oneshot::channel();
         self.commands.send(command(reply)).map_err(|_| Stopped)?;
         answer.await.map_err(|_| Stopped)
@@ -249,12 +259,14 @@ impl Node {
 
     /// Change the configuration; acknowledged only once it is in the store.
     pub async fn change(&self, change: Change) -> Result<String> {
-        self.request(|reply| Command::Change { change, reply }).await?
+        self.request(|reply| Command::Change { change, reply })
+            .await?
     }
 
     /// Ask the node to do something.
     pub async fn operate(&self, operation: Operation) -> Result<String> {
-        self.request(|reply| Command::Operate { operation, reply }).await?
+        self.request(|reply| Command::Operate { operation, reply })
+            .await?
     }
 
     pub async fn status(&self) -> Result<Status, Stopped> {
@@ -268,7 +280,8 @@ impl Node {
     /// The handle of one resource, for its events and control codes.
     pub async fn resource(&self, resource: &str) -> Result<Option<ResourceHandle>, Stopped> {
         let resource = resource.to_string();
-        self.request(|reply| Command::Handle { resource, reply }).await
+        self.request(|reply| Command::Handle { resource, reply })
+            .await
     }
 
     /// What the policy would do on `event`, from the current state, without
@@ -289,13 +302,22 @@ impl Node {
 
 /// Validate a resource's configuration against its plugin, changing
 /// nothing.
-async fn prepare(settings: &NodeSettings, monitor: &Monitor, resource: &ResourceConfig) -> Result<crate::monitor::Prepared> {
+async fn prepare(
+    settings: &NodeSettings,
+    monitor: &Monitor,
+    resource: &ResourceConfig,
+) -> Result<crate::monitor::Prepared> {
     let Some(plugin) = settings.plugins.get(&resource.type_name) else {
         bail!(
             "resource {:?}: unknown type {:?} (loaded types: {})",
             resource.name,
             resource.type_name,
-            settings.plugins.keys().cloned().collect::<Vec<_>>().join(", ")
+            settings
+                .plugins
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     };
     let data_dir = settings.data_dir.join("resources").join(&resource.name);
@@ -314,8 +336,12 @@ async fn prepare(settings: &NodeSettings, monitor: &Monitor, resource: &Resource
             })
             .unwrap_or_default(),
     };
-    let prepared = monitor.prepare(plugin.clone(), spec).await.map_err(|e| anyhow!("{e}"))?;
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let prepared = monitor
+        .prepare(plugin.clone(), spec)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
     Ok(prepared)
 }
 
@@ -410,6 +436,7 @@ impl Driver {
         let mut next = self.desired.clone();
         let mut prepared = None;
         let mut removed = None;
+        let mut start = None;
         let done = match &change {
             Change::AddGroup(group) => {
                 if next.groups.iter().any(|g| g.name == group.name) {
@@ -417,13 +444,21 @@ impl Driver {
                 }
                 crate::config::parse_failback(&group.failback)?;
                 next.groups.push(group.clone());
+                if group.online {
+                    next.online.insert(group.name.clone());
+                    start = Some(group.name.clone());
+                }
                 format!("group {} created", group.name)
             }
             Change::RemoveGroup(name) => {
                 if !next.groups.iter().any(|g| &g.name == name) {
                     return Err(not_found(format!("no group {name:?}")));
                 }
-                if let Some(r) = next.resources.iter().find(|r| r.group.as_deref() == Some(name)) {
+                if let Some(r) = next
+                    .resources
+                    .iter()
+                    .find(|r| r.group.as_deref() == Some(name))
+                {
                     return Err(conflict(format!(
                         "group {name:?} still holds resource {:?}; delete its resources first",
                         r.name
@@ -437,10 +472,16 @@ impl Driver {
                 if let Some(group) = &resource.group
                     && !next.groups.iter().any(|g| &g.name == group)
                 {
-                    return Err(not_found(format!("resource {:?}: no group {group:?}", resource.name)));
+                    return Err(not_found(format!(
+                        "resource {:?}: no group {group:?}",
+                        resource.name
+                    )));
                 }
                 if next.resource(&resource.name).is_some() {
-                    return Err(conflict(format!("resource {:?} exists already", resource.name)));
+                    return Err(conflict(format!(
+                        "resource {:?} exists already",
+                        resource.name
+                    )));
                 }
                 resource.restart_policy()?;
                 prepared = Some(prepare(&self.settings, &self.monitor, resource).await?);
@@ -456,7 +497,10 @@ impl Driver {
                 removed = Some(name.clone());
                 format!("resource {name} deleted")
             }
-            Change::SetProperties { resource, properties } => {
+            Change::SetProperties {
+                resource,
+                properties,
+            } => {
                 let Some(current) = next.resources.iter_mut().find(|r| &r.name == resource) else {
                     return Err(not_found(format!("no resource {resource:?}")));
                 };
@@ -489,7 +533,9 @@ impl Driver {
         if let Err(err) = self.store.save_desired(&next) {
             // Put the engine back the way it was; the old configuration was
             // valid a moment ago.
-            let old = self.desired.cluster_config(&self.settings.name, &self.settings.plugins)?;
+            let old = self
+                .desired
+                .cluster_config(&self.settings.name, &self.settings.plugins)?;
             let _ = self.engine.reconfigure(old, now());
             return Err(err.context("the change was not saved, so it was not made"));
         }
@@ -502,6 +548,9 @@ impl Driver {
         }
         for action in actions {
             self.execute(action);
+        }
+        if let Some(group) = start {
+            self.apply(PolicyEvent::GroupOnlineRequested(group));
         }
         self.record("node", "config", done.clone());
         Ok(done)
@@ -518,15 +567,24 @@ impl Driver {
         let (event, done) = match operation {
             Operation::GroupOnline(group) => {
                 group_exists(&group)?;
-                (PolicyEvent::GroupOnlineRequested(group.clone()), format!("group {group}: online requested"))
+                (
+                    PolicyEvent::GroupOnlineRequested(group.clone()),
+                    format!("group {group}: online requested"),
+                )
             }
             Operation::GroupOffline(group) => {
                 group_exists(&group)?;
-                (PolicyEvent::GroupOfflineRequested(group.clone()), format!("group {group}: offline requested"))
+                (
+                    PolicyEvent::GroupOfflineRequested(group.clone()),
+                    format!("group {group}: offline requested"),
+                )
             }
             Operation::Move { group, to } => {
                 group_exists(&group)?;
-                let text = format!("group {group}: move to {} requested", to.as_deref().unwrap_or("the best node"));
+                let text = format!(
+                    "group {group}: move to {} requested",
+                    to.as_deref().unwrap_or("the best node")
+                );
                 (PolicyEvent::MoveRequested { group, to }, text)
             }
             Operation::Fail { resource } => {
@@ -536,15 +594,27 @@ impl Driver {
                 handle.fail("failed by the operator")?;
                 return Ok(format!("resource {resource}: failure injected"));
             }
-            Operation::Pause => (PolicyEvent::NodePaused(me.clone()), format!("node {me} paused")),
-            Operation::Resume => (PolicyEvent::NodeResumed(me.clone()), format!("node {me} resumed")),
-            Operation::Drain => (PolicyEvent::NodeDraining(me.clone()), format!("node {me} draining")),
+            Operation::Pause => (
+                PolicyEvent::NodePaused(me.clone()),
+                format!("node {me} paused"),
+            ),
+            Operation::Resume => (
+                PolicyEvent::NodeResumed(me.clone()),
+                format!("node {me} resumed"),
+            ),
+            Operation::Drain => (
+                PolicyEvent::NodeDraining(me.clone()),
+                format!("node {me} draining"),
+            ),
             Operation::RecoveryActions(enabled) => (
                 PolicyEvent::RecoveryActions {
                     node: me.clone(),
                     enabled,
                 },
-                format!("node {me}: recovery actions {}", if enabled { "enabled" } else { "disabled" }),
+                format!(
+                    "node {me}: recovery actions {}",
+                    if enabled { "enabled" } else { "disabled" }
+                ),
             ),
         };
         // Remember which groups the operator wants online, so a restarted
@@ -600,8 +670,14 @@ impl Driver {
                                 .resource(&r.name)
                                 .map(|c| c.type_name.clone())
                                 .unwrap_or_default(),
-                            state: live.as_ref().map(|s| s.state).unwrap_or(ResourceState::Offline),
-                            reason: live.as_ref().and_then(|s| s.reason.clone()).or(r.failed_reason.clone()),
+                            state: live
+                                .as_ref()
+                                .map(|s| s.state)
+                                .unwrap_or(ResourceState::Offline),
+                            reason: live
+                                .as_ref()
+                                .and_then(|s| s.reason.clone())
+                                .or(r.failed_reason.clone()),
                             failures_in_period: r.failures_in_period,
                             checks: live.as_ref().map(|s| s.checks).unwrap_or(0),
                             instances: live.as_ref().map(|s| s.instances).unwrap_or(0),
@@ -672,7 +748,9 @@ impl Driver {
                 self.on_resource(&resource, &node, |h| {
                     if matches!(
                         h.status().state,
-                        ResourceState::Online | ResourceState::OnlinePending | ResourceState::OfflinePending
+                        ResourceState::Online
+                            | ResourceState::OnlinePending
+                            | ResourceState::OfflinePending
                     ) {
                         h.terminate()
                     } else {
@@ -733,7 +811,10 @@ impl Driver {
                     tracing::error!("{err}");
                 }
             }
-            None => tracing::error!(resource, "the policy named a resource the monitor does not run"),
+            None => tracing::error!(
+                resource,
+                "the policy named a resource the monitor does not run"
+            ),
         }
     }
 

@@ -6,6 +6,12 @@
 //! still running. A watcher task waits on the child and reports an exit the
 //! resource did not ask for at once ([`ProcessExit`]), so the monitor need
 //! not wait for the next poll to notice.
+//!
+//! A pid file in the resource's data directory names the running process.
+//! If the agent is killed, its services live on; the next agent finds the
+//! pid file at its first start of that resource and stops the leftover
+//! (after checking that the pid still runs the same program) before it
+//! starts anew, so a service never runs twice.
 
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
@@ -119,6 +125,9 @@ impl ProcessSlot {
         {
             return Err(format!("already running as pid {}", running.pid));
         }
+        if current.is_none() {
+            reap_leftover(&self.resource, data_dir);
+        }
         let cwd = spec
             .cwd
             .as_deref()
@@ -162,6 +171,10 @@ impl ProcessSlot {
                 tokio::spawn(forward_lines(self.resource.clone(), stream, pipe));
             }
         }
+        let pid_file = data_dir.join(PID_FILE);
+        if let Err(err) = std::fs::write(&pid_file, format!("{pid} {}\n", spec.program)) {
+            tracing::warn!(resource = %self.resource, "could not write {}: {err}", pid_file.display());
+        }
         let (exit_tx, exit_rx) = watch::channel(None);
         let stopping = Arc::new(AtomicBool::new(false));
         let exits = self.exits.clone();
@@ -177,6 +190,12 @@ impl ProcessSlot {
                 }
             };
             let how = describe(&status);
+            // Only this process's pid file: a newer one may have replaced it.
+            if std::fs::read_to_string(&pid_file)
+                .is_ok_and(|text| text.split_whitespace().next() == Some(&pid.to_string()))
+            {
+                let _ = std::fs::remove_file(&pid_file);
+            }
             exit_tx.send_replace(Some(status));
             if watcher_stopping.load(Ordering::SeqCst) {
                 tracing::info!(%resource, pid, "process {how} after stop");
@@ -239,6 +258,45 @@ impl Drop for ProcessSlot {
             let _ = killpg(Pid::from_raw(running.pid as i32), Signal::SIGKILL);
         }
     }
+}
+
+/// The file in a resource's data directory that names its running process.
+const PID_FILE: &str = ".warden-pid";
+
+/// Stop the process a previous agent left running for this resource, if
+/// the pid file names one that still runs the same program.
+fn reap_leftover(resource: &str, data_dir: &Path) {
+    let pid_file = data_dir.join(PID_FILE);
+    let Ok(text) = std::fs::read_to_string(&pid_file) else {
+        return;
+    };
+    let mut words = text.split_whitespace();
+    let (Some(pid), Some(program)) = (
+        words.next().and_then(|p| p.parse::<i32>().ok()),
+        words.next(),
+    ) else {
+        let _ = std::fs::remove_file(&pid_file);
+        return;
+    };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+    if pid > 1 && argv0 == program.as_bytes() {
+        tracing::warn!(
+            resource,
+            pid,
+            "{program} was left running by a previous agent; stopping it before starting anew"
+        );
+        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        // It is not our child: wait for it to vanish rather than for an exit
+        // status, briefly.
+        for _ in 0..200 {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let _ = std::fs::remove_file(&pid_file);
 }
 
 async fn forward_lines(

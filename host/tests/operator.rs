@@ -1,0 +1,498 @@
+//! The operator's tools end to end: a real agent with its admin API, driven
+//! through the `warden` CLI as an operator would, every command family with
+//! its bad input; and a real agent killed with SIGKILL in the middle of a
+//! stream of configuration changes, which must lose none it acknowledged.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+const WARDEN: &str = env!("CARGO_BIN_EXE_warden");
+const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+/// An agent with its admin API, killed when the test ends.
+struct Agent {
+    child: Child,
+    api: SocketAddr,
+    dir: PathBuf,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+}
+
+/// Write a configuration with an admin API into `dir` (kept across
+/// restarts of the agent) and start the agent.
+fn start(dir: &Path, api: SocketAddr) -> Agent {
+    std::fs::write(dir.join("token"), format!("{TOKEN}\n")).expect("token");
+    std::fs::write(
+        dir.join("node.toml"),
+        format!(
+            r#"
+[node]
+name = "solo"
+data_dir = "data"
+
+[api]
+listen = "{api}"
+token_file = "token"
+
+[plugins.process]
+allow_programs = ["/usr/bin/sleep"]
+"#
+        ),
+    )
+    .expect("config");
+    let child = Command::new(WARDEN)
+        .args(["agent", "--config"])
+        .arg(dir.join("node.toml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the agent");
+    let agent = Agent {
+        child,
+        api,
+        dir: dir.to_path_buf(),
+    };
+    wait_until("the admin API", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(api).ok().map(drop)
+    });
+    agent
+}
+
+fn wait_until<T>(what: &str, within: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Agent {
+    /// Run the CLI against this agent.
+    fn cli(&self, args: &[&str]) -> Output {
+        self.cli_with_token(TOKEN, args)
+    }
+
+    fn cli_with_token(&self, token: &str, args: &[&str]) -> Output {
+        Command::new(WARDEN)
+            .args(args)
+            .env("WARDEN_API", format!("http://{}", self.api))
+            .env("WARDEN_TOKEN", token)
+            .output()
+            .expect("run the CLI")
+    }
+
+    /// Run the CLI; it must succeed. Returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "warden {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Run the CLI; it must fail with `expected` in its error.
+    fn refused(&self, args: &[&str], expected: &str) {
+        let out = self.cli(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "warden {args:?} succeeded");
+        assert!(
+            stderr.contains(expected),
+            "warden {args:?}: {stderr:?} lacks {expected:?}"
+        );
+    }
+
+    fn config(&self) -> Value {
+        serde_json::from_str(&self.ok(&["status", "--json"])).expect("json status")
+    }
+
+    fn resource_state(&self, name: &str) -> Option<String> {
+        let status = self.config();
+        status["groups"]
+            .as_array()?
+            .iter()
+            .flat_map(|g| g["resources"].as_array().cloned().unwrap_or_default())
+            .find(|r| r["name"] == name)
+            .and_then(|r| r["state"].as_str().map(str::to_string))
+    }
+
+    fn desired(&self) -> Value {
+        let out = Command::new("curl")
+            .args(["-sf", "-H", &format!("Authorization: Bearer {TOKEN}")])
+            .arg(format!("http://{}/v1/config", self.api))
+            .output()
+            .expect("curl");
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+}
+
+#[test]
+fn every_command_family_works_through_the_cli_and_refuses_bad_input() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent = start(dir.path(), free_port());
+
+    // Tokens.
+    let out = agent.cli_with_token("not-the-token", &["status"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong token"));
+
+    // Groups and resources.
+    assert_eq!(
+        agent.ok(&["group", "create", "g1", "--offline"]).trim(),
+        "group g1 created"
+    );
+    agent.refused(&["group", "create", "g1"], "group \"g1\" exists already");
+    agent.refused(
+        &["group", "create", "g2", "--failback", "sometimes"],
+        "a window of hours",
+    );
+    agent.ok(&[
+        "resource",
+        "create",
+        "r1",
+        "--type",
+        "process",
+        "--group",
+        "g1",
+        "--prop",
+        "program=/usr/bin/sleep",
+        "--prop",
+        "args=600",
+    ]);
+    let before = agent.desired();
+    agent.refused(
+        &[
+            "resource",
+            "create",
+            "r2",
+            "--type",
+            "process",
+            "--group",
+            "g1",
+            "--prop",
+            "progrm=/usr/bin/sleep",
+        ],
+        "unknown property \"progrm\" for type process",
+    );
+    agent.refused(
+        &[
+            "resource", "create", "r2", "--type", "nope", "--group", "g1",
+        ],
+        "unknown type \"nope\"",
+    );
+    agent.refused(
+        &[
+            "resource",
+            "create",
+            "r2",
+            "--type",
+            "process",
+            "--group",
+            "g9",
+            "--prop",
+            "program=/usr/bin/sleep",
+        ],
+        "no group \"g9\"",
+    );
+    agent.refused(
+        &[
+            "resource",
+            "create",
+            "r2",
+            "--type",
+            "process",
+            "--group",
+            "g1",
+            "--depends-on",
+            "ghost",
+            "--prop",
+            "program=/usr/bin/sleep",
+        ],
+        "ghost",
+    );
+    assert_eq!(
+        agent.desired(),
+        before,
+        "a refused change changed the configuration"
+    );
+
+    // Operating.
+    agent.refused(&["group", "online", "nope"], "no group \"nope\"");
+    agent.ok(&["group", "online", "g1"]);
+    wait_until("r1 online", Duration::from_secs(20), || {
+        (agent.resource_state("r1").as_deref() == Some("Online")).then_some(())
+    });
+    let status = agent.ok(&["status"]);
+    assert!(status.contains("Group g1: online on solo"), "{status}");
+    assert!(
+        status.contains("r1") && status.contains("Online"),
+        "{status}"
+    );
+
+    // Properties.
+    let props = agent.ok(&["resource", "get", "r1"]);
+    assert!(
+        props.contains("program") && props.contains("/usr/bin/sleep"),
+        "{props}"
+    );
+    agent.refused(
+        &["resource", "set", "r1", "args=700"],
+        "is not offline; take it offline first",
+    );
+    agent.refused(&["resource", "get", "nope"], "no resource \"nope\"");
+
+    // Fault injection, events, what-if, metrics.
+    agent.ok(&["resource", "fail", "r1"]);
+    wait_until("r1 restarted", Duration::from_secs(20), || {
+        let events = agent.ok(&["events", "--resource", "r1", "--event", "policy"]);
+        events.contains("failure 1 of 3").then_some(())
+    });
+    agent.refused(&["resource", "fail", "nope"], "no resource \"nope\"");
+    let what_if = agent.ok(&["what-if", "node-down", "solo"]);
+    assert!(
+        what_if.contains("no other possible owner is up"),
+        "{what_if}"
+    );
+    assert_eq!(
+        agent.resource_state("r1").as_deref().map(|s| s != "Failed"),
+        Some(true)
+    );
+    let plugins = agent.ok(&["plugin", "list"]);
+    assert!(plugins.starts_with("process"), "{plugins}");
+    let metrics = Command::new("curl")
+        .arg("-sf")
+        .arg(format!("http://{}/metrics", agent.api))
+        .output()
+        .expect("curl");
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        metrics.contains("warden_restarts_total{resource=\"r1\"} 1"),
+        "{metrics}"
+    );
+
+    // Node states.
+    assert_eq!(agent.ok(&["node", "pause"]).trim(), "node solo paused");
+    assert!(agent.ok(&["status"]).starts_with("Node solo: paused"));
+    agent.ok(&["node", "resume"]);
+    agent.ok(&["node", "recovery-off"]);
+    assert!(agent.ok(&["status"]).contains("recovery actions off"));
+    agent.ok(&["node", "recovery-on"]);
+
+    // Deleting: refused while in use, then in order.
+    agent.refused(&["group", "delete", "g1"], "still holds resource \"r1\"");
+    agent.refused(
+        &["resource", "delete", "r1"],
+        "resource r1 is running: take it offline before removing it",
+    );
+    agent.ok(&["group", "offline", "g1"]);
+    wait_until("r1 offline", Duration::from_secs(20), || {
+        (agent.resource_state("r1").as_deref() == Some("Offline")).then_some(())
+    });
+    agent.ok(&["resource", "set", "r1", "args=700"]);
+    assert!(agent.ok(&["resource", "get", "r1"]).contains("700"));
+    agent.ok(&["resource", "delete", "r1"]);
+    agent.ok(&["group", "delete", "g1"]);
+    agent.refused(&["group", "delete", "g1"], "no group \"g1\"");
+
+    // The OpenAPI document the agent serves describes routes it has: each
+    // documented path and method reaches a handler (axum answers an unknown
+    // route with an empty 404 or a 405; our handlers answer in JSON).
+    let doc = curl(agent.api, "GET", "/v1/openapi.json").1;
+    let doc: Value = serde_json::from_str(&doc).expect("openapi json");
+    let paths = doc["paths"].as_object().expect("paths");
+    assert!(paths.len() >= 16, "{paths:?}");
+    for (path, methods) in paths {
+        for (method, operation) in methods.as_object().expect("methods") {
+            let verb = operation["parameters"]
+                .as_array()
+                .and_then(|ps| ps.iter().find(|p| p["name"] == "verb"))
+                .and_then(|p| p["schema"]["enum"][0].as_str())
+                .unwrap_or("x");
+            let concrete = path
+                .replace("{name}", "nothing-here")
+                .replace("{verb}", verb);
+            let (code, body) = curl(agent.api, &method.to_uppercase(), &concrete);
+            assert!(code != 405, "{method} {path}: 405");
+            assert!(
+                !(code == 404 && body.trim().is_empty()),
+                "{method} {path}: no such route"
+            );
+        }
+    }
+    let _ = agent.dir.as_path();
+}
+
+/// One request with the token; returns (status, body).
+fn curl(api: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-X", method, "-w", "\n%{http_code}"])
+        .args(["-H", &format!("Authorization: Bearer {TOKEN}")])
+        .args(["-H", "content-type: application/json"])
+        .args([
+            "--data-binary",
+            if method == "GET" || method == "DELETE" {
+                ""
+            } else {
+                "{}"
+            },
+        ])
+        .arg(format!("http://{api}{path}"))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+#[test]
+fn acknowledged_changes_survive_sigkill_of_the_agent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = free_port();
+    let mut acknowledged: Vec<String> = Vec::new();
+    // A seed from the clock, printed, so a failure can be looked into.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(7);
+    println!("seed {seed}");
+    for round in 0..3u32 {
+        let agent = start(dir.path(), api);
+        // Everything acknowledged before is there.
+        let desired = agent.desired();
+        let groups: Vec<String> = desired["groups"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|g| g["name"].as_str().map(str::to_string))
+            .collect();
+        for name in &acknowledged {
+            assert!(
+                groups.contains(name),
+                "round {round}: acknowledged group {name} lost; have {groups:?}"
+            );
+        }
+        // A stream of changes, killed after a pseudo-random number of them
+        // while one is in flight.
+        let kill_after = 3 + (seed.wrapping_mul(round + 1) % 7) as usize;
+        let pid = agent.child.id() as i32;
+        let mut in_flight = Vec::new();
+        for i in 0..kill_after + 1 {
+            let name = format!("g{round}-{i}");
+            if i == kill_after {
+                // Send it, and kill the agent while it is being handled.
+                let mut cli = Command::new(WARDEN)
+                    .args(["group", "create", &name, "--offline"])
+                    .env("WARDEN_API", format!("http://{api}"))
+                    .env("WARDEN_TOKEN", TOKEN)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("cli");
+                std::thread::sleep(Duration::from_millis(u64::from(seed % 20)));
+                kill(Pid::from_raw(pid), Signal::SIGKILL).expect("kill -9 the agent");
+                if cli.wait().map(|s| s.success()).unwrap_or(false) {
+                    acknowledged.push(name.clone());
+                }
+                in_flight.push(name);
+            } else {
+                let out = agent.cli(&["group", "create", &name, "--offline"]);
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                acknowledged.push(name);
+            }
+        }
+        drop(agent);
+    }
+    let agent = start(dir.path(), api);
+    let desired = agent.desired();
+    let groups: Vec<String> = desired["groups"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|g| g["name"].as_str().map(str::to_string))
+        .collect();
+    for name in &acknowledged {
+        assert!(
+            groups.contains(name),
+            "acknowledged group {name} lost; have {groups:?}"
+        );
+    }
+}
+
+#[test]
+fn a_service_left_running_by_a_killed_agent_is_not_run_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = free_port();
+    let agent = start(dir.path(), api);
+    agent.ok(&["group", "create", "g"]);
+    agent.ok(&[
+        "resource",
+        "create",
+        "sleeper",
+        "--type",
+        "process",
+        "--group",
+        "g",
+        "--prop",
+        "program=/usr/bin/sleep",
+        "--prop",
+        "args=987",
+    ]);
+    wait_until("sleeper online", Duration::from_secs(20), || {
+        (agent.resource_state("sleeper").as_deref() == Some("Online")).then_some(())
+    });
+    let sleepers = || {
+        let out = Command::new("pgrep")
+            .args(["-f", "^/usr/bin/sleep 987$"])
+            .output()
+            .expect("pgrep");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().parse::<i32>().ok())
+            .collect::<Vec<_>>()
+    };
+    let first = sleepers();
+    assert_eq!(first.len(), 1, "{first:?}");
+    kill(Pid::from_raw(agent.child.id() as i32), Signal::SIGKILL).expect("kill -9");
+    drop(agent);
+    // The service outlived its agent.
+    assert_eq!(sleepers(), first);
+
+    let agent = start(dir.path(), api);
+    wait_until("sleeper online again", Duration::from_secs(20), || {
+        (agent.resource_state("sleeper").as_deref() == Some("Online")).then_some(())
+    });
+    let now = sleepers();
+    assert_eq!(now.len(), 1, "the service runs twice: {now:?}");
+    assert_ne!(now, first, "the leftover was stopped and a new one started");
+    agent.ok(&["group", "offline", "g"]);
+    wait_until("sleeper stopped", Duration::from_secs(20), || {
+        sleepers().is_empty().then_some(())
+    });
+}
