@@ -52,7 +52,8 @@ impl Agent {
             max_instances: config.runtime.max_instances,
             ..RuntimeConfig::default()
         })?;
-        let (plugins, rejected) = load_plugins(&runtime, config.node.plugins_dir.as_deref()).await?;
+        let (plugins, rejected) =
+            load_plugins(&runtime, config.node.plugins_dir.as_deref()).await?;
         for r in &rejected {
             tracing::error!("plugin {} rejected: {}", r.file.display(), r.reason);
         }
@@ -87,7 +88,9 @@ impl Agent {
         let history = spawn_history(events, history_path.clone()).await?;
         if let Some((listener, token)) = api {
             let addr = listener.local_addr()?;
-            tracing::info!("admin API on http://{addr}/ (OpenAPI at /v1/openapi.json, metrics at /metrics)");
+            tracing::info!(
+                "admin API on http://{addr}/ (OpenAPI at /v1/openapi.json, metrics at /metrics)"
+            );
             let serving = crate::api::serve(
                 listener,
                 node.clone(),
@@ -99,6 +102,24 @@ impl Agent {
             tokio::spawn(async move {
                 if let Err(err) = serving.await {
                     tracing::error!("{err:#}");
+                }
+            });
+        }
+        // Ready once the node answers; the watchdog is fed only while it
+        // keeps answering, so a wedged policy loop gets the agent restarted.
+        crate::systemd::notify_or_log("READY=1\nSTATUS=resources supervised");
+        if let Some(interval) = crate::systemd::watchdog_interval() {
+            let node = node.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(interval).await;
+                    match tokio::time::timeout(interval, node.status()).await {
+                        Ok(Ok(_)) => crate::systemd::notify_or_log("WATCHDOG=1"),
+                        Ok(Err(_)) => return,
+                        Err(_) => tracing::error!(
+                            "the node loop did not answer within {interval:?}; not feeding the watchdog"
+                        ),
+                    }
                 }
             });
         }
@@ -121,6 +142,7 @@ impl Agent {
     /// resource, and stop.
     pub async fn shutdown(self) {
         tracing::info!("shutting down: taking every group offline");
+        crate::systemd::notify_or_log("STOPPING=1\nSTATUS=taking every group offline");
         self.node.shutdown().await;
         // Let the history writer catch up with the last events.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -155,14 +177,19 @@ pub async fn load_plugins(
     files.sort();
     for file in files {
         let loaded = match std::fs::read(&file) {
-            Ok(bytes) => Plugin::load(runtime, &bytes).await.map_err(|e| e.to_string()),
+            Ok(bytes) => Plugin::load(runtime, &bytes)
+                .await
+                .map_err(|e| e.to_string()),
             Err(err) => Err(format!("could not read it: {err}")),
         };
         match loaded {
             Ok(plugin) => {
                 let name = plugin.name().to_string();
                 if plugins.contains_key(&name) {
-                    tracing::warn!("{} replaces the type {name} loaded before it", file.display());
+                    tracing::warn!(
+                        "{} replaces the type {name} loaded before it",
+                        file.display()
+                    );
                 }
                 tracing::info!(
                     "loaded type {name} {} from {}",
@@ -178,7 +205,10 @@ pub async fn load_plugins(
 }
 
 /// Append every non-routine event to `path`, one JSON object per line.
-async fn spawn_history(mut events: broadcast::Receiver<Event>, path: PathBuf) -> Result<JoinHandle<()>> {
+async fn spawn_history(
+    mut events: broadcast::Receiver<Event>,
+    path: PathBuf,
+) -> Result<JoinHandle<()>> {
     let mut file = tokio::fs::OpenOptions::new()
         .create(true)
         .append(true)

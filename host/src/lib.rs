@@ -14,6 +14,7 @@ pub mod monitor;
 pub mod node;
 pub mod runtime;
 pub mod store;
+pub mod systemd;
 
 /// The built-in resource types, compiled from `plugins/` and embedded.
 pub mod builtin {

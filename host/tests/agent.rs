@@ -559,3 +559,42 @@ name = "evs"
         );
     }
 }
+
+#[test]
+fn systemd_hears_ready_watchdog_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind the notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let config = dir.path().join("node.toml");
+    std::fs::write(&config, "[node]\nname = \"n\"\ndata_dir = \"data\"\n").expect("config");
+    let child = Command::new(WARDEN)
+        .args(["agent", "--config"])
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "200000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start");
+    let agent = AgentProcess { child };
+    let mut heard = Vec::new();
+    let mut buf = [0u8; 512];
+    while !(heard.iter().any(|m: &String| m.starts_with("READY=1"))
+        && heard.iter().filter(|m| m.as_str() == "WATCHDOG=1").count() >= 2)
+    {
+        let n = socket.recv(&mut buf).expect("a notification");
+        heard.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(agent.terminate().success());
+    loop {
+        let n = socket.recv(&mut buf).expect("STOPPING=1");
+        let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if message.starts_with("STOPPING=1") {
+            break;
+        }
+    }
+}
