@@ -132,8 +132,12 @@ enum PluginCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    // Check timers and I/O every 8 polls rather than 61: a guest spinning
+    // in wasm yields at every epoch tick and keeps its worker busy, and
+    // health-check timers must not wait for it.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .event_interval(8)
         .build()
     {
         Ok(runtime) => runtime,
@@ -180,16 +184,24 @@ async fn run(command: Command) -> Result<()> {
         Command::Plugin {
             command: PluginCommand::List { json, connection },
         } => blocking(move || cli::plugins(&Client::new(&connection), json)).await,
-        Command::Status { watch, json, connection } => {
-            blocking(move || cli::status(&Client::new(&connection), watch, json)).await
-        }
-        Command::Group { command, connection } => blocking(move || cli::group(&Client::new(&connection), command)).await,
+        Command::Status {
+            watch,
+            json,
+            connection,
+        } => blocking(move || cli::status(&Client::new(&connection), watch, json)).await,
+        Command::Group {
+            command,
+            connection,
+        } => blocking(move || cli::group(&Client::new(&connection), command)).await,
         Command::Resource {
             command,
             json,
             connection,
         } => blocking(move || cli::resource(&Client::new(&connection), command, json)).await,
-        Command::Node { command, connection } => blocking(move || cli::node(&Client::new(&connection), command)).await,
+        Command::Node {
+            command,
+            connection,
+        } => blocking(move || cli::node(&Client::new(&connection), command)).await,
         Command::Events {
             resource,
             event,
@@ -206,16 +218,19 @@ async fn run(command: Command) -> Result<()> {
             };
             blocking(move || cli::events(&Client::new(&connection), filter, json)).await
         }
-        Command::WhatIf { command, connection } => {
-            blocking(move || cli::what_if(&Client::new(&connection), command)).await
-        }
+        Command::WhatIf {
+            command,
+            connection,
+        } => blocking(move || cli::what_if(&Client::new(&connection), command)).await,
         Command::DemoService { name, listen } => warden::demo_service::serve(&name, listen).await,
     }
 }
 
 /// Run a blocking CLI call off the async workers.
 async fn blocking(call: impl FnOnce() -> Result<()> + Send + 'static) -> Result<()> {
-    tokio::task::spawn_blocking(call).await.context("the command's task failed")?
+    tokio::task::spawn_blocking(call)
+        .await
+        .context("the command's task failed")?
 }
 
 fn dev_config() -> Result<AgentConfig> {
@@ -241,7 +256,9 @@ fn dev_config() -> Result<AgentConfig> {
             api.listen,
             api.token_file.display()
         );
-        println!("  warden status; warden events; warden resource fail mail-api; warden group offline demo");
+        println!(
+            "  warden status; warden events; warden resource fail mail-api; warden group offline demo"
+        );
     }
     println!(
         "Try: curl http://{}/ ; kill the service's pid and watch it restart; Ctrl-C stops the node.",
