@@ -11,9 +11,22 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Built-in resource types, embedded in the agent binary.
-const BUILTIN: &[&str] = &["process"];
+const BUILTIN: &[&str] = &[
+    "process",
+    "smtp_instance",
+    "http_instance",
+    "mta",
+    "store",
+    "ms_search",
+];
 /// Plugins that exist only to be loaded by tests and benchmarks.
-const TEST_ONLY: &[&str] = &["chaos", "describe_traps", "future_contract"];
+const TEST_ONLY: &[&str] = &[
+    "chaos",
+    "chaos_next",
+    "chaos_broken",
+    "describe_traps",
+    "future_contract",
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));

@@ -22,7 +22,7 @@ use crate::config::AgentConfig;
 use crate::desired::Desired;
 use crate::monitor::Event;
 use crate::node::{Node, NodeSettings};
-use crate::runtime::{Plugin, Runtime, RuntimeConfig};
+use crate::runtime::{CompileCache, Plugin, Runtime, RuntimeConfig};
 use crate::store::Store;
 
 /// A running node.
@@ -32,6 +32,8 @@ pub struct Agent {
     pub runtime: Arc<Runtime>,
     pub data_dir: PathBuf,
     history: JoinHandle<()>,
+    watcher: Option<JoinHandle<()>>,
+    events: broadcast::Receiver<Event>,
 }
 
 /// A plugin file that could not be loaded, and why.
@@ -52,8 +54,11 @@ impl Agent {
             max_instances: config.runtime.max_instances,
             ..RuntimeConfig::default()
         })?;
+        // Compiled plugins are kept by content and engine: a restart
+        // recompiles nothing.
+        let cache = CompileCache::open(data_dir.join("compiled"))?;
         let (plugins, rejected) =
-            load_plugins(&runtime, config.node.plugins_dir.as_deref()).await?;
+            load_plugins(&runtime, config.node.plugins_dir.as_deref(), Some(&cache)).await?;
         for r in &rejected {
             tracing::error!("plugin {} rejected: {}", r.file.display(), r.reason);
         }
@@ -84,6 +89,7 @@ impl Agent {
         };
         let (node, events) = Node::start(settings, desired, store).await?;
         let metrics = crate::metrics::Metrics::spawn(events.resubscribe());
+        let subscription = events.resubscribe();
         let history_path = data_dir.join("events.jsonl");
         let history = spawn_history(events, history_path.clone()).await?;
         if let Some((listener, token)) = api {
@@ -105,6 +111,9 @@ impl Agent {
                 }
             });
         }
+        let watcher = config.node.plugins_dir.clone().map(|dir| {
+            crate::plugins_dir::spawn(dir, runtime.clone(), node.clone(), cache.clone())
+        });
         // Ready once the node answers; the watchdog is fed only while it
         // keeps answering, so a wedged policy loop gets the agent restarted.
         crate::systemd::notify_or_log("READY=1\nSTATUS=resources supervised");
@@ -135,13 +144,24 @@ impl Agent {
             runtime,
             data_dir,
             history,
+            watcher,
+            events: subscription,
         })
+    }
+
+    /// Every event of the node from now on, routine ones (passing health
+    /// checks) included.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.resubscribe()
     }
 
     /// Take every group offline (in reverse dependency order), close every
     /// resource, and stop.
     pub async fn shutdown(self) {
         tracing::info!("shutting down: taking every group offline");
+        if let Some(watcher) = &self.watcher {
+            watcher.abort();
+        }
         crate::systemd::notify_or_log("STOPPING=1\nSTATUS=taking every group offline");
         self.node.shutdown().await;
         // Let the history writer catch up with the last events.
@@ -153,55 +173,82 @@ impl Agent {
 
 /// Load the built-in types, then every `.wasm` file in `dir`. A file that
 /// fails is reported in the second list and skipped. A file whose type has
-/// the name of a built-in replaces the built-in.
+/// the name of a built-in replaces the built-in. With a `cache`, compiled
+/// code is reused, and artifacts of plugins no longer loaded are pruned.
 pub async fn load_plugins(
     runtime: &Arc<Runtime>,
     dir: Option<&Path>,
+    cache: Option<&CompileCache>,
 ) -> Result<(BTreeMap<String, Arc<Plugin>>, Vec<Rejected>)> {
     let mut plugins = BTreeMap::new();
+    let mut keep = std::collections::HashSet::new();
     for (file, bytes) in crate::builtin::BUILTIN_PLUGINS {
-        let plugin = Plugin::load(runtime, bytes)
+        let plugin = load_one(runtime, bytes, cache, &mut keep)
             .await
             .with_context(|| format!("loading the built-in plugin {file}"))?;
         plugins.insert(plugin.name().to_string(), Arc::new(plugin));
     }
     let mut rejected = Vec::new();
-    let Some(dir) = dir else {
-        return Ok((plugins, rejected));
-    };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading the plugins directory {}", dir.display()))?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "wasm") && path.is_file())
-        .collect();
-    files.sort();
-    for file in files {
-        let loaded = match std::fs::read(&file) {
-            Ok(bytes) => Plugin::load(runtime, &bytes)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(err) => Err(format!("could not read it: {err}")),
-        };
-        match loaded {
-            Ok(plugin) => {
-                let name = plugin.name().to_string();
-                if plugins.contains_key(&name) {
-                    tracing::warn!(
-                        "{} replaces the type {name} loaded before it",
+    if let Some(dir) = dir {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("reading the plugins directory {}", dir.display()))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "wasm") && path.is_file())
+            .collect();
+        files.sort();
+        for file in files {
+            let loaded = match std::fs::read(&file) {
+                Ok(bytes) => load_one(runtime, &bytes, cache, &mut keep)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(err) => Err(format!("could not read it: {err}")),
+            };
+            match loaded {
+                Ok(plugin) => {
+                    let name = plugin.name().to_string();
+                    if plugins.contains_key(&name) {
+                        tracing::warn!(
+                            "{} replaces the type {name} loaded before it",
+                            file.display()
+                        );
+                    }
+                    tracing::info!(
+                        "loaded type {name} {} from {}",
+                        plugin.info().version,
                         file.display()
                     );
+                    plugins.insert(name, Arc::new(plugin));
                 }
-                tracing::info!(
-                    "loaded type {name} {} from {}",
-                    plugin.info().version,
-                    file.display()
-                );
-                plugins.insert(name, Arc::new(plugin));
+                Err(reason) => rejected.push(Rejected { file, reason }),
             }
-            Err(reason) => rejected.push(Rejected { file, reason }),
+        }
+    }
+    if let Some(cache) = cache {
+        let cache = cache.clone();
+        let pruned = tokio::task::spawn_blocking(move || cache.prune(&keep))
+            .await
+            .unwrap_or(0);
+        if pruned > 0 {
+            tracing::info!("pruned {pruned} compiled plugin(s) no longer loaded");
         }
     }
     Ok((plugins, rejected))
+}
+
+/// Load one plugin, through the cache when there is one.
+async fn load_one(
+    runtime: &Arc<Runtime>,
+    bytes: &[u8],
+    cache: Option<&CompileCache>,
+    keep: &mut std::collections::HashSet<String>,
+) -> Result<Plugin, crate::runtime::LoadError> {
+    match cache {
+        Some(cache) => {
+            keep.insert(CompileCache::key(runtime, bytes));
+            cache.load(runtime, bytes).await.map(|(plugin, _)| plugin)
+        }
+        None => Plugin::load(runtime, bytes).await,
+    }
 }
 
 /// Append every non-routine event to `path`, one JSON object per line.

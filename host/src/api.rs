@@ -20,6 +20,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::components::{Component, Requester, State as ComponentState};
 use crate::config::{GroupConfig, PropertyValue, ResourceConfig};
 use crate::metrics::Metrics;
 use crate::node::{Change, Node, Operation, Refused, RefusedKind};
@@ -71,6 +72,7 @@ pub async fn serve(
         .route("/v1/resources/{name}/fail", post(fail_resource))
         .route("/v1/resources/{name}/control", post(control))
         .route("/v1/plugins", get(list_plugins))
+        .route("/v1/components", get(list_components).post(set_component))
         .route("/v1/node/{verb}", post(node_verb))
         .route("/v1/what-if", post(what_if))
         .route("/v1/events", get(events))
@@ -314,6 +316,42 @@ async fn list_plugins(State(api): State<Api>) -> Response {
         })
         .collect();
     Json(list).into_response()
+}
+
+async fn list_components(State(api): State<Api>) -> Response {
+    match api.node.components().await {
+        Ok(list) => Json(list).into_response(),
+        Err(_) => stopped(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ComponentBody {
+    component: String,
+    requester: String,
+    state: String,
+}
+
+async fn set_component(State(api): State<Api>, body: String) -> Response {
+    let request = match parse::<ComponentBody>(&body, "component state") {
+        Ok(request) => request,
+        Err(message) => return bad_request(message),
+    };
+    let types = api.plugins.keys().map(String::as_str);
+    let parsed = Component::parse_with_types(&request.component, types).and_then(|component| {
+        Ok((
+            component,
+            request.requester.parse::<Requester>()?,
+            request.state.parse::<ComponentState>()?,
+        ))
+    });
+    match parsed {
+        Ok((component, requester, state)) => {
+            done(api.node.set_component(component, requester, state).await)
+        }
+        Err(err) => error(StatusCode::UNPROCESSABLE_ENTITY, err.to_string()),
+    }
 }
 
 async fn node_verb(State(api): State<Api>, Path(verb): Path<String>) -> Response {

@@ -117,6 +117,66 @@ pub enum NodeCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum ComponentCommand {
+    /// Every component: its effective state and each requester's.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a component's state on behalf of a requester.
+    Set {
+        /// ServerWideOffline, Monitoring, RecoveryActionsEnabled, or a type.
+        component: String,
+        /// Active, Inactive or Draining.
+        state: String,
+        /// HealthAPI, Maintenance, Sidelined, Functional or Deployment.
+        #[arg(long)]
+        requester: String,
+    },
+}
+
+pub fn component(client: &Client, command: ComponentCommand) -> Result<()> {
+    match command {
+        ComponentCommand::List { json } => {
+            let list = client.call("GET", "/v1/components", None)?;
+            if json {
+                println!("{list:#}");
+                return Ok(());
+            }
+            for c in list.as_array().cloned().unwrap_or_default() {
+                let requesters: Vec<String> = c["requesters"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|r| format!("{}={}", text(&r["requester"]), text(&r["state"])))
+                    .collect();
+                println!(
+                    "{:<28} {:<9} {}",
+                    text(&c["component"]),
+                    text(&c["governing"]),
+                    requesters.join(" ")
+                );
+            }
+            Ok(())
+        }
+        ComponentCommand::Set {
+            component,
+            state,
+            requester,
+        } => {
+            let answer = client.call(
+                "POST",
+                "/v1/components",
+                Some(json!({ "component": component, "requester": requester, "state": state })),
+            )?;
+            ok_message(&answer);
+            Ok(())
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
 pub enum WhatIfCommand {
     /// A node goes down.
     NodeDown { node: String },
@@ -169,7 +229,11 @@ impl Client {
         let auth = format!("Bearer {}", self.token);
         let response = match (method, body) {
             ("GET", _) => self.agent.get(&url).header("Authorization", &auth).call(),
-            ("DELETE", _) => self.agent.delete(&url).header("Authorization", &auth).call(),
+            ("DELETE", _) => self
+                .agent
+                .delete(&url)
+                .header("Authorization", &auth)
+                .call(),
             ("PUT", Some(body)) => self
                 .agent
                 .put(&url)
@@ -415,7 +479,10 @@ pub fn events(client: &Client, filter: EventFilter, as_json: bool) -> Result<()>
         }
         let mut rest = event.as_object().cloned().unwrap_or_default();
         let at = rest.remove("at_ms").and_then(|v| v.as_u64()).unwrap_or(0);
-        let subject = rest.remove("resource").map(|v| text(&v)).unwrap_or_default();
+        let subject = rest
+            .remove("resource")
+            .map(|v| text(&v))
+            .unwrap_or_default();
         let kind = rest.remove("event").map(|v| text(&v)).unwrap_or_default();
         let details: Vec<String> = rest
             .into_iter()

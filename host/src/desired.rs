@@ -55,7 +55,11 @@ impl Desired {
 
     /// The policy's view: node `me`, the groups (a resource without one is a
     /// group of its own), and the singleton types among `plugins`.
-    pub fn cluster_config(&self, me: &str, plugins: &BTreeMap<String, Arc<Plugin>>) -> Result<ClusterConfig> {
+    pub fn cluster_config(
+        &self,
+        me: &str,
+        plugins: &BTreeMap<String, Arc<Plugin>>,
+    ) -> Result<ClusterConfig> {
         let mut groups = Vec::new();
         for group in &self.groups {
             let mut g = warden_policy::GroupConfig::new(group.name.clone());
@@ -70,7 +74,10 @@ impl Desired {
             groups.push(g);
         }
         for resource in &self.resources {
-            let mut r = warden_policy::ResourceConfig::new(resource.name.clone(), resource.type_name.clone());
+            let mut r = warden_policy::ResourceConfig::new(
+                resource.name.clone(),
+                resource.type_name.clone(),
+            );
             r.depends_on = resource.depends_on.clone();
             r.restart = resource.restart_policy()?;
             match groups.iter_mut().find(|g| g.name == resource.group_name()) {

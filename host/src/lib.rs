@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod api;
 pub mod cli;
+pub mod components;
 pub mod config;
 pub mod contract;
 pub mod demo_service;
@@ -12,6 +13,7 @@ pub mod dev;
 pub mod metrics;
 pub mod monitor;
 pub mod node;
+pub mod plugins_dir;
 pub mod runtime;
 pub mod store;
 pub mod systemd;

@@ -68,6 +68,13 @@ enum Command {
         #[command(flatten)]
         connection: Connection,
     },
+    /// Server component states with requesters.
+    Component {
+        #[command(subcommand)]
+        command: cli::ComponentCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
     /// The event history, newest last.
     Events {
         #[arg(long)]
@@ -218,6 +225,10 @@ async fn run(command: Command) -> Result<()> {
             };
             blocking(move || cli::events(&Client::new(&connection), filter, json)).await
         }
+        Command::Component {
+            command,
+            connection,
+        } => blocking(move || cli::component(&Client::new(&connection), command)).await,
         Command::WhatIf {
             command,
             connection,

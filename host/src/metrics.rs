@@ -33,6 +33,8 @@ struct Counters {
     restarts: BTreeMap<String, u64>,
     failovers: u64,
     process_exits: u64,
+    /// Plugin events by action (swapped, rolled-back, rejected, loaded).
+    plugins: BTreeMap<String, u64>,
     lagged: u64,
 }
 
@@ -97,6 +99,7 @@ impl Metrics {
                 }
             }
             EventKind::ProcessExited { .. } => c.process_exits += 1,
+            EventKind::Plugin { action, .. } => *c.plugins.entry(action.clone()).or_default() += 1,
             EventKind::TerminateFailed { .. } => {}
         }
     }
@@ -162,7 +165,10 @@ impl Metrics {
                 h.total
             ));
         }
-        line("# HELP warden_cut_off_calls_total Calls into plugins cut off or trapped, by call.".into());
+        line(
+            "# HELP warden_cut_off_calls_total Calls into plugins cut off or trapped, by call."
+                .into(),
+        );
         line("# TYPE warden_cut_off_calls_total counter".into());
         for (call, n) in &c.cut_offs {
             line(format!("warden_cut_off_calls_total{{call=\"{call}\"}} {n}"));
@@ -170,7 +176,9 @@ impl Metrics {
         line("# HELP warden_restarts_total Restarts of failed resources.".into());
         line("# TYPE warden_restarts_total counter".into());
         for (resource, n) in &c.restarts {
-            line(format!("warden_restarts_total{{resource=\"{resource}\"}} {n}"));
+            line(format!(
+                "warden_restarts_total{{resource=\"{resource}\"}} {n}"
+            ));
         }
         line("# HELP warden_failovers_total Groups failed over.".into());
         line("# TYPE warden_failovers_total counter".into());
@@ -178,6 +186,16 @@ impl Metrics {
         line("# HELP warden_process_exits_total Managed processes that exited unasked.".into());
         line("# TYPE warden_process_exits_total counter".into());
         line(format!("warden_process_exits_total {}", c.process_exits));
+        line(
+            "# HELP warden_plugin_events_total Plugin swaps, roll-backs, rejections and loads."
+                .into(),
+        );
+        line("# TYPE warden_plugin_events_total counter".into());
+        for (action, n) in &c.plugins {
+            line(format!(
+                "warden_plugin_events_total{{action=\"{action}\"}} {n}"
+            ));
+        }
         line(
             "# HELP warden_events_missed_total Events the metrics fell too far behind to count."
                 .into(),

@@ -24,6 +24,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use warden_policy::{Action, Engine, Event as PolicyEvent, Millis};
 
+use crate::components::{
+    Component, ComponentStates, ComponentView, Consequence, Requester, State as ComponentState,
+};
 use crate::config::{GroupConfig, PluginGrants, ResourceConfig};
 use crate::desired::Desired;
 use crate::monitor::{
@@ -35,6 +38,10 @@ use crate::store::Store;
 /// How long a shutdown waits for the groups to go offline in order before
 /// the monitor takes what is left offline all at once.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(600);
+
+/// How long a swap waits for a resource busy with something else (a long
+/// online) before it gives up and rolls back.
+const SWAP_WAIT: Duration = Duration::from_secs(30);
 
 /// What the node needs to know to turn configuration into resources.
 pub struct NodeSettings {
@@ -108,6 +115,8 @@ pub struct ResourceStatusView {
     pub failures_in_period: u32,
     pub checks: u64,
     pub instances: u64,
+    /// The version of its type the resource runs on.
+    pub version: String,
 }
 
 enum Command {
@@ -133,6 +142,20 @@ enum Command {
         resource: String,
         reply: oneshot::Sender<Option<ResourceHandle>>,
     },
+    Install {
+        plugin: Arc<Plugin>,
+        reply: oneshot::Sender<Result<String>>,
+    },
+    SetComponent {
+        component: Component,
+        requester: Requester,
+        state: ComponentState,
+        reply: oneshot::Sender<Result<String>>,
+    },
+    Components {
+        reply: oneshot::Sender<Vec<ComponentView>>,
+    },
+    Record(Event),
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -227,13 +250,20 @@ impl Node {
         let changes = monitor
             .take_state_changes()
             .ok_or_else(|| anyhow!("the monitor's state changes were taken already"))?;
-        let online: Vec<String> = desired.online.iter().cloned().collect();
+        let components = store.load_components()?.unwrap_or_default();
+        let online: Vec<String> = desired
+            .online
+            .iter()
+            .filter(|group| unavailable_type(&desired, &components, group).is_none())
+            .cloned()
+            .collect();
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let driver = Driver {
             settings,
             engine,
             monitor,
             desired,
+            components,
             store,
             changes,
             commands: commands_rx,
@@ -284,6 +314,42 @@ impl Node {
             .await
     }
 
+    /// Install a resource type: a new type is registered; a new version of
+    /// a loaded type is swapped in under every resource of the type, all or
+    /// nothing (see [`Driver::install`]).
+    pub async fn install(&self, plugin: Arc<Plugin>) -> Result<String> {
+        self.request(|reply| Command::Install { plugin, reply })
+            .await?
+    }
+
+    /// Set a server component's state on behalf of a requester (Exchange's
+    /// Set-ServerComponentState) and carry out what it changes.
+    pub async fn set_component(
+        &self,
+        component: Component,
+        requester: Requester,
+        state: ComponentState,
+    ) -> Result<String> {
+        self.request(|reply| Command::SetComponent {
+            component,
+            requester,
+            state,
+            reply,
+        })
+        .await?
+    }
+
+    /// Every component with its effective state and its requesters.
+    pub async fn components(&self) -> Result<Vec<ComponentView>, Stopped> {
+        self.request(|reply| Command::Components { reply }).await
+    }
+
+    /// Put an event in the node's history (the plugins directory's
+    /// rejections, say).
+    pub fn record(&self, event: Event) {
+        let _ = self.commands.send(Command::Record(event));
+    }
+
     /// What the policy would do on `event`, from the current state, without
     /// doing it.
     pub async fn what_if(&self, event: PolicyEvent) -> Result<Vec<Action>, Stopped> {
@@ -297,6 +363,40 @@ impl Node {
         if let Some(task) = task {
             let _ = task.await;
         }
+    }
+}
+
+/// A type of `group`'s resources whose component says this node must not
+/// host it, if any.
+fn unavailable_type(
+    desired: &Desired,
+    components: &ComponentStates,
+    group: &str,
+) -> Option<String> {
+    desired
+        .resources
+        .iter()
+        .filter(|r| r.group_name() == group)
+        .find(|r| !components.type_available(&r.type_name))
+        .map(|r| r.type_name.clone())
+}
+
+/// The monitor's spec for a configured resource.
+fn spec_of(settings: &NodeSettings, resource: &ResourceConfig) -> ResourceSpec {
+    ResourceSpec {
+        name: resource.name.clone(),
+        type_name: resource.type_name.clone(),
+        properties: resource.properties(),
+        timing: resource.timing(),
+        memory_limit: resource.memory_limit_mib.map(|mib| (mib as usize) << 20),
+        data_dir: settings.data_dir.join("resources").join(&resource.name),
+        grants: settings
+            .grants
+            .get(&resource.type_name)
+            .map(|g| Grants {
+                allow_programs: g.allow_programs.clone(),
+            })
+            .unwrap_or_default(),
     }
 }
 
@@ -320,22 +420,8 @@ async fn prepare(
                 .join(", ")
         );
     };
-    let data_dir = settings.data_dir.join("resources").join(&resource.name);
-    let spec = ResourceSpec {
-        name: resource.name.clone(),
-        type_name: resource.type_name.clone(),
-        properties: resource.properties(),
-        timing: resource.timing(),
-        memory_limit: resource.memory_limit_mib.map(|mib| (mib as usize) << 20),
-        data_dir: data_dir.clone(),
-        grants: settings
-            .grants
-            .get(&resource.type_name)
-            .map(|g| Grants {
-                allow_programs: g.allow_programs.clone(),
-            })
-            .unwrap_or_default(),
-    };
+    let spec = spec_of(settings, resource);
+    let data_dir = spec.data_dir.clone();
     let prepared = monitor
         .prepare(plugin.clone(), spec)
         .await
@@ -350,6 +436,7 @@ struct Driver {
     engine: Engine,
     monitor: Monitor,
     desired: Desired,
+    components: ComponentStates,
     store: Store,
     changes: mpsc::UnboundedReceiver<StateChange>,
     commands: mpsc::UnboundedReceiver<Command>,
@@ -369,6 +456,16 @@ fn now() -> Millis {
 impl Driver {
     async fn run(mut self) {
         self.apply(PolicyEvent::NodeUp(self.settings.name.clone()));
+        // The component states kept in the store hold across restarts.
+        if !self.components.node_in_service() {
+            self.carry_out(Consequence::DrainNode);
+        }
+        if !self.components.recovery_actions_enabled() {
+            self.carry_out(Consequence::RecoveryActions(false));
+        }
+        if !self.components.monitoring_enabled() {
+            self.carry_out(Consequence::Monitoring(false));
+        }
         let mut shutdown: Option<(oneshot::Sender<()>, tokio::time::Instant)> = None;
         loop {
             if let Some((_, started)) = &shutdown
@@ -426,8 +523,194 @@ impl Driver {
             Command::Handle { resource, reply } => {
                 let _ = reply.send(self.monitor.get(&resource).cloned());
             }
+            Command::Install { plugin, reply } => {
+                let _ = reply.send(self.install(plugin).await);
+            }
+            Command::Record(event) => self.monitor.publish(event),
+            Command::SetComponent {
+                component,
+                requester,
+                state,
+                reply,
+            } => {
+                let _ = reply.send(self.set_component(component, requester, state));
+            }
+            Command::Components { reply } => {
+                let types: Vec<&str> = self.settings.plugins.keys().map(String::as_str).collect();
+                let _ = reply.send(self.components.list_with_types(types));
+            }
             Command::Shutdown { .. } => unreachable!("handled in run"),
         }
+    }
+
+    /// A new type is registered. A new version of a loaded type moves every
+    /// resource of the type to it without leaving its state: each
+    /// resource's configuration must be valid for the new version, and each
+    /// Online resource's new instance must pass an is-alive. The first
+    /// failure moves the resources already swapped back to the old version
+    /// and the swap is reported rolled back; nothing else changes.
+    async fn install(&mut self, plugin: Arc<Plugin>) -> Result<String> {
+        let name = plugin.name().to_string();
+        let version = plugin.info().version.clone();
+        let Some(old) = self.settings.plugins.get(&name).cloned() else {
+            self.settings.plugins.insert(name.clone(), plugin);
+            self.plugin_event(&name, "loaded", &version, None);
+            return Ok(format!("type {name} {version} loaded"));
+        };
+        let old_version = old.info().version.clone();
+        let users: Vec<ResourceConfig> = self
+            .desired
+            .resources
+            .iter()
+            .filter(|r| r.type_name == name)
+            .cloned()
+            .collect();
+        let mut validated = Vec::new();
+        for resource in &users {
+            match crate::monitor::validate_spec(&spec_of(&self.settings, resource), &plugin).await {
+                Ok(properties) => validated.push((resource.name.clone(), properties)),
+                Err(err) => {
+                    let reason = format!("{err}; every resource stays on {old_version}");
+                    self.plugin_event(&name, "rejected", &version, Some(reason.clone()));
+                    return Err(conflict(format!(
+                        "version {version} of {name} refused: {reason}"
+                    )));
+                }
+            }
+        }
+        let mut moved: Vec<String> = Vec::new();
+        for (resource, properties) in validated {
+            let Some(handle) = self.monitor.get(&resource).cloned() else {
+                continue;
+            };
+            let deadline = tokio::time::Instant::now() + SWAP_WAIT;
+            let outcome = match handle.swap(plugin.clone(), properties, deadline).await {
+                Ok(outcome) => outcome,
+                Err(gone) => Err(gone.to_string()),
+            };
+            if let Err(reason) = outcome {
+                self.roll_back(&moved, &old).await;
+                let reason = format!(
+                    "resource {resource}: {reason}; every resource is back on {old_version}"
+                );
+                self.plugin_event(&name, "rolled-back", &version, Some(reason.clone()));
+                return Err(conflict(format!(
+                    "swap of {name} to {version} rolled back: {reason}"
+                )));
+            }
+            moved.push(resource);
+        }
+        self.settings.plugins.insert(name.clone(), plugin);
+        let done = format!(
+            "type {name}: {} resource(s) moved from {old_version} to {version}",
+            moved.len()
+        );
+        self.plugin_event(&name, "swapped", &version, Some(done.clone()));
+        Ok(done)
+    }
+
+    /// Move `resources` back to `old` after a failed swap. Their old
+    /// configuration was valid for it a moment ago.
+    async fn roll_back(&mut self, resources: &[String], old: &Arc<Plugin>) {
+        for resource in resources {
+            let (Some(config), Some(handle)) = (
+                self.desired.resource(resource).cloned(),
+                self.monitor.get(resource).cloned(),
+            ) else {
+                continue;
+            };
+            let back =
+                match crate::monitor::validate_spec(&spec_of(&self.settings, &config), old).await {
+                    Ok(properties) => {
+                        let deadline = tokio::time::Instant::now() + SWAP_WAIT;
+                        match handle.swap(old.clone(), properties, deadline).await {
+                            Ok(outcome) => outcome,
+                            Err(gone) => Err(gone.to_string()),
+                        }
+                    }
+                    Err(err) => Err(err.to_string()),
+                };
+            if let Err(reason) = back {
+                tracing::error!(resource, "could not return to the old version: {reason}");
+            }
+        }
+    }
+
+    fn set_component(
+        &mut self,
+        component: Component,
+        requester: Requester,
+        state: ComponentState,
+    ) -> Result<String> {
+        let mut next = self.components.clone();
+        let change = next.set(component.clone(), requester, state, now().0);
+        self.store.save_components(&next)?;
+        self.components = next;
+        let done = format!(
+            "{component}: {requester} set {state}; effective {} (was {})",
+            change.after, change.before
+        );
+        self.record(&component.to_string(), "component", done.clone());
+        if let Some(consequence) = change.consequence() {
+            self.carry_out(consequence);
+        }
+        Ok(done)
+    }
+
+    /// Do what a component's change of availability means.
+    fn carry_out(&mut self, consequence: Consequence) {
+        let me = self.settings.name.clone();
+        match consequence {
+            Consequence::DrainNode => self.apply(PolicyEvent::NodeDraining(me)),
+            Consequence::ResumeNode => self.apply(PolicyEvent::NodeResumed(me)),
+            Consequence::RecoveryActions(enabled) => {
+                self.apply(PolicyEvent::RecoveryActions { node: me, enabled })
+            }
+            Consequence::Monitoring(enabled) => {
+                for handle in self.monitor.resources() {
+                    let _ = handle.set_monitoring(enabled);
+                }
+            }
+            Consequence::TypeAvailability {
+                type_name,
+                available,
+            } => {
+                // The groups that hold a resource of the type go offline
+                // while it is unavailable, and come back (if wanted online)
+                // when it is available again.
+                let groups: std::collections::BTreeSet<String> = self
+                    .desired
+                    .resources
+                    .iter()
+                    .filter(|r| r.type_name == type_name)
+                    .map(|r| r.group_name().to_string())
+                    .collect();
+                for group in groups {
+                    if !available {
+                        self.apply(PolicyEvent::GroupOfflineRequested(group));
+                    } else if self.desired.online.contains(&group)
+                        && unavailable_type(&self.desired, &self.components, &group).is_none()
+                    {
+                        self.apply(PolicyEvent::GroupOnlineRequested(group));
+                    }
+                }
+            }
+        }
+    }
+
+    fn plugin_event(&self, subject: &str, action: &str, version: &str, reason: Option<String>) {
+        match &reason {
+            Some(reason) => tracing::info!(plugin = subject, version, "{action}: {reason}"),
+            None => tracing::info!(plugin = subject, version, "{action}"),
+        }
+        self.monitor.publish(Event::now(
+            subject,
+            EventKind::Plugin {
+                action: action.to_string(),
+                version: Some(version.to_string()),
+                reason,
+            },
+        ));
     }
 
     /// Check a change with the engine, save it, then apply it. Any error
@@ -681,6 +964,7 @@ impl Driver {
                             failures_in_period: r.failures_in_period,
                             checks: live.as_ref().map(|s| s.checks).unwrap_or(0),
                             instances: live.as_ref().map(|s| s.instances).unwrap_or(0),
+                            version: live.as_ref().map(|s| s.version.clone()).unwrap_or_default(),
                         }
                     })
                     .collect(),

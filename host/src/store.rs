@@ -9,10 +9,12 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use redb::{Database, ReadableDatabase, TableDefinition};
 
+use crate::components::ComponentStates;
 use crate::desired::Desired;
 
 const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("warden");
 const DESIRED: &str = "desired";
+const COMPONENTS: &str = "components";
 
 pub struct Store {
     db: Database,
@@ -21,34 +23,62 @@ pub struct Store {
 impl Store {
     /// Open (or create) the store at `path`.
     pub fn open(path: &Path) -> Result<Store> {
-        let db = Database::create(path).with_context(|| format!("opening the store {}", path.display()))?;
+        let db = Database::create(path)
+            .with_context(|| format!("opening the store {}", path.display()))?;
         Ok(Store { db })
     }
 
     /// The desired configuration, if one was ever saved.
     pub fn load_desired(&self) -> Result<Option<Desired>> {
+        self.load(DESIRED)
+    }
+
+    /// Save the desired configuration; durable when this returns.
+    pub fn save_desired(&self, desired: &Desired) -> Result<()> {
+        self.save(DESIRED, desired)
+    }
+
+    /// The node's server component states, if any were ever set.
+    pub fn load_components(&self) -> Result<Option<ComponentStates>> {
+        self.load(COMPONENTS)
+    }
+
+    /// Save the node's server component states; durable when this returns.
+    pub fn save_components(&self, states: &ComponentStates) -> Result<()> {
+        self.save(COMPONENTS, states)
+    }
+
+    fn load<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let read = self.db.begin_read().context("reading the store")?;
         let table = match read.open_table(TABLE) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
             Err(err) => return Err(err).context("opening the store's table"),
         };
-        let Some(value) = table.get(DESIRED).context("reading the desired configuration")? else {
+        let Some(value) = table
+            .get(key)
+            .with_context(|| format!("reading {key} from the store"))?
+        else {
             return Ok(None);
         };
-        let desired = serde_json::from_slice(value.value()).context("decoding the desired configuration")?;
-        Ok(Some(desired))
+        let decoded = serde_json::from_slice(value.value())
+            .with_context(|| format!("decoding {key} from the store"))?;
+        Ok(Some(decoded))
     }
 
-    /// Save the desired configuration; durable when this returns.
-    pub fn save_desired(&self, desired: &Desired) -> Result<()> {
-        let bytes = serde_json::to_vec(desired).context("encoding the desired configuration")?;
-        let write = self.db.begin_write().context("starting a store transaction")?;
+    fn save<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<()> {
+        let bytes = serde_json::to_vec(value).with_context(|| format!("encoding {key}"))?;
+        let write = self
+            .db
+            .begin_write()
+            .context("starting a store transaction")?;
         {
-            let mut table = write.open_table(TABLE).context("opening the store's table")?;
+            let mut table = write
+                .open_table(TABLE)
+                .context("opening the store's table")?;
             table
-                .insert(DESIRED, bytes.as_slice())
-                .context("writing the desired configuration")?;
+                .insert(key, bytes.as_slice())
+                .with_context(|| format!("writing {key} to the store"))?;
         }
         write.commit().context("committing to the store")?;
         Ok(())

@@ -21,7 +21,9 @@ use super::events::{Event, EventKind};
 use super::spec::Timers;
 use super::state::{ResourceState, ResourceStatus};
 use crate::contract::Health;
-use crate::runtime::{CallDeadline, CallError, Instance, ProcessExit};
+use crate::runtime::{CallDeadline, CallError, Instance, Plugin, ProcessExit};
+
+use super::spec::TimingOverrides;
 
 /// A request to a resource's actor.
 #[derive(Debug)]
@@ -30,12 +32,26 @@ pub(crate) enum Command {
     Offline,
     /// Terminate at once (no clean offline) and go Offline.
     Terminate,
+    /// Suspend (`false`) or resume (`true`) health checks: the node's
+    /// Monitoring component.
+    Monitoring(bool),
     /// Fail the resource on purpose (fault injection by the operator).
-    Fail { reason: String },
+    Fail {
+        reason: String,
+    },
     /// Control codes answer through `reply`.
     Control {
         code: String,
         payload: String,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// Move the resource to another version of its type (a hot swap).
+    /// Skipped, with an error, if it arrives after `deadline` (the actor
+    /// was busy with a long online, say): the swap is then rolled back.
+    Swap {
+        plugin: Arc<Plugin>,
+        properties: Vec<(String, String)>,
+        deadline: Instant,
         reply: oneshot::Sender<Result<String, String>>,
     },
     /// Take the resource offline if it is not, close it, and stop.
@@ -69,10 +85,14 @@ pub(crate) struct Actor {
     pub name: String,
     pub instance: Instance,
     pub timers: Timers,
+    /// The resource's own timer settings, to resolve again on a new version.
+    pub overrides: TimingOverrides,
     pub commands: mpsc::UnboundedReceiver<Command>,
     pub exits: mpsc::UnboundedReceiver<ProcessExit>,
     pub status: watch::Sender<ResourceStatus>,
     pub events: broadcast::Sender<Event>,
+    /// Whether health checks run (the node's Monitoring component).
+    pub monitoring: bool,
     /// Every state change, lossless, for the group policy.
     pub changes: mpsc::UnboundedSender<StateChange>,
     /// When each check is next due; `None` while the resource is not Online.
@@ -160,6 +180,9 @@ impl Actor {
 
     /// The check due first. Is-alive wins a tie: it is the thorough one.
     fn next_check(&self) -> Option<(Check, Instant)> {
+        if !self.monitoring {
+            return None;
+        }
         match (self.next_looks_alive, self.next_is_alive) {
             (Some(la), Some(ia)) if la < ia => Some((Check::LooksAlive, la)),
             (_, Some(ia)) => Some((Check::IsAlive, ia)),
@@ -183,7 +206,10 @@ impl Actor {
                 _ => {}
             },
             Command::Fail { reason } => {
-                if matches!(self.state(), ResourceState::Online | ResourceState::OnlinePending) {
+                if matches!(
+                    self.state(),
+                    ResourceState::Online | ResourceState::OnlinePending
+                ) {
                     self.fail(reason).await;
                 }
             }
@@ -214,8 +240,61 @@ impl Actor {
                 };
                 let _ = reply.send(answer);
             }
+            Command::Monitoring(enabled) => {
+                if enabled && !self.monitoring && self.state() == ResourceState::Online {
+                    // Checks resume one interval from now, not all at once.
+                    let now = Instant::now();
+                    self.next_looks_alive = self.timers.looks_alive_interval.map(|i| now + i);
+                    self.next_is_alive = Some(now + self.timers.is_alive_interval);
+                }
+                self.monitoring = enabled;
+            }
+            Command::Swap {
+                plugin,
+                properties,
+                deadline,
+                reply,
+            } => {
+                let outcome = if Instant::now() > deadline {
+                    Err("the resource was busy past the swap's deadline".to_string())
+                } else {
+                    self.swap(plugin, properties).await
+                };
+                let _ = reply.send(outcome);
+            }
             Command::Shutdown { .. } => unreachable!("handled in run"),
         }
+    }
+
+    /// Move to a new version of the type without leaving the current state.
+    /// Calls in flight have finished (the actor runs one thing at a time);
+    /// an Online resource's new instance must pass an is-alive before it
+    /// takes over, or the old one stays.
+    async fn swap(
+        &mut self,
+        plugin: Arc<Plugin>,
+        properties: Vec<(String, String)>,
+    ) -> Result<String, String> {
+        let from = self.instance.plugin().info().version.clone();
+        let to = plugin.info().version.clone();
+        let mut next = self.instance.successor(plugin, properties);
+        let timers = Timers::resolve(next.plugin(), &self.overrides);
+        if self.state() == ResourceState::Online {
+            match next.is_alive(timers.check_timeout).await {
+                Ok(Health::Healthy) => {}
+                Ok(Health::Failed(reason)) => {
+                    return Err(format!("version {to} failed its first is-alive: {reason}"));
+                }
+                Err(err) => return Err(format!("version {to}: {err}")),
+            }
+        }
+        // The old store is dropped, not closed: the resource lives on in
+        // the new instance and must not be released.
+        self.instance = next;
+        self.timers = timers;
+        self.status.send_modify(|s| s.version = to.clone());
+        tracing::info!(resource = %self.name, "now on version {to} (was {from})");
+        Ok(format!("{} moved from version {from} to {to}", self.name))
     }
 
     async fn bring_online(&mut self) {
@@ -447,11 +526,34 @@ impl ResourceHandle {
         self.send(Command::Terminate)
     }
 
+    /// Suspend or resume the resource's health checks.
+    pub fn set_monitoring(&self, enabled: bool) -> Result<(), Gone> {
+        self.send(Command::Monitoring(enabled))
+    }
+
     /// Fail the resource on purpose, as if a health check had failed.
     pub fn fail(&self, reason: &str) -> Result<(), Gone> {
         self.send(Command::Fail {
             reason: reason.to_string(),
         })
+    }
+
+    /// Move the resource to another version of its type; waits for the
+    /// answer. `deadline`: give up if the actor is busy until then.
+    pub async fn swap(
+        &self,
+        plugin: Arc<Plugin>,
+        properties: Vec<(String, String)>,
+        deadline: Instant,
+    ) -> Result<Result<String, String>, Gone> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Swap {
+            plugin,
+            properties,
+            deadline,
+            reply,
+        })?;
+        answer.await.map_err(|_| Gone(self.name.to_string()))
     }
 
     /// Cut off the call in flight (an online that has no pending timeout,

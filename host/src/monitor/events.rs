@@ -65,6 +65,15 @@ pub enum EventKind {
     /// A decision of the group policy about this resource or group: a
     /// restart, a failover, a group left Failed, a refusal.
     Policy { action: String, reason: String },
+    /// A resource type was loaded, rejected, swapped, rolled back or its
+    /// file removed (the event's subject is the type or the file).
+    Plugin {
+        action: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// Terminate after a failure did not succeed either.
     TerminateFailed { reason: String },
 }

@@ -19,7 +19,10 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 pub use actor::{Gone, ResourceHandle, StateChange};
 pub use events::{Event, EventKind};
-pub use spec::{ResourceSpec, SpecError, Timers, TimingOverrides, valid_resource_name};
+pub use spec::{
+    ResourceSpec, SpecError, Timers, TimingOverrides, valid_resource_name,
+    validate as validate_spec,
+};
 pub use state::{ResourceState, ResourceStatus};
 
 use crate::runtime::{Instance, InstanceConfig, Plugin, ResourceContext};
@@ -93,14 +96,22 @@ impl Monitor {
     /// Validate `spec` against `plugin` and start its actor. The resource
     /// starts Offline; nothing is instantiated until it is asked online.
     /// On error nothing changes.
-    pub async fn add(&mut self, plugin: Arc<Plugin>, spec: ResourceSpec) -> Result<ResourceHandle, SpecError> {
+    pub async fn add(
+        &mut self,
+        plugin: Arc<Plugin>,
+        spec: ResourceSpec,
+    ) -> Result<ResourceHandle, SpecError> {
         let prepared = self.prepare(plugin, spec).await?;
         self.insert(prepared)
     }
 
     /// The checking half of [`Monitor::add`]: validate `spec` (calls the
     /// plugin's `validate`) without changing anything.
-    pub async fn prepare(&self, plugin: Arc<Plugin>, spec: ResourceSpec) -> Result<Prepared, SpecError> {
+    pub async fn prepare(
+        &self,
+        plugin: Arc<Plugin>,
+        spec: ResourceSpec,
+    ) -> Result<Prepared, SpecError> {
         if self.resources.contains_key(&spec.name) {
             return Err(SpecError::Duplicate(spec.name));
         }
@@ -124,6 +135,7 @@ impl Monitor {
             return Err(SpecError::Duplicate(spec.name));
         }
         let timers = Timers::resolve(&plugin, &spec.timing);
+        let plugin_version = plugin.info().version.clone();
         let (exits_tx, exits) = mpsc::unbounded_channel();
         let context = ResourceContext::new(
             &spec.name,
@@ -140,16 +152,18 @@ impl Monitor {
         };
         let instance = Instance::new(plugin, context, properties, config, cancel_rx);
         let (commands_tx, commands) = mpsc::unbounded_channel();
-        let (status_tx, status) = watch::channel(ResourceStatus::offline());
+        let (status_tx, status) = watch::channel(ResourceStatus::offline(&plugin_version));
         let actor = actor::Actor {
             name: spec.name.clone(),
             instance,
             timers,
+            overrides: spec.timing.clone(),
             commands,
             exits,
             status: status_tx,
             events: self.events.clone(),
             changes: self.changes.clone(),
+            monitoring: true,
             next_looks_alive: None,
             next_is_alive: None,
         };

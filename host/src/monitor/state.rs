@@ -37,14 +37,17 @@ pub struct ResourceStatus {
     pub failures: u32,
     /// Health checks run since the agent started.
     pub checks: u64,
+    /// The version of the resource type the resource runs on.
+    pub version: String,
     /// How many sandboxes the resource has had (more than one: traps or
     /// cut-offs happened and fresh instances were built).
     pub instances: u64,
 }
 
 impl ResourceStatus {
-    pub fn offline() -> ResourceStatus {
+    pub fn offline(version: &str) -> ResourceStatus {
         ResourceStatus {
+            version: version.to_string(),
             state: ResourceState::Offline,
             reason: None,
             failures: 0,

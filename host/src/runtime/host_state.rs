@@ -14,13 +14,18 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
+use super::checkpoint::{CheckpointStore, Checkpoints, FileCheckpoints};
 use super::deadline::CallDeadline;
 use super::guest_output::GuestOutput;
 use super::limits::MemoryLimit;
+use super::network::NetworkGrant;
 use super::process::{ProcessExit, ProcessSlot};
-use crate::contract::bindings::warden::resource::{host, process, types};
+use crate::contract::bindings::warden::resource::{checkpoint, host, process, types};
+
+/// Where the resource's data directory appears inside the sandbox.
+pub const GUEST_DATA_DIR: &str = "/data";
 
 /// What the node configuration grants one plugin. Everything not granted is
 /// denied.
@@ -39,12 +44,16 @@ pub struct ResourceContext {
     /// The resource's private directory; the managed process runs there.
     pub data_dir: PathBuf,
     pub process: ProcessSlot,
+    pub checkpoints: Checkpoints,
+    /// False for the context of type-level calls, which see no directory.
+    has_data_dir: bool,
     pub(crate) stdout: GuestOutput,
     pub(crate) stderr: GuestOutput,
 }
 
 impl ResourceContext {
     /// A context for `name`; managed-process exits are sent to `exits`.
+    /// Checkpoints are kept in a file in `data_dir`.
     pub fn new(
         name: &str,
         type_name: &str,
@@ -52,8 +61,24 @@ impl ResourceContext {
         data_dir: PathBuf,
         exits: mpsc::UnboundedSender<ProcessExit>,
     ) -> Arc<ResourceContext> {
+        let store = Arc::new(FileCheckpoints::new(&data_dir));
+        ResourceContext::with_checkpoint_store(name, type_name, grants, data_dir, exits, store)
+    }
+
+    /// Like [`ResourceContext::new`], with checkpoints kept in `store` (the
+    /// cluster store, when there is one).
+    pub fn with_checkpoint_store(
+        name: &str,
+        type_name: &str,
+        grants: Grants,
+        data_dir: PathBuf,
+        exits: mpsc::UnboundedSender<ProcessExit>,
+        store: Arc<dyn CheckpointStore>,
+    ) -> Arc<ResourceContext> {
         let name: Arc<str> = name.into();
         Arc::new(ResourceContext {
+            checkpoints: Checkpoints::new(name.clone(), store),
+            has_data_dir: true,
             process: ProcessSlot::new(name.clone(), exits),
             stdout: GuestOutput::new(name.clone(), "stdout"),
             stderr: GuestOutput::new(name.clone(), "stderr"),
@@ -65,16 +90,35 @@ impl ResourceContext {
     }
 
     /// A context for type-level calls (describe, validate), which belong to
-    /// no resource and are granted nothing.
+    /// no resource and are granted nothing: no directory, no checkpoints.
     pub fn for_type(type_name: &str) -> Arc<ResourceContext> {
         let (exits, _) = mpsc::unbounded_channel();
-        ResourceContext::new(
-            &format!("({type_name})"),
-            type_name,
-            Grants::default(),
-            std::env::temp_dir(),
-            exits,
-        )
+        let name: Arc<str> = format!("({type_name})").into();
+        Arc::new(ResourceContext {
+            checkpoints: Checkpoints::new(name.clone(), Arc::new(NoCheckpoints)),
+            has_data_dir: false,
+            process: ProcessSlot::new(name.clone(), exits),
+            stdout: GuestOutput::new(name.clone(), "stdout"),
+            stderr: GuestOutput::new(name.clone(), "stderr"),
+            name,
+            type_name: type_name.into(),
+            grants: Grants::default(),
+            data_dir: PathBuf::new(),
+        })
+    }
+}
+
+/// The checkpoint store of type-level calls: there is no resource to keep
+/// a record for.
+#[derive(Debug)]
+struct NoCheckpoints;
+
+impl CheckpointStore for NoCheckpoints {
+    fn load(&self, _: &str) -> Result<super::checkpoint::Checkpoint, String> {
+        Err("describe and validate belong to no resource: they have no checkpoint".to_string())
+    }
+    fn save(&self, resource: &str, _: &super::checkpoint::Checkpoint) -> Result<(), String> {
+        self.load(resource).map(drop)
     }
 }
 
@@ -89,17 +133,35 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(resource: Arc<ResourceContext>, memory_limit: usize) -> HostState {
-        // Narrowed WASI: clocks and randomness only. No preopened
-        // directories, no environment, no arguments, no sockets.
-        let wasi = WasiCtx::builder()
-            .stdout(resource.stdout.clone())
+    /// The data of a new store for `resource`, whose TCP connections are
+    /// limited to `network`. Fails, naming the directory, if the data
+    /// directory cannot be opened.
+    pub fn new(
+        resource: Arc<ResourceContext>,
+        memory_limit: usize,
+        network: Arc<NetworkGrant>,
+    ) -> Result<HostState, String> {
+        // Narrowed WASI: clocks, randomness, the data directory as /data and
+        // TCP connects to the granted addresses. No other directory, no
+        // environment, no arguments, no UDP, no name lookups.
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(resource.stdout.clone())
             .stderr(resource.stderr.clone())
-            .allow_tcp(false)
+            .allow_tcp(!network.is_empty())
             .allow_udp(false)
             .allow_ip_name_lookup(false)
-            .build();
-        HostState {
+            .socket_addr_check(network.into_check(resource.name.clone()));
+        if resource.has_data_dir {
+            wasi.preopened_dir(&resource.data_dir, GUEST_DATA_DIR, FsPerms::ReadWrite)
+                .map_err(|e| {
+                    format!(
+                        "cannot open the data directory {} for the sandbox: {e:#}",
+                        resource.data_dir.display()
+                    )
+                })?;
+        }
+        let wasi = wasi.build();
+        Ok(HostState {
             resource,
             wasi,
             table: ResourceTable::new(),
@@ -107,7 +169,7 @@ impl HostState {
                 limit: memory_limit,
             },
             deadline: None,
-        }
+        })
     }
 }
 
@@ -208,5 +270,37 @@ impl process::Host for HostState {
 
     async fn state(&mut self) -> wasmtime::Result<process::ProcessState> {
         Ok(self.resource.process.state())
+    }
+}
+
+impl checkpoint::Host for HostState {
+    async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<String>, String>> {
+        let record = self.resource.checkpoints.all().await;
+        Ok(record.map(|mut r| r.remove(&key)))
+    }
+
+    async fn set(&mut self, key: String, value: String) -> wasmtime::Result<Result<(), String>> {
+        Ok(self
+            .resource
+            .checkpoints
+            .update(|r| {
+                r.insert(key, value);
+            })
+            .await)
+    }
+
+    async fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), String>> {
+        Ok(self
+            .resource
+            .checkpoints
+            .update(|r| {
+                r.remove(&key);
+            })
+            .await)
+    }
+
+    async fn list(&mut self) -> wasmtime::Result<Result<Vec<(String, String)>, String>> {
+        let record = self.resource.checkpoints.all().await;
+        Ok(record.map(|r| r.into_iter().collect()))
     }
 }

@@ -12,6 +12,7 @@ use wasmtime::component::ResourceAny;
 use super::call::CallError;
 use super::deadline::CallDeadline;
 use super::host_state::{HostState, ResourceContext};
+use super::network::NetworkGrant;
 use super::plugin::{Plugin, bounded, new_store};
 use crate::contract::{Health, PluginBindings};
 
@@ -56,6 +57,9 @@ pub struct Instance {
     /// How many stores this resource has had; more than one means traps or
     /// cut-offs happened.
     generations: u64,
+    /// The addresses the resource may connect to, resolved at the first
+    /// open and kept for every later store.
+    network: Option<Arc<NetworkGrant>>,
 }
 
 impl Instance {
@@ -77,11 +81,25 @@ impl Instance {
             live: None,
             cancel,
             generations: 0,
+            network: None,
         }
     }
 
     pub fn plugin(&self) -> &Arc<Plugin> {
         &self.plugin
+    }
+
+    /// A sandbox for the same resource on another version of its type (a
+    /// hot swap): same context (managed process, data directory), same
+    /// limits, same cancel channel; nothing instantiated yet.
+    pub fn successor(&self, plugin: Arc<Plugin>, properties: Vec<(String, String)>) -> Instance {
+        Instance::new(
+            plugin,
+            self.context.clone(),
+            properties,
+            self.config.clone(),
+            self.cancel.clone(),
+        )
     }
 
     pub fn context(&self) -> &Arc<ResourceContext> {
@@ -107,11 +125,13 @@ impl Instance {
     /// Instantiate and open, unless a live instance exists.
     async fn ensure_live(&mut self) -> Result<&mut Live, CallError> {
         if self.live.is_none() {
+            let network = self.network().await?;
             let mut store = new_store(
                 &self.plugin.runtime,
                 self.context.clone(),
                 self.config.memory_limit,
-            );
+                network,
+            )?;
             let deadline = Arc::new(CallDeadline::new(Some(self.config.open_timeout), None));
             store.data_mut().deadline = Some(deadline.clone());
             let stderr = self.context.stderr.clone();
@@ -150,6 +170,30 @@ impl Instance {
             Some(live) => Ok(live),
             None => unreachable!("set above"),
         }
+    }
+
+    /// The resource's network grant, resolving its address properties the
+    /// first time. A name that does not resolve refuses the open, naming
+    /// the property; the next open tries again.
+    async fn network(&mut self) -> Result<Arc<NetworkGrant>, CallError> {
+        if let Some(grant) = &self.network {
+            return Ok(grant.clone());
+        }
+        let resolving = NetworkGrant::resolve(self.plugin.info(), &self.properties);
+        let grant = match tokio::time::timeout(self.config.open_timeout, resolving).await {
+            Ok(Ok(grant)) => Arc::new(grant),
+            Ok(Err((property, reason))) => {
+                return Err(CallError::OpenRefused { property, reason });
+            }
+            Err(_) => {
+                return Err(CallError::TimedOut {
+                    call: "open",
+                    after: self.config.open_timeout,
+                });
+            }
+        };
+        self.network = Some(grant.clone());
+        Ok(grant)
     }
 
     /// Call `f` on the live instance within `deadline`. On any failure the

@@ -8,20 +8,29 @@
 //!   every call bounded by a deadline, thrown away and rebuilt after a trap
 //!   or a cut-off.
 
+mod cache;
 mod call;
+mod checkpoint;
 mod deadline;
 mod engine;
 mod guest_output;
 mod host_state;
 mod instance;
 mod limits;
+mod network;
 mod plugin;
 mod process;
 
+pub use cache::{CacheOutcome, CompileCache};
 pub use call::CallError;
+pub use checkpoint::{
+    CHECKPOINT_FILE, Checkpoint, CheckpointStore, Checkpoints, FileCheckpoints,
+    MAX_CHECKPOINT_BYTES,
+};
 pub use deadline::CallDeadline;
 pub use engine::{Runtime, RuntimeConfig};
-pub use host_state::{Grants, ResourceContext};
+pub use host_state::{GUEST_DATA_DIR, Grants, ResourceContext};
 pub use instance::{Instance, InstanceConfig};
+pub use network::{NetworkGrant, parse_address};
 pub use plugin::{LoadError, Plugin, check_kind, kind_name};
 pub use process::ProcessExit;

@@ -14,6 +14,7 @@ use super::deadline::CallDeadline;
 use super::engine::Runtime;
 use super::guest_output::GuestOutput;
 use super::host_state::{HostState, ResourceContext};
+use super::network::{NetworkGrant, parse_address};
 use crate::contract::{self, ContractError, PropertyKind, TypeInfo, bindings::PluginPre};
 
 /// How long `describe` and `validate` may take.
@@ -160,7 +161,8 @@ impl Plugin {
     {
         let context = ResourceContext::for_type(&self.info.name);
         let stderr = context.stderr.clone();
-        let mut store = new_store(&self.runtime, context, TYPE_CALL_MEMORY);
+        let network = Arc::new(NetworkGrant::default());
+        let mut store = new_store(&self.runtime, context, TYPE_CALL_MEMORY, network)?;
         let deadline = Arc::new(CallDeadline::new(Some(TYPE_CALL_TIMEOUT), None));
         store.data_mut().deadline = Some(deadline.clone());
         let (_cancel_tx, mut cancel) = watch::channel(0u64);
@@ -183,19 +185,27 @@ impl Plugin {
     }
 }
 
-/// A store for one instance of a plugin, with the limits every store gets.
+/// A store for one instance of a plugin, with the limits every store gets
+/// and the sandbox of its resource.
 pub(crate) fn new_store(
     runtime: &Runtime,
     context: Arc<ResourceContext>,
     memory_limit: usize,
-) -> Store<HostState> {
-    let mut store = Store::new(&runtime.engine, HostState::new(context, memory_limit));
+    network: Arc<NetworkGrant>,
+) -> Result<Store<HostState>, CallError> {
+    let state = HostState::new(context, memory_limit, network).map_err(|reason| {
+        CallError::OpenRefused {
+            property: "(data directory)".to_string(),
+            reason,
+        }
+    })?;
+    let mut store = Store::new(&runtime.engine, state);
     store.limiter(|state| &mut state.memory);
     // Yield to the scheduler at every epoch tick: a guest spinning in pure
     // wasm then comes back to `bounded`, which cuts it off at its deadline.
     store.set_epoch_deadline(1);
     store.epoch_deadline_async_yield_and_update(1);
-    store
+    Ok(store)
 }
 
 /// Drive `call` until it returns, its deadline passes, or it is cancelled.
@@ -214,6 +224,9 @@ pub(crate) async fn bounded<T>(
 ) -> Result<T, CallError> {
     let said_before = stderr.line_count();
     cancel.borrow_and_update();
+    // Once the canceller is gone nothing can cancel any more; the call is
+    // still bounded by its deadline.
+    let mut cancellable = true;
     tokio::pin!(work);
     loop {
         let at = deadline.at();
@@ -230,12 +243,24 @@ pub(crate) async fn bounded<T>(
                     CallError::from_wasmtime(call, &err, stderr.lines_since(said_before))
                 });
             }
-            changed = cancel.changed() => {
+            changed = cancel.changed(), if cancellable => {
                 if changed.is_ok() {
                     return Err(CallError::Cancelled { call, after: deadline.elapsed() });
                 }
-                // The canceller is gone: nothing can cancel any more.
-                std::future::pending::<()>().await;
+                cancellable = false;
+            }
+            // When busy guests keep every worker polling, tokio's timers
+            // are processed late (only when a worker idles or every 61
+            // polls), so also compare with the clock each time the guest
+            // yields at an epoch tick.
+            () = std::future::poll_fn(|_| {
+                if deadline.at().is_some_and(|at| at <= Instant::now()) {
+                    std::task::Poll::Ready(())
+                } else {
+                    std::task::Poll::Pending
+                }
+            }) => {
+                return Err(CallError::TimedOut { call, after: deadline.allowed() });
             }
             () = timer => {
                 // Progress may have moved the deadline while we slept.
@@ -247,7 +272,7 @@ pub(crate) async fn bounded<T>(
     }
 }
 
-fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
+pub(super) fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
     const MAGIC: &[u8] = b"\0asm";
     if bytes.len() < 8 || &bytes[..4] != MAGIC {
         return Err(LoadError::NotWasm(bytes.iter().take(4).copied().collect()));
@@ -327,6 +352,14 @@ pub fn check_kind(kind: PropertyKind, value: &str) -> Result<(), String> {
         PropertyKind::Integer => value.parse::<i64>().is_ok(),
         PropertyKind::Boolean => matches!(value, "true" | "false"),
         PropertyKind::DurationMs => value.parse::<u64>().is_ok(),
+        PropertyKind::Address => {
+            return match value.is_empty() {
+                true => Ok(()),
+                false => parse_address(value)
+                    .map(drop)
+                    .map_err(|why| format!("is not a valid {}: it {why}", kind_name(kind))),
+            };
+        }
     };
     if ok {
         Ok(())
@@ -341,6 +374,7 @@ pub fn kind_name(kind: PropertyKind) -> &'static str {
         PropertyKind::Integer => "integer",
         PropertyKind::Boolean => "boolean (true or false)",
         PropertyKind::DurationMs => "duration in milliseconds",
+        PropertyKind::Address => "address (host:port)",
     }
 }
 

@@ -16,12 +16,30 @@
 //! `online-ms` makes online take that long, reporting progress every
 //! `progress-ms` when set. `control("fail", reason)` makes the next health
 //! checks fail with that reason until the next online.
+//!
+//! Sandbox probes, each answering what happened (an `Err` carries the
+//! error the sandbox gave):
+//!
+//! | control code     | payload          | does                                  |
+//! |------------------|------------------|---------------------------------------|
+//! | `read-file`      | path             | reads the file, answers its text      |
+//! | `write-file`     | `path\ntext`     | writes the file                       |
+//! | `connect`        | `host:port`      | opens a TCP connection and closes it  |
+//! | `checkpoint-get` | key              | the value, or `(none)`                |
+//! | `checkpoint-set` | `key=value`      | stores it                             |
+//! | `checkpoint-delete` | key           | removes it                            |
+//! | `checkpoint-list` | —               | `k=v` lines                           |
+//! | `trap`           | —                | panics, so the agent needs a new instance |
+//!
+//! The property `allow-connect` (an address) is the one address the probes
+//! may reach.
 
 use std::cell::RefCell;
 
 use warden_sdk::bindings::exports::warden::resource::resource_type::{
     Guest, GuestInstance, Health, Instance, Properties, PropertyError, TypeInfo,
 };
+use warden_sdk::checkpoint;
 use warden_sdk::host::{self, Level};
 use warden_sdk::types::{PropertyKind, PropertySpec, Timing, TypeFlags};
 
@@ -35,6 +53,10 @@ const EXPORTS: &[&str] = &[
     "control",
 ];
 const MODES: &[&str] = &["hang", "block", "trap", "oom", "recurse"];
+
+/// The `chaos-broken` crate compiles this same source as a version whose
+/// health checks always trap (a bad upgrade, for the hot-swap tests).
+const BROKEN_BUILD: bool = matches!(env!("CARGO_PKG_NAME").as_bytes(), b"chaos-broken");
 
 struct Chaos;
 
@@ -146,6 +168,9 @@ impl ChaosInstance {
     }
 
     fn health(&self, export: &str) -> Health {
+        if BROKEN_BUILD {
+            panic!("chaos-broken: every health check traps in this build");
+        }
         self.maybe_misbehave(export);
         match self.failing.borrow().as_ref() {
             Some(reason) => Health::Failed(reason.clone()),
@@ -185,6 +210,12 @@ impl Guest for Chaos {
                     required: false,
                     description: "Report progress this often during online (0: never)".to_string(),
                 },
+                warden_sdk::spec(
+                    "allow-connect",
+                    PropertyKind::Address,
+                    Some(""),
+                    "The address the connect probe may reach",
+                ),
             ],
             timing: Timing {
                 pending_timeout_ms: 180_000,
@@ -263,8 +294,41 @@ impl GuestInstance for ChaosInstance {
                 self.failing.replace(None);
                 Ok(String::new())
             }
-            other => Err(format!("unknown control code {other:?}")),
+            other => {
+                let answer = probe(other, &payload);
+                host::log(
+                    Level::Info,
+                    &format!("probe {other} {payload:?}: {answer:?}"),
+                );
+                answer
+            }
         }
+    }
+}
+
+/// Try something the sandbox may deny and say what happened.
+fn probe(code: &str, payload: &str) -> Result<String, String> {
+    let (first, rest) = payload.split_once(['\n', '=']).unwrap_or((payload, ""));
+    match code {
+        "read-file" => std::fs::read_to_string(payload).map_err(|e| format!("{payload}: {e}")),
+        "write-file" => std::fs::write(first, rest)
+            .map(|()| format!("wrote {} bytes", rest.len()))
+            .map_err(|e| format!("{first}: {e}")),
+        "connect" => warden_sdk::net::connect(payload, warden_sdk::net::Deadline::after_ms(2000))
+            .map(|_| format!("connected to {payload}")),
+        "checkpoint-get" => {
+            checkpoint::get(payload).map(|v| v.unwrap_or_else(|| "(none)".to_string()))
+        }
+        "checkpoint-set" => checkpoint::set(first, rest).map(|()| "stored".to_string()),
+        "checkpoint-delete" => checkpoint::delete(payload).map(|()| "deleted".to_string()),
+        "checkpoint-list" => checkpoint::list().map(|all| {
+            all.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }),
+        "trap" => panic!("chaos: deliberate trap in control"),
+        other => Err(format!("unknown control code {other:?}")),
     }
 }
 

@@ -1,0 +1,254 @@
+//! The skeleton every service-managing type shares: the program, its
+//! arguments (a template over the resource's properties), starting it and
+//! waiting until it answers, stopping it.
+//!
+//! A type adds only what is its own: the check that says "ready" and
+//! "alive" (an SMTP banner, an HTTP GET, a PING).
+
+use crate::host::{self, Level};
+use crate::process::{self, ProcessState, SpawnSpec};
+use crate::types::{PropertyError, PropertyKind, PropertySpec};
+use crate::{number, property, spec};
+
+/// One managed service, as the resource's properties describe it.
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// Empty when the type only watches a service started by someone else.
+    pub spawn: Option<SpawnSpec>,
+    pub startup_timeout_ms: u64,
+    pub stop_grace_ms: u64,
+}
+
+/// The properties [`Service::from_properties`] reads, for `describe`:
+/// `program` (required unless `program_optional`), `args` (a template,
+/// default `default_args`), `startup-timeout-ms` (default `startup_ms`; 0
+/// waits as long as it takes), `stop-grace-ms`.
+pub fn properties(
+    default_args: &str,
+    program_optional: bool,
+    startup_ms: &str,
+) -> Vec<PropertySpec> {
+    vec![
+        spec(
+            "program",
+            PropertyKind::String,
+            program_optional.then_some(""),
+            if program_optional {
+                "Path of the program to run; empty: watch a service started elsewhere"
+            } else {
+                "Path of the program to run (allowed in the node configuration)"
+            },
+        ),
+        spec(
+            "args",
+            PropertyKind::String,
+            Some(default_args),
+            "Arguments; {name} is replaced by the property name's value; \"...\" or '...' \
+             keeps spaces in one argument",
+        ),
+        spec(
+            "startup-timeout-ms",
+            PropertyKind::DurationMs,
+            Some(startup_ms),
+            "How long online waits for the service to answer (0: as long as it takes)",
+        ),
+        spec(
+            "stop-grace-ms",
+            PropertyKind::DurationMs,
+            Some("10000"),
+            "How long offline waits after SIGTERM before SIGKILL",
+        ),
+    ]
+}
+
+/// Replace each `{name}` in `template` by the value of property `name`.
+pub fn expand(template: &str, properties: &[(String, String)]) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let close = rest[open..]
+            .find('}')
+            .ok_or_else(|| format!("unclosed {{ in {template:?}"))?;
+        let name = &rest[open + 1..open + close];
+        let value =
+            property(properties, name).ok_or_else(|| format!("{{{name}}} names no property"))?;
+        out.push_str(value);
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Split a command line into arguments: whitespace separates, `"..."` and
+/// `'...'` keep what they enclose together (no escapes).
+pub fn split_args(line: &str) -> Result<Vec<String>, String> {
+    let mut args = Vec::new();
+    let mut current: Option<String> = None;
+    let mut quote: Option<char> = None;
+    for c in line.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => current.get_or_insert_default().push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                current.get_or_insert_default();
+            }
+            (None, c) if c.is_whitespace() => args.extend(current.take()),
+            (None, c) => current.get_or_insert_default().push(c),
+        }
+    }
+    if let Some(q) = quote {
+        return Err(format!("unclosed {q} in {line:?}"));
+    }
+    args.extend(current);
+    Ok(args)
+}
+
+fn refuse(property: &str, reason: String) -> PropertyError {
+    PropertyError {
+        property: property.to_string(),
+        reason,
+    }
+}
+
+/// How a process state reads in a reason.
+pub fn describe_state(state: &ProcessState) -> String {
+    match state {
+        ProcessState::Running(pid) => format!("running as pid {pid}"),
+        ProcessState::Exited(code) => format!("exited with status {code}"),
+        ProcessState::KilledBySignal(signal) => format!("killed by signal {signal}"),
+        ProcessState::NotStarted => "not started".to_string(),
+    }
+}
+
+impl Service {
+    /// Read the properties of [`properties`]. The working directory is the
+    /// resource's data directory.
+    pub fn from_properties(properties: &[(String, String)]) -> Result<Service, PropertyError> {
+        let program = property(properties, "program").unwrap_or("");
+        let spawn = if program.is_empty() {
+            None
+        } else {
+            let line = expand(property(properties, "args").unwrap_or(""), properties)
+                .map_err(|why| refuse("args", why))?;
+            Some(SpawnSpec {
+                program: program.to_string(),
+                args: split_args(&line).map_err(|why| refuse("args", why))?,
+                env: Vec::new(),
+                cwd: None,
+            })
+        };
+        Ok(Service {
+            spawn,
+            startup_timeout_ms: number(properties, "startup-timeout-ms", 30_000)?,
+            stop_grace_ms: number(properties, "stop-grace-ms", 10_000)?,
+        })
+    }
+
+    fn program(&self) -> &str {
+        self.spawn
+            .as_ref()
+            .map_or("the service", |s| s.program.as_str())
+    }
+
+    /// Start the service unless it runs, then wait until `ready` passes,
+    /// reporting progress each second. Fails if the process exits first or
+    /// `startup-timeout-ms` passes (0: wait as long as it takes).
+    pub fn start(&self, ready: impl Fn() -> Result<(), String>) -> Result<(), String> {
+        if let Some(spawn) = &self.spawn {
+            match process::state() {
+                ProcessState::Running(pid) => host::log(
+                    Level::Info,
+                    &format!("{} already runs as pid {pid}", spawn.program),
+                ),
+                _ => {
+                    let pid = process::spawn(spawn)?;
+                    host::log(
+                        Level::Info,
+                        &format!("started {} as pid {pid}", spawn.program),
+                    );
+                }
+            }
+        }
+        let started = host::now_ms();
+        let mut last_report = started;
+        loop {
+            let why = match ready() {
+                Ok(()) => return Ok(()),
+                Err(why) => why,
+            };
+            self.running()?;
+            let now = host::now_ms();
+            if self.startup_timeout_ms > 0 && now - started >= self.startup_timeout_ms {
+                return Err(format!(
+                    "{} did not answer within {} ms: {why}",
+                    self.program(),
+                    self.startup_timeout_ms
+                ));
+            }
+            if now - last_report >= 1000 {
+                host::report_progress(&format!("waiting for {}: {why}", self.program()));
+                last_report = now;
+            }
+            host::sleep_ms(100);
+        }
+    }
+
+    /// Healthy while the managed process runs (always, when watching a
+    /// service started elsewhere).
+    pub fn running(&self) -> Result<(), String> {
+        if self.spawn.is_none() {
+            return Ok(());
+        }
+        match process::state() {
+            ProcessState::Running(_) => Ok(()),
+            other => Err(format!("{} {}", self.program(), describe_state(&other))),
+        }
+    }
+
+    /// Stop cleanly: SIGTERM, SIGKILL after `stop-grace-ms`.
+    pub fn stop(&self) -> Result<ProcessState, String> {
+        match self.spawn {
+            Some(_) => process::stop(self.stop_grace_ms),
+            None => Ok(ProcessState::NotStarted),
+        }
+    }
+
+    /// The managed process's state, for a `pid` control code.
+    pub fn pid(&self) -> Result<String, String> {
+        match process::state() {
+            ProcessState::Running(pid) => Ok(pid.to_string()),
+            other => Err(describe_state(&other)),
+        }
+    }
+
+    /// Kill at once, best effort.
+    pub fn kill(&self) {
+        if self.spawn.is_some()
+            && let Err(err) = process::stop(0)
+        {
+            host::log(Level::Warn, &format!("terminate: {err}"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_expand_and_split() {
+        let props = vec![("address".to_string(), "127.0.0.1:25".to_string())];
+        assert_eq!(
+            expand("--listen {address} -x", &props).unwrap(),
+            "--listen 127.0.0.1:25 -x"
+        );
+        assert!(expand("{nope}", &props).unwrap_err().contains("nope"));
+        assert_eq!(
+            split_args(r#"-c /etc/n.conf -g "daemon off;" ''"#).unwrap(),
+            vec!["-c", "/etc/n.conf", "-g", "daemon off;", ""]
+        );
+        assert!(split_args("\"open").is_err());
+    }
+}
