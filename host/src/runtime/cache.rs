@@ -370,9 +370,6 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
-/// The same check as `Plugin::load` makes before compiling, so that a file
-/// that is not a component gets the same error through the cache.
-
 /// A `std::hash::Hasher` that is SHA-256 underneath, for turning a
 /// `std::hash::Hash` value into a digest that depends only on the bytes fed
 /// to it. `finish` is there to satisfy the trait; use the inner digest.
