@@ -72,6 +72,8 @@ pub async fn serve(
         .route("/v1/resources/{name}/fail", post(fail_resource))
         .route("/v1/resources/{name}/control", post(control))
         .route("/v1/plugins", get(list_plugins))
+        .route("/v1/plugins/{name}/versions", get(plugin_versions))
+        .route("/v1/plugins/{name}/{verb}", post(plugin_verb))
         .route("/v1/components", get(list_components).post(set_component))
         .route("/v1/node/{verb}", post(node_verb))
         .route("/v1/what-if", post(what_if))
@@ -316,6 +318,46 @@ async fn list_plugins(State(api): State<Api>) -> Response {
         })
         .collect();
     Json(list).into_response()
+}
+
+async fn plugin_versions(State(api): State<Api>, Path(name): Path<String>) -> Response {
+    match api.node.versions(&name).await {
+        Ok(list) => Json(list).into_response(),
+        Err(err) => refusal(err),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PinBody {
+    #[serde(default)]
+    version: Option<String>,
+}
+
+async fn plugin_verb(
+    State(api): State<Api>,
+    Path((name, verb)): Path<(String, String)>,
+    body: String,
+) -> Response {
+    match verb.as_str() {
+        "rollback" => done(api.node.rollback(&name).await),
+        "unpin" => done(api.node.unpin(&name).await),
+        "pin" => {
+            let pin = if body.trim().is_empty() {
+                PinBody::default()
+            } else {
+                match parse::<PinBody>(&body, "pin") {
+                    Ok(pin) => pin,
+                    Err(message) => return bad_request(message),
+                }
+            };
+            done(api.node.pin(&name, pin.version).await)
+        }
+        other => error(
+            StatusCode::NOT_FOUND,
+            format!("unknown plugin operation {other:?}: rollback, pin or unpin"),
+        ),
+    }
 }
 
 async fn list_components(State(api): State<Api>) -> Response {

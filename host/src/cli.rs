@@ -451,6 +451,32 @@ pub fn plugins(client: &Client, as_json: bool) -> Result<()> {
     Ok(())
 }
 
+pub fn plugin_versions(client: &Client, type_name: &str) -> Result<()> {
+    let list = client.call("GET", &format!("/v1/plugins/{type_name}/versions"), None)?;
+    for v in list.as_array().cloned().unwrap_or_default() {
+        let mut marks = Vec::new();
+        if v["active"].as_bool() == Some(true) {
+            marks.push("active");
+        }
+        if v["pinned"].as_bool() == Some(true) {
+            marks.push("pinned");
+        }
+        println!("{:<12} {}", text(&v["version"]), marks.join(", "));
+    }
+    Ok(())
+}
+
+pub fn plugin_verb(
+    client: &Client,
+    type_name: &str,
+    verb: &str,
+    version: Option<String>,
+) -> Result<()> {
+    let body = version.map(|v| json!({ "version": v }));
+    ok_message(&client.call("POST", &format!("/v1/plugins/{type_name}/{verb}"), body)?);
+    Ok(())
+}
+
 /// Filters of `warden events`.
 #[derive(Debug, Default)]
 pub struct EventFilter {

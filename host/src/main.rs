@@ -134,6 +134,31 @@ enum PluginCommand {
         #[command(flatten)]
         connection: Connection,
     },
+    /// The versions of a type the agent has loaded; the active one marked.
+    Versions {
+        type_name: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Swap a type back to the version it ran before the last swap.
+    Rollback {
+        type_name: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Keep a type on a version: dropped-in files no longer upgrade it.
+    Pin {
+        type_name: String,
+        #[arg(long)]
+        version: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    Unpin {
+        type_name: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
 }
 
 fn main() -> ExitCode {
@@ -191,6 +216,48 @@ async fn run(command: Command) -> Result<()> {
         Command::Plugin {
             command: PluginCommand::List { json, connection },
         } => blocking(move || cli::plugins(&Client::new(&connection), json)).await,
+        Command::Plugin {
+            command:
+                PluginCommand::Versions {
+                    type_name,
+                    connection,
+                },
+        } => blocking(move || cli::plugin_versions(&Client::new(&connection), &type_name)).await,
+        Command::Plugin {
+            command:
+                PluginCommand::Rollback {
+                    type_name,
+                    connection,
+                },
+        } => {
+            blocking(move || {
+                cli::plugin_verb(&Client::new(&connection), &type_name, "rollback", None)
+            })
+            .await
+        }
+        Command::Plugin {
+            command:
+                PluginCommand::Pin {
+                    type_name,
+                    version,
+                    connection,
+                },
+        } => {
+            blocking(move || {
+                cli::plugin_verb(&Client::new(&connection), &type_name, "pin", version)
+            })
+            .await
+        }
+        Command::Plugin {
+            command:
+                PluginCommand::Unpin {
+                    type_name,
+                    connection,
+                },
+        } => {
+            blocking(move || cli::plugin_verb(&Client::new(&connection), &type_name, "unpin", None))
+                .await
+        }
         Command::Status {
             watch,
             json,

@@ -146,6 +146,23 @@ enum Command {
         plugin: Arc<Plugin>,
         reply: oneshot::Sender<Result<String>>,
     },
+    Versions {
+        type_name: String,
+        reply: oneshot::Sender<Result<Vec<VersionView>>>,
+    },
+    Rollback {
+        type_name: String,
+        reply: oneshot::Sender<Result<String>>,
+    },
+    Pin {
+        type_name: String,
+        version: Option<String>,
+        reply: oneshot::Sender<Result<String>>,
+    },
+    Unpin {
+        type_name: String,
+        reply: oneshot::Sender<Result<String>>,
+    },
     SetComponent {
         component: Component,
         requester: Requester,
@@ -159,6 +176,16 @@ enum Command {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+}
+
+/// One loaded version of a resource type.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionView {
+    pub version: String,
+    /// The version resources run on now.
+    pub active: bool,
+    /// Automatic upgrades from the plugins directory are refused.
+    pub pinned: bool,
 }
 
 /// A running node: the policy loop and the monitor it drives. Cheap to
@@ -264,6 +291,8 @@ impl Node {
             monitor,
             desired,
             components,
+            previous: BTreeMap::new(),
+            pinned: std::collections::BTreeSet::new(),
             store,
             changes,
             commands: commands_rx,
@@ -342,6 +371,38 @@ impl Node {
     /// Every component with its effective state and its requesters.
     pub async fn components(&self) -> Result<Vec<ComponentView>, Stopped> {
         self.request(|reply| Command::Components { reply }).await
+    }
+
+    /// The versions of a type this agent has loaded, oldest first.
+    pub async fn versions(&self, type_name: &str) -> Result<Vec<VersionView>> {
+        let type_name = type_name.to_string();
+        self.request(|reply| Command::Versions { type_name, reply })
+            .await?
+    }
+
+    /// Swap a type back to the version it ran before the last swap.
+    pub async fn rollback(&self, type_name: &str) -> Result<String> {
+        let type_name = type_name.to_string();
+        self.request(|reply| Command::Rollback { type_name, reply })
+            .await?
+    }
+
+    /// Pin a type (to `version`, swapping to it if needed): files dropped
+    /// into the plugins directory no longer upgrade it.
+    pub async fn pin(&self, type_name: &str, version: Option<String>) -> Result<String> {
+        let type_name = type_name.to_string();
+        self.request(|reply| Command::Pin {
+            type_name,
+            version,
+            reply,
+        })
+        .await?
+    }
+
+    pub async fn unpin(&self, type_name: &str) -> Result<String> {
+        let type_name = type_name.to_string();
+        self.request(|reply| Command::Unpin { type_name, reply })
+            .await?
     }
 
     /// Put an event in the node's history (the plugins directory's
@@ -437,6 +498,10 @@ struct Driver {
     monitor: Monitor,
     desired: Desired,
     components: ComponentStates,
+    /// Versions of each type replaced by a swap, oldest first.
+    previous: BTreeMap<String, Vec<Arc<Plugin>>>,
+    /// Types that plugins-directory upgrades may not swap.
+    pinned: std::collections::BTreeSet<String>,
     store: Store,
     changes: mpsc::UnboundedReceiver<StateChange>,
     commands: mpsc::UnboundedReceiver<Command>,
@@ -524,7 +589,48 @@ impl Driver {
                 let _ = reply.send(self.monitor.get(&resource).cloned());
             }
             Command::Install { plugin, reply } => {
-                let _ = reply.send(self.install(plugin).await);
+                let name = plugin.name().to_string();
+                let result = if self.pinned.contains(&name) {
+                    let version = plugin.info().version.clone();
+                    let reason = format!("type {name} is pinned; unpin it to upgrade");
+                    self.plugin_event(&name, "rejected", &version, Some(reason.clone()));
+                    Err(conflict(reason))
+                } else {
+                    self.install(plugin).await
+                };
+                let _ = reply.send(result);
+            }
+            Command::Versions { type_name, reply } => {
+                let _ = reply.send(self.versions(&type_name));
+            }
+            Command::Rollback { type_name, reply } => {
+                let result = match self
+                    .previous
+                    .get(&type_name)
+                    .and_then(|v| v.last())
+                    .cloned()
+                {
+                    Some(previous) => self.install(previous).await,
+                    None => Err(not_found(format!(
+                        "type {type_name:?} has no earlier version loaded"
+                    ))),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Pin {
+                type_name,
+                version,
+                reply,
+            } => {
+                let _ = reply.send(self.pin(type_name, version).await);
+            }
+            Command::Unpin { type_name, reply } => {
+                let result = if self.pinned.remove(&type_name) {
+                    Ok(format!("type {type_name} unpinned"))
+                } else {
+                    Err(not_found(format!("type {type_name:?} is not pinned")))
+                };
+                let _ = reply.send(result);
             }
             Command::Record(event) => self.monitor.publish(event),
             Command::SetComponent {
@@ -600,7 +706,12 @@ impl Driver {
             }
             moved.push(resource);
         }
-        self.settings.plugins.insert(name.clone(), plugin);
+        self.settings.plugins.insert(name.clone(), plugin.clone());
+        // Keep the version just replaced for a roll-back, and no version
+        // twice.
+        let versions = self.previous.entry(name.clone()).or_default();
+        versions.retain(|p| p.info().version != old_version && p.info().version != version);
+        versions.push(old);
         let done = format!(
             "type {name}: {} resource(s) moved from {old_version} to {version}",
             moved.len()
@@ -634,6 +745,57 @@ impl Driver {
                 tracing::error!(resource, "could not return to the old version: {reason}");
             }
         }
+    }
+
+    fn versions(&self, type_name: &str) -> Result<Vec<VersionView>> {
+        let Some(active) = self.settings.plugins.get(type_name) else {
+            return Err(not_found(format!("no type {type_name:?}")));
+        };
+        let pinned = self.pinned.contains(type_name);
+        let mut list: Vec<VersionView> = self
+            .previous
+            .get(type_name)
+            .into_iter()
+            .flatten()
+            .map(|p| VersionView {
+                version: p.info().version.clone(),
+                active: false,
+                pinned: false,
+            })
+            .collect();
+        list.push(VersionView {
+            version: active.info().version.clone(),
+            active: true,
+            pinned,
+        });
+        Ok(list)
+    }
+
+    async fn pin(&mut self, type_name: String, version: Option<String>) -> Result<String> {
+        let Some(active) = self.settings.plugins.get(&type_name).cloned() else {
+            return Err(not_found(format!("no type {type_name:?}")));
+        };
+        if let Some(version) = version.filter(|v| *v != active.info().version) {
+            let Some(wanted) = self
+                .previous
+                .get(&type_name)
+                .and_then(|versions| versions.iter().find(|p| p.info().version == version))
+                .cloned()
+            else {
+                return Err(not_found(format!(
+                    "type {type_name:?} has no loaded version {version:?}"
+                )));
+            };
+            self.install(wanted).await?;
+        }
+        self.pinned.insert(type_name.clone());
+        let version = self
+            .settings
+            .plugins
+            .get(&type_name)
+            .map(|p| p.info().version.clone())
+            .unwrap_or_default();
+        Ok(format!("type {type_name} pinned to {version}"))
     }
 
     fn set_component(

@@ -202,6 +202,55 @@ async fn swaps_under_online_resources_keep_them_online_and_on_schedule() {
             >= rejected_before + 3
     );
 
+    // Versions, roll-back and pinning.
+    let loaded: Vec<(String, bool)> = agent
+        .node
+        .versions("chaos")
+        .await
+        .expect("versions")
+        .into_iter()
+        .map(|v| (v.version, v.active))
+        .collect();
+    assert_eq!(
+        loaded,
+        vec![("0.1.0".to_string(), false), ("0.2.0".to_string(), true)]
+    );
+    let answer = agent.node.rollback("chaos").await.expect("rollback");
+    assert!(answer.contains("moved from 0.2.0 to 0.1.0"), "{answer}");
+    assert_eq!(
+        versions(&agent).await,
+        HashMap::from([("0.1.0".to_string(), RESOURCES)])
+    );
+    agent.node.pin("chaos", None).await.expect("pin");
+    let pinned = watch.plugin_events.len();
+    drop_in(
+        &plugins,
+        &std::fs::read(env!("WARDEN_PLUGIN_CHAOS_NEXT")).expect("next"),
+    );
+    watch
+        .run_until(Duration::from_secs(30), |w| {
+            w.plugin_events[pinned..]
+                .iter()
+                .any(|(a, _)| a == "rejected")
+        })
+        .await;
+    assert_eq!(
+        versions(&agent).await,
+        HashMap::from([("0.1.0".to_string(), RESOURCES)])
+    );
+    let answer = agent
+        .node
+        .pin("chaos", Some("0.2.0".to_string()))
+        .await
+        .expect("pin to 0.2.0");
+    assert_eq!(answer, "type chaos pinned to 0.2.0");
+    assert_eq!(
+        versions(&agent).await,
+        HashMap::from([("0.2.0".to_string(), RESOURCES)])
+    );
+    agent.node.unpin("chaos").await.expect("unpin");
+    assert!(agent.node.unpin("chaos").await.is_err());
+
     // Removing the file takes nothing down.
     std::fs::remove_file(plugins.join("chaos.wasm")).expect("rm");
     watch
