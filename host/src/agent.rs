@@ -34,6 +34,7 @@ pub struct Agent {
     history: JoinHandle<()>,
     watcher: Option<JoinHandle<()>>,
     events: broadcast::Receiver<Event>,
+    on_shutdown: crate::config::OnShutdown,
 }
 
 /// A plugin file that could not be loaded, and why.
@@ -146,6 +147,7 @@ impl Agent {
             history,
             watcher,
             events: subscription,
+            on_shutdown: config.node.on_shutdown,
         })
     }
 
@@ -156,8 +158,21 @@ impl Agent {
     }
 
     /// Take every group offline (in reverse dependency order), close every
-    /// resource, and stop.
+    /// resource, and stop; or, with `on_shutdown = "leave-running"`, stop
+    /// the agent alone and leave the services for the next agent to adopt.
     pub async fn shutdown(self) {
+        if self.on_shutdown == crate::config::OnShutdown::LeaveRunning {
+            tracing::info!(
+                "shutting down, leaving every service running for the next agent to adopt"
+            );
+            crate::systemd::notify_or_log("STOPPING=1\nSTATUS=leaving the services running");
+            crate::runtime::leave_running_on_exit();
+            if let Some(watcher) = &self.watcher {
+                watcher.abort();
+            }
+            self.history.abort();
+            return;
+        }
         tracing::info!("shutting down: taking every group offline");
         if let Some(watcher) = &self.watcher {
             watcher.abort();

@@ -123,6 +123,20 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     #[serde(default)]
     pub plugins_dir: Option<PathBuf>,
+    /// What SIGTERM does to the services: take every group offline in
+    /// reverse dependency order ("offline", the default), or leave them
+    /// running for the next agent to adopt ("leave-running": restart the
+    /// agent alone).
+    #[serde(default)]
+    pub on_shutdown: OnShutdown,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnShutdown {
+    #[default]
+    Offline,
+    LeaveRunning,
 }
 
 /// Where the admin API listens and the token it wants.

@@ -35,14 +35,10 @@ fn free_port() -> SocketAddr {
         .expect("a free port")
 }
 
-/// Write a configuration with an admin API into `dir` (kept across
-/// restarts of the agent) and start the agent.
-fn start(dir: &Path, api: SocketAddr) -> Agent {
-    std::fs::write(dir.join("token"), format!("{TOKEN}\n")).expect("token");
-    std::fs::write(
-        dir.join("node.toml"),
-        format!(
-            r#"
+/// The configuration every test starts with: an admin API, no resources.
+fn base_config(api: SocketAddr) -> String {
+    format!(
+        r#"
 [node]
 name = "solo"
 data_dir = "data"
@@ -54,9 +50,19 @@ token_file = "token"
 [plugins.process]
 allow_programs = ["/usr/bin/sleep"]
 "#
-        ),
     )
-    .expect("config");
+}
+
+/// Start an agent in `dir` (kept across restarts) with the base
+/// configuration.
+fn start(dir: &Path, api: SocketAddr) -> Agent {
+    start_with(dir, api, &base_config(api))
+}
+
+/// Write `config` and a token into `dir` and start the agent.
+fn start_with(dir: &Path, api: SocketAddr, config: &str) -> Agent {
+    std::fs::write(dir.join("token"), format!("{TOKEN}\n")).expect("token");
+    std::fs::write(dir.join("node.toml"), config).expect("config");
     let child = Command::new(WARDEN)
         .args(["agent", "--config"])
         .arg(dir.join("node.toml"))
@@ -534,7 +540,7 @@ fn acknowledged_changes_survive_sigkill_of_the_agent() {
 }
 
 #[test]
-fn a_service_left_running_by_a_killed_agent_is_not_run_twice() {
+fn a_service_left_running_by_a_killed_agent_is_adopted_not_run_twice() {
     let dir = tempfile::tempdir().expect("tempdir");
     let api = free_port();
     let agent = start(dir.path(), api);
@@ -555,16 +561,6 @@ fn a_service_left_running_by_a_killed_agent_is_not_run_twice() {
     wait_until("sleeper online", Duration::from_secs(20), || {
         (agent.resource_state("sleeper").as_deref() == Some("Online")).then_some(())
     });
-    let sleepers = || {
-        let out = Command::new("pgrep")
-            .args(["-f", "^/usr/bin/sleep 987$"])
-            .output()
-            .expect("pgrep");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.trim().parse::<i32>().ok())
-            .collect::<Vec<_>>()
-    };
     let first = sleepers();
     assert_eq!(first.len(), 1, "{first:?}");
     kill(Pid::from_raw(agent.child.id() as i32), Signal::SIGKILL).expect("kill -9");
@@ -576,11 +572,88 @@ fn a_service_left_running_by_a_killed_agent_is_not_run_twice() {
     wait_until("sleeper online again", Duration::from_secs(20), || {
         (agent.resource_state("sleeper").as_deref() == Some("Online")).then_some(())
     });
-    let now = sleepers();
-    assert_eq!(now.len(), 1, "the service runs twice: {now:?}");
-    assert_ne!(now, first, "the leftover was stopped and a new one started");
+    assert_eq!(sleepers(), first, "the same process, adopted");
+    // An adopted process that dies is noticed like any other.
+    kill(Pid::from_raw(first[0]), Signal::SIGKILL).expect("kill the service");
+    wait_until("a new sleeper", Duration::from_secs(20), || {
+        let now = sleepers();
+        (now.len() == 1 && now != first).then_some(())
+    });
     agent.ok(&["group", "offline", "g"]);
     wait_until("sleeper stopped", Duration::from_secs(20), || {
         sleepers().is_empty().then_some(())
     });
+}
+
+#[test]
+fn leave_running_restarts_the_agent_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = free_port();
+    let agent = start(dir.path(), api);
+    agent.ok(&["group", "create", "g"]);
+    agent.ok(&[
+        "resource",
+        "create",
+        "sleeper",
+        "--type",
+        "process",
+        "--group",
+        "g",
+        "--prop",
+        "program=/usr/bin/sleep",
+        "--prop",
+        "args=986",
+    ]);
+    let running = || {
+        let out = Command::new("pgrep")
+            .args(["-f", "^/usr/bin/sleep 986$"])
+            .output()
+            .expect("pgrep");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().parse::<i32>().ok())
+            .collect::<Vec<_>>()
+    };
+    wait_until("sleeper running", Duration::from_secs(20), || {
+        (running().len() == 1).then_some(())
+    });
+    let first = running();
+    drop(agent);
+    // Same configuration, with on_shutdown = "leave-running".
+    let text = std::fs::read_to_string(dir.path().join("node.toml")).expect("config");
+    let mut agent = start_with(
+        dir.path(),
+        api,
+        &text.replace(
+            "name = \"solo\"",
+            "name = \"solo\"\non_shutdown = \"leave-running\"",
+        ),
+    );
+    wait_until("sleeper online", Duration::from_secs(20), || {
+        (agent.resource_state("sleeper").as_deref() == Some("Online")).then_some(())
+    });
+    kill(Pid::from_raw(agent.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    let status = agent.child.wait().expect("wait");
+    assert!(status.success(), "{status:?}");
+    assert_eq!(running(), first, "the service was left running");
+    let agent = start_with(dir.path(), api, &text);
+    wait_until("sleeper adopted", Duration::from_secs(20), || {
+        (agent.resource_state("sleeper").as_deref() == Some("Online")).then_some(())
+    });
+    assert_eq!(running(), first, "adopted, not restarted");
+    agent.ok(&["group", "offline", "g"]);
+    wait_until("sleeper stopped", Duration::from_secs(20), || {
+        running().is_empty().then_some(())
+    });
+}
+
+fn sleepers() -> Vec<i32> {
+    let out = Command::new("pgrep")
+        .args(["-f", "^/usr/bin/sleep 987$"])
+        .output()
+        .expect("pgrep");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse::<i32>().ok())
+        .collect()
 }

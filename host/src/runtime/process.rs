@@ -7,11 +7,15 @@
 //! resource did not ask for at once ([`ProcessExit`]), so the monitor need
 //! not wait for the next poll to notice.
 //!
-//! A pid file in the resource's data directory names the running process.
-//! If the agent is killed, its services live on; the next agent finds the
-//! pid file at its first start of that resource and stops the leftover
-//! (after checking that the pid still runs the same program) before it
-//! starts anew, so a service never runs twice.
+//! A service writes its output to `service.log` in the resource's data
+//! directory, not to a pipe into the agent, so it does not depend on the
+//! agent staying alive. A pid file there names the running process (pid,
+//! start time, program). If the agent dies or is stopped with
+//! `on_shutdown = "leave-running"`, its services live on; the next agent
+//! finds the pid file at its first start of that resource and *adopts* the
+//! process if the pid still runs the same program since the same moment,
+//! so a service is neither run twice nor restarted needlessly. A pid file
+//! naming another program is stale: that process is stopped first.
 
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
@@ -21,7 +25,6 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
@@ -38,8 +41,35 @@ pub struct ProcessExit {
 #[derive(Debug)]
 struct Running {
     pid: u32,
-    exit: watch::Receiver<Option<ExitStatus>>,
+    exit: watch::Receiver<Option<Ended>>,
     stopping: Arc<AtomicBool>,
+}
+
+/// How a managed process ended.
+#[derive(Debug, Clone)]
+struct Ended {
+    state: ProcessState,
+    /// "exited with status 1", "killed by signal 9".
+    how: String,
+}
+
+impl Ended {
+    fn from_status(status: &ExitStatus) -> Ended {
+        Ended {
+            state: state_of(status),
+            how: describe(status),
+        }
+    }
+}
+
+/// Set when the agent leaves its services running on exit
+/// (`on_shutdown = "leave-running"`): dropping a slot then kills nothing.
+static LEAVE_RUNNING: AtomicBool = AtomicBool::new(false);
+
+/// Leave every managed process running when the agent exits, for the next
+/// agent to adopt.
+pub fn leave_running_on_exit() {
+    LEAVE_RUNNING.store(true, Ordering::SeqCst);
 }
 
 /// The managed process of one resource, if any.
@@ -88,7 +118,7 @@ impl ProcessSlot {
             None => ProcessState::NotStarted,
             Some(running) => match &*running.exit.borrow() {
                 None => ProcessState::Running(running.pid),
-                Some(status) => state_of(status),
+                Some(ended) => ended.state,
             },
         }
     }
@@ -125,8 +155,12 @@ impl ProcessSlot {
         {
             return Err(format!("already running as pid {}", running.pid));
         }
-        if current.is_none() {
-            reap_leftover(&self.resource, data_dir);
+        if current.is_none()
+            && let Some(adopted) = self.adopt_leftover(&spec.program, data_dir)
+        {
+            let pid = adopted.pid;
+            *current = Some(adopted);
+            return Ok(pid);
         }
         let cwd = spec
             .cwd
@@ -134,14 +168,23 @@ impl ProcessSlot {
             .filter(|c| !c.is_empty())
             .map(Path::new)
             .unwrap_or(data_dir);
+        let log_path = data_dir.join(SERVICE_LOG);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|err| format!("could not open {}: {err}", log_path.display()))?;
         let mut command = Command::new(program);
         command
             .args(&spec.args)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .current_dir(cwd)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(Stdio::from(
+                log.try_clone()
+                    .map_err(|e| format!("{}: {e}", log_path.display()))?,
+            ))
+            .stderr(Stdio::from(log))
             // Its own process group, so that stop reaches what it forks.
             .process_group(0)
             .kill_on_drop(false);
@@ -151,28 +194,9 @@ impl ProcessSlot {
         let pid = child
             .id()
             .ok_or_else(|| format!("{} exited before it could be watched", spec.program))?;
-        for (stream, pipe) in [
-            (
-                "stdout",
-                child
-                    .stdout
-                    .take()
-                    .map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>),
-            ),
-            (
-                "stderr",
-                child
-                    .stderr
-                    .take()
-                    .map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>),
-            ),
-        ] {
-            if let Some(pipe) = pipe {
-                tokio::spawn(forward_lines(self.resource.clone(), stream, pipe));
-            }
-        }
         let pid_file = data_dir.join(PID_FILE);
-        if let Err(err) = std::fs::write(&pid_file, format!("{pid} {}\n", spec.program)) {
+        let started = start_time(pid).unwrap_or(0);
+        if let Err(err) = std::fs::write(&pid_file, format!("{pid} {started} {}\n", spec.program)) {
             tracing::warn!(resource = %self.resource, "could not write {}: {err}", pid_file.display());
         }
         let (exit_tx, exit_rx) = watch::channel(None);
@@ -189,14 +213,19 @@ impl ProcessSlot {
                     return;
                 }
             };
-            let how = describe(&status);
+            let ended = Ended::from_status(&status);
+            let how = ended.how.clone();
+            // What it forked may live on in its process group (nginx's
+            // workers after the master is killed), holding ports and
+            // answering checks: the service is gone, so is its group.
+            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
             // Only this process's pid file: a newer one may have replaced it.
             if std::fs::read_to_string(&pid_file)
                 .is_ok_and(|text| text.split_whitespace().next() == Some(&pid.to_string()))
             {
                 let _ = std::fs::remove_file(&pid_file);
             }
-            exit_tx.send_replace(Some(status));
+            exit_tx.send_replace(Some(ended));
             if watcher_stopping.load(Ordering::SeqCst) {
                 tracing::info!(%resource, pid, "process {how} after stop");
             } else {
@@ -251,6 +280,9 @@ impl Drop for ProcessSlot {
     /// A resource that is dropped (deleted, or the agent shutting down
     /// without taking it offline) leaves no orphan behind.
     fn drop(&mut self) {
+        if LEAVE_RUNNING.load(Ordering::SeqCst) {
+            return;
+        }
         if let Some(running) = &*self.lock()
             && running.exit.borrow().is_none()
         {
@@ -263,49 +295,96 @@ impl Drop for ProcessSlot {
 /// The file in a resource's data directory that names its running process.
 const PID_FILE: &str = ".warden-pid";
 
-/// Stop the process a previous agent left running for this resource, if
-/// the pid file names one that still runs the same program.
-fn reap_leftover(resource: &str, data_dir: &Path) {
-    let pid_file = data_dir.join(PID_FILE);
-    let Ok(text) = std::fs::read_to_string(&pid_file) else {
-        return;
-    };
-    let mut words = text.split_whitespace();
-    let (Some(pid), Some(program)) = (
-        words.next().and_then(|p| p.parse::<i32>().ok()),
-        words.next(),
-    ) else {
-        let _ = std::fs::remove_file(&pid_file);
-        return;
-    };
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
-    if pid > 1 && argv0 == program.as_bytes() {
-        tracing::warn!(
-            resource,
-            pid,
-            "{program} was left running by a previous agent; stopping it before starting anew"
-        );
-        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-        // It is not our child: wait for it to vanish rather than for an exit
-        // status, briefly.
-        for _ in 0..200 {
-            if !Path::new(&format!("/proc/{pid}")).exists() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-    let _ = std::fs::remove_file(&pid_file);
+/// The file in a resource's data directory that its service writes to.
+pub const SERVICE_LOG: &str = "service.log";
+
+/// When `pid` started, in clock ticks since boot (field 22 of
+/// `/proc/PID/stat`): with the pid, it tells a process from a later one
+/// that reused the pid.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces.
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split_whitespace().nth(19)?.parse().ok()
 }
 
-async fn forward_lines(
-    resource: Arc<str>,
-    stream: &'static str,
-    pipe: Box<dyn AsyncRead + Send + Unpin>,
-) {
-    let mut lines = BufReader::new(pipe).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        tracing::info!(target: "warden::service", resource = %resource, stream, "{line}");
+impl ProcessSlot {
+    /// Adopt the process a previous agent left running for this resource,
+    /// if the pid file names one that still runs `program` since the same
+    /// moment. A stale pid file naming another live program is stopped
+    /// first, so the service never runs twice.
+    fn adopt_leftover(&self, program: &str, data_dir: &Path) -> Option<Running> {
+        let pid_file = data_dir.join(PID_FILE);
+        let text = std::fs::read_to_string(&pid_file).ok()?;
+        let mut words = text.split_whitespace();
+        let pid = words.next().and_then(|p| p.parse::<u32>().ok());
+        let started = words.next().and_then(|t| t.parse::<u64>().ok());
+        let recorded = words.next();
+        let (Some(pid), Some(started), Some(recorded)) = (pid, started, recorded) else {
+            let _ = std::fs::remove_file(&pid_file);
+            return None;
+        };
+        let same_process = pid > 1 && start_time(pid) == Some(started);
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+        if !same_process || argv0 != recorded.as_bytes() {
+            let _ = std::fs::remove_file(&pid_file);
+            return None;
+        }
+        if recorded != program {
+            tracing::warn!(
+                resource = %self.resource,
+                pid,
+                "{recorded} was left running by a previous agent, but the resource now runs {program}: stopping it"
+            );
+            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            for _ in 0..200 {
+                if start_time(pid) != Some(started) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = std::fs::remove_file(&pid_file);
+            return None;
+        }
+        tracing::info!(
+            resource = %self.resource,
+            pid,
+            "adopted {program}, left running by a previous agent"
+        );
+        // Not our child: no exit status to wait for. Watch for it to go.
+        let (exit_tx, exit) = watch::channel(None);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let watcher_stopping = stopping.clone();
+        let exits = self.exits.clone();
+        let resource = self.resource.clone();
+        tokio::spawn(async move {
+            while start_time(pid) == Some(started) {
+                tokio::time::sleep(ADOPTED_POLL).await;
+            }
+            if std::fs::read_to_string(&pid_file)
+                .is_ok_and(|text| text.split_whitespace().next() == Some(&pid.to_string()))
+            {
+                let _ = std::fs::remove_file(&pid_file);
+            }
+            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            let how = "ended (it was adopted, so its exit status is unknown)".to_string();
+            exit_tx.send_replace(Some(Ended {
+                state: ProcessState::Exited(-1),
+                how: how.clone(),
+            }));
+            if !watcher_stopping.load(Ordering::SeqCst) {
+                tracing::warn!(%resource, pid, "process {how}");
+                let _ = exits.send(ProcessExit { pid, how });
+            }
+        });
+        Some(Running {
+            pid,
+            exit,
+            stopping,
+        })
     }
 }
+
+/// How often an adopted process is checked for having ended.
+const ADOPTED_POLL: Duration = Duration::from_millis(100);
