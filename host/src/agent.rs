@@ -98,14 +98,7 @@ impl Agent {
             tracing::info!(
                 "admin API on http://{addr}/ (OpenAPI at /v1/openapi.json, metrics at /metrics)"
             );
-            let serving = crate::api::serve(
-                listener,
-                node.clone(),
-                token,
-                plugins.clone(),
-                history_path,
-                metrics,
-            );
+            let serving = crate::api::serve(listener, node.clone(), token, history_path, metrics);
             tokio::spawn(async move {
                 if let Err(err) = serving.await {
                     tracing::error!("{err:#}");

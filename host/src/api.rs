@@ -24,7 +24,6 @@ use crate::components::{Component, Requester, State as ComponentState};
 use crate::config::{GroupConfig, PropertyValue, ResourceConfig};
 use crate::metrics::Metrics;
 use crate::node::{Change, Node, Operation, Refused, RefusedKind};
-use crate::runtime::Plugin;
 
 /// The OpenAPI document of this API.
 pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
@@ -33,7 +32,6 @@ pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
 struct Api {
     node: Node,
     token: Arc<str>,
-    plugins: Arc<BTreeMap<String, Arc<Plugin>>>,
     history: Arc<PathBuf>,
     metrics: Arc<Metrics>,
 }
@@ -43,14 +41,12 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     node: Node,
     token: String,
-    plugins: BTreeMap<String, Arc<Plugin>>,
     history: PathBuf,
     metrics: Arc<Metrics>,
 ) -> Result<()> {
     let api = Api {
         node,
         token: token.into(),
-        plugins: Arc::new(plugins),
         history: Arc::new(history),
         metrics,
     };
@@ -291,9 +287,13 @@ async fn control(State(api): State<Api>, Path(name): Path<String>, body: String)
 }
 
 async fn list_plugins(State(api): State<Api>) -> Response {
-    let list: Vec<Value> = api
-        .plugins
-        .values()
+    // Ask the node: types dropped into the plugins directory after start
+    // are there too.
+    let Ok(plugins) = api.node.plugins().await else {
+        return stopped();
+    };
+    let list: Vec<Value> = plugins
+        .iter()
         .map(|p| {
             let info = p.info();
             let properties: Vec<Value> = info
@@ -380,7 +380,10 @@ async fn set_component(State(api): State<Api>, body: String) -> Response {
         Ok(request) => request,
         Err(message) => return bad_request(message),
     };
-    let types = api.plugins.keys().map(String::as_str);
+    let Ok(plugins) = api.node.plugins().await else {
+        return stopped();
+    };
+    let types = plugins.iter().map(|p| p.name());
     let parsed = Component::parse_with_types(&request.component, types).and_then(|component| {
         Ok((
             component,

@@ -13,6 +13,8 @@ use warden::cli::{self, Client, Connection};
 use warden::config::AgentConfig;
 use warden::runtime::{Plugin, Runtime, RuntimeConfig};
 
+mod plugin_test;
+
 #[derive(Parser)]
 #[command(
     name = "warden",
@@ -127,6 +129,23 @@ enum Command {
 enum PluginCommand {
     /// Load a .wasm file as the agent would and print its description.
     Check { file: PathBuf },
+    /// Run one resource of a .wasm file through its whole life cycle
+    /// against real processes, printing each step with its timing.
+    Test {
+        file: PathBuf,
+        /// A property, KEY=VALUE (repeat).
+        #[arg(long = "prop", value_parser = plugin_test::key_value)]
+        properties: Vec<(String, String)>,
+        /// A program the resource may start (repeat); default: its
+        /// `program` property.
+        #[arg(long = "grant-program")]
+        grant_programs: Vec<PathBuf>,
+        #[arg(long, default_value_t = plugin_test::DEFAULT_CHECK_INTERVAL_MS)]
+        check_interval_ms: u64,
+        /// Override the type's pending timeout, to see a hang sooner.
+        #[arg(long)]
+        pending_timeout_ms: Option<u64>,
+    },
     /// The resource types a running agent has loaded.
     List {
         #[arg(long)]
@@ -213,6 +232,26 @@ async fn run(command: Command) -> Result<()> {
         Command::Plugin {
             command: PluginCommand::Check { file },
         } => check_plugin(&file).await,
+        Command::Plugin {
+            command:
+                PluginCommand::Test {
+                    file,
+                    properties,
+                    grant_programs,
+                    check_interval_ms,
+                    pending_timeout_ms,
+                },
+        } => {
+            let args = plugin_test::TestArgs {
+                file,
+                properties,
+                grant_programs,
+                check_interval: std::time::Duration::from_millis(check_interval_ms),
+                pending_timeout: pending_timeout_ms.map(std::time::Duration::from_millis),
+            };
+            plugin_test::check_args(&args)?;
+            plugin_test::run(args).await
+        }
         Command::Plugin {
             command: PluginCommand::List { json, connection },
         } => blocking(move || cli::plugins(&Client::new(&connection), json)).await,

@@ -150,6 +150,9 @@ enum Command {
         type_name: String,
         reply: oneshot::Sender<Result<Vec<VersionView>>>,
     },
+    Plugins {
+        reply: oneshot::Sender<Vec<Arc<Plugin>>>,
+    },
     Rollback {
         type_name: String,
         reply: oneshot::Sender<Result<String>>,
@@ -371,6 +374,11 @@ impl Node {
     /// Every component with its effective state and its requesters.
     pub async fn components(&self) -> Result<Vec<ComponentView>, Stopped> {
         self.request(|reply| Command::Components { reply }).await
+    }
+
+    /// The resource types loaded now (each at its active version).
+    pub async fn plugins(&self) -> Result<Vec<Arc<Plugin>>, Stopped> {
+        self.request(|reply| Command::Plugins { reply }).await
     }
 
     /// The versions of a type this agent has loaded, oldest first.
@@ -599,6 +607,9 @@ impl Driver {
                     self.install(plugin).await
                 };
                 let _ = reply.send(result);
+            }
+            Command::Plugins { reply } => {
+                let _ = reply.send(self.settings.plugins.values().cloned().collect());
             }
             Command::Versions { type_name, reply } => {
                 let _ = reply.send(self.versions(&type_name));

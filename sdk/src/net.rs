@@ -143,6 +143,24 @@ impl Dialogue {
     }
 }
 
+/// A one-line question and answer on a fresh connection (a Redis `PING`
+/// answered `+PONG`, a memcached `version`, ...): connect, send `line`,
+/// expect an answer starting with `prefix`, close. Returns the answer.
+///
+/// ```no_run
+/// # use warden_sdk::net::{ask_once, Deadline};
+/// ask_once("127.0.0.1:6379", "PING", "+PONG", Deadline::after_ms(2000))?;
+/// # Ok::<(), String>(())
+/// ```
+pub fn ask_once(
+    address: &str,
+    line: &str,
+    prefix: &str,
+    deadline: Deadline,
+) -> Result<String, String> {
+    Dialogue::connect(address, deadline)?.ask(line, prefix)
+}
+
 /// The SMTP health dialogue: a 220 banner, EHLO answered 250, QUIT.
 pub fn smtp_check(address: &str, deadline: Deadline) -> Result<(), String> {
     let mut smtp = Dialogue::connect(address, deadline)?;

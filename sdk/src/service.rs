@@ -7,7 +7,7 @@
 
 use crate::host::{self, Level};
 use crate::process::{self, ProcessState, SpawnSpec};
-use crate::types::{PropertyError, PropertyKind, PropertySpec};
+use crate::types::{Health, PropertyError, PropertyKind, PropertySpec};
 use crate::{number, property, spec};
 
 /// One managed service, as the resource's properties describe it.
@@ -61,7 +61,38 @@ pub fn properties(
     ]
 }
 
+/// Like [`properties`], for a type that runs a known program by default
+/// (`/usr/bin/redis-server`, say): `program` is optional with that default.
+///
+/// ```
+/// let props = warden_sdk::service::properties_with_program("/usr/bin/redis-server", "--port 6379", "30000");
+/// assert_eq!(props[0].default_value.as_deref(), Some("/usr/bin/redis-server"));
+/// assert!(!props[0].required);
+/// ```
+pub fn properties_with_program(
+    default_program: &str,
+    default_args: &str,
+    startup_ms: &str,
+) -> Vec<PropertySpec> {
+    let mut specs = properties(default_args, false, startup_ms);
+    specs[0].default_value = Some(default_program.to_string());
+    specs[0].required = false;
+    specs
+}
+
 /// Replace each `{name}` in `template` by the value of property `name`.
+///
+/// `{name.host}` and `{name.port}` take the host or the port of an address
+/// property (`host:port`, `[v6]:port`), for programs that want them apart:
+///
+/// ```
+/// # use warden_sdk::service::expand;
+/// let props = vec![("address".to_string(), "127.0.0.1:6379".to_string())];
+/// assert_eq!(
+///     expand("--bind {address.host} --port {address.port}", &props).unwrap(),
+///     "--bind 127.0.0.1 --port 6379"
+/// );
+/// ```
 pub fn expand(template: &str, properties: &[(String, String)]) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = template;
@@ -71,13 +102,30 @@ pub fn expand(template: &str, properties: &[(String, String)]) -> Result<String,
             .find('}')
             .ok_or_else(|| format!("unclosed {{ in {template:?}"))?;
         let name = &rest[open + 1..open + close];
-        let value =
-            property(properties, name).ok_or_else(|| format!("{{{name}}} names no property"))?;
+        let value = match property(properties, name) {
+            Some(value) => value,
+            None => address_part(name, properties)?,
+        };
         out.push_str(value);
         rest = &rest[open + close + 1..];
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// `{name.host}` / `{name.port}` of [`expand`].
+fn address_part<'a>(name: &str, properties: &'a [(String, String)]) -> Result<&'a str, String> {
+    let unknown = || format!("{{{name}}} names no property");
+    let (base, part) = name.rsplit_once('.').ok_or_else(unknown)?;
+    let address = property(properties, base).ok_or_else(unknown)?;
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{{{name}}}: property {base:?} ({address:?}) has no port"))?;
+    match part {
+        "host" => Ok(host.trim_start_matches('[').trim_end_matches(']')),
+        "port" => Ok(port),
+        _ => Err(unknown()),
+    }
 }
 
 /// Split a command line into arguments: whitespace separates, `"..."` and
@@ -223,6 +271,37 @@ impl Service {
         }
     }
 
+    /// Answer the control codes every service type shares: `pid` (the
+    /// managed process's pid, which `warden plugin test` uses to kill it);
+    /// any other code is refused, naming the known ones.
+    ///
+    /// ```ignore
+    /// fn control(&self, code: String, payload: String) -> Result<String, String> {
+    ///     self.service.control(&code, &payload)
+    /// }
+    /// ```
+    pub fn control(&self, code: &str, _payload: &str) -> Result<String, String> {
+        match code {
+            "pid" => self.pid(),
+            other => Err(format!("unknown control code {other:?}; known: pid")),
+        }
+    }
+
+    /// A health check: the managed process must run (see
+    /// [`Service::running`]) and then `check` must pass.
+    ///
+    /// ```ignore
+    /// fn is_alive(&self) -> Health {
+    ///     self.service.health(|| net::ask_once(&self.address, "PING", "+PONG", Deadline::after_ms(2000)).map(drop))
+    /// }
+    /// ```
+    pub fn health(&self, check: impl FnOnce() -> Result<(), String>) -> Health {
+        match self.running().and_then(|()| check()) {
+            Ok(()) => Health::Healthy,
+            Err(why) => Health::Failed(why),
+        }
+    }
+
     /// Kill at once, best effort.
     pub fn kill(&self) {
         if self.spawn.is_some()
@@ -250,5 +329,8 @@ mod tests {
             vec!["-c", "/etc/n.conf", "-g", "daemon off;", ""]
         );
         assert!(split_args("\"open").is_err());
+        assert_eq!(expand("{address.port}", &props).unwrap(), "25");
+        assert_eq!(expand("{address.host}", &props).unwrap(), "127.0.0.1");
+        assert!(expand("{address.nope}", &props).is_err());
     }
 }

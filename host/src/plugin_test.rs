@@ -1,0 +1,353 @@
+//! `warden plugin test FILE.wasm --prop k=v ...`: run one resource of a
+//! plugin through its whole life cycle against real processes, in this
+//! process, and print each step with its timing.
+//!
+//! Steps: load (as `plugin check`), validate, open + online, two health
+//! checks, kill of the managed service (its pid from the `pid` control
+//! code), recovery (online again), offline, close. A step that does not
+//! finish in time (a hang) or ends the resource Failed (a trap, an error)
+//! fails the test with the reason.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use warden::monitor::{Monitor, ResourceHandle, ResourceSpec, ResourceState, TimingOverrides};
+use warden::runtime::{Grants, Plugin, Runtime, RuntimeConfig};
+
+/// What `warden plugin test` was asked.
+pub struct TestArgs {
+    pub file: PathBuf,
+    pub properties: Vec<(String, String)>,
+    /// Programs the resource may start; none: the `program` property's
+    /// value (or default), if the type has one.
+    pub grant_programs: Vec<PathBuf>,
+    /// Interval of the health checks during the test.
+    pub check_interval: Duration,
+    /// Overrides the type's pending timeout (online and offline), so that
+    /// a hang shows quickly.
+    pub pending_timeout: Option<Duration>,
+}
+
+/// Health checks run this often during a test unless asked otherwise.
+pub const DEFAULT_CHECK_INTERVAL_MS: u64 = 500;
+
+/// Removes the temporary data directory when the test ends.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn step(name: &str, started: Instant, detail: &str) {
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if detail.is_empty() {
+        println!("ok   {name:<14} {ms:>9.1} ms");
+    } else {
+        println!("ok   {name:<14} {ms:>9.1} ms  {detail}");
+    }
+}
+
+fn failed(name: &str, started: Instant, why: impl std::fmt::Display) -> anyhow::Error {
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    println!("FAIL {name:<14} {ms:>9.1} ms  {why}");
+    anyhow!("step {name} failed: {why}")
+}
+
+/// Wait until the resource is in `want`; a Failed state (when not wanted)
+/// or the time passing fails the step with the reason.
+async fn reach(
+    handle: &ResourceHandle,
+    name: &str,
+    want: ResourceState,
+    within: Duration,
+    started: Instant,
+) -> Result<()> {
+    let status = handle
+        .wait_for(within, |s| {
+            s.state == want || (s.state == ResourceState::Failed && want != ResourceState::Failed)
+        })
+        .await;
+    match status {
+        Some(s) if s.state == want => Ok(()),
+        Some(s) => Err(failed(
+            name,
+            started,
+            format!(
+                "the resource failed: {}",
+                s.reason.as_deref().unwrap_or("no reason given")
+            ),
+        )),
+        None => {
+            let s = handle.status();
+            Err(failed(
+                name,
+                started,
+                format!(
+                    "hang: not {want} within {} ms (state {}, reason: {})",
+                    within.as_millis(),
+                    s.state,
+                    s.reason.as_deref().unwrap_or("none")
+                ),
+            ))
+        }
+    }
+}
+
+/// Wait for `count` more health checks while the resource stays Online.
+async fn checks(
+    handle: &ResourceHandle,
+    name: &str,
+    count: u64,
+    within: Duration,
+    started: Instant,
+) -> Result<()> {
+    let first = handle.status().checks;
+    let status = handle
+        .wait_for(within, |s| {
+            s.state != ResourceState::Online || s.checks >= first + count
+        })
+        .await;
+    match status {
+        Some(s) if s.state == ResourceState::Online => Ok(()),
+        Some(s) => Err(failed(
+            name,
+            started,
+            format!(
+                "a health check failed: {} ({})",
+                s.reason.as_deref().unwrap_or("no reason given"),
+                s.state
+            ),
+        )),
+        None => Err(failed(
+            name,
+            started,
+            format!(
+                "hang: {count} health checks did not complete within {} ms",
+                within.as_millis()
+            ),
+        )),
+    }
+}
+
+pub async fn run(args: TestArgs) -> Result<()> {
+    let total = Instant::now();
+    let result = life_cycle(&args).await;
+    match &result {
+        Ok(()) => println!(
+            "PASS {} ({:.1} s)",
+            args.file.display(),
+            total.elapsed().as_secs_f64()
+        ),
+        Err(_) => println!(
+            "FAIL {} ({:.1} s)",
+            args.file.display(),
+            total.elapsed().as_secs_f64()
+        ),
+    }
+    result
+}
+
+async fn life_cycle(args: &TestArgs) -> Result<()> {
+    let started = Instant::now();
+    let plugin = load(&args.file)
+        .await
+        .map_err(|e| failed("load", started, format!("{e:#}")))?;
+    let info = plugin.info().clone();
+    step("load", started, &format!("{} {}", info.name, info.version));
+
+    let grants = grants(args, &plugin);
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("warden-plugin-test-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).with_context(|| format!("creating {}", dir.0.display()))?;
+    let interval = args.check_interval;
+    let spec = ResourceSpec {
+        name: "plugin-test".to_string(),
+        type_name: info.name.clone(),
+        properties: args.properties.clone(),
+        timing: TimingOverrides {
+            looks_alive_interval: Some(interval),
+            is_alive_interval: Some(interval),
+            pending_timeout: args.pending_timeout,
+            ..TimingOverrides::default()
+        },
+        memory_limit: None,
+        data_dir: dir.0.clone(),
+        grants,
+    };
+    // Each step may take its timeout plus a margin; past that it hangs
+    // (the monitor cuts calls off itself, so this is a second line).
+    let pending = args
+        .pending_timeout
+        .unwrap_or(Duration::from_millis(info.timing.pending_timeout_ms))
+        .max(Duration::from_secs(1));
+    println!(
+        "note timeouts      online/offline {} ms (--pending-timeout-ms), checks every {} ms",
+        pending.as_millis(),
+        interval.as_millis()
+    );
+    let check_time = interval * 3 + Duration::from_millis(info.timing.check_timeout_ms) * 2;
+    let margin = Duration::from_secs(5);
+
+    let started = Instant::now();
+    let mut monitor = Monitor::default();
+    let handle = monitor
+        .add(plugin, spec)
+        .await
+        .map_err(|e| failed("validate", started, e))?;
+    step("validate", started, "");
+
+    let result = drive(&handle, pending + margin, check_time + margin).await;
+    let started = Instant::now();
+    handle.shutdown().await;
+    monitor.shutdown().await;
+    match result {
+        Ok(()) => {
+            step("close", started, "");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn drive(handle: &ResourceHandle, pending: Duration, check_time: Duration) -> Result<()> {
+    let started = Instant::now();
+    handle.online()?;
+    reach(handle, "online", ResourceState::Online, pending, started).await?;
+    step("open+online", started, "");
+
+    let started = Instant::now();
+    checks(handle, "health checks", 2, check_time, started).await?;
+    step("health checks", started, "2 passed");
+
+    let started = Instant::now();
+    let pid = match handle.control("pid", "").await? {
+        Ok(pid) => Some(pid),
+        Err(why) => {
+            println!(
+                "skip kill           the type manages no process here (control \"pid\": {why})"
+            );
+            None
+        }
+    };
+    if let Some(pid) = pid {
+        let pid: i32 = pid
+            .trim()
+            .parse()
+            .map_err(|_| failed("kill", started, format!("control \"pid\" answered {pid:?}")))?;
+        kill(Pid::from_raw(pid), Signal::SIGKILL)
+            .map_err(|e| failed("kill", started, format!("kill -9 {pid}: {e}")))?;
+        let noticed = handle
+            .wait_for(check_time, |s| s.state == ResourceState::Failed)
+            .await;
+        match noticed {
+            Some(s) => step(
+                "kill",
+                started,
+                &format!(
+                    "pid {pid} killed; noticed: {}",
+                    s.reason.as_deref().unwrap_or("failed")
+                ),
+            ),
+            None => {
+                return Err(failed(
+                    "kill",
+                    started,
+                    format!(
+                        "pid {pid} killed but the resource did not fail within {} ms (state {})",
+                        check_time.as_millis(),
+                        handle.status().state
+                    ),
+                ));
+            }
+        }
+
+        let started = Instant::now();
+        handle.online()?;
+        // The Failed state of the kill stays until the actor takes the
+        // command; recovery starts when it leaves it.
+        if handle
+            .wait_for(pending, |s| s.state != ResourceState::Failed)
+            .await
+            .is_none()
+        {
+            return Err(failed(
+                "recovery",
+                started,
+                "hang: the resource stayed Failed after online was asked",
+            ));
+        }
+        reach(handle, "recovery", ResourceState::Online, pending, started).await?;
+        checks(handle, "recovery", 1, check_time, started).await?;
+        step("recovery", started, "online again, 1 check passed");
+    }
+
+    let started = Instant::now();
+    handle.offline()?;
+    reach(handle, "offline", ResourceState::Offline, pending, started).await?;
+    step("offline", started, "");
+    Ok(())
+}
+
+async fn load(file: &Path) -> Result<Arc<Plugin>> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let runtime = Runtime::new(RuntimeConfig {
+        max_instances: 16,
+        ..RuntimeConfig::default()
+    })?;
+    let plugin = Plugin::load(&runtime, &bytes)
+        .await
+        .with_context(|| format!("{} is not a usable plugin", file.display()))?;
+    Ok(Arc::new(plugin))
+}
+
+/// The programs granted: the ones asked for, else the `program` property
+/// (set, or its default) when the type has one.
+fn grants(args: &TestArgs, plugin: &Plugin) -> Grants {
+    let mut allow_programs = args.grant_programs.clone();
+    if allow_programs.is_empty() {
+        let set = args
+            .properties
+            .iter()
+            .find(|(k, _)| k == "program")
+            .map(|(_, v)| v.clone());
+        let default = plugin
+            .info()
+            .properties
+            .iter()
+            .find(|p| p.name == "program")
+            .and_then(|p| p.default_value.clone());
+        if let Some(program) = set.or(default).filter(|p| !p.is_empty()) {
+            println!(
+                "note grant         {program} (the program property; --grant-program overrides)"
+            );
+            allow_programs.push(PathBuf::from(program));
+        }
+    }
+    Grants { allow_programs }
+}
+
+/// Check the arguments before anything runs.
+pub fn check_args(args: &TestArgs) -> Result<()> {
+    if args.check_interval.is_zero() {
+        bail!("--check-interval-ms must be more than 0");
+    }
+    if args.pending_timeout.is_some_and(|t| t.is_zero()) {
+        bail!("--pending-timeout-ms must be more than 0");
+    }
+    Ok(())
+}
+
+/// `--prop KEY=VALUE`.
+pub fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
+}
