@@ -58,7 +58,7 @@ impl Agent {
         // Compiled plugins are kept by content and engine: a restart
         // recompiles nothing.
         let cache = CompileCache::open(data_dir.join("compiled"))?;
-        let (plugins, rejected) =
+        let (plugins, rejected, seen_at_start) =
             load_plugins(&runtime, config.node.plugins_dir.as_deref(), Some(&cache)).await?;
         for r in &rejected {
             tracing::error!("plugin {} rejected: {}", r.file.display(), r.reason);
@@ -106,7 +106,13 @@ impl Agent {
             });
         }
         let watcher = config.node.plugins_dir.clone().map(|dir| {
-            crate::plugins_dir::spawn(dir, runtime.clone(), node.clone(), cache.clone())
+            crate::plugins_dir::spawn(
+                dir,
+                runtime.clone(),
+                node.clone(),
+                cache.clone(),
+                seen_at_start,
+            )
         });
         // Ready once the node answers; the watchdog is fed only while it
         // keeps answering, so a wedged policy loop gets the agent restarted.
@@ -183,12 +189,19 @@ impl Agent {
 /// fails is reported in the second list and skipped. A file whose type has
 /// the name of a built-in replaces the built-in. With a `cache`, compiled
 /// code is reused, and artifacts of plugins no longer loaded are pruned.
+/// The third list is every file read, with a hash of what was read, so the
+/// directory watcher takes up exactly what start-up did not.
 pub async fn load_plugins(
     runtime: &Arc<Runtime>,
     dir: Option<&Path>,
     cache: Option<&CompileCache>,
-) -> Result<(BTreeMap<String, Arc<Plugin>>, Vec<Rejected>)> {
+) -> Result<(
+    BTreeMap<String, Arc<Plugin>>,
+    Vec<Rejected>,
+    Vec<(PathBuf, u64)>,
+)> {
     let mut plugins = BTreeMap::new();
+    let mut seen = Vec::new();
     let mut keep = std::collections::HashSet::new();
     for (file, bytes) in crate::builtin::BUILTIN_PLUGINS {
         let plugin = load_one(runtime, bytes, cache, &mut keep)
@@ -206,9 +219,12 @@ pub async fn load_plugins(
         files.sort();
         for file in files {
             let loaded = match std::fs::read(&file) {
-                Ok(bytes) => load_one(runtime, &bytes, cache, &mut keep)
-                    .await
-                    .map_err(|e| e.to_string()),
+                Ok(bytes) => {
+                    seen.push((file.clone(), crate::plugins_dir::content_hash(&bytes)));
+                    load_one(runtime, &bytes, cache, &mut keep)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
                 Err(err) => Err(format!("could not read it: {err}")),
             };
             match loaded {
@@ -240,7 +256,7 @@ pub async fn load_plugins(
             tracing::info!("pruned {pruned} compiled plugin(s) no longer loaded");
         }
     }
-    Ok((plugins, rejected))
+    Ok((plugins, rejected, seen))
 }
 
 /// Load one plugin, through the cache when there is one.

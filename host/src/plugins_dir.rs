@@ -43,24 +43,27 @@ struct Tracked {
     taken: Option<(Seen, u64)>,
 }
 
-/// Watch `dir` until the task is aborted. `loaded` are the files the agent
-/// loaded at start, which are not loaded again.
+/// Watch `dir` until the task is aborted. `loaded_at_start` are the files
+/// (and content hashes) the agent read at start, which are not read again.
 pub fn spawn(
     dir: PathBuf,
     runtime: Arc<Runtime>,
     node: Node,
     cache: CompileCache,
+    loaded_at_start: Vec<(PathBuf, u64)>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut files: HashMap<PathBuf, Tracked> = HashMap::new();
-        // What is there at start was loaded by the agent already.
+        // What start-up read (same path, same content) is taken already;
+        // a file that appeared or changed since is taken at the next poll.
         for (path, seen) in scan(&dir) {
             let hash = std::fs::read(&path).map(|b| content_hash(&b)).unwrap_or(0);
+            let taken = loaded_at_start.contains(&(path.clone(), hash));
             files.insert(
                 path,
                 Tracked {
                     last: Some(seen),
-                    taken: Some((seen, hash)),
+                    taken: taken.then_some((seen, hash)),
                 },
             );
         }
@@ -155,7 +158,8 @@ fn scan(dir: &Path) -> Vec<(PathBuf, Seen)> {
         .collect()
 }
 
-fn content_hash(bytes: &[u8]) -> u64 {
+/// A hash of a file's content, to tell a changed file from a touched one.
+pub fn content_hash(bytes: &[u8]) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     bytes.hash(&mut hasher);
     hasher.finish()
