@@ -544,20 +544,7 @@ fn a_service_left_running_by_a_killed_agent_is_adopted_not_run_twice() {
     let dir = tempfile::tempdir().expect("tempdir");
     let api = free_port();
     let agent = start(dir.path(), api);
-    agent.ok(&["group", "create", "g"]);
-    agent.ok(&[
-        "resource",
-        "create",
-        "sleeper",
-        "--type",
-        "process",
-        "--group",
-        "g",
-        "--prop",
-        "program=/usr/bin/sleep",
-        "--prop",
-        "args=987",
-    ]);
+    create_sleeper(&agent, 987);
     wait_until("sleeper online", Duration::from_secs(20), || {
         (agent.resource_state("sleeper").as_deref() == Some("Online")).then_some(())
     });
@@ -590,30 +577,8 @@ fn leave_running_restarts_the_agent_alone() {
     let dir = tempfile::tempdir().expect("tempdir");
     let api = free_port();
     let agent = start(dir.path(), api);
-    agent.ok(&["group", "create", "g"]);
-    agent.ok(&[
-        "resource",
-        "create",
-        "sleeper",
-        "--type",
-        "process",
-        "--group",
-        "g",
-        "--prop",
-        "program=/usr/bin/sleep",
-        "--prop",
-        "args=986",
-    ]);
-    let running = || {
-        let out = Command::new("pgrep")
-            .args(["-f", "^/usr/bin/sleep 986$"])
-            .output()
-            .expect("pgrep");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.trim().parse::<i32>().ok())
-            .collect::<Vec<_>>()
-    };
+    create_sleeper(&agent, 986);
+    let running = || sleepers_with(986);
     wait_until("sleeper running", Duration::from_secs(20), || {
         (running().len() == 1).then_some(())
     });
@@ -648,8 +613,32 @@ fn leave_running_restarts_the_agent_alone() {
 }
 
 fn sleepers() -> Vec<i32> {
+    sleepers_with(987)
+}
+
+/// Group "g" holding resource "sleeper": `/usr/bin/sleep SECONDS`, whose
+/// argument tells this test's process from any other test's.
+fn create_sleeper(agent: &Agent, seconds: u32) {
+    agent.ok(&["group", "create", "g"]);
+    agent.ok(&[
+        "resource",
+        "create",
+        "sleeper",
+        "--type",
+        "process",
+        "--group",
+        "g",
+        "--prop",
+        "program=/usr/bin/sleep",
+        "--prop",
+        &format!("args={seconds}"),
+    ]);
+}
+
+/// The pids running `/usr/bin/sleep SECONDS`.
+fn sleepers_with(seconds: u32) -> Vec<i32> {
     let out = Command::new("pgrep")
-        .args(["-f", "^/usr/bin/sleep 987$"])
+        .args(["-f", &format!("^/usr/bin/sleep {seconds}$")])
         .output()
         .expect("pgrep");
     String::from_utf8_lossy(&out.stdout)
