@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::wait_until;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -60,17 +62,6 @@ fn pid_in(body: &str) -> i32 {
         .nth(1)
         .and_then(|rest| rest.trim_end().trim_end_matches(')').parse().ok())
         .unwrap_or_else(|| panic!("no pid in {body:?}"))
-}
-
-fn wait_until<T>(what: &str, within: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn events(path: &Path) -> Vec<serde_json::Value> {

@@ -9,8 +9,12 @@
 //!
 //! Self-contained: the helpers follow agent.rs and mail.rs.
 
+mod common;
+
+use common::{free_address, wait_until};
+
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -87,24 +91,6 @@ fn services() -> PathBuf {
         );
     }
     dir
-}
-
-fn free_address() -> String {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .to_string()
-}
-
-fn wait_until<T>(what: &str, within: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn events(path: &Path) -> Vec<serde_json::Value> {

@@ -3,10 +3,14 @@
 //! its bad input; and a real agent killed with SIGKILL in the middle of a
 //! stream of configuration changes, which must lose none it acknowledged.
 
+mod common;
+
+use common::{free_port, wait_until};
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -27,12 +31,6 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
 }
 
 /// The configuration every test starts with: an admin API, no resources.
@@ -79,17 +77,6 @@ fn start_with(dir: &Path, api: SocketAddr, config: &str) -> Agent {
         std::net::TcpStream::connect(api).ok().map(drop)
     });
     agent
-}
-
-fn wait_until<T>(what: &str, within: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 impl Agent {

@@ -8,6 +8,10 @@
 //! redis-server is required (`apt-get install redis-server`); without it
 //! these tests fail, they do not skip.
 
+mod common;
+
+use common::{free_port, wait_until};
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -84,12 +88,6 @@ fn redis_plugin() -> PathBuf {
             wasm
         })
         .clone()
-}
-
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
 }
 
 fn warden(args: &[&str]) -> Output {
@@ -267,17 +265,6 @@ impl Agent {
             .iter()
             .flat_map(|g| g["resources"].as_array().cloned().unwrap_or_default())
             .find(|r| r["name"] == name)
-    }
-}
-
-fn wait_until<T>(what: &str, within: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

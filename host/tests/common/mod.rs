@@ -99,3 +99,30 @@ pub async fn online_chaos(
     wait_state(&handle, ResourceState::Online, Duration::from_secs(10)).await;
     handle
 }
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+}
+
+/// `free_port` as `host:port` text, for `address` properties.
+pub fn free_address() -> String {
+    free_port().to_string()
+}
+
+/// Poll `probe` until it gives a value, or fail naming `what`.
+pub fn wait_until<T>(what: &str, within: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
