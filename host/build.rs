@@ -24,6 +24,7 @@ const TEST_ONLY: &[&str] = &[
     "chaos",
     "chaos_next",
     "chaos_broken",
+    "chaos_stuck",
     "describe_traps",
     "future_contract",
 ];

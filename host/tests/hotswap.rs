@@ -16,6 +16,9 @@ use warden::monitor::{Event, EventKind};
 
 const RESOURCES: usize = 100;
 const INTERVAL_MS: u64 = 500;
+/// A swap's online and first is-alive on the new version are bounded by the
+/// check timeout: a version that hangs costs a resource one hung check.
+const CHECK_TIMEOUT_MS: u64 = 200;
 
 fn config(dir: &Path) -> AgentConfig {
     let mut text = String::from(
@@ -23,7 +26,7 @@ fn config(dir: &Path) -> AgentConfig {
     );
     for i in 0..RESOURCES {
         text.push_str(&format!(
-            "[[resource]]\nname = \"r{i}\"\ntype = \"chaos\"\nis_alive_interval_ms = {INTERVAL_MS}\nlooks_alive_interval_ms = 0\n"
+            "[[resource]]\nname = \"r{i}\"\ntype = \"chaos\"\nis_alive_interval_ms = {INTERVAL_MS}\nlooks_alive_interval_ms = 0\ncheck_timeout_ms = {CHECK_TIMEOUT_MS}\n"
         ));
     }
     let path = dir.join("node.toml");
@@ -46,6 +49,7 @@ struct Watch {
     last_check: HashMap<String, Instant>,
     worst_gap: Duration,
     state_changes: Vec<String>,
+    /// Action and reason of each plugin event.
     plugin_events: Vec<(String, String)>,
 }
 
@@ -75,9 +79,9 @@ impl Watch {
                     self.state_changes
                         .push(format!("{}: {from} -> {to}", event.resource));
                 }
-                EventKind::Plugin { action, .. } => {
-                    self.plugin_events.push((action, event.resource.clone()))
-                }
+                EventKind::Plugin { action, reason, .. } => self
+                    .plugin_events
+                    .push((action, reason.unwrap_or_default())),
                 _ => {}
             }
         }
@@ -159,6 +163,40 @@ async fn swaps_under_online_resources_keep_them_online_and_on_schedule() {
     watch
         .run_until(Duration::from_secs(60), |w| w.saw("rolled-back"))
         .await;
+    assert_eq!(
+        versions(&agent).await,
+        HashMap::from([("0.2.0".to_string(), RESOURCES)])
+    );
+
+    // A version whose online hangs: its online on the running resource is
+    // cut off, and the swap is rolled back.
+    let rolled_back = watch
+        .plugin_events
+        .iter()
+        .filter(|(a, _)| a == "rolled-back")
+        .count();
+    drop_in(
+        &plugins,
+        &std::fs::read(env!("WARDEN_PLUGIN_CHAOS_STUCK")).expect("stuck"),
+    );
+    watch
+        .run_until(Duration::from_secs(60), |w| {
+            w.plugin_events
+                .iter()
+                .filter(|(a, _)| a == "rolled-back")
+                .count()
+                > rolled_back
+        })
+        .await;
+    let (_, why) = watch
+        .plugin_events
+        .iter()
+        .rfind(|(a, _)| a == "rolled-back")
+        .expect("a roll-back");
+    assert!(
+        why.contains("0.4.0") && why.contains("online timed out"),
+        "the roll-back names the version and the hung online: {why}"
+    );
     assert_eq!(
         versions(&agent).await,
         HashMap::from([("0.2.0".to_string(), RESOURCES)])

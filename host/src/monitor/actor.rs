@@ -267,9 +267,12 @@ impl Actor {
     }
 
     /// Move to a new version of the type without leaving the current state.
-    /// Calls in flight have finished (the actor runs one thing at a time);
-    /// an Online resource's new instance must pass an is-alive before it
-    /// takes over, or the old one stays.
+    /// Calls in flight have finished (the actor runs one thing at a time).
+    /// An Online resource's new instance must first go through `online`
+    /// (which the contract requires to find a running resource so and return
+    /// at once) and then pass an is-alive before it takes over, or the old
+    /// one stays. Both calls are bounded by the check timeout, so a version
+    /// that hangs costs the resource no more than one hung health check.
     async fn swap(
         &mut self,
         plugin: Arc<Plugin>,
@@ -280,6 +283,16 @@ impl Actor {
         let mut next = self.instance.successor(plugin, properties);
         let timers = Timers::resolve(next.plugin(), &self.overrides);
         if self.state() == ResourceState::Online {
+            let deadline = CallDeadline::new(Some(timers.check_timeout), None);
+            match next.online(deadline).await {
+                Ok(Ok(())) => {}
+                Ok(Err(reason)) => {
+                    return Err(format!(
+                        "version {to} failed online on the running resource: {reason}"
+                    ));
+                }
+                Err(err) => return Err(format!("version {to}: {err}")),
+            }
             match next.is_alive(timers.check_timeout).await {
                 Ok(Health::Healthy) => {}
                 Ok(Health::Failed(reason)) => {

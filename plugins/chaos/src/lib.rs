@@ -58,6 +58,10 @@ const MODES: &[&str] = &["hang", "block", "trap", "oom", "recurse"];
 /// health checks always trap (a bad upgrade, for the hot-swap tests).
 const BROKEN_BUILD: bool = matches!(env!("CARGO_PKG_NAME").as_bytes(), b"chaos-broken");
 
+/// The `chaos-stuck` crate compiles this same source as a version whose
+/// online spins forever (a bad upgrade the hot swap must reject).
+const STUCK_BUILD: bool = matches!(env!("CARGO_PKG_NAME").as_bytes(), b"chaos-stuck");
+
 struct Chaos;
 
 struct Fault {
@@ -247,6 +251,9 @@ impl GuestInstance for ChaosInstance {
     }
 
     fn online(&self) -> Result<(), String> {
+        if STUCK_BUILD {
+            misbehave("hang", "online");
+        }
         self.maybe_misbehave("online");
         self.failing.replace(None);
         let mut remaining = self.online_ms;
