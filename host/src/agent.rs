@@ -88,7 +88,23 @@ impl Agent {
             Some(api) => Some((crate::api::bind(api.listen).await?, api.token()?)),
             None => None,
         };
-        let (node, events) = Node::start(settings, desired, store).await?;
+        let (node, events) = match &config.cluster {
+            Some(section) => {
+                // Services must not outlive an agent whose groups the
+                // cluster moves elsewhere once its lease expires.
+                crate::runtime::die_with_agent();
+                let joined = crate::cluster::link::join(section, &config.node.name, &desired)
+                    .await
+                    .with_context(|| format!("joining cluster {:?}", section.name))?;
+                tracing::info!(
+                    cluster = %section.name,
+                    created = joined.created,
+                    "joined; the configuration is the cluster's"
+                );
+                Node::start_in_cluster(settings, joined, store).await?
+            }
+            None => Node::start(settings, desired, store).await?,
+        };
         let metrics = crate::metrics::Metrics::spawn(events.resubscribe());
         let subscription = events.resubscribe();
         let history_path = data_dir.join("events.jsonl");

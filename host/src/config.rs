@@ -52,6 +52,9 @@ pub struct AgentConfig {
     /// The admin API; none without this section.
     #[serde(default)]
     pub api: Option<ApiSection>,
+    /// Several nodes on etcd; none: a single node on the embedded store.
+    #[serde(default)]
+    pub cluster: Option<ClusterSection>,
     /// Grants, by plugin type name.
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginGrants>,
@@ -137,6 +140,50 @@ pub enum OnShutdown {
     #[default]
     Offline,
     LeaveRunning,
+}
+
+/// `[cluster]`: this node is one of several that share an etcd (see
+/// `crate::cluster`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// Keys live under `/warden/NAME/`.
+    pub name: String,
+    /// etcd client URLs, e.g. `["http://127.0.0.1:2379"]`.
+    pub endpoints: Vec<String>,
+    /// Every node that may join, in the order that breaks ties.
+    pub nodes: Vec<String>,
+    /// The membership lease. A node cut off from etcd stops its groups
+    /// within 2/5 of it (plus the time to terminate them); a dead node's
+    /// groups move after it.
+    #[serde(default = "default_lease_ttl_s")]
+    pub lease_ttl_s: u64,
+}
+
+fn default_lease_ttl_s() -> u64 {
+    10
+}
+
+impl ClusterSection {
+    pub fn lease_ttl(&self) -> Duration {
+        Duration::from_secs(self.lease_ttl_s)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.endpoints.is_empty() {
+            bail!("[cluster] endpoints: name at least one etcd endpoint");
+        }
+        if self.nodes.is_empty() {
+            bail!("[cluster] nodes: name every node of the cluster");
+        }
+        if self.lease_ttl_s < 2 {
+            bail!(
+                "[cluster] lease_ttl_s = {}: at least 2 seconds",
+                self.lease_ttl_s
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Where the admin API listens and the token it wants.
@@ -372,6 +419,16 @@ impl AgentConfig {
     fn check(&self) -> Result<()> {
         if self.node.name.trim().is_empty() {
             bail!("[node] name must not be empty");
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.check()?;
+            if !cluster.nodes.contains(&self.node.name) {
+                bail!(
+                    "[cluster] nodes ({}) does not name this node, {:?}",
+                    cluster.nodes.join(", "),
+                    self.node.name
+                );
+            }
         }
         if let Some(api) = &self.api
             && !api.listen.ip().is_loopback()

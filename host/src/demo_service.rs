@@ -1,5 +1,6 @@
 //! A small real service for `agent --dev` and the tests to supervise: an
-//! HTTP server that answers every request with its name and pid.
+//! HTTP server that answers every request with its name, pid and working
+//! directory.
 //!
 //! It is the warden binary itself (`warden demo-service`), so the dev mode
 //! needs nothing else installed.
@@ -27,7 +28,14 @@ pub async fn serve(name: &str, addr: SocketAddr) -> Result<()> {
                 continue;
             }
         };
-        let body = format!("{name} is up (pid {})\n", std::process::id());
+        // The working directory tells which node runs it (each agent has
+        // its own data directory): the cluster tests read it.
+        let here = std::env::current_dir().unwrap_or_default();
+        let body = format!(
+            "{name} is up (pid {}) in {}\n",
+            std::process::id(),
+            here.display()
+        );
         tokio::spawn(async move {
             let mut request = [0u8; 1024];
             // One read is enough for the request line; the answer does not

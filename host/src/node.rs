@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use warden_policy::{Action, Engine, Event as PolicyEvent, Millis};
 
+use crate::cluster::{ClusterLink, Joined, LinkMessage, LogEntry, LogEvent};
 use crate::components::{
     Component, ComponentStates, ComponentView, Consequence, Requester, State as ComponentState,
 };
@@ -251,12 +252,55 @@ impl Node {
         desired: Desired,
         store: Store,
     ) -> Result<(Node, tokio::sync::broadcast::Receiver<Event>)> {
+        Node::start_with(settings, desired, store, None).await
+    }
+
+    /// Start as one node of a cluster that `joined` connects to: the
+    /// configuration is the cluster's (the log's first entry), the engine
+    /// catches up on the log's history, and from this node's `NodeUp` on it
+    /// carries out what the log's decisions ask of this node.
+    pub async fn start_in_cluster(
+        settings: NodeSettings,
+        joined: Joined,
+        store: Store,
+    ) -> Result<(Node, tokio::sync::broadcast::Receiver<Event>)> {
+        let desired = joined.desired.clone();
+        Node::start_with(settings, desired, store, Some(joined)).await
+    }
+
+    async fn start_with(
+        settings: NodeSettings,
+        desired: Desired,
+        store: Store,
+        joined: Option<Joined>,
+    ) -> Result<(Node, tokio::sync::broadcast::Receiver<Event>)> {
         // The policy checks the shape first (dependency cycles, dangling or
         // cross-group dependencies), before any resource exists.
-        let cluster = desired.cluster_config(&settings.name, &settings.plugins)?;
-        let engine = Engine::new(cluster)
+        let mut cluster = desired.cluster_config(&settings.name, &settings.plugins)?;
+        if let Some(joined) = &joined {
+            cluster.nodes = joined.nodes.clone();
+        }
+        let mut engine = Engine::new(cluster)
             .map_err(|e| anyhow!("{e}"))
             .context("the configuration's groups are not valid; nothing was started")?;
+        let cluster = joined.map(|joined| {
+            let mut state = ClusterState {
+                link: joined.link,
+                messages: joined.messages,
+                replayed: joined.history.last().map(|e| e.seq).unwrap_or(0),
+                joined_at: None,
+                held: std::collections::BTreeSet::new(),
+                waiting: BTreeMap::new(),
+                last_at: Millis(0),
+                tick_asked_for: None,
+            };
+            for entry in &joined.history {
+                if let Some(event) = state.event_of(entry) {
+                    let _ = engine.handle(event, state.last_at);
+                }
+            }
+            (state, joined.created)
+        });
         let mut monitor = Monitor::new(settings.memory_limit);
         let events = monitor.subscribe();
         let mut errors = Vec::new();
@@ -281,9 +325,13 @@ impl Node {
             .take_state_changes()
             .ok_or_else(|| anyhow!("the monitor's state changes were taken already"))?;
         let components = store.load_components()?.unwrap_or_default();
+        // In a cluster only the agent that wrote the configuration asks for
+        // its groups; the others find the request in the log.
+        let asks_online = cluster.as_ref().is_none_or(|(_, created)| *created);
         let online: Vec<String> = desired
             .online
             .iter()
+            .filter(|_| asks_online)
             .filter(|group| unavailable_type(&desired, &components, group).is_none())
             .cloned()
             .collect();
@@ -299,6 +347,7 @@ impl Node {
             store,
             changes,
             commands: commands_rx,
+            cluster: cluster.map(|(state, _)| state),
         };
         let node = Node {
             commands,
@@ -513,6 +562,60 @@ struct Driver {
     store: Store,
     changes: mpsc::UnboundedReceiver<StateChange>,
     commands: mpsc::UnboundedReceiver<Command>,
+    /// Set when this node is one of a cluster: the engine's events then go
+    /// through the cluster's log, and come back from it in order.
+    cluster: Option<ClusterState>,
+}
+
+/// The node's side of a cluster (see `crate::cluster`).
+struct ClusterState {
+    link: ClusterLink,
+    messages: mpsc::UnboundedReceiver<LinkMessage>,
+    /// The last entry of the history read at start (applied, not carried
+    /// out).
+    replayed: u64,
+    /// The log entry of this node's latest `NodeUp`: from it on, decisions
+    /// about this node are carried out. `None` before it and while fenced.
+    joined_at: Option<u64>,
+    /// Groups whose ownership key this node holds.
+    held: std::collections::BTreeSet<String>,
+    /// Resources the engine asked online, by group, until the group's
+    /// ownership key is held.
+    waiting: BTreeMap<String, Vec<String>>,
+    /// The engine's clock: the latest entry time seen (entries from nodes
+    /// with skewed clocks never move it back).
+    last_at: Millis,
+    /// The deadline a `Tick` was appended for, so it is asked once.
+    tick_asked_for: Option<Millis>,
+}
+
+impl ClusterState {
+    /// The policy event of an entry, advancing the engine's clock.
+    fn event_of(&mut self, entry: &LogEntry) -> Option<PolicyEvent> {
+        self.last_at = self.last_at.max(entry.at);
+        match &entry.event {
+            LogEvent::Policy(event) => Some(event.clone()),
+            LogEvent::Configure { .. } if entry.seq == 1 => None,
+            LogEvent::Configure { .. } => {
+                tracing::warn!(
+                    seq = entry.seq,
+                    "a later configuration entry in the log; changing a cluster's configuration is not supported yet, ignored"
+                );
+                None
+            }
+        }
+    }
+
+    fn joined(&self) -> bool {
+        self.joined_at.is_some()
+    }
+}
+
+async fn link_message(cluster: &mut Option<ClusterState>) -> Option<LinkMessage> {
+    match cluster {
+        Some(state) => state.messages.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Wall-clock milliseconds: the policy's failback windows are hours of the
@@ -528,7 +631,10 @@ fn now() -> Millis {
 
 impl Driver {
     async fn run(mut self) {
-        self.apply(PolicyEvent::NodeUp(self.settings.name.clone()));
+        if self.cluster.is_none() {
+            // In a cluster, joining appended this node's NodeUp already.
+            self.apply(PolicyEvent::NodeUp(self.settings.name.clone()));
+        }
         // The component states kept in the store hold across restarts.
         if !self.components.node_in_service() {
             self.carry_out(Consequence::DrainNode);
@@ -549,10 +655,23 @@ impl Driver {
             let wait = self
                 .engine
                 .next_deadline()
+                .filter(|at| {
+                    self.cluster
+                        .as_ref()
+                        .is_none_or(|c| c.tick_asked_for != Some(*at))
+                })
                 .map(|at| Duration::from_millis(at.0.saturating_sub(now().0)));
             tokio::select! {
                 Some(change) = self.changes.recv() => self.on_change(change),
+                Some(message) = link_message(&mut self.cluster) => self.on_link(message),
                 command = self.commands.recv() => match command {
+                    Some(Command::Shutdown { reply }) if self.cluster.is_some() => {
+                        // Stop here (below: every resource offline), then
+                        // leave, so that no other node takes a group over
+                        // while it still runs here.
+                        shutdown = Some((reply, tokio::time::Instant::now()));
+                        break;
+                    }
                     Some(Command::Shutdown { reply }) => {
                         let groups: Vec<String> =
                             self.engine.groups().into_iter().map(|g| g.name).collect();
@@ -564,12 +683,15 @@ impl Driver {
                     Some(command) => self.on_command(command).await,
                     None => break,
                 },
-                () = sleep_opt(wait) => self.apply(PolicyEvent::Tick),
+                () = sleep_opt(wait) => self.on_deadline(),
                 // Re-check the shutdown condition now and then.
                 () = tokio::time::sleep(Duration::from_millis(100)), if shutdown.is_some() => {}
             }
         }
         self.monitor.shutdown().await;
+        if let Some(cluster) = &self.cluster {
+            cluster.link.leave().await;
+        }
         if let Some((reply, _)) = shutdown {
             let _ = reply.send(());
         }
@@ -889,6 +1011,13 @@ impl Driver {
     /// Check a change with the engine, save it, then apply it. Any error
     /// leaves engine, store and monitor as they were.
     async fn change(&mut self, change: Change) -> Result<String> {
+        if self.cluster.is_some() {
+            return Err(conflict(
+                "this node is one of a cluster, whose configuration is the first entry of its log; \
+                 changing it through one node is not supported yet"
+                    .to_string(),
+            ));
+        }
         let mut next = self.desired.clone();
         let mut prepared = None;
         let mut removed = None;
@@ -1073,6 +1202,11 @@ impl Driver {
                 ),
             ),
         };
+        if let Some(cluster) = &self.cluster {
+            // Decided where every node decides: in the log's order.
+            cluster.link.append(event);
+            return Ok(format!("{done} (through the cluster's log)"));
+        }
         // Remember which groups the operator wants online, so a restarted
         // agent brings back what ran.
         let mut next = self.desired.clone();
@@ -1182,18 +1316,142 @@ impl Driver {
             },
             ResourceState::OnlinePending | ResourceState::OfflinePending => return,
         };
+        if let Some(cluster) = &self.cluster
+            && !cluster.joined()
+        {
+            // Fenced or not yet joined: what runs here is not the cluster's.
+            tracing::debug!("not reported to the cluster: {event:?}");
+            return;
+        }
         self.apply(event);
     }
 
+    /// Hand an event to the engine: at once on a single node, through the
+    /// log (and back, in order, to every node) in a cluster.
     fn apply(&mut self, event: PolicyEvent) {
+        if let Some(cluster) = &self.cluster {
+            cluster.link.append(event);
+            return;
+        }
         for action in self.engine.handle(event, now()) {
             self.execute(action);
         }
     }
 
+    /// The engine's next deadline came. In a cluster, time passes in the log
+    /// too: one `Tick` is appended per deadline (by every node that sees it;
+    /// the engine takes a second one as a no-op).
+    fn on_deadline(&mut self) {
+        let deadline = self.engine.next_deadline();
+        match &mut self.cluster {
+            Some(cluster) => {
+                cluster.tick_asked_for = deadline;
+                if cluster.joined() {
+                    cluster.link.append(PolicyEvent::Tick);
+                }
+            }
+            None => self.apply(PolicyEvent::Tick),
+        }
+    }
+
+    fn on_link(&mut self, message: LinkMessage) {
+        match message {
+            LinkMessage::Entry(entry) => self.on_entry(entry),
+            LinkMessage::Claimed(group) => self.on_claimed(group),
+            LinkMessage::Fenced(reason) => self.on_fenced(reason),
+        }
+    }
+
+    /// Apply the log's next entry; carry out its decisions once this node
+    /// has joined.
+    fn on_entry(&mut self, entry: LogEntry) {
+        let me = self.settings.name.clone();
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        let Some(event) = cluster.event_of(&entry) else {
+            return;
+        };
+        if entry.seq > cluster.replayed
+            && entry.origin == me
+            && event == PolicyEvent::NodeUp(me.clone())
+        {
+            cluster.joined_at = Some(entry.seq);
+            tracing::info!(seq = entry.seq, "joined the cluster");
+        }
+        if matches!(&event, PolicyEvent::NodeDown(n) if *n == me) {
+            // The cluster counts everything here as gone; so do we, until
+            // this node's next NodeUp.
+            if cluster.joined_at.is_some_and(|at| at < entry.seq) {
+                cluster.joined_at = None;
+            }
+        }
+        let carry_out = cluster.joined();
+        let at = cluster.last_at;
+        let actions = self.engine.handle(event, at);
+        if carry_out {
+            for action in actions {
+                self.execute(action);
+            }
+        }
+    }
+
+    fn on_claimed(&mut self, group: String) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        if !cluster.joined() {
+            cluster.link.release(&group);
+            return;
+        }
+        cluster.held.insert(group.clone());
+        let waiting = cluster.waiting.remove(&group).unwrap_or_default();
+        self.record(&group, "owned", format!("{group}: ownership key held"));
+        let me = self.settings.name.clone();
+        for resource in waiting {
+            self.on_resource(&resource, &me, |h| h.online());
+        }
+    }
+
+    /// Renewals stopped: terminate everything here before the lease can
+    /// expire and another node take the groups over.
+    fn on_fenced(&mut self, reason: String) {
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.joined_at = None;
+            cluster.held.clear();
+            cluster.waiting.clear();
+        }
+        for handle in self.monitor.resources() {
+            if matches!(
+                handle.status().state,
+                ResourceState::Online
+                    | ResourceState::OnlinePending
+                    | ResourceState::OfflinePending
+            ) && let Err(err) = handle.terminate()
+            {
+                tracing::error!("{err}");
+            }
+        }
+        self.record(&self.settings.name, "fenced", reason);
+    }
+
     fn execute(&mut self, action: Action) {
         match action {
             Action::BringOnline { resource, node } => {
+                if let Some(cluster) = self.cluster.as_mut()
+                    && node == self.settings.name
+                {
+                    let group = self
+                        .engine
+                        .resource(&resource)
+                        .map(|r| r.group)
+                        .unwrap_or_default();
+                    if !cluster.held.contains(&group) {
+                        // Online only under the group's ownership key.
+                        cluster.waiting.entry(group).or_default().push(resource);
+                        return;
+                    }
+                }
                 self.on_resource(&resource, &node, |h| h.online());
             }
             Action::TakeOffline { resource, node } => {
@@ -1216,6 +1474,17 @@ impl Driver {
                 });
             }
             Action::Placed { group, node } => {
+                if let Some(cluster) = self.cluster.as_mut() {
+                    if node == self.settings.name {
+                        if !cluster.held.contains(&group) {
+                            cluster.link.claim(&group);
+                        }
+                    } else if cluster.held.remove(&group) {
+                        // Offline here already: the engine places a group
+                        // only once it is.
+                        cluster.link.release(&group);
+                    }
+                }
                 self.record(&group, "placed", format!("{group} belongs to {node}"));
             }
             Action::MoveGroup {

@@ -33,4 +33,4 @@ pub use host_state::{GUEST_DATA_DIR, Grants, ResourceContext};
 pub use instance::{Instance, InstanceConfig};
 pub use network::{NetworkGrant, parse_address};
 pub use plugin::{LoadError, Plugin, check_kind, kind_name};
-pub use process::{ProcessExit, SERVICE_LOG, leave_running_on_exit};
+pub use process::{ProcessExit, SERVICE_LOG, die_with_agent, leave_running_on_exit};

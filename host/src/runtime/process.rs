@@ -72,6 +72,16 @@ pub fn leave_running_on_exit() {
     LEAVE_RUNNING.store(true, Ordering::SeqCst);
 }
 
+/// Set in cluster mode: every managed process is killed when the agent
+/// dies (`PR_SET_PDEATHSIG`), because the cluster moves its groups to
+/// another node once the agent's lease expires.
+static DIE_WITH_AGENT: AtomicBool = AtomicBool::new(false);
+
+/// Kill managed processes with the agent (cluster mode).
+pub fn die_with_agent() {
+    DIE_WITH_AGENT.store(true, Ordering::SeqCst);
+}
+
 /// The managed process of one resource, if any.
 #[derive(Debug)]
 pub struct ProcessSlot {
@@ -188,6 +198,21 @@ impl ProcessSlot {
             // Its own process group, so that stop reaches what it forks.
             .process_group(0)
             .kill_on_drop(false);
+        if DIE_WITH_AGENT.load(Ordering::SeqCst) {
+            let agent = std::process::id();
+            // SAFETY: between fork and exec only async-signal-safe calls
+            // (prctl, getppid) are made, and nothing is allocated.
+            unsafe {
+                command.pre_exec(move || {
+                    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+                    // The agent may have died before the call above.
+                    if std::os::unix::process::parent_id() != agent {
+                        return Err(std::io::Error::other("the agent is gone"));
+                    }
+                    Ok(())
+                });
+            }
+        }
         let mut child = command
             .spawn()
             .map_err(|err| format!("could not start {}: {err}", spec.program))?;

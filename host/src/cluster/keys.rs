@@ -1,0 +1,71 @@
+//! Where the cluster keeps things in etcd: every key under one prefix,
+//! `/warden/CLUSTER/`, so that several clusters can share an etcd.
+
+/// The key names of one cluster.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(cluster: &str) -> Keys {
+        Keys {
+            prefix: format!("/warden/{cluster}/"),
+        }
+    }
+
+    /// The sequence number of the last log entry.
+    pub fn log_head(&self) -> String {
+        format!("{}log-head", self.prefix)
+    }
+
+    /// Log entry `seq`; zero-padded so that key order is log order.
+    pub fn entry(&self, seq: u64) -> String {
+        format!("{}log/{seq:020}", self.prefix)
+    }
+
+    /// One past the last possible entry key, the end of a range read.
+    pub fn log_end(&self) -> String {
+        format!("{}log0", self.prefix)
+    }
+
+    /// The prefix of every entry.
+    pub fn log_prefix(&self) -> String {
+        format!("{}log/", self.prefix)
+    }
+
+    /// Held by a live agent, attached to its lease.
+    pub fn member(&self, node: &str) -> String {
+        format!("{}members/{node}", self.prefix)
+    }
+
+    pub fn members_prefix(&self) -> String {
+        format!("{}members/", self.prefix)
+    }
+
+    /// The node a member key names, if `key` is one.
+    pub fn member_of<'a>(&self, key: &'a str) -> Option<&'a str> {
+        key.strip_prefix(&self.prefix)?.strip_prefix("members/")
+    }
+
+    /// Held by the node a group runs on, attached to its lease.
+    pub fn owner(&self, group: &str) -> String {
+        format!("{}owners/{group}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_keys_sort_in_log_order_and_inside_the_range() {
+        let keys = Keys::new("c");
+        let (a, b) = (keys.entry(9), keys.entry(10));
+        assert!(a < b, "{a} < {b}");
+        assert!(b < keys.log_end());
+        assert!(b.starts_with(&keys.log_prefix()));
+        assert_eq!(keys.member_of(&keys.member("n1")), Some("n1"));
+        assert_eq!(keys.member_of(&keys.owner("g")), None);
+    }
+}

@@ -1,0 +1,54 @@
+//! Several nodes, one cluster, on etcd.
+//!
+//! # The design in one paragraph
+//!
+//! Every agent runs the same deterministic policy engine
+//! (`warden_policy::Engine`) over the same totally ordered **event log**
+//! kept in etcd. Whatever happens — a node joins or its lease expires, a
+//! resource reports Online or Failed, an operator asks for a move, time
+//! passes a deadline — is *appended* to the log by whoever saw it, with a
+//! compare-and-swap on the log's head, so etcd orders every event once for
+//! the whole cluster. Each agent applies the entries in order, so every
+//! engine replica reaches the same decisions, and each agent carries out
+//! the actions that name it. There is no elected decider and so no two
+//! deciders that could disagree: the log's order *is* the decision order.
+//!
+//! # What keeps a group on one node
+//!
+//! - **Membership** — each agent holds an etcd lease (TTL `lease_ttl_ms`)
+//!   and the key `members/NODE` attached to it. When a lease expires etcd
+//!   deletes the key, and every agent that sees the deletion appends
+//!   `NodeDown` (duplicates are harmless: the engine ignores them).
+//! - **Ownership** — before it brings any resource of a group online, the
+//!   node the engine placed the group on must hold `owners/GROUP`, created
+//!   only if absent and attached to its own lease. A node gives the key up
+//!   when the group is placed elsewhere (after its resources went offline
+//!   there), and loses it with its lease.
+//! - **Fencing by time** — an agent that cannot renew its lease for half
+//!   the TTL (measured from when it *sent* the last renewal etcd answered)
+//!   terminates every resource it runs and stops carrying out decisions.
+//!   etcd expires the lease no earlier than a full TTL after that send, so
+//!   the group is down here before anyone else can take its ownership key.
+//! - **Services die with their agent** — in cluster mode a managed process
+//!   gets `PR_SET_PDEATHSIG`: a `kill -9` of the agent takes its services
+//!   down, so the node that takes the group over never serves beside them.
+//!
+//! With the majority of etcd lost, nothing can be appended and no lease can
+//! be renewed: no new decision is taken anywhere, and every agent fences
+//! itself (its groups stop) until quorum returns, when each rejoins.
+//!
+//! The first agent to find the log empty writes the cluster's
+//! configuration into it (`Configure`); every agent builds its resources
+//! from that entry, not from its own file, so all engines agree.
+//!
+//! Read [`log`] (the entries and the compare-and-swap append), then
+//! [`link`] (the tasks that keep the lease, follow the log and hold
+//! ownership keys, and what they tell the node's loop).
+
+pub mod keys;
+pub mod link;
+pub mod log;
+
+pub use keys::Keys;
+pub use link::{ClusterLink, Joined, LinkMessage};
+pub use log::{LogEntry, LogEvent};
