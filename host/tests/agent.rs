@@ -60,7 +60,7 @@ fn get(addr: SocketAddr) -> Option<String> {
 fn pid_in(body: &str) -> i32 {
     body.split("(pid ")
         .nth(1)
-        .and_then(|rest| rest.trim_end().trim_end_matches(')').parse().ok())
+        .and_then(|rest| rest.split(')').next()?.parse().ok())
         .unwrap_or_else(|| panic!("no pid in {body:?}"))
 }
 
