@@ -2,6 +2,8 @@
 //! built from `plugins/` by build.rs, and small helpers to run resources.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
