@@ -2,8 +2,9 @@
 //! for Debian's redis-server (examples/redis-type, written only with
 //! warden-sdk) is built for wasm32-wasip2, run through `warden plugin test`
 //! against the real redis-server, and dropped into a running agent's
-//! plugins directory, where a group with it comes online. `warden plugin
-//! check` refuses each kind of bad file with its own message.
+//! plugins directory, where a group with it comes online. The template for
+//! a new type (sdk/template) builds and passes `warden plugin test`.
+//! `warden plugin check` refuses each kind of bad file with its own message.
 //!
 //! redis-server is required (`apt-get install redis-server`); without it
 //! these tests fail, they do not skip.
@@ -43,51 +44,67 @@ fn require_redis() {
 fn redis_plugin() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
-        .get_or_init(|| {
-            let root = root();
-            let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .map(|d| if d.is_absolute() { d } else { root.join(d) })
-                .unwrap_or_else(|| root.join("target"))
-                .join("wasm-examples");
-            let manifest = root.join("examples/redis-type/Cargo.toml");
-            let mut build =
-                Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-            build
-                .current_dir(root.join("examples/redis-type"))
-                .args(["build", "--release", "--target", "wasm32-wasip2"])
-                .arg("--manifest-path")
-                .arg(&manifest)
-                .arg("--target-dir")
-                .arg(&target_dir);
-            // As in host/build.rs: the outer cargo's settings are for the
-            // host target and must not leak into the wasm build.
-            for var in [
-                "CARGO_ENCODED_RUSTFLAGS",
-                "RUSTFLAGS",
-                "RUSTC_WRAPPER",
-                "RUSTC_WORKSPACE_WRAPPER",
-                "CARGO_BUILD_TARGET",
-                "CARGO_TARGET_DIR",
-                "CARGO_PRIMARY_PACKAGE",
-                "CARGO_MANIFEST_DIR",
-                "CARGO_MANIFEST_PATH",
-                "CARGO_PKG_NAME",
-                "CARGO_CRATE_NAME",
-            ] {
-                build.env_remove(var);
-            }
-            let out = build.output().expect("run cargo for examples/redis-type");
-            assert!(
-                out.status.success(),
-                "building examples/redis-type failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let wasm = target_dir.join("wasm32-wasip2/release/redis_type.wasm");
-            assert!(wasm.exists(), "{} was not built", wasm.display());
-            wasm
-        })
+        .get_or_init(|| build_plugin_crate("examples/redis-type", "redis_type"))
         .clone()
+}
+
+/// Build the SDK's template for a new type (sdk/template) once per test
+/// binary; the path of its .wasm.
+fn template_plugin() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build_plugin_crate("sdk/template", "tcp_service_type"))
+        .clone()
+}
+
+/// Build the plugin crate in `dir` (a workspace of its own, as a third
+/// party has it) for wasm32-wasip2, as docs/sdk.md says; the path of
+/// `{wasm_name}.wasm`. The crates share target/wasm-examples, so the SDK
+/// and its dependencies are built once.
+fn build_plugin_crate(dir: &str, wasm_name: &str) -> PathBuf {
+    let root = root();
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|d| if d.is_absolute() { d } else { root.join(d) })
+        .unwrap_or_else(|| root.join("target"))
+        .join("wasm-examples");
+    let manifest = root.join(dir).join("Cargo.toml");
+    let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    build
+        .current_dir(root.join(dir))
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target_dir);
+    // As in host/build.rs: the outer cargo's settings are for the host
+    // target and must not leak into the wasm build.
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_PKG_NAME",
+        "CARGO_CRATE_NAME",
+    ] {
+        build.env_remove(var);
+    }
+    let out = build
+        .output()
+        .unwrap_or_else(|err| panic!("run cargo for {dir}: {err}"));
+    assert!(
+        out.status.success(),
+        "building {dir} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wasm = target_dir.join(format!("wasm32-wasip2/release/{wasm_name}.wasm"));
+    assert!(wasm.exists(), "{} was not built", wasm.display());
+    wasm
 }
 
 fn warden(args: &[&str]) -> Output {
@@ -141,6 +158,43 @@ fn plugin_test_runs_the_redis_type_through_its_life_cycle() {
     assert!(
         std::net::TcpStream::connect(&address).is_err(),
         "redis still runs"
+    );
+}
+
+#[test]
+fn the_template_for_a_new_type_builds_loads_and_passes_plugin_test() {
+    let wasm = template_plugin();
+    let out = warden(&["plugin", "check", wasm.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.starts_with("tcp-service 0.1.0"), "{stdout}");
+    assert!(stdout.contains("connect-timeout-ms"), "{stdout}");
+
+    // The whole life cycle against a real service: the warden binary's
+    // demo HTTP service, which listens on the address it is given.
+    let address = free_port().to_string();
+    let out = warden(&[
+        "plugin",
+        "test",
+        wasm.to_str().unwrap(),
+        "--prop",
+        &format!("program={WARDEN}"),
+        "--prop",
+        "args=demo-service --name template --listen {address}",
+        "--prop",
+        &format!("address={address}"),
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(
+        out.status.success(),
+        "warden plugin test failed:\n{stdout}\n{stderr}"
+    );
+    for step in ["ok   open+online", "ok   kill", "ok   recovery", "PASS"] {
+        assert!(stdout.contains(step), "{step:?} missing from:\n{stdout}");
+    }
+    assert!(
+        std::net::TcpStream::connect(&address).is_err(),
+        "the demo service still runs"
     );
 }
 

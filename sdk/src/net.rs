@@ -13,16 +13,49 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 /// When a check must be done by.
+///
+/// ```
+/// use std::time::Duration;
+/// use warden_sdk::net::Deadline;
+/// let deadline = Deadline::after(Duration::from_secs(2));
+/// assert!(deadline.left("the banner").is_ok());
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Deadline(Instant);
 
 impl Deadline {
     /// `ms` milliseconds from now.
+    ///
+    /// ```
+    /// let deadline = warden_sdk::net::Deadline::after_ms(3000);
+    /// # assert!(deadline.left("x").is_ok());
+    /// ```
     pub fn after_ms(ms: u64) -> Deadline {
-        Deadline(Instant::now() + Duration::from_millis(ms))
+        Deadline::after(Duration::from_millis(ms))
+    }
+
+    /// `duration` from now (a [`crate::Props::duration`], say).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let deadline = warden_sdk::net::Deadline::after(Duration::from_millis(3000));
+    /// # assert!(deadline.left("x").is_ok());
+    /// ```
+    pub fn after(duration: Duration) -> Deadline {
+        let now = Instant::now();
+        // A duration too long to add is as good as none.
+        Deadline(
+            now.checked_add(duration)
+                .unwrap_or(now + Duration::from_secs(86_400 * 365)),
+        )
     }
 
     /// Time left, or an error naming `what` was still to be done.
+    ///
+    /// ```
+    /// use warden_sdk::net::Deadline;
+    /// assert_eq!(Deadline::after_ms(0).left("the banner").unwrap_err(), "timed out before the banner");
+    /// ```
     pub fn left(&self, what: &str) -> Result<Duration, String> {
         let left = self.0.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -35,6 +68,14 @@ impl Deadline {
 
 /// The socket addresses of `host:port` (an IP address, `[v6]:port` or
 /// `localhost:port`), without a name lookup.
+///
+/// ```
+/// use warden_sdk::net::resolve;
+/// assert_eq!(resolve("127.0.0.1:25")?.len(), 1);
+/// assert_eq!(resolve("localhost:25")?.len(), 2); // IPv4 and IPv6
+/// assert!(resolve("mail.example:25").unwrap_err().contains("cannot look names up"));
+/// # Ok::<(), String>(())
+/// ```
 pub fn resolve(address: &str) -> Result<Vec<SocketAddr>, String> {
     if let Ok(addr) = address.parse::<SocketAddr>() {
         return Ok(vec![addr]);
@@ -59,6 +100,13 @@ pub fn resolve(address: &str) -> Result<Vec<SocketAddr>, String> {
 /// Connect to `address`, trying each of its socket addresses in turn.
 /// Reads and writes on the stream are bounded by `deadline` as it was at
 /// connect time; [`Dialogue`] re-bounds each line.
+///
+/// ```no_run
+/// # use warden_sdk::net::{connect, Deadline};
+/// // A looks-alive that only asks whether the port accepts connections:
+/// connect("127.0.0.1:25", Deadline::after_ms(3000)).map(drop)?;
+/// # Ok::<(), String>(())
+/// ```
 pub fn connect(address: &str, deadline: Deadline) -> Result<TcpStream, String> {
     let mut last = String::from("no address");
     for addr in resolve(address)? {
@@ -78,6 +126,14 @@ pub fn connect(address: &str, deadline: Deadline) -> Result<TcpStream, String> {
 }
 
 /// A line-oriented dialogue over TCP (CRLF on the wire, either on read).
+///
+/// ```no_run
+/// # use warden_sdk::net::{Dialogue, Deadline};
+/// let mut store = Dialogue::connect("127.0.0.1:7000", Deadline::after_ms(3000))?;
+/// store.ask("PING", "PONG")?;
+/// let status = store.ask("STATUS", "STATUS ")?;
+/// # Ok::<(), String>(())
+/// ```
 pub struct Dialogue {
     reader: BufReader<TcpStream>,
     deadline: Deadline,
@@ -85,6 +141,12 @@ pub struct Dialogue {
 
 impl Dialogue {
     /// Connect to `address` for a dialogue that must end by `deadline`.
+    ///
+    /// ```no_run
+    /// # use warden_sdk::net::{Dialogue, Deadline};
+    /// let mut smtp = Dialogue::connect("127.0.0.1:25", Deadline::after_ms(3000))?;
+    /// # Ok::<(), String>(())
+    /// ```
     pub fn connect(address: &str, deadline: Deadline) -> Result<Dialogue, String> {
         Ok(Dialogue {
             reader: BufReader::new(connect(address, deadline)?),
@@ -93,6 +155,12 @@ impl Dialogue {
     }
 
     /// Send one line; CRLF is added.
+    ///
+    /// ```no_run
+    /// # let mut smtp = warden_sdk::net::Dialogue::connect("127.0.0.1:25", warden_sdk::net::Deadline::after_ms(3000))?;
+    /// smtp.send("EHLO warden")?;
+    /// # Ok::<(), String>(())
+    /// ```
     pub fn send(&mut self, line: &str) -> Result<(), String> {
         let stream = self.reader.get_mut();
         let _ = stream.set_write_timeout(Some(self.deadline.left("sending")?));
@@ -103,6 +171,12 @@ impl Dialogue {
 
     /// Read one line, without its line ending. The end of the stream is an
     /// error.
+    ///
+    /// ```no_run
+    /// # let mut peer = warden_sdk::net::Dialogue::connect("127.0.0.1:7000", warden_sdk::net::Deadline::after_ms(3000))?;
+    /// let greeting = peer.read_line()?;
+    /// # Ok::<(), String>(())
+    /// ```
     pub fn read_line(&mut self) -> Result<String, String> {
         let left = self.deadline.left("an answer came")?;
         let _ = self.reader.get_mut().set_read_timeout(Some(left));
@@ -116,6 +190,12 @@ impl Dialogue {
 
     /// Read a reply in the SMTP style (`250-...` lines, then `250 ...`) and
     /// check its code. Returns the lines.
+    ///
+    /// ```no_run
+    /// # let mut smtp = warden_sdk::net::Dialogue::connect("127.0.0.1:25", warden_sdk::net::Deadline::after_ms(3000))?;
+    /// smtp.expect_reply("220")?; // the banner
+    /// # Ok::<(), String>(())
+    /// ```
     pub fn expect_reply(&mut self, code: &str) -> Result<Vec<String>, String> {
         let mut lines = Vec::new();
         loop {
@@ -132,6 +212,13 @@ impl Dialogue {
     }
 
     /// Send `line` and expect a one-line answer starting with `prefix`.
+    /// Returns the answer.
+    ///
+    /// ```no_run
+    /// # let mut indexer = warden_sdk::net::Dialogue::connect("127.0.0.1:7001", warden_sdk::net::Deadline::after_ms(3000))?;
+    /// let lag = indexer.ask("LAG", "LAG ")?;
+    /// # Ok::<(), String>(())
+    /// ```
     pub fn ask(&mut self, line: &str, prefix: &str) -> Result<String, String> {
         self.send(line)?;
         let answer = self.read_line()?;
@@ -162,6 +249,12 @@ pub fn ask_once(
 }
 
 /// The SMTP health dialogue: a 220 banner, EHLO answered 250, QUIT.
+///
+/// ```no_run
+/// # use warden_sdk::net::{smtp_check, Deadline};
+/// smtp_check("127.0.0.1:25", Deadline::after_ms(3000))?;
+/// # Ok::<(), String>(())
+/// ```
 pub fn smtp_check(address: &str, deadline: Deadline) -> Result<(), String> {
     let mut smtp = Dialogue::connect(address, deadline)?;
     smtp.expect_reply("220")
@@ -176,16 +269,37 @@ pub fn smtp_check(address: &str, deadline: Deadline) -> Result<(), String> {
 
 /// An HTTP answer: the status and the body (at most `MAX_BODY` bytes).
 #[derive(Debug, Clone)]
+///
+/// ```no_run
+/// # use warden_sdk::net::{http_get, Deadline};
+/// let answer = http_get("127.0.0.1:8080", "", "/health", Deadline::after_ms(3000))?;
+/// if !(200..300).contains(&answer.status) {
+///     return Err(format!("GET /health answered {}: {}", answer.status, answer.body));
+/// }
+/// # Ok::<(), String>(())
+/// ```
 pub struct HttpResponse {
+    /// The status code (`200`).
     pub status: u16,
+    /// The body, as text (invalid UTF-8 replaced), cut at [`MAX_BODY`].
     pub body: String,
 }
 
 /// The most body an [`http_get`] reads; health checks need little.
+///
+/// ```
+/// assert_eq!(warden_sdk::net::MAX_BODY, 65536);
+/// ```
 pub const MAX_BODY: u64 = 64 * 1024;
 
 /// `GET path` over HTTP/1.1 with `Connection: close`. `host` is the Host
 /// header (the address's host when empty).
+///
+/// ```no_run
+/// # use warden_sdk::net::{http_get, Deadline};
+/// let answer = http_get("127.0.0.1:8080", "mail.example", "/health", Deadline::after_ms(3000))?;
+/// # Ok::<(), String>(())
+/// ```
 pub fn http_get(
     address: &str,
     host: &str,

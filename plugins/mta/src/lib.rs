@@ -7,127 +7,54 @@
 //! the SMTP dialogue on its port. Offline stops it with SIGTERM (the queue
 //! is always durable).
 
-use warden_sdk::bindings::exports::warden::resource::resource_type::{
-    Guest, GuestInstance, Health, Instance, Properties, PropertyError, TypeInfo,
-};
+use std::time::Duration;
+
 use warden_sdk::net::{self, Deadline, Dialogue};
-use warden_sdk::service::{self, Service};
-use warden_sdk::types::{PropertyKind, Timing, TypeFlags};
-use warden_sdk::{number, required, spec};
+use warden_sdk::service::{Managed, ServiceDefaults, ServiceType};
+use warden_sdk::types::{PropertyError, TypeFlags};
+use warden_sdk::{Property, Props};
 
-struct MtaType;
-
-struct MtaInstance {
-    service: Service,
+struct Mta {
     address: String,
-    answer_ms: u64,
+    answer: Duration,
 }
 
-fn parse(properties: &Properties) -> Result<MtaInstance, PropertyError> {
-    Ok(MtaInstance {
-        service: Service::from_properties(properties)?,
-        address: required(properties, "address", "the host:port the MTA listens on")?.to_string(),
-        answer_ms: number(properties, "answer-timeout-ms", 3000)?,
-    })
-}
+impl ServiceType for Mta {
+    const NAME: &'static str = "mta";
+    const DESCRIPTION: &'static str = "The message transfer agent; one per cluster.";
+    const SERVICE: ServiceDefaults =
+        ServiceDefaults::new("--listen {address} --store {store} --data .");
+    const PROPERTIES: &'static [Property] = &[
+        Property::address("address", "Where the MTA listens (host:port)"),
+        Property::string("store", "The store's address, for the args template").default(""),
+        Property::duration_ms("answer-timeout-ms", "How long a check waits for answers")
+            .default("3000"),
+    ];
+    const FLAGS: TypeFlags = TypeFlags::CLUSTER_SINGLETON;
 
-impl MtaInstance {
-    fn banner(&self) -> Result<(), String> {
-        let mut smtp = Dialogue::connect(&self.address, Deadline::after_ms(self.answer_ms))?;
+    fn open(props: &Props) -> Result<Self, PropertyError> {
+        Ok(Mta {
+            address: props.address("address")?,
+            answer: props.duration("answer-timeout-ms")?,
+        })
+    }
+
+    /// The whole SMTP dialogue.
+    fn check(&self) -> Result<(), String> {
+        net::smtp_check(&self.address, Deadline::after(self.answer))
+    }
+
+    /// The 220 banner alone.
+    fn quick_check(&self) -> Result<(), String> {
+        let mut smtp = Dialogue::connect(&self.address, Deadline::after(self.answer))?;
         smtp.expect_reply("220")
             .map(drop)
             .map_err(|e| format!("banner: {e}"))
     }
 
-    fn check(&self, thorough: bool) -> Health {
-        let result = self.service.running().and_then(|()| match thorough {
-            true => net::smtp_check(&self.address, Deadline::after_ms(self.answer_ms)),
-            false => self.banner(),
-        });
-        result.map_or_else(Health::Failed, |()| Health::Healthy)
+    fn ready(&self) -> Result<(), String> {
+        self.quick_check()
     }
 }
 
-impl Guest for MtaType {
-    type Instance = MtaInstance;
-
-    fn describe() -> TypeInfo {
-        let mut properties = service::properties(
-            "--listen {address} --store {store} --data .",
-            false,
-            "30000",
-        );
-        properties.extend([
-            spec(
-                "address",
-                PropertyKind::Address,
-                None,
-                "Where the MTA listens (host:port)",
-            ),
-            spec(
-                "store",
-                PropertyKind::String,
-                Some(""),
-                "The store's address, for the args template",
-            ),
-            spec(
-                "answer-timeout-ms",
-                PropertyKind::DurationMs,
-                Some("3000"),
-                "How long a check waits for answers",
-            ),
-        ]);
-        TypeInfo {
-            name: "mta".to_string(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            description: "The message transfer agent; one per cluster.".to_string(),
-            properties,
-            timing: Timing {
-                pending_timeout_ms: 180_000,
-                looks_alive_interval_ms: 5_000,
-                is_alive_interval_ms: 10_000,
-                check_timeout_ms: 5_000,
-            },
-            flags: TypeFlags::CLUSTER_SINGLETON,
-        }
-    }
-
-    fn validate(properties: Properties) -> Result<(), PropertyError> {
-        parse(&properties).map(drop)
-    }
-}
-
-impl GuestInstance for MtaInstance {
-    fn open(_name: String, properties: Properties) -> Result<Instance, PropertyError> {
-        Ok(Instance::new(parse(&properties)?))
-    }
-
-    fn online(&self) -> Result<(), String> {
-        self.service.start(|| self.banner())
-    }
-
-    fn offline(&self) -> Result<(), String> {
-        self.service.stop().map(drop)
-    }
-
-    fn terminate(&self) {
-        self.service.kill();
-    }
-
-    fn looks_alive(&self) -> Health {
-        self.check(false)
-    }
-
-    fn is_alive(&self) -> Health {
-        self.check(true)
-    }
-
-    fn control(&self, code: String, _payload: String) -> Result<String, String> {
-        match code.as_str() {
-            "pid" => self.service.pid(),
-            other => Err(format!("unknown control code {other:?}; known: pid")),
-        }
-    }
-}
-
-warden_sdk::export_plugin!(MtaType);
+warden_sdk::export_type!(Managed<Mta>);

@@ -8,155 +8,80 @@
 //!
 //! The program must be allowed for this plugin in the node configuration.
 
-use warden_sdk::bindings::exports::warden::resource::resource_type::{
-    Guest, GuestInstance, Health, Instance, Properties, PropertyError, TypeInfo,
-};
 use warden_sdk::host::{self, Level};
 use warden_sdk::process::{self, ProcessState, SpawnSpec};
-use warden_sdk::types::{PropertyKind, PropertySpec, Timing, TypeFlags};
+use warden_sdk::service::describe_state;
+use warden_sdk::types::{Health, PropertyError, Timing};
+use warden_sdk::{DEFAULT_TIMING, Property, Props, ResourceType, refuse, unknown_control};
 
-struct ProcessType;
-
-struct ProcessInstance {
+struct Process {
     name: String,
     spec: SpawnSpec,
     startup_ms: u64,
     stop_grace_ms: u64,
 }
 
-fn spec(name: &str, kind: PropertyKind, default: Option<&str>, description: &str) -> PropertySpec {
-    PropertySpec {
-        name: name.to_string(),
-        kind,
-        default_value: default.map(str::to_string),
-        required: default.is_none(),
-        description: description.to_string(),
-    }
-}
-
-fn number(properties: &Properties, name: &str, default: u64) -> Result<u64, PropertyError> {
-    match warden_sdk::property(properties, name) {
-        None => Ok(default),
-        Some(text) => text.parse().map_err(|_| PropertyError {
-            property: name.to_string(),
-            reason: format!("expected a number of milliseconds, got {text:?}"),
-        }),
-    }
-}
-
-fn parse(properties: &Properties) -> Result<ProcessInstance, PropertyError> {
-    let program = warden_sdk::property(properties, "program")
-        .filter(|p| !p.is_empty())
-        .ok_or_else(|| PropertyError {
-            property: "program".to_string(),
-            reason: "required: the path of the program to run".to_string(),
-        })?;
-    let args = warden_sdk::property(properties, "args")
-        .map(|a| a.split_whitespace().map(str::to_string).collect())
-        .unwrap_or_default();
-    let env = warden_sdk::property(properties, "env")
-        .map(|text| {
-            text.split_whitespace()
-                .map(|pair| {
-                    pair.split_once('=')
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .ok_or_else(|| PropertyError {
-                            property: "env".to_string(),
-                            reason: format!("expected KEY=VALUE, got {pair:?}"),
-                        })
-                })
-                .collect::<Result<Vec<_>, _>>()
+/// `KEY=VALUE` pairs separated by spaces.
+fn parse_env(text: &str) -> Result<Vec<(String, String)>, PropertyError> {
+    text.split_whitespace()
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| refuse("env", format!("expected KEY=VALUE, got {pair:?}")))
         })
-        .transpose()?
-        .unwrap_or_default();
-    Ok(ProcessInstance {
-        name: String::new(),
-        spec: SpawnSpec {
-            program: program.to_string(),
-            args,
-            env,
-            cwd: warden_sdk::property(properties, "cwd").map(str::to_string),
-        },
-        startup_ms: number(properties, "startup-ms", 200)?,
-        stop_grace_ms: number(properties, "stop-grace-ms", 5_000)?,
-    })
+        .collect()
 }
 
-fn describe_state(state: &ProcessState) -> String {
-    match state {
-        ProcessState::Running(pid) => format!("running as pid {pid}"),
-        ProcessState::Exited(code) => format!("exited with status {code}"),
-        ProcessState::KilledBySignal(signal) => format!("killed by signal {signal}"),
-        ProcessState::NotStarted => "not started".to_string(),
+impl ResourceType for Process {
+    const NAME: &'static str = "process";
+    const DESCRIPTION: &'static str = "Runs one program and keeps it running.";
+    /// The agent reports an exit at once; no looks-alive polling.
+    const TIMING: Timing = Timing {
+        looks_alive_interval_ms: 0,
+        ..DEFAULT_TIMING
+    };
+
+    fn properties() -> Vec<Property> {
+        vec![
+            Property::string("program", "Path of the program to run"),
+            Property::string("args", "Arguments, separated by spaces").default(""),
+            Property::string("env", "KEY=VALUE pairs, separated by spaces").default(""),
+            Property::string(
+                "cwd",
+                "Working directory (default: the resource's data directory)",
+            )
+            .default(""),
+            Property::duration_ms(
+                "startup-ms",
+                "How long the program must stay up for online to succeed",
+            )
+            .default("200"),
+            Property::duration_ms(
+                "stop-grace-ms",
+                "How long offline waits after SIGTERM before SIGKILL",
+            )
+            .default("5000"),
+        ]
     }
-}
 
-impl Guest for ProcessType {
-    type Instance = ProcessInstance;
-
-    fn describe() -> TypeInfo {
-        TypeInfo {
-            name: "process".to_string(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            description: "Runs one program and keeps it running.".to_string(),
-            properties: vec![
-                spec(
-                    "program",
-                    PropertyKind::String,
-                    None,
-                    "Path of the program to run",
-                ),
-                spec(
-                    "args",
-                    PropertyKind::String,
-                    Some(""),
-                    "Arguments, separated by spaces",
-                ),
-                spec(
-                    "env",
-                    PropertyKind::String,
-                    Some(""),
-                    "KEY=VALUE pairs, separated by spaces",
-                ),
-                spec(
-                    "cwd",
-                    PropertyKind::String,
-                    Some(""),
-                    "Working directory (default: the resource's data directory)",
-                ),
-                spec(
-                    "startup-ms",
-                    PropertyKind::DurationMs,
-                    Some("200"),
-                    "How long the program must stay up for online to succeed",
-                ),
-                spec(
-                    "stop-grace-ms",
-                    PropertyKind::DurationMs,
-                    Some("5000"),
-                    "How long offline waits after SIGTERM before SIGKILL",
-                ),
-            ],
-            timing: Timing {
-                pending_timeout_ms: 180_000,
-                looks_alive_interval_ms: 0,
-                is_alive_interval_ms: 10_000,
-                check_timeout_ms: 5_000,
+    fn open(name: &str, props: &Props) -> Result<Self, PropertyError> {
+        let cwd = props.string("cwd")?;
+        Ok(Process {
+            name: name.to_string(),
+            spec: SpawnSpec {
+                program: props.string("program")?,
+                args: props
+                    .get("args")?
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect(),
+                env: parse_env(props.get("env")?)?,
+                // Empty: the resource's data directory.
+                cwd: Some(cwd).filter(|c| !c.is_empty()),
             },
-            flags: TypeFlags::empty(),
-        }
-    }
-
-    fn validate(properties: Properties) -> Result<(), PropertyError> {
-        parse(&properties).map(|_| ())
-    }
-}
-
-impl GuestInstance for ProcessInstance {
-    fn open(name: String, properties: Properties) -> Result<Instance, PropertyError> {
-        let mut instance = parse(&properties)?;
-        instance.name = name;
-        Ok(Instance::new(instance))
+            startup_ms: props.u64("startup-ms")?,
+            stop_grace_ms: props.u64("stop-grace-ms")?,
+        })
     }
 
     fn online(&self) -> Result<(), String> {
@@ -184,17 +109,7 @@ impl GuestInstance for ProcessInstance {
     }
 
     fn offline(&self) -> Result<(), String> {
-        process::stop(self.stop_grace_ms).map(|_| ())
-    }
-
-    fn terminate(&self) {
-        if let Err(err) = process::stop(0) {
-            host::log(Level::Warn, &format!("terminate: {err}"));
-        }
-    }
-
-    fn looks_alive(&self) -> Health {
-        self.is_alive()
+        process::stop(self.stop_grace_ms).map(drop)
     }
 
     fn is_alive(&self) -> Health {
@@ -204,12 +119,12 @@ impl GuestInstance for ProcessInstance {
         }
     }
 
-    fn control(&self, code: String, _payload: String) -> Result<String, String> {
-        match code.as_str() {
+    fn control(&self, code: &str, _payload: &str) -> Result<String, String> {
+        match code {
             "state" => Ok(describe_state(&process::state())),
-            other => Err(format!("unknown control code {other:?}; known: state")),
+            other => Err(unknown_control(other, &["state"])),
         }
     }
 }
 
-warden_sdk::export_plugin!(ProcessType);
+warden_sdk::export_type!(Process);

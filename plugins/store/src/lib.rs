@@ -15,29 +15,17 @@
 //! - Terminate kills the service without the clean mark; the next online
 //!   recovers.
 
-use warden_sdk::bindings::exports::warden::resource::resource_type::{
-    Guest, GuestInstance, Health, Instance, Properties, PropertyError, TypeInfo,
-};
+use std::time::Duration;
+
 use warden_sdk::host::{self, Level};
 use warden_sdk::net::{Deadline, Dialogue};
-use warden_sdk::service::{self, Service};
-use warden_sdk::types::{PropertyKind, Timing, TypeFlags};
-use warden_sdk::{DATA_DIR, checkpoint, number, required, spec};
+use warden_sdk::service::{Managed, Service, ServiceDefaults, ServiceType};
+use warden_sdk::types::{PropertyError, TypeFlags};
+use warden_sdk::{DATA_DIR, Property, Props, checkpoint, unknown_control};
 
-struct StoreType;
-
-struct StoreInstance {
-    service: Service,
+struct Store {
     address: String,
-    answer_ms: u64,
-}
-
-fn parse(properties: &Properties) -> Result<StoreInstance, PropertyError> {
-    Ok(StoreInstance {
-        service: Service::from_properties(properties)?,
-        address: required(properties, "address", "the host:port the store listens on")?.to_string(),
-        answer_ms: number(properties, "answer-timeout-ms", 3000)?,
-    })
+    answer: Duration,
 }
 
 fn exists(file: &str) -> bool {
@@ -56,9 +44,9 @@ fn verify() -> String {
     }
 }
 
-impl StoreInstance {
+impl Store {
     fn ask(&self, request: &str, prefix: &str) -> Result<String, String> {
-        Dialogue::connect(&self.address, Deadline::after_ms(self.answer_ms))?.ask(request, prefix)
+        Dialogue::connect(&self.address, Deadline::after(self.answer))?.ask(request, prefix)
     }
 
     /// `seq` from the store's `STATUS` line.
@@ -69,17 +57,6 @@ impl StoreInstance {
             .find_map(|field| field.strip_prefix("seq="))
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| format!("STATUS without a seq: {status:?}"))
-    }
-
-    fn check(&self, request: &str, prefix: &str) -> Health {
-        match self
-            .service
-            .running()
-            .and_then(|()| self.ask(request, prefix))
-        {
-            Ok(_) => Health::Healthy,
-            Err(why) => Health::Failed(why),
-        }
     }
 
     fn remember_seq(&self) {
@@ -93,58 +70,49 @@ impl StoreInstance {
     }
 }
 
-impl Guest for StoreType {
-    type Instance = StoreInstance;
+impl ServiceType for Store {
+    const NAME: &'static str = "store";
+    const DESCRIPTION: &'static str =
+        "The mail store: mounts, recovers from its log, dismounts cleanly.";
+    const SERVICE: ServiceDefaults =
+        ServiceDefaults::new("--data . --listen {address}").startup_timeout_ms("0");
+    const PROPERTIES: &'static [Property] = &[
+        Property::address("address", "Where the store listens (host:port)"),
+        Property::duration_ms("answer-timeout-ms", "How long a check waits for answers")
+            .default("3000"),
+    ];
+    const FLAGS: TypeFlags = TypeFlags::ONLINE_NO_PENDING_TIMEOUT;
+    const CONTROLS: &'static [&'static str] = &["verify", "status"];
 
-    fn describe() -> TypeInfo {
-        let mut properties = service::properties("--data . --listen {address}", false, "0");
-        properties.extend([
-            spec(
-                "address",
-                PropertyKind::Address,
-                None,
-                "Where the store listens (host:port)",
-            ),
-            spec(
-                "answer-timeout-ms",
-                PropertyKind::DurationMs,
-                Some("3000"),
-                "How long a check waits for answers",
-            ),
-        ]);
-        TypeInfo {
-            name: "store".to_string(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            description: "The mail store: mounts, recovers from its log, dismounts cleanly."
-                .to_string(),
-            properties,
-            timing: Timing {
-                pending_timeout_ms: 180_000,
-                looks_alive_interval_ms: 5_000,
-                is_alive_interval_ms: 10_000,
-                check_timeout_ms: 5_000,
-            },
-            flags: TypeFlags::ONLINE_NO_PENDING_TIMEOUT,
-        }
+    fn open(props: &Props) -> Result<Self, PropertyError> {
+        Ok(Store {
+            address: props.address("address")?,
+            answer: props.duration("answer-timeout-ms")?,
+        })
     }
 
-    fn validate(properties: Properties) -> Result<(), PropertyError> {
-        parse(&properties).map(drop)
-    }
-}
-
-impl GuestInstance for StoreInstance {
-    fn open(_name: String, properties: Properties) -> Result<Instance, PropertyError> {
-        Ok(Instance::new(parse(&properties)?))
+    /// `STATUS`; a healthy store's seq goes into the checkpoint.
+    fn check(&self) -> Result<(), String> {
+        self.ask("STATUS", "STATUS ")?;
+        self.remember_seq();
+        Ok(())
     }
 
-    fn online(&self) -> Result<(), String> {
+    fn quick_check(&self) -> Result<(), String> {
+        self.ask("PING", "PONG").map(drop)
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        self.quick_check()
+    }
+
+    fn online(&self, service: &Service) -> Result<(), String> {
         let state = verify();
         host::log(Level::Info, &format!("store files: {state}"));
         if state.starts_with("dirty") {
             host::report_progress("recovering: the store replays its log");
         }
-        self.service.start(|| self.ask("PING", "PONG").map(drop))?;
+        service.start(|| self.ready())?;
         let seq = self.seq()?;
         let kept = checkpoint::get("seq")?.and_then(|s| s.parse::<u64>().ok());
         if let Some(kept) = kept
@@ -158,9 +126,9 @@ impl GuestInstance for StoreInstance {
         checkpoint::set("seq", &seq.to_string())
     }
 
-    fn offline(&self) -> Result<(), String> {
+    fn offline(&self, service: &Service) -> Result<(), String> {
         self.remember_seq();
-        self.service.stop()?;
+        service.stop()?;
         if exists("CLEAN") {
             Ok(())
         } else {
@@ -168,32 +136,13 @@ impl GuestInstance for StoreInstance {
         }
     }
 
-    fn terminate(&self) {
-        self.service.kill();
-    }
-
-    fn looks_alive(&self) -> Health {
-        self.check("PING", "PONG")
-    }
-
-    fn is_alive(&self) -> Health {
-        let health = self.check("STATUS", "STATUS ");
-        if matches!(health, Health::Healthy) {
-            self.remember_seq();
-        }
-        health
-    }
-
-    fn control(&self, code: String, _payload: String) -> Result<String, String> {
-        match code.as_str() {
+    fn control(&self, code: &str, _payload: &str) -> Result<String, String> {
+        match code {
             "verify" => Ok(verify()),
             "status" => self.ask("STATUS", "STATUS "),
-            "pid" => self.service.pid(),
-            other => Err(format!(
-                "unknown control code {other:?}; known: verify, status, pid"
-            )),
+            other => Err(unknown_control(other, Self::CONTROLS)),
         }
     }
 }
 
-warden_sdk::export_plugin!(StoreType);
+warden_sdk::export_type!(Managed<Store>);
