@@ -164,6 +164,11 @@ pub trait ResourceType: Sized + 'static {
     /// Bring the resource online: start what it runs and wait until it
     /// answers. Long waits should report progress
     /// ([`crate::host::report_progress`]) to get more time.
+    ///
+    /// Online must be idempotent: on a resource that already runs (a hot
+    /// swap takes the new version's instance through online, bounded by
+    /// the check timeout) it finds it running and returns at once.
+    /// [`crate::service::Service::start`] does this for a managed process.
     fn online(&self) -> Result<(), String>;
 
     /// Take the resource offline cleanly. By default: stop the managed

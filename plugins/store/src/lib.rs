@@ -107,10 +107,16 @@ impl ServiceType for Store {
     }
 
     fn online(&self, service: &Service) -> Result<(), String> {
-        let state = verify();
-        host::log(Level::Info, &format!("store files: {state}"));
-        if state.starts_with("dirty") {
-            host::report_progress("recovering: the store replays its log");
+        // Online is idempotent (a hot swap takes the new version through it
+        // on the running store): the files of a running store say nothing
+        // about its last dismount.
+        let running = service.spawn.is_some() && service.running().is_ok();
+        if !running {
+            let state = verify();
+            host::log(Level::Info, &format!("store files: {state}"));
+            if state.starts_with("dirty") {
+                host::report_progress("recovering: the store replays its log");
+            }
         }
         service.start(|| self.ready())?;
         let seq = self.seq()?;
