@@ -10,6 +10,11 @@ use crate::process::{self, ProcessState, SpawnSpec};
 use crate::types::{Health, PropertyError, PropertyKind, PropertySpec};
 use crate::{number, property, spec};
 
+/// The first pause of [`Service::start`] between readiness checks, and the
+/// longest it doubles up to.
+const READY_FIRST_PAUSE_MS: u64 = 5;
+const READY_MAX_PAUSE_MS: u64 = 100;
+
 /// One managed service, as the resource's properties describe it.
 #[derive(Debug, Clone)]
 pub struct Service {
@@ -203,6 +208,11 @@ impl Service {
     /// Start the service unless it runs, then wait until `ready` passes,
     /// reporting progress each second. Fails if the process exits first or
     /// `startup-timeout-ms` passes (0: wait as long as it takes).
+    ///
+    /// `ready` is tried again after 5 ms, then after twice as long each
+    /// time, up to every 100 ms: a service that is up a few milliseconds
+    /// after it was started (nginx restarting after a crash) is online a few
+    /// milliseconds later, not a whole 100 ms poll later.
     pub fn start(&self, ready: impl Fn() -> Result<(), String>) -> Result<(), String> {
         if let Some(spawn) = &self.spawn {
             match process::state() {
@@ -221,6 +231,7 @@ impl Service {
         }
         let started = host::now_ms();
         let mut last_report = started;
+        let mut pause_ms = READY_FIRST_PAUSE_MS;
         loop {
             let why = match ready() {
                 Ok(()) => return Ok(()),
@@ -239,7 +250,8 @@ impl Service {
                 host::report_progress(&format!("waiting for {}: {why}", self.program()));
                 last_report = now;
             }
-            host::sleep_ms(100);
+            host::sleep_ms(pause_ms);
+            pause_ms = (pause_ms * 2).min(READY_MAX_PAUSE_MS);
         }
     }
 
