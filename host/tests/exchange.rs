@@ -4,8 +4,12 @@
 //! mail services of examples/mail-services; and the http-instance type
 //! supervising Debian's nginx.
 //!
-//! Health checks are 60 s apart, so a kill -9 seen within seconds can only
-//! have been seen through the process's exit event.
+//! Health checks are 60 s apart (or suspended through the Monitoring
+//! component), so a kill -9 seen within seconds can only have been seen
+//! through the process's exit event. The Store is killed while a writer
+//! streams messages over SMTP; every acknowledged message must be readable
+//! afterwards. The smtp-instance type also supervises Debian's aiosmtpd
+//! (python3-aiosmtpd), an SMTP server it was not written against.
 //!
 //! Self-contained: the helpers follow agent.rs and mail.rs.
 
@@ -122,32 +126,77 @@ fn pid_of(pattern: &str) -> Option<i32> {
 
 /// A whole SMTP dialogue delivering `text` to `mailbox`.
 fn smtp_send(address: &str, mailbox: &str, text: &str) {
-    let stream = TcpStream::connect(address).expect("connect to SMTP");
+    if let Err(why) = try_smtp_send(address, mailbox, text) {
+        panic!("sending to {mailbox} over {address}: {why}");
+    }
+}
+
+/// One SMTP reply (`250-...` lines, then `250 ...`) with the code `code`.
+fn smtp_reply(reader: &mut impl BufRead, code: &str) -> Result<Vec<String>, String> {
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) => return Err(format!("closed while waiting for {code}")),
+            Ok(_) => {}
+            Err(e) => return Err(format!("reading the {code} reply: {e}")),
+        }
+        if !line.starts_with(code) {
+            return Err(format!("wanted {code}, got {line:?}"));
+        }
+        let more = line.as_bytes().get(3) == Some(&b'-');
+        lines.push(line.trim_end().to_string());
+        if !more {
+            return Ok(lines);
+        }
+    }
+}
+
+/// Like [`smtp_send`], but a refusal or a broken connection is an error:
+/// `Ok` means the server acknowledged the message (250 after the data).
+fn try_smtp_send(address: &str, mailbox: &str, text: &str) -> Result<(), String> {
+    let stream = TcpStream::connect(address).map_err(|e| format!("connect: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
+        .map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
     let mut writer = stream;
-    let mut expect = |code: &str| loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        assert!(line.starts_with(code), "wanted {code}, got {line:?}");
-        if line.as_bytes().get(3) != Some(&b'-') {
-            break;
-        }
-    };
-    expect("220");
+    smtp_reply(&mut reader, "220")?;
     for (line, code) in [
         ("EHLO test".to_string(), "250"),
         ("MAIL FROM:<test@example.com>".to_string(), "250"),
         (format!("RCPT TO:<{mailbox}@example.com>"), "250"),
         ("DATA".to_string(), "354"),
         (format!("Subject: test\r\n\r\n{text}\r\n."), "250"),
-        ("QUIT".to_string(), "221"),
     ] {
-        writer.write_all(format!("{line}\r\n").as_bytes()).unwrap();
-        expect(code);
+        writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .map_err(|e| format!("sending {line:?}: {e}"))?;
+        smtp_reply(&mut reader, code)?;
     }
+    // Acknowledged; how the connection ends does not change that.
+    let _ = writer.write_all(b"QUIT\r\n");
+    let _ = smtp_reply(&mut reader, "221");
+    Ok(())
+}
+
+/// The greeting part of an SMTP dialogue: the 220 banner, the reply to
+/// EHLO (its lines), and QUIT answered 221.
+fn smtp_ehlo(address: &str) -> Result<Vec<String>, String> {
+    let stream = TcpStream::connect(address).map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
+    let mut writer = stream;
+    smtp_reply(&mut reader, "220")?;
+    writer
+        .write_all(b"EHLO test\r\n")
+        .map_err(|e| e.to_string())?;
+    let ehlo = smtp_reply(&mut reader, "250")?;
+    writer.write_all(b"QUIT\r\n").map_err(|e| e.to_string())?;
+    smtp_reply(&mut reader, "221")?;
+    Ok(ehlo)
 }
 
 /// GET `path`; the whole response, or None if nothing answered.
@@ -334,6 +383,78 @@ fn an_exchange_virtual_server_runs_under_the_real_agent() {
         "{mailbox}"
     );
 
+    // kill -9 of mail-store while a writer streams messages over SMTP:
+    // after the group recovers, every message the SMTP service acknowledged
+    // (250 after the data) is readable over HTTP.
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u32>::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (acked, stop, smtp_at) = (acked.clone(), stop.clone(), smtp_at.clone());
+        std::thread::spawn(move || {
+            let mut refused = 0u32;
+            for n in 0u32.. {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                match try_smtp_send(&smtp_at, "bob", &format!("stream-{n:05} end")) {
+                    Ok(()) => acked.lock().expect("acked list").push(n),
+                    Err(_) => {
+                        refused += 1;
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+            }
+            refused
+        })
+    };
+    let acked_count = || acked.lock().expect("acked list").len();
+    wait_until("20 messages acknowledged", Duration::from_secs(20), || {
+        (acked_count() >= 20).then_some(())
+    });
+    let store_program = format!("{}/mail-store --data . --listen {store_at}", bin.display());
+    let store_pid = pid_of(&store_program).expect("mail-store runs");
+    let store_onlines = count(&history, "store", "Online");
+    kill(Pid::from_raw(store_pid), Signal::SIGKILL).expect("kill -9 mail-store");
+    let at_kill = acked_count();
+    wait_until("the store back online", Duration::from_secs(30), || {
+        (count(&history, "store", "Online") > store_onlines).then_some(())
+    });
+    // The writer gets through again: the group is whole.
+    wait_until(
+        "messages acknowledged after the recovery",
+        Duration::from_secs(30),
+        || (acked_count() >= at_kill + 20).then_some(()),
+    );
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let refused = writer.join().expect("the writer thread");
+    let seen = events(&history);
+    assert!(
+        seen.iter().any(|e| e["resource"] == "store"
+            && e["event"] == "process-exited"
+            && e["pid"] == store_pid),
+        "no process-exited for the killed mail-store: {seen:#?}"
+    );
+    assert!(
+        ask(&store_at, "STATUS").contains("clean=false"),
+        "the store did not recover from its log"
+    );
+    let mailbox = wait_until("mail-http answering", Duration::from_secs(10), || {
+        http_get(&http_at, "/mailbox/bob").filter(|a| a.starts_with("HTTP/1.1 200"))
+    });
+    let acked = acked.lock().expect("acked list").clone();
+    let lost: Vec<u32> = acked
+        .iter()
+        .copied()
+        .filter(|n| !mailbox.contains(&format!("stream-{n:05} end")))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged messages lost by the store's kill -9 ({refused} sends refused \
+         meanwhile): {lost:?}",
+        lost.len(),
+        acked.len()
+    );
+
     // SIGTERM: a clean exit, and the store dismounted cleanly.
     let status = agent.terminate();
     assert!(status.success(), "clean shutdown: {status:?}");
@@ -512,4 +633,154 @@ properties = {{ program = "{NGINX}", args = "-c {conf} -p {n} -e {n}/error.log",
     let status = agent.terminate();
     assert!(status.success(), "clean shutdown: {status:?}");
     assert!(pid_of(&master).is_none(), "nginx survived the agent");
+}
+
+const PYTHON: &str = "/usr/bin/python3";
+
+/// `warden_health_checks_total{check="is-alive",result=...}` from the
+/// agent's metrics (0 when not counted yet).
+fn is_alive_checks(api: &str, token: &str, result: &str) -> u64 {
+    let Ok(mut stream) = TcpStream::connect(api) else {
+        return 0;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = format!(
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    let mut answer = String::new();
+    if stream.write_all(request.as_bytes()).is_err() || stream.read_to_string(&mut answer).is_err()
+    {
+        return 0;
+    }
+    let series = format!("warden_health_checks_total{{check=\"is-alive\",result=\"{result}\"}} ");
+    answer
+        .lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Set a server component through the `warden` CLI.
+fn set_component(api: &str, token: &str, component: &str, state: &str) {
+    let out = Command::new(WARDEN)
+        .args([
+            "component",
+            "set",
+            component,
+            state,
+            "--requester",
+            "Maintenance",
+        ])
+        .env("WARDEN_API", format!("http://{api}"))
+        .env("WARDEN_TOKEN", token)
+        .output()
+        .expect("run the CLI");
+    assert!(
+        out.status.success(),
+        "component set {component} {state}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn smtp_instance_supervises_debian_aiosmtpd_through_a_kill_9() {
+    let has_aiosmtpd = Command::new(PYTHON)
+        .args(["-c", "import aiosmtpd"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        has_aiosmtpd,
+        "{PYTHON} cannot import aiosmtpd: this test needs Debian's python3-aiosmtpd \
+         (apt-get install -y python3-aiosmtpd; .ci/run installs it)"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (address, api) = (free_address(), free_address());
+    const TOKEN: &str = "debian-smtp-test-token";
+    std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).expect("token");
+    // Is-alive every 200 ms while Monitoring is active; looks-alive (a bare
+    // connect) out of the way, so every check counted is the SMTP dialogue.
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[node]
+name = "node-1"
+data_dir = "data"
+
+[api]
+listen = "{api}"
+token_file = "token"
+
+[plugins.smtp-instance]
+allow_programs = ["{PYTHON}"]
+
+[[resource]]
+name = "mx"
+type = "smtp-instance"
+looks_alive_interval_ms = 60000
+is_alive_interval_ms = 200
+restart = {{ threshold = 3, period_s = 900, delay_ms = 100 }}
+properties = {{ program = "{PYTHON}", args = "-m aiosmtpd -n -l {{address}}", address = "{address}" }}
+"#
+        ),
+    )
+    .expect("write config");
+    let agent = AgentProcess::start(&config);
+    let history = dir.path().join("data/events.jsonl");
+    wait_until("mx online", Duration::from_secs(30), || {
+        (count(&history, "mx", "Online") >= 1).then_some(())
+    });
+
+    // The type's is-alive (banner, EHLO, QUIT) passes against aiosmtpd,
+    // whose EHLO reply has several lines, again and again.
+    wait_until(
+        "three passing is-alive checks",
+        Duration::from_secs(15),
+        || (is_alive_checks(&api, TOKEN, "healthy") >= 3).then_some(()),
+    );
+    let ehlo = smtp_ehlo(&address).expect("aiosmtpd answers EHLO");
+    assert!(ehlo.len() > 1, "a one-line EHLO reply: {ehlo:?}");
+    assert_eq!(
+        is_alive_checks(&api, TOKEN, "failed"),
+        0,
+        "a failed is-alive against aiosmtpd: {:#?}",
+        events(&history)
+    );
+
+    // Health checks suspended: whatever sees the kill -9 now can only be
+    // the exit event.
+    set_component(&api, TOKEN, "Monitoring", "Inactive");
+    let server = format!("{PYTHON} -m aiosmtpd -n -l {address}");
+    let pid = pid_of(&server).expect("aiosmtpd runs");
+    kill(Pid::from_raw(pid), Signal::SIGKILL).expect("kill -9 aiosmtpd");
+    wait_until("mx online again", Duration::from_secs(30), || {
+        (count(&history, "mx", "Online") >= 2).then_some(())
+    });
+    let seen = events(&history);
+    assert!(
+        seen.iter()
+            .any(|e| e["resource"] == "mx" && e["event"] == "process-exited" && e["pid"] == pid),
+        "no process-exited for the killed aiosmtpd (pid {pid}): {seen:#?}"
+    );
+    assert!(
+        !seen.iter().any(|e| e["event"] == "check"),
+        "a health check ran while Monitoring was inactive: {seen:#?}"
+    );
+    let new_pid = pid_of(&server).expect("aiosmtpd runs again");
+    assert_ne!(pid, new_pid, "the same aiosmtpd process");
+    let ehlo = smtp_ehlo(&address).expect("the restarted aiosmtpd answers EHLO");
+    assert!(ehlo.len() > 1, "{ehlo:?}");
+
+    // Checks resume, and the dialogue passes against the new server.
+    let before = is_alive_checks(&api, TOKEN, "healthy");
+    set_component(&api, TOKEN, "Monitoring", "Active");
+    wait_until("is-alive passing again", Duration::from_secs(15), || {
+        (is_alive_checks(&api, TOKEN, "healthy") >= before + 2).then_some(())
+    });
+    assert_eq!(is_alive_checks(&api, TOKEN, "failed"), 0);
+
+    let status = agent.terminate();
+    assert!(status.success(), "clean shutdown: {status:?}");
+    assert!(pid_of(&server).is_none(), "aiosmtpd survived the agent");
 }

@@ -38,6 +38,11 @@ use crate::process::{self, ProcessState, SpawnSpec};
 use crate::types::{Health, PropertyError, Timing, TypeFlags};
 use crate::{DEFAULT_TIMING, Property, Props, ResourceType, property, refuse, unknown_control};
 
+/// The first pause of [`Service::start`] between readiness checks, and the
+/// longest it doubles up to.
+const READY_FIRST_PAUSE_MS: u64 = 5;
+const READY_MAX_PAUSE_MS: u64 = 100;
+
 /// One managed service, as the resource's properties describe it (see
 /// [`properties`]).
 ///
@@ -368,6 +373,11 @@ impl Service {
     /// reporting progress each second. Fails if the process exits first or
     /// `startup-timeout-ms` passes (0: wait as long as it takes).
     ///
+    /// `ready` is tried again after 5 ms, then after twice as long each
+    /// time, up to every 100 ms: a service that is up a few milliseconds
+    /// after it was started (nginx restarting after a crash) is online a few
+    /// milliseconds later, not a whole 100 ms poll later.
+    ///
     /// ```no_run
     /// # use warden_sdk::service::Service;
     /// # use warden_sdk::net::{self, Deadline};
@@ -393,6 +403,7 @@ impl Service {
         }
         let started = host::now_ms();
         let mut last_report = started;
+        let mut pause_ms = READY_FIRST_PAUSE_MS;
         loop {
             let why = match ready() {
                 Ok(()) => return Ok(()),
@@ -412,7 +423,8 @@ impl Service {
                 host::report_progress(&format!("waiting for {}: {why}", self.program()));
                 last_report = now;
             }
-            host::sleep_ms(100);
+            host::sleep_ms(pause_ms);
+            pause_ms = (pause_ms * 2).min(READY_MAX_PAUSE_MS);
         }
     }
 
