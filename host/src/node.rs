@@ -293,6 +293,7 @@ impl Node {
                 waiting: BTreeMap::new(),
                 last_at: Millis(0),
                 tick_asked_for: None,
+                checkpoints: joined.checkpoints,
             };
             for entry in &joined.history {
                 if let Some(event) = state.event_of(entry) {
@@ -302,6 +303,9 @@ impl Node {
             (state, joined.created)
         });
         let mut monitor = Monitor::new(settings.memory_limit);
+        if let Some((state, _)) = &cluster {
+            monitor.keep_checkpoints_in(state.checkpoints.clone());
+        }
         let events = monitor.subscribe();
         let mut errors = Vec::new();
         for resource in &desired.resources {
@@ -587,6 +591,8 @@ struct ClusterState {
     last_at: Millis,
     /// The deadline a `Tick` was appended for, so it is asked once.
     tick_asked_for: Option<Millis>,
+    /// The cluster's checkpoint store, for the monitor.
+    checkpoints: Arc<dyn crate::runtime::CheckpointStore>,
 }
 
 impl ClusterState {

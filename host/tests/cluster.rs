@@ -63,7 +63,9 @@ fn an_agent_cut_off_from_etcd_stops_its_group_before_another_node_takes_it() {
     // failback configured).
     cluster.proxies[0].mend();
     std::thread::sleep(Duration::from_secs(LEASE_TTL_S + 2));
-    let (node, _) = served_by(cluster.service).expect("the service answers");
+    let (node, _) = wait_until("the service to answer", Duration::from_secs(10), || {
+        served_by(cluster.service)
+    });
     assert_eq!(node, "n2");
 }
 

@@ -48,6 +48,11 @@ impl Keys {
         key.strip_prefix(&self.prefix)?.strip_prefix("members/")
     }
 
+    /// A resource's checkpoint record (JSON).
+    pub fn checkpoint(&self, resource: &str) -> String {
+        format!("{}checkpoints/{resource}", self.prefix)
+    }
+
     /// Held by the node a group runs on, attached to its lease.
     pub fn owner(&self, group: &str) -> String {
         format!("{}owners/{group}", self.prefix)

@@ -23,6 +23,9 @@ use super::Keys;
 use super::log::{self, LogEntry, LogEvent};
 use crate::config::ClusterSection;
 use crate::desired::Desired;
+use crate::runtime::CheckpointStore;
+
+use super::checkpoints::EtcdCheckpoints;
 
 /// How long one etcd request may take before the link counts it as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
@@ -103,6 +106,9 @@ pub struct Joined {
     pub desired: Desired,
     /// This agent wrote the configuration (it found the log empty).
     pub created: bool,
+    /// Where the resources' checkpoints live: in etcd, fenced by the
+    /// groups' ownership keys.
+    pub checkpoints: Arc<dyn CheckpointStore>,
 }
 
 /// Connect, take a lease, register as a member, read the log (writing the
@@ -158,6 +164,18 @@ pub async fn join(section: &ClusterSection, me: &str, seed: &Desired) -> Result<
         up,
     };
     announce(&mut client, &shared).await?;
+    let groups = desired
+        .resources
+        .iter()
+        .map(|r| (r.name.clone(), r.group_name().to_string()))
+        .collect();
+    let checkpoints = Arc::new(EtcdCheckpoints::new(
+        client.clone(),
+        shared.keys.clone(),
+        me,
+        shared.lease.clone(),
+        groups,
+    ));
     tokio::spawn(follow(client.clone(), shared.clone(), next));
     tokio::spawn(watch_members(client.clone(), shared.clone()));
     tokio::spawn(keep_lease(client.clone(), shared.clone(), lease_tx, ttl));
@@ -172,6 +190,7 @@ pub async fn join(section: &ClusterSection, me: &str, seed: &Desired) -> Result<
         nodes,
         desired,
         created,
+        checkpoints,
     })
 }
 

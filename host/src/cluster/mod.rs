@@ -41,10 +41,14 @@
 //! configuration into it (`Configure`); every agent builds its resources
 //! from that entry, not from its own file, so all engines agree.
 //!
+//! Checkpoints live in etcd too ([`checkpoints`]), each write fenced by
+//! the group's ownership key, so they follow a group to its new node.
+//!
 //! Read [`log`] (the entries and the compare-and-swap append), then
 //! [`link`] (the tasks that keep the lease, follow the log and hold
 //! ownership keys, and what they tell the node's loop).
 
+pub mod checkpoints;
 pub mod keys;
 pub mod link;
 pub mod log;

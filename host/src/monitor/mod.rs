@@ -25,7 +25,7 @@ pub use spec::{
 };
 pub use state::{ResourceState, ResourceStatus};
 
-use crate::runtime::{Instance, InstanceConfig, Plugin, ResourceContext};
+use crate::runtime::{CheckpointStore, Instance, InstanceConfig, Plugin, ResourceContext};
 
 /// How many events a slow subscriber may fall behind before it misses some.
 const EVENT_BUFFER: usize = 16 * 1024;
@@ -46,6 +46,8 @@ pub struct Monitor {
     changes: mpsc::UnboundedSender<StateChange>,
     changes_rx: Option<mpsc::UnboundedReceiver<StateChange>>,
     default_memory_limit: usize,
+    /// Where checkpoints live when not in each data directory.
+    checkpoints: Option<Arc<dyn CheckpointStore>>,
 }
 
 impl Default for Monitor {
@@ -64,7 +66,14 @@ impl Monitor {
             changes,
             changes_rx: Some(changes_rx),
             default_memory_limit,
+            checkpoints: None,
         }
+    }
+
+    /// Keep the checkpoints of resources inserted from now on in `store`
+    /// (the cluster's) instead of a file in each data directory.
+    pub fn keep_checkpoints_in(&mut self, store: Arc<dyn CheckpointStore>) {
+        self.checkpoints = Some(store);
     }
 
     /// Every state change of every resource, lossless, for the one reader
@@ -137,13 +146,23 @@ impl Monitor {
         let timers = Timers::resolve(&plugin, &spec.timing);
         let plugin_version = plugin.info().version.clone();
         let (exits_tx, exits) = mpsc::unbounded_channel();
-        let context = ResourceContext::new(
-            &spec.name,
-            plugin.name(),
-            spec.grants.clone(),
-            spec.data_dir.clone(),
-            exits_tx,
-        );
+        let context = match &self.checkpoints {
+            Some(store) => ResourceContext::with_checkpoint_store(
+                &spec.name,
+                plugin.name(),
+                spec.grants.clone(),
+                spec.data_dir.clone(),
+                exits_tx,
+                store.clone(),
+            ),
+            None => ResourceContext::new(
+                &spec.name,
+                plugin.name(),
+                spec.grants.clone(),
+                spec.data_dir.clone(),
+                exits_tx,
+            ),
+        };
         let (cancel, cancel_rx) = watch::channel(0u64);
         let config = InstanceConfig {
             memory_limit: spec.memory_limit.unwrap_or(self.default_memory_limit),

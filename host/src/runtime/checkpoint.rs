@@ -27,6 +27,12 @@ pub trait CheckpointStore: Send + Sync + fmt::Debug {
     fn load(&self, resource: &str) -> Result<Checkpoint, String>;
     /// Replace the record of `resource`, durably, before returning.
     fn save(&self, resource: &str, checkpoint: &Checkpoint) -> Result<(), String>;
+    /// Whether a record read once may be kept in memory. Not when another
+    /// node may write it in between (the cluster's store: the group moves
+    /// away and back).
+    fn cacheable(&self) -> bool {
+        true
+    }
 }
 
 /// Checkpoints as a JSON file in a resource's data directory, replaced
@@ -113,7 +119,9 @@ impl Checkpoints {
         }
         let (store, resource) = (self.store.clone(), self.resource.clone());
         let record = blocking(move || store.load(&resource)).await?;
-        *self.cache() = Some(record.clone());
+        if self.store.cacheable() {
+            *self.cache() = Some(record.clone());
+        }
         Ok(record)
     }
 
@@ -134,7 +142,9 @@ impl Checkpoints {
         let (store, resource) = (self.store.clone(), self.resource.clone());
         let saved = record.clone();
         blocking(move || store.save(&resource, &saved)).await?;
-        *self.cache() = Some(record);
+        if self.store.cacheable() {
+            *self.cache() = Some(record);
+        }
         Ok(())
     }
 }

@@ -1,0 +1,119 @@
+//! Checkpoints in etcd, so that they follow a group to its new node.
+//!
+//! A resource's record is one key, `checkpoints/RESOURCE`, a JSON object.
+//! Every write is fenced: it happens only if this node holds the group's
+//! ownership key *on its current lease*, in the same transaction. A node
+//! that lost the group (its lease expired while it was cut off, or the
+//! group moved) cannot overwrite what the new owner wrote; its plugin gets
+//! an error saying so.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp};
+use tokio::sync::watch;
+
+use super::Keys;
+use crate::runtime::{Checkpoint, CheckpointStore};
+
+/// How long one read or write of a record may take.
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The cluster's checkpoint store (see the module documentation).
+pub struct EtcdCheckpoints {
+    client: Client,
+    keys: Keys,
+    me: String,
+    /// This node's current lease; `None` while fenced.
+    lease: watch::Receiver<Option<i64>>,
+    /// The group of each resource, for the fence.
+    groups: BTreeMap<String, String>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl fmt::Debug for EtcdCheckpoints {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdCheckpoints")
+            .field("me", &self.me)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EtcdCheckpoints {
+    pub fn new(
+        client: Client,
+        keys: Keys,
+        me: &str,
+        lease: watch::Receiver<Option<i64>>,
+        groups: BTreeMap<String, String>,
+    ) -> EtcdCheckpoints {
+        EtcdCheckpoints {
+            client,
+            keys,
+            me: me.to_string(),
+            lease,
+            groups,
+            runtime: tokio::runtime::Handle::current(),
+        }
+    }
+
+    /// Run an etcd request from the blocking thread the store is called on.
+    fn run<T>(
+        &self,
+        what: &str,
+        work: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T, String> {
+        self.runtime
+            .block_on(async { tokio::time::timeout(TIMEOUT, work).await })
+            .map_err(|_| format!("{what}: etcd did not answer within {TIMEOUT:?}"))?
+            .map_err(|e| format!("{what}: {e}"))
+    }
+}
+
+impl CheckpointStore for EtcdCheckpoints {
+    fn load(&self, resource: &str) -> Result<Checkpoint, String> {
+        let mut client = self.client.clone();
+        let key = self.keys.checkpoint(resource);
+        let what = format!("reading the checkpoint of {resource}");
+        let answer = self.run(&what, client.get(key, None))?;
+        match answer.kvs().first() {
+            None => Ok(Checkpoint::new()),
+            Some(kv) => serde_json::from_slice(kv.value())
+                .map_err(|e| format!("{what}: not a checkpoint record: {e}")),
+        }
+    }
+
+    fn save(&self, resource: &str, checkpoint: &Checkpoint) -> Result<(), String> {
+        let group = self
+            .groups
+            .get(resource)
+            .ok_or_else(|| format!("{resource} belongs to no group of the cluster"))?;
+        let lease = (*self.lease.borrow()).ok_or_else(|| {
+            format!("not saved: this node is fenced (cut off from etcd) and may not own {group}")
+        })?;
+        let body = serde_json::to_vec(checkpoint).map_err(|e| format!("encoding: {e}"))?;
+        let owner = self.keys.owner(group);
+        let txn = Txn::new()
+            .when([
+                Compare::value(owner.clone(), CompareOp::Equal, self.me.clone()),
+                Compare::lease(owner, CompareOp::Equal, lease),
+            ])
+            .and_then([TxnOp::put(self.keys.checkpoint(resource), body, None)]);
+        let mut client = self.client.clone();
+        let what = format!("saving the checkpoint of {resource}");
+        if self.run(&what, client.txn(txn))?.succeeded() {
+            Ok(())
+        } else {
+            Err(format!(
+                "not saved: {} does not hold group {group}'s ownership key (the group moved, or \
+                 this node's lease expired)",
+                self.me
+            ))
+        }
+    }
+
+    fn cacheable(&self) -> bool {
+        false
+    }
+}
