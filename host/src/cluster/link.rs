@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, LeaseKeepAliveStream,
-    LeaseKeeper, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+    LeaseKeeper, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchResponse, WatchStream,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep, timeout};
@@ -300,23 +300,11 @@ async fn follow_once(client: &mut Client, shared: &Shared, next: &mut u64) -> Re
             return Ok(());
         }
     }
-    let options = WatchOptions::new()
-        .with_prefix()
-        .with_start_revision(revision + 1);
-    let mut stream = client
-        .watch(shared.keys.log_prefix(), Some(options))
-        .await
-        .context("watching the log")?;
+    let mut watch = PrefixWatch::start(client, shared.keys.log_prefix(), revision).await?;
     loop {
-        let Ok(message) = timeout(WATCH_IDLE, stream.message()).await else {
-            return Err(anyhow::anyhow!("the log's watch was idle; re-reading"));
+        let Some(response) = watch.next().await? else {
+            bail!("the log's watch idled or ended; reading again");
         };
-        let Some(response) = message.context("watching the log")? else {
-            bail!("the log's watch ended");
-        };
-        if response.canceled() {
-            bail!("the log's watch was cancelled");
-        }
         for event in response.events() {
             if event.event_type() != EventType::Put {
                 continue;
@@ -326,6 +314,37 @@ async fn follow_once(client: &mut Client, shared: &Shared, next: &mut u64) -> Re
                 return Ok(());
             }
         }
+    }
+}
+
+/// A watch of every key under a prefix, from just after a read.
+struct PrefixWatch {
+    prefix: String,
+    stream: WatchStream,
+}
+
+impl PrefixWatch {
+    /// Watch what changes under `prefix` after `revision` (that of the read
+    /// the caller just made), so that nothing falls between the two.
+    async fn start(client: &mut Client, prefix: String, revision: i64) -> Result<PrefixWatch> {
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(revision + 1);
+        let stream = client
+            .watch(prefix.clone(), Some(options))
+            .await
+            .with_context(|| format!("watching {prefix}"))?;
+        Ok(PrefixWatch { prefix, stream })
+    }
+
+    /// The next answer; `None` once the watch idled (`WATCH_IDLE`), ended
+    /// or was cancelled: the caller reads again and watches anew.
+    async fn next(&mut self) -> Result<Option<WatchResponse>> {
+        let Ok(message) = timeout(WATCH_IDLE, self.stream.message()).await else {
+            return Ok(None);
+        };
+        let response = message.with_context(|| format!("watching {}", self.prefix))?;
+        Ok(response.filter(|r| !r.canceled()))
     }
 }
 
@@ -382,18 +401,9 @@ async fn watch_members_once(client: &mut Client, shared: &Shared) -> Result<()> 
             mark_down(client, shared, &node).await?;
         }
     }
-    let options = WatchOptions::new()
-        .with_prefix()
-        .with_start_revision(revision + 1);
-    let mut stream = client
-        .watch(shared.keys.members_prefix(), Some(options))
-        .await
-        .context("watching the members")?;
+    let mut watch = PrefixWatch::start(client, shared.keys.members_prefix(), revision).await?;
     loop {
-        let Ok(message) = timeout(WATCH_IDLE, stream.message()).await else {
-            return Ok(());
-        };
-        let Some(response) = message.context("watching the members")? else {
+        let Some(response) = watch.next().await? else {
             return Ok(());
         };
         for event in response.events() {
