@@ -422,6 +422,13 @@ impl AgentConfig {
         }
         if let Some(cluster) = &self.cluster {
             cluster.check()?;
+            if self.node.on_shutdown == OnShutdown::LeaveRunning {
+                bail!(
+                    "[node] on_shutdown = \"leave-running\" cannot be used with [cluster]: \
+                     the cluster moves a stopped node's groups elsewhere, so its services \
+                     must stop with it"
+                );
+            }
             if !cluster.nodes.contains(&self.node.name) {
                 bail!(
                     "[cluster] nodes ({}) does not name this node, {:?}",

@@ -672,11 +672,14 @@ impl Driver {
                 Some(message) = link_message(&mut self.cluster) => self.on_link(message),
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown { reply }) if self.cluster.is_some() => {
-                        // Stop here (below: every resource offline), then
-                        // leave, so that no other node takes a group over
-                        // while it still runs here.
+                        // Drain: the cluster moves this node's groups to
+                        // others, in dependency order. Once nothing runs
+                        // here (or the limit passes, or this node is
+                        // fenced), the loop ends, the monitor takes what is
+                        // left offline and the node leaves.
+                        let me = self.settings.name.clone();
+                        self.apply(PolicyEvent::NodeDraining(me));
                         shutdown = Some((reply, tokio::time::Instant::now()));
-                        break;
                     }
                     Some(Command::Shutdown { reply }) => {
                         let groups: Vec<String> =
@@ -1298,7 +1301,26 @@ impl Driver {
         }
     }
 
+    /// Nothing runs (or is on its way up or down) that shutdown waits for:
+    /// on this node alone in a cluster, every group of the node otherwise.
     fn all_offline(&self) -> bool {
+        if let Some(cluster) = &self.cluster {
+            // With no other node up, a drain moves nothing: stop here.
+            let others_up =
+                self.engine.nodes().iter().any(|n| {
+                    n.name != self.settings.name && n.status == warden_policy::NodeStatus::Up
+                });
+            return !cluster.joined()
+                || !others_up
+                || self.monitor.resources().all(|h| {
+                    !matches!(
+                        h.status().state,
+                        ResourceState::Online
+                            | ResourceState::OnlinePending
+                            | ResourceState::OfflinePending
+                    )
+                });
+        }
         self.engine.resource_states().all(|(_, state, _)| {
             !matches!(
                 state,

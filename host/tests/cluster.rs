@@ -84,3 +84,26 @@ fn the_example_cluster_configuration_parses() {
         .contains("does not name this node")
     );
 }
+
+#[test]
+fn sigterm_drains_the_owner_to_the_next_node_and_a_lone_node_stops_at_once() {
+    let mut cluster = Cluster::new();
+    cluster.start_agent(0);
+    let first = cluster.wait_served_by("n1", Duration::from_secs(60));
+    cluster.start_agent(1);
+    wait_until("n2 to join", Duration::from_secs(30), || {
+        cluster
+            .log_of(1)
+            .contains("joined the cluster")
+            .then_some(())
+    });
+
+    // A planned stop: the group moves to n2 before n1's agent exits.
+    cluster.stop_agent(0, Duration::from_secs(60));
+    assert!(!alive(first), "n1's service stopped with the drain");
+    let second = cluster.wait_served_by("n2", Duration::from_secs(60));
+
+    // The last node has nowhere to move its group: it stops it and exits.
+    cluster.stop_agent(1, Duration::from_secs(60));
+    assert!(!alive(second), "n2's service stopped with its agent");
+}

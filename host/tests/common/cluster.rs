@@ -272,6 +272,25 @@ properties = {{ program = "{WARDEN}", args = "demo-service --name web --listen {
         }
     }
 
+    /// What agent `i` has logged so far.
+    pub fn log_of(&self, i: usize) -> String {
+        std::fs::read_to_string(self.node_dir(i).join("agent.log")).unwrap_or_default()
+    }
+
+    /// SIGTERM to agent `i`; waits for it to exit (a drain in a cluster).
+    pub fn stop_agent(&mut self, i: usize, within: Duration) {
+        let Some(mut agent) = self.agents[i].take() else {
+            return;
+        };
+        let pid = agent.0.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        wait_until(
+            &format!("{} to exit after SIGTERM", NODES[i]),
+            within,
+            || agent.0.try_wait().ok().flatten(),
+        );
+    }
+
     /// Wait until the service answers from `node`; its pid.
     pub fn wait_served_by(&self, node: &str, within: Duration) -> i32 {
         wait_until(
