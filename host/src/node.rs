@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use warden_policy::{Action, Engine, Event as PolicyEvent, Millis};
 
+use crate::cluster::checkpoints::EtcdCheckpoints;
 use crate::cluster::{ClusterLink, Joined, LinkMessage, LogEntry, LogEvent};
 use crate::components::{
     Component, ComponentStates, ComponentView, Consequence, Requester, State as ComponentState,
@@ -33,7 +34,7 @@ use crate::desired::Desired;
 use crate::monitor::{
     Event, EventKind, Monitor, ResourceHandle, ResourceSpec, ResourceState, StateChange,
 };
-use crate::runtime::{Grants, Plugin};
+use crate::runtime::{CheckpointStore, Grants, Plugin};
 use crate::store::Store;
 
 /// How long a shutdown waits for the groups to go offline in order before
@@ -276,13 +277,30 @@ impl Node {
     ) -> Result<(Node, tokio::sync::broadcast::Receiver<Event>)> {
         // The policy checks the shape first (dependency cycles, dangling or
         // cross-group dependencies), before any resource exists.
-        let mut cluster = desired.cluster_config(&settings.name, &settings.plugins)?;
+        // In a cluster the engine starts from the log's first configuration
+        // and replays the history, later configurations in their place.
+        let first = joined
+            .as_ref()
+            .and_then(|j| j.history.first())
+            .and_then(|entry| match &entry.event {
+                LogEvent::Configure { nodes, desired } => Some((nodes.clone(), desired.clone())),
+                LogEvent::Policy(_) => None,
+            });
+        let mut cluster = match &first {
+            Some((nodes, first)) => {
+                let mut cluster = first.cluster_config(&settings.name, &settings.plugins)?;
+                cluster.nodes = nodes.clone();
+                cluster
+            }
+            None => desired.cluster_config(&settings.name, &settings.plugins)?,
+        };
         if let Some(joined) = &joined {
             cluster.nodes = joined.nodes.clone();
         }
         let mut engine = Engine::new(cluster)
             .map_err(|e| anyhow!("{e}"))
             .context("the configuration's groups are not valid; nothing was started")?;
+        let mut replay_error = None;
         let cluster = joined.map(|joined| {
             let mut state = ClusterState {
                 link: joined.link,
@@ -296,15 +314,37 @@ impl Node {
                 checkpoints: joined.checkpoints,
             };
             for entry in &joined.history {
-                if let Some(event) = state.event_of(entry) {
-                    let _ = engine.handle(event, state.last_at);
+                match state.event_of(entry) {
+                    Some(Happened::Policy(event)) => {
+                        let _ = engine.handle(event, state.last_at);
+                    }
+                    Some(Happened::Configure { nodes, desired }) => {
+                        let applied = desired
+                            .cluster_config(&settings.name, &settings.plugins)
+                            .and_then(|mut config| {
+                                config.nodes = nodes;
+                                engine
+                                    .reconfigure(config, state.last_at)
+                                    .map_err(|e| anyhow!("{e}"))
+                            });
+                        if let Err(err) = applied {
+                            replay_error = Some(err.context(format!(
+                                "replaying the cluster's configuration entry {}",
+                                entry.seq
+                            )));
+                        }
+                    }
+                    None => {}
                 }
             }
             (state, joined.created)
         });
+        if let Some(err) = replay_error {
+            return Err(err);
+        }
         let mut monitor = Monitor::new(settings.memory_limit);
         if let Some((state, _)) = &cluster {
-            monitor.keep_checkpoints_in(state.checkpoints.clone());
+            monitor.keep_checkpoints_in(state.checkpoints.clone() as Arc<dyn CheckpointStore>);
         }
         let events = monitor.subscribe();
         let mut errors = Vec::new();
@@ -592,23 +632,32 @@ struct ClusterState {
     /// The deadline a `Tick` was appended for, so it is asked once.
     tick_asked_for: Option<Millis>,
     /// The cluster's checkpoint store, for the monitor.
-    checkpoints: Arc<dyn crate::runtime::CheckpointStore>,
+    checkpoints: Arc<EtcdCheckpoints>,
+}
+
+/// What a log entry asks of the node.
+enum Happened {
+    Policy(PolicyEvent),
+    /// A new configuration of the cluster (any but the first).
+    Configure {
+        nodes: Vec<String>,
+        desired: Desired,
+    },
 }
 
 impl ClusterState {
     /// The policy event of an entry, advancing the engine's clock.
-    fn event_of(&mut self, entry: &LogEntry) -> Option<PolicyEvent> {
+    /// What an entry asks, advancing the engine's clock.
+    fn event_of(&mut self, entry: &LogEntry) -> Option<Happened> {
         self.last_at = self.last_at.max(entry.at);
         match &entry.event {
-            LogEvent::Policy(event) => Some(event.clone()),
+            LogEvent::Policy(event) => Some(Happened::Policy(event.clone())),
+            // The first configuration is the one everything started from.
             LogEvent::Configure { .. } if entry.seq == 1 => None,
-            LogEvent::Configure { .. } => {
-                tracing::warn!(
-                    seq = entry.seq,
-                    "a later configuration entry in the log; changing a cluster's configuration is not supported yet, ignored"
-                );
-                None
-            }
+            LogEvent::Configure { nodes, desired } => Some(Happened::Configure {
+                nodes: nodes.clone(),
+                desired: desired.clone(),
+            }),
         }
     }
 
@@ -669,7 +718,7 @@ impl Driver {
                 .map(|at| Duration::from_millis(at.0.saturating_sub(now().0)));
             tokio::select! {
                 Some(change) = self.changes.recv() => self.on_change(change),
-                Some(message) = link_message(&mut self.cluster) => self.on_link(message),
+                Some(message) = link_message(&mut self.cluster) => self.on_link(message).await,
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown { reply }) if self.cluster.is_some() => {
                         // Drain: the cluster moves this node's groups to
@@ -1020,13 +1069,6 @@ impl Driver {
     /// Check a change with the engine, save it, then apply it. Any error
     /// leaves engine, store and monitor as they were.
     async fn change(&mut self, change: Change) -> Result<String> {
-        if self.cluster.is_some() {
-            return Err(conflict(
-                "this node is one of a cluster, whose configuration is the first entry of its log; \
-                 changing it through one node is not supported yet"
-                    .to_string(),
-            ));
-        }
         let mut next = self.desired.clone();
         let mut prepared = None;
         let mut removed = None;
@@ -1119,7 +1161,22 @@ impl Driver {
                 format!("resource {resource}: properties set")
             }
         };
-        let cluster = next.cluster_config(&self.settings.name, &self.settings.plugins)?;
+        let mut cluster = next.cluster_config(&self.settings.name, &self.settings.plugins)?;
+        if let Some(link) = self.cluster.as_ref().map(|c| c.link.clone()) {
+            // Checked here as every node will check it; carried out when it
+            // comes back through the log, on every node alike.
+            let nodes = self.engine.config().nodes.clone();
+            cluster.nodes = nodes.clone();
+            self.engine
+                .clone()
+                .reconfigure(cluster, now())
+                .map_err(|e| conflict(e.to_string()))?;
+            link.configure(nodes, next);
+            if let Some(group) = start {
+                link.append(PolicyEvent::GroupOnlineRequested(group));
+            }
+            return Ok(format!("{done} (through the cluster's log)"));
+        }
         let actions = self
             .engine
             .reconfigure(cluster, now())
@@ -1382,9 +1439,9 @@ impl Driver {
         }
     }
 
-    fn on_link(&mut self, message: LinkMessage) {
+    async fn on_link(&mut self, message: LinkMessage) {
         match message {
-            LinkMessage::Entry(entry) => self.on_entry(entry),
+            LinkMessage::Entry(entry) => self.on_entry(entry).await,
             LinkMessage::Claimed(group) => self.on_claimed(group),
             LinkMessage::Fenced(reason) => self.on_fenced(reason),
         }
@@ -1392,13 +1449,20 @@ impl Driver {
 
     /// Apply the log's next entry; carry out its decisions once this node
     /// has joined.
-    fn on_entry(&mut self, entry: LogEntry) {
+    async fn on_entry(&mut self, entry: LogEntry) {
         let me = self.settings.name.clone();
         let Some(cluster) = self.cluster.as_mut() else {
             return;
         };
-        let Some(event) = cluster.event_of(&entry) else {
-            return;
+        let event = match cluster.event_of(&entry) {
+            Some(Happened::Policy(event)) => event,
+            Some(Happened::Configure { nodes, desired }) => {
+                let at = cluster.last_at;
+                self.apply_configuration(entry.seq, nodes, desired, at)
+                    .await;
+                return;
+            }
+            None => return,
         };
         if entry.seq > cluster.replayed
             && entry.origin == me
@@ -1422,6 +1486,90 @@ impl Driver {
                 self.execute(action);
             }
         }
+    }
+
+    /// A new configuration came through the log. The engine takes it as
+    /// every other node's engine does (so they stay alike, and refuse
+    /// alike); then this node's monitor follows: resources gone or changed
+    /// are removed, new or changed ones added.
+    async fn apply_configuration(
+        &mut self,
+        seq: u64,
+        nodes: Vec<String>,
+        next: Desired,
+        at: Millis,
+    ) {
+        let mut config = match next.cluster_config(&self.settings.name, &self.settings.plugins) {
+            Ok(config) => config,
+            Err(err) => {
+                tracing::error!("configuration entry {seq}: {err:#}; not applied");
+                return;
+            }
+        };
+        config.nodes = nodes;
+        let actions = match self.engine.reconfigure(config, at) {
+            Ok(actions) => actions,
+            Err(err) => {
+                self.record("node", "config-refused", format!("entry {seq}: {err}"));
+                return;
+            }
+        };
+        let old = std::mem::replace(&mut self.desired, next);
+        let gone: Vec<String> = old
+            .resources
+            .iter()
+            .filter(|r| self.desired.resource(&r.name) != Some(*r))
+            .map(|r| r.name.clone())
+            .collect();
+        for name in &gone {
+            self.monitor.remove(name).await;
+        }
+        let added: Vec<ResourceConfig> = self
+            .desired
+            .resources
+            .iter()
+            .filter(|r| old.resource(&r.name) != Some(*r))
+            .cloned()
+            .collect();
+        for resource in &added {
+            let inserted = match prepare(&self.settings, &self.monitor, resource).await {
+                Ok(prepared) => self
+                    .monitor
+                    .insert(prepared)
+                    .map(drop)
+                    .map_err(|e| anyhow!("{e}")),
+                Err(err) => Err(err),
+            };
+            if let Err(err) = inserted {
+                // The engine has it; this node cannot run it. Say so: the
+                // operator must make the node able (a plugin, a grant).
+                tracing::error!(resource = %resource.name, "cannot run here: {err:#}");
+                self.record(&resource.name, "config-failed", format!("{err:#}"));
+            }
+        }
+        if let Err(err) = self.store.save_desired(&self.desired) {
+            tracing::warn!(
+                "the cluster's configuration was not copied to the local store: {err:#}"
+            );
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.checkpoints.regroup(&self.desired);
+        }
+        let carry_out = self.cluster.as_ref().is_some_and(ClusterState::joined);
+        if carry_out {
+            for action in actions {
+                self.execute(action);
+            }
+        }
+        self.record(
+            "node",
+            "config",
+            format!(
+                "cluster configuration {seq}: {} resource(s) removed or changed, {} added or changed",
+                gone.len(),
+                added.len()
+            ),
+        );
     }
 
     fn on_claimed(&mut self, group: String) {

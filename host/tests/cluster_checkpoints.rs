@@ -49,7 +49,7 @@ async fn claimed(node: &mut Joined, group: &str) {
         .expect("the ownership key within 30 s");
 }
 
-async fn save(store: &Arc<dyn CheckpointStore>, value: &str) -> Result<(), String> {
+async fn save<S: CheckpointStore + 'static>(store: &Arc<S>, value: &str) -> Result<(), String> {
     let store = store.clone();
     let record: Checkpoint = [("count".to_string(), value.to_string())].into();
     tokio::task::spawn_blocking(move || store.save("counter", &record))
@@ -57,7 +57,7 @@ async fn save(store: &Arc<dyn CheckpointStore>, value: &str) -> Result<(), Strin
         .expect("the save task")
 }
 
-async fn load(store: &Arc<dyn CheckpointStore>) -> Checkpoint {
+async fn load<S: CheckpointStore + 'static>(store: &Arc<S>) -> Checkpoint {
     let store = store.clone();
     tokio::task::spawn_blocking(move || store.load("counter"))
         .await

@@ -9,12 +9,14 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp};
 use tokio::sync::watch;
 
 use super::Keys;
+use crate::desired::Desired;
 use crate::runtime::{Checkpoint, CheckpointStore};
 
 /// How long one read or write of a record may take.
@@ -27,8 +29,9 @@ pub struct EtcdCheckpoints {
     me: String,
     /// This node's current lease; `None` while fenced.
     lease: watch::Receiver<Option<i64>>,
-    /// The group of each resource, for the fence.
-    groups: BTreeMap<String, String>,
+    /// The group of each resource, for the fence; follows the cluster's
+    /// configuration ([`EtcdCheckpoints::regroup`]).
+    groups: Mutex<BTreeMap<String, String>>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -46,16 +49,28 @@ impl EtcdCheckpoints {
         keys: Keys,
         me: &str,
         lease: watch::Receiver<Option<i64>>,
-        groups: BTreeMap<String, String>,
+        desired: &Desired,
     ) -> EtcdCheckpoints {
-        EtcdCheckpoints {
+        let store = EtcdCheckpoints {
             client,
             keys,
             me: me.to_string(),
             lease,
-            groups,
+            groups: Mutex::new(BTreeMap::new()),
             runtime: tokio::runtime::Handle::current(),
-        }
+        };
+        store.regroup(desired);
+        store
+    }
+
+    /// Learn the groups of the resources of a new configuration.
+    pub fn regroup(&self, desired: &Desired) {
+        let groups = desired
+            .resources
+            .iter()
+            .map(|r| (r.name.clone(), r.group_name().to_string()))
+            .collect();
+        *self.groups.lock().unwrap_or_else(|p| p.into_inner()) = groups;
     }
 
     /// Run an etcd request from the blocking thread the store is called on.
@@ -87,13 +102,16 @@ impl CheckpointStore for EtcdCheckpoints {
     fn save(&self, resource: &str, checkpoint: &Checkpoint) -> Result<(), String> {
         let group = self
             .groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
             .get(resource)
+            .cloned()
             .ok_or_else(|| format!("{resource} belongs to no group of the cluster"))?;
         let lease = (*self.lease.borrow()).ok_or_else(|| {
             format!("not saved: this node is fenced (cut off from etcd) and may not own {group}")
         })?;
         let body = serde_json::to_vec(checkpoint).map_err(|e| format!("encoding: {e}"))?;
-        let owner = self.keys.owner(group);
+        let owner = self.keys.owner(&group);
         let txn = Txn::new()
             .when([
                 Compare::value(owner.clone(), CompareOp::Equal, self.me.clone()),

@@ -20,12 +20,10 @@ use tokio::time::{Instant, sleep, timeout};
 use warden_policy::Event as PolicyEvent;
 
 use super::Keys;
+use super::checkpoints::EtcdCheckpoints;
 use super::log::{self, LogEntry, LogEvent};
 use crate::config::ClusterSection;
 use crate::desired::Desired;
-use crate::runtime::CheckpointStore;
-
-use super::checkpoints::EtcdCheckpoints;
 
 /// How long one etcd request may take before the link counts it as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
@@ -73,6 +71,14 @@ impl ClusterLink {
         let _ = self.requests.send(Request::Append(LogEvent::Policy(event)));
     }
 
+    /// Append a new configuration of the cluster; every node applies it
+    /// when it comes back through the log.
+    pub fn configure(&self, nodes: Vec<String>, desired: Desired) {
+        let _ = self
+            .requests
+            .send(Request::Append(LogEvent::Configure { nodes, desired }));
+    }
+
     /// Take the group's ownership key as soon as it is free; answered with
     /// [`LinkMessage::Claimed`].
     pub fn claim(&self, group: &str) {
@@ -101,14 +107,16 @@ pub struct Joined {
     /// Every entry before this node joined: applied to the engine to reach
     /// the cluster's state, never carried out.
     pub history: Vec<LogEntry>,
-    /// The cluster's nodes and configuration (from the log's first entry).
+    /// The cluster's nodes and configuration now (the log's latest
+    /// configuration entry; the engine starts from the first one and
+    /// replays the later ones in their place).
     pub nodes: Vec<String>,
     pub desired: Desired,
     /// This agent wrote the configuration (it found the log empty).
     pub created: bool,
     /// Where the resources' checkpoints live: in etcd, fenced by the
     /// groups' ownership keys.
-    pub checkpoints: Arc<dyn CheckpointStore>,
+    pub checkpoints: Arc<EtcdCheckpoints>,
 }
 
 /// Connect, take a lease, register as a member, read the log (writing the
@@ -134,12 +142,20 @@ pub async fn join(section: &ClusterSection, me: &str, seed: &Desired) -> Result<
         created = log::append(&mut client, &keys, me, &configure).await? == 1;
         history = log::read_from(&mut client, &keys, 1).await?.0;
     }
-    let (nodes, desired) = match history.first().map(|e| &e.event) {
-        Some(LogEvent::Configure { nodes, desired }) => (nodes.clone(), desired.clone()),
-        _ => bail!(
+    if !matches!(
+        history.first().map(|e| &e.event),
+        Some(LogEvent::Configure { .. })
+    ) {
+        bail!(
             "the log of cluster {:?} does not start with its configuration",
             section.name
-        ),
+        );
+    }
+    let Some((nodes, desired)) = history.iter().rev().find_map(|e| match &e.event {
+        LogEvent::Configure { nodes, desired } => Some((nodes.clone(), desired.clone())),
+        LogEvent::Policy(_) => None,
+    }) else {
+        unreachable!("the first entry is a configuration")
     };
     if !nodes.iter().any(|n| n == me) {
         bail!(
@@ -164,17 +180,12 @@ pub async fn join(section: &ClusterSection, me: &str, seed: &Desired) -> Result<
         up,
     };
     announce(&mut client, &shared).await?;
-    let groups = desired
-        .resources
-        .iter()
-        .map(|r| (r.name.clone(), r.group_name().to_string()))
-        .collect();
     let checkpoints = Arc::new(EtcdCheckpoints::new(
         client.clone(),
         shared.keys.clone(),
         me,
         shared.lease.clone(),
-        groups,
+        &desired,
     ));
     tokio::spawn(follow(client.clone(), shared.clone(), next));
     tokio::spawn(watch_members(client.clone(), shared.clone()));
