@@ -7,18 +7,57 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::cluster::{Cluster, LEASE_TTL_S, alive, served_by};
+use common::cluster::{Cluster, LEASE_TTL_S, NODES, Setup, alive, served_by};
 use common::wait_until;
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// Start every agent, n1 first: it writes the configuration and takes the
+/// group. Each has joined (its `NodeUp` came back through the log) on
+/// return; n1's service pid.
+fn three_agents_n1_serving(cluster: &mut Cluster) -> i32 {
+    cluster.start_joined(0);
+    let first = cluster.wait_served_by("n1", MINUTE);
+    cluster.start_joined(1);
+    cluster.start_joined(2);
+    first
+}
+
+/// Wait until the service answers from `to`, checking on the way that
+/// `old` (a pid) stopped first and that no node in `never` answered.
+fn wait_moved(cluster: &Cluster, old: i32, to: &str, never: &[&str]) -> i32 {
+    let mut old_gone = false;
+    let pid = wait_until(
+        &format!(
+            "the service to answer from {to}; logs in {}",
+            cluster.dir.path().display()
+        ),
+        MINUTE,
+        || {
+            old_gone |= !alive(old);
+            let (node, pid) = served_by(cluster.service)?;
+            assert!(
+                !never.contains(&node.as_str()),
+                "{node} answered; it should not take the group"
+            );
+            (node == to).then_some(pid)
+        },
+    );
+    assert!(old_gone, "the old service stopped before {to}'s answered");
+    pid
+}
+
+/// The group's owner as agent `i`'s engine sees it.
+fn owner_seen_by(cluster: &Cluster, i: usize) -> Option<String> {
+    let status = cluster.status(i)?;
+    status["groups"][0]["owner"].as_str().map(str::to_string)
+}
 
 #[test]
 fn kill_9_of_the_owning_agent_moves_its_group_to_the_next_preferred_owner() {
     let mut cluster = Cluster::new();
-    cluster.start_agent(0);
-    let first = cluster.wait_served_by("n1", Duration::from_secs(60));
-    cluster.start_agent(1);
-    cluster.start_agent(2);
-    // Let both join (their NodeUp in the log) before the owner dies.
-    std::thread::sleep(Duration::from_secs(2));
+    // Both others joined (their NodeUp in the log) before the owner dies.
+    let first = three_agents_n1_serving(&mut cluster);
 
     cluster.kill_agent(0);
     // The service dies with its agent, so it cannot serve beside the next.
@@ -34,10 +73,9 @@ fn kill_9_of_the_owning_agent_moves_its_group_to_the_next_preferred_owner() {
 #[test]
 fn an_agent_cut_off_from_etcd_stops_its_group_before_another_node_takes_it() {
     let mut cluster = Cluster::new();
-    cluster.start_agent(0);
-    let first = cluster.wait_served_by("n1", Duration::from_secs(60));
-    cluster.start_agent(1);
-    std::thread::sleep(Duration::from_secs(2));
+    cluster.start_joined(0);
+    let first = cluster.wait_served_by("n1", MINUTE);
+    cluster.start_joined(1);
 
     cluster.proxies[0].cut();
     // Watch the services' side: n1's must be gone before n2's answers.
@@ -81,4 +119,148 @@ fn the_example_cluster_configuration_parses() {
         .to_string()
         .contains("does not name this node")
     );
+}
+
+#[test]
+fn a_planned_move_through_the_cli_takes_the_group_to_the_named_node() {
+    let mut cluster = Cluster::new();
+    let first = three_agents_n1_serving(&mut cluster);
+
+    // Asked of n1, the owner; decided in the log's order by every node.
+    let said = cluster.ok(0, &["group", "move", "web", "--to", "n3"]);
+    assert!(said.contains("move to n3"), "{said}");
+    let third = wait_moved(&cluster, first, "n3", &["n2"]);
+    assert!(!alive(first), "n1's service is gone");
+    // Every engine replica agrees on where it went.
+    for i in 0..3 {
+        wait_until("every node to see n3 own the group", MINUTE, || {
+            (owner_seen_by(&cluster, i).as_deref() == Some("n3")).then_some(())
+        });
+    }
+
+    // Asked of a node that does not run it, a move goes through as well.
+    cluster.ok(1, &["group", "move", "web", "--to", "n2"]);
+    wait_moved(&cluster, third, "n2", &["n1"]);
+}
+
+#[test]
+fn with_immediate_failback_the_group_returns_to_its_first_owner_when_it_comes_back() {
+    let mut cluster = Cluster::with(Setup {
+        failback: "immediate",
+        ..Setup::default()
+    });
+    let first = three_agents_n1_serving(&mut cluster);
+
+    cluster.kill_agent(0);
+    let second = wait_moved(&cluster, first, "n2", &["n3"]);
+
+    // n1's agent comes back: the group goes back to it, off n2 first.
+    cluster.start_agent(0);
+    wait_moved(&cluster, second, "n1", &["n3"]);
+    wait_until("n2's service to stop", MINUTE, || {
+        (!alive(second)).then_some(())
+    });
+}
+
+#[test]
+fn a_paused_node_takes_no_new_group_and_a_drained_node_gives_its_groups_away() {
+    let mut cluster = Cluster::new();
+    let first = three_agents_n1_serving(&mut cluster);
+
+    // Pause n2 (through its own API), and wait until its engine has the
+    // pause from the log: the owner's death comes after it in the log.
+    cluster.ok(1, &["node", "pause"]);
+    wait_until("n2 to be paused", MINUTE, || {
+        cluster
+            .status(1)
+            .filter(|s| s["paused"] == true)
+            .map(drop)
+    });
+    // The owner dies: the group skips n2, next in preference, for n3.
+    cluster.kill_agent(0);
+    let third = wait_moved(&cluster, first, "n3", &["n2"]);
+
+    // n1 comes back (no failback: the group stays on n3), then the owner
+    // n3 is drained: the group goes to n1, not to the paused n2.
+    cluster.start_joined(0);
+    assert_eq!(
+        served_by(cluster.service).map(|(n, _)| n).as_deref(),
+        Some("n3")
+    );
+    let said = cluster.ok(2, &["node", "drain"]);
+    assert!(said.contains("draining"), "{said}");
+    wait_moved(&cluster, third, "n1", &["n2"]);
+    assert_eq!(
+        cluster.status(2).map(|s| s["paused"] == true),
+        Some(true),
+        "n3 drained counts as paused"
+    );
+}
+
+#[test]
+fn with_one_etcd_member_dead_the_cluster_still_moves_and_fails_over() {
+    let mut cluster = Cluster::new();
+    let first = three_agents_n1_serving(&mut cluster);
+
+    // The member n1 reaches first dies; its proxy goes to the next one.
+    cluster.etcd.kill_member(0);
+    cluster.ok(0, &["group", "move", "web", "--to", "n2"]);
+    let second = wait_moved(&cluster, first, "n2", &["n3"]);
+
+    // A failover too: kill -9 of the owner; n1 is next in preference.
+    cluster.kill_agent(1);
+    wait_moved(&cluster, second, "n1", &["n3"]);
+}
+
+/// What this asserts with etcd's majority lost: the agents take no new
+/// decision (a move asked meanwhile is not carried out), and, since no
+/// lease can be renewed, every agent fences itself within 2/5 of the lease
+/// TTL: the service stops, and nothing serves until quorum returns. Then
+/// every agent rejoins (its own `NodeUp` through the log again) and the
+/// group comes back online on one node.
+#[test]
+fn with_etcd_majority_lost_nothing_is_decided_the_service_stops_and_comes_back_after() {
+    let mut cluster = Cluster::new();
+    let first = three_agents_n1_serving(&mut cluster);
+    let joins: Vec<usize> = (0..3).map(|i| cluster.joins(i)).collect();
+
+    // n1's own member stays up, alone: no quorum.
+    cluster.etcd.kill_member(1);
+    cluster.etcd.kill_member(2);
+    wait_until("n1 to fence itself and stop its service", MINUTE, || {
+        (!alive(first)).then_some(())
+    });
+    // A move asked now is not carried out: for a lease TTL (a move takes
+    // well under it with quorum) nothing serves, on n2 or anywhere.
+    let said = cluster.cli(0, &["group", "move", "web", "--to", "n2"]);
+    let asked = Instant::now();
+    while asked.elapsed() < Duration::from_secs(LEASE_TTL_S) {
+        assert_eq!(
+            served_by(cluster.service),
+            None,
+            "the service answered without quorum (the move said {said:?})"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Quorum back: the members restart as they were.
+    cluster.etcd.start_member(1);
+    cluster.etcd.start_member(2);
+    for m in 0..3 {
+        cluster.etcd.wait_healthy(m);
+    }
+    for (i, before) in joins.iter().enumerate() {
+        cluster.wait_joined(i, *before);
+    }
+    let (node, _) = wait_until("the service to answer again", MINUTE, || {
+        served_by(cluster.service)
+    });
+    // One owner, and every replica agrees on it.
+    for i in 0..3 {
+        wait_until(
+            &format!("{} to see {node} own the group", NODES[i]),
+            MINUTE,
+            || (owner_seen_by(&cluster, i).as_deref() == Some(node.as_str())).then_some(()),
+        );
+    }
 }
