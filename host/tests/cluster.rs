@@ -207,9 +207,10 @@ fn with_one_etcd_member_dead_the_cluster_still_moves_and_fails_over() {
     cluster.ok(0, &["group", "move", "web", "--to", "n2"]);
     let second = wait_moved(&cluster, first, "n2", &["n3"]);
 
-    // A failover too: kill -9 of the owner; n1 is next in preference.
+    // A failover too: kill -9 of the owner; the next owner after n2 in
+    // the preferred list is n3.
     cluster.kill_agent(1);
-    wait_moved(&cluster, second, "n1", &["n3"]);
+    wait_moved(&cluster, second, "n3", &["n1"]);
 }
 
 /// What this asserts with etcd's majority lost: the agents take no new
