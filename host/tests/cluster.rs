@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::cluster::{Cluster, LEASE_TTL_S, NODES, Setup, alive, served_by};
+use common::cluster::{Cluster, LEASE_TTL_S, NODES, Setup, alive, runs, served_by};
 use common::wait_until;
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -263,5 +263,112 @@ fn with_etcd_majority_lost_nothing_is_decided_the_service_stops_and_comes_back_a
             MINUTE,
             || (owner_seen_by(&cluster, i).as_deref() == Some(node.as_str())).then_some(()),
         );
+    }
+}
+
+/// Random faults for a bounded time (`WARDEN_STRESS_SECS`, default 60):
+/// kill -9 of an agent and its restart, an agent cut off from etcd and
+/// mended, several at once at times. Judged from the services' side: each
+/// node's service listens on a port of its own and records when it ran
+/// (`demo-service --record`); no two nodes' runs may overlap. A run's
+/// recorded span lies inside its real one, so an overlap seen is real.
+/// `WARDEN_STRESS_SEED` replays a sequence of faults.
+#[test]
+fn stress_random_kills_and_cut_offs_never_leave_two_nodes_serving_at_once() {
+    let secs: u64 = std::env::var("WARDEN_STRESS_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let seed: u64 = std::env::var("WARDEN_STRESS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        })
+        .max(1);
+    eprintln!("stress: {secs} s, WARDEN_STRESS_SEED={seed}");
+    let mut state = seed;
+    let mut random = move |below: u64| {
+        // xorshift64
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % below
+    };
+
+    let mut cluster = Cluster::with(Setup {
+        recorded: true,
+        ..Setup::default()
+    });
+    for i in 0..3 {
+        cluster.start_joined(i);
+    }
+    let records = cluster.records_file();
+    wait_until("a service to run", MINUTE, || {
+        (!runs(&records).is_empty()).then_some(())
+    });
+
+    #[derive(Clone, Copy, PartialEq, Debug)]
+    enum Fault {
+        None,
+        Killed,
+        Cut,
+    }
+    let mut faults = [Fault::None; 3];
+    let mut done = Vec::new();
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        let i = random(3) as usize;
+        match faults[i] {
+            Fault::Killed => {
+                cluster.start_agent(i);
+                faults[i] = Fault::None;
+            }
+            Fault::Cut => {
+                cluster.proxies[i].mend();
+                faults[i] = Fault::None;
+            }
+            Fault::None if random(2) == 0 => {
+                cluster.kill_agent(i);
+                faults[i] = Fault::Killed;
+            }
+            Fault::None => {
+                cluster.proxies[i].cut();
+                faults[i] = Fault::Cut;
+            }
+        }
+        done.push(format!("{} {:?}", NODES[i], faults[i]));
+        std::thread::sleep(Duration::from_millis(100 + random(2400)));
+    }
+    for (i, fault) in faults.iter().enumerate() {
+        match fault {
+            Fault::Killed => cluster.start_agent(i),
+            Fault::Cut => cluster.proxies[i].mend(),
+            Fault::None => {}
+        }
+    }
+    eprintln!("stress: {} steps: {}", done.len(), done.join(", "));
+
+    // Every fault undone, the group runs again somewhere.
+    let settled = common::cluster::unix_ms();
+    wait_until("a service to run after the faults", MINUTE, || {
+        runs(&records)
+            .iter()
+            .any(|r| r.to > settled + 500)
+            .then_some(())
+    });
+    let runs = runs(&records);
+    let moves = runs.windows(2).filter(|w| w[0].node != w[1].node).count();
+    eprintln!("stress: {} service runs, {moves} changes of node", runs.len());
+    for (k, a) in runs.iter().enumerate() {
+        for b in &runs[k + 1..] {
+            assert!(
+                a.node == b.node || b.from > a.to,
+                "two nodes served at once: {a:?} and {b:?} (WARDEN_STRESS_SEED={seed})"
+            );
+        }
     }
 }

@@ -509,6 +509,14 @@ impl Drop for Cluster {
     }
 }
 
+/// Wall-clock milliseconds, as the recorded services write them.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// One run of a recorded service (`Setup::recorded`): from its `start`
 /// line to its last `alive` line, in wall-clock milliseconds.
 #[derive(Debug, Clone, PartialEq)]
