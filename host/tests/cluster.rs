@@ -171,10 +171,7 @@ fn a_paused_node_takes_no_new_group_and_a_drained_node_gives_its_groups_away() {
     // pause from the log: the owner's death comes after it in the log.
     cluster.ok(1, &["node", "pause"]);
     wait_until("n2 to be paused", MINUTE, || {
-        cluster
-            .status(1)
-            .filter(|s| s["paused"] == true)
-            .map(drop)
+        cluster.status(1).filter(|s| s["paused"] == true).map(drop)
     });
     // The owner dies: the group skips n2, next in preference, for n3.
     cluster.kill_agent(0);
@@ -257,9 +254,9 @@ fn with_etcd_majority_lost_nothing_is_decided_the_service_stops_and_comes_back_a
         served_by(cluster.service)
     });
     // One owner, and every replica agrees on it.
-    for i in 0..3 {
+    for (i, name) in NODES.iter().enumerate() {
         wait_until(
-            &format!("{} to see {node} own the group", NODES[i]),
+            &format!("{name} to see {node} own the group"),
             MINUTE,
             || (owner_seen_by(&cluster, i).as_deref() == Some(node.as_str())).then_some(()),
         );
@@ -362,7 +359,10 @@ fn stress_random_kills_and_cut_offs_never_leave_two_nodes_serving_at_once() {
     });
     let runs = runs(&records);
     let moves = runs.windows(2).filter(|w| w[0].node != w[1].node).count();
-    eprintln!("stress: {} service runs, {moves} changes of node", runs.len());
+    eprintln!(
+        "stress: {} service runs, {moves} changes of node",
+        runs.len()
+    );
     for (k, a) in runs.iter().enumerate() {
         for b in &runs[k + 1..] {
             assert!(

@@ -67,7 +67,10 @@ pub fn start_etcd(dir: &Path) -> Etcd {
                 ("--listen-client-urls", format!("http://{}", clients[i])),
                 ("--advertise-client-urls", format!("http://{}", clients[i])),
                 ("--listen-peer-urls", format!("http://{}", peers[i])),
-                ("--initial-advertise-peer-urls", format!("http://{}", peers[i])),
+                (
+                    "--initial-advertise-peer-urls",
+                    format!("http://{}", peers[i]),
+                ),
                 ("--initial-cluster", initial.join(",")),
                 // Ignored by a member restarted on its data directory.
                 ("--initial-cluster-state", "new".to_string()),
@@ -544,7 +547,11 @@ pub fn runs(records: &Path) -> Vec<Run> {
         let Some(node) = NODES.iter().find(|n| dir.contains(&format!("/{n}/data/"))) else {
             continue;
         };
-        match runs.iter_mut().rev().find(|r| r.pid == pid && r.node == *node) {
+        match runs
+            .iter_mut()
+            .rev()
+            .find(|r| r.pid == pid && r.node == *node)
+        {
             Some(run) if what == "alive" => run.to = run.to.max(ms),
             _ if what == "start" => runs.push(Run {
                 node: node.to_string(),
