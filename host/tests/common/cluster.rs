@@ -253,6 +253,8 @@ pub fn alive(pid: i32) -> bool {
 pub struct Setup {
     /// The group's failback: "off", "immediate" or a window such as "22-6".
     pub failback: &'static str,
+    /// Failovers within the period (6 h) before the group stays Failed.
+    pub failover_threshold: u32,
     /// Each service listens on a port of its own (so that two nodes serving
     /// at once could not hide behind a failed bind) and records when it ran
     /// in `Cluster::records_file` (see `demo-service --record`).
@@ -263,6 +265,7 @@ impl Default for Setup {
     fn default() -> Setup {
         Setup {
             failback: "off",
+            failover_threshold: 10,
             recorded: false,
         }
     }
@@ -354,6 +357,7 @@ allow_programs = ["{WARDEN}"]
 name = "web"
 preferred_owners = [{nodes}]
 failback = "{failback}"
+failover_threshold = {threshold}
 
 [[resource]]
 name = "web-service"
@@ -366,6 +370,7 @@ properties = {{ program = "{WARDEN}", args = "{args}", stop-grace-ms = 1000 }}
             api = self.apis[i],
             endpoint = self.proxies[i].addr,
             failback = self.setup.failback,
+            threshold = self.setup.failover_threshold,
         );
         let path = dir.join("node.toml");
         std::fs::write(&path, text).expect("config");
