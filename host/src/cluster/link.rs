@@ -456,7 +456,15 @@ async fn keep_lease(
             continue;
         };
         let sent = Instant::now();
-        match timeout(every / 2, renew(&mut client, &mut keeper, id)).await {
+        // A renewal may not hold the fence back: it waits at most until the
+        // fence is due (else the fence came up to `every / 2` late).
+        let fence_due = (renewed_at + fence_after).saturating_duration_since(sent);
+        match timeout(
+            (every / 2).min(fence_due),
+            renew(&mut client, &mut keeper, id),
+        )
+        .await
+        {
             Ok(Ok(true)) => renewed_at = sent,
             Ok(Ok(false)) => {
                 fence(&shared, &lease_tx, "the lease expired in etcd");
