@@ -231,6 +231,11 @@ fn with_etcd_majority_lost_nothing_is_decided_the_service_stops_and_comes_back_a
     // A move asked now is not carried out: for a lease TTL (a move takes
     // well under it with quorum) nothing serves, on n2 or anywhere.
     let said = cluster.cli(0, &["group", "move", "web", "--to", "n2"]);
+    eprintln!(
+        "the move asked without quorum: {}{}",
+        String::from_utf8_lossy(&said.stdout),
+        String::from_utf8_lossy(&said.stderr)
+    );
     let asked = Instant::now();
     while asked.elapsed() < Duration::from_secs(LEASE_TTL_S) {
         assert_eq!(

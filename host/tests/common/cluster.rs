@@ -490,8 +490,8 @@ properties = {{ program = "{WARDEN}", args = "{args}", stop-grace-ms = 1000 }}
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            // Keep the logs of a failed run.
+        if std::thread::panicking() || std::env::var_os("WARDEN_KEEP_CLUSTER").is_some() {
+            // Keep the logs of a failed run (or of any, when asked).
             let kept = std::env::temp_dir().join(format!(
                 "warden-cluster-{}-{}",
                 std::process::id(),
