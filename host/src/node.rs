@@ -293,6 +293,7 @@ impl Node {
                 waiting: BTreeMap::new(),
                 last_at: Millis(0),
                 tick_asked_for: None,
+                fenced: None,
             };
             for entry in &joined.history {
                 if let Some(event) = state.event_of(entry) {
@@ -587,6 +588,9 @@ struct ClusterState {
     last_at: Millis,
     /// The deadline a `Tick` was appended for, so it is asked once.
     tick_asked_for: Option<Millis>,
+    /// Why this node is fenced, from the fence until it rejoins: operator
+    /// requests are refused meanwhile (the link could not append them).
+    fenced: Option<String>,
 }
 
 impl ClusterState {
@@ -1203,6 +1207,12 @@ impl Driver {
             ),
         };
         if let Some(cluster) = &self.cluster {
+            if let Some(reason) = &cluster.fenced {
+                return Err(conflict(format!(
+                    "{done}: refused, this node is fenced ({reason}) and cannot reach the \
+                     cluster's log; ask another node, or again once this one has rejoined"
+                )));
+            }
             // Decided where every node decides: in the log's order.
             cluster.link.append(event);
             return Ok(format!("{done} (through the cluster's log)"));
@@ -1377,6 +1387,7 @@ impl Driver {
             && event == PolicyEvent::NodeUp(me.clone())
         {
             cluster.joined_at = Some(entry.seq);
+            cluster.fenced = None;
             tracing::info!(seq = entry.seq, "joined the cluster");
         }
         if matches!(&event, PolicyEvent::NodeDown(n) if *n == me) {
@@ -1420,6 +1431,7 @@ impl Driver {
             cluster.joined_at = None;
             cluster.held.clear();
             cluster.waiting.clear();
+            cluster.fenced = Some(reason.clone());
         }
         for handle in self.monitor.resources() {
             if matches!(
