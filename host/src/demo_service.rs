@@ -5,21 +5,42 @@
 //! It is the warden binary itself (`warden demo-service`), so the dev mode
 //! needs nothing else installed.
 
+use std::io::Write;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-/// Serve until killed.
-pub async fn serve(name: &str, addr: SocketAddr) -> Result<()> {
+/// How often a service with a record file says it is still alive.
+const RECORD_EVERY: Duration = Duration::from_millis(50);
+
+/// Serve until killed. With `record`, append `start DIR PID MS` once the
+/// port is bound and `alive DIR PID MS` every 50 ms to that file (DIR the
+/// working directory, MS wall-clock milliseconds): the cluster tests judge
+/// from these lines when each node's service ran.
+pub async fn serve(name: &str, addr: SocketAddr, record: Option<PathBuf>) -> Result<()> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
+    let bound = listener.local_addr().unwrap_or(addr);
     eprintln!(
-        "demo service {name} listening on http://{addr}/ as pid {}",
+        "demo service {name} listening on http://{bound}/ as pid {}",
         std::process::id()
     );
+    if let Some(record) = record {
+        append_record(&record, "start")?;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RECORD_EVERY).await;
+                if let Err(err) = append_record(&record, "alive") {
+                    eprintln!("{err:#}");
+                }
+            }
+        });
+    }
     loop {
         let (mut stream, _) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -48,4 +69,21 @@ pub async fn serve(name: &str, addr: SocketAddr) -> Result<()> {
             let _ = stream.write_all(response.as_bytes()).await;
         });
     }
+}
+
+/// One line of the record file, in one write (appends of a short line are
+/// not interleaved with other writers').
+fn append_record(record: &Path, what: &str) -> Result<()> {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let here = std::env::current_dir().unwrap_or_default();
+    let line = format!("{what} {} {} {ms}\n", here.display(), std::process::id());
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(record)
+        .and_then(|mut file| file.write_all(line.as_bytes()))
+        .with_context(|| format!("recording in {}", record.display()))
 }

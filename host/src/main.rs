@@ -122,6 +122,9 @@ enum Command {
         name: String,
         #[arg(long)]
         listen: SocketAddr,
+        /// Append start and alive lines to this file (for the tests).
+        #[arg(long)]
+        record: Option<PathBuf>,
     },
 }
 
@@ -339,7 +342,11 @@ async fn run(command: Command) -> Result<()> {
             command,
             connection,
         } => blocking(move || cli::what_if(&Client::new(&connection), command)).await,
-        Command::DemoService { name, listen } => warden::demo_service::serve(&name, listen).await,
+        Command::DemoService {
+            name,
+            listen,
+            record,
+        } => warden::demo_service::serve(&name, listen, record).await,
     }
 }
 

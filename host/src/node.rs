@@ -41,6 +41,10 @@ use crate::store::Store;
 /// the monitor takes what is left offline all at once.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(600);
 
+/// How long a configuration change made through this node waits to come
+/// back through the cluster's log before the answer says it has not yet.
+const APPLY_WAIT: Duration = Duration::from_secs(10);
+
 /// How long a swap waits for a resource busy with something else (a long
 /// online) before it gives up and rolls back.
 const SWAP_WAIT: Duration = Duration::from_secs(30);
@@ -311,7 +315,9 @@ impl Node {
                 waiting: BTreeMap::new(),
                 last_at: Millis(0),
                 tick_asked_for: None,
+                applied: joined.history.last().map(|e| e.seq).unwrap_or(0),
                 checkpoints: joined.checkpoints,
+                fenced: None,
             };
             for entry in &joined.history {
                 match state.event_of(entry) {
@@ -631,8 +637,13 @@ struct ClusterState {
     last_at: Millis,
     /// The deadline a `Tick` was appended for, so it is asked once.
     tick_asked_for: Option<Millis>,
+    /// The last entry applied here.
+    applied: u64,
     /// The cluster's checkpoint store, for the monitor.
     checkpoints: Arc<EtcdCheckpoints>,
+    /// Why this node is fenced, from the fence until it rejoins: operator
+    /// requests are refused meanwhile (the link could not append them).
+    fenced: Option<String>,
 }
 
 /// What a log entry asks of the node.
@@ -646,10 +657,10 @@ enum Happened {
 }
 
 impl ClusterState {
-    /// The policy event of an entry, advancing the engine's clock.
     /// What an entry asks, advancing the engine's clock.
     fn event_of(&mut self, entry: &LogEntry) -> Option<Happened> {
         self.last_at = self.last_at.max(entry.at);
+        self.applied = self.applied.max(entry.seq);
         match &entry.event {
             LogEvent::Policy(event) => Some(Happened::Policy(event.clone())),
             // The first configuration is the one everything started from.
@@ -1162,6 +1173,14 @@ impl Driver {
             }
         };
         let mut cluster = next.cluster_config(&self.settings.name, &self.settings.plugins)?;
+        if let Some(cluster) = &self.cluster
+            && let Some(reason) = &cluster.fenced
+        {
+            return Err(conflict(format!(
+                "{done}: refused, this node is fenced ({reason}) and cannot reach the \
+                 cluster's log; ask another node, or again once this one has rejoined"
+            )));
+        }
         if let Some(link) = self.cluster.as_ref().map(|c| c.link.clone()) {
             // Checked here as every node will check it; carried out when it
             // comes back through the log, on every node alike.
@@ -1171,11 +1190,14 @@ impl Driver {
                 .clone()
                 .reconfigure(cluster, now())
                 .map_err(|e| conflict(e.to_string()))?;
-            link.configure(nodes, next);
+            let seq = link.configure(nodes, next).await?;
             if let Some(group) = start {
                 link.append(PolicyEvent::GroupOnlineRequested(group));
             }
-            return Ok(format!("{done} (through the cluster's log)"));
+            // Answer once it is in force here, so that the operator's next
+            // command (a resource in the new group) finds it.
+            self.wait_applied(seq).await?;
+            return Ok(format!("{done} (through the cluster's log, entry {seq})"));
         }
         let actions = self
             .engine
@@ -1269,6 +1291,12 @@ impl Driver {
             ),
         };
         if let Some(cluster) = &self.cluster {
+            if let Some(reason) = &cluster.fenced {
+                return Err(conflict(format!(
+                    "{done}: refused, this node is fenced ({reason}) and cannot reach the \
+                     cluster's log; ask another node, or again once this one has rejoined"
+                )));
+            }
             // Decided where every node decides: in the log's order.
             cluster.link.append(event);
             return Ok(format!("{done} (through the cluster's log)"));
@@ -1469,6 +1497,7 @@ impl Driver {
             && event == PolicyEvent::NodeUp(me.clone())
         {
             cluster.joined_at = Some(entry.seq);
+            cluster.fenced = None;
             tracing::info!(seq = entry.seq, "joined the cluster");
         }
         if matches!(&event, PolicyEvent::NodeDown(n) if *n == me) {
@@ -1572,6 +1601,27 @@ impl Driver {
         );
     }
 
+    /// Apply the log here up to entry `seq`, at most `APPLY_WAIT`.
+    async fn wait_applied(&mut self, seq: u64) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + APPLY_WAIT;
+        loop {
+            let Some(cluster) = self.cluster.as_mut() else {
+                return Ok(());
+            };
+            if cluster.applied >= seq {
+                return Ok(());
+            }
+            match tokio::time::timeout_at(deadline, cluster.messages.recv()).await {
+                Ok(Some(message)) => self.on_link(message).await,
+                Ok(None) => bail!("the cluster link has stopped"),
+                Err(_) => bail!(
+                    "the change is entry {seq} of the cluster's log but did not come back \
+                     within {APPLY_WAIT:?}; it takes effect when it does"
+                ),
+            }
+        }
+    }
+
     fn on_claimed(&mut self, group: String) {
         let Some(cluster) = self.cluster.as_mut() else {
             return;
@@ -1596,6 +1646,7 @@ impl Driver {
             cluster.joined_at = None;
             cluster.held.clear();
             cluster.waiting.clear();
+            cluster.fenced = Some(reason.clone());
         }
         for handle in self.monitor.resources() {
             if matches!(

@@ -49,6 +49,8 @@ pub enum LinkMessage {
 
 enum Request {
     Append(LogEvent),
+    /// Append, and say where the entry landed (or why it did not).
+    AppendTold(LogEvent, oneshot::Sender<Result<u64, String>>),
     Claim(String),
     Release(String),
     Leave(oneshot::Sender<()>),
@@ -72,11 +74,22 @@ impl ClusterLink {
     }
 
     /// Append a new configuration of the cluster; every node applies it
-    /// when it comes back through the log.
-    pub fn configure(&self, nodes: Vec<String>, desired: Desired) {
-        let _ = self
-            .requests
-            .send(Request::Append(LogEvent::Configure { nodes, desired }));
+    /// when it comes back through the log. Returns its entry's number.
+    pub async fn configure(&self, nodes: Vec<String>, desired: Desired) -> Result<u64> {
+        let (reply, told) = oneshot::channel();
+        let entry = LogEvent::Configure { nodes, desired };
+        self.requests
+            .send(Request::AppendTold(entry, reply))
+            .map_err(|_| anyhow::anyhow!("the cluster link has stopped"))?;
+        match timeout(REQUEST_TIMEOUT * 5, told).await {
+            Ok(Ok(Ok(seq))) => Ok(seq),
+            Ok(Ok(Err(reason))) => bail!("the configuration was not appended: {reason}"),
+            Ok(Err(_)) => bail!("the cluster link has stopped"),
+            Err(_) => bail!(
+                "etcd did not take the configuration within {:?}; it may still be appended",
+                REQUEST_TIMEOUT * 5
+            ),
+        }
     }
 
     /// Take the group's ownership key as soon as it is free; answered with
@@ -496,7 +509,15 @@ async fn keep_lease(
             continue;
         };
         let sent = Instant::now();
-        match timeout(every / 2, renew(&mut client, &mut keeper, id)).await {
+        // A renewal may not hold the fence back: it waits at most until the
+        // fence is due (else the fence came up to `every / 2` late).
+        let fence_due = (renewed_at + fence_after).saturating_duration_since(sent);
+        match timeout(
+            (every / 2).min(fence_due),
+            renew(&mut client, &mut keeper, id),
+        )
+        .await
+        {
             Ok(Ok(true)) => renewed_at = sent,
             Ok(Ok(false)) => {
                 fence(&shared, &lease_tx, "the lease expired in etcd");
@@ -573,6 +594,16 @@ async fn serve(mut client: Client, shared: Shared, mut requests: mpsc::Unbounded
                     }
                 }
             },
+            Request::AppendTold(event, reply) => {
+                let told = if shared.lease().is_none() {
+                    Err("this node is fenced".to_string())
+                } else {
+                    log::append(&mut client, &shared.keys, &shared.me, &event)
+                        .await
+                        .map_err(|err| format!("{err:#}"))
+                };
+                let _ = reply.send(told);
+            }
             Request::Claim(group) => {
                 tokio::spawn(claim(client.clone(), shared.clone(), group));
             }

@@ -24,7 +24,7 @@
 //!   only if absent and attached to its own lease. A node gives the key up
 //!   when the group is placed elsewhere (after its resources went offline
 //!   there), and loses it with its lease.
-//! - **Fencing by time** — an agent that cannot renew its lease for half
+//! - **Fencing by time** — an agent that cannot renew its lease for 2/5 of
 //!   the TTL (measured from when it *sent* the last renewal etcd answered)
 //!   terminates every resource it runs and stops carrying out decisions.
 //!   etcd expires the lease no earlier than a full TTL after that send, so

@@ -3,14 +3,16 @@
 //! with its own ports and data directory, each reaching etcd through a TCP
 //! proxy that can be cut. The group runs `warden demo-service`, which
 //! answers with its working directory: the services tell which node serves.
+//! Each agent has an admin API the test drives with the `warden` CLI.
 #![allow(dead_code)]
 
+use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::{free_port, wait_until};
@@ -20,6 +22,13 @@ const ETCD: &str = "/usr/bin/etcd";
 /// Short, so that a test waits seconds for an expiry, not minutes.
 pub const LEASE_TTL_S: u64 = 3;
 pub const NODES: [&str; 3] = ["n1", "n2", "n3"];
+/// The admin API's bearer token, the same for every agent.
+pub const TOKEN: &str = "cluster-test-token";
+
+/// One cluster at a time in a test binary: three etcd members and three
+/// agents each are a lot for a 2-core CI machine, and etcd's elections
+/// (500 ms) must not starve.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// A child process killed (and reaped) when dropped.
 pub struct Killed(pub Child);
@@ -31,10 +40,14 @@ impl Drop for Killed {
     }
 }
 
-/// A 3-member etcd cluster on loopback.
+/// A 3-member etcd cluster on loopback. Each member's command line is
+/// kept, so that a killed member can be started again as it was (same name,
+/// data directory and flags).
 pub struct Etcd {
-    pub members: Vec<Killed>,
+    pub members: Vec<Option<Killed>>,
     pub clients: Vec<SocketAddr>,
+    commands: Vec<Vec<OsString>>,
+    dir: PathBuf,
 }
 
 pub fn start_etcd(dir: &Path) -> Etcd {
@@ -45,44 +58,81 @@ pub fn start_etcd(dir: &Path) -> Etcd {
         .enumerate()
         .map(|(i, p)| format!("m{i}=http://{p}"))
         .collect();
-    let members = (0..3)
+    let commands = (0..3)
         .map(|i| {
-            let log = std::fs::File::create(dir.join(format!("etcd-m{i}.log"))).expect("log");
-            let child = Command::new(ETCD)
-                .arg("--name")
-                .arg(format!("m{i}"))
-                .arg("--data-dir")
-                .arg(dir.join(format!("etcd-m{i}")))
-                .arg("--listen-client-urls")
-                .arg(format!("http://{}", clients[i]))
-                .arg("--advertise-client-urls")
-                .arg(format!("http://{}", clients[i]))
-                .arg("--listen-peer-urls")
-                .arg(format!("http://{}", peers[i]))
-                .arg("--initial-advertise-peer-urls")
-                .arg(format!("http://{}", peers[i]))
-                .arg("--initial-cluster")
-                .arg(initial.join(","))
-                .args(["--initial-cluster-state", "new"])
-                .args(["--initial-cluster-token", "warden-test"])
-                .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("start etcd (Debian's etcd-server; .ci/run installs it)");
-            Killed(child)
+            let mut args: Vec<OsString> = vec!["--name".into(), format!("m{i}").into()];
+            args.push("--data-dir".into());
+            args.push(dir.join(format!("etcd-m{i}")).into());
+            for (flag, value) in [
+                ("--listen-client-urls", format!("http://{}", clients[i])),
+                ("--advertise-client-urls", format!("http://{}", clients[i])),
+                ("--listen-peer-urls", format!("http://{}", peers[i])),
+                (
+                    "--initial-advertise-peer-urls",
+                    format!("http://{}", peers[i]),
+                ),
+                ("--initial-cluster", initial.join(",")),
+                // Ignored by a member restarted on its data directory.
+                ("--initial-cluster-state", "new".to_string()),
+                ("--initial-cluster-token", "warden-test".to_string()),
+                ("--heartbeat-interval", "50".to_string()),
+                ("--election-timeout", "500".to_string()),
+            ] {
+                args.push(flag.into());
+                args.push(value.into());
+            }
+            args
         })
         .collect();
-    for client in &clients {
+    let mut etcd = Etcd {
+        members: vec![None, None, None],
+        clients,
+        commands,
+        dir: dir.to_path_buf(),
+    };
+    for i in 0..3 {
+        etcd.start_member(i);
+    }
+    for i in 0..3 {
+        etcd.wait_healthy(i);
+    }
+    etcd
+}
+
+impl Etcd {
+    /// Start member `i` (again), as it was first started.
+    pub fn start_member(&mut self, i: usize) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("etcd-m{i}.log")))
+            .expect("log");
+        let child = Command::new(ETCD)
+            .args(&self.commands[i])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start etcd (Debian's etcd-server; .ci/run installs it)");
+        self.members[i] = Some(Killed(child));
+    }
+
+    /// kill -9 of member `i`.
+    pub fn kill_member(&mut self, i: usize) {
+        self.members[i] = None;
+    }
+
+    /// Wait until member `i` says it is healthy (it is part of a quorum).
+    pub fn wait_healthy(&self, i: usize) {
         wait_until("etcd to be healthy", Duration::from_secs(30), || {
-            http_get(*client, "/health").filter(|body| body.contains("\"health\":\"true\""))
+            http_get(self.clients[i], "/health").filter(|body| body.contains("\"health\":\"true\""))
         });
     }
-    Etcd { members, clients }
 }
 
 /// A TCP forwarder the test can cut: then it closes every connection and
-/// refuses new ones, until it is mended.
+/// refuses new ones, until it is mended. It forwards each connection to the
+/// first of its upstreams (etcd members) that accepts one, so a dead member
+/// does not cut the agent off; a cut does.
 pub struct Proxy {
     pub addr: SocketAddr,
     cut: Arc<AtomicBool>,
@@ -90,7 +140,7 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub fn start(upstream: SocketAddr) -> Proxy {
+    pub fn start(upstreams: Vec<SocketAddr>) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         let addr = listener.local_addr().expect("proxy address");
         let cut = Arc::new(AtomicBool::new(false));
@@ -103,15 +153,26 @@ impl Proxy {
                     let _ = client.shutdown(Shutdown::Both);
                     continue;
                 }
-                let Ok(server) = TcpStream::connect(upstream) else {
+                let Some(server) = upstreams.iter().find_map(|upstream| {
+                    TcpStream::connect_timeout(upstream, Duration::from_millis(300)).ok()
+                }) else {
+                    let _ = client.shutdown(Shutdown::Both);
                     continue;
                 };
                 if let Ok(mut open) = open2.lock() {
+                    // Forget what has closed, keep what is open.
+                    open.retain(|s| s.peer_addr().is_ok());
                     for stream in [&client, &server] {
                         if let Ok(clone) = stream.try_clone() {
                             open.push(clone);
                         }
                     }
+                }
+                // Cut between the check above and here: close it too.
+                if cut2.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    let _ = server.shutdown(Shutdown::Both);
+                    continue;
                 }
                 for (mut from, mut to) in [
                     (client.try_clone(), server.try_clone()),
@@ -122,7 +183,9 @@ impl Proxy {
                 {
                     std::thread::spawn(move || {
                         let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(Shutdown::Write);
+                        // Either side gone: close both, as a dead peer would.
+                        let _ = to.shutdown(Shutdown::Both);
+                        let _ = from.shutdown(Shutdown::Both);
                     });
                 }
             }
@@ -185,26 +248,67 @@ pub fn alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
+/// What a test varies in the cluster's configuration.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// The group's failback: "off", "immediate" or a window such as "22-6".
+    pub failback: &'static str,
+    /// Failovers within the period (6 h) before the group stays Failed.
+    pub failover_threshold: u32,
+    /// Each service listens on a port of its own (so that two nodes serving
+    /// at once could not hide behind a failed bind) and records when it ran
+    /// in `Cluster::records_file` (see `demo-service --record`).
+    pub recorded: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Setup {
+        Setup {
+            failback: "off",
+            failover_threshold: 10,
+            recorded: false,
+        }
+    }
+}
+
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub etcd: Etcd,
     pub proxies: Vec<Proxy>,
     pub agents: Vec<Option<Killed>>,
+    /// Where the service answers (unless `Setup::recorded`).
     pub service: SocketAddr,
+    /// Each agent's admin API.
+    pub apis: Vec<SocketAddr>,
+    pub setup: Setup,
+    _one_at_a_time: MutexGuard<'static, ()>,
 }
 
 impl Cluster {
     pub fn new() -> Cluster {
+        Cluster::with(Setup::default())
+    }
+
+    pub fn with(setup: Setup) -> Cluster {
+        // A test that failed while holding the lock poisons it; the next
+        // test's cluster is its own all the same.
+        let one_at_a_time = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().expect("tempdir");
         let etcd = start_etcd(dir.path());
-        // Agent i talks to etcd member i through its own proxy.
-        let proxies = etcd.clients.iter().map(|c| Proxy::start(*c)).collect();
+        // Agent i talks to etcd member i through its own proxy, or to the
+        // next member when that one does not answer.
+        let proxies = (0..3)
+            .map(|i| Proxy::start((0..3).map(|k| etcd.clients[(i + k) % 3]).collect()))
+            .collect();
         Cluster {
             dir,
             etcd,
             proxies,
             agents: vec![None, None, None],
             service: free_port(),
+            apis: (0..3).map(|_| free_port()).collect(),
+            setup,
+            _one_at_a_time: one_at_a_time,
         }
     }
 
@@ -212,15 +316,33 @@ impl Cluster {
         self.dir.path().join(NODES[i])
     }
 
+    /// The file recorded services write to (`Setup::recorded`).
+    pub fn records_file(&self) -> PathBuf {
+        self.dir.path().join("records")
+    }
+
     pub fn config(&self, i: usize) -> PathBuf {
         let dir = self.node_dir(i);
         std::fs::create_dir_all(&dir).expect("node dir");
+        std::fs::write(dir.join("token"), format!("{TOKEN}\n")).expect("token");
         let nodes = NODES.map(|n| format!("{n:?}")).join(", ");
+        let args = if self.setup.recorded {
+            format!(
+                "demo-service --name web --listen 127.0.0.1:0 --record {}",
+                self.records_file().display()
+            )
+        } else {
+            format!("demo-service --name web --listen {}", self.service)
+        };
         let text = format!(
             r#"
 [node]
 name = "{name}"
 data_dir = "data"
+
+[api]
+listen = "{api}"
+token_file = "token"
 
 [cluster]
 name = "test"
@@ -234,30 +356,44 @@ allow_programs = ["{WARDEN}"]
 [[group]]
 name = "web"
 preferred_owners = [{nodes}]
+failback = "{failback}"
+failover_threshold = {threshold}
 
 [[resource]]
 name = "web-service"
 type = "process"
 group = "web"
 is_alive_interval_ms = 500
-properties = {{ program = "{WARDEN}", args = "demo-service --name web --listen {service}", stop-grace-ms = 1000 }}
+properties = {{ program = "{WARDEN}", args = "{args}", stop-grace-ms = 1000 }}
 "#,
             name = NODES[i],
+            api = self.apis[i],
             endpoint = self.proxies[i].addr,
-            service = self.service,
+            failback = self.setup.failback,
+            threshold = self.setup.failover_threshold,
         );
         let path = dir.join("node.toml");
         std::fs::write(&path, text).expect("config");
         path
     }
 
+    fn agent_log(&self, i: usize) -> PathBuf {
+        self.node_dir(i).join("agent.log")
+    }
+
     pub fn start_agent(&mut self, i: usize) {
         let config = self.config(i);
-        let log = std::fs::File::create(self.node_dir(i).join("agent.log")).expect("log");
+        // Appended to across restarts: `joins` counts in it.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.agent_log(i))
+            .expect("log");
         let child = Command::new(WARDEN)
             .args(["agent", "--config"])
             .arg(&config)
             .env("RUST_LOG", "info,warden=debug")
+            .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -272,11 +408,6 @@ properties = {{ program = "{WARDEN}", args = "demo-service --name web --listen {
         }
     }
 
-    /// What agent `i` has logged so far.
-    pub fn log_of(&self, i: usize) -> String {
-        std::fs::read_to_string(self.node_dir(i).join("agent.log")).unwrap_or_default()
-    }
-
     /// SIGTERM to agent `i`; waits for it to exit (a drain in a cluster).
     pub fn stop_agent(&mut self, i: usize, within: Duration) {
         let Some(mut agent) = self.agents[i].take() else {
@@ -289,6 +420,69 @@ properties = {{ program = "{WARDEN}", args = "demo-service --name web --listen {
             within,
             || agent.0.try_wait().ok().flatten(),
         );
+    }
+
+    /// How often agent `i` has joined the cluster so far (its own `NodeUp`
+    /// came back through the log), over all its runs.
+    pub fn joins(&self, i: usize) -> usize {
+        std::fs::read_to_string(self.agent_log(i))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("joined the cluster") && !l.contains("rejoined"))
+            .count()
+    }
+
+    /// Wait until agent `i` has joined more than `before` times.
+    pub fn wait_joined(&self, i: usize, before: usize) {
+        wait_until(
+            &format!(
+                "{} to join the cluster; logs in {}",
+                NODES[i],
+                self.dir.path().display()
+            ),
+            Duration::from_secs(60),
+            || (self.joins(i) > before).then_some(()),
+        );
+    }
+
+    /// Start agent `i` and wait until it has joined.
+    pub fn start_joined(&mut self, i: usize) {
+        let before = self.joins(i);
+        self.start_agent(i);
+        self.wait_joined(i, before);
+    }
+
+    /// Run the `warden` CLI against agent `i`'s admin API.
+    pub fn cli(&self, i: usize, args: &[&str]) -> Output {
+        Command::new(WARDEN)
+            .args(args)
+            .env("WARDEN_API", format!("http://{}", self.apis[i]))
+            .env("WARDEN_TOKEN", TOKEN)
+            .output()
+            .expect("run the CLI")
+    }
+
+    /// Run the CLI against agent `i`; it must succeed. Its stdout.
+    pub fn ok(&self, i: usize, args: &[&str]) -> String {
+        let out = self.cli(i, args);
+        assert!(
+            out.status.success(),
+            "warden {} against {}: {}{}",
+            args.join(" "),
+            NODES[i],
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Agent `i`'s `warden status --json`, if it answers.
+    pub fn status(&self, i: usize) -> Option<serde_json::Value> {
+        let out = self.cli(i, &["status", "--json"]);
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
     }
 
     /// Wait until the service answers from `node`; its pid.
@@ -310,9 +504,17 @@ properties = {{ program = "{WARDEN}", args = "demo-service --name web --listen {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            // Keep the logs of a failed run.
-            let kept = std::env::temp_dir().join(format!("warden-cluster-{}", std::process::id()));
+        if std::thread::panicking() || std::env::var_os("WARDEN_KEEP_CLUSTER").is_some() {
+            // Keep the logs of a failed run (or of any, when asked).
+            let kept = std::env::temp_dir().join(format!(
+                "warden-cluster-{}-{}",
+                std::process::id(),
+                self.dir
+                    .path()
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            ));
             let _ = Command::new("cp")
                 .arg("-r")
                 .arg(self.dir.path())
@@ -323,6 +525,62 @@ impl Drop for Cluster {
         for i in 0..self.agents.len() {
             self.kill_agent(i);
         }
-        let _ = &self.etcd.members;
+        for i in 0..self.etcd.members.len() {
+            self.etcd.kill_member(i);
+        }
     }
+}
+
+/// Wall-clock milliseconds, as the recorded services write them.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// One run of a recorded service (`Setup::recorded`): from its `start`
+/// line to its last `alive` line, in wall-clock milliseconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub node: String,
+    pub pid: u32,
+    pub from: u64,
+    pub to: u64,
+}
+
+/// The runs in a record file, in order of start. A run's real end is at
+/// most one record period after its last line, and its real start before
+/// its first: two runs whose recorded spans overlap did run at once.
+pub fn runs(records: &Path) -> Vec<Run> {
+    let text = std::fs::read_to_string(records).unwrap_or_default();
+    let mut runs: Vec<Run> = Vec::new();
+    for line in text.lines() {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        let [what, dir, pid, ms] = parts[..] else {
+            continue; // a line cut short by a kill
+        };
+        let (Ok(pid), Ok(ms)) = (pid.parse::<u32>(), ms.parse::<u64>()) else {
+            continue;
+        };
+        let Some(node) = NODES.iter().find(|n| dir.contains(&format!("/{n}/data/"))) else {
+            continue;
+        };
+        match runs
+            .iter_mut()
+            .rev()
+            .find(|r| r.pid == pid && r.node == *node)
+        {
+            Some(run) if what == "alive" => run.to = run.to.max(ms),
+            _ if what == "start" => runs.push(Run {
+                node: node.to_string(),
+                pid,
+                from: ms,
+                to: ms,
+            }),
+            _ => {}
+        }
+    }
+    runs.sort_by_key(|r| r.from);
+    runs
 }
