@@ -14,13 +14,18 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::cluster::{Cluster, LEASE_TTL_S, NODES, served_by};
+use common::cluster::{Cluster, NODES, Setup, served_by};
 use common::wait_until;
 
 const ROUNDS: usize = 8;
+/// The lease TTL the agents use: failover time follows it.
+const LEASE_TTL_S: u64 = 3;
 
 fn main() {
-    let mut cluster = Cluster::new();
+    let mut cluster = Cluster::with(Setup {
+        lease_ttl_s: LEASE_TTL_S,
+        ..Setup::default()
+    });
     for i in 0..NODES.len() {
         cluster.start_agent(i);
     }

@@ -1500,16 +1500,17 @@ impl Driver {
             cluster.fenced = None;
             tracing::info!(seq = entry.seq, "joined the cluster");
         }
-        if matches!(&event, PolicyEvent::NodeDown(n) if *n == me) {
-            // The cluster counts everything here as gone; so do we, until
-            // this node's next NodeUp.
-            if cluster.joined_at.is_some_and(|at| at < entry.seq) {
-                cluster.joined_at = None;
-            }
-        }
-        let carry_out = cluster.joined();
+        // The cluster counts everything here as gone (this node's lease
+        // went): stop it now, not at the next renewal, since the groups'
+        // ownership keys went with the lease. Rejoining brings a NodeUp.
+        let marked_down = matches!(&event, PolicyEvent::NodeDown(n) if *n == me)
+            && cluster.joined_at.is_some_and(|at| at < entry.seq);
+        let carry_out = cluster.joined() && !marked_down;
         let at = cluster.last_at;
         let actions = self.engine.handle(event, at);
+        if marked_down {
+            self.on_fenced("the cluster marked this node down".to_string());
+        }
         if carry_out {
             for action in actions {
                 self.execute(action);

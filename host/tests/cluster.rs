@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::cluster::{Cluster, LEASE_TTL_S, NODES, Setup, alive, runs, served_by};
+use common::cluster::{Cluster, NODES, Setup, alive, runs, served_by};
 use common::wait_until;
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -100,7 +100,7 @@ fn an_agent_cut_off_from_etcd_stops_its_group_before_another_node_takes_it() {
     // Back in touch, n1 rejoins and the group stays where it is (no
     // failback configured).
     cluster.proxies[0].mend();
-    std::thread::sleep(Duration::from_secs(LEASE_TTL_S + 2));
+    std::thread::sleep(Duration::from_secs(cluster.setup.lease_ttl_s + 2));
     let (node, _) = wait_until("the service to answer", Duration::from_secs(10), || {
         served_by(cluster.service)
     });
@@ -258,7 +258,7 @@ fn with_etcd_majority_lost_nothing_is_decided_the_service_stops_and_comes_back_a
         String::from_utf8_lossy(&said.stdout)
     );
     let asked = Instant::now();
-    while asked.elapsed() < Duration::from_secs(LEASE_TTL_S) {
+    while asked.elapsed() < Duration::from_secs(cluster.setup.lease_ttl_s) {
         assert_eq!(
             served_by(cluster.service),
             None,

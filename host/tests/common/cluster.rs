@@ -19,8 +19,11 @@ use super::{free_port, wait_until};
 
 pub const WARDEN: &str = env!("CARGO_BIN_EXE_warden");
 const ETCD: &str = "/usr/bin/etcd";
-/// Short, so that a test waits seconds for an expiry, not minutes.
-pub const LEASE_TTL_S: u64 = 3;
+/// Short, so that a test waits seconds for an expiry, not minutes; not so
+/// short that a loaded 2-core machine starves a renewal for 2/5 of it (the
+/// agent would fence itself, and the tests' "never that node" checks would
+/// see a legitimate failover they did not expect).
+pub const LEASE_TTL_S: u64 = 5;
 pub const NODES: [&str; 3] = ["n1", "n2", "n3"];
 /// The admin API's bearer token, the same for every agent.
 pub const TOKEN: &str = "cluster-test-token";
@@ -259,6 +262,8 @@ pub struct Setup {
     /// at once could not hide behind a failed bind) and records when it ran
     /// in `Cluster::records_file` (see `demo-service --record`).
     pub recorded: bool,
+    /// The agents' lease TTL.
+    pub lease_ttl_s: u64,
 }
 
 impl Default for Setup {
@@ -267,6 +272,7 @@ impl Default for Setup {
             failback: "off",
             failover_threshold: 10,
             recorded: false,
+            lease_ttl_s: LEASE_TTL_S,
         }
     }
 }
@@ -348,7 +354,7 @@ token_file = "token"
 name = "test"
 endpoints = ["http://{endpoint}"]
 nodes = [{nodes}]
-lease_ttl_s = {LEASE_TTL_S}
+lease_ttl_s = {lease_ttl_s}
 
 [plugins.process]
 allow_programs = ["{WARDEN}"]
@@ -371,6 +377,7 @@ properties = {{ program = "{WARDEN}", args = "{args}", stop-grace-ms = 1000 }}
             endpoint = self.proxies[i].addr,
             failback = self.setup.failback,
             threshold = self.setup.failover_threshold,
+            lease_ttl_s = self.setup.lease_ttl_s,
         );
         let path = dir.join("node.toml");
         std::fs::write(&path, text).expect("config");
