@@ -482,3 +482,73 @@ fn a_group_created_through_one_node_is_created_on_every_node() {
         );
     }
 }
+
+/// Which MTAs answer an SMTP greeting right now, judged from their side.
+fn mtas_answering(cluster: &Cluster) -> Vec<usize> {
+    cluster
+        .mtas
+        .iter()
+        .enumerate()
+        .filter(|(_, addr)| {
+            let Ok(mut stream) =
+                std::net::TcpStream::connect_timeout(addr, Duration::from_millis(300))
+            else {
+                return false;
+            };
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+            let mut banner = [0u8; 3];
+            std::io::Read::read_exact(&mut stream, &mut banner).is_ok() && &banner == b"220"
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+#[test]
+fn the_mta_singleton_stays_single_through_failovers() {
+    let mut cluster = Cluster::with(Setup {
+        mtas: true,
+        ..Setup::default()
+    });
+    three_agents_n1_serving(&mut cluster);
+    // Both groups want their MTA online; the type is a cluster singleton,
+    // so one runs and the other is refused.
+    let mut running = wait_until("one MTA to answer", MINUTE, || {
+        match mtas_answering(&cluster).as_slice() {
+            [one] => Some(*one),
+            [] => None,
+            both => panic!("two MTAs answer at once: {both:?}"),
+        }
+    });
+    for _ in 0..2 {
+        // Kill the agent whose MTA runs; an MTA must run again, and never
+        // two at once on the way.
+        let group = format!("mx{}", running + 1);
+        let owner = cluster
+            .status(0)
+            .and_then(|status| {
+                status["groups"]
+                    .as_array()?
+                    .iter()
+                    .find(|g| g["name"] == group.as_str())?["owner"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .expect("the running MTA's group has an owner");
+        let killed = NODES
+            .iter()
+            .position(|n| *n == owner)
+            .expect("a node of the cluster");
+        cluster.kill_agent(killed);
+        wait_until("the MTA to stop with its agent", MINUTE, || {
+            mtas_answering(&cluster).is_empty().then_some(())
+        });
+        running = wait_until("an MTA to answer again", MINUTE, || {
+            match mtas_answering(&cluster).as_slice() {
+                [one] => Some(*one),
+                [] => None,
+                both => panic!("two MTAs answer at once: {both:?}"),
+            }
+        });
+        cluster.start_joined(killed);
+    }
+}

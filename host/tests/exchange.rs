@@ -69,34 +69,6 @@ impl AgentProcess {
     }
 }
 
-/// The directory with the mail services' binaries (next to the test
-/// executable's target dir), building them if needed.
-fn services() -> PathBuf {
-    // target/<profile>/deps/exchange-<hash> -> target/<profile>
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf();
-    if !dir.join("mail-store").exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "warden-mail-services", "--bins"])
-            .status()
-            .expect("run cargo");
-        assert!(status.success(), "building the mail services failed");
-    }
-    for bin in ["mail-store", "mail-smtp", "mail-http", "mail-indexer"] {
-        assert!(
-            dir.join(bin).exists(),
-            "{} is missing",
-            dir.join(bin).display()
-        );
-    }
-    dir
-}
-
 fn events(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -297,7 +269,7 @@ properties = {{ program = "{bin}/mail-indexer", address = "{search}", store = "{
 
 #[test]
 fn an_exchange_virtual_server_runs_under_the_real_agent() {
-    let bin = services();
+    let bin = common::mail_services();
     let (store_at, smtp_at, http_at, search_at) = (
         free_address(),
         free_address(),

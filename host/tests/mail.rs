@@ -12,42 +12,12 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
 use warden::monitor::{Monitor, ResourceHandle, ResourceSpec, ResourceState, TimingOverrides};
 use warden::runtime::Grants;
-
-/// The directory with the mail services' binaries, building them if needed.
-fn services() -> PathBuf {
-    // target/<profile>/deps/mail-<hash> -> target/<profile>
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf();
-    if !dir.join("mail-store").exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        let status = std::process::Command::new(cargo)
-            .args(["build", "-p", "warden-mail-services", "--bins"])
-            .status()
-            .expect("run cargo");
-        assert!(
-            status.success(),
-            "building the mail services failed: is examples/mail-services a workspace member?"
-        );
-    }
-    for bin in ["mail-store", "mail-smtp", "mail-http", "mail-indexer"] {
-        assert!(
-            dir.join(bin).exists(),
-            "{} is missing",
-            dir.join(bin).display()
-        );
-    }
-    dir
-}
 
 /// A resource of a built-in type running `program`, with checks far apart
 /// so that a failure seen quickly can only come from the exit event.
@@ -146,7 +116,7 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_virtual_server_stores_indexes_serves_and_survives_kill_9() {
-    let bin = services();
+    let bin = common::mail_services();
     let (store_at, smtp_at, http_at, search_at) = (
         free_address(),
         free_address(),

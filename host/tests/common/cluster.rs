@@ -264,6 +264,10 @@ pub struct Setup {
     pub recorded: bool,
     /// The agents' lease TTL.
     pub lease_ttl_s: u64,
+    /// Two more groups, `mx1` (preferred n1, n2, n3) and `mx2` (n2, n3,
+    /// n1), each with an MTA (the cluster-singleton `mta` type running
+    /// `mail-mta`) listening on `Cluster::mtas`.
+    pub mtas: bool,
 }
 
 impl Default for Setup {
@@ -273,6 +277,7 @@ impl Default for Setup {
             failover_threshold: 10,
             recorded: false,
             lease_ttl_s: LEASE_TTL_S,
+            mtas: false,
         }
     }
 }
@@ -286,6 +291,8 @@ pub struct Cluster {
     pub service: SocketAddr,
     /// Each agent's admin API.
     pub apis: Vec<SocketAddr>,
+    /// Where the MTAs of `mx1` and `mx2` listen (`Setup::mtas`).
+    pub mtas: Vec<SocketAddr>,
     pub setup: Setup,
     _one_at_a_time: MutexGuard<'static, ()>,
 }
@@ -313,6 +320,7 @@ impl Cluster {
             agents: vec![None, None, None],
             service: free_port(),
             apis: (0..3).map(|_| free_port()).collect(),
+            mtas: (0..2).map(|_| free_port()).collect(),
             setup,
             _one_at_a_time: one_at_a_time,
         }
@@ -379,9 +387,45 @@ properties = {{ program = "{WARDEN}", args = "{args}", stop-grace-ms = 1000 }}
             threshold = self.setup.failover_threshold,
             lease_ttl_s = self.setup.lease_ttl_s,
         );
+        let text = if self.setup.mtas {
+            text + &self.mta_groups()
+        } else {
+            text
+        };
         let path = dir.join("node.toml");
         std::fs::write(&path, text).expect("config");
         path
+    }
+
+    /// The configuration of `Setup::mtas`: two groups, one MTA each.
+    fn mta_groups(&self) -> String {
+        let mta = super::mail_services().join("mail-mta");
+        let mta = mta.display();
+        // Nothing listens there: the MTA queues what it accepts and retries.
+        let store = free_port();
+        let mut text = format!("\n[plugins.mta]\nallow_programs = [\"{mta}\"]\n");
+        for (i, owners) in [r#""n1", "n2", "n3""#, r#""n2", "n3", "n1""#]
+            .iter()
+            .enumerate()
+        {
+            let n = i + 1;
+            text.push_str(&format!(
+                r#"
+[[group]]
+name = "mx{n}"
+preferred_owners = [{owners}]
+
+[[resource]]
+name = "mta{n}"
+type = "mta"
+group = "mx{n}"
+is_alive_interval_ms = 500
+properties = {{ program = "{mta}", address = "{address}", store = "{store}" }}
+"#,
+                address = self.mtas[i],
+            ));
+        }
+        text
     }
 
     fn agent_log(&self, i: usize) -> PathBuf {

@@ -128,3 +128,41 @@ pub fn wait_until<T>(what: &str, within: Duration, mut probe: impl FnMut() -> Op
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The directory with the mail services' binaries (`examples/mail-services`,
+/// next to the test executable's target dir), building them if needed.
+pub fn mail_services() -> PathBuf {
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target dir")
+        .to_path_buf();
+    const BINS: [&str; 5] = [
+        "mail-store",
+        "mail-smtp",
+        "mail-http",
+        "mail-indexer",
+        "mail-mta",
+    ];
+    if BINS.iter().any(|bin| !dir.join(bin).exists()) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "-p", "warden-mail-services", "--bins"])
+            .status()
+            .expect("run cargo");
+        assert!(
+            status.success(),
+            "building the mail services failed: is examples/mail-services a workspace member?"
+        );
+    }
+    for bin in BINS {
+        assert!(
+            dir.join(bin).exists(),
+            "{} is missing",
+            dir.join(bin).display()
+        );
+    }
+    dir
+}
