@@ -163,9 +163,11 @@ fn a_planned_move_through_the_cli_takes_the_group_to_the_named_node() {
 }
 
 #[test]
-fn with_immediate_failback_the_group_returns_to_its_first_owner_when_it_comes_back() {
+fn inside_its_failback_window_the_group_returns_to_its_first_owner_when_it_comes_back() {
+    // A window of hours (UTC) that holds now for at least an hour.
+    let hour = (common::cluster::unix_ms() / 3_600_000) % 24;
     let mut cluster = Cluster::with(Setup {
-        failback: "immediate",
+        failback: format!("{hour}-{}", (hour + 2) % 24),
         ..Setup::default()
     });
     let first = three_agents_n1_serving(&mut cluster);

@@ -255,7 +255,7 @@ pub fn alive(pid: i32) -> bool {
 #[derive(Debug, Clone)]
 pub struct Setup {
     /// The group's failback: "off", "immediate" or a window such as "22-6".
-    pub failback: &'static str,
+    pub failback: String,
     /// Failovers within the period (6 h) before the group stays Failed.
     pub failover_threshold: u32,
     /// Each service listens on a port of its own (so that two nodes serving
@@ -273,7 +273,7 @@ pub struct Setup {
 impl Default for Setup {
     fn default() -> Setup {
         Setup {
-            failback: "off",
+            failback: "off".to_string(),
             failover_threshold: 10,
             recorded: false,
             lease_ttl_s: LEASE_TTL_S,
