@@ -291,7 +291,7 @@ fn with_etcd_majority_lost_nothing_is_decided_the_service_stops_and_comes_back_a
     }
 }
 
-/// Random faults for a bounded time (`WARDEN_STRESS_SECS`, default 60):
+/// Random faults for a bounded time (`WARDEN_STRESS_SECS`, default 180: "several minutes"):
 /// kill -9 of an agent and its restart, an agent cut off from etcd and
 /// mended, several at once at times. Judged from the services' side: each
 /// node's service listens on a port of its own and records when it ran
@@ -303,7 +303,7 @@ fn stress_random_kills_and_cut_offs_never_leave_two_nodes_serving_at_once() {
     let secs: u64 = std::env::var("WARDEN_STRESS_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(60);
+        .unwrap_or(180);
     let seed: u64 = std::env::var("WARDEN_STRESS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
