@@ -272,7 +272,7 @@ async fn register(client: &mut Client, keys: &Keys, me: &str, ttl: Duration) -> 
 /// Mark down the nodes the log thinks up that hold no member key, and this
 /// node's earlier incarnation, then announce this node up.
 async fn announce(client: &mut Client, shared: &Shared) -> Result<()> {
-    let members = live_members(client, &shared.keys).await?;
+    let (members, _) = live_members(client, &shared.keys).await?;
     let believed: Vec<String> = shared
         .up
         .lock()
@@ -289,17 +289,20 @@ async fn announce(client: &mut Client, shared: &Shared) -> Result<()> {
     Ok(())
 }
 
-async fn live_members(client: &mut Client, keys: &Keys) -> Result<BTreeSet<String>> {
+/// The nodes holding a member key, and the etcd revision of that reading.
+async fn live_members(client: &mut Client, keys: &Keys) -> Result<(BTreeSet<String>, i64)> {
     let response = client
         .get(keys.members_prefix(), Some(GetOptions::new().with_prefix()))
         .await
         .context("listing the members")?;
-    Ok(response
+    let revision = response.header().map(|h| h.revision()).unwrap_or(0);
+    let members = response
         .kvs()
         .iter()
         .filter_map(|kv| kv.key_str().ok())
         .filter_map(|key| keys.member_of(key).map(str::to_string))
-        .collect())
+        .collect();
+    Ok((members, revision))
 }
 
 /// Deliver the log in order, from `next` on, for as long as the node runs.
@@ -401,20 +404,7 @@ async fn watch_members(mut client: Client, shared: Shared) {
 }
 
 async fn watch_members_once(client: &mut Client, shared: &Shared) -> Result<()> {
-    let response = client
-        .get(
-            shared.keys.members_prefix(),
-            Some(GetOptions::new().with_prefix()),
-        )
-        .await
-        .context("listing the members")?;
-    let revision = response.header().map(|h| h.revision()).unwrap_or(0);
-    let members: BTreeSet<String> = response
-        .kvs()
-        .iter()
-        .filter_map(|kv| kv.key_str().ok())
-        .filter_map(|key| shared.keys.member_of(key).map(str::to_string))
-        .collect();
+    let (members, revision) = live_members(client, &shared.keys).await?;
     let believed: Vec<String> = shared
         .up
         .lock()
