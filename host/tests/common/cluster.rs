@@ -212,10 +212,10 @@ impl Proxy {
 
 /// One plain HTTP GET; the body, if anything answered 200.
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .ok()?;
+    // Generous: on a loaded 2-core machine a debug-build service can take
+    // a while to answer, and a probe that gives up early reads as "down".
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
