@@ -234,6 +234,14 @@ impl Shared {
     fn lease(&self) -> Option<i64> {
         *self.lease.borrow()
     }
+
+    /// The nodes the log says are up, as of now.
+    fn believed_up(&self) -> Vec<String> {
+        self.up
+            .lock()
+            .map(|up| up.iter().cloned().collect())
+            .unwrap_or_default()
+    }
 }
 
 /// Keep the set of nodes the log says are up.
@@ -273,12 +281,7 @@ async fn register(client: &mut Client, keys: &Keys, me: &str, ttl: Duration) -> 
 /// node's earlier incarnation, then announce this node up.
 async fn announce(client: &mut Client, shared: &Shared) -> Result<()> {
     let (members, _) = live_members(client, &shared.keys).await?;
-    let believed: Vec<String> = shared
-        .up
-        .lock()
-        .map(|up| up.iter().cloned().collect())
-        .unwrap_or_default();
-    for node in believed {
+    for node in shared.believed_up() {
         if node == shared.me || !members.contains(&node) {
             let down = LogEvent::Policy(PolicyEvent::NodeDown(node));
             log::append(client, &shared.keys, &shared.me, &down).await?;
@@ -405,12 +408,7 @@ async fn watch_members(mut client: Client, shared: Shared) {
 
 async fn watch_members_once(client: &mut Client, shared: &Shared) -> Result<()> {
     let (members, revision) = live_members(client, &shared.keys).await?;
-    let believed: Vec<String> = shared
-        .up
-        .lock()
-        .map(|up| up.iter().cloned().collect())
-        .unwrap_or_default();
-    for node in believed {
+    for node in shared.believed_up() {
         if !members.contains(&node) {
             mark_down(client, shared, &node).await?;
         }
