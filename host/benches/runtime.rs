@@ -36,7 +36,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use warden::contract::Health;
 use warden::runtime::{
-    CallError, Grants, Instance, InstanceConfig, Plugin, ResourceContext, Runtime, RuntimeConfig,
+    CallError, Grants, Instance, InstanceConfig, Plugin, ResourceContext, ResourceDirs, Runtime,
+    RuntimeConfig,
 };
 
 const CHAOS: &str = env!("WARDEN_PLUGIN_CHAOS");
@@ -243,13 +244,10 @@ struct Resource {
 impl Resource {
     fn new(plugin: &Arc<Plugin>, name: &str, fault: &str) -> Resource {
         let (exits_tx, exits) = mpsc::unbounded_channel();
-        let context = ResourceContext::new(
-            name,
-            "chaos",
-            Grants::default(),
-            std::env::temp_dir(),
-            exits_tx,
-        );
+        let root = tempfile::tempdir().expect("a temporary directory").keep();
+        let dirs = ResourceDirs::inside(&root);
+        dirs.create().expect("resource directories");
+        let context = ResourceContext::new(name, "chaos", Grants::default(), dirs, exits_tx);
         // What the monitor would pass: the fault plus every default.
         let properties = [("fault", fault), ("online-ms", "0"), ("progress-ms", "0")]
             .map(|(k, v)| (k.to_string(), v.to_string()))

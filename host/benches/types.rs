@@ -42,7 +42,8 @@ use warden::config::AgentConfig;
 use warden::contract::Health;
 use warden::monitor::{EventKind, ResourceSpec, ResourceState, TimingOverrides, validate_spec};
 use warden::runtime::{
-    CallDeadline, Grants, Instance, InstanceConfig, Plugin, ResourceContext, Runtime, RuntimeConfig,
+    CallDeadline, Grants, Instance, InstanceConfig, Plugin, ResourceContext, ResourceDirs, Runtime,
+    RuntimeConfig,
 };
 
 /// Timed is-alive calls per type, after `WARMUP` untimed ones.
@@ -160,27 +161,32 @@ impl Resource {
             .expect("built-in plugin, built by host/build.rs");
         let plugin = Arc::new(Plugin::load(runtime, &bytes).await.expect("plugin loads"));
         std::fs::create_dir_all(data_dir).expect("data dir");
-        let mut properties = vec![("program".to_string(), program.display().to_string())];
-        properties.extend(props.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let properties = properties_of(program, props);
         let spec = ResourceSpec {
             name: file.replace('_', "-"),
             type_name: plugin.name().to_string(),
             properties,
             timing: TimingOverrides::default(),
             memory_limit: None,
-            data_dir: data_dir.to_path_buf(),
+            dirs: ResourceDirs {
+                data: data_dir.to_path_buf(),
+                private: data_dir.with_extension("private"),
+            },
             grants: Grants {
                 allow_programs: vec![program.to_path_buf()],
+                configured: properties_of(program, props),
+                ..Grants::default()
             },
         };
         // The properties the monitor would pass: defaults filled in.
         let full = validate_spec(&spec, &plugin).await.expect("valid spec");
         let (exits_tx, exits) = mpsc::unbounded_channel();
+        spec.dirs.create().expect("resource directories");
         let context = ResourceContext::new(
             &spec.name,
             plugin.name(),
             spec.grants.clone(),
-            data_dir.to_path_buf(),
+            spec.dirs.clone(),
             exits_tx,
         );
         let (cancel, cancel_rx) = watch::channel(0u64);
@@ -225,9 +231,9 @@ impl Resource {
     }
 
     /// The managed process's pid, from the pid file the host writes in
-    /// the data directory.
+    /// the resource's private directory.
     fn pid(&self) -> String {
-        let file = self.instance.context().data_dir.join(".warden-pid");
+        let file = self.instance.context().private_dir.join(".warden-pid");
         let text = std::fs::read_to_string(&file).expect("the host's pid file");
         text.split_whitespace()
             .next()
@@ -242,6 +248,13 @@ impl Resource {
 
 /// CPU and wall time of `FORK_WARMUP` + `FORKS` runs of `program args`
 /// (the timed ones), each of which must exit 0.
+/// A resource's properties as configured: its program and `props`.
+fn properties_of(program: &Path, props: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut properties = vec![("program".to_string(), program.display().to_string())];
+    properties.extend(props.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    properties
+}
+
 fn measure_command(program: &str, args: &[&str]) -> (Vec<Duration>, Vec<Duration>) {
     let run = || {
         let out = Command::new(program)

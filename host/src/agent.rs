@@ -48,6 +48,7 @@ impl Agent {
     /// Load the plugins, validate every resource, then bring online the
     /// groups that should be.
     pub async fn start(config: AgentConfig) -> Result<Agent> {
+        raise_open_file_limit();
         let data_dir = config.node.data_dir.clone();
         std::fs::create_dir_all(data_dir.join("resources"))
             .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
@@ -80,7 +81,11 @@ impl Agent {
             name: config.node.name.clone(),
             data_dir: data_dir.clone(),
             plugins: plugins.clone(),
-            grants: config.plugins.clone(),
+            grants: config
+                .plugins
+                .iter()
+                .map(|(plugin, grants)| Ok((plugin.clone(), grants.resolve(plugin)?)))
+                .collect::<Result<_>>()?,
             memory_limit: (config.runtime.memory_limit_mib as usize) << 20,
         };
         // Bind before starting anything, so a taken port starts nothing.
@@ -322,4 +327,22 @@ async fn spawn_history(
             }
         }
     }))
+}
+
+/// Raise the soft limit on open files to the hard one. Every resource may
+/// hold up to [`crate::runtime::MAX_HANDLES`] handles and its service log,
+/// and the default soft limit (1024) would let a few busy plugins starve
+/// the agent of descriptors for its own files. Failing to raise it is
+/// logged, not fatal.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!("could not raise the open-file limit from {soft} to {hard}: {e}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("could not read the open-file limit: {e}"),
+    }
 }

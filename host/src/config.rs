@@ -12,6 +12,9 @@
 //!
 //! [plugins.process]      # grants to the plugin of type "process"
 //! allow_programs = ["/usr/bin/sleep"]
+//! env = { LANG = "C.UTF-8" }  # every program starts with these, nothing else
+//! allow_env = []         # variables the plugin may set itself
+//! user = "warden-svc"    # run the programs as this user (default: the agent's)
 //!
 //! [[group]]                # a virtual server: resources that move together
 //! name = "web"
@@ -41,6 +44,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::monitor::TimingOverrides;
+use crate::runtime::{Grants, LaunchGrants, RunAs};
 use warden_policy::{Failback, Millis, RestartAction, RestartPolicy};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -237,12 +241,101 @@ fn default_memory_limit_mib() -> u64 {
     64
 }
 
+/// What the operator grants the plugin of one type (`[plugins.TYPE]`).
+/// A program the plugin starts never inherits the agent's environment.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginGrants {
     /// Programs the plugin may start, by absolute path.
     #[serde(default)]
     pub allow_programs: Vec<PathBuf>,
+    /// Variables every program of the plugin starts with.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Names of variables the plugin may set itself (the `process` type's
+    /// `env` property, for one); any other is refused at spawn.
+    #[serde(default)]
+    pub allow_env: Vec<String>,
+    /// Run the programs as this user (a name or a numeric uid) instead of
+    /// the agent's own; the resource's data directory is given to it.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The group to run them as; default: the user's primary group.
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+impl PluginGrants {
+    /// The grants as the runtime applies them, with the user and group
+    /// looked up now: an unknown name is an error, never a silent root.
+    pub fn resolve(&self, plugin: &str) -> Result<Grants> {
+        let section = || format!("[plugins.{plugin}]");
+        for program in &self.allow_programs {
+            if !program.is_absolute() {
+                bail!(
+                    "{} allow_programs: {} must be an absolute path",
+                    section(),
+                    program.display()
+                );
+            }
+        }
+        let valid_name =
+            |name: &str| !name.is_empty() && !name.contains('=') && !name.contains('\0');
+        for name in self.env.keys().chain(&self.allow_env) {
+            if !valid_name(name) {
+                bail!(
+                    "{}: {name:?} is not a valid environment variable name",
+                    section()
+                );
+            }
+        }
+        if let Some((name, _)) = self.env.iter().find(|(_, v)| v.contains('\0')) {
+            bail!("{} env: the value of {name} holds a NUL byte", section());
+        }
+        let run_as = match &self.user {
+            Some(user) => Some(resolve_run_as(user, self.group.as_deref()).with_context(section)?),
+            None if self.group.is_some() => {
+                bail!("{} group is set without user: set both", section())
+            }
+            None => None,
+        };
+        Ok(Grants {
+            allow_programs: self.allow_programs.clone(),
+            launch: LaunchGrants {
+                env: self.env.clone().into_iter().collect(),
+                allow_env: self.allow_env.clone(),
+                run_as,
+            },
+            configured: Vec::new(),
+        })
+    }
+}
+
+/// Look up `user` (and `group`, else the user's primary group).
+fn resolve_run_as(user: &str, group: Option<&str>) -> Result<RunAs> {
+    use nix::unistd::{Gid, Group, Uid, User};
+    let found = match user.parse::<u32>() {
+        Ok(uid) => User::from_uid(Uid::from_raw(uid)),
+        Err(_) => User::from_name(user),
+    }
+    .with_context(|| format!("looking up user {user:?}"))?
+    .ok_or_else(|| anyhow::anyhow!("user {user:?} does not exist on this machine"))?;
+    let gid = match group {
+        None => found.gid.as_raw(),
+        Some(group) => match group.parse::<u32>() {
+            Ok(gid) => Group::from_gid(Gid::from_raw(gid)),
+            Err(_) => Group::from_name(group),
+        }
+        .with_context(|| format!("looking up group {group:?}"))?
+        .ok_or_else(|| anyhow::anyhow!("group {group:?} does not exist on this machine"))?
+        .gid
+        .as_raw(),
+    };
+    Ok(RunAs {
+        user: found.name,
+        uid: found.uid.as_raw(),
+        gid,
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -473,14 +566,7 @@ impl AgentConfig {
             }
         }
         for (plugin, grants) in &self.plugins {
-            for program in &grants.allow_programs {
-                if !program.is_absolute() {
-                    bail!(
-                        "[plugins.{plugin}] allow_programs: {} must be an absolute path",
-                        program.display()
-                    );
-                }
-            }
+            grants.resolve(plugin)?;
         }
         Ok(())
     }
@@ -537,5 +623,39 @@ mod tests {
             .expect_err("relative")
             .to_string();
         assert!(err.contains("must be an absolute path"), "{err}");
+    }
+
+    #[test]
+    fn launch_grants_are_checked_and_users_looked_up() {
+        let with = |grants: &str| {
+            AgentConfig::parse(&GOOD.replace(
+                "allow_programs = [\"/usr/bin/sleep\"]",
+                &format!("allow_programs = [\"/usr/bin/sleep\"]\n{grants}"),
+            ))
+        };
+        let config =
+            with("env = { LANG = \"C\" }\nallow_env = [\"X\"]\nuser = \"nobody\"").expect("valid");
+        let grants = config.plugins["process"].resolve("process").expect("valid");
+        assert_eq!(grants.launch.env, [("LANG".to_string(), "C".to_string())]);
+        assert_eq!(grants.launch.allow_env, ["X"]);
+        let run_as = grants.launch.run_as.expect("a user");
+        assert_eq!(run_as.user, "nobody");
+        assert_ne!(run_as.uid, 0);
+
+        let err = with("user = \"no-such-user-here\"").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("user \"no-such-user-here\" does not exist"),
+            "{err:#}"
+        );
+        let err = with("group = \"nogroup\"").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("group is set without user"),
+            "{err:#}"
+        );
+        let err = with("allow_env = [\"A=B\"]").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("not a valid environment variable name"),
+            "{err:#}"
+        );
     }
 }

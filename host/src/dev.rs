@@ -61,10 +61,20 @@ name = "demo"
     Ok((AgentConfig::parse(&text)?, services))
 }
 
-/// A fresh folder for a dev node's data.
+/// A fresh folder for a dev node's data: a name nobody can guess, created
+/// here (never one that exists already, which another local user could
+/// have planted) and readable by this user alone.
 pub fn data_dir() -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("warden-dev-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = std::env::temp_dir().join(format!(
+        "warden-dev-{}-{}",
+        std::process::id(),
+        &random_token()?[..12]
+    ));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
 }
 

@@ -223,12 +223,17 @@ fn init_logging(format: LogFormat) {
 async fn run(command: Command) -> Result<()> {
     match command {
         Command::Agent { config, dev } => {
+            // Listen before anything starts: a SIGINT or SIGTERM that comes
+            // while the agent is starting is kept and acted on as soon as
+            // the start is done, never lost (a shell starts a background
+            // job with SIGINT ignored, so an early one would vanish).
+            let mut signals = StopSignals::listen()?;
             let config = match (config, dev) {
                 (Some(path), _) => AgentConfig::load(&path)?,
                 (None, _) => dev_config()?,
             };
             let agent = Agent::start(config).await?;
-            wait_for_signal().await?;
+            signals.wait().await;
             agent.shutdown().await;
             Ok(())
         }
@@ -424,13 +429,26 @@ async fn check_plugin(file: &PathBuf) -> Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+/// SIGTERM and SIGINT, listened for from the agent's first moments.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn listen() -> Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+        })
     }
-    Ok(())
+
+    /// Until one of them arrives (or arrived since [`StopSignals::listen`]).
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM received"),
+            _ = self.int.recv() => tracing::info!("SIGINT received"),
+        }
+    }
 }

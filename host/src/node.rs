@@ -29,12 +29,12 @@ use crate::cluster::{ClusterLink, Joined, LinkMessage, LogEntry, LogEvent};
 use crate::components::{
     Component, ComponentStates, ComponentView, Consequence, Requester, State as ComponentState,
 };
-use crate::config::{GroupConfig, PluginGrants, ResourceConfig};
+use crate::config::{GroupConfig, ResourceConfig};
 use crate::desired::Desired;
 use crate::monitor::{
     Event, EventKind, Monitor, ResourceHandle, ResourceSpec, ResourceState, StateChange,
 };
-use crate::runtime::{CheckpointStore, Grants, Plugin};
+use crate::runtime::{CheckpointStore, Grants, Plugin, ResourceDirs};
 use crate::store::Store;
 
 /// How long a shutdown waits for the groups to go offline in order before
@@ -54,7 +54,8 @@ pub struct NodeSettings {
     pub name: String,
     pub data_dir: PathBuf,
     pub plugins: BTreeMap<String, Arc<Plugin>>,
-    pub grants: BTreeMap<String, PluginGrants>,
+    /// What the operator grants each type's resources (resolved users).
+    pub grants: BTreeMap<String, Grants>,
     /// The memory limit of a resource that sets none.
     pub memory_limit: usize,
 }
@@ -557,13 +558,11 @@ fn spec_of(settings: &NodeSettings, resource: &ResourceConfig) -> ResourceSpec {
         properties: resource.properties(),
         timing: resource.timing(),
         memory_limit: resource.memory_limit_mib.map(|mib| (mib as usize) << 20),
-        data_dir: settings.data_dir.join("resources").join(&resource.name),
+        dirs: ResourceDirs::under(&settings.data_dir, &resource.name),
         grants: settings
             .grants
             .get(&resource.type_name)
-            .map(|g| Grants {
-                allow_programs: g.allow_programs.clone(),
-            })
+            .cloned()
             .unwrap_or_default(),
     }
 }
@@ -589,14 +588,10 @@ async fn prepare(
         );
     };
     let spec = spec_of(settings, resource);
-    let data_dir = spec.data_dir.clone();
-    let prepared = monitor
+    monitor
         .prepare(plugin.clone(), spec)
         .await
-        .map_err(|e| anyhow!("{e}"))?;
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
-    Ok(prepared)
+        .map_err(|e| anyhow!("{e}"))
 }
 
 struct Driver {

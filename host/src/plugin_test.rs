@@ -17,7 +17,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use warden::monitor::{Monitor, ResourceHandle, ResourceSpec, ResourceState, TimingOverrides};
-use warden::runtime::{Grants, Plugin, Runtime, RuntimeConfig};
+use warden::runtime::{Grants, Plugin, ResourceDirs, Runtime, RuntimeConfig};
 
 /// What `warden plugin test` was asked.
 pub struct TestArgs {
@@ -165,7 +165,9 @@ async fn life_cycle(args: &TestArgs) -> Result<()> {
     let grants = grants(args, &plugin);
     let dir =
         TempDir(std::env::temp_dir().join(format!("warden-plugin-test-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).with_context(|| format!("creating {}", dir.0.display()))?;
+    ResourceDirs::inside(&dir.0)
+        .create()
+        .with_context(|| format!("creating {}", dir.0.display()))?;
     let interval = args.check_interval;
     let spec = ResourceSpec {
         name: "plugin-test".to_string(),
@@ -178,7 +180,7 @@ async fn life_cycle(args: &TestArgs) -> Result<()> {
             ..TimingOverrides::default()
         },
         memory_limit: None,
-        data_dir: dir.0.clone(),
+        dirs: ResourceDirs::inside(&dir.0),
         grants,
     };
     // Each step may take its timeout plus a margin; past that it hangs
@@ -330,7 +332,10 @@ fn grants(args: &TestArgs, plugin: &Plugin) -> Grants {
             allow_programs.push(PathBuf::from(program));
         }
     }
-    Grants { allow_programs }
+    Grants {
+        allow_programs,
+        ..Grants::default()
+    }
 }
 
 /// Check the arguments before anything runs.

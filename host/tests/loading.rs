@@ -134,6 +134,7 @@ async fn a_program_that_is_not_allowed_is_refused_and_logged() {
     let mut s = spec("sneaky", &[("program", "/bin/sh"), ("args", "-c true")]);
     s.grants = Grants {
         allow_programs: vec!["/usr/bin/sleep".into()],
+        ..Grants::default()
     };
     let handle = monitor.add(plugin, s).await.expect("valid spec");
     handle.online().expect("actor");
@@ -164,11 +165,12 @@ async fn a_killed_process_is_noticed_at_once_through_its_exit() {
     );
     s.grants = Grants {
         allow_programs: vec!["/usr/bin/sleep".into()],
+        ..Grants::default()
     };
     // Poll rarely: the exit must be seen through the exit event, not a poll.
     s.timing.is_alive_interval = Some(Duration::from_secs(600));
     s.timing.looks_alive_interval = Some(Duration::ZERO);
-    s.data_dir = data_dir();
+    s.dirs = dirs_at(&data_dir());
     let handle = monitor.add(plugin, s).await.expect("valid");
     handle.online().expect("actor");
     wait_state(&handle, ResourceState::Online, Duration::from_secs(5)).await;

@@ -37,9 +37,10 @@ fn service_spec(name: &str, program: &Path, props: &[(&str, &str)]) -> ResourceS
             terminate_timeout: Some(ms(5_000)),
         },
         memory_limit: None,
-        data_dir: data_dir(),
+        dirs: dirs_at(&data_dir()),
         grants: Grants {
             allow_programs: vec![program.to_path_buf()],
+            ..Grants::default()
         },
     }
 }

@@ -58,7 +58,7 @@ async fn probe_resource(
 ) -> (ResourceHandle, std::path::PathBuf) {
     let dir = data_dir();
     let mut spec = spec(name, props);
-    spec.data_dir = dir.clone();
+    spec.dirs = dirs_at(&dir);
     let handle = monitor
         .add(load(CHAOS).await, spec)
         .await
@@ -181,7 +181,9 @@ async fn a_bad_address_is_refused_before_anything_starts() {
 async fn chaos_instance(name: &str, dir: &std::path::Path) -> Instance {
     let (exits, _) = mpsc::unbounded_channel();
     let plugin = load(CHAOS).await;
-    let context = ResourceContext::new(name, "chaos", Grants::default(), dir.to_path_buf(), exits);
+    let dirs = dirs_at(dir);
+    dirs.create().expect("resource directories");
+    let context = ResourceContext::new(name, "chaos", Grants::default(), dirs, exits);
     let (_cancel, cancel) = watch::channel(0);
     Instance::new(
         plugin,
@@ -237,7 +239,9 @@ async fn checkpoints_survive_a_new_instance_and_an_agent_restart() {
 
     // A new context and instance over the same directory: the agent after
     // a restart.
-    assert!(dir.join(CHECKPOINT_FILE).exists());
+    // Kept in the agent's private directory, out of the plugin's reach.
+    assert!(dirs_at(&dir).private.join(CHECKPOINT_FILE).exists());
+    assert!(!dir.join(CHECKPOINT_FILE).exists());
     let mut second = chaos_instance("kept", &dir).await;
     assert_eq!(
         control(&mut second, "checkpoint-list", "").await.as_deref(),

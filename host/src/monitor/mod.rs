@@ -25,7 +25,7 @@ pub use spec::{
 };
 pub use state::{ResourceState, ResourceStatus};
 
-use crate::runtime::{CheckpointStore, Instance, InstanceConfig, Plugin, ResourceContext};
+use crate::runtime::{CheckpointStore, Grants, Instance, InstanceConfig, Plugin, ResourceContext};
 
 /// How many events a slow subscriber may fall behind before it misses some.
 const EVENT_BUFFER: usize = 16 * 1024;
@@ -124,6 +124,14 @@ impl Monitor {
         if self.resources.contains_key(&spec.name) {
             return Err(SpecError::Duplicate(spec.name));
         }
+        spec.dirs.create().map_err(|e| SpecError::Directory {
+            resource: spec.name.clone(),
+            reason: format!(
+                "creating {} and {}: {e}",
+                spec.dirs.data.display(),
+                spec.dirs.private.display()
+            ),
+        })?;
         let properties = spec::validate(&spec, &plugin).await?;
         Ok(Prepared {
             plugin,
@@ -146,20 +154,26 @@ impl Monitor {
         let timers = Timers::resolve(&plugin, &spec.timing);
         let plugin_version = plugin.info().version.clone();
         let (exits_tx, exits) = mpsc::unbounded_channel();
+        // Only what the operator configured grants: the properties as set,
+        // not the defaults the plugin declared.
+        let grants = Grants {
+            configured: spec.properties.clone(),
+            ..spec.grants.clone()
+        };
         let context = match &self.checkpoints {
             Some(store) => ResourceContext::with_checkpoint_store(
                 &spec.name,
                 plugin.name(),
-                spec.grants.clone(),
-                spec.data_dir.clone(),
+                grants,
+                spec.dirs.clone(),
                 exits_tx,
                 store.clone(),
             ),
             None => ResourceContext::new(
                 &spec.name,
                 plugin.name(),
-                spec.grants.clone(),
-                spec.data_dir.clone(),
+                grants,
+                spec.dirs.clone(),
                 exits_tx,
             ),
         };

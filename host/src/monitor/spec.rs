@@ -1,11 +1,11 @@
 //! What the monitor needs to run one resource, and its validation.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+
 use std::time::Duration;
 
 use crate::contract::TypeFlags;
-use crate::runtime::{Grants, Plugin, check_kind, kind_name};
+use crate::runtime::{Grants, Plugin, ResourceDirs, check_kind, kind_name};
 
 /// Per-resource overrides of the type's default timers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -76,7 +76,8 @@ pub struct ResourceSpec {
     pub timing: TimingOverrides,
     /// `None`: the agent's default.
     pub memory_limit: Option<usize>,
-    pub data_dir: PathBuf,
+    /// The plugin's data directory and the agent's private one.
+    pub dirs: ResourceDirs,
     pub grants: Grants,
 }
 
@@ -125,6 +126,8 @@ pub enum SpecError {
         call: &'static str,
         reason: String,
     },
+    #[error("resource {resource:?}: {reason}")]
+    Directory { resource: String, reason: String },
     #[error("resource {resource:?}: {what} must be above 0")]
     ZeroTimer {
         resource: String,

@@ -10,9 +10,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+
+use super::host_state::ResourceDirs;
+use super::private_file::{read_bounded, replace};
 
 /// The whole record of one resource.
 pub type Checkpoint = BTreeMap<String, String>;
@@ -35,56 +37,103 @@ pub trait CheckpointStore: Send + Sync + fmt::Debug {
     }
 }
 
-/// Checkpoints as a JSON file in a resource's data directory, replaced
+/// Checkpoints as a JSON file in a resource's private directory, replaced
 /// atomically (temp file, fsync, rename, fsync of the directory), so a crash
 /// leaves either the old record or the new one, never a torn one.
 ///
-/// The file is inside the directory the plugin sees as `/data`: a plugin
-/// can read or spoil its own record, nobody else's.
+/// The file is out of the plugin's reach (it is not under `/data`): a
+/// plugin changes its record only through the `checkpoint` import, with
+/// its cap. Earlier agents kept it in the data directory; that file is
+/// taken over once (read as untrusted input: no link followed, size
+/// bounded) and removed.
 #[derive(Debug, Clone)]
 pub struct FileCheckpoints {
     dir: PathBuf,
+    /// Where an earlier agent kept the record, inside the data directory.
+    legacy: PathBuf,
 }
 
-/// The file name of the record in the data directory.
+/// The file name of the record in the private directory (and, for
+/// records of earlier agents, in the data directory).
 pub const CHECKPOINT_FILE: &str = ".warden-checkpoint.json";
 
+/// The most bytes a record file may hold: the cap on keys and values,
+/// with room for JSON's quoting and escapes (up to six bytes a character).
+const MAX_RECORD_FILE: u64 = (MAX_CHECKPOINT_BYTES as u64) * 6 + 4096;
+
 impl FileCheckpoints {
-    pub fn new(data_dir: &Path) -> FileCheckpoints {
+    pub fn new(dirs: &ResourceDirs) -> FileCheckpoints {
         FileCheckpoints {
-            dir: data_dir.to_path_buf(),
+            dir: dirs.private.clone(),
+            legacy: dirs.data.join(CHECKPOINT_FILE),
         }
     }
 
     fn path(&self) -> PathBuf {
         self.dir.join(CHECKPOINT_FILE)
     }
+
+    fn parse(path: &Path, bytes: &[u8]) -> Result<Checkpoint, String> {
+        let record: Checkpoint = serde_json::from_slice(bytes)
+            .map_err(|e| format!("{} is not a checkpoint record: {e}", path.display()))?;
+        let size: usize = record.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if size > MAX_CHECKPOINT_BYTES {
+            return Err(format!(
+                "{} holds {size} bytes of keys and values, over the cap of {MAX_CHECKPOINT_BYTES}",
+                path.display()
+            ));
+        }
+        Ok(record)
+    }
+
+    /// The record an earlier agent left in the data directory, moved into
+    /// the private directory. A record the plugin could have replaced by a
+    /// link or a device is refused (and left alone): it is not the agent's.
+    fn take_over_legacy(&self) -> Result<Checkpoint, String> {
+        let bytes = match read_bounded(&self.legacy, MAX_RECORD_FILE) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(Checkpoint::new()),
+            Err(e) => {
+                tracing::warn!(
+                    "not taking over the checkpoint record of an earlier agent: {e}; \
+                     the resource starts with an empty record"
+                );
+                return Ok(Checkpoint::new());
+            }
+        };
+        let record = match FileCheckpoints::parse(&self.legacy, &bytes) {
+            Ok(record) => record,
+            Err(e) => {
+                tracing::warn!("not taking over the checkpoint record of an earlier agent: {e}");
+                return Ok(Checkpoint::new());
+            }
+        };
+        self.save("", &record)?;
+        let _ = std::fs::remove_file(&self.legacy);
+        tracing::info!(
+            "took over the checkpoint record {} into {}",
+            self.legacy.display(),
+            self.path().display()
+        );
+        Ok(record)
+    }
 }
 
 impl CheckpointStore for FileCheckpoints {
     fn load(&self, _resource: &str) -> Result<Checkpoint, String> {
         let path = self.path();
-        let text = match std::fs::read(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Checkpoint::new()),
-            Err(e) => return Err(format!("reading {}: {e}", path.display())),
-        };
-        serde_json::from_slice(&text)
-            .map_err(|e| format!("{} is not a checkpoint record: {e}", path.display()))
+        match read_bounded(&path, MAX_RECORD_FILE) {
+            Ok(Some(bytes)) => FileCheckpoints::parse(&path, &bytes),
+            Ok(None) => self.take_over_legacy(),
+            Err(e) => Err(format!("reading {}: {e}", path.display())),
+        }
     }
 
     fn save(&self, _resource: &str, checkpoint: &Checkpoint) -> Result<(), String> {
-        let path = self.path();
-        let temp = self.dir.join(format!("{CHECKPOINT_FILE}.tmp"));
-        let write = || -> std::io::Result<()> {
-            let mut file = std::fs::File::create(&temp)?;
-            file.write_all(&serde_json::to_vec(checkpoint)?)?;
-            file.sync_all()?;
-            std::fs::rename(&temp, &path)?;
-            // The rename itself is durable only once the directory is.
-            std::fs::File::open(&self.dir)?.sync_all()
-        };
-        write().map_err(|e| format!("writing {}: {e}", path.display()))
+        let bytes = serde_json::to_vec(checkpoint)
+            .map_err(|e| format!("encoding the checkpoint record: {e}"))?;
+        replace(&self.dir, CHECKPOINT_FILE, &bytes)
+            .map_err(|e| format!("writing {}: {e}", self.path().display()))
     }
 }
 
@@ -164,7 +213,9 @@ mod tests {
     #[tokio::test]
     async fn records_survive_a_new_cache_and_respect_the_cap() {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn CheckpointStore> = Arc::new(FileCheckpoints::new(dir.path()));
+        let dirs = ResourceDirs::inside(dir.path());
+        dirs.create().unwrap();
+        let store: Arc<dyn CheckpointStore> = Arc::new(FileCheckpoints::new(&dirs));
         let one = Checkpoints::new("r".into(), store.clone());
         one.update(|r| {
             r.insert("k".into(), "v".into());
@@ -184,5 +235,34 @@ mod tests {
             .unwrap_err();
         assert!(err.contains("over its cap of 65536 bytes"), "{err}");
         assert_eq!(two.all().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_earlier_agents_record_is_taken_over_but_never_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = ResourceDirs::inside(dir.path());
+        dirs.create().unwrap();
+        std::fs::write(dirs.data.join(CHECKPOINT_FILE), r#"{"k":"v"}"#).unwrap();
+        let store = FileCheckpoints::new(&dirs);
+        assert_eq!(
+            store.load("r").unwrap().get("k").map(String::as_str),
+            Some("v")
+        );
+        assert!(!dirs.data.join(CHECKPOINT_FILE).exists());
+        assert!(dirs.private.join(CHECKPOINT_FILE).exists());
+
+        // A plugin's link at the old place is not followed.
+        let other = tempfile::tempdir().unwrap();
+        let dirs = ResourceDirs::inside(other.path());
+        dirs.create().unwrap();
+        let outside = other.path().join("outside.json");
+        std::fs::write(&outside, r#"{"secret":"x"}"#).unwrap();
+        std::os::unix::fs::symlink(&outside, dirs.data.join(CHECKPOINT_FILE)).unwrap();
+        let store = FileCheckpoints::new(&dirs);
+        assert!(store.load("r").unwrap().is_empty());
+        assert_eq!(
+            std::fs::read_to_string(&outside).unwrap(),
+            r#"{"secret":"x"}"#
+        );
     }
 }

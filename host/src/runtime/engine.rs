@@ -35,6 +35,14 @@ impl Default for RuntimeConfig {
     }
 }
 
+/// The most core instances one component may have. A Rust component has
+/// about five (its module and wit-component's adapters); an interpreter
+/// packaged as a component (componentize-py, componentize-js) a dozen or so.
+const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+
+/// The most tables one component may have (about two per core instance).
+const MAX_TABLES_PER_COMPONENT: u32 = 64;
+
 /// The engine, the linker with every host capability, and the ticker that
 /// drives epoch interruption. Cheap to share: clone the `Arc`.
 pub struct Runtime {
@@ -56,6 +64,12 @@ impl Runtime {
             .total_memories(instances.saturating_mul(2))
             .total_tables(instances.saturating_mul(4))
             .total_stacks(instances)
+            // One component's share of the pool: without these a single
+            // plugin could take every core instance and table slot (the
+            // defaults are unlimited per component) and no other resource
+            // could instantiate.
+            .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+            .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
             .max_memories_per_component(2)
             .max_memory_size(config.max_memory_bytes);
 

@@ -27,12 +27,93 @@ use crate::contract::bindings::warden::resource::{checkpoint, host, process, typ
 /// Where the resource's data directory appears inside the sandbox.
 pub const GUEST_DATA_DIR: &str = "/data";
 
-/// What the node configuration grants one plugin. Everything not granted is
-/// denied.
+/// What the operator grants one resource. Everything not granted is
+/// denied; nothing a plugin says about itself (a property's default, the
+/// environment it asks for) grants anything.
 #[derive(Debug, Clone, Default)]
 pub struct Grants {
     /// Programs the plugin may start, by absolute path.
     pub allow_programs: Vec<PathBuf>,
+    /// How the programs it starts run: environment, user and group.
+    pub launch: LaunchGrants,
+    /// The resource's properties as the operator configured them (no
+    /// defaults filled in): only the `address` properties among them
+    /// grant connections (see [`super::NetworkGrant::resolve`]).
+    pub configured: Vec<(String, String)>,
+}
+
+/// How the programs of one plugin are started. A program never inherits
+/// the agent's environment (which may hold secrets) nor chooses its own
+/// privileges: it gets `env`, plus the variables it asks for whose names
+/// are in `allow_env`, and runs as `run_as` when the operator set one.
+#[derive(Debug, Clone, Default)]
+pub struct LaunchGrants {
+    /// Variables every program starts with, set by the operator.
+    pub env: Vec<(String, String)>,
+    /// Names of variables the plugin may set itself.
+    pub allow_env: Vec<String>,
+    /// The user and group the programs run as; `None`: the agent's own.
+    pub run_as: Option<RunAs>,
+}
+
+/// A user and group to run programs as, resolved when the configuration
+/// is read (an unknown name is a configuration error, never a silent root).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    /// The user's name, for messages.
+    pub user: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Where one resource keeps its files.
+///
+/// `data` is the plugin's: it sees it as `/data` and may put anything
+/// there, symlinks included. `private` is the agent's: the checkpoint
+/// record, the pid record and the service's log live there, out of the
+/// plugin's reach, so a plugin cannot make the agent (running as root)
+/// read or write through a link it planted.
+#[derive(Debug, Clone, Default)]
+pub struct ResourceDirs {
+    pub data: PathBuf,
+    pub private: PathBuf,
+}
+
+impl ResourceDirs {
+    /// The directories of resource `name` under the agent's `data_dir`:
+    /// `resources/NAME` (the plugin's) and `private/NAME` (the agent's).
+    pub fn under(data_dir: &std::path::Path, name: &str) -> ResourceDirs {
+        ResourceDirs {
+            data: data_dir.join("resources").join(name),
+            private: data_dir.join("private").join(name),
+        }
+    }
+
+    /// Both directories inside `root` (`root/data` and `root/private`),
+    /// for a resource that lives alone (tests, `warden plugin test`).
+    pub fn inside(root: &std::path::Path) -> ResourceDirs {
+        ResourceDirs {
+            data: root.join("data"),
+            private: root.join("private"),
+        }
+    }
+
+    /// Create both; the private one readable by the agent alone.
+    pub fn create(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::create_dir_all(&self.data)?;
+        if let Some(parent) = self.private.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)?;
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.private)?;
+        std::fs::set_permissions(&self.private, std::fs::Permissions::from_mode(0o700))
+    }
 }
 
 /// One resource, as the host capabilities see it.
@@ -41,8 +122,10 @@ pub struct ResourceContext {
     pub name: Arc<str>,
     pub type_name: Arc<str>,
     pub grants: Grants,
-    /// The resource's private directory; the managed process runs there.
+    /// The plugin's directory (`/data`); the managed process runs there.
     pub data_dir: PathBuf,
+    /// The agent's own files about the resource, out of the plugin's reach.
+    pub private_dir: PathBuf,
     pub process: ProcessSlot,
     pub checkpoints: Checkpoints,
     /// False for the context of type-level calls, which see no directory.
@@ -53,16 +136,16 @@ pub struct ResourceContext {
 
 impl ResourceContext {
     /// A context for `name`; managed-process exits are sent to `exits`.
-    /// Checkpoints are kept in a file in `data_dir`.
+    /// Checkpoints are kept in a file in the private directory.
     pub fn new(
         name: &str,
         type_name: &str,
         grants: Grants,
-        data_dir: PathBuf,
+        dirs: ResourceDirs,
         exits: mpsc::UnboundedSender<ProcessExit>,
     ) -> Arc<ResourceContext> {
-        let store = Arc::new(FileCheckpoints::new(&data_dir));
-        ResourceContext::with_checkpoint_store(name, type_name, grants, data_dir, exits, store)
+        let store = Arc::new(FileCheckpoints::new(&dirs));
+        ResourceContext::with_checkpoint_store(name, type_name, grants, dirs, exits, store)
     }
 
     /// Like [`ResourceContext::new`], with checkpoints kept in `store` (the
@@ -71,7 +154,7 @@ impl ResourceContext {
         name: &str,
         type_name: &str,
         grants: Grants,
-        data_dir: PathBuf,
+        dirs: ResourceDirs,
         exits: mpsc::UnboundedSender<ProcessExit>,
         store: Arc<dyn CheckpointStore>,
     ) -> Arc<ResourceContext> {
@@ -85,7 +168,8 @@ impl ResourceContext {
             name,
             type_name: type_name.into(),
             grants,
-            data_dir,
+            data_dir: dirs.data,
+            private_dir: dirs.private,
         })
     }
 
@@ -104,6 +188,7 @@ impl ResourceContext {
             type_name: type_name.into(),
             grants: Grants::default(),
             data_dir: PathBuf::new(),
+            private_dir: PathBuf::new(),
         })
     }
 }
@@ -161,10 +246,17 @@ impl HostState {
                 })?;
         }
         let wasi = wasi.build();
+        // Every open file, socket and stream of the guest is an entry here:
+        // capping the table bounds the descriptors one resource can hold,
+        // so a plugin that opens files without end traps (and its store,
+        // with every descriptor, is thrown away) before it starves the
+        // agent and its neighbours of descriptors.
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_HANDLES);
         Ok(HostState {
             resource,
             wasi,
-            table: ResourceTable::new(),
+            table,
             memory: MemoryLimit {
                 limit: memory_limit,
             },
@@ -181,6 +273,10 @@ impl WasiView for HostState {
         }
     }
 }
+
+/// The most handles (open files, sockets, streams, pollables) one store
+/// may hold at once.
+pub const MAX_HANDLES: usize = 256;
 
 /// Longest log message a plugin may write in one call; longer ones are cut.
 const MAX_LOG_MESSAGE: usize = 16 * 1024;
@@ -252,9 +348,14 @@ impl host::Host for HostState {
 impl process::Host for HostState {
     async fn spawn(&mut self, spec: process::SpawnSpec) -> wasmtime::Result<Result<u32, String>> {
         let resource = &self.resource;
-        Ok(resource
-            .process
-            .spawn(&spec, &resource.grants.allow_programs, &resource.data_dir))
+        Ok(resource.process.spawn(
+            &spec,
+            &resource.grants,
+            &ResourceDirs {
+                data: resource.data_dir.clone(),
+                private: resource.private_dir.clone(),
+            },
+        ))
     }
 
     async fn stop(

@@ -172,14 +172,16 @@ impl Instance {
         }
     }
 
-    /// The resource's network grant, resolving its address properties the
-    /// first time. A name that does not resolve refuses the open, naming
+    /// The resource's network grant, resolving the address properties the
+    /// operator set the first time. A name that does not resolve refuses the open, naming
     /// the property; the next open tries again.
     async fn network(&mut self) -> Result<Arc<NetworkGrant>, CallError> {
         if let Some(grant) = &self.network {
             return Ok(grant.clone());
         }
-        let resolving = NetworkGrant::resolve(self.plugin.info(), &self.properties);
+        // The operator's values only: a default the plugin declared for an
+        // address property grants nothing.
+        let resolving = NetworkGrant::resolve(self.plugin.info(), &self.context.grants.configured);
         let grant = match tokio::time::timeout(self.config.open_timeout, resolving).await {
             Ok(Ok(grant)) => Arc::new(grant),
             Ok(Err((property, reason))) => {

@@ -19,6 +19,7 @@ mod instance;
 mod limits;
 mod network;
 mod plugin;
+mod private_file;
 mod process;
 
 pub use cache::{CacheOutcome, CompileCache};
@@ -29,7 +30,9 @@ pub use checkpoint::{
 };
 pub use deadline::CallDeadline;
 pub use engine::{Runtime, RuntimeConfig};
-pub use host_state::{GUEST_DATA_DIR, Grants, ResourceContext};
+pub use host_state::{
+    GUEST_DATA_DIR, Grants, LaunchGrants, MAX_HANDLES, ResourceContext, ResourceDirs, RunAs,
+};
 pub use instance::{Instance, InstanceConfig};
 pub use network::{NetworkGrant, parse_address};
 pub use plugin::{LoadError, Plugin, check_kind, kind_name};

@@ -55,12 +55,14 @@ pub struct NetworkGrant {
 }
 
 impl NetworkGrant {
-    /// Resolve every non-empty `address` property of `properties` according
-    /// to `info`'s schema. A name that does not resolve is an error naming
-    /// the property: the resource cannot work, so it must not open.
+    /// Resolve every non-empty `address` property of `configured` (the
+    /// properties as the operator set them, without the plugin's defaults)
+    /// according to `info`'s schema. A name that does not resolve is an
+    /// error naming the property: the resource cannot work, so it must not
+    /// open.
     pub async fn resolve(
         info: &TypeInfo,
-        properties: &[(String, String)],
+        configured: &[(String, String)],
     ) -> Result<NetworkGrant, (String, String)> {
         let mut allowed = Vec::new();
         for spec in info
@@ -68,7 +70,7 @@ impl NetworkGrant {
             .iter()
             .filter(|p| p.kind == PropertyKind::Address)
         {
-            let Some((_, text)) = properties.iter().find(|(k, _)| *k == spec.name) else {
+            let Some((_, text)) = configured.iter().find(|(k, _)| *k == spec.name) else {
                 continue;
             };
             if text.is_empty() {

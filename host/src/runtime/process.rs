@@ -7,7 +7,11 @@
 //! resource did not ask for at once ([`ProcessExit`]), so the monitor need
 //! not wait for the next poll to notice.
 //!
-//! A service writes its output to `service.log` in the resource's data
+//! A program starts with a cleared environment (plus what the operator
+//! granted), in the resource's data directory or beneath it, optionally as
+//! a configured user: what the plugin asks for never widens that.
+//!
+//! A service writes its output to `service.log` in the resource's private
 //! directory, not to a pipe into the agent, so it does not depend on the
 //! agent staying alive. A pid file there names the running process (pid,
 //! start time, program). If the agent dies or is stopped with
@@ -17,6 +21,7 @@
 //! so a service is neither run twice nor restarted needlessly. A pid file
 //! naming another program is stale: that process is stopped first.
 
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +33,8 @@ use nix::unistd::Pid;
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
+use super::host_state::{Grants, ResourceDirs, RunAs};
+use super::private_file;
 use crate::contract::bindings::warden::resource::process::{ProcessState, SpawnSpec};
 
 /// An exit of a managed process that nobody asked for.
@@ -133,32 +140,20 @@ impl ProcessSlot {
         }
     }
 
-    /// Start `spec` if `allowed` says so. `data_dir` is the working directory
-    /// unless the spec names one.
+    /// Start `spec` within `grants`: an allowed program, with the
+    /// environment the operator granted (never the agent's own), in the
+    /// resource's data directory or a directory beneath it, as the user
+    /// the operator chose. Every refusal names what was refused and why,
+    /// and is logged.
     pub fn spawn(
         &self,
         spec: &SpawnSpec,
-        allowed: &[std::path::PathBuf],
-        data_dir: &Path,
+        grants: &Grants,
+        dirs: &ResourceDirs,
     ) -> Result<u32, String> {
-        let program = Path::new(&spec.program);
-        if !allowed.iter().any(|a| a == program) {
-            let reason = format!(
-                "program {} is not allowed for this plugin (allowed: {})",
-                spec.program,
-                if allowed.is_empty() {
-                    "none".to_string()
-                } else {
-                    allowed
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                }
-            );
+        let checked = check_spawn(spec, grants, &dirs.data).inspect_err(|reason| {
             tracing::warn!(resource = %self.resource, "denied: {reason}");
-            return Err(reason);
-        }
+        })?;
         let mut current = self.lock();
         if let Some(running) = &*current
             && running.exit.borrow().is_none()
@@ -166,29 +161,27 @@ impl ProcessSlot {
             return Err(format!("already running as pid {}", running.pid));
         }
         if current.is_none()
-            && let Some(adopted) = self.adopt_leftover(&spec.program, data_dir)
+            && let Some(adopted) = self.adopt_leftover(&spec.program, &dirs.private)
         {
             let pid = adopted.pid;
             *current = Some(adopted);
             return Ok(pid);
         }
-        let cwd = spec
-            .cwd
-            .as_deref()
-            .filter(|c| !c.is_empty())
-            .map(Path::new)
-            .unwrap_or(data_dir);
-        let log_path = data_dir.join(SERVICE_LOG);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
+        let log_path = dirs.private.join(SERVICE_LOG);
+        let log = private_file::open_append(&log_path)
             .map_err(|err| format!("could not open {}: {err}", log_path.display()))?;
-        let mut command = Command::new(program);
+        let launch = &grants.launch;
+        if let Some(run_as) = &launch.run_as {
+            hand_over(&dirs.data, run_as)?;
+        }
+        let mut command = Command::new(&spec.program);
         command
             .args(&spec.args)
+            // The agent's environment may hold secrets, and a variable like
+            // LD_PRELOAD runs code of the plugin's choosing: start empty.
+            .env_clear()
+            .envs(launch.env.iter().map(|(k, v)| (k, v)))
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::from(
                 log.try_clone()
@@ -198,20 +191,30 @@ impl ProcessSlot {
             // Its own process group, so that stop reaches what it forks.
             .process_group(0)
             .kill_on_drop(false);
-        if DIE_WITH_AGENT.load(Ordering::SeqCst) {
-            let agent = std::process::id();
-            // SAFETY: between fork and exec only async-signal-safe calls
-            // (prctl, getppid) are made, and nothing is allocated.
-            unsafe {
-                command.pre_exec(move || {
+        if let Some(run_as) = &launch.run_as {
+            // std drops the supplementary groups when root sets a uid.
+            command.uid(run_as.uid).gid(run_as.gid);
+        }
+        let cwd = checked.cwd;
+        let die_with_agent = DIE_WITH_AGENT.load(Ordering::SeqCst);
+        let agent = std::process::id();
+        // SAFETY: between fork and exec only async-signal-safe calls
+        // (fchdir, prctl, getppid) are made, and nothing is allocated
+        // (the error values are made from raw OS codes).
+        unsafe {
+            command.pre_exec(move || {
+                // A descriptor opened beneath the data directory without
+                // following links: no path the plugin can swap in between.
+                nix::unistd::fchdir(&cwd)?;
+                if die_with_agent {
                     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
                     // The agent may have died before the call above.
                     if std::os::unix::process::parent_id() != agent {
-                        return Err(std::io::Error::other("the agent is gone"));
+                        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
                     }
-                    Ok(())
-                });
-            }
+                }
+                Ok(())
+            });
         }
         let mut child = command
             .spawn()
@@ -219,9 +222,10 @@ impl ProcessSlot {
         let pid = child
             .id()
             .ok_or_else(|| format!("{} exited before it could be watched", spec.program))?;
-        let pid_file = data_dir.join(PID_FILE);
+        let pid_file = dirs.private.join(PID_FILE);
         let started = start_time(pid).unwrap_or(0);
-        if let Err(err) = std::fs::write(&pid_file, format!("{pid} {started} {}\n", spec.program)) {
+        let record = format!("{pid} {started} {}\n", spec.program);
+        if let Err(err) = private_file::replace(&dirs.private, PID_FILE, record.as_bytes()) {
             tracing::warn!(resource = %self.resource, "could not write {}: {err}", pid_file.display());
         }
         let (exit_tx, exit_rx) = watch::channel(None);
@@ -244,12 +248,7 @@ impl ProcessSlot {
             // workers after the master is killed), holding ports and
             // answering checks: the service is gone, so is its group.
             let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
-            // Only this process's pid file: a newer one may have replaced it.
-            if std::fs::read_to_string(&pid_file)
-                .is_ok_and(|text| text.split_whitespace().next() == Some(&pid.to_string()))
-            {
-                let _ = std::fs::remove_file(&pid_file);
-            }
+            remove_pid_record(&pid_file, pid);
             exit_tx.send_replace(Some(ended));
             if watcher_stopping.load(Ordering::SeqCst) {
                 tracing::info!(%resource, pid, "process {how} after stop");
@@ -317,11 +316,127 @@ impl Drop for ProcessSlot {
     }
 }
 
-/// The file in a resource's data directory that names its running process.
+/// The file in a resource's private directory that names its running
+/// process.
 const PID_FILE: &str = ".warden-pid";
 
-/// The file in a resource's data directory that its service writes to.
+/// The most bytes of a pid record the agent reads.
+const MAX_PID_RECORD: u64 = 4096;
+
+/// The file in a resource's private directory that its service writes to.
 pub const SERVICE_LOG: &str = "service.log";
+
+/// Remove the pid record if it still names `pid`: a newer process may have
+/// replaced it.
+fn remove_pid_record(pid_file: &Path, pid: u32) {
+    if let Ok(Some(bytes)) = private_file::read_bounded(pid_file, MAX_PID_RECORD)
+        && String::from_utf8_lossy(&bytes).split_whitespace().next() == Some(&pid.to_string())
+    {
+        let _ = std::fs::remove_file(pid_file);
+    }
+}
+
+/// A spawn request that passed every check.
+struct CheckedSpawn {
+    /// The working directory, opened beneath the data directory.
+    cwd: OwnedFd,
+}
+
+/// Check `spec` against `grants`: the program, every variable it asks for,
+/// and its working directory.
+fn check_spawn(spec: &SpawnSpec, grants: &Grants, data_dir: &Path) -> Result<CheckedSpawn, String> {
+    let allowed = &grants.allow_programs;
+    if !allowed.iter().any(|a| a == Path::new(&spec.program)) {
+        return Err(format!(
+            "program {} is not allowed for this plugin (allowed: {})",
+            spec.program,
+            list_or_none(allowed.iter().map(|p| p.display().to_string()))
+        ));
+    }
+    let allow_env = &grants.launch.allow_env;
+    for (name, value) in &spec.env {
+        if !allow_env.iter().any(|a| a == name) {
+            return Err(format!(
+                "environment variable {name:?} is not allowed for this plugin (allowed: {}; \
+                 the node configuration's [plugins.TYPE] allow_env grants names)",
+                list_or_none(allow_env.iter().cloned())
+            ));
+        }
+        if value.contains('\0') {
+            return Err(format!("environment variable {name:?} holds a NUL byte"));
+        }
+    }
+    if spec.args.iter().any(|a| a.contains('\0')) {
+        return Err("an argument holds a NUL byte".to_string());
+    }
+    let cwd = open_beneath(data_dir, spec.cwd.as_deref().unwrap_or(""))?;
+    Ok(CheckedSpawn { cwd })
+}
+
+fn list_or_none(items: impl Iterator<Item = String>) -> String {
+    let items: Vec<String> = items.collect();
+    if items.is_empty() {
+        "none".to_string()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// Open the working directory `cwd` (empty, `/data`, `/data/sub` or the
+/// relative `sub`) beneath `data_dir`, one component at a time and never
+/// through a link, so that it cannot lead out of the data directory.
+fn open_beneath(data_dir: &Path, cwd: &str) -> Result<OwnedFd, String> {
+    use nix::fcntl::{OFlag, open, openat};
+    use nix::sys::stat::Mode;
+    let refuse = |why: &str| {
+        format!(
+            "working directory {cwd:?} {why}: a program runs in the resource's data \
+             directory (/data) or a directory beneath it"
+        )
+    };
+    let relative = match cwd.strip_prefix(super::GUEST_DATA_DIR) {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => rest.trim_start_matches('/'),
+        _ if cwd.starts_with('/') => return Err(refuse("is outside the data directory")),
+        _ => cwd,
+    };
+    let flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY;
+    let mut dir = open(data_dir, flags, Mode::empty()).map_err(|e| {
+        format!(
+            "could not open the data directory {}: {e}",
+            data_dir.display()
+        )
+    })?;
+    for part in relative.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        if part == ".." {
+            return Err(refuse("climbs out with .."));
+        }
+        dir = openat(&dir, part, flags, Mode::empty()).map_err(|e| match e {
+            nix::errno::Errno::ELOOP | nix::errno::Errno::ENOTDIR => {
+                refuse(&format!("has {part:?}, which is a link or not a directory"))
+            }
+            other => refuse(&format!("cannot be opened at {part:?}: {other}")),
+        })?;
+    }
+    Ok(dir)
+}
+
+/// Give the data directory to the user the programs run as, so that a
+/// service that does not run as root can work in it.
+fn hand_over(data_dir: &Path, run_as: &RunAs) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta =
+        std::fs::symlink_metadata(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    if meta.uid() == run_as.uid && meta.gid() == run_as.gid {
+        return Ok(());
+    }
+    std::os::unix::fs::lchown(data_dir, Some(run_as.uid), Some(run_as.gid)).map_err(|e| {
+        format!(
+            "could not give the data directory {} to user {}: {e}",
+            data_dir.display(),
+            run_as.user
+        )
+    })
+}
 
 /// When `pid` started, in clock ticks since boot (field 22 of
 /// `/proc/PID/stat`): with the pid, it tells a process from a later one
@@ -338,9 +453,16 @@ impl ProcessSlot {
     /// if the pid file names one that still runs `program` since the same
     /// moment. A stale pid file naming another live program is stopped
     /// first, so the service never runs twice.
-    fn adopt_leftover(&self, program: &str, data_dir: &Path) -> Option<Running> {
-        let pid_file = data_dir.join(PID_FILE);
-        let text = std::fs::read_to_string(&pid_file).ok()?;
+    fn adopt_leftover(&self, program: &str, private_dir: &Path) -> Option<Running> {
+        let pid_file = private_dir.join(PID_FILE);
+        let text = match private_file::read_bounded(&pid_file, MAX_PID_RECORD) {
+            Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+            Ok(None) => return None,
+            Err(err) => {
+                tracing::warn!(resource = %self.resource, "ignoring the pid record: {err}");
+                return None;
+            }
+        };
         let mut words = text.split_whitespace();
         let pid = words.next().and_then(|p| p.parse::<u32>().ok());
         let started = words.next().and_then(|t| t.parse::<u64>().ok());
@@ -387,11 +509,7 @@ impl ProcessSlot {
             while start_time(pid) == Some(started) {
                 tokio::time::sleep(ADOPTED_POLL).await;
             }
-            if std::fs::read_to_string(&pid_file)
-                .is_ok_and(|text| text.split_whitespace().next() == Some(&pid.to_string()))
-            {
-                let _ = std::fs::remove_file(&pid_file);
-            }
+            remove_pid_record(&pid_file, pid);
             let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
             let how = "ended (it was adopted, so its exit status is unknown)".to_string();
             exit_tx.send_replace(Some(Ended {

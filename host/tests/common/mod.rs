@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use warden::monitor::{Monitor, ResourceHandle, ResourceSpec, ResourceState, TimingOverrides};
-use warden::runtime::{Grants, Plugin, Runtime, RuntimeConfig};
+use warden::runtime::{Grants, Plugin, ResourceDirs, Runtime, RuntimeConfig};
 
 /// One runtime for the whole test binary: engines reserve address space for
 /// their instance pool, so tests share it rather than build one each.
@@ -62,8 +62,17 @@ pub fn spec(name: &str, props: &[(&str, &str)]) -> ResourceSpec {
             terminate_timeout: Some(ms(300)),
         },
         memory_limit: Some(32 << 20),
-        data_dir: std::env::temp_dir(),
+        dirs: ResourceDirs::inside(&data_dir()),
         grants: Grants::default(),
+    }
+}
+
+/// The directories of a resource whose plugin sees `data` as `/data`; the
+/// agent's private files go to a sibling the plugin cannot reach.
+pub fn dirs_at(data: &std::path::Path) -> ResourceDirs {
+    ResourceDirs {
+        data: data.to_path_buf(),
+        private: data.with_extension("private"),
     }
 }
 
