@@ -27,6 +27,8 @@ const TEST_ONLY: &[&str] = &[
     "chaos_stuck",
     "describe_traps",
     "future_contract",
+    "hostile_output",
+    "hostile_describe",
 ];
 
 fn main() {

@@ -19,6 +19,7 @@ mod instance;
 mod limits;
 mod network;
 mod plugin;
+pub mod plugin_text;
 mod process;
 
 pub use cache::{CacheOutcome, CompileCache};
