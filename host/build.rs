@@ -28,6 +28,8 @@ const TEST_ONLY: &[&str] = &[
     "describe_traps",
     "future_contract",
     "hostile_host",
+    "hostile_output",
+    "hostile_describe",
 ];
 
 fn main() {

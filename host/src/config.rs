@@ -87,6 +87,25 @@ pub struct GroupConfig {
     pub online: bool,
 }
 
+impl GroupConfig {
+    /// Check what a group definition can get wrong on its own. Its name
+    /// becomes an etcd key and part of paths, so it follows the rule of
+    /// resource names: no empty name, no `..`, no `/`, no control
+    /// characters. Every way a group comes in (configuration file, API,
+    /// cluster configuration) goes through here.
+    pub fn check(&self) -> Result<()> {
+        if !crate::monitor::valid_resource_name(&self.name) {
+            bail!(
+                "group {:?}: the name must be 1 to 64 characters of a-z, A-Z, 0-9, - and _ \
+                 (the rule of resource names)",
+                self.name
+            );
+        }
+        parse_failback(&self.failback).with_context(|| format!("group {:?}", self.name))?;
+        Ok(())
+    }
+}
+
 fn default_failover_threshold() -> u32 {
     warden_policy::GroupConfig::new("").failover_threshold
 }
@@ -190,6 +209,44 @@ impl ClusterSection {
     }
 }
 
+/// Refuse a secret file that anyone but its owner may read or write.
+fn check_owner_only(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("reading the API token file {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "the API token file {} has mode {:04o}: its group or others may use it; \
+             make it owner-only with: chmod 600 {}",
+            path.display(),
+            mode & 0o7777,
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Write a token file that only its owner may read (mode 0600), replacing
+/// any file there.
+pub fn write_token_file(path: &Path, token: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating the API token file {}", path.display()))?;
+    // `mode` applies only to a file it creates; an older file keeps its
+    // own permissions unless they are set.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| file.write_all(format!("{token}\n").as_bytes()))
+        .with_context(|| format!("writing the API token file {}", path.display()))
+}
+
 /// Where the admin API listens and the token it wants.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -201,7 +258,12 @@ pub struct ApiSection {
 }
 
 impl ApiSection {
+    /// The bearer token: the first line of the token file, which only its
+    /// owner may read. A token others can read is as good as published,
+    /// so a file with any group or other permission is refused, naming the
+    /// fix.
     pub fn token(&self) -> Result<String> {
+        check_owner_only(&self.token_file)?;
         let text = std::fs::read_to_string(&self.token_file)
             .with_context(|| format!("reading the API token file {}", self.token_file.display()))?;
         let token = text.lines().next().unwrap_or("").trim().to_string();
@@ -553,7 +615,7 @@ impl AgentConfig {
             if !groups.insert(group.name.as_str()) {
                 bail!("group {:?} is configured twice", group.name);
             }
-            parse_failback(&group.failback).with_context(|| format!("group {:?}", group.name))?;
+            group.check()?;
         }
         for resource in &self.resources {
             if let Some(group) = &resource.group
@@ -656,6 +718,81 @@ mod tests {
         assert!(
             format!("{err:#}").contains("not a valid environment variable name"),
             "{err:#}"
+        );
+    }
+
+    #[test]
+    fn group_names_follow_the_rule_of_resource_names() {
+        for bad in ["", "..", "a/b", "a\nb", "x\u{1b}[2J", &"g".repeat(65)] {
+            // A JSON string is a TOML basic string, escapes included.
+            let quoted = serde_json::to_string(bad).expect("a string");
+            let text = format!("{GOOD}\n[[group]]\nname = {quoted}\n");
+            let err = AgentConfig::parse(&text).expect_err(bad).to_string();
+            assert!(
+                err.starts_with(&format!(
+                    "group {bad:?}: the name must be 1 to 64 characters"
+                )),
+                "{bad:?}: {err}"
+            );
+        }
+        let good = format!("{GOOD}\n[[group]]\nname = \"web-1_a\"\n");
+        assert_eq!(
+            AgentConfig::parse(&good).expect("valid").groups[0].name,
+            "web-1_a"
+        );
+    }
+
+    #[test]
+    fn the_cluster_configuration_refuses_a_bad_group_name_too() {
+        let mut desired = crate::desired::Desired::default();
+        desired.groups.push(GroupConfig {
+            name: "../etc".to_string(),
+            preferred_owners: Vec::new(),
+            failover_threshold: default_failover_threshold(),
+            failover_period_s: default_failover_period_s(),
+            failback: default_failback(),
+            online: true,
+        });
+        let err = desired
+            .cluster_config("n1", &BTreeMap::new())
+            .expect_err("bad name")
+            .to_string();
+        assert!(
+            err.starts_with("group \"../etc\": the name must be"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_token_file_others_can_read_is_refused_naming_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("token");
+        let api = ApiSection {
+            listen: "127.0.0.1:7070".parse().expect("address"),
+            token_file: path.clone(),
+        };
+        write_token_file(&path, "a-token-of-twenty-chars").expect("write");
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(api.token().expect("owner-only"), "a-token-of-twenty-chars");
+        for loose in [0o644, 0o640, 0o604, 0o620] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(loose)).expect("chmod");
+            let err = api.token().expect_err("loose mode").to_string();
+            assert_eq!(
+                err,
+                format!(
+                    "the API token file {p} has mode {loose:04o}: its group or others may use \
+                     it; make it owner-only with: chmod 600 {p}",
+                    p = path.display()
+                )
+            );
+        }
+        // Writing again makes an existing loose file owner-only.
+        write_token_file(&path, "another-token-of-twenty").expect("rewrite");
+        assert_eq!(
+            api.token().expect("owner-only again"),
+            "another-token-of-twenty"
         );
     }
 }

@@ -62,6 +62,7 @@ impl Desired {
     ) -> Result<ClusterConfig> {
         let mut groups = Vec::new();
         for group in &self.groups {
+            group.check()?;
             let mut g = warden_policy::GroupConfig::new(group.name.clone());
             g.preferred_owners = if group.preferred_owners.is_empty() {
                 vec![me.to_string()]

@@ -14,8 +14,7 @@ use crate::config::AgentConfig;
 /// A configuration for a dev node in `dir`, running `exe` as the services.
 pub fn config(dir: &Path, exe: &Path) -> Result<(AgentConfig, Vec<(String, SocketAddr)>)> {
     let token_file = dir.join("api-token");
-    std::fs::write(&token_file, format!("{}\n", random_token()?))
-        .with_context(|| format!("writing {}", token_file.display()))?;
+    crate::config::write_token_file(&token_file, &random_token()?)?;
     let mut services = Vec::new();
     let mut resources = String::new();
     // The front end depends on the API: it comes online after it and goes

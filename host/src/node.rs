@@ -1084,7 +1084,7 @@ impl Driver {
                 if next.groups.iter().any(|g| g.name == group.name) {
                     return Err(conflict(format!("group {:?} exists already", group.name)));
                 }
-                crate::config::parse_failback(&group.failback)?;
+                group.check()?;
                 next.groups.push(group.clone());
                 if group.online {
                     next.online.insert(group.name.clone());

@@ -668,7 +668,7 @@ fn smtp_instance_supervises_debian_aiosmtpd_through_a_kill_9() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (address, api) = (free_address(), free_address());
     const TOKEN: &str = "debian-smtp-test-token";
-    std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).expect("token");
+    warden::config::write_token_file(&dir.path().join("token"), TOKEN).expect("token");
     // Is-alive every 200 ms while Monitoring is active; looks-alive (a bare
     // connect) out of the way, so every check counted is the SMTP dialogue.
     let config = dir.path().join("node.toml");

@@ -59,7 +59,7 @@ fn start(dir: &Path, api: SocketAddr) -> Agent {
 
 /// Write `config` and a token into `dir` and start the agent.
 fn start_with(dir: &Path, api: SocketAddr, config: &str) -> Agent {
-    std::fs::write(dir.join("token"), format!("{TOKEN}\n")).expect("token");
+    warden::config::write_token_file(&dir.join("token"), TOKEN).expect("token");
     std::fs::write(dir.join("node.toml"), config).expect("config");
     let child = Command::new(WARDEN)
         .args(["agent", "--config"])
@@ -632,4 +632,58 @@ fn sleepers_with(seconds: u32) -> Vec<i32> {
         .lines()
         .filter_map(|l| l.trim().parse::<i32>().ok())
         .collect()
+}
+
+#[test]
+fn group_names_are_checked_like_resource_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent = start(dir.path(), free_port());
+    for bad in ["", "..", "a/b", "a\nb", "x\u{1b}[2J", &"g".repeat(65)] {
+        agent.refused(
+            &["group", "create", bad, "--offline"],
+            "the name must be 1 to 64 characters of a-z, A-Z, 0-9, - and _",
+        );
+    }
+    let groups = agent.desired()["groups"].clone();
+    assert_eq!(groups, serde_json::json!([]), "a bad group was kept");
+    assert_eq!(
+        agent.ok(&["group", "create", "ok-1_A", "--offline"]).trim(),
+        "group ok-1_A created"
+    );
+}
+
+#[test]
+fn the_agent_refuses_a_token_file_others_can_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = dir.path().join("token");
+    std::fs::write(&token, format!("{TOKEN}\n")).expect("token");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    std::fs::write(dir.path().join("node.toml"), base_config(free_port())).expect("config");
+    let child = Command::new(WARDEN)
+        .args(["agent", "--config"])
+        .arg(dir.path().join("node.toml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the agent");
+    let mut agent = Agent {
+        child,
+        api: free_port(),
+        dir: dir.path().to_path_buf(),
+    };
+    let status = wait_until("the agent to refuse", Duration::from_secs(30), || {
+        agent.child.try_wait().ok().flatten()
+    });
+    assert!(!status.success());
+    let mut stderr = String::new();
+    if let Some(mut pipe) = agent.child.stderr.take() {
+        std::io::Read::read_to_string(&mut pipe, &mut stderr).expect("stderr");
+    }
+    let path = token.display();
+    assert!(
+        stderr.contains(&format!("the API token file {path} has mode 0644"))
+            && stderr.contains(&format!("chmod 600 {path}")),
+        "{stderr}"
+    );
 }

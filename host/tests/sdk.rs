@@ -329,7 +329,7 @@ fn the_redis_type_dropped_into_a_running_agent_brings_a_group_online() {
     let dir = tempfile::tempdir().expect("tempdir");
     let plugins = dir.path().join("plugins");
     std::fs::create_dir_all(&plugins).expect("plugins dir");
-    std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).expect("token");
+    warden::config::write_token_file(&dir.path().join("token"), TOKEN).expect("token");
     let api = free_port();
     std::fs::write(
         dir.path().join("node.toml"),

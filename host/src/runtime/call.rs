@@ -51,7 +51,7 @@ impl CallError {
         };
         if let Some(said) = said {
             detail.push_str(" — plugin said: ");
-            detail.push_str(&said);
+            detail.push_str(&super::plugin_text::reason(said));
         }
         CallError::Trapped { call, detail }
     }

@@ -18,9 +18,10 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use super::checkpoint::{CheckpointStore, Checkpoints, FileCheckpoints};
 use super::deadline::CallDeadline;
-use super::guest_output::GuestOutput;
+use super::guest_output::{GuestOutput, OutputBudget};
 use super::limits::MemoryLimit;
 use super::network::NetworkGrant;
+use super::plugin_text::{self, MAX_LOG_MESSAGE, MAX_REASON};
 use super::process::{ProcessExit, ProcessSlot};
 use crate::contract::bindings::warden::resource::{checkpoint, host, process, types};
 
@@ -132,6 +133,9 @@ pub struct ResourceContext {
     has_data_dir: bool,
     pub(crate) stdout: GuestOutput,
     pub(crate) stderr: GuestOutput,
+    /// How much of the plugin's output may still reach the log: stdout,
+    /// stderr, log messages and progress reports all spend from it.
+    pub(crate) output: Arc<OutputBudget>,
 }
 
 impl ResourceContext {
@@ -159,12 +163,14 @@ impl ResourceContext {
         store: Arc<dyn CheckpointStore>,
     ) -> Arc<ResourceContext> {
         let name: Arc<str> = name.into();
+        let output = Arc::<OutputBudget>::default();
         Arc::new(ResourceContext {
             checkpoints: Checkpoints::new(name.clone(), store),
             has_data_dir: true,
             process: ProcessSlot::new(name.clone(), exits),
-            stdout: GuestOutput::new(name.clone(), "stdout"),
-            stderr: GuestOutput::new(name.clone(), "stderr"),
+            stdout: GuestOutput::new(name.clone(), "stdout", output.clone()),
+            stderr: GuestOutput::new(name.clone(), "stderr", output.clone()),
+            output,
             name,
             type_name: type_name.into(),
             grants,
@@ -178,12 +184,14 @@ impl ResourceContext {
     pub fn for_type(type_name: &str) -> Arc<ResourceContext> {
         let (exits, _) = mpsc::unbounded_channel();
         let name: Arc<str> = format!("({type_name})").into();
+        let output = Arc::<OutputBudget>::default();
         Arc::new(ResourceContext {
             checkpoints: Checkpoints::new(name.clone(), Arc::new(NoCheckpoints)),
             has_data_dir: false,
             process: ProcessSlot::new(name.clone(), exits),
-            stdout: GuestOutput::new(name.clone(), "stdout"),
-            stderr: GuestOutput::new(name.clone(), "stderr"),
+            stdout: GuestOutput::new(name.clone(), "stdout", output.clone()),
+            stderr: GuestOutput::new(name.clone(), "stderr", output.clone()),
+            output,
             name,
             type_name: type_name.into(),
             grants: Grants::default(),
@@ -278,21 +286,18 @@ impl WasiView for HostState {
 /// may hold at once.
 pub const MAX_HANDLES: usize = 256;
 
-/// Longest log message a plugin may write in one call; longer ones are cut.
-const MAX_LOG_MESSAGE: usize = 16 * 1024;
-
 impl types::Host for HostState {}
 
 impl host::Host for HostState {
     async fn log(&mut self, level: host::Level, message: String) -> wasmtime::Result<()> {
-        let mut message = message;
-        if message.len() > MAX_LOG_MESSAGE {
-            let mut cut = MAX_LOG_MESSAGE;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push_str(" [cut]");
+        // One line, at most MAX_LOG_MESSAGE, within the resource's budget.
+        let message = plugin_text::one_line(message, MAX_LOG_MESSAGE);
+        if !self
+            .resource
+            .output
+            .admit(&self.resource.name, message.len())
+        {
+            return Ok(());
         }
         let resource = &*self.resource.name;
         let kind = &*self.resource.type_name;
@@ -335,12 +340,19 @@ impl host::Host for HostState {
             Some(deadline) => deadline.extend(),
             None => Duration::MAX,
         };
-        tracing::info!(
-            target: "warden::plugin",
-            resource = &*self.resource.name,
-            "progress: {message} ({} left)",
-            if left == Duration::MAX { "no deadline".to_string() } else { format!("{left:?}") }
-        );
+        let message = plugin_text::one_line(message, MAX_REASON);
+        if self
+            .resource
+            .output
+            .admit(&self.resource.name, message.len())
+        {
+            tracing::info!(
+                target: "warden::plugin",
+                resource = &*self.resource.name,
+                "progress: {message} ({} left)",
+                if left == Duration::MAX { "no deadline".to_string() } else { format!("{left:?}") }
+            );
+        }
         Ok(u64::try_from(left.as_millis()).unwrap_or(u64::MAX))
     }
 }

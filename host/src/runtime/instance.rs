@@ -14,6 +14,7 @@ use super::deadline::CallDeadline;
 use super::host_state::{HostState, ResourceContext};
 use super::network::NetworkGrant;
 use super::plugin::{Plugin, bounded, new_store};
+use super::plugin_text;
 use crate::contract::{Health, PluginBindings};
 
 /// Per-resource sandbox settings.
@@ -155,9 +156,12 @@ impl Instance {
                     .call_open(&mut store, &name, &self.properties),
             )
             .await?;
-            let handle = opened.map_err(|e| CallError::OpenRefused {
-                property: e.property,
-                reason: e.reason,
+            let handle = opened.map_err(|e| {
+                let e = plugin_text::property_error(e);
+                CallError::OpenRefused {
+                    property: e.property,
+                    reason: e.reason,
+                }
             })?;
             self.generations += 1;
             self.live = Some(Live {
@@ -257,6 +261,7 @@ impl Instance {
             })
         })
         .await
+        .map(plugin_text::outcome)
     }
 
     pub async fn offline(
@@ -272,6 +277,7 @@ impl Instance {
             })
         })
         .await
+        .map(plugin_text::outcome)
     }
 
     pub async fn terminate(&mut self, timeout: Duration) -> Result<(), CallError> {
@@ -304,6 +310,7 @@ impl Instance {
             },
         )
         .await
+        .map(plugin_text::health)
     }
 
     pub async fn is_alive(&mut self, timeout: Duration) -> Result<Health, CallError> {
@@ -320,6 +327,7 @@ impl Instance {
             },
         )
         .await
+        .map(plugin_text::health)
     }
 
     pub async fn control(
@@ -342,6 +350,7 @@ impl Instance {
             },
         )
         .await
+        .map(plugin_text::answer)
     }
 
     /// Close the resource (drop its handle in the guest) and the store.

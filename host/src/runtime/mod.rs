@@ -20,6 +20,7 @@ mod limits;
 mod network;
 mod plugin;
 mod private_file;
+pub mod plugin_text;
 mod process;
 
 pub use cache::{CacheOutcome, CompileCache};

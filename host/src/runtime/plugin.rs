@@ -147,6 +147,7 @@ impl Plugin {
             })
         })
         .await
+        .map(|answer| answer.map_err(super::plugin_text::property_error))
     }
 
     /// Run a type-level call in a throwaway store.
@@ -303,6 +304,7 @@ fn placeholder_info() -> TypeInfo {
 
 /// Reject descriptions the agent could not work with, naming the field.
 fn check_schema(info: &TypeInfo) -> Result<(), String> {
+    check_sizes(info)?;
     let valid_name = |name: &str| {
         !name.is_empty()
             && name.len() <= 64
@@ -345,6 +347,64 @@ fn check_schema(info: &TypeInfo) -> Result<(), String> {
     Ok(())
 }
 
+/// The most a `describe` answer may hold. What a plugin says about itself
+/// is kept for as long as it is loaded and shown by the API and
+/// `plugin check`, so it is bounded like any other plugin text.
+const MAX_TYPE_DESCRIPTION: usize = 4 * 1024;
+const MAX_PROPERTY_DESCRIPTION: usize = 1024;
+const MAX_PROPERTIES: usize = 64;
+const MAX_DEFAULT_VALUE: usize = 4 * 1024;
+const MAX_NAME: usize = 64;
+const MAX_VERSION: usize = 64;
+
+/// Refuse a `describe` answer with too many properties or a text that is
+/// too long or holds control characters (newlines only in descriptions),
+/// naming the field. Runs before anything prints a field of the answer.
+fn check_sizes(info: &TypeInfo) -> Result<(), String> {
+    check_text("name", &info.name, MAX_NAME, false)?;
+    check_text("version", &info.version, MAX_VERSION, false)?;
+    check_text("description", &info.description, MAX_TYPE_DESCRIPTION, true)?;
+    if info.properties.len() > MAX_PROPERTIES {
+        return Err(format!(
+            "properties: {} declared, at most {MAX_PROPERTIES}",
+            info.properties.len()
+        ));
+    }
+    for (i, spec) in info.properties.iter().enumerate() {
+        let field = |what: &str| format!("properties[{i}].{what}");
+        check_text(&field("name"), &spec.name, MAX_NAME, false)?;
+        check_text(
+            &field("description"),
+            &spec.description,
+            MAX_PROPERTY_DESCRIPTION,
+            true,
+        )?;
+        if let Some(default) = &spec.default_value {
+            check_text(&field("default-value"), default, MAX_DEFAULT_VALUE, false)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_text(field: &str, text: &str, max: usize, newlines: bool) -> Result<(), String> {
+    if text.len() > max {
+        return Err(format!(
+            "{field} is {} bytes long, at most {max}",
+            text.len()
+        ));
+    }
+    if let Some(c) = text
+        .chars()
+        .find(|&c| c.is_control() && !(newlines && c == '\n'))
+    {
+        return Err(format!(
+            "{field} holds the control character {c:?}; only printable text is allowed{}",
+            if newlines { " (and newlines)" } else { "" }
+        ));
+    }
+    Ok(())
+}
+
 /// Check a property value against its declared kind.
 pub fn check_kind(kind: PropertyKind, value: &str) -> Result<(), String> {
     let ok = match kind {
@@ -381,6 +441,59 @@ pub fn kind_name(kind: PropertyKind) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn info(description: &str, properties: usize) -> TypeInfo {
+        TypeInfo {
+            name: "t".to_string(),
+            version: "1.0.0".to_string(),
+            description: description.to_string(),
+            properties: (0..properties)
+                .map(|i| crate::contract::PropertySpec {
+                    name: format!("p{i}"),
+                    kind: PropertyKind::String,
+                    default_value: None,
+                    required: false,
+                    description: String::new(),
+                })
+                .collect(),
+            timing: crate::contract::Timing {
+                pending_timeout_ms: 1,
+                looks_alive_interval_ms: 1,
+                is_alive_interval_ms: 1,
+                check_timeout_ms: 1,
+            },
+            flags: crate::contract::TypeFlags::empty(),
+        }
+    }
+
+    #[test]
+    fn describe_answers_are_bounded_and_errors_name_the_field() {
+        assert_eq!(check_schema(&info("two\nlines", 3)), Ok(()));
+        let huge = check_schema(&info(&"d".repeat(30 << 20), 0)).unwrap_err();
+        assert_eq!(huge, "description is 31457280 bytes long, at most 4096");
+        let many = check_schema(&info("", 10_000)).unwrap_err();
+        assert_eq!(many, "properties: 10000 declared, at most 64");
+        let mut escape = info("", 2);
+        escape.properties[1].description = "\x1b[2J".to_string();
+        let err = check_schema(&escape).unwrap_err();
+        assert!(
+            err.starts_with("properties[1].description holds the control character '\\u{1b}'"),
+            "{err}"
+        );
+        let mut version = info("", 0);
+        version.version = "1\n2".to_string();
+        let err = check_schema(&version).unwrap_err();
+        assert!(
+            err.starts_with("version holds the control character '\\n'"),
+            "{err}"
+        );
+        let mut name = info("", 0);
+        name.name = "n".repeat(1 << 20);
+        assert_eq!(
+            check_schema(&name).unwrap_err(),
+            "name is 1048576 bytes long, at most 64"
+        );
+    }
 
     #[test]
     fn headers_are_told_apart() {

@@ -338,7 +338,7 @@ impl Cluster {
     pub fn config(&self, i: usize) -> PathBuf {
         let dir = self.node_dir(i);
         std::fs::create_dir_all(&dir).expect("node dir");
-        std::fs::write(dir.join("token"), format!("{TOKEN}\n")).expect("token");
+        warden::config::write_token_file(&dir.join("token"), TOKEN).expect("token");
         let nodes = NODES.map(|n| format!("{n:?}")).join(", ");
         let args = if self.setup.recorded {
             format!(
