@@ -27,6 +27,7 @@ const TEST_ONLY: &[&str] = &[
     "chaos_stuck",
     "describe_traps",
     "future_contract",
+    "hostile_claim",
 ];
 
 fn main() {

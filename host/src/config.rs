@@ -12,6 +12,8 @@
 //!
 //! [plugins.process]      # grants to the plugin of type "process"
 //! allow_programs = ["/usr/bin/sleep"]
+//! # source = "my-process.wasm" # optional: take the type from this file of
+//! #                            # plugins_dir (replacing the built-in)
 //!
 //! [[group]]                # a virtual server: resources that move together
 //! name = "web"
@@ -243,6 +245,13 @@ pub struct PluginGrants {
     /// Programs the plugin may start, by absolute path.
     #[serde(default)]
     pub allow_programs: Vec<PathBuf>,
+    /// The file of the plugins directory this type is taken from (a file
+    /// name, such as `my-process.wasm`): the operator's word that this file
+    /// may provide the type, even over a built-in one. Without it a type
+    /// comes from the built-in of its name or the file named after it; see
+    /// `crate::type_sources`.
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -473,6 +482,10 @@ impl AgentConfig {
             }
         }
         for (plugin, grants) in &self.plugins {
+            if let Some(source) = &grants.source {
+                crate::type_sources::check_source_name(source)
+                    .with_context(|| format!("[plugins.{plugin}] source"))?;
+            }
             for program in &grants.allow_programs {
                 if !program.is_absolute() {
                     bail!(
@@ -537,5 +550,29 @@ mod tests {
             .expect_err("relative")
             .to_string();
         assert!(err.contains("must be an absolute path"), "{err}");
+    }
+
+    #[test]
+    fn a_source_is_a_wasm_file_name_of_the_plugins_directory() {
+        let with = |source: &str| {
+            GOOD.replace(
+                "allow_programs = [\"/usr/bin/sleep\"]",
+                &format!("allow_programs = [\"/usr/bin/sleep\"]\nsource = {source:?}"),
+            )
+        };
+        let config = AgentConfig::parse(&with("my-process.wasm")).expect("valid");
+        assert_eq!(
+            config.plugins["process"].source.as_deref(),
+            Some("my-process.wasm")
+        );
+        for bad in ["../evil.wasm", "/tmp/evil.wasm", "evil", ".hidden.wasm", ""] {
+            let err = AgentConfig::parse(&with(bad)).expect_err(bad);
+            let text = format!("{err:#}");
+            assert!(text.contains("[plugins.process] source"), "{bad}: {text}");
+        }
+        let typo = GOOD.replace("allow_programs =", "sourse = \"x.wasm\"\nallow_programs =");
+        let err = AgentConfig::parse(&typo).expect_err("typo").to_string();
+        assert!(err.contains("unknown field `sourse`"), "{err}");
+        assert!(err.contains("line 7"), "{err}");
     }
 }
