@@ -30,6 +30,7 @@ const TEST_ONLY: &[&str] = &[
     "hostile_host",
     "hostile_output",
     "hostile_describe",
+    "hostile_claim",
 ];
 
 fn main() {

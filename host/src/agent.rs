@@ -18,12 +18,13 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use crate::config::AgentConfig;
+use crate::config::{AgentConfig, PluginGrants};
 use crate::desired::Desired;
 use crate::monitor::Event;
 use crate::node::{Node, NodeSettings};
 use crate::runtime::{CompileCache, Plugin, Runtime, RuntimeConfig};
 use crate::store::Store;
+use crate::type_sources::TypeSources;
 
 /// A running node.
 pub struct Agent {
@@ -59,8 +60,18 @@ impl Agent {
         // Compiled plugins are kept by content and engine: a restart
         // recompiles nothing.
         let cache = CompileCache::open(data_dir.join("compiled"))?;
-        let (plugins, rejected, seen_at_start) =
-            load_plugins(&runtime, config.node.plugins_dir.as_deref(), Some(&cache)).await?;
+        let Loaded {
+            plugins,
+            rejected,
+            seen: seen_at_start,
+            sources,
+        } = load_plugins(
+            &runtime,
+            config.node.plugins_dir.as_deref(),
+            Some(&cache),
+            &config.plugins,
+        )
+        .await?;
         for r in &rejected {
             tracing::error!("plugin {} rejected: {}", r.file.display(), r.reason);
         }
@@ -132,6 +143,7 @@ impl Agent {
                 runtime.clone(),
                 node.clone(),
                 cache.clone(),
+                sources,
                 seen_at_start,
             )
         });
@@ -206,21 +218,32 @@ impl Agent {
     }
 }
 
+/// What [`load_plugins`] loaded.
+pub struct Loaded {
+    /// Every type, by name.
+    pub plugins: BTreeMap<String, Arc<Plugin>>,
+    /// The files that could not be loaded, or that describe a type whose
+    /// name they do not hold.
+    pub rejected: Vec<Rejected>,
+    /// Every file read, with a hash of what was read, so the directory
+    /// watcher takes up exactly what start-up did not.
+    pub seen: Vec<(PathBuf, u64)>,
+    /// Which source holds which type name, for the directory watcher.
+    pub sources: TypeSources,
+}
+
 /// Load the built-in types, then every `.wasm` file in `dir`. A file that
-/// fails is reported in the second list and skipped. A file whose type has
-/// the name of a built-in replaces the built-in. With a `cache`, compiled
-/// code is reused, and artifacts of plugins no longer loaded are pruned.
-/// The third list is every file read, with a hash of what was read, so the
-/// directory watcher takes up exactly what start-up did not.
+/// fails, or that describes a type whose name it does not hold (see
+/// [`TypeSources`]: a built-in's name only with the operator's
+/// `[plugins.NAME] source`), is reported in `rejected` and skipped. With a
+/// `cache`, compiled code is reused, and artifacts of plugins no longer
+/// loaded are pruned.
 pub async fn load_plugins(
     runtime: &Arc<Runtime>,
     dir: Option<&Path>,
     cache: Option<&CompileCache>,
-) -> Result<(
-    BTreeMap<String, Arc<Plugin>>,
-    Vec<Rejected>,
-    Vec<(PathBuf, u64)>,
-)> {
+    configured: &BTreeMap<String, PluginGrants>,
+) -> Result<Loaded> {
     let mut plugins = BTreeMap::new();
     let mut seen = Vec::new();
     let mut keep = std::collections::HashSet::new();
@@ -230,6 +253,7 @@ pub async fn load_plugins(
             .with_context(|| format!("loading the built-in plugin {file}"))?;
         plugins.insert(plugin.name().to_string(), Arc::new(plugin));
     }
+    let sources = TypeSources::new(configured, plugins.keys().cloned());
     let mut rejected = Vec::new();
     if let Some(dir) = dir {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -248,12 +272,16 @@ pub async fn load_plugins(
                 }
                 Err(err) => Err(format!("could not read it: {err}")),
             };
+            // Refused before the type is registered: nothing of it runs
+            // beyond the bounded `describe` that told its name.
+            let loaded =
+                loaded.and_then(|plugin| sources.check(&file, plugin.name()).map(|()| plugin));
             match loaded {
                 Ok(plugin) => {
                     let name = plugin.name().to_string();
                     if plugins.contains_key(&name) {
                         tracing::warn!(
-                            "{} replaces the type {name} loaded before it",
+                            "{} replaces the built-in type {name}, as [plugins.{name}] source says",
                             file.display()
                         );
                     }
@@ -277,7 +305,12 @@ pub async fn load_plugins(
             tracing::info!("pruned {pruned} compiled plugin(s) no longer loaded");
         }
     }
-    Ok((plugins, rejected, seen))
+    Ok(Loaded {
+        plugins,
+        rejected,
+        seen,
+        sources,
+    })
 }
 
 /// Load one plugin, through the cache when there is one.

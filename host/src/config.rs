@@ -15,6 +15,8 @@
 //! env = { LANG = "C.UTF-8" }  # every program starts with these, nothing else
 //! allow_env = []         # variables the plugin may set itself
 //! user = "warden-svc"    # run the programs as this user (default: the agent's)
+//! # source = "my-process.wasm" # optional: take the type from this file of
+//! #                            # plugins_dir (replacing the built-in)
 //!
 //! [[group]]                # a virtual server: resources that move together
 //! name = "web"
@@ -325,6 +327,13 @@ pub struct PluginGrants {
     /// The group to run them as; default: the user's primary group.
     #[serde(default)]
     pub group: Option<String>,
+    /// The file of the plugins directory this type is taken from (a file
+    /// name, such as `my-process.wasm`): the operator's word that this file
+    /// may provide the type, even over a built-in one. Without it a type
+    /// comes from the built-in of its name or the file named after it; see
+    /// `crate::type_sources`.
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 impl PluginGrants {
@@ -628,6 +637,10 @@ impl AgentConfig {
             }
         }
         for (plugin, grants) in &self.plugins {
+            if let Some(source) = &grants.source {
+                crate::type_sources::check_source_name(source)
+                    .with_context(|| format!("[plugins.{plugin}] source"))?;
+            }
             grants.resolve(plugin)?;
         }
         Ok(())
@@ -794,5 +807,29 @@ mod tests {
             api.token().expect("owner-only again"),
             "another-token-of-twenty"
         );
+    }
+
+    #[test]
+    fn a_source_is_a_wasm_file_name_of_the_plugins_directory() {
+        let with = |source: &str| {
+            GOOD.replace(
+                "allow_programs = [\"/usr/bin/sleep\"]",
+                &format!("allow_programs = [\"/usr/bin/sleep\"]\nsource = {source:?}"),
+            )
+        };
+        let config = AgentConfig::parse(&with("my-process.wasm")).expect("valid");
+        assert_eq!(
+            config.plugins["process"].source.as_deref(),
+            Some("my-process.wasm")
+        );
+        for bad in ["../evil.wasm", "/tmp/evil.wasm", "evil", ".hidden.wasm", ""] {
+            let err = AgentConfig::parse(&with(bad)).expect_err(bad);
+            let text = format!("{err:#}");
+            assert!(text.contains("[plugins.process] source"), "{bad}: {text}");
+        }
+        let typo = GOOD.replace("allow_programs =", "sourse = \"x.wasm\"\nallow_programs =");
+        let err = AgentConfig::parse(&typo).expect_err("typo").to_string();
+        assert!(err.contains("unknown field `sourse`"), "{err}");
+        assert!(err.contains("line 7"), "{err}");
     }
 }

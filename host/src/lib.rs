@@ -18,6 +18,7 @@ pub mod plugins_dir;
 pub mod runtime;
 pub mod store;
 pub mod systemd;
+pub mod type_sources;
 
 /// The built-in resource types, compiled from `plugins/` and embedded.
 pub mod builtin {

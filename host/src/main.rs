@@ -139,8 +139,8 @@ enum PluginCommand {
         /// A property, KEY=VALUE (repeat).
         #[arg(long = "prop", value_parser = plugin_test::key_value)]
         properties: Vec<(String, String)>,
-        /// A program the resource may start (repeat); default: its
-        /// `program` property.
+        /// A program the resource may start (repeat); default: none. The
+        /// plugin's own `program` property is never granted by itself.
         #[arg(long = "grant-program")]
         grant_programs: Vec<PathBuf>,
         #[arg(long, default_value_t = plugin_test::DEFAULT_CHECK_INTERVAL_MS)]

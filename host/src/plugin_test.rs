@@ -23,8 +23,9 @@ use warden::runtime::{Grants, Plugin, ResourceDirs, Runtime, RuntimeConfig};
 pub struct TestArgs {
     pub file: PathBuf,
     pub properties: Vec<(String, String)>,
-    /// Programs the resource may start; none: the `program` property's
-    /// value (or default), if the type has one.
+    /// Programs the resource may start (`--grant-program`); none: it may
+    /// start nothing. Never taken from the plugin or its properties: the
+    /// plugin under test is the one thing not to trust with a grant.
     pub grant_programs: Vec<PathBuf>,
     /// Interval of the health checks during the test.
     pub check_interval: Duration,
@@ -35,15 +36,6 @@ pub struct TestArgs {
 
 /// Health checks run this often during a test unless asked otherwise.
 pub const DEFAULT_CHECK_INTERVAL_MS: u64 = 500;
-
-/// Removes the temporary data directory when the test ends.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn step(name: &str, started: Instant, detail: &str) {
     let ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -162,12 +154,11 @@ async fn life_cycle(args: &TestArgs) -> Result<()> {
     let info = plugin.info().clone();
     step("load", started, &format!("{} {}", info.name, info.version));
 
-    let grants = grants(args, &plugin);
-    let dir =
-        TempDir(std::env::temp_dir().join(format!("warden-plugin-test-{}", std::process::id())));
-    ResourceDirs::inside(&dir.0)
-        .create()
-        .with_context(|| format!("creating {}", dir.0.display()))?;
+    let grants = grants(args);
+    let dir = data_dir()?;
+    let dirs = ResourceDirs::inside(dir.path());
+    dirs.create()
+        .with_context(|| format!("creating {}", dir.path().display()))?;
     let interval = args.check_interval;
     let spec = ResourceSpec {
         name: "plugin-test".to_string(),
@@ -180,7 +171,7 @@ async fn life_cycle(args: &TestArgs) -> Result<()> {
             ..TimingOverrides::default()
         },
         memory_limit: None,
-        dirs: ResourceDirs::inside(&dir.0),
+        dirs,
         grants,
     };
     // Each step may take its timeout plus a margin; past that it hangs
@@ -205,7 +196,9 @@ async fn life_cycle(args: &TestArgs) -> Result<()> {
         .map_err(|e| failed("validate", started, e))?;
     step("validate", started, "");
 
-    let result = drive(&handle, pending + margin, check_time + margin).await;
+    let result = drive(&handle, pending + margin, check_time + margin)
+        .await
+        .map_err(|e| with_grant_hint(e, args));
     let started = Instant::now();
     handle.shutdown().await;
     monitor.shutdown().await;
@@ -216,6 +209,32 @@ async fn life_cycle(args: &TestArgs) -> Result<()> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// A failure because a spawn was refused names the flag that grants it.
+fn with_grant_hint(err: anyhow::Error, args: &TestArgs) -> anyhow::Error {
+    let refused_spawn = format!("{err:#}").contains("is not allowed for this plugin");
+    if refused_spawn {
+        println!(
+            "hint grant         the plugin may only start programs given with \
+             --grant-program /absolute/path (granted: {})",
+            granted_list(args)
+        );
+        err.context("a program was not granted; grant it with --grant-program /absolute/path")
+    } else {
+        err
+    }
+}
+
+fn granted_list(args: &TestArgs) -> String {
+    if args.grant_programs.is_empty() {
+        return "none".to_string();
+    }
+    args.grant_programs
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 async fn drive(handle: &ResourceHandle, pending: Duration, check_time: Duration) -> Result<()> {
@@ -309,33 +328,46 @@ async fn load(file: &Path) -> Result<Arc<Plugin>> {
     Ok(Arc::new(plugin))
 }
 
-/// The programs granted: the ones asked for, else the `program` property
-/// (set, or its default) when the type has one.
-fn grants(args: &TestArgs, plugin: &Plugin) -> Grants {
-    let mut allow_programs = args.grant_programs.clone();
-    if allow_programs.is_empty() {
-        let set = args
-            .properties
-            .iter()
-            .find(|(k, _)| k == "program")
-            .map(|(_, v)| v.clone());
-        let default = plugin
-            .info()
-            .properties
-            .iter()
-            .find(|p| p.name == "program")
-            .and_then(|p| p.default_value.clone());
-        if let Some(program) = set.or(default).filter(|p| !p.is_empty()) {
-            println!(
-                "note grant         {program} (the program property; --grant-program overrides)"
-            );
-            allow_programs.push(PathBuf::from(program));
-        }
+/// The programs granted: exactly the ones given with `--grant-program`.
+///
+/// Not the plugin's `program` property or its default: `plugin test` often
+/// runs as root against a plugin not yet trusted, and a grant taken from
+/// the plugin's own description would let it name any program (`/bin/sh`)
+/// and have it started. Without a grant a spawn is refused, and the refusal
+/// (the resource failing to go online) says which flag grants it.
+fn grants(args: &TestArgs) -> Grants {
+    if args.grant_programs.is_empty() {
+        println!(
+            "note grant         none: the plugin may start no program \
+             (grant one with --grant-program /absolute/path)"
+        );
+    }
+    for program in &args.grant_programs {
+        println!("note grant         {}", program.display());
     }
     Grants {
-        allow_programs,
+        allow_programs: args.grant_programs.clone(),
         ..Grants::default()
     }
+}
+
+/// The resource's data directory for the test: a fresh directory with an
+/// unpredictable name, created owner-only (0700) under the temporary
+/// directory, and removed when the test ends. A name known in advance (the
+/// pid, say) would let another local user create it first, or plant a link
+/// there, and so hand the resource a directory they control.
+fn data_dir() -> Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .prefix("warden-plugin-test-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .with_context(|| {
+            format!(
+                "creating a private data directory under {}",
+                std::env::temp_dir().display()
+            )
+        })
 }
 
 /// Check the arguments before anything runs.

@@ -9,8 +9,9 @@
 //! progress is not read half-written. Names that do not end in `.wasm`, or
 //! start with a dot (editors' and copiers' temporary files), are ignored.
 //!
-//! A file that fails to load is reported (event `rejected`, with the
-//! reason) and changes nothing. Removing a file changes nothing either: the
+//! A file that fails to load, or that describes a type whose name it does
+//! not hold ([`TypeSources`]: a file `foo.wasm` calling itself `process`),
+//! is reported (event `rejected`, with the reason) and changes nothing. Removing a file changes nothing either: the
 //! type stays loaded, with its resources, until the agent restarts; the
 //! event `removed` says so.
 
@@ -25,6 +26,7 @@ use tokio::task::JoinHandle;
 use crate::monitor::{Event, EventKind};
 use crate::node::Node;
 use crate::runtime::{CompileCache, Runtime};
+use crate::type_sources::TypeSources;
 
 /// How often the directory is looked at.
 pub const POLL: Duration = Duration::from_millis(250);
@@ -44,12 +46,14 @@ struct Tracked {
 }
 
 /// Watch `dir` until the task is aborted. `loaded_at_start` are the files
-/// (and content hashes) the agent read at start, which are not read again.
+/// (and content hashes) the agent read at start, which are not read again;
+/// `sources` says which file may provide which type.
 pub fn spawn(
     dir: PathBuf,
     runtime: Arc<Runtime>,
     node: Node,
     cache: CompileCache,
+    sources: TypeSources,
     loaded_at_start: Vec<(PathBuf, u64)>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -67,21 +71,32 @@ pub fn spawn(
                 },
             );
         }
+        let watched = Watched {
+            dir: &dir,
+            runtime: &runtime,
+            node: &node,
+            cache: &cache,
+            sources: &sources,
+        };
         loop {
             tokio::time::sleep(POLL).await;
-            poll(&dir, &runtime, &node, &cache, &mut files).await;
+            poll(&watched, &mut files).await;
         }
     })
 }
 
-async fn poll(
-    dir: &Path,
-    runtime: &Arc<Runtime>,
-    node: &Node,
-    cache: &CompileCache,
-    files: &mut HashMap<PathBuf, Tracked>,
-) {
-    let now = scan(dir);
+/// What a poll works with.
+struct Watched<'a> {
+    dir: &'a Path,
+    runtime: &'a Arc<Runtime>,
+    node: &'a Node,
+    cache: &'a CompileCache,
+    sources: &'a TypeSources,
+}
+
+async fn poll(watched: &Watched<'_>, files: &mut HashMap<PathBuf, Tracked>) {
+    let node = watched.node;
+    let now = scan(watched.dir);
     for (path, tracked) in files.iter_mut() {
         if !now.iter().any(|(p, _)| p == path) && tracked.taken.is_some() {
             tracked.taken = None;
@@ -120,12 +135,15 @@ async fn poll(
             continue;
         }
         tracked.taken = Some((seen, hash));
-        match cache.load(runtime, &bytes).await {
-            Ok((plugin, _)) => {
-                if let Err(err) = node.install(Arc::new(plugin)).await {
-                    tracing::warn!("{}: {err:#}", path.display());
+        match watched.cache.load(watched.runtime, &bytes).await {
+            Ok((plugin, _)) => match watched.sources.check(&path, plugin.name()) {
+                Ok(()) => {
+                    if let Err(err) = node.install(Arc::new(plugin)).await {
+                        tracing::warn!("{}: {err:#}", path.display());
+                    }
                 }
-            }
+                Err(reason) => record(node, &path, "rejected", &reason),
+            },
             Err(err) => record(node, &path, "rejected", &err.to_string()),
         }
     }

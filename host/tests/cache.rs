@@ -35,6 +35,23 @@ fn with_custom_section(bytes: &[u8], note: &str) -> Vec<u8> {
     out
 }
 
+/// A cache file in the cache's format holding `artifact` as compiled from
+/// `source`: magic, the source's SHA-256, the checksum, the artifact.
+fn cache_file(source: &[u8], artifact: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let magic = b"WARDENC2";
+    let source = Sha256::digest(source);
+    let mut sum = Sha256::new();
+    sum.update(magic);
+    sum.update(source);
+    sum.update(artifact);
+    let mut file = magic.to_vec();
+    file.extend_from_slice(&source);
+    file.extend_from_slice(&sum.finalize());
+    file.extend_from_slice(artifact);
+    file
+}
+
 fn artifacts(cache: &CompileCache) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(cache.dir())
         .expect("list")
@@ -101,12 +118,7 @@ async fn a_damaged_artifact_is_replaced_not_trusted() {
         // Right header and checksum, but not something wasmtime made: the
         // fallback for artifacts wasmtime itself refuses.
         ("a valid file around a bad artifact", {
-            use sha2::{Digest, Sha256};
-            let artifact = b"\x7fELF not really".to_vec();
-            let mut file = b"WARDENC1".to_vec();
-            file.extend_from_slice(&Sha256::digest(&artifact));
-            file.extend_from_slice(&artifact);
-            file
+            cache_file(&bytes, b"\x7fELF not really")
         }),
     ];
     for (damage, contents) in damages {
@@ -256,4 +268,91 @@ async fn prune_removes_only_what_is_not_kept() {
 
     assert_eq!(cache.prune(&HashSet::new()), 2);
     assert_eq!(cache.prune(&HashSet::new()), 0);
+}
+
+/// Plugin A's artifact put under plugin B's key (copied, or linked) would
+/// run A's code under B's name if the key were all that was checked. It is
+/// refused, B is compiled from its own bytes, and B runs as itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_plugins_artifact_under_a_key_is_not_used() {
+    let (_dir, cache) = cache();
+    let runtime = runtime();
+    let a = chaos();
+    let b = std::fs::read(PROCESS).expect("process plugin");
+    let a_path = cache.artifact_path(&CompileCache::key(&runtime, &a));
+    let b_path = cache.artifact_path(&CompileCache::key(&runtime, &b));
+    cache.load(&runtime, &a).await.expect("a loads");
+    cache.load(&runtime, &b).await.expect("b loads");
+    let b_own = std::fs::read(&b_path).expect("b's artifact");
+
+    std::fs::copy(&a_path, &b_path).expect("a's artifact under b's key");
+    let (plugin, outcome) = cache.load(&runtime, &b).await.expect("b loads");
+    assert_eq!(
+        outcome,
+        CacheOutcome::Miss,
+        "a's artifact is not a hit for b"
+    );
+    assert_eq!(plugin.name(), "process", "b runs as itself");
+    assert_eq!(std::fs::read(&b_path).expect("rewritten"), b_own);
+
+    // A's artifact relabelled as compiled from B, without the checksum
+    // that covers the label: refused too.
+    let mut relabelled = std::fs::read(&a_path).expect("a's artifact");
+    relabelled[8..40].copy_from_slice(&cache_file(&b, b"")[8..40]);
+    std::fs::write(&b_path, &relabelled).expect("write");
+    let (plugin, outcome) = cache.load(&runtime, &b).await.expect("b loads");
+    assert_eq!(outcome, CacheOutcome::Miss);
+    assert_eq!(plugin.name(), "process");
+
+    // A symbolic link under b's key, to a's artifact: not followed,
+    // replaced by a file of b's own.
+    std::fs::remove_file(&b_path).expect("rm");
+    std::os::unix::fs::symlink(&a_path, &b_path).expect("symlink");
+    let (plugin, outcome) = cache.load(&runtime, &b).await.expect("b loads");
+    assert_eq!(outcome, CacheOutcome::Miss);
+    assert_eq!(plugin.name(), "process");
+    let meta = std::fs::symlink_metadata(&b_path).expect("stat");
+    assert!(meta.is_file(), "the link was replaced by a file");
+    assert_eq!(std::fs::read(&b_path).expect("read"), b_own);
+}
+
+/// Files others may write are not trusted, and the cache directory is the
+/// agent's alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_is_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let compiled = dir.path().join("compiled");
+    std::fs::create_dir(&compiled).expect("mkdir");
+    std::fs::set_permissions(&compiled, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let cache = CompileCache::open(&compiled).expect("open");
+    let mode = std::fs::metadata(&compiled)
+        .expect("stat")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "narrowed to owner-only");
+
+    let runtime = runtime();
+    let bytes = chaos();
+    let path = cache.artifact_path(&CompileCache::key(&runtime, &bytes));
+    cache.load(&runtime, &bytes).await.expect("loads");
+    let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+    assert_eq!(mode & 0o077, 0, "artifacts are written owner-only");
+
+    // An artifact anyone may write is refused and rewritten.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let (_, outcome) = cache.load(&runtime, &bytes).await.expect("loads");
+    assert_eq!(outcome, CacheOutcome::Miss);
+    let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+    assert_eq!(mode & 0o077, 0);
+    let (_, outcome) = cache.load(&runtime, &bytes).await.expect("loads");
+    assert_eq!(outcome, CacheOutcome::Hit);
+
+    // A cache directory that is a link elsewhere is refused, named.
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).expect("mkdir");
+    let link = dir.path().join("linked");
+    std::os::unix::fs::symlink(&elsewhere, &link).expect("symlink");
+    let err = CompileCache::open(&link).expect_err("a link");
+    assert!(format!("{err:#}").contains("linked"), "{err:#}");
 }

@@ -15,15 +15,35 @@
 //!
 //! # File format
 //!
-//! `WARDENC1`, the SHA-256 of the artifact (32 bytes), then the artifact.
-//! wasmtime does not check precompiled code for damage (a flipped bit in
-//! machine code deserializes fine and runs), so the checksum is verified
-//! before the artifact is handed to wasmtime: a damaged file is a miss.
+//! `WARDENC2`, the SHA-256 of the component the artifact was compiled from
+//! (32 bytes), a checksum (32 bytes: SHA-256 over the magic, that source
+//! hash and the artifact), then the artifact. wasmtime does not check
+//! precompiled code for damage (a flipped bit in machine code deserializes
+//! fine and runs), so the checksum is verified before the artifact is handed
+//! to wasmtime: a damaged file is a miss.
+//!
+//! # Binding an artifact to its plugin
+//!
+//! The file name (the key) alone does not say which plugin an artifact was
+//! compiled from: an artifact of plugin A renamed to plugin B's key would
+//! deserialize fine and run A's code under B's name. So the source hash in
+//! the header must be the hash of the bytes being loaded, and the checksum
+//! covers it: a file copied under another key is refused, deleted and the
+//! plugin compiled again, with the reason logged.
+//!
+//! The checksum is not a secret MAC. What keeps forged artifacts out is
+//! that only the agent's own user can write the cache: [`CompileCache::open`]
+//! makes the directory owner-only (0700) and refuses one that is a symbolic
+//! link or belongs to another user; an artifact is opened without following
+//! symbolic links and used only if it is a regular file of the agent's user
+//! that no one else may write, no larger than [`MAX_FILE`]. Anyone who can
+//! still write there runs as the agent already.
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::hash::{Hash, Hasher};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,12 +61,16 @@ const EXTENSION: &str = "cwasm";
 /// Suffix of an artifact being written, before it is renamed into place.
 const TEMP_SUFFIX: &str = ".tmp";
 /// First bytes of every artifact file: the format of this file.
-const MAGIC: &[u8; 8] = b"WARDENC1";
-/// Length of the header: magic and the artifact's SHA-256.
-const HEADER_LEN: usize = MAGIC.len() + 32;
+const MAGIC: &[u8; 8] = b"WARDENC2";
+/// Length of the header: magic, the source's SHA-256 and the checksum.
+const HEADER_LEN: usize = MAGIC.len() + 32 + 32;
 /// Bumped when the key or the file format changes, so old files are
 /// simply never found (and [`CompileCache::prune`] removes them).
-const KEY_FORMAT: &str = "warden-compile-cache/1";
+const KEY_FORMAT: &str = "warden-compile-cache/2";
+/// The largest cache file read. Compiled code is a few times the size of
+/// the component; a file past this is not one this cache wrote for any
+/// plugin worth loading, and is not read into memory.
+pub const MAX_FILE: u64 = 512 << 20;
 /// A temporary file older than this is left over from a crash.
 const STALE_TEMP: Duration = Duration::from_secs(600);
 
@@ -72,15 +96,48 @@ pub struct CompileCache {
 }
 
 impl CompileCache {
-    /// Use `dir` (created if missing) for artifacts.
+    /// Use `dir` (created owner-only if missing) for artifacts.
     ///
-    /// The directory must be one only the agent writes, such as a
-    /// subdirectory of its data directory: loading an artifact runs the code
-    /// in it (see the SAFETY note in [`CompileCache::load`]).
+    /// Loading an artifact runs the code in it (see the SAFETY note in
+    /// [`CompileCache::load`]), so the directory must be one only the agent
+    /// writes: it must belong to the agent's user and not be a symbolic
+    /// link (an error naming the directory otherwise), and its permissions
+    /// are narrowed to 0700 if they were wider.
     pub fn open(dir: impl Into<PathBuf>) -> anyhow::Result<Self> {
         let dir = dir.into();
-        fs::create_dir_all(&dir)
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
             .with_context(|| format!("creating the compile cache {}", dir.display()))?;
+        let meta = fs::symlink_metadata(&dir)
+            .with_context(|| format!("reading the compile cache {}", dir.display()))?;
+        if !meta.is_dir() {
+            anyhow::bail!(
+                "the compile cache {} is not a directory (a symbolic link?): \
+                 it must be a directory only the agent writes",
+                dir.display()
+            );
+        }
+        let me = nix::unistd::Uid::effective().as_raw();
+        if meta.uid() != me {
+            anyhow::bail!(
+                "the compile cache {} belongs to user {}, not to the agent's user {me}: \
+                 compiled code found there would run in the agent; remove it or give it \
+                 to the agent's user",
+                dir.display(),
+                meta.uid()
+            );
+        }
+        if meta.mode() & 0o077 != 0 {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).with_context(|| {
+                format!(
+                    "making the compile cache {} owner-only (it was {:o})",
+                    dir.display(),
+                    meta.mode() & 0o777
+                )
+            })?;
+        }
         Ok(CompileCache { dir })
     }
 
@@ -117,6 +174,11 @@ impl CompileCache {
     ///
     /// Costs one pass of SHA-256 over the component.
     pub fn key(runtime: &Runtime, bytes: &[u8]) -> String {
+        Self::key_of_source(runtime, &Sha256::digest(bytes).into())
+    }
+
+    /// [`CompileCache::key`] for a component whose SHA-256 is `source`.
+    fn key_of_source(runtime: &Runtime, source: &[u8; 32]) -> String {
         let mut engine = Sha256Hasher::default();
         runtime
             .engine()
@@ -127,7 +189,7 @@ impl CompileCache {
         for part in [
             KEY_FORMAT.as_bytes(),
             env!("CARGO_PKG_VERSION").as_bytes(),
-            Sha256::digest(bytes).as_slice(),
+            source.as_slice(),
             engine.0.finalize().as_slice(),
         ] {
             key.update((part.len() as u64).to_le_bytes());
@@ -154,25 +216,35 @@ impl CompileCache {
         bytes: &[u8],
     ) -> Result<(Plugin, CacheOutcome), LoadError> {
         check_header(bytes)?;
-        let key = Self::key(runtime, bytes);
+        let source: [u8; 32] = Sha256::digest(bytes).into();
+        let key = Self::key_of_source(runtime, &source);
         let path = self.artifact_path(&key);
 
         // Set when the cache cannot be used for this load.
         let mut bypass = None;
-        match tokio::fs::read(&path).await {
-            Ok(file) => match verified_artifact(&file) {
+        let reading = path.clone();
+        let read = tokio::task::spawn_blocking(move || read_artifact_file(&reading))
+            .await
+            .unwrap_or_else(|e| {
+                Err(Unusable::Unreadable(io::Error::other(format!(
+                    "the read task failed: {e}"
+                ))))
+            });
+        match read {
+            Ok(file) => match verified_artifact(&file, &source) {
                 Ok(artifact) => {
                     // SAFETY: `Component::deserialize` trusts its input to be
                     // code compiled by wasmtime for a compatible engine. This
-                    // file is ours: only this cache writes `<key>.cwasm`, from
-                    // `precompile_component` of an engine whose compatibility
-                    // hash is part of `key`, under a checksum just verified
-                    // (so it is not damaged, truncated or half written), in a
-                    // directory only the agent writes. wasmtime checks the
-                    // engine settings again while deserializing. Whoever can
-                    // write the agent's data directory could replace these
-                    // files, but can equally replace the plugins themselves
-                    // or the agent's state: the cache gives them nothing new.
+                    // file is ours: a regular file of the agent's user that
+                    // no one else may write, in a directory only the agent's
+                    // user may write ([`CompileCache::open`]), opened without
+                    // following links. Only this cache writes `<key>.cwasm`,
+                    // from `precompile_component` of an engine whose
+                    // compatibility hash is part of `key`; the checksum just
+                    // verified says it is whole and was compiled from exactly
+                    // these bytes (not another plugin's artifact under this
+                    // key). wasmtime checks the engine settings again while
+                    // deserializing.
                     match unsafe { Plugin::load_precompiled(runtime, artifact) }.await {
                         Ok(plugin) => return Ok((plugin, CacheOutcome::Hit)),
                         // `load_precompiled` only says `Compile` when
@@ -185,10 +257,11 @@ impl CompileCache {
                         Err(err) => return Err(err),
                     }
                 }
-                Err(why) => self.discard(&path, why),
+                Err(why) => self.discard(&path, &why),
             },
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-            Err(err) => {
+            Err(Unusable::Missing) => {}
+            Err(Unusable::Refused(why)) => self.discard(&path, &why),
+            Err(Unusable::Unreadable(err)) => {
                 bypass = Some(format!("could not read {}: {err}", path.display()));
             }
         }
@@ -206,7 +279,7 @@ impl CompileCache {
         let plugin = unsafe { Plugin::load_precompiled(runtime, &artifact) }.await?;
 
         if bypass.is_none() {
-            bypass = self.store(path, artifact).await.err();
+            bypass = self.store(path, source, artifact).await.err();
         }
         match bypass {
             None => Ok((plugin, CacheOutcome::Miss)),
@@ -272,10 +345,15 @@ impl CompileCache {
     }
 
     /// Write `artifact` to `path` (off the async workers: it syncs to disk).
-    async fn store(&self, path: PathBuf, artifact: Vec<u8>) -> Result<(), String> {
+    async fn store(
+        &self,
+        path: PathBuf,
+        source: [u8; 32],
+        artifact: Vec<u8>,
+    ) -> Result<(), String> {
         let dir = self.dir.clone();
         let target = path.clone();
-        tokio::task::spawn_blocking(move || write_atomically(&dir, &target, &artifact))
+        tokio::task::spawn_blocking(move || write_atomically(&dir, &target, &source, &artifact))
             .await
             .unwrap_or_else(|e| Err(io::Error::other(format!("the write task failed: {e}"))))
             .map_err(|err| format!("could not store {}: {err}", path.display()))
@@ -296,14 +374,100 @@ impl CompileCache {
     }
 }
 
-/// The artifact inside a cache file, if the file is whole.
-fn verified_artifact(file: &[u8]) -> Result<&[u8], &'static str> {
-    if file.len() < HEADER_LEN || &file[..MAGIC.len()] != MAGIC {
-        return Err("it is not a compile cache file of this format");
+/// Why a cache file was not read.
+enum Unusable {
+    /// There is none: a plain miss.
+    Missing,
+    /// There is one, but it is not something this cache may trust (a link,
+    /// another user's file, too large): it is removed and rewritten.
+    Refused(String),
+    /// It could not be read: the cache is bypassed for this load.
+    Unreadable(io::Error),
+}
+
+/// Read the cache file at `path` if it may be trusted to be this cache's:
+/// opened without following a symbolic link, a regular file of the agent's
+/// user that neither group nor others may write, at most [`MAX_FILE`]
+/// bytes (checked before reading, and the read is bounded too).
+fn read_artifact_file(path: &Path) -> Result<Vec<u8>, Unusable> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Err(Unusable::Missing),
+        Err(err) if err.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return Err(Unusable::Refused(
+                "it is a symbolic link, not a file this cache wrote".to_string(),
+            ));
+        }
+        Err(err) => return Err(Unusable::Unreadable(err)),
+    };
+    let meta = file.metadata().map_err(Unusable::Unreadable)?;
+    let me = nix::unistd::Uid::effective().as_raw();
+    if !meta.is_file() {
+        return Err(Unusable::Refused("it is not a regular file".to_string()));
     }
-    let (sum, artifact) = file[MAGIC.len()..].split_at(32);
-    if Sha256::digest(artifact).as_slice() != sum {
-        return Err("its checksum does not match: it is damaged or truncated");
+    if meta.uid() != me {
+        return Err(Unusable::Refused(format!(
+            "it belongs to user {}, not to the agent's user {me}",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(Unusable::Refused(format!(
+            "others may write it (mode {:o})",
+            meta.mode() & 0o777
+        )));
+    }
+    if meta.len() > MAX_FILE {
+        return Err(Unusable::Refused(format!(
+            "it is {} bytes, more than the {MAX_FILE} a cache file may be",
+            meta.len()
+        )));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(Unusable::Unreadable)?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(Unusable::Refused(format!(
+            "it grew past the {MAX_FILE} bytes a cache file may be while it was read"
+        )));
+    }
+    Ok(bytes)
+}
+
+/// The checksum of a cache file: over the magic, the source's SHA-256 and
+/// the artifact, so neither the artifact nor the plugin it is bound to can
+/// change without the checksum failing.
+fn checksum(source: &[u8; 32], artifact: &[u8]) -> [u8; 32] {
+    let mut sum = Sha256::new();
+    sum.update(MAGIC);
+    sum.update(source);
+    sum.update(artifact);
+    sum.finalize().into()
+}
+
+/// The artifact inside a cache file, if the file is whole and was compiled
+/// from the component whose SHA-256 is `source`.
+fn verified_artifact<'a>(file: &'a [u8], source: &[u8; 32]) -> Result<&'a [u8], String> {
+    if file.len() < HEADER_LEN || &file[..MAGIC.len()] != MAGIC {
+        return Err("it is not a compile cache file of this format".to_string());
+    }
+    let (compiled_from, rest) = file[MAGIC.len()..].split_at(32);
+    let (sum, artifact) = rest.split_at(32);
+    if compiled_from != source {
+        return Err(format!(
+            "it was compiled from another component (SHA-256 {}), not from this one ({}): \
+             an artifact is only ever used for the plugin it was compiled from",
+            hex(compiled_from),
+            hex(source)
+        ));
+    }
+    if checksum(source, artifact).as_slice() != sum {
+        return Err("its checksum does not match: it is damaged or truncated".to_string());
     }
     Ok(artifact)
 }
@@ -313,7 +477,12 @@ fn verified_artifact(file: &[u8]) -> Result<&[u8], &'static str> {
 /// flushed to disk, then renamed over `target`. Concurrent writers of the
 /// same key each use their own temporary file; the last rename wins, and
 /// both wrote the same thing.
-fn write_atomically(dir: &Path, target: &Path, artifact: &[u8]) -> io::Result<()> {
+fn write_atomically(
+    dir: &Path,
+    target: &Path,
+    source: &[u8; 32],
+    artifact: &[u8],
+) -> io::Result<()> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let name = target
         .file_name()
@@ -325,12 +494,15 @@ fn write_atomically(dir: &Path, target: &Path, artifact: &[u8]) -> io::Result<()
         NEXT.fetch_add(1, Ordering::Relaxed)
     ));
     let result = (|| {
+        // Owner-only, and `create_new` never follows a link planted there.
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&temp)?;
         file.write_all(MAGIC)?;
-        file.write_all(&Sha256::digest(artifact))?;
+        file.write_all(source)?;
+        file.write_all(&checksum(source, artifact))?;
         file.write_all(artifact)?;
         file.sync_all()?;
         drop(file);
@@ -391,22 +563,44 @@ impl Hasher for Sha256Hasher {
 mod tests {
     use super::*;
 
+    fn file_of(source: &[u8; 32], artifact: &[u8]) -> Vec<u8> {
+        let mut file = MAGIC.to_vec();
+        file.extend_from_slice(source);
+        file.extend_from_slice(&checksum(source, artifact));
+        file.extend_from_slice(artifact);
+        file
+    }
+
     #[test]
     fn only_whole_files_are_artifacts() {
         let artifact = b"compiled code";
-        let mut file = MAGIC.to_vec();
-        file.extend_from_slice(&Sha256::digest(artifact));
-        file.extend_from_slice(artifact);
-        assert_eq!(verified_artifact(&file), Ok(&artifact[..]));
+        let source: [u8; 32] = Sha256::digest(b"component").into();
+        let file = file_of(&source, artifact);
+        assert_eq!(verified_artifact(&file, &source), Ok(&artifact[..]));
 
-        assert!(verified_artifact(&file[..file.len() - 1]).is_err());
-        assert!(verified_artifact(&file[..HEADER_LEN - 1]).is_err());
+        assert!(verified_artifact(&file[..file.len() - 1], &source).is_err());
+        assert!(verified_artifact(&file[..HEADER_LEN - 1], &source).is_err());
         let mut flipped = file.clone();
         *flipped.last_mut().unwrap() ^= 1;
-        assert!(verified_artifact(&flipped).is_err());
+        assert!(verified_artifact(&flipped, &source).is_err());
         let mut other = file.clone();
         other[0] = b'X';
-        assert!(verified_artifact(&other).is_err());
+        assert!(verified_artifact(&other, &source).is_err());
+    }
+
+    #[test]
+    fn an_artifact_is_only_used_for_its_own_source() {
+        let artifact = b"compiled code";
+        let a: [u8; 32] = Sha256::digest(b"plugin a").into();
+        let b: [u8; 32] = Sha256::digest(b"plugin b").into();
+        let of_a = file_of(&a, artifact);
+        let err = verified_artifact(&of_a, &b).expect_err("a's artifact is not b's");
+        assert!(err.contains("compiled from another component"), "{err}");
+        // Rewriting the source hash alone breaks the checksum.
+        let mut relabelled = of_a.clone();
+        relabelled[MAGIC.len()..MAGIC.len() + 32].copy_from_slice(&b);
+        let err = verified_artifact(&relabelled, &b).expect_err("checksum covers the source");
+        assert!(err.contains("checksum"), "{err}");
     }
 
     #[test]

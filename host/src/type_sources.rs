@@ -1,0 +1,174 @@
+//! Which source may provide a resource type's name.
+//!
+//! A type's name is what its resources, grants (`[plugins.NAME]`), data
+//! and managed processes are filed under, and a plugin names itself in its
+//! own `describe`. Taking that word for it would let any file dropped into
+//! the plugins directory describe itself as `process` and be swapped in
+//! under every `process` resource, inheriting its grants, data directories
+//! and running services. So a name is bound to one source, decided by the
+//! operator, never by the plugin:
+//!
+//! 1. `[plugins.NAME] source = "FILE.wasm"` in the node configuration: only
+//!    that file of the plugins directory provides NAME (over the built-in
+//!    of that name, if there is one, once the file loads);
+//! 2. otherwise a built-in type's name is the built-in's alone;
+//! 3. otherwise NAME comes only from the file `NAME.wasm`.
+//!
+//! A file that describes a type whose name it does not hold is refused
+//! with a reason naming the file, the type and the name's owner, and
+//! changes nothing. A new version from the file that holds the name is an
+//! ordinary hot swap. The rule depends on nothing but names the operator
+//! chose (the configuration and the file names), so it is the same at
+//! start-up, for files dropped in later, and after a restart, whatever the
+//! order in which files appear.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use anyhow::{Result, bail};
+
+use crate::config::PluginGrants;
+
+/// Extension of the plugin files in the plugins directory.
+const EXTENSION: &str = ".wasm";
+
+/// The sources the names of types are bound to. See the module
+/// documentation.
+#[derive(Debug, Clone, Default)]
+pub struct TypeSources {
+    /// Type name to the file the configuration takes it from.
+    configured: BTreeMap<String, String>,
+    /// The names of the built-in types.
+    builtins: BTreeSet<String>,
+}
+
+impl TypeSources {
+    /// The bindings of the configuration's `[plugins.NAME] source` entries
+    /// and of the built-in types' names.
+    pub fn new(
+        plugins: &BTreeMap<String, PluginGrants>,
+        builtins: impl IntoIterator<Item = String>,
+    ) -> Self {
+        let configured = plugins
+            .iter()
+            .filter_map(|(name, grants)| Some((name.clone(), grants.source.clone()?)))
+            .collect();
+        TypeSources {
+            configured,
+            builtins: builtins.into_iter().collect(),
+        }
+    }
+
+    /// May the plugins directory's `file` provide the type `type_name`?
+    /// The error says who holds the name and how the operator can give it
+    /// to this file.
+    pub fn check(&self, file: &Path, type_name: &str) -> Result<(), String> {
+        let file_name = file
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let holder = match self.configured.get(type_name) {
+            Some(source) if *source == file_name => return Ok(()),
+            Some(source) => format!(
+                "the node configuration takes it from {source} ([plugins.{type_name}] source)"
+            ),
+            None if self.builtins.contains(type_name) => {
+                format!("it is the built-in type {type_name}")
+            }
+            None if file_name == format!("{type_name}{EXTENSION}") => return Ok(()),
+            None => {
+                format!("a file provides only the type it is named after, {type_name}{EXTENSION}")
+            }
+        };
+        Err(format!(
+            "{} describes itself as type {type_name:?}, a name it does not hold: {holder}. \
+             Nothing was changed. To take {type_name} from this file, set \
+             [plugins.{type_name}] source = {file_name:?} in the node configuration",
+            file.display()
+        ))
+    }
+}
+
+/// A `source` must name a `.wasm` file directly in the plugins directory:
+/// no path, no hidden file (the directory watcher ignores those).
+pub fn check_source_name(source: &str) -> Result<()> {
+    if source.contains('/') || source.starts_with('.') {
+        bail!("{source:?} must be the name of a file in plugins_dir, not a path");
+    }
+    if source.len() <= EXTENSION.len() || !source.ends_with(EXTENSION) {
+        bail!("{source:?} must be the name of a {EXTENSION} file in plugins_dir");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sources(configured: &[(&str, &str)]) -> TypeSources {
+        let plugins = configured
+            .iter()
+            .map(|(name, source)| {
+                (
+                    name.to_string(),
+                    PluginGrants {
+                        source: Some(source.to_string()),
+                        ..PluginGrants::default()
+                    },
+                )
+            })
+            .collect();
+        TypeSources::new(&plugins, ["process".to_string()])
+    }
+
+    #[test]
+    fn a_file_holds_only_its_own_name() {
+        let s = sources(&[]);
+        assert_eq!(s.check(Path::new("/p/redis.wasm"), "redis"), Ok(()));
+        let err = s
+            .check(Path::new("/p/foo.wasm"), "redis")
+            .expect_err("not its name");
+        assert!(err.contains("/p/foo.wasm"), "{err}");
+        assert!(err.contains("redis.wasm"), "{err}");
+        assert!(
+            err.contains("[plugins.redis] source = \"foo.wasm\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_built_in_name_needs_the_operators_word() {
+        let s = sources(&[]);
+        for file in ["/p/foo.wasm", "/p/process.wasm"] {
+            let err = s.check(Path::new(file), "process").expect_err(file);
+            assert!(err.contains(file), "{err}");
+            assert!(err.contains("built-in type process"), "{err}");
+        }
+        let s = sources(&[("process", "my-process.wasm")]);
+        assert_eq!(s.check(Path::new("/p/my-process.wasm"), "process"), Ok(()));
+        let err = s
+            .check(Path::new("/p/process.wasm"), "process")
+            .expect_err("the configuration named another file");
+        assert!(err.contains("takes it from my-process.wasm"), "{err}");
+    }
+
+    #[test]
+    fn a_configured_source_holds_a_name_against_its_namesake_file() {
+        let s = sources(&[("redis", "vendor-redis.wasm")]);
+        assert_eq!(s.check(Path::new("/p/vendor-redis.wasm"), "redis"), Ok(()));
+        assert!(s.check(Path::new("/p/redis.wasm"), "redis").is_err());
+        // Naming a file for one type gives it no other.
+        assert!(
+            s.check(Path::new("/p/vendor-redis.wasm"), "process")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn source_names_are_plain_wasm_file_names() {
+        assert!(check_source_name("my-process.wasm").is_ok());
+        for bad in ["", ".wasm", ".x.wasm", "a/b.wasm", "../x.wasm", "x.wat"] {
+            assert!(check_source_name(bad).is_err(), "{bad}");
+        }
+    }
+}
