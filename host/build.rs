@@ -27,6 +27,10 @@ const TEST_ONLY: &[&str] = &[
     "chaos_stuck",
     "describe_traps",
     "future_contract",
+    "hostile_calls",
+    "hostile_calls_next",
+    "hostile_describe",
+    "hostile_timings",
 ];
 
 fn main() {
