@@ -186,7 +186,7 @@ enum Command {
     /// [`Driver::check_off_loop`]), to carry out now.
     Checked {
         change: Change,
-        checked: Checked,
+        checked: Box<Checked>,
         reply: oneshot::Sender<Result<String>>,
     },
     /// A swap run off the loop (see [`Driver::install`]) has ended.
@@ -922,7 +922,7 @@ impl Driver {
                 checked,
                 reply,
             } => {
-                let result = self.change(change, Some(checked)).await;
+                let result = self.change(change, Some(*checked)).await;
                 let _ = reply.send(result);
             }
             Command::Operate { operation, reply } => {
@@ -1291,11 +1291,11 @@ impl Driver {
         tokio::spawn(async move {
             let result = crate::monitor::validate_spec(&spec, &plugin).await;
             if let Some(loop_) = myself.upgrade() {
-                let checked = Checked {
+                let checked = Box::new(Checked {
                     resource,
                     plugin,
                     result,
-                };
+                });
                 let _ = loop_.send(Command::Checked {
                     change,
                     checked,
