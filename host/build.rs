@@ -31,6 +31,10 @@ const TEST_ONLY: &[&str] = &[
     "hostile_output",
     "hostile_describe",
     "hostile_claim",
+    "hostile_calls",
+    "hostile_calls_next",
+    "hostile_calls_describe",
+    "hostile_timings",
 ];
 
 fn main() {

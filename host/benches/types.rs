@@ -193,7 +193,7 @@ impl Resource {
         let mut instance =
             Instance::new(plugin, context, full, InstanceConfig::default(), cancel_rx);
         let online = instance
-            .online(CallDeadline::new(Some(Duration::from_secs(60)), None))
+            .online(CallDeadline::fixed(Duration::from_secs(60)))
             .await;
         assert!(matches!(online, Ok(Ok(()))), "{file} online: {online:?}");
         Resource {

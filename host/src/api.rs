@@ -66,6 +66,7 @@ pub async fn serve(
             get(get_properties).put(set_properties),
         )
         .route("/v1/resources/{name}/fail", post(fail_resource))
+        .route("/v1/resources/{name}/cancel", post(cancel_resource))
         .route("/v1/resources/{name}/control", post(control))
         .route("/v1/plugins", get(list_plugins))
         .route("/v1/plugins/{name}/versions", get(plugin_versions))
@@ -259,6 +260,18 @@ async fn set_properties(
 
 async fn fail_resource(State(api): State<Api>, Path(name): Path<String>) -> Response {
     done(api.node.operate(Operation::Fail { resource: name }).await)
+}
+
+/// Cut off a resource's pending online or offline (409 if none is).
+async fn cancel_resource(State(api): State<Api>, Path(name): Path<String>) -> Response {
+    match api.node.resource(&name).await {
+        Ok(Some(handle)) => match handle.cancel() {
+            Ok(message) => Json(json!({ "ok": message })).into_response(),
+            Err(refused) => error(StatusCode::CONFLICT, refused),
+        },
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no resource {name:?}")),
+        Err(_) => stopped(),
+    }
 }
 
 #[derive(Deserialize)]

@@ -84,6 +84,11 @@ pub enum ResourceCommand {
     Fail {
         name: String,
     },
+    /// Cut off the resource's pending online or offline (one its type lets
+    /// run without a timeout, say); it fails and is terminated.
+    Cancel {
+        name: String,
+    },
     /// Show the resource's properties.
     Get {
         name: String,
@@ -360,6 +365,9 @@ pub fn resource(client: &Client, command: ResourceCommand, as_json: bool) -> Res
         }
         ResourceCommand::Fail { name } => {
             client.call("POST", &format!("/v1/resources/{name}/fail"), None)?
+        }
+        ResourceCommand::Cancel { name } => {
+            client.call("POST", &format!("/v1/resources/{name}/cancel"), None)?
         }
         ResourceCommand::Get { name } => {
             let properties =

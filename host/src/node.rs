@@ -183,9 +183,52 @@ enum Command {
         reply: oneshot::Sender<Vec<ComponentView>>,
     },
     Record(Event),
+    /// A change whose resource was validated off the loop (see
+    /// [`Driver::check_off_loop`]), to carry out now.
+    Checked {
+        change: Change,
+        checked: Box<Checked>,
+        reply: oneshot::Sender<Result<String>>,
+    },
+    /// A swap run off the loop (see [`Driver::install`]) has ended.
+    Swapped {
+        plugin: Arc<Plugin>,
+        old: Arc<Plugin>,
+        outcome: SwapOutcome,
+        then: AfterSwap,
+        reply: oneshot::Sender<Result<String>>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+}
+
+/// A resource configuration validated against a version of its type, off
+/// the node's loop. Used only if both are still what the loop has when the
+/// change is carried out; otherwise the loop validates again.
+struct Checked {
+    resource: ResourceConfig,
+    plugin: Arc<Plugin>,
+    result: Result<Vec<(String, String)>, crate::monitor::SpecError>,
+}
+
+/// How a swap of a type's resources to a new version ended.
+enum SwapOutcome {
+    /// This many resources moved.
+    Moved(usize),
+    /// A resource's configuration is not valid for the new version; nothing
+    /// moved.
+    Rejected(String),
+    /// A resource could not move; those that had were moved back.
+    RolledBack(String),
+}
+
+/// What to do once a swap has succeeded, besides answering.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AfterSwap {
+    Answer,
+    /// Pin the type (a `pin` to an earlier version).
+    Pin,
 }
 
 /// One loaded version of a resource type.
@@ -397,7 +440,9 @@ impl Node {
             pinned: std::collections::BTreeSet::new(),
             store,
             changes,
+            myself: commands.downgrade(),
             commands: commands_rx,
+            swapping: std::collections::BTreeSet::new(),
             cluster: cluster.map(|(state, _)| state),
         };
         let node = Node {
@@ -574,6 +619,18 @@ async fn prepare(
     monitor: &Monitor,
     resource: &ResourceConfig,
 ) -> Result<crate::monitor::Prepared> {
+    prepare_checked(settings, monitor, resource, None).await
+}
+
+/// [`prepare`], taking the plugin's verdict from `checked` when it was
+/// given on this very configuration and version of the type (so the
+/// plugin is not called again, in the loop).
+async fn prepare_checked(
+    settings: &NodeSettings,
+    monitor: &Monitor,
+    resource: &ResourceConfig,
+    checked: Option<Checked>,
+) -> Result<crate::monitor::Prepared> {
     let Some(plugin) = settings.plugins.get(&resource.type_name) else {
         bail!(
             "resource {:?}: unknown type {:?} (loaded types: {})",
@@ -588,10 +645,88 @@ async fn prepare(
         );
     };
     let spec = spec_of(settings, resource);
-    monitor
-        .prepare(plugin.clone(), spec)
-        .await
-        .map_err(|e| anyhow!("{e}"))
+    let checked = checked.filter(|c| c.resource == *resource && Arc::ptr_eq(&c.plugin, plugin));
+    match checked {
+        Some(checked) => checked
+            .result
+            .and_then(|properties| monitor.prepare_validated(plugin.clone(), spec, properties)),
+        None => monitor.prepare(plugin.clone(), spec).await,
+    }
+    .map_err(|e| anyhow!("{e}"))
+}
+
+/// One resource of a type being swapped: its spec, to validate it against
+/// the new version, and its actor (`None` if it has none yet).
+struct SwapJob {
+    spec: ResourceSpec,
+    handle: Option<ResourceHandle>,
+}
+
+/// Move every resource in `jobs` from `old` to `plugin`, all or nothing.
+/// Runs off the node's loop; every call into the plugin and every wait on
+/// an actor is bounded (`validate` by its fixed deadline, a swap by
+/// [`SWAP_WAIT`] to start and the actor's own limit once started).
+async fn swap_type(plugin: &Arc<Plugin>, old: &Arc<Plugin>, jobs: Vec<SwapJob>) -> SwapOutcome {
+    let old_version = old.info().version.clone();
+    let mut validated = Vec::new();
+    for job in jobs {
+        match crate::monitor::validate_spec(&job.spec, plugin).await {
+            Ok(properties) => validated.push((job, properties)),
+            Err(err) => {
+                return SwapOutcome::Rejected(format!(
+                    "{err}; every resource stays on {old_version}"
+                ));
+            }
+        }
+    }
+    let mut moved: Vec<SwapJob> = Vec::new();
+    for (job, properties) in validated {
+        let Some(handle) = &job.handle else {
+            continue;
+        };
+        if let Err(reason) = swap_one(handle, plugin, properties).await {
+            roll_back(&moved, old).await;
+            return SwapOutcome::RolledBack(format!(
+                "resource {}: {reason}; every resource is back on {old_version}",
+                job.spec.name
+            ));
+        }
+        moved.push(job);
+    }
+    SwapOutcome::Moved(moved.len())
+}
+
+/// Swap one resource's actor to `plugin`.
+async fn swap_one(
+    handle: &ResourceHandle,
+    plugin: &Arc<Plugin>,
+    properties: Vec<(String, String)>,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + SWAP_WAIT;
+    match handle.swap(plugin.clone(), properties, deadline).await {
+        Ok(outcome) => outcome.map(drop),
+        Err(gone) => Err(gone.to_string()),
+    }
+}
+
+/// Move `resources` back to `old` after a failed swap. Their configuration
+/// was valid for it a moment ago.
+async fn roll_back(resources: &[SwapJob], old: &Arc<Plugin>) {
+    for job in resources {
+        let Some(handle) = &job.handle else {
+            continue;
+        };
+        let back = match crate::monitor::validate_spec(&job.spec, old).await {
+            Ok(properties) => swap_one(handle, old, properties).await,
+            Err(err) => Err(err.to_string()),
+        };
+        if let Err(reason) = back {
+            tracing::error!(
+                resource = job.spec.name,
+                "could not return to the old version: {reason}"
+            );
+        }
+    }
 }
 
 struct Driver {
@@ -607,6 +742,12 @@ struct Driver {
     store: Store,
     changes: mpsc::UnboundedReceiver<StateChange>,
     commands: mpsc::UnboundedReceiver<Command>,
+    /// The loop's own command channel, for the swaps it runs off the loop
+    /// to report back on (weak: the loop ends once every `Node` is gone).
+    myself: mpsc::WeakUnboundedSender<Command>,
+    /// Types with a swap under way: their resources are being moved, so
+    /// another swap or a new resource of the type waits until it ends.
+    swapping: std::collections::BTreeSet<String>,
     /// Set when this node is one of a cluster: the engine's events then go
     /// through the cluster's log, and come back from it in order.
     cluster: Option<ClusterState>,
@@ -734,6 +875,7 @@ impl Driver {
                         // left offline and the node leaves.
                         let me = self.settings.name.clone();
                         self.apply(PolicyEvent::NodeDraining(me));
+                        self.cancel_pending_onlines();
                         shutdown = Some((reply, tokio::time::Instant::now()));
                     }
                     Some(Command::Shutdown { reply }) => {
@@ -742,6 +884,7 @@ impl Driver {
                         for group in groups {
                             self.apply(PolicyEvent::GroupOfflineRequested(group));
                         }
+                        self.cancel_pending_onlines();
                         shutdown = Some((reply, tokio::time::Instant::now()));
                     }
                     Some(command) => self.on_command(command).await,
@@ -764,7 +907,17 @@ impl Driver {
     async fn on_command(&mut self, command: Command) {
         match command {
             Command::Change { change, reply } => {
-                let result = self.change(change).await;
+                if let Some((change, reply)) = self.check_off_loop(change, reply) {
+                    let result = self.change(change, None).await;
+                    let _ = reply.send(result);
+                }
+            }
+            Command::Checked {
+                change,
+                checked,
+                reply,
+            } => {
+                let result = self.change(change, Some(*checked)).await;
                 let _ = reply.send(result);
             }
             Command::Operate { operation, reply } => {
@@ -784,16 +937,22 @@ impl Driver {
             }
             Command::Install { plugin, reply } => {
                 let name = plugin.name().to_string();
-                let result = if self.pinned.contains(&name) {
+                if self.pinned.contains(&name) {
                     let version = plugin.info().version.clone();
                     let reason = format!("type {name} is pinned; unpin it to upgrade");
                     self.plugin_event(&name, "rejected", &version, Some(reason.clone()));
-                    Err(conflict(reason))
+                    let _ = reply.send(Err(conflict(reason)));
                 } else {
-                    self.install(plugin).await
-                };
-                let _ = reply.send(result);
+                    self.install(plugin, AfterSwap::Answer, reply);
+                }
             }
+            Command::Swapped {
+                plugin,
+                old,
+                outcome,
+                then,
+                reply,
+            } => self.on_swapped(plugin, old, outcome, then, reply),
             Command::Plugins { reply } => {
                 let _ = reply.send(self.settings.plugins.values().cloned().collect());
             }
@@ -801,26 +960,25 @@ impl Driver {
                 let _ = reply.send(self.versions(&type_name));
             }
             Command::Rollback { type_name, reply } => {
-                let result = match self
+                match self
                     .previous
                     .get(&type_name)
                     .and_then(|v| v.last())
                     .cloned()
                 {
-                    Some(previous) => self.install(previous).await,
-                    None => Err(not_found(format!(
-                        "type {type_name:?} has no earlier version loaded"
-                    ))),
-                };
-                let _ = reply.send(result);
+                    Some(previous) => self.install(previous, AfterSwap::Answer, reply),
+                    None => {
+                        let _ = reply.send(Err(not_found(format!(
+                            "type {type_name:?} has no earlier version loaded"
+                        ))));
+                    }
+                }
             }
             Command::Pin {
                 type_name,
                 version,
                 reply,
-            } => {
-                let _ = reply.send(self.pin(type_name, version).await);
-            }
+            } => self.pin(type_name, version, reply),
             Command::Unpin { type_name, reply } => {
                 let result = if self.pinned.remove(&type_name) {
                     Ok(format!("type {type_name} unpinned"))
@@ -846,100 +1004,119 @@ impl Driver {
         }
     }
 
-    /// A new type is registered. A new version of a loaded type moves every
-    /// resource of the type to it without leaving its state: each
-    /// resource's configuration must be valid for the new version, and each
-    /// Online resource's new instance must pass an is-alive. The first
-    /// failure moves the resources already swapped back to the old version
-    /// and the swap is reported rolled back; nothing else changes.
-    async fn install(&mut self, plugin: Arc<Plugin>) -> Result<String> {
+    /// A new type is registered at once. A new version of a loaded type
+    /// moves every resource of the type to it without leaving its state:
+    /// each resource's configuration must be valid for the new version,
+    /// and each Online resource's new instance must pass an is-alive. The
+    /// first failure moves the resources already swapped back to the old
+    /// version and the swap is reported rolled back; nothing else changes.
+    ///
+    /// The swap calls the plugin (`validate`) and waits on every resource's
+    /// actor, so it runs in a task of its own and reports back
+    /// ([`Command::Swapped`]): the loop goes on answering meanwhile, however
+    /// long a hostile or stuck resource makes the swap take. `reply` gets
+    /// the outcome.
+    fn install(
+        &mut self,
+        plugin: Arc<Plugin>,
+        then: AfterSwap,
+        reply: oneshot::Sender<Result<String>>,
+    ) {
         let name = plugin.name().to_string();
         let version = plugin.info().version.clone();
         let Some(old) = self.settings.plugins.get(&name).cloned() else {
             self.settings.plugins.insert(name.clone(), plugin);
             self.plugin_event(&name, "loaded", &version, None);
-            return Ok(format!("type {name} {version} loaded"));
+            let _ = reply.send(Ok(format!("type {name} {version} loaded")));
+            return;
         };
-        let old_version = old.info().version.clone();
-        let users: Vec<ResourceConfig> = self
+        if !self.swapping.insert(name.clone()) {
+            let _ = reply.send(Err(conflict(format!(
+                "a swap of type {name} is under way; try {version} again once it has ended"
+            ))));
+            return;
+        }
+        let jobs: Vec<SwapJob> = self
             .desired
             .resources
             .iter()
             .filter(|r| r.type_name == name)
-            .cloned()
+            .map(|r| SwapJob {
+                spec: spec_of(&self.settings, r),
+                handle: self.monitor.get(&r.name).cloned(),
+            })
             .collect();
-        let mut validated = Vec::new();
-        for resource in &users {
-            match crate::monitor::validate_spec(&spec_of(&self.settings, resource), &plugin).await {
-                Ok(properties) => validated.push((resource.name.clone(), properties)),
-                Err(err) => {
-                    let reason = format!("{err}; every resource stays on {old_version}");
-                    self.plugin_event(&name, "rejected", &version, Some(reason.clone()));
-                    return Err(conflict(format!(
-                        "version {version} of {name} refused: {reason}"
-                    )));
-                }
+        let myself = self.myself.clone();
+        tokio::spawn(async move {
+            let outcome = swap_type(&plugin, &old, jobs).await;
+            if let Some(loop_) = myself.upgrade() {
+                let _ = loop_.send(Command::Swapped {
+                    plugin,
+                    old,
+                    outcome,
+                    then,
+                    reply,
+                });
             }
-        }
-        let mut moved: Vec<String> = Vec::new();
-        for (resource, properties) in validated {
-            let Some(handle) = self.monitor.get(&resource).cloned() else {
-                continue;
-            };
-            let deadline = tokio::time::Instant::now() + SWAP_WAIT;
-            let outcome = match handle.swap(plugin.clone(), properties, deadline).await {
-                Ok(outcome) => outcome,
-                Err(gone) => Err(gone.to_string()),
-            };
-            if let Err(reason) = outcome {
-                self.roll_back(&moved, &old).await;
-                let reason = format!(
-                    "resource {resource}: {reason}; every resource is back on {old_version}"
-                );
-                self.plugin_event(&name, "rolled-back", &version, Some(reason.clone()));
-                return Err(conflict(format!(
-                    "swap of {name} to {version} rolled back: {reason}"
-                )));
-            }
-            moved.push(resource);
-        }
-        self.settings.plugins.insert(name.clone(), plugin.clone());
-        // Keep the version just replaced for a roll-back, and no version
-        // twice.
-        let versions = self.previous.entry(name.clone()).or_default();
-        versions.retain(|p| p.info().version != old_version && p.info().version != version);
-        versions.push(old);
-        let done = format!(
-            "type {name}: {} resource(s) moved from {old_version} to {version}",
-            moved.len()
-        );
-        self.plugin_event(&name, "swapped", &version, Some(done.clone()));
-        Ok(done)
+        });
     }
 
-    /// Move `resources` back to `old` after a failed swap. Their old
-    /// configuration was valid for it a moment ago.
-    async fn roll_back(&mut self, resources: &[String], old: &Arc<Plugin>) {
-        for resource in resources {
-            let (Some(config), Some(handle)) = (
-                self.desired.resource(resource).cloned(),
-                self.monitor.get(resource).cloned(),
-            ) else {
-                continue;
-            };
-            let back =
-                match crate::monitor::validate_spec(&spec_of(&self.settings, &config), old).await {
-                    Ok(properties) => {
-                        let deadline = tokio::time::Instant::now() + SWAP_WAIT;
-                        match handle.swap(old.clone(), properties, deadline).await {
-                            Ok(outcome) => outcome,
-                            Err(gone) => Err(gone.to_string()),
-                        }
-                    }
-                    Err(err) => Err(err.to_string()),
-                };
-            if let Err(reason) = back {
-                tracing::error!(resource, "could not return to the old version: {reason}");
+    /// Record how a swap ended, and answer.
+    fn on_swapped(
+        &mut self,
+        plugin: Arc<Plugin>,
+        old: Arc<Plugin>,
+        outcome: SwapOutcome,
+        then: AfterSwap,
+        reply: oneshot::Sender<Result<String>>,
+    ) {
+        let name = plugin.name().to_string();
+        let version = plugin.info().version.clone();
+        let old_version = old.info().version.clone();
+        self.swapping.remove(&name);
+        let result = match outcome {
+            SwapOutcome::Rejected(reason) => {
+                self.plugin_event(&name, "rejected", &version, Some(reason.clone()));
+                Err(conflict(format!(
+                    "version {version} of {name} refused: {reason}"
+                )))
+            }
+            SwapOutcome::RolledBack(reason) => {
+                self.plugin_event(&name, "rolled-back", &version, Some(reason.clone()));
+                Err(conflict(format!(
+                    "swap of {name} to {version} rolled back: {reason}"
+                )))
+            }
+            SwapOutcome::Moved(moved) => {
+                self.settings.plugins.insert(name.clone(), plugin.clone());
+                // Keep the version just replaced for a roll-back, and no
+                // version twice.
+                let versions = self.previous.entry(name.clone()).or_default();
+                versions.retain(|p| p.info().version != old_version && p.info().version != version);
+                versions.push(old);
+                let done = format!(
+                    "type {name}: {moved} resource(s) moved from {old_version} to {version}"
+                );
+                self.plugin_event(&name, "swapped", &version, Some(done.clone()));
+                if then == AfterSwap::Pin {
+                    self.pinned.insert(name.clone());
+                    Ok(format!("type {name} pinned to {version}"))
+                } else {
+                    Ok(done)
+                }
+            }
+        };
+        let _ = reply.send(result);
+    }
+
+    /// Cut off every online in flight: the node is stopping, so nothing
+    /// needs to come online any more, and an online that has no deadline
+    /// (a type that declared none) would otherwise hold the shutdown.
+    fn cancel_pending_onlines(&self) {
+        for handle in self.monitor.resources() {
+            if handle.status().state == ResourceState::OnlinePending {
+                tracing::info!(resource = handle.name(), "stopping: cancelling its online");
+                handle.cancel_pending();
             }
         }
     }
@@ -968,9 +1145,17 @@ impl Driver {
         Ok(list)
     }
 
-    async fn pin(&mut self, type_name: String, version: Option<String>) -> Result<String> {
+    /// Pin a type, swapping to `version` first if it is not the active one
+    /// (then the answer comes when the swap ends).
+    fn pin(
+        &mut self,
+        type_name: String,
+        version: Option<String>,
+        reply: oneshot::Sender<Result<String>>,
+    ) {
         let Some(active) = self.settings.plugins.get(&type_name).cloned() else {
-            return Err(not_found(format!("no type {type_name:?}")));
+            let _ = reply.send(Err(not_found(format!("no type {type_name:?}"))));
+            return;
         };
         if let Some(version) = version.filter(|v| *v != active.info().version) {
             let Some(wanted) = self
@@ -979,20 +1164,17 @@ impl Driver {
                 .and_then(|versions| versions.iter().find(|p| p.info().version == version))
                 .cloned()
             else {
-                return Err(not_found(format!(
+                let _ = reply.send(Err(not_found(format!(
                     "type {type_name:?} has no loaded version {version:?}"
-                )));
+                ))));
+                return;
             };
-            self.install(wanted).await?;
+            self.install(wanted, AfterSwap::Pin, reply);
+            return;
         }
         self.pinned.insert(type_name.clone());
-        let version = self
-            .settings
-            .plugins
-            .get(&type_name)
-            .map(|p| p.info().version.clone())
-            .unwrap_or_default();
-        Ok(format!("type {type_name} pinned to {version}"))
+        let version = active.info().version.clone();
+        let _ = reply.send(Ok(format!("type {type_name} pinned to {version}")));
     }
 
     fn set_component(
@@ -1072,9 +1254,57 @@ impl Driver {
         ));
     }
 
+    /// Validate the resource a change adds or alters against its plugin in
+    /// a task of its own, which hands the change back to the loop
+    /// ([`Command::Checked`]): `validate` is a call into a plugin, and the
+    /// loop must go on answering while a hostile one spins to its deadline.
+    /// Returns the change if it needs no validation.
+    fn check_off_loop(
+        &mut self,
+        change: Change,
+        reply: oneshot::Sender<Result<String>>,
+    ) -> Option<(Change, oneshot::Sender<Result<String>>)> {
+        let resource = match &change {
+            Change::AddResource(resource) => Some(resource.clone()),
+            Change::SetProperties {
+                resource,
+                properties,
+            } => self.desired.resource(resource).cloned().map(|mut updated| {
+                updated.properties.extend(properties.clone());
+                updated
+            }),
+            _ => None,
+        };
+        let Some((resource, plugin)) = resource.and_then(|resource| {
+            let plugin = self.settings.plugins.get(&resource.type_name)?.clone();
+            Some((resource, plugin))
+        }) else {
+            return Some((change, reply));
+        };
+        let spec = spec_of(&self.settings, &resource);
+        let myself = self.myself.clone();
+        tokio::spawn(async move {
+            let result = crate::monitor::validate_spec(&spec, &plugin).await;
+            if let Some(loop_) = myself.upgrade() {
+                let checked = Box::new(Checked {
+                    resource,
+                    plugin,
+                    result,
+                });
+                let _ = loop_.send(Command::Checked {
+                    change,
+                    checked,
+                    reply,
+                });
+            }
+        });
+        None
+    }
+
     /// Check a change with the engine, save it, then apply it. Any error
-    /// leaves engine, store and monitor as they were.
-    async fn change(&mut self, change: Change) -> Result<String> {
+    /// leaves engine, store and monitor as they were. `checked`: the
+    /// validation of its resource done off the loop, if any.
+    async fn change(&mut self, change: Change, checked: Option<Checked>) -> Result<String> {
         let mut next = self.desired.clone();
         let mut prepared = None;
         let mut removed = None;
@@ -1126,7 +1356,9 @@ impl Driver {
                     )));
                 }
                 resource.restart_policy()?;
-                prepared = Some(prepare(&self.settings, &self.monitor, resource).await?);
+                self.not_swapping(&resource.type_name)?;
+                prepared =
+                    Some(prepare_checked(&self.settings, &self.monitor, resource, checked).await?);
                 next.resources.push(resource.clone());
                 format!("resource {} created", resource.name)
             }
@@ -1147,6 +1379,12 @@ impl Driver {
                     return Err(not_found(format!("no resource {resource:?}")));
                 };
                 let group = current.group_name().to_string();
+                if self.swapping.contains(&current.type_name) {
+                    return Err(conflict(format!(
+                        "resource {resource:?}: a swap of its type {} is under way; try again once it has ended",
+                        current.type_name
+                    )));
+                }
                 let running = self
                     .engine
                     .group(&group)
@@ -1162,7 +1400,9 @@ impl Driver {
                 let updated = current.clone();
                 // Validate the new properties against the plugin by preparing
                 // a replacement; the old resource is swapped below.
-                prepared = Some(prepare(&self.settings, &Monitor::default(), &updated).await?);
+                prepared = Some(
+                    prepare_checked(&self.settings, &Monitor::default(), &updated, checked).await?,
+                );
                 removed = Some(resource.clone());
                 format!("resource {resource}: properties set")
             }
@@ -1222,6 +1462,17 @@ impl Driver {
         }
         self.record("node", "config", done.clone());
         Ok(done)
+    }
+
+    /// Refuse a change to the resources of `type_name` while a swap moves
+    /// them: a resource made meanwhile would stay on the old version.
+    fn not_swapping(&self, type_name: &str) -> Result<()> {
+        if self.swapping.contains(type_name) {
+            return Err(conflict(format!(
+                "a swap of type {type_name} is under way; try again once it has ended"
+            )));
+        }
+        Ok(())
     }
 
     fn operate(&mut self, operation: Operation) -> Result<String> {

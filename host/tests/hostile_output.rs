@@ -257,11 +257,13 @@ async fn huge_answers_are_cut_where_they_enter_the_host() {
     assert!(!refused.property.contains('\n'));
 
     let (exits, _) = mpsc::unbounded_channel();
+    let dirs = common::dirs_at(&common::data_dir());
+    dirs.create().expect("resource directories");
     let context = ResourceContext::new(
         "opens-huge",
         "hostile-output",
         Grants::default(),
-        common::data_dir(),
+        dirs,
         exits,
     );
     let (_cancel, cancel) = watch::channel(0);

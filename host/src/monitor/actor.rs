@@ -52,6 +52,8 @@ pub(crate) enum Command {
         plugin: Arc<Plugin>,
         properties: Vec<(String, String)>,
         deadline: Instant,
+        /// Told when the actor starts the swap (dropped if it skips it).
+        started: oneshot::Sender<()>,
         reply: oneshot::Sender<Result<String, String>>,
     },
     /// Take the resource offline if it is not, close it, and stop.
@@ -80,6 +82,15 @@ impl Check {
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long closing a resource may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most a swap may take once the actor has started it: instantiate and
+/// open, online and is-alive on the new version, each bounded by a check
+/// timeout (at most five minutes by the type's limits, see
+/// `runtime::TIMING_LIMITS`), with room to spare. Past it the new instance
+/// is dropped and the resource stays on its version.
+pub(crate) const SWAP_WORK_LIMIT: Duration = Duration::from_secs(20 * 60);
+/// How long a stopping actor gets, once the call in flight has been
+/// cancelled, before it is left behind.
+const STOP_GRACE: Duration = Duration::from_secs(15);
 
 pub(crate) struct Actor {
     pub name: String,
@@ -253,12 +264,25 @@ impl Actor {
                 plugin,
                 properties,
                 deadline,
+                started,
                 reply,
             } => {
                 let outcome = if Instant::now() > deadline {
                     Err("the resource was busy past the swap's deadline".to_string())
                 } else {
-                    self.swap(plugin, properties).await
+                    let _ = started.send(());
+                    match tokio::time::timeout(
+                        SWAP_WORK_LIMIT,
+                        self.swap(plugin, properties, &reply),
+                    )
+                    .await
+                    {
+                        Ok(outcome) => outcome,
+                        Err(_) => Err(format!(
+                            "the swap took more than {SWAP_WORK_LIMIT:?}; the resource stays \
+                             on its version"
+                        )),
+                    }
                 };
                 let _ = reply.send(outcome);
             }
@@ -273,17 +297,21 @@ impl Actor {
     /// at once) and then pass an is-alive before it takes over, or the old
     /// one stays. Both calls are bounded by the check timeout, so a version
     /// that hangs costs the resource no more than one hung health check.
+    /// The swap takes effect only if whoever asked still waits for the
+    /// answer (`reply` open): one that gave up rolls back, and a swap it
+    /// no longer counts must not happen behind its back.
     async fn swap(
         &mut self,
         plugin: Arc<Plugin>,
         properties: Vec<(String, String)>,
+        reply: &oneshot::Sender<Result<String, String>>,
     ) -> Result<String, String> {
         let from = self.instance.plugin().info().version.clone();
         let to = plugin.info().version.clone();
         let mut next = self.instance.successor(plugin, properties);
         let timers = Timers::resolve(next.plugin(), &self.overrides);
         if self.state() == ResourceState::Online {
-            let deadline = CallDeadline::new(Some(timers.check_timeout), None);
+            let deadline = CallDeadline::fixed(timers.check_timeout);
             match next.online(deadline).await {
                 Ok(Ok(())) => {}
                 Ok(Err(reason)) => {
@@ -301,6 +329,11 @@ impl Actor {
                 Err(err) => return Err(format!("version {to}: {err}")),
             }
         }
+        if reply.is_closed() {
+            return Err(format!(
+                "version {to}: the swap was given up before it finished; the resource stays on {from}"
+            ));
+        }
         // The old store is dropped, not closed: the resource lives on in
         // the new instance and must not be released.
         self.instance = next;
@@ -312,7 +345,7 @@ impl Actor {
 
     async fn bring_online(&mut self) {
         self.set_state(ResourceState::OnlinePending, None);
-        let deadline = CallDeadline::new(self.timers.online_timeout, Some(self.timers.pending_cap));
+        let deadline = CallDeadline::pending(self.timers.online_timeout, self.timers.pending_cap);
         match self.instance.online(deadline).await {
             Ok(Ok(())) => self.set_state(ResourceState::Online, None),
             Ok(Err(reason)) => self.fail(format!("online failed: {reason}")).await,
@@ -322,10 +355,8 @@ impl Actor {
 
     async fn take_offline(&mut self) {
         self.set_state(ResourceState::OfflinePending, None);
-        let deadline = CallDeadline::new(
-            Some(self.timers.offline_timeout),
-            Some(self.timers.pending_cap),
-        );
+        let deadline =
+            CallDeadline::pending(Some(self.timers.offline_timeout), self.timers.pending_cap);
         match self.instance.offline(deadline).await {
             Ok(Ok(())) => self.set_state(ResourceState::Offline, None),
             Ok(Err(reason)) => {
@@ -552,7 +583,10 @@ impl ResourceHandle {
     }
 
     /// Move the resource to another version of its type; waits for the
-    /// answer. `deadline`: give up if the actor is busy until then.
+    /// answer. `deadline`: give up if the actor is busy with something else
+    /// until then (a long online). Bounded either way: by `deadline` for
+    /// the swap to start and by [`SWAP_WORK_LIMIT`] once it has; a swap
+    /// given up on does not take effect.
     pub async fn swap(
         &self,
         plugin: Arc<Plugin>,
@@ -560,19 +594,55 @@ impl ResourceHandle {
         deadline: Instant,
     ) -> Result<Result<String, String>, Gone> {
         let (reply, answer) = oneshot::channel();
+        let (started_tx, started) = oneshot::channel();
         self.send(Command::Swap {
             plugin,
             properties,
             deadline,
+            started: started_tx,
             reply,
         })?;
-        answer.await.map_err(|_| Gone(self.name.to_string()))
+        // Dropping `answer` on giving up is what keeps a late swap from
+        // taking effect (the actor commits only while it is open).
+        if tokio::time::timeout_at(deadline, started).await.is_err() {
+            return Ok(Err(
+                "the resource was busy past the swap's deadline".to_string()
+            ));
+        }
+        let limit = SWAP_WORK_LIMIT + Duration::from_secs(5);
+        match tokio::time::timeout(limit, answer).await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(_)) => Err(Gone(self.name.to_string())),
+            Err(_) => Ok(Err(format!("the swap gave no answer within {limit:?}"))),
+        }
     }
 
     /// Cut off the call in flight (an online that has no pending timeout,
     /// say). It ends as a failure with the reason "cancelled by the operator".
     pub fn cancel_pending(&self) {
         self.cancel.send_modify(|generation| *generation += 1);
+    }
+
+    /// The operator's cancel: cut off the resource's pending online or
+    /// offline (an online the type declared unbounded, say), which fails
+    /// and terminates the resource. Refused, naming the state, when nothing
+    /// is pending: a cancel must not cut off a health check or a control.
+    pub fn cancel(&self) -> Result<String, String> {
+        let call = match self.status().state {
+            ResourceState::OnlinePending => "online",
+            ResourceState::OfflinePending => "offline",
+            other => {
+                return Err(format!(
+                    "resource {:?} has no pending online or offline to cancel (it is {other})",
+                    &*self.name
+                ));
+            }
+        };
+        self.cancel_pending();
+        Ok(format!(
+            "resource {}: its pending {call} was cancelled",
+            self.name
+        ))
     }
 
     /// Run a control code and wait for the answer.
@@ -592,6 +662,35 @@ impl ResourceHandle {
         if self.send(Command::Shutdown { reply }).is_ok() {
             let _ = done.await;
         }
+    }
+
+    /// [`ResourceHandle::shutdown`], bounded: if the actor has not stopped
+    /// within `wait` (a call that does not end, such as an online the type
+    /// declared unbounded, holds it), the call in flight is cancelled, which
+    /// fails and terminates the resource, and the actor gets a grace to
+    /// finish; past that it is left behind, with an error in the log.
+    /// Returns whether the actor stopped.
+    pub async fn shutdown_within(&self, wait: Duration) -> bool {
+        let (reply, mut done) = oneshot::channel();
+        if self.send(Command::Shutdown { reply }).is_err() {
+            return true;
+        }
+        if tokio::time::timeout(wait, &mut done).await.is_ok() {
+            return true;
+        }
+        tracing::warn!(
+            resource = %self.name,
+            "did not stop within {wait:?}; cancelling the call in flight"
+        );
+        self.cancel_pending();
+        let stopped = tokio::time::timeout(STOP_GRACE, done).await.is_ok();
+        if !stopped {
+            tracing::error!(
+                resource = %self.name,
+                "did not stop within {STOP_GRACE:?} of being cancelled; left behind"
+            );
+        }
+        stopped
     }
 
     /// Wait until the status satisfies `ready`, or `timeout` passes.

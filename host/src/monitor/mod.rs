@@ -31,6 +31,15 @@ use crate::runtime::{CheckpointStore, Grants, Instance, InstanceConfig, Plugin, 
 const EVENT_BUFFER: usize = 16 * 1024;
 /// The memory limit of a resource that sets none.
 pub const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
+/// How long a removed resource's actor may take to stop (a clean offline
+/// and close) before the call it is in is cancelled. The node's loop waits
+/// for a removal, so this bounds what a resource that does not stop can
+/// hold it up.
+pub const REMOVE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long every actor may take to stop when the monitor shuts down
+/// before the calls still in flight are cancelled: the agent stops even if
+/// a plugin does not.
+pub const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A resource spec that passed validation, ready to be inserted.
 pub struct Prepared {
@@ -140,6 +149,25 @@ impl Monitor {
         })
     }
 
+    /// [`Monitor::prepare`] for a spec whose properties
+    /// [`validate_spec`] accepted already (off the node's loop): checks
+    /// only that the name is free.
+    pub fn prepare_validated(
+        &self,
+        plugin: Arc<Plugin>,
+        spec: ResourceSpec,
+        properties: Vec<(String, String)>,
+    ) -> Result<Prepared, SpecError> {
+        if self.resources.contains_key(&spec.name) {
+            return Err(SpecError::Duplicate(spec.name));
+        }
+        Ok(Prepared {
+            plugin,
+            spec,
+            properties,
+        })
+    }
+
     /// The doing half of [`Monitor::add`]: start the actor of a resource
     /// that [`Monitor::prepare`] accepted.
     pub fn insert(&mut self, prepared: Prepared) -> Result<ResourceHandle, SpecError> {
@@ -212,23 +240,26 @@ impl Monitor {
     }
 
     /// Stop a resource's actor (taking it offline first if it is not) and
-    /// forget it.
+    /// forget it. Bounded: past [`REMOVE_WAIT`] the call in flight is
+    /// cancelled (see [`ResourceHandle::shutdown_within`]).
     pub async fn remove(&mut self, name: &str) -> bool {
         match self.resources.remove(name) {
             Some(handle) => {
-                handle.shutdown().await;
+                handle.shutdown_within(REMOVE_WAIT).await;
                 true
             }
             None => false,
         }
     }
 
-    /// Take every resource offline and stop its actor, all at once.
+    /// Take every resource offline and stop its actor, all at once. Bounded:
+    /// past [`SHUTDOWN_WAIT`] the calls still in flight are cancelled, and an
+    /// actor that still does not stop is left behind.
     pub async fn shutdown(&mut self) {
         let handles: Vec<_> = std::mem::take(&mut self.resources).into_values().collect();
         let mut stopping = tokio::task::JoinSet::new();
         for handle in handles {
-            stopping.spawn(async move { handle.shutdown().await });
+            stopping.spawn(async move { handle.shutdown_within(SHUTDOWN_WAIT).await });
         }
         while stopping.join_next().await.is_some() {}
     }

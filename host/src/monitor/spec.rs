@@ -21,7 +21,8 @@ pub struct TimingOverrides {
 /// overrides applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timers {
-    /// `None`: online is never cut off (the type said so).
+    /// `None`: online is never cut off (the type said so and the operator
+    /// set no pending timeout of the resource's own); only a cancel ends it.
     pub online_timeout: Option<Duration>,
     pub offline_timeout: Duration,
     /// Progress reports extend a pending call up to this long in total.
@@ -48,9 +49,13 @@ impl Timers {
         let looks_alive = overrides
             .looks_alive_interval
             .unwrap_or(ms(info.timing.looks_alive_interval_ms));
+        // A type may declare that its online is never cut off (a large
+        // store mounts as long as it takes); an operator who sets the
+        // resource's pending timeout bounds it all the same.
+        let unbounded_online = info.flags.contains(TypeFlags::ONLINE_NO_PENDING_TIMEOUT)
+            && overrides.pending_timeout.is_none();
         Timers {
-            online_timeout: (!info.flags.contains(TypeFlags::ONLINE_NO_PENDING_TIMEOUT))
-                .then_some(pending),
+            online_timeout: (!unbounded_online).then_some(pending),
             offline_timeout: pending,
             pending_cap: pending.saturating_mul(PENDING_CAP_FACTOR),
             looks_alive_interval: (!looks_alive.is_zero()).then_some(looks_alive),

@@ -1,4 +1,5 @@
-//! The deadline of one call into a plugin, which progress reports extend.
+//! The deadline of one call into a plugin, which progress reports may extend
+//! only where the contract allows it.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -7,28 +8,44 @@ use tokio::time::Instant;
 
 /// When the call in flight is cut off.
 ///
-/// `online` and `offline` may report progress (SetResourceStatus in the
-/// Windows model); each report moves the deadline to `now + extension`, but
-/// never past the hard cap fixed when the call started.
+/// Only `online` and `offline` may report progress (SetResourceStatus in
+/// the Windows model): each report moves their deadline to
+/// `now + extension`, never past the hard cap fixed when the call started.
+/// Every other call (`describe`, `validate`, `open`, the health checks,
+/// `control`, `terminate`, `close`) has a fixed deadline: a progress report
+/// there extends nothing, so a plugin that keeps reporting cannot keep the
+/// agent from starting, block the node loop, or hold a check open.
 #[derive(Debug)]
 pub struct CallDeadline {
     started: Instant,
     at: Mutex<Option<Instant>>,
-    extension: Duration,
-    cap: Option<Instant>,
+    /// How far each progress report pushes the deadline, and the instant
+    /// past which it never moves; `None` for a fixed deadline.
+    extension: Option<(Duration, Instant)>,
 }
 
 impl CallDeadline {
-    /// A deadline `timeout` from now that progress reports may extend by
-    /// `timeout` each, up to `cap` after the start. `None` means no deadline
-    /// (an online the type declared must not time out).
-    pub fn new(timeout: Option<Duration>, cap: Option<Duration>) -> CallDeadline {
+    /// A deadline `timeout` from now that nothing moves.
+    pub fn fixed(timeout: Duration) -> CallDeadline {
         let started = Instant::now();
         CallDeadline {
             started,
-            at: Mutex::new(timeout.map(|t| started + t)),
-            extension: timeout.unwrap_or_default(),
-            cap: cap.map(|c| started + c),
+            at: Mutex::new(Some(started + timeout)),
+            extension: None,
+        }
+    }
+
+    /// The deadline of an `online` or `offline`: `timeout` from now, which
+    /// each progress report moves to `timeout` after the report, up to `cap`
+    /// after the start. `timeout: None` means no deadline at all (an online
+    /// the type declared must not time out and the operator did not bound);
+    /// only a cancel ends such a call.
+    pub fn pending(timeout: Option<Duration>, cap: Duration) -> CallDeadline {
+        let started = Instant::now();
+        CallDeadline {
+            started,
+            at: Mutex::new(timeout.map(|t| started + t.min(cap))),
+            extension: timeout.map(|t| (t, started + cap)),
         }
     }
 
@@ -53,8 +70,9 @@ impl CallDeadline {
             .unwrap_or_default()
     }
 
-    /// Record progress: push the deadline out, up to the cap. Returns the
-    /// time left before the call is cut off (`u64::MAX` ms without one).
+    /// Record progress: push an extensible deadline out, up to its cap.
+    /// Returns the time left before the call is cut off (`Duration::MAX`
+    /// without a deadline); a fixed deadline stays where it is.
     pub fn extend(&self) -> Duration {
         let mut at = self
             .at
@@ -64,11 +82,10 @@ impl CallDeadline {
         let Some(current) = *at else {
             return Duration::MAX;
         };
-        let mut wanted = now + self.extension;
-        if let Some(cap) = self.cap {
-            wanted = wanted.min(cap);
-        }
-        let new = current.max(wanted);
+        let Some((extension, cap)) = self.extension else {
+            return current.saturating_duration_since(now);
+        };
+        let new = current.max((now + extension).min(cap));
         *at = Some(new);
         new.saturating_duration_since(now)
     }
@@ -80,7 +97,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn progress_extends_up_to_the_cap() {
-        let d = CallDeadline::new(Some(Duration::from_secs(10)), Some(Duration::from_secs(25)));
+        let d = CallDeadline::pending(Some(Duration::from_secs(10)), Duration::from_secs(25));
         let start = Instant::now();
         assert_eq!(d.at(), Some(start + Duration::from_secs(10)));
         tokio::time::advance(Duration::from_secs(8)).await;
@@ -92,9 +109,21 @@ mod tests {
         assert_eq!(d.at(), Some(start + Duration::from_secs(25)));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_fixed_deadline_is_not_extended() {
+        let d = CallDeadline::fixed(Duration::from_secs(5));
+        let start = Instant::now();
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(d.extend(), Duration::from_secs(2));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(d.extend(), Duration::from_secs(1));
+        assert_eq!(d.at(), Some(start + Duration::from_secs(5)));
+        assert_eq!(d.allowed(), Duration::from_secs(5));
+    }
+
     #[test]
     fn no_timeout_means_no_deadline() {
-        let d = CallDeadline::new(None, None);
+        let d = CallDeadline::pending(None, Duration::from_secs(25));
         assert_eq!(d.at(), None);
         assert_eq!(d.extend(), Duration::MAX);
     }

@@ -133,7 +133,7 @@ impl Instance {
                 self.config.memory_limit,
                 network,
             )?;
-            let deadline = Arc::new(CallDeadline::new(Some(self.config.open_timeout), None));
+            let deadline = Arc::new(CallDeadline::fixed(self.config.open_timeout));
             store.data_mut().deadline = Some(deadline.clone());
             let stderr = self.context.stderr.clone();
             let bindings = bounded(
@@ -281,25 +281,21 @@ impl Instance {
     }
 
     pub async fn terminate(&mut self, timeout: Duration) -> Result<(), CallError> {
-        self.call(
-            "terminate",
-            CallDeadline::new(Some(timeout), None),
-            |store, b, h| {
-                Box::pin(async move {
-                    b.warden_resource_resource_type()
-                        .instance()
-                        .call_terminate(store, h)
-                        .await
-                })
-            },
-        )
+        self.call("terminate", CallDeadline::fixed(timeout), |store, b, h| {
+            Box::pin(async move {
+                b.warden_resource_resource_type()
+                    .instance()
+                    .call_terminate(store, h)
+                    .await
+            })
+        })
         .await
     }
 
     pub async fn looks_alive(&mut self, timeout: Duration) -> Result<Health, CallError> {
         self.call(
             "looks-alive",
-            CallDeadline::new(Some(timeout), None),
+            CallDeadline::fixed(timeout),
             |store, b, h| {
                 Box::pin(async move {
                     b.warden_resource_resource_type()
@@ -314,18 +310,14 @@ impl Instance {
     }
 
     pub async fn is_alive(&mut self, timeout: Duration) -> Result<Health, CallError> {
-        self.call(
-            "is-alive",
-            CallDeadline::new(Some(timeout), None),
-            |store, b, h| {
-                Box::pin(async move {
-                    b.warden_resource_resource_type()
-                        .instance()
-                        .call_is_alive(store, h)
-                        .await
-                })
-            },
-        )
+        self.call("is-alive", CallDeadline::fixed(timeout), |store, b, h| {
+            Box::pin(async move {
+                b.warden_resource_resource_type()
+                    .instance()
+                    .call_is_alive(store, h)
+                    .await
+            })
+        })
         .await
         .map(plugin_text::health)
     }
@@ -339,7 +331,7 @@ impl Instance {
         let (code, payload) = (code.to_string(), payload.to_string());
         self.call(
             "control",
-            CallDeadline::new(Some(timeout), None),
+            CallDeadline::fixed(timeout),
             move |store, b, h| {
                 Box::pin(async move {
                     b.warden_resource_resource_type()
@@ -358,7 +350,7 @@ impl Instance {
         let Some(mut live) = self.live.take() else {
             return Ok(());
         };
-        let deadline = CallDeadline::new(Some(timeout), None);
+        let deadline = CallDeadline::fixed(timeout);
         let stderr = self.context.stderr.clone();
         let handle = live.handle;
         bounded(

@@ -19,8 +19,8 @@ mod instance;
 mod limits;
 mod network;
 mod plugin;
-mod private_file;
 pub mod plugin_text;
+mod private_file;
 mod process;
 
 pub use cache::{CacheOutcome, CompileCache};

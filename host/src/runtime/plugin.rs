@@ -164,7 +164,7 @@ impl Plugin {
         let stderr = context.stderr.clone();
         let network = Arc::new(NetworkGrant::default());
         let mut store = new_store(&self.runtime, context, TYPE_CALL_MEMORY, network)?;
-        let deadline = Arc::new(CallDeadline::new(Some(TYPE_CALL_TIMEOUT), None));
+        let deadline = Arc::new(CallDeadline::fixed(TYPE_CALL_TIMEOUT));
         store.data_mut().deadline = Some(deadline.clone());
         let (_cancel_tx, mut cancel) = watch::channel(0u64);
         let bindings = bounded(
@@ -334,14 +334,44 @@ fn check_schema(info: &TypeInfo) -> Result<(), String> {
                 .map_err(|why| format!("property {:?}: default {default:?} {why}", spec.name))?;
         }
     }
-    let timing = &info.timing;
-    for (field, value) in [
-        ("pending-timeout-ms", timing.pending_timeout_ms),
-        ("is-alive-interval-ms", timing.is_alive_interval_ms),
-        ("check-timeout-ms", timing.check_timeout_ms),
-    ] {
-        if value == 0 {
+    check_timing(&info.timing)
+}
+
+/// The most a type may declare for each of its timers, in milliseconds.
+///
+/// A type's timings are the defaults of every resource of it, and the
+/// agent must not take them on trust: `u64::MAX` as a check timeout would
+/// mean a check is never cut off. A type that declares more than these is
+/// refused at load, naming the field and the limit (not clamped: a silent
+/// clamp would hide a plugin bug, and refusing changes nothing running).
+/// An operator who wants longer sets it per resource in the configuration.
+pub const TIMING_LIMITS: [(&str, u64); 4] = [
+    // An online or offline may take an hour, each progress report
+    // extending it by the pending timeout up to ten of them.
+    ("pending-timeout-ms", 3_600_000),
+    ("looks-alive-interval-ms", 86_400_000),
+    ("is-alive-interval-ms", 86_400_000),
+    // A health check that takes longer than five minutes has failed.
+    ("check-timeout-ms", 300_000),
+];
+
+/// Check a type's declared timers: each above 0 (but looks-alive, where 0
+/// means none) and at most its limit in [`TIMING_LIMITS`].
+fn check_timing(timing: &contract::Timing) -> Result<(), String> {
+    let values = [
+        timing.pending_timeout_ms,
+        timing.looks_alive_interval_ms,
+        timing.is_alive_interval_ms,
+        timing.check_timeout_ms,
+    ];
+    for ((field, limit), value) in TIMING_LIMITS.into_iter().zip(values) {
+        if value == 0 && field != "looks-alive-interval-ms" {
             return Err(format!("timing {field} must be above 0"));
+        }
+        if value > limit {
+            return Err(format!(
+                "timing {field} is {value}, above the limit of {limit} ms"
+            ));
         }
     }
     Ok(())
@@ -507,5 +537,32 @@ mod tests {
             Err(LoadError::CoreModule)
         ));
         assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
+    }
+
+    fn timing(pending: u64, looks: u64, is: u64, check: u64) -> contract::Timing {
+        contract::Timing {
+            pending_timeout_ms: pending,
+            looks_alive_interval_ms: looks,
+            is_alive_interval_ms: is,
+            check_timeout_ms: check,
+        }
+    }
+
+    #[test]
+    fn declared_timings_are_bounded() {
+        assert_eq!(check_timing(&timing(180_000, 0, 10_000, 5_000)), Ok(()));
+        assert_eq!(
+            check_timing(&timing(180_000, 5_000, 10_000, u64::MAX)),
+            Err(format!(
+                "timing check-timeout-ms is {}, above the limit of 300000 ms",
+                u64::MAX
+            ))
+        );
+        let err = check_timing(&timing(3_600_001, 5_000, 10_000, 5_000)).unwrap_err();
+        assert!(err.contains("pending-timeout-ms"), "{err}");
+        let err = check_timing(&timing(1, 86_400_001, 10_000, 5_000)).unwrap_err();
+        assert!(err.contains("looks-alive-interval-ms"), "{err}");
+        let err = check_timing(&timing(1, 0, 0, 5_000)).unwrap_err();
+        assert_eq!(err, "timing is-alive-interval-ms must be above 0");
     }
 }
