@@ -184,6 +184,7 @@ enum PluginCommand {
 }
 
 fn main() -> ExitCode {
+    reset_stop_signals();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     // Check timers and I/O every 8 polls rather than 61: a guest spinning
@@ -427,6 +428,20 @@ async fn check_plugin(file: &PathBuf) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Give SIGINT and SIGTERM their default action (end the process) until
+/// the agent listens for them: a shell starts a background job with
+/// SIGINT ignored, and one sent before the agent listened would be lost.
+fn reset_stop_signals() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    for stop in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: no handler is installed, only the default action; no
+        // other thread exists yet.
+        if let Err(err) = unsafe { signal(stop, SigHandler::SigDfl) } {
+            eprintln!("warning: could not reset the action of {stop}: {err}");
+        }
+    }
 }
 
 /// SIGTERM and SIGINT, listened for from the agent's first moments.

@@ -255,7 +255,7 @@ fn start_agent(dir: &Path, resources: &str) -> Agent {
     let plugins = dir.join("plugins");
     std::fs::create_dir_all(&plugins).expect("plugins dir");
     std::fs::copy(HOSTILE, plugins.join("hostile-calls.wasm")).expect("copy plugin");
-    std::fs::write(dir.join("token"), format!("{TOKEN}\n")).expect("token");
+    warden::config::write_token_file(&dir.join("token"), TOKEN).expect("token");
     let config = format!(
         r#"
 [node]

@@ -183,6 +183,9 @@ fn the_template_for_a_new_type_builds_loads_and_passes_plugin_test() {
         "args=demo-service --name template --listen {address}",
         "--prop",
         &format!("address={address}"),
+        // Nothing is granted that the command line does not name.
+        "--grant-program",
+        WARDEN,
     ]);
     let (stdout, stderr) = text(&out);
     assert!(

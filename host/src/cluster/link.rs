@@ -500,13 +500,17 @@ async fn keep_lease(
         // A renewal may not hold the fence back: it waits at most until the
         // fence is due (else the fence came up to `every / 2` late).
         let fence_due = (renewed_at + fence_after).saturating_duration_since(sent);
+        let mut answered = false;
         match timeout(
             (every / 2).min(fence_due),
             renew(&mut client, &mut keeper, id),
         )
         .await
         {
-            Ok(Ok(true)) => renewed_at = sent,
+            Ok(Ok(true)) => {
+                renewed_at = sent;
+                answered = true;
+            }
             Ok(Ok(false)) => {
                 fence(&shared, &lease_tx, "the lease expired in etcd");
                 lease = None;
@@ -530,7 +534,15 @@ async fn keep_lease(
             lease = None;
             continue;
         }
-        let next = sent + every;
+        // After a failed renewal try again soon, not a whole period later:
+        // an etcd member lost (its leader, say) is answered for by another
+        // within an election, well inside the fence margin, and one retry
+        // per period would leave a single chance before the fence.
+        let next = if answered {
+            sent + every
+        } else {
+            Instant::now() + RETRY.min(every)
+        };
         let fence_at = renewed_at + fence_after;
         tokio::time::sleep_until(next.min(fence_at)).await;
     }

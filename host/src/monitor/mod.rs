@@ -133,14 +133,6 @@ impl Monitor {
         if self.resources.contains_key(&spec.name) {
             return Err(SpecError::Duplicate(spec.name));
         }
-        spec.dirs.create().map_err(|e| SpecError::Directory {
-            resource: spec.name.clone(),
-            reason: format!(
-                "creating {} and {}: {e}",
-                spec.dirs.data.display(),
-                spec.dirs.private.display()
-            ),
-        })?;
         let properties = spec::validate(&spec, &plugin).await?;
         Ok(Prepared {
             plugin,
@@ -179,6 +171,15 @@ impl Monitor {
         if self.resources.contains_key(&spec.name) {
             return Err(SpecError::Duplicate(spec.name));
         }
+        // Created only now: checking a resource (prepare) changes nothing.
+        spec.dirs.create().map_err(|e| SpecError::Directory {
+            resource: spec.name.clone(),
+            reason: format!(
+                "creating {} and {}: {e}",
+                spec.dirs.data.display(),
+                spec.dirs.private.display()
+            ),
+        })?;
         let timers = Timers::resolve(&plugin, &spec.timing);
         let plugin_version = plugin.info().version.clone();
         let (exits_tx, exits) = mpsc::unbounded_channel();
