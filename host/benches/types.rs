@@ -233,7 +233,7 @@ impl Resource {
     /// The managed process's pid, from the pid file the host writes in
     /// the resource's private directory.
     fn pid(&self) -> String {
-        let file = self.instance.context().private_dir.join(".warden-pid");
+        let file = self.instance.context().dirs.private.join(".warden-pid");
         let text = std::fs::read_to_string(&file).expect("the host's pid file");
         text.split_whitespace()
             .next()

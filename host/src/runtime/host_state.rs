@@ -123,10 +123,9 @@ pub struct ResourceContext {
     pub name: Arc<str>,
     pub type_name: Arc<str>,
     pub grants: Grants,
-    /// The plugin's directory (`/data`); the managed process runs there.
-    pub data_dir: PathBuf,
-    /// The agent's own files about the resource, out of the plugin's reach.
-    pub private_dir: PathBuf,
+    /// The plugin's directory (`dirs.data`, its `/data`; the managed
+    /// process runs there) and the agent's own (`dirs.private`).
+    pub dirs: ResourceDirs,
     pub process: ProcessSlot,
     pub checkpoints: Checkpoints,
     /// False for the context of type-level calls, which see no directory.
@@ -174,8 +173,7 @@ impl ResourceContext {
             name,
             type_name: type_name.into(),
             grants,
-            data_dir: dirs.data,
-            private_dir: dirs.private,
+            dirs,
         })
     }
 
@@ -195,8 +193,7 @@ impl ResourceContext {
             name,
             type_name: type_name.into(),
             grants: Grants::default(),
-            data_dir: PathBuf::new(),
-            private_dir: PathBuf::new(),
+            dirs: ResourceDirs::default(),
         })
     }
 }
@@ -245,11 +242,11 @@ impl HostState {
             .allow_ip_name_lookup(false)
             .socket_addr_check(network.into_check(resource.name.clone()));
         if resource.has_data_dir {
-            wasi.preopened_dir(&resource.data_dir, GUEST_DATA_DIR, FsPerms::ReadWrite)
+            wasi.preopened_dir(&resource.dirs.data, GUEST_DATA_DIR, FsPerms::ReadWrite)
                 .map_err(|e| {
                     format!(
                         "cannot open the data directory {} for the sandbox: {e:#}",
-                        resource.data_dir.display()
+                        resource.dirs.data.display()
                     )
                 })?;
         }
@@ -360,14 +357,9 @@ impl host::Host for HostState {
 impl process::Host for HostState {
     async fn spawn(&mut self, spec: process::SpawnSpec) -> wasmtime::Result<Result<u32, String>> {
         let resource = &self.resource;
-        Ok(resource.process.spawn(
-            &spec,
-            &resource.grants,
-            &ResourceDirs {
-                data: resource.data_dir.clone(),
-                private: resource.private_dir.clone(),
-            },
-        ))
+        Ok(resource
+            .process
+            .spawn(&spec, &resource.grants, &resource.dirs))
     }
 
     async fn stop(
