@@ -126,6 +126,7 @@ fn refusal(err: anyhow::Error) -> Response {
     let status = match err.downcast_ref::<Refused>().map(|r| r.kind) {
         Some(RefusedKind::NotFound) => StatusCode::NOT_FOUND,
         Some(RefusedKind::Conflict) => StatusCode::CONFLICT,
+        Some(RefusedKind::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
         Some(RefusedKind::Invalid) | None => StatusCode::UNPROCESSABLE_ENTITY,
     };
     error(status, format!("{err:#}"))

@@ -179,7 +179,7 @@ pub struct ClusterSection {
     /// Every node that may join, in the order that breaks ties.
     pub nodes: Vec<String>,
     /// The membership lease. A node cut off from etcd stops its groups
-    /// within 2/5 of it (plus the time to terminate them); a dead node's
+    /// within half of it (plus the time to terminate them); a dead node's
     /// groups move after it.
     #[serde(default = "default_lease_ttl_s")]
     pub lease_ttl_s: u64,

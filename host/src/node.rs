@@ -271,11 +271,34 @@ pub enum RefusedKind {
     Conflict,
     /// Not valid in itself.
     Invalid,
+    /// Could not be taken now (the cluster's log did not accept it); the
+    /// same request may succeed later.
+    Unavailable,
+}
+
+/// What an operator's request came to on the loop.
+enum Operated {
+    /// Carried out here; the answer.
+    Done(String),
+    /// To append to the cluster's log, and answer once it is there.
+    ToLog {
+        link: ClusterLink,
+        event: PolicyEvent,
+        done: String,
+    },
 }
 
 fn not_found(message: String) -> anyhow::Error {
     Refused {
         kind: RefusedKind::NotFound,
+        message,
+    }
+    .into()
+}
+
+fn unavailable(message: String) -> anyhow::Error {
+    Refused {
+        kind: RefusedKind::Unavailable,
         message,
     }
     .into()
@@ -920,9 +943,28 @@ impl Driver {
                 let result = self.change(change, Some(*checked)).await;
                 let _ = reply.send(result);
             }
-            Command::Operate { operation, reply } => {
-                let _ = reply.send(self.operate(operation));
-            }
+            Command::Operate { operation, reply } => match self.operate(operation) {
+                Ok(Operated::Done(done)) => {
+                    let _ = reply.send(Ok(done));
+                }
+                Ok(Operated::ToLog { link, event, done }) => {
+                    // Answered once the entry is in the log, so that an
+                    // acknowledged request outlives this node; the loop
+                    // does not wait for etcd meanwhile.
+                    tokio::spawn(async move {
+                        let answer = match link.request(event).await {
+                            Ok(seq) => Ok(format!("{done} (entry {seq} of the cluster's log)")),
+                            Err(err) => Err(unavailable(format!(
+                                "{done}: not taken, the cluster's log did not accept it: {err:#}"
+                            ))),
+                        };
+                        let _ = reply.send(answer);
+                    });
+                }
+                Err(err) => {
+                    let _ = reply.send(Err(err));
+                }
+            },
             Command::Status { reply } => {
                 let _ = reply.send(self.status());
             }
@@ -1425,7 +1467,10 @@ impl Driver {
                 .clone()
                 .reconfigure(cluster, now())
                 .map_err(|e| conflict(e.to_string()))?;
-            let seq = link.configure(nodes, next).await?;
+            let seq = link
+                .configure(nodes, next)
+                .await
+                .map_err(|err| unavailable(format!("{done}: {err:#}")))?;
             if let Some(group) = start {
                 link.append(PolicyEvent::GroupOnlineRequested(group));
             }
@@ -1475,7 +1520,7 @@ impl Driver {
         Ok(())
     }
 
-    fn operate(&mut self, operation: Operation) -> Result<String> {
+    fn operate(&mut self, operation: Operation) -> Result<Operated> {
         let me = self.settings.name.clone();
         let group_exists = |g: &str| -> Result<()> {
             if self.engine.group(g).is_none() {
@@ -1511,7 +1556,9 @@ impl Driver {
                     return Err(not_found(format!("no resource {resource:?}")));
                 };
                 handle.fail("failed by the operator")?;
-                return Ok(format!("resource {resource}: failure injected"));
+                return Ok(Operated::Done(format!(
+                    "resource {resource}: failure injected"
+                )));
             }
             Operation::Pause => (
                 PolicyEvent::NodePaused(me.clone()),
@@ -1544,8 +1591,11 @@ impl Driver {
                 )));
             }
             // Decided where every node decides: in the log's order.
-            cluster.link.append(event);
-            return Ok(format!("{done} (through the cluster's log)"));
+            return Ok(Operated::ToLog {
+                link: cluster.link.clone(),
+                event,
+                done,
+            });
         }
         // Remember which groups the operator wants online, so a restarted
         // agent brings back what ran.
@@ -1577,7 +1627,7 @@ impl Driver {
         if !refused.is_empty() {
             return Err(conflict(format!("refused: {}", refused.join("; "))));
         }
-        Ok(done)
+        Ok(Operated::Done(done))
     }
 
     fn status(&self) -> Status {

@@ -231,6 +231,101 @@ fn with_one_etcd_member_dead_the_cluster_still_moves_and_fails_over() {
     wait_moved(&cluster, second, "n3", &["n1"]);
 }
 
+/// One etcd member lost, whichever it is (the leader first, then the
+/// others; each agent is given every member, and each member is the first
+/// one some agent asks): no agent fences itself, the service stays where
+/// it is in steady state, and a failover during the loss completes within
+/// a few lease TTLs.
+#[test]
+fn losing_any_one_etcd_member_fences_no_agent_in_steady_state_or_during_a_failover() {
+    let mut cluster = Cluster::new();
+    three_agents_n1_serving(&mut cluster);
+    let ttl = Duration::from_secs(cluster.setup.lease_ttl_s);
+    let leader = wait_until("etcd to name its leader", MINUTE, || cluster.etcd.leader());
+    let mut order = vec![leader];
+    order.extend((0..3).filter(|m| *m != leader));
+
+    for (round, member) in order.into_iter().enumerate() {
+        let fences: Vec<usize> = (0..3).map(|i| cluster.fences(i)).collect();
+        let (owner, pid) = wait_until("the service to answer", MINUTE, || {
+            served_by(cluster.service)
+        });
+        cluster.etcd.kill_member(member);
+        // Steady state: two lease TTLs, the service never moves or stops
+        // for long (a probe may time out on a loaded machine: the pid
+        // tells whether it was restarted).
+        let since = Instant::now();
+        while since.elapsed() < 2 * ttl {
+            if let Some((node, now)) = served_by(cluster.service) {
+                assert_eq!(
+                    (node.as_str(), now),
+                    (owner.as_str(), pid),
+                    "round {round}: the service moved or restarted with etcd member {member} \
+                     lost; logs in {}",
+                    cluster.dir.path().display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // A failover while the member is gone: kill -9 of the owner.
+        let owner_index = NODES.iter().position(|n| *n == owner).expect("a node");
+        cluster.kill_agent(owner_index);
+        let killed = Instant::now();
+        let (next, _) = wait_until(
+            &format!(
+                "round {round}: the group to fail over with etcd member {member} lost; logs in {}",
+                cluster.dir.path().display()
+            ),
+            4 * ttl,
+            || served_by(cluster.service).filter(|(node, _)| *node != owner),
+        );
+        eprintln!(
+            "round {round}: member {member} lost, {owner} killed, {next} serves after {:?}",
+            killed.elapsed()
+        );
+        for (i, before) in fences.iter().enumerate() {
+            if i != owner_index {
+                assert_eq!(
+                    cluster.fences(i),
+                    *before,
+                    "round {round}: {} fenced itself with one etcd member ({member}) lost; \
+                     logs in {}",
+                    NODES[i],
+                    cluster.dir.path().display()
+                );
+            }
+        }
+        cluster.etcd.start_member(member);
+        cluster.etcd.wait_healthy(member);
+        cluster.start_joined(owner_index);
+    }
+}
+
+/// An operator's move answered by a node that is killed right after it
+/// answered is carried out all the same: the answer came only once the
+/// request was in the cluster's log. Asked of a node that neither owns the
+/// group nor is its target, so that only the log can carry it.
+#[test]
+fn a_move_is_carried_out_when_the_node_that_answered_it_is_killed_at_once() {
+    let mut cluster = Cluster::new();
+    three_agents_n1_serving(&mut cluster);
+    // (owner, asked, target)
+    for (owner, asked, to) in [(0, 1, 2), (2, 0, 1), (1, 2, 0)] {
+        let (node, _) = wait_until("the service to answer", MINUTE, || {
+            served_by(cluster.service)
+        });
+        assert_eq!(node, NODES[owner]);
+        let said = cluster.ok(asked, &["group", "move", "web", "--to", NODES[to]]);
+        cluster.kill_agent(asked);
+        assert!(
+            said.contains("entry "),
+            "the answer names the log entry: {said}"
+        );
+        cluster.wait_served_by(NODES[to], MINUTE);
+        cluster.start_joined(asked);
+    }
+}
+
 /// What this asserts with etcd's majority lost: the agents take no new
 /// decision (a move asked meanwhile is refused and not carried out), and, since no
 /// lease can be renewed, every agent fences itself within 2/5 of the lease

@@ -12,19 +12,20 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use tokio::sync::watch;
 
 use super::Keys;
+use super::etcd::Etcd;
 use crate::desired::Desired;
 use crate::runtime::{Checkpoint, CheckpointStore};
 
-/// How long one read or write of a record may take.
-const TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one read or write of a record may take, every member tried.
+const TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The cluster's checkpoint store (see the module documentation).
 pub struct EtcdCheckpoints {
-    client: Client,
+    etcd: Etcd,
     keys: Keys,
     me: String,
     /// This node's current lease; `None` while fenced.
@@ -45,14 +46,14 @@ impl fmt::Debug for EtcdCheckpoints {
 
 impl EtcdCheckpoints {
     pub fn new(
-        client: Client,
+        etcd: Etcd,
         keys: Keys,
         me: &str,
         lease: watch::Receiver<Option<i64>>,
         desired: &Desired,
     ) -> EtcdCheckpoints {
         let store = EtcdCheckpoints {
-            client,
+            etcd,
             keys,
             me: me.to_string(),
             lease,
@@ -77,21 +78,24 @@ impl EtcdCheckpoints {
     fn run<T>(
         &self,
         what: &str,
-        work: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+        work: impl std::future::Future<Output = anyhow::Result<T>>,
     ) -> Result<T, String> {
         self.runtime
             .block_on(async { tokio::time::timeout(TIMEOUT, work).await })
             .map_err(|_| format!("{what}: etcd did not answer within {TIMEOUT:?}"))?
-            .map_err(|e| format!("{what}: {e}"))
+            .map_err(|e| format!("{e:#}"))
     }
 }
 
 impl CheckpointStore for EtcdCheckpoints {
     fn load(&self, resource: &str) -> Result<Checkpoint, String> {
-        let mut client = self.client.clone();
         let key = self.keys.checkpoint(resource);
         let what = format!("reading the checkpoint of {resource}");
-        let answer = self.run(&what, client.get(key, None))?;
+        let read = self.etcd.request(&what, |mut client| {
+            let key = key.clone();
+            async move { client.get(key, None).await }
+        });
+        let answer = self.run(&what, read)?;
         match answer.kvs().first() {
             None => Ok(Checkpoint::new()),
             Some(kv) => serde_json::from_slice(kv.value())
@@ -118,9 +122,12 @@ impl CheckpointStore for EtcdCheckpoints {
                 Compare::lease(owner, CompareOp::Equal, lease),
             ])
             .and_then([TxnOp::put(self.keys.checkpoint(resource), body, None)]);
-        let mut client = self.client.clone();
         let what = format!("saving the checkpoint of {resource}");
-        if self.run(&what, client.txn(txn))?.succeeded() {
+        let write = self.etcd.request(&what, |mut client| {
+            let txn = txn.clone();
+            async move { client.txn(txn).await }
+        });
+        if self.run(&what, write)?.succeeded() {
             Ok(())
         } else {
             Err(format!(

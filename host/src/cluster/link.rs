@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, LeaseKeepAliveStream,
-    LeaseKeeper, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchResponse, WatchStream,
+    Client, Compare, CompareOp, EventType, GetOptions, LeaseKeepAliveStream, LeaseKeeper,
+    PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchResponse, WatchStream,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep, timeout};
@@ -21,12 +21,16 @@ use warden_policy::Event as PolicyEvent;
 
 use super::Keys;
 use super::checkpoints::EtcdCheckpoints;
+use super::etcd::{ATTEMPT, Etcd};
 use super::log::{self, LogEntry, LogEvent};
 use crate::config::ClusterSection;
 use crate::desired::Desired;
 
-/// How long one etcd request may take before the link counts it as failed.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the node's loop waits for a request it must answer (an
+/// append whose entry number it reports): every member may be tried
+/// (`ATTEMPT` each) and the request may queue behind the node's own
+/// appends.
+const TOLD_WAIT: Duration = Duration::from_secs(10);
 /// Retry pause after a failed etcd request.
 const RETRY: Duration = Duration::from_millis(200);
 /// A watch that said nothing for this long is re-established (after a
@@ -76,18 +80,33 @@ impl ClusterLink {
     /// Append a new configuration of the cluster; every node applies it
     /// when it comes back through the log. Returns its entry's number.
     pub async fn configure(&self, nodes: Vec<String>, desired: Desired) -> Result<u64> {
+        self.append_told(LogEvent::Configure { nodes, desired })
+            .await
+            .context("the configuration was not appended")
+    }
+
+    /// Append an operator's request; answers once the entry is in the log
+    /// (with its number), so an acknowledged request survives this node.
+    pub async fn request(&self, event: PolicyEvent) -> Result<u64> {
+        self.append_told(LogEvent::Policy(event)).await
+    }
+
+    /// Append `entry` after the node's earlier appends, and say where it
+    /// landed. If no answer comes within `TOLD_WAIT` the request is
+    /// withdrawn: one still queued is never appended, and the error says
+    /// that one already under way may have been.
+    async fn append_told(&self, entry: LogEvent) -> Result<u64> {
         let (reply, told) = oneshot::channel();
-        let entry = LogEvent::Configure { nodes, desired };
         self.requests
             .send(Request::AppendTold(entry, reply))
             .map_err(|_| anyhow::anyhow!("the cluster link has stopped"))?;
-        match timeout(REQUEST_TIMEOUT * 5, told).await {
+        match timeout(TOLD_WAIT, told).await {
             Ok(Ok(Ok(seq))) => Ok(seq),
-            Ok(Ok(Err(reason))) => bail!("the configuration was not appended: {reason}"),
+            Ok(Ok(Err(reason))) => bail!("{reason}"),
             Ok(Err(_)) => bail!("the cluster link has stopped"),
             Err(_) => bail!(
-                "etcd did not take the configuration within {:?}; it may still be appended",
-                REQUEST_TIMEOUT * 5
+                "etcd did not take it within {TOLD_WAIT:?}; if it was not yet being appended it \
+                 never will be — see the event history before asking again"
             ),
         }
     }
@@ -108,7 +127,7 @@ impl ClusterLink {
     pub async fn leave(&self) {
         let (reply, done) = oneshot::channel();
         if self.requests.send(Request::Leave(reply)).is_ok() {
-            let _ = timeout(REQUEST_TIMEOUT, done).await;
+            let _ = timeout(ATTEMPT * 2, done).await;
         }
     }
 }
@@ -135,25 +154,22 @@ pub struct Joined {
 /// Connect, take a lease, register as a member, read the log (writing the
 /// configuration into it if it is empty), then announce this node up.
 pub async fn join(section: &ClusterSection, me: &str, seed: &Desired) -> Result<Joined> {
-    let options = ConnectOptions::new()
-        .with_connect_timeout(REQUEST_TIMEOUT)
-        .with_timeout(REQUEST_TIMEOUT);
-    let mut client = Client::connect(&section.endpoints, Some(options))
-        .await
-        .with_context(|| format!("connecting to etcd at {}", section.endpoints.join(", ")))?;
+    let etcd = Etcd::connect(&section.endpoints).await?;
     let keys = Keys::new(&section.name);
-    let ttl = section.lease_ttl();
-    let lease = register(&mut client, &keys, me, ttl).await?;
+    let timing = LeaseTiming::of(section.lease_ttl());
+    let lease = register(&etcd, &keys, me, timing.ttl)
+        .await
+        .with_context(|| format!("joining through etcd at {}", etcd.endpoints()))?;
 
-    let (mut history, _) = log::read_from(&mut client, &keys, 1).await?;
+    let (mut history, _) = log::read_from(&etcd, &keys, 1).await?;
     let mut created = false;
     if history.is_empty() {
         let configure = LogEvent::Configure {
             nodes: section.nodes.clone(),
             desired: seed.clone(),
         };
-        created = log::append(&mut client, &keys, me, &configure).await? == 1;
-        history = log::read_from(&mut client, &keys, 1).await?.0;
+        created = log::append(&etcd, &keys, me, &configure).await? == 1;
+        history = log::read_from(&etcd, &keys, 1).await?.0;
     }
     if !matches!(
         history.first().map(|e| &e.event),
@@ -192,18 +208,18 @@ pub async fn join(section: &ClusterSection, me: &str, seed: &Desired) -> Result<
         lease: lease_rx,
         up,
     };
-    announce(&mut client, &shared).await?;
+    announce(&etcd, &shared).await?;
     let checkpoints = Arc::new(EtcdCheckpoints::new(
-        client.clone(),
+        etcd.clone(),
         shared.keys.clone(),
         me,
         shared.lease.clone(),
         &desired,
     ));
-    tokio::spawn(follow(client.clone(), shared.clone(), next));
-    tokio::spawn(watch_members(client.clone(), shared.clone()));
-    tokio::spawn(keep_lease(client.clone(), shared.clone(), lease_tx, ttl));
-    tokio::spawn(serve(client, shared, requests_rx));
+    tokio::spawn(follow(etcd.clone(), shared.clone(), next));
+    tokio::spawn(watch_members(etcd.clone(), shared.clone()));
+    tokio::spawn(keep_lease(etcd.clone(), shared.clone(), lease_tx, timing));
+    tokio::spawn(serve(etcd, shared, requests_rx));
     Ok(Joined {
         link: ClusterLink {
             requests,
@@ -259,45 +275,55 @@ fn track(up: &Mutex<BTreeSet<String>>, entry: &LogEntry) {
 }
 
 /// Grant a lease and put the member key on it.
-async fn register(client: &mut Client, keys: &Keys, me: &str, ttl: Duration) -> Result<i64> {
+async fn register(etcd: &Etcd, keys: &Keys, me: &str, ttl: Duration) -> Result<i64> {
     let secs = ttl.as_secs().max(1) as i64;
-    let lease = client
-        .lease_grant(secs, None)
-        .await
-        .context("taking a lease")?
+    // A grant whose answer was lost leaves a lease nobody renews: it
+    // expires on its own, holding nothing.
+    let lease = etcd
+        .request("taking a lease", |mut client| async move {
+            client.lease_grant(secs, None).await
+        })
+        .await?
         .id();
-    client
-        .put(
-            keys.member(me),
-            format!("{lease:x}"),
-            Some(PutOptions::new().with_lease(lease)),
-        )
-        .await
-        .context("registering as a member")?;
+    etcd.request("registering as a member", |mut client| {
+        let (key, value) = (keys.member(me), format!("{lease:x}"));
+        async move {
+            client
+                .put(key, value, Some(PutOptions::new().with_lease(lease)))
+                .await
+        }
+    })
+    .await?;
     Ok(lease)
 }
 
 /// Mark down the nodes the log thinks up that hold no member key, and this
 /// node's earlier incarnation, then announce this node up.
-async fn announce(client: &mut Client, shared: &Shared) -> Result<()> {
-    let (members, _) = live_members(client, &shared.keys).await?;
+async fn announce(etcd: &Etcd, shared: &Shared) -> Result<()> {
+    let (members, _) = live_members(etcd, &shared.keys).await?;
     for node in shared.believed_up() {
         if node == shared.me || !members.contains(&node) {
             let down = LogEvent::Policy(PolicyEvent::NodeDown(node));
-            log::append(client, &shared.keys, &shared.me, &down).await?;
+            log::append(etcd, &shared.keys, &shared.me, &down).await?;
         }
     }
     let up = LogEvent::Policy(PolicyEvent::NodeUp(shared.me.clone()));
-    log::append(client, &shared.keys, &shared.me, &up).await?;
+    log::append(etcd, &shared.keys, &shared.me, &up).await?;
     Ok(())
 }
 
 /// The nodes holding a member key, and the etcd revision of that reading.
-async fn live_members(client: &mut Client, keys: &Keys) -> Result<(BTreeSet<String>, i64)> {
-    let response = client
-        .get(keys.members_prefix(), Some(GetOptions::new().with_prefix()))
-        .await
-        .context("listing the members")?;
+async fn live_members(etcd: &Etcd, keys: &Keys) -> Result<(BTreeSet<String>, i64)> {
+    let response = etcd
+        .request("listing the members", |mut client| {
+            let prefix = keys.members_prefix();
+            async move {
+                client
+                    .get(prefix, Some(GetOptions::new().with_prefix()))
+                    .await
+            }
+        })
+        .await?;
     let revision = response.header().map(|h| h.revision()).unwrap_or(0);
     let members = response
         .kvs()
@@ -309,22 +335,37 @@ async fn live_members(client: &mut Client, keys: &Keys) -> Result<(BTreeSet<Stri
 }
 
 /// Deliver the log in order, from `next` on, for as long as the node runs.
-async fn follow(mut client: Client, shared: Shared, mut next: u64) {
+async fn follow(etcd: Etcd, shared: Shared, mut next: u64) {
     loop {
-        match follow_once(&mut client, &shared, &mut next).await {
+        let (member, mut client) = etcd.preferred();
+        match follow_once(&etcd, &mut client, &shared, &mut next).await {
             Ok(()) => return,
             Err(err) => {
                 tracing::debug!("following the log from {next}: {err:#}");
+                if is_transport(&err) {
+                    etcd.failed(member);
+                }
                 sleep(RETRY).await;
             }
         }
     }
 }
 
-/// Read what is there, then watch for more until the watch fails or idles.
-/// `Ok` only when the node's loop is gone.
-async fn follow_once(client: &mut Client, shared: &Shared, next: &mut u64) -> Result<()> {
-    let (entries, revision) = log::read_from(client, &shared.keys, *next).await?;
+/// Whether `err` came from etcd or the way to it (not from what it said).
+fn is_transport(err: &anyhow::Error) -> bool {
+    err.chain()
+        .any(|cause| cause.downcast_ref::<etcd_client::Error>().is_some())
+}
+
+/// Read what is there, then watch for more (on `client`) until the watch
+/// fails or idles. `Ok` only when the node's loop is gone.
+async fn follow_once(
+    etcd: &Etcd,
+    client: &mut Client,
+    shared: &Shared,
+    next: &mut u64,
+) -> Result<()> {
+    let (entries, revision) = log::read_from(etcd, &shared.keys, *next).await?;
     for entry in entries {
         if !deliver(shared, next, entry)? {
             return Ok(());
@@ -394,10 +435,14 @@ fn deliver(shared: &Shared, next: &mut u64, entry: LogEntry) -> Result<bool> {
 
 /// Append `NodeDown` for every node whose member key goes (its lease
 /// expired or was revoked) while the log thinks it up.
-async fn watch_members(mut client: Client, shared: Shared) {
+async fn watch_members(etcd: Etcd, shared: Shared) {
     loop {
-        if let Err(err) = watch_members_once(&mut client, &shared).await {
+        let (member, mut client) = etcd.preferred();
+        if let Err(err) = watch_members_once(&etcd, &mut client, &shared).await {
             tracing::debug!("watching the members: {err:#}");
+            if is_transport(&err) {
+                etcd.failed(member);
+            }
         }
         if shared.tx.is_closed() {
             return;
@@ -406,11 +451,11 @@ async fn watch_members(mut client: Client, shared: Shared) {
     }
 }
 
-async fn watch_members_once(client: &mut Client, shared: &Shared) -> Result<()> {
-    let (members, revision) = live_members(client, &shared.keys).await?;
+async fn watch_members_once(etcd: &Etcd, client: &mut Client, shared: &Shared) -> Result<()> {
+    let (members, revision) = live_members(etcd, &shared.keys).await?;
     for node in shared.believed_up() {
         if !members.contains(&node) {
-            mark_down(client, shared, &node).await?;
+            mark_down(etcd, shared, &node).await?;
         }
     }
     let mut watch = PrefixWatch::start(client, shared.keys.members_prefix(), revision).await?;
@@ -436,124 +481,198 @@ async fn watch_members_once(client: &mut Client, shared: &Shared) -> Result<()> 
                 .map(|up| up.contains(&node))
                 .unwrap_or(false);
             if believed_up {
-                mark_down(client, shared, &node).await?;
+                mark_down(etcd, shared, &node).await?;
             }
         }
     }
 }
 
-async fn mark_down(client: &mut Client, shared: &Shared, node: &str) -> Result<()> {
+async fn mark_down(etcd: &Etcd, shared: &Shared, node: &str) -> Result<()> {
     if node == shared.me || shared.lease().is_none() {
         // Our own key: our lease is gone, and the fence deals with it.
         return Ok(());
     }
     tracing::warn!(node, "member key gone: the node is down");
     let down = LogEvent::Policy(PolicyEvent::NodeDown(node.to_string()));
-    log::append(client, &shared.keys, &shared.me, &down).await?;
+    log::append(etcd, &shared.keys, &shared.me, &down).await?;
     Ok(())
 }
 
-/// Renew the lease; fence the node when renewals stop, and rejoin with a
-/// new lease when etcd answers again.
+/// When the lease is renewed and when the node fences itself, from its TTL.
 ///
-/// The lease lives at least `ttl` past the moment the last answered
-/// renewal was *sent*. The node fences itself `FENCE_AT` of the way there,
-/// leaving the rest of the TTL for terminating what it runs.
+/// etcd expires the lease no earlier than a full TTL after the moment the
+/// last answered renewal was *sent*. The node fences itself half way
+/// there, leaving the other half for terminating what it runs; it renews
+/// six times per TTL, so the fence comes only after about three renewals
+/// in a row went unanswered — each of them tried on every member in turn.
+/// Losing one etcd member (its leader, say) costs one attempt and an
+/// election, well inside that.
+#[derive(Debug, Clone, Copy)]
+struct LeaseTiming {
+    ttl: Duration,
+    every: Duration,
+    fence_after: Duration,
+    /// How long one renewal may take on one member before the next member
+    /// is asked.
+    per_try: Duration,
+}
+
+impl LeaseTiming {
+    fn of(ttl: Duration) -> LeaseTiming {
+        let fence_after = ttl / 2;
+        LeaseTiming {
+            ttl,
+            every: ttl / 6,
+            fence_after,
+            per_try: (fence_after / 4).clamp(Duration::from_millis(250), ATTEMPT),
+        }
+    }
+}
+
+/// Where this node stands with the cluster, as the lease keeper sees it.
+#[derive(Debug, Clone, Copy)]
+enum Standing {
+    /// No lease: everything here is stopped. `stale` is the lease this
+    /// node held before (revoked at the rejoin, so the ownership keys it
+    /// still holds go at once, not a TTL later).
+    Fenced { stale: Option<i64> },
+    /// A new lease and member key, but `NodeUp` not yet in the log: the
+    /// cluster does not count on this node until it is.
+    Registered(i64),
+    /// In the cluster.
+    Joined(i64),
+}
+
+/// Renew the lease; fence the node when renewals stop, and rejoin with a
+/// new lease when etcd answers again — retrying the announcement until it
+/// is in the log (a node that holds a lease but never said `NodeUp` would
+/// have the cluster wait on groups it never carries out).
 async fn keep_lease(
-    mut client: Client,
+    etcd: Etcd,
     shared: Shared,
     lease_tx: watch::Sender<Option<i64>>,
-    ttl: Duration,
+    timing: LeaseTiming,
 ) {
-    let every = ttl / 5;
-    let fence_after = ttl * 2 / 5;
-    let mut lease = shared.lease();
+    let mut standing = match shared.lease() {
+        Some(id) => Standing::Joined(id),
+        None => Standing::Fenced { stale: None },
+    };
     let mut renewed_at = Instant::now();
-    let mut keeper: Option<(LeaseKeeper, LeaseKeepAliveStream)> = None;
+    let mut keepers: Vec<Option<Keeper>> = (0..etcd.len()).map(|_| None).collect();
     loop {
         if shared.tx.is_closed() {
             return;
         }
-        let Some(id) = lease else {
-            // Fenced: come back with a new lease once etcd answers.
-            match rejoin(&mut client, &shared, ttl).await {
-                Ok(id) => {
-                    tracing::warn!(node = %shared.me, "rejoined the cluster with a new lease");
-                    lease = Some(id);
-                    renewed_at = Instant::now();
-                    keeper = None;
-                    let _ = lease_tx.send(Some(id));
-                    // The announce goes through the log after the lease is
-                    // known, so claims that follow it can use the lease.
-                    if let Err(err) = announce(&mut client, &shared).await {
-                        tracing::warn!("announcing the rejoin: {err:#}");
+        let id = match standing {
+            Standing::Fenced { stale } => {
+                let asked = Instant::now();
+                match rejoin(&etcd, &shared, timing.ttl, stale).await {
+                    Ok(id) => {
+                        tracing::warn!(node = %shared.me, "registered again with a new lease");
+                        standing = Standing::Registered(id);
+                        renewed_at = asked;
+                        keepers.iter_mut().for_each(|k| *k = None);
+                        // Known before the announcement goes through the
+                        // log, so claims that follow it can use the lease.
+                        let _ = lease_tx.send(Some(id));
+                    }
+                    Err(err) => {
+                        tracing::debug!("rejoining: {err:#}");
+                        sleep(RETRY * 2).await;
                     }
                 }
-                Err(err) => {
-                    tracing::debug!("rejoining: {err:#}");
-                    sleep(RETRY * 2).await;
-                }
-            }
-            continue;
-        };
-        let sent = Instant::now();
-        // A renewal may not hold the fence back: it waits at most until the
-        // fence is due (else the fence came up to `every / 2` late).
-        let fence_due = (renewed_at + fence_after).saturating_duration_since(sent);
-        let mut answered = false;
-        match timeout(
-            (every / 2).min(fence_due),
-            renew(&mut client, &mut keeper, id),
-        )
-        .await
-        {
-            Ok(Ok(true)) => {
-                renewed_at = sent;
-                answered = true;
-            }
-            Ok(Ok(false)) => {
-                fence(&shared, &lease_tx, "the lease expired in etcd");
-                lease = None;
                 continue;
             }
-            Ok(Err(err)) => {
-                tracing::debug!("renewing the lease: {err:#}");
-                keeper = None;
+            Standing::Registered(id) => {
+                match announce(&etcd, &shared).await {
+                    Ok(()) => {
+                        tracing::warn!(node = %shared.me, "rejoined the cluster");
+                        standing = Standing::Joined(id);
+                    }
+                    Err(err) => tracing::warn!("announcing the rejoin (trying again): {err:#}"),
+                }
+                id
             }
-            Err(_) => keeper = None,
+            Standing::Joined(id) => id,
+        };
+        let fence_at = renewed_at + timing.fence_after;
+        match renew_anywhere(&etcd, &mut keepers, id, timing.per_try, fence_at).await {
+            Renewal::Answered { alive: true, sent } => renewed_at = sent,
+            Renewal::Answered { alive: false, .. } => {
+                fence(&shared, &lease_tx, "the lease expired in etcd");
+                standing = Standing::Fenced { stale: None };
+                continue;
+            }
+            Renewal::Unanswered => {}
         }
-        if renewed_at.elapsed() >= fence_after {
+        if renewed_at.elapsed() >= timing.fence_after {
             fence(
                 &shared,
                 &lease_tx,
                 &format!(
-                    "no lease renewal answered for {:?} (TTL {ttl:?})",
-                    renewed_at.elapsed()
+                    "no lease renewal answered for {:?} by any etcd member (TTL {:?})",
+                    renewed_at.elapsed(),
+                    timing.ttl
                 ),
             );
-            lease = None;
+            standing = Standing::Fenced { stale: Some(id) };
             continue;
         }
-        // After a failed renewal try again soon, not a whole period later:
-        // an etcd member lost (its leader, say) is answered for by another
-        // within an election, well inside the fence margin, and one retry
-        // per period would leave a single chance before the fence.
-        let next = if answered {
-            sent + every
-        } else {
-            Instant::now() + RETRY.min(every)
+        // Not yet announced: try again soon, not a renewal period later.
+        let next = match standing {
+            Standing::Joined(_) if renewed_at.elapsed() < timing.every => renewed_at + timing.every,
+            _ => Instant::now() + RETRY.min(timing.every),
         };
-        let fence_at = renewed_at + fence_after;
-        tokio::time::sleep_until(next.min(fence_at)).await;
+        tokio::time::sleep_until(next.min(renewed_at + timing.fence_after)).await;
     }
 }
 
-/// One renewal; `Ok(false)` if etcd says the lease is gone.
-async fn renew(
-    client: &mut Client,
-    keeper: &mut Option<(LeaseKeeper, LeaseKeepAliveStream)>,
+/// A lease keep-alive stream on one member.
+type Keeper = (LeaseKeeper, LeaseKeepAliveStream);
+
+/// What a round of renewal attempts came to.
+enum Renewal {
+    /// A member answered the renewal sent at `sent`; `alive` is false if
+    /// etcd says the lease is gone.
+    Answered { alive: bool, sent: Instant },
+    /// No member answered before the fence was due.
+    Unanswered,
+}
+
+/// Renew on the preferred member; on a failure or no answer within
+/// `per_try`, on the next one, each member once, never past `fence_at`.
+async fn renew_anywhere(
+    etcd: &Etcd,
+    keepers: &mut [Option<Keeper>],
     id: i64,
-) -> Result<bool> {
+    per_try: Duration,
+    fence_at: Instant,
+) -> Renewal {
+    for _ in 0..etcd.len() {
+        let (member, mut client) = etcd.preferred();
+        let sent = Instant::now();
+        let left = fence_at.saturating_duration_since(sent);
+        if left.is_zero() {
+            break;
+        }
+        match timeout(
+            per_try.min(left),
+            renew(&mut client, &mut keepers[member], id),
+        )
+        .await
+        {
+            Ok(Ok(alive)) => return Renewal::Answered { alive, sent },
+            Ok(Err(err)) => tracing::debug!("renewing the lease: {err:#}"),
+            Err(_) => tracing::debug!("renewing the lease: no answer within {per_try:?}"),
+        }
+        keepers[member] = None;
+        etcd.failed(member);
+    }
+    Renewal::Unanswered
+}
+
+/// One renewal; `Ok(false)` if etcd says the lease is gone.
+async fn renew(client: &mut Client, keeper: &mut Option<Keeper>, id: i64) -> Result<bool> {
     if keeper.is_none() {
         *keeper = Some(client.lease_keep_alive(id).await?);
     }
@@ -573,12 +692,26 @@ fn fence(shared: &Shared, lease_tx: &watch::Sender<Option<i64>>, reason: &str) {
     let _ = shared.tx.send(LinkMessage::Fenced(reason.to_string()));
 }
 
-async fn rejoin(client: &mut Client, shared: &Shared, ttl: Duration) -> Result<i64> {
-    register(client, &shared.keys, &shared.me, ttl).await
+/// Register again with a new lease, after revoking the one this node held
+/// before its fence (its ownership keys go with it; its services are
+/// stopped). A revocation that fails is left to the lease's expiry.
+async fn rejoin(etcd: &Etcd, shared: &Shared, ttl: Duration, stale: Option<i64>) -> Result<i64> {
+    if let Some(old) = stale {
+        let revoked = etcd
+            .request(
+                "revoking the lease held before the fence",
+                |mut client| async move { client.lease_revoke(old).await },
+            )
+            .await;
+        if let Err(err) = revoked {
+            tracing::debug!("{err:#}");
+        }
+    }
+    register(etcd, &shared.keys, &shared.me, ttl).await
 }
 
 /// Carry out the node's requests, one at a time and in order.
-async fn serve(mut client: Client, shared: Shared, mut requests: mpsc::UnboundedReceiver<Request>) {
+async fn serve(etcd: Etcd, shared: Shared, mut requests: mpsc::UnboundedReceiver<Request>) {
     while let Some(request) = requests.recv().await {
         match request {
             Request::Append(event) => loop {
@@ -586,7 +719,7 @@ async fn serve(mut client: Client, shared: Shared, mut requests: mpsc::Unbounded
                     tracing::debug!("fenced: dropped {event:?}");
                     break;
                 }
-                match log::append(&mut client, &shared.keys, &shared.me, &event).await {
+                match log::append(&etcd, &shared.keys, &shared.me, &event).await {
                     Ok(_) => break,
                     Err(err) => {
                         tracing::warn!("appending to the log: {err:#}");
@@ -595,26 +728,34 @@ async fn serve(mut client: Client, shared: Shared, mut requests: mpsc::Unbounded
                 }
             },
             Request::AppendTold(event, reply) => {
+                if reply.is_closed() {
+                    // Its asker gave up waiting and said it was not taken.
+                    continue;
+                }
                 let told = if shared.lease().is_none() {
-                    Err("this node is fenced".to_string())
+                    Err("this node is fenced (cut off from etcd)".to_string())
                 } else {
-                    log::append(&mut client, &shared.keys, &shared.me, &event)
+                    log::append(&etcd, &shared.keys, &shared.me, &event)
                         .await
                         .map_err(|err| format!("{err:#}"))
                 };
                 let _ = reply.send(told);
             }
             Request::Claim(group) => {
-                tokio::spawn(claim(client.clone(), shared.clone(), group));
+                tokio::spawn(claim(etcd.clone(), shared.clone(), group));
             }
             Request::Release(group) => {
-                if let Err(err) = release(&mut client, &shared, &group).await {
+                if let Err(err) = release(&etcd, &shared, &group).await {
                     tracing::warn!(group, "releasing the ownership key: {err:#}");
                 }
             }
             Request::Leave(reply) => {
                 if let Some(id) = shared.lease() {
-                    let _ = client.lease_revoke(id).await;
+                    let _ = etcd
+                        .request("revoking the lease", |mut client| async move {
+                            client.lease_revoke(id).await
+                        })
+                        .await;
                 }
                 let _ = reply.send(());
             }
@@ -625,7 +766,10 @@ async fn serve(mut client: Client, shared: Shared, mut requests: mpsc::Unbounded
 /// Take `owners/GROUP` once it is free. A key left by this node's earlier
 /// incarnation (its lease not yet expired) is taken over by revoking that
 /// lease: that agent is gone, and its services died with it.
-async fn claim(mut client: Client, shared: Shared, group: String) {
+///
+/// Retried on another member after a failure: a create whose answer was
+/// lost is recognised by its holder and lease.
+async fn claim(etcd: Etcd, shared: Shared, group: String) {
     let key = shared.keys.owner(&group);
     let mut waited_on = None;
     loop {
@@ -638,7 +782,13 @@ async fn claim(mut client: Client, shared: Shared, group: String) {
                 Some(PutOptions::new().with_lease(lease)),
             )])
             .or_else([TxnOp::get(key.clone(), None)]);
-        match client.txn(txn).await {
+        let answer = etcd
+            .request("claiming the ownership key", |mut client| {
+                let txn = txn.clone();
+                async move { client.txn(txn).await }
+            })
+            .await;
+        match answer {
             Ok(answer) if answer.succeeded() => {
                 let _ = shared.tx.send(LinkMessage::Claimed(group));
                 return;
@@ -661,7 +811,12 @@ async fn claim(mut client: Client, shared: Shared, group: String) {
                             group,
                             "taking over the key of this node's earlier incarnation"
                         );
-                        let _ = client.lease_revoke(held_by).await;
+                        let _ = etcd
+                            .request(
+                                "revoking an earlier incarnation's lease",
+                                |mut client| async move { client.lease_revoke(held_by).await },
+                            )
+                            .await;
                     }
                     Some((node, _)) if waited_on.as_deref() != Some(node.as_str()) => {
                         tracing::info!(group, holder = %node, "waiting for the ownership key");
@@ -680,7 +835,7 @@ async fn claim(mut client: Client, shared: Shared, group: String) {
     }
 }
 
-async fn release(client: &mut Client, shared: &Shared, group: &str) -> Result<()> {
+async fn release(etcd: &Etcd, shared: &Shared, group: &str) -> Result<()> {
     let Some(lease) = shared.lease() else {
         return Ok(());
     };
@@ -691,6 +846,10 @@ async fn release(client: &mut Client, shared: &Shared, group: &str) -> Result<()
             Compare::lease(key.clone(), CompareOp::Equal, lease),
         ])
         .and_then([TxnOp::delete(key, None)]);
-    client.txn(txn).await.context("deleting the key")?;
+    etcd.request("deleting the ownership key", |mut client| {
+        let txn = txn.clone();
+        async move { client.txn(txn).await }
+    })
+    .await?;
     Ok(())
 }

@@ -6,17 +6,25 @@
 //! So the log has one order, and each entry carries the time its writer
 //! stamped on it, which every replica uses as the engine's "now".
 
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use anyhow::{Context, Result, bail};
-use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
 use warden_policy::{Event as PolicyEvent, Millis};
 
 use super::Keys;
+use super::etcd::Etcd;
 use crate::desired::Desired;
 
 /// How many times an append retries a lost race before it gives up (a
 /// sign of a log written faster than it can be read, not of bad luck).
 const APPEND_RACES: usize = 1000;
+
+/// How many entries one read asks for: etcd answers in pages well under
+/// the 4 MiB a gRPC message may carry, however long the log.
+const PAGE: i64 = 500;
 
 /// One entry of the log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,6 +34,11 @@ pub struct LogEntry {
     pub at: Millis,
     /// The node that appended it.
     pub origin: String,
+    /// Unique to this append (see [`append`]): how a writer whose answer
+    /// was lost finds out that its entry is in the log after all. Empty in
+    /// entries written before it existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
     pub event: LogEvent,
 }
 
@@ -53,18 +66,40 @@ pub fn now() -> Millis {
     )
 }
 
+/// An id no other append of any agent has: this process's id and start
+/// time, and a counter.
+fn append_id() -> String {
+    static INCARNATION: OnceLock<String> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let incarnation = INCARNATION.get_or_init(|| {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        format!("{:x}.{started:x}", std::process::id())
+    });
+    format!("{incarnation}.{}", COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
 /// Append `event`; returns its sequence number.
-pub async fn append(
-    client: &mut Client,
-    keys: &Keys,
-    origin: &str,
-    event: &LogEvent,
-) -> Result<u64> {
+///
+/// Exactly once, also when etcd carried out an attempt whose answer was
+/// lost (a member died after committing it, a timeout): every later
+/// attempt first looks for the entry's id among the entries written since
+/// the first uncertain attempt. An attempt compares the head's revision,
+/// so of two attempts made on one head only one can land, and one made on
+/// an older head cannot land any more once the head moved.
+pub async fn append(etcd: &Etcd, keys: &Keys, origin: &str, event: &LogEvent) -> Result<u64> {
+    let id = append_id();
+    // The head seen by the first attempt whose outcome is unknown.
+    let mut uncertain_after: Option<u64> = None;
     for _ in 0..APPEND_RACES {
-        let head = client
-            .get(keys.log_head(), None)
-            .await
-            .context("reading the log head")?;
+        let head = etcd
+            .request("reading the log head", |mut client| {
+                let key = keys.log_head();
+                async move { client.get(key, None).await }
+            })
+            .await?;
         let (last, unchanged) = match head.kvs().first() {
             Some(kv) => {
                 let last: u64 = kv
@@ -82,10 +117,19 @@ pub async fn append(
                 Compare::create_revision(keys.log_head(), CompareOp::Equal, 0),
             ),
         };
+        if let Some(after) = uncertain_after
+            && last > after
+        {
+            let (written, _) = read_from(etcd, keys, after + 1).await?;
+            if let Some(entry) = written.iter().find(|e| e.id == id) {
+                return Ok(entry.seq);
+            }
+        }
         let entry = LogEntry {
             seq: last + 1,
             at: now(),
             origin: origin.to_string(),
+            id: id.clone(),
             event: event.clone(),
         };
         let body = serde_json::to_vec(&entry).context("encoding a log entry")?;
@@ -93,41 +137,55 @@ pub async fn append(
             TxnOp::put(keys.log_head(), entry.seq.to_string(), None),
             TxnOp::put(keys.entry(entry.seq), body, None),
         ]);
-        if client
-            .txn(txn)
-            .await
-            .context("appending to the log")?
-            .succeeded()
-        {
-            return Ok(entry.seq);
+        let (index, mut client) = etcd.preferred();
+        match tokio::time::timeout(super::etcd::ATTEMPT, client.txn(txn)).await {
+            Ok(Ok(answer)) if answer.succeeded() => return Ok(entry.seq),
+            Ok(Ok(_)) => {} // lost the race: someone else appended
+            Ok(Err(err)) => {
+                tracing::debug!("appending to the log: {err}");
+                etcd.failed(index);
+                uncertain_after.get_or_insert(last);
+            }
+            Err(_) => {
+                etcd.failed(index);
+                uncertain_after.get_or_insert(last);
+            }
         }
     }
     bail!("lost the race for the log head {APPEND_RACES} times in a row")
 }
 
 /// Entries from `from` on, in order, and the etcd revision they were read
-/// at (to watch for what follows).
-pub async fn read_from(
-    client: &mut Client,
-    keys: &Keys,
-    from: u64,
-) -> Result<(Vec<LogEntry>, i64)> {
-    let response = client
-        .get(
-            keys.entry(from),
-            Some(GetOptions::new().with_range(keys.log_end())),
-        )
-        .await
-        .context("reading the log")?;
-    let revision = response.header().map(|h| h.revision()).unwrap_or(0);
+/// at (to watch for what follows). Read in pages of [`PAGE`], every page at
+/// the first one's revision, so the whole is one consistent reading.
+pub async fn read_from(etcd: &Etcd, keys: &Keys, from: u64) -> Result<(Vec<LogEntry>, i64)> {
     let mut entries = Vec::new();
-    for kv in response.kvs() {
-        entries.push(
-            decode(kv.value())
-                .with_context(|| format!("log entry {}", String::from_utf8_lossy(kv.key())))?,
-        );
+    let mut revision = 0;
+    let mut next = from;
+    loop {
+        let options = GetOptions::new()
+            .with_range(keys.log_end())
+            .with_limit(PAGE)
+            .with_revision(revision);
+        let response = etcd
+            .request("reading the log", |mut client| {
+                let (key, options) = (keys.entry(next), options.clone());
+                async move { client.get(key, Some(options)).await }
+            })
+            .await?;
+        if revision == 0 {
+            revision = response.header().map(|h| h.revision()).unwrap_or(0);
+        }
+        for kv in response.kvs() {
+            let entry = decode(kv.value())
+                .with_context(|| format!("log entry {}", String::from_utf8_lossy(kv.key())))?;
+            next = entry.seq + 1;
+            entries.push(entry);
+        }
+        if !response.more() || response.kvs().is_empty() {
+            return Ok((entries, revision));
+        }
     }
-    Ok((entries, revision))
 }
 
 /// Decode one entry.
@@ -145,10 +203,25 @@ mod tests {
             seq: 7,
             at: Millis(1234),
             origin: "n1".to_string(),
+            id: "1.2.3".to_string(),
             event: LogEvent::Policy(PolicyEvent::NodeUp("n1".to_string())),
         };
         let bytes = serde_json::to_vec(&entry).expect("encodes");
         assert_eq!(decode(&bytes).expect("decodes"), entry);
         assert!(decode(b"{\"seq\":1}").is_err());
+    }
+
+    #[test]
+    fn an_entry_written_before_ids_existed_still_decodes() {
+        let old = br#"{"seq":3,"at":5,"origin":"n2","event":{"policy":{"node-up":"n2"}}}"#;
+        let entry = decode(old).expect("decodes");
+        assert_eq!(entry.id, "");
+        assert_eq!(entry.origin, "n2");
+    }
+
+    #[test]
+    fn append_ids_are_unique_within_a_process() {
+        let ids: std::collections::BTreeSet<String> = (0..1000).map(|_| append_id()).collect();
+        assert_eq!(ids.len(), 1000);
     }
 }

@@ -24,11 +24,18 @@
 //!   only if absent and attached to its own lease. A node gives the key up
 //!   when the group is placed elsewhere (after its resources went offline
 //!   there), and loses it with its lease.
-//! - **Fencing by time** — an agent that cannot renew its lease for 2/5 of
+//! - **Fencing by time** — an agent that cannot renew its lease for half
 //!   the TTL (measured from when it *sent* the last renewal etcd answered)
 //!   terminates every resource it runs and stops carrying out decisions.
 //!   etcd expires the lease no earlier than a full TTL after that send, so
 //!   the group is down here before anyone else can take its ownership key.
+//! - **Every member** — the agent has a client for each etcd endpoint and
+//!   asks another member as soon as one fails ([`etcd`]): one member lost,
+//!   the leader included, costs an attempt and an election, not a fence.
+//!   Appends are exactly once even when an answer is lost ([`log::append`]),
+//!   and an operator's request is answered only once it is in the log.
+//! - **Rejoining** — a fenced agent registers a new lease and retries its
+//!   `NodeUp` until it is in the log; until then it carries nothing out.
 //! - **Services die with their agent** — in cluster mode a managed process
 //!   gets `PR_SET_PDEATHSIG`: a `kill -9` of the agent takes its services
 //!   down, so the node that takes the group over never serves beside them.
@@ -49,6 +56,7 @@
 //! ownership keys, and what they tell the node's loop).
 
 pub mod checkpoints;
+pub mod etcd;
 pub mod keys;
 pub mod link;
 pub mod log;

@@ -1,7 +1,8 @@
 //! A real cluster on one machine for tests and benchmarks: a 3-member
 //! etcd (Debian's etcd-server) and three real agents on loopback, each
-//! with its own ports and data directory, each reaching etcd through a TCP
-//! proxy that can be cut. The group runs `warden demo-service`, which
+//! with its own ports and data directory, each given every etcd member as
+//! an operator configures it (each endpoint through a TCP forwarder of its
+//! own, so that the test can cut one agent off from all of etcd). The group runs `warden demo-service`, which
 //! answers with its working directory: the services tell which node serves.
 //! Each agent has an admin API the test drives with the `warden` CLI.
 #![allow(dead_code)]
@@ -124,6 +125,18 @@ impl Etcd {
         self.members[i] = None;
     }
 
+    /// The member that leads etcd now, as the members themselves say.
+    pub fn leader(&self) -> Option<usize> {
+        (0..3).find(|&i| {
+            self.members[i].is_some()
+                && http_post(self.clients[i], "/v3/maintenance/status", "{}").is_some_and(|body| {
+                    let status: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                    let leader = &status["leader"];
+                    !leader.is_null() && *leader == status["header"]["member_id"]
+                })
+        })
+    }
+
     /// Wait until member `i` says it is healthy (it is part of a quorum).
     pub fn wait_healthy(&self, i: usize) {
         wait_until("etcd to be healthy", Duration::from_secs(30), || {
@@ -133,9 +146,9 @@ impl Etcd {
 }
 
 /// A TCP forwarder the test can cut: then it closes every connection and
-/// refuses new ones, until it is mended. It forwards each connection to the
-/// first of its upstreams (etcd members) that accepts one, so a dead member
-/// does not cut the agent off; a cut does.
+/// refuses new ones, until it is mended. It forwards each connection to its
+/// upstream (one etcd member); when that member is down it closes the
+/// connection at once, as the member's refused port would.
 pub struct Proxy {
     pub addr: SocketAddr,
     cut: Arc<AtomicBool>,
@@ -143,7 +156,7 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub fn start(upstreams: Vec<SocketAddr>) -> Proxy {
+    pub fn start(upstream: SocketAddr) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         let addr = listener.local_addr().expect("proxy address");
         let cut = Arc::new(AtomicBool::new(false));
@@ -156,9 +169,8 @@ impl Proxy {
                     let _ = client.shutdown(Shutdown::Both);
                     continue;
                 }
-                let Some(server) = upstreams.iter().find_map(|upstream| {
-                    TcpStream::connect_timeout(upstream, Duration::from_millis(300)).ok()
-                }) else {
+                let Ok(server) = TcpStream::connect_timeout(&upstream, Duration::from_millis(300))
+                else {
                     let _ = client.shutdown(Shutdown::Both);
                     continue;
                 };
@@ -210,17 +222,68 @@ impl Proxy {
     }
 }
 
+/// One agent's way to etcd: a [`Proxy`] to each member, all of which the
+/// agent is given as its endpoints. Cutting it cuts the agent off from the
+/// whole of etcd; a member killed is seen by every agent as that endpoint
+/// dead.
+pub struct AgentLink {
+    pub proxies: Vec<Proxy>,
+}
+
+impl AgentLink {
+    fn start(members: &[SocketAddr]) -> AgentLink {
+        AgentLink {
+            proxies: members.iter().map(|m| Proxy::start(*m)).collect(),
+        }
+    }
+
+    /// The endpoints for the agent's `[cluster] endpoints`.
+    fn endpoints(&self) -> String {
+        self.proxies
+            .iter()
+            .map(|p| format!("\"http://{}\"", p.addr))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    pub fn cut(&self) {
+        self.proxies.iter().for_each(Proxy::cut);
+    }
+
+    pub fn mend(&self) {
+        self.proxies.iter().for_each(Proxy::mend);
+    }
+}
+
 /// One plain HTTP GET; the body, if anything answered 200.
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    http(addr, &format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\n"))
+}
+
+/// One plain HTTP POST of a JSON body; the answer's body, if 200.
+pub fn http_post(addr: SocketAddr, path: &str, body: &str) -> Option<String> {
+    http(
+        addr,
+        &format!(
+            "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+/// Send `head` (the request up to its headers' end, or with its body)
+/// with `connection: close`; the body of a 200 answer.
+fn http(addr: SocketAddr, request: &str) -> Option<String> {
     // Generous: on a loaded 2-core machine a debug-build service can take
     // a while to answer, and a probe that gives up early reads as "down".
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
-    )
-    .ok()?;
+    let request = match request.split_once("\r\n\r\n") {
+        Some((head, body)) => format!("{head}\r\nconnection: close\r\n\r\n{body}"),
+        None => format!("{request}connection: close\r\n\r\n"),
+    };
+    stream.write_all(request.as_bytes()).ok()?;
     let mut answer = String::new();
     stream.read_to_string(&mut answer).ok()?;
     let (head, body) = answer.split_once("\r\n\r\n")?;
@@ -285,7 +348,8 @@ impl Default for Setup {
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub etcd: Etcd,
-    pub proxies: Vec<Proxy>,
+    /// Each agent's way to etcd.
+    pub proxies: Vec<AgentLink>,
     pub agents: Vec<Option<Killed>>,
     /// Where the service answers (unless `Setup::recorded`).
     pub service: SocketAddr,
@@ -308,10 +372,13 @@ impl Cluster {
         let one_at_a_time = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().expect("tempdir");
         let etcd = start_etcd(dir.path());
-        // Agent i talks to etcd member i through its own proxy, or to the
-        // next member when that one does not answer.
+        // Agent i is given every member, starting with member i (so that
+        // the agents do not all ask the same one first).
         let proxies = (0..3)
-            .map(|i| Proxy::start((0..3).map(|k| etcd.clients[(i + k) % 3]).collect()))
+            .map(|i| {
+                let members: Vec<SocketAddr> = (0..3).map(|k| etcd.clients[(i + k) % 3]).collect();
+                AgentLink::start(&members)
+            })
             .collect();
         Cluster {
             dir,
@@ -360,7 +427,7 @@ token_file = "token"
 
 [cluster]
 name = "test"
-endpoints = ["http://{endpoint}"]
+endpoints = [{endpoints}]
 nodes = [{nodes}]
 lease_ttl_s = {lease_ttl_s}
 
@@ -382,7 +449,7 @@ properties = {{ program = "{WARDEN}", args = "{args}", stop-grace-ms = 1000 }}
 "#,
             name = NODES[i],
             api = self.apis[i],
-            endpoint = self.proxies[i].addr,
+            endpoints = self.proxies[i].endpoints(),
             failback = self.setup.failback,
             threshold = self.setup.failover_threshold,
             lease_ttl_s = self.setup.lease_ttl_s,
@@ -480,6 +547,15 @@ properties = {{ program = "{mta}", address = "{address}", store = "{store}" }}
             .unwrap_or_default()
             .lines()
             .filter(|l| l.contains("joined the cluster") && !l.contains("rejoined"))
+            .count()
+    }
+
+    /// How often agent `i` has fenced itself so far, over all its runs.
+    pub fn fences(&self, i: usize) -> usize {
+        std::fs::read_to_string(self.agent_log(i))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("fenced: "))
             .count()
     }
 
