@@ -135,11 +135,3 @@ impl<I: TableIndex, T> IndexMut<I> for Table<I, T> {
         &mut self.items[index.position()]
     }
 }
-
-impl<'a, I, T> IntoIterator for &'a Table<I, T> {
-    type Item = &'a T;
-    type IntoIter = std::slice::Iter<'a, T>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.items.iter()
-    }
-}

@@ -18,46 +18,52 @@ impl Engine {
         reason: &str,
         out: &mut Vec<Action>,
     ) {
-        let resource_model = &self.model.resources[resource];
-        let group = resource_model.group;
-        let name = resource_model.name.clone();
-        let policy = resource_model.restart;
-        let retry_at = self.now + policy.retry_period;
         let record = &mut self.resources[resource];
         record.state = ResourceState::Failed;
         record.failed_reason = Some(reason.to_string());
         record.refused = false;
         record.recovery = Recovery::None;
+        let group = self.model.resources[resource].group;
         if self.groups[group].goal != Goal::Online {
             let why = format!(
                 "failed ({reason}); not restarted: {} is going offline",
                 self.model.groups[group].name
             );
-            return Self::decision(out, name, why);
+            return Self::decision(out, self.resource_name(resource), why);
         }
-        if !self.nodes[node].recovery {
-            record.recovery = Recovery::RetryAt(retry_at);
-            let why = format!(
-                "failed ({reason}); recovery actions are disabled on {}: stays failed",
-                self.model.nodes[node]
-            );
+        if let Some(why) = self.restart_ruled_out(resource, node, reason) {
+            let retry_period = self.model.resources[resource].restart.retry_period;
+            self.resources[resource].recovery = Recovery::RetryAt(self.now + retry_period);
             return out.push(Action::ResourceFailedPermanently {
-                resource: name,
-                reason: why,
-            });
-        }
-        if policy.action == RestartAction::DoNotRestart {
-            record.recovery = Recovery::RetryAt(retry_at);
-            let why = format!(
-                "failed ({reason}); restart action is do-not-restart: retry in {}",
-                policy.retry_period
-            );
-            return out.push(Action::ResourceFailedPermanently {
-                resource: name,
+                resource: self.resource_name(resource),
                 reason: why,
             });
         }
         self.count_failure(resource, node, reason, out);
+    }
+
+    /// Why a failed `resource` is not restarted at all (it stays failed for
+    /// its retry period), if it is not: recovery actions are disabled on
+    /// `node`, or its restart action is do-not-restart.
+    fn restart_ruled_out(
+        &self,
+        resource: ResourceIx,
+        node: NodeIx,
+        reason: &str,
+    ) -> Option<String> {
+        if !self.nodes[node].recovery {
+            return Some(format!(
+                "failed ({reason}); recovery actions are disabled on {}: stays failed",
+                self.model.nodes[node]
+            ));
+        }
+        let policy = self.model.resources[resource].restart;
+        (policy.action == RestartAction::DoNotRestart).then(|| {
+            format!(
+                "failed ({reason}); restart action is do-not-restart: retry in {}",
+                policy.retry_period
+            )
+        })
     }
 
     /// Counts a failure of a resource that may be restarted against its

@@ -42,9 +42,8 @@ impl Engine {
         let Some(owner) = owner else {
             return changed;
         };
-        changed |= self.take_down_unwanted(group, owner, &wanted, out);
+        changed |= self.request_changes(group, owner, &wanted, online, out);
         if online {
-            changed |= self.bring_up_ready(group, owner, &wanted, out);
             if !changed && self.settled(group) {
                 changed |= self.maybe_relocate(group, owner, out);
             }
@@ -110,70 +109,80 @@ impl Engine {
         wanted
     }
 
-    /// Down, in reverse dependency order: an Online resource not wanted goes
-    /// offline, but only once nothing above it is up.
-    fn take_down_unwanted(
+    /// The requests that move the group's resources towards `wanted` on
+    /// `owner`. Down first, in reverse dependency order: an Online resource
+    /// not wanted goes offline once nothing above it is up. Then, while the
+    /// group is wanted `online`, up in dependency order: everything wanted
+    /// whose dependencies are all online, all at once (independent branches in
+    /// parallel), unless another resource of its cluster-singleton type is
+    /// active.
+    fn request_changes(
         &mut self,
         group: GroupIx,
         owner: NodeIx,
         wanted: &[bool],
+        online: bool,
         out: &mut Vec<Action>,
     ) -> bool {
+        // Shared, not borrowed from `self`: the requests change `self`.
+        let model = Arc::clone(&self.model);
+        let members = &model.groups[group].resources;
         let mut changed = false;
-        let members = &self.model.groups[group].resources;
         for (position, &resource) in members.iter().enumerate().rev() {
             if self.resources[resource].state == ResourceState::Online
                 && !wanted[position]
                 && !self.any_dependent_active(resource)
             {
-                self.resources[resource].state = ResourceState::OfflinePending;
-                out.push(Action::TakeOffline {
-                    resource: self.resource_name(resource),
-                    node: self.node_name(owner),
-                });
+                self.request(resource, owner, ResourceState::OfflinePending, out);
+                changed = true;
+            }
+        }
+        if !online {
+            return changed;
+        }
+        for (position, &resource) in members.iter().enumerate() {
+            if wanted[position]
+                && self.ready_to_come_up(resource)
+                && !self.singleton_held(resource, owner, out)
+            {
+                self.request(resource, owner, ResourceState::OnlinePending, out);
                 changed = true;
             }
         }
         changed
     }
 
-    /// Up, in dependency order: everything wanted whose dependencies are all
-    /// online, all at once (independent branches in parallel), unless another
-    /// resource of its cluster-singleton type is active.
-    fn bring_up_ready(
+    /// Offline, and every dependency online.
+    fn ready_to_come_up(&self, resource: ResourceIx) -> bool {
+        self.resources[resource].state == ResourceState::Offline
+            && self.model.resources[resource]
+                .dependencies
+                .iter()
+                .all(|&dependency| self.resources[dependency].state == ResourceState::Online)
+    }
+
+    /// Asks `owner` to bring `resource` online (`pending` is OnlinePending)
+    /// or take it offline (OfflinePending), and records the request as
+    /// pending.
+    fn request(
         &mut self,
-        group: GroupIx,
+        resource: ResourceIx,
         owner: NodeIx,
-        wanted: &[bool],
+        pending: ResourceState,
         out: &mut Vec<Action>,
-    ) -> bool {
-        let mut changed = false;
-        // Shared, not borrowed from `self`: a refusal below changes `self`.
-        let model = Arc::clone(&self.model);
-        let members = &model.groups[group].resources;
-        for (position, &resource) in members.iter().enumerate() {
-            if self.resources[resource].state != ResourceState::Offline
-                || !wanted[position]
-                || !model.resources[resource]
-                    .dependencies
-                    .iter()
-                    .all(|&dependency| self.resources[dependency].state == ResourceState::Online)
-            {
-                continue;
-            }
-            if self.singleton_held(resource, owner, out) {
-                continue;
-            }
-            let record = &mut self.resources[resource];
-            record.state = ResourceState::OnlinePending;
+    ) {
+        let record = &mut self.resources[resource];
+        record.state = pending;
+        let coming_up = pending == ResourceState::OnlinePending;
+        if coming_up {
             record.refused = false;
-            out.push(Action::BringOnline {
-                resource: self.resource_name(resource),
-                node: self.node_name(owner),
-            });
-            changed = true;
         }
-        changed
+        let (resource, node) = (self.resource_name(resource), self.node_name(owner));
+        out.push(if coming_up {
+            Action::BringOnline { resource, node }
+        } else {
+            Action::TakeOffline { resource, node }
+        });
     }
 
     /// Whether another resource of `resource`'s cluster-singleton type is
