@@ -575,7 +575,7 @@ impl AgentConfig {
 
     /// Parse and check configuration text.
     pub fn parse(text: &str) -> Result<AgentConfig> {
-        let config: AgentConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let config: AgentConfig = toml::from_str(text)?;
         config.check()?;
         Ok(config)
     }

@@ -13,6 +13,8 @@
 mod config;
 mod engine;
 mod event;
+mod index;
+mod model;
 mod time;
 
 pub use config::{

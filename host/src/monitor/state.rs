@@ -27,6 +27,32 @@ impl fmt::Display for ResourceState {
     }
 }
 
+impl ResourceState {
+    /// Online or on its way up or down: the resource's program may run, so a
+    /// shutdown waits for it and a fenced node terminates it.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            ResourceState::Online | ResourceState::OnlinePending | ResourceState::OfflinePending
+        )
+    }
+}
+
+/// The policy engine names the same five states; this is the one place that
+/// maps the monitor's onto the policy's, so the two cannot drift apart
+/// match by match.
+impl From<ResourceState> for warden_policy::ResourceState {
+    fn from(state: ResourceState) -> Self {
+        match state {
+            ResourceState::Offline => warden_policy::ResourceState::Offline,
+            ResourceState::OnlinePending => warden_policy::ResourceState::OnlinePending,
+            ResourceState::Online => warden_policy::ResourceState::Online,
+            ResourceState::OfflinePending => warden_policy::ResourceState::OfflinePending,
+            ResourceState::Failed => warden_policy::ResourceState::Failed,
+        }
+    }
+}
+
 /// What the monitor publishes about one resource after every change.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ResourceStatus {
@@ -53,6 +79,26 @@ impl ResourceStatus {
             failures: 0,
             checks: 0,
             instances: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ResourceState;
+
+    #[test]
+    fn the_policy_sees_the_same_state_and_activity() {
+        for state in [
+            ResourceState::Offline,
+            ResourceState::OnlinePending,
+            ResourceState::Online,
+            ResourceState::OfflinePending,
+            ResourceState::Failed,
+        ] {
+            let policy = warden_policy::ResourceState::from(state);
+            assert_eq!(format!("{policy:?}"), format!("{state:?}"));
+            assert_eq!(policy.is_active(), state.is_active(), "{state}");
         }
     }
 }

@@ -78,18 +78,18 @@ impl Runtime {
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&wasm)
-            .map_err(|e| anyhow::anyhow!("{e:#}"))
+            .map_err(anyhow::Error::from)
             .context("creating the wasmtime engine")?;
 
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| anyhow::anyhow!("{e:#}"))
+            .map_err(anyhow::Error::from)
             .context("linking WASI")?;
         PluginBindings::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
             &mut linker,
             |state| state,
         )
-        .map_err(|e| anyhow::anyhow!("{e:#}"))
+        .map_err(anyhow::Error::from)
         .context("linking the warden:resource host interfaces")?;
 
         start_epoch_ticker(&engine, config.epoch_tick)

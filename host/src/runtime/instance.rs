@@ -9,11 +9,12 @@ use tokio::sync::watch;
 use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
+use super::bounded::{bounded, new_store};
 use super::call::CallError;
 use super::deadline::CallDeadline;
 use super::host_state::{HostState, ResourceContext};
 use super::network::NetworkGrant;
-use super::plugin::{Plugin, bounded, new_store};
+use super::plugin::Plugin;
 use super::plugin_text;
 use crate::contract::{Health, PluginBindings};
 

@@ -7,7 +7,9 @@
 //! - [`Instance`] is one resource's sandbox: its own store and instance,
 //!   every call bounded by a deadline, thrown away and rebuilt after a trap
 //!   or a cut-off.
+//! - `bounded` is the one place where a call into a plugin is bounded.
 
+mod bounded;
 mod cache;
 mod call;
 mod checkpoint;

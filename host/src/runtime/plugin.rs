@@ -5,14 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::time::Instant;
 use wasmtime::Store;
 use wasmtime::component::Component;
 
+use super::bounded::{bounded, new_store};
 use super::call::CallError;
 use super::deadline::CallDeadline;
 use super::engine::Runtime;
-use super::guest_output::GuestOutput;
 use super::host_state::{HostState, ResourceContext};
 use super::network::{NetworkGrant, parse_address};
 use crate::contract::{self, ContractError, PropertyKind, TypeInfo, bindings::PluginPre};
@@ -183,93 +182,6 @@ impl Plugin {
             f(&mut store, &bindings),
         )
         .await
-    }
-}
-
-/// A store for one instance of a plugin, with the limits every store gets
-/// and the sandbox of its resource.
-pub(crate) fn new_store(
-    runtime: &Runtime,
-    context: Arc<ResourceContext>,
-    memory_limit: usize,
-    network: Arc<NetworkGrant>,
-) -> Result<Store<HostState>, CallError> {
-    let state = HostState::new(context, memory_limit, network).map_err(|reason| {
-        CallError::OpenRefused {
-            property: "(data directory)".to_string(),
-            reason,
-        }
-    })?;
-    let mut store = Store::new(&runtime.engine, state);
-    store.limiter(|state| &mut state.memory);
-    // Yield to the scheduler at every epoch tick: a guest spinning in pure
-    // wasm then comes back to `bounded`, which cuts it off at its deadline.
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_async_yield_and_update(1);
-    Ok(store)
-}
-
-/// Drive `call` until it returns, its deadline passes, or it is cancelled.
-///
-/// This is the one place where calls into plugins are bounded. A guest in a
-/// pure-wasm loop yields at every epoch tick; a guest blocked in a host call
-/// (a sleep, a socket) is waiting on a future. Either way control comes back
-/// here, and dropping `call` abandons the guest where it is. The caller must
-/// then discard the store.
-pub(crate) async fn bounded<T>(
-    call: &'static str,
-    deadline: &CallDeadline,
-    cancel: &mut watch::Receiver<u64>,
-    stderr: &GuestOutput,
-    work: impl Future<Output = wasmtime::Result<T>>,
-) -> Result<T, CallError> {
-    let said_before = stderr.line_count();
-    cancel.borrow_and_update();
-    // Once the canceller is gone nothing can cancel any more; the call is
-    // still bounded by its deadline.
-    let mut cancellable = true;
-    tokio::pin!(work);
-    loop {
-        let at = deadline.at();
-        let timer = async move {
-            match at {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            biased;
-            result = &mut work => {
-                return result.map_err(|err| {
-                    CallError::from_wasmtime(call, &err, stderr.lines_since(said_before))
-                });
-            }
-            changed = cancel.changed(), if cancellable => {
-                if changed.is_ok() {
-                    return Err(CallError::Cancelled { call, after: deadline.elapsed() });
-                }
-                cancellable = false;
-            }
-            // When busy guests keep every worker polling, tokio's timers
-            // are processed late (only when a worker idles or every 61
-            // polls), so also compare with the clock each time the guest
-            // yields at an epoch tick.
-            () = std::future::poll_fn(|_| {
-                if deadline.at().is_some_and(|at| at <= Instant::now()) {
-                    std::task::Poll::Ready(())
-                } else {
-                    std::task::Poll::Pending
-                }
-            }) => {
-                return Err(CallError::TimedOut { call, after: deadline.allowed() });
-            }
-            () = timer => {
-                // Progress may have moved the deadline while we slept.
-                if deadline.at().is_some_and(|at| at <= Instant::now()) {
-                    return Err(CallError::TimedOut { call, after: deadline.allowed() });
-                }
-            }
-        }
     }
 }
 

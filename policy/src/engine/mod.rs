@@ -1,0 +1,175 @@
+//! The engine: the state of every node, group and resource, and the rules that
+//! turn events into actions.
+//!
+//! Every event is handled in two steps. `apply` (`apply.rs`, with what a
+//! failure leads to in `failure.rs`) records what the event says (a resource
+//! is online, a node is gone) and takes the decisions that only that event can
+//! trigger (count a failure, pick a failover target). Then `reconcile`
+//! (`reconcile.rs`) compares, group by group, what is with what is wanted and
+//! emits the requests that move one towards the other: dependency order on the
+//! way up, reverse order on the way down, a change of owner once a group is
+//! entirely offline. Because all follow-up work is derived from state rather
+//! than remembered as a to-do list, a lost branch of logic cannot leave a
+//! group stuck, and what-if is just a clone.
+//!
+//! Where a group may go is in `placement.rs`, configuration changes in
+//! `reconfigure.rs`, the read-only views in `views.rs`, and the states and
+//! records themselves in `state.rs`.
+
+mod apply;
+mod failure;
+mod placement;
+mod reconcile;
+mod reconfigure;
+mod state;
+mod views;
+
+pub use state::{GroupState, NodeStatus, ResourceState};
+pub use views::{GroupView, NodeView, ResourceView};
+
+use crate::config::{ClusterConfig, ConfigError, Failback};
+use crate::event::{Action, Event};
+use crate::index::{GroupIx, NodeIx, ResourceIx, Table};
+use crate::model::{Model, compile};
+use crate::time::Millis;
+use state::{Goal, GroupRecord, NodeRecord, Recovery, ResourceRecord};
+use std::sync::Arc;
+
+/// The group policy engine. Cheap to clone (the configuration is shared), which
+/// is how [`Engine::what_if`] works.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    model: Arc<Model>,
+    nodes: Table<NodeIx, NodeRecord>,
+    groups: Table<GroupIx, GroupRecord>,
+    resources: Table<ResourceIx, ResourceRecord>,
+    now: Millis,
+}
+
+impl Engine {
+    /// Validates `config` and starts with every node Down and every group
+    /// Offline.
+    pub fn new(config: ClusterConfig) -> Result<Engine, ConfigError> {
+        let model = compile(&config)?;
+        Ok(Engine {
+            nodes: Table::filled(NodeRecord::new(), model.nodes.len()),
+            groups: Table::filled(GroupRecord::new(), model.groups.len()),
+            resources: Table::filled(ResourceRecord::new(), model.resources.len()),
+            model: Arc::new(model),
+            now: Millis::ZERO,
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.model.config
+    }
+
+    /// The latest time the engine was given.
+    pub fn now(&self) -> Millis {
+        self.now
+    }
+
+    /// Handles one event at `now` and returns what to do, in order.
+    ///
+    /// Time never goes backwards: an earlier `now` is taken as the latest one
+    /// seen.
+    pub fn handle(&mut self, event: Event, now: Millis) -> Vec<Action> {
+        self.now = self.now.max(now);
+        let mut out = Vec::new();
+        self.apply(event, &mut out);
+        self.reconcile(&mut out);
+        out
+    }
+
+    /// The actions `event` at `now` would cause, without changing anything
+    /// (like `crm_simulate`).
+    pub fn what_if(&self, event: Event, now: Millis) -> Vec<Action> {
+        self.clone().handle(event, now)
+    }
+
+    /// When the driver should send the next [`Event::Tick`]: the earliest
+    /// restart delay, retry period, group retry or failback window still ahead.
+    /// Work that waits for a report instead (a restart waiting for dependents
+    /// to go offline) happens when that report arrives.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        let now = self.now;
+        let mut best: Option<Millis> = None;
+        let mut consider = |t: Millis| {
+            if t > now && best.is_none_or(|b| t < b) {
+                best = Some(t);
+            }
+        };
+        for (group, record) in self.groups.iter_indexed() {
+            let group_model = &self.model.groups[group];
+            match &record.goal {
+                Goal::Online => {
+                    for &resource in &group_model.resources {
+                        match self.resources[resource].recovery {
+                            Recovery::RestartAt(t) | Recovery::RetryAt(t) => consider(t),
+                            Recovery::None => {}
+                        }
+                    }
+                    if let (Failback::Window { start_hour, .. }, Some(owner)) =
+                        (group_model.failback, record.owner)
+                        && record.failed_over
+                        && self.settled(group)
+                        && self.failback_target(group, owner).is_some()
+                        && !group_model.failback.allows(now)
+                    {
+                        consider(now.next_hour_start(start_hour));
+                    }
+                }
+                Goal::Failed {
+                    retry_at: Some(t), ..
+                } => consider(*t),
+                _ => {}
+            }
+        }
+        best
+    }
+
+    // ----- helpers ---------------------------------------------------------
+
+    /// Nothing in flight: no request unanswered, no restart waiting.
+    fn settled(&self, group: GroupIx) -> bool {
+        self.model.groups[group].resources.iter().all(|&resource| {
+            let record = &self.resources[resource];
+            !matches!(
+                record.state,
+                ResourceState::OnlinePending | ResourceState::OfflinePending
+            ) && !matches!(record.recovery, Recovery::RestartAt(_))
+        })
+    }
+
+    /// Every resource of the group is Offline or Failed.
+    fn all_down(&self, group: GroupIx) -> bool {
+        self.model.groups[group]
+            .resources
+            .iter()
+            .all(|&resource| !self.resources[resource].state.is_active())
+    }
+
+    fn any_dependent_active(&self, resource: ResourceIx) -> bool {
+        self.model.resources[resource]
+            .dependents
+            .iter()
+            .any(|&dependent| self.resources[dependent].state.is_active())
+    }
+
+    fn group_name(&self, group: GroupIx) -> String {
+        self.model.groups[group].name.clone()
+    }
+
+    fn resource_name(&self, resource: ResourceIx) -> String {
+        self.model.resources[resource].name.clone()
+    }
+
+    fn node_name(&self, node: NodeIx) -> String {
+        self.model.nodes[node].clone()
+    }
+
+    fn decision(out: &mut Vec<Action>, subject: String, reason: String) {
+        out.push(Action::Decision { subject, reason });
+    }
+}

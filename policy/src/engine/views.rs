@@ -1,0 +1,194 @@
+//! Read-only views of the engine's state, by name, for drivers, APIs and
+//! checkers. Nothing here changes anything.
+
+use super::Engine;
+use super::state::{Goal, GroupState, NodeStatus, Recovery, ResourceState, within};
+use crate::config::{NodeId, ResourceId};
+use crate::index::{GroupIx, NodeIx, ResourceIx};
+use crate::time::Millis;
+use serde::Serialize;
+
+/// Read-only view of a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NodeView {
+    pub name: NodeId,
+    pub status: NodeStatus,
+    pub recovery_enabled: bool,
+}
+
+/// Read-only view of a group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GroupView {
+    pub name: String,
+    pub state: GroupState,
+    /// Where its resources run or are to run (the last owner while offline).
+    pub owner: Option<NodeId>,
+    /// Where it goes once it is offline on its owner, during a move.
+    pub moving_to: Option<NodeId>,
+    /// Failovers counted against the threshold right now.
+    pub failovers_in_period: u32,
+    /// Why it is Failed, if it is.
+    pub failed_reason: Option<String>,
+}
+
+/// Read-only view of a resource.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ResourceView {
+    pub name: ResourceId,
+    pub group: String,
+    pub state: ResourceState,
+    /// The node it runs (or is pending) on, when it runs anywhere.
+    pub node: Option<NodeId>,
+    /// Failures counted against the restart threshold right now.
+    pub failures_in_period: u32,
+    /// When a decided restart happens (once its dependents are offline).
+    pub restart_at: Option<Millis>,
+    /// When a resource left Failed is tried again.
+    pub retry_at: Option<Millis>,
+    pub failed_reason: Option<String>,
+}
+
+impl Engine {
+    /// Every node, in configuration order.
+    pub fn nodes(&self) -> Vec<NodeView> {
+        self.nodes
+            .indices()
+            .map(|node| self.node_view(node))
+            .collect()
+    }
+
+    pub fn node(&self, name: &str) -> Option<NodeView> {
+        self.model
+            .node_ix
+            .get(name)
+            .map(|&node| self.node_view(node))
+    }
+
+    /// Every group, in configuration order.
+    pub fn groups(&self) -> Vec<GroupView> {
+        self.groups
+            .indices()
+            .map(|group| self.group_view(group))
+            .collect()
+    }
+
+    pub fn group(&self, name: &str) -> Option<GroupView> {
+        self.model
+            .group_ix
+            .get(name)
+            .map(|&group| self.group_view(group))
+    }
+
+    /// Every resource, in configuration order.
+    pub fn resources(&self) -> Vec<ResourceView> {
+        self.resources
+            .indices()
+            .map(|resource| self.resource_view(resource))
+            .collect()
+    }
+
+    pub fn resource(&self, name: &str) -> Option<ResourceView> {
+        self.model
+            .resource_ix
+            .get(name)
+            .map(|&resource| self.resource_view(resource))
+    }
+
+    /// Every resource's state and node, in configuration order, without
+    /// allocating: for drivers and checkers that look after every event.
+    pub fn resource_states(&self) -> impl Iterator<Item = (&str, ResourceState, Option<&str>)> {
+        self.resources.iter_indexed().map(|(resource, record)| {
+            let resource_model = &self.model.resources[resource];
+            let node = if record.state.is_active() {
+                self.groups[resource_model.group]
+                    .owner
+                    .map(|owner| self.model.nodes[owner].as_str())
+            } else {
+                None
+            };
+            (resource_model.name.as_str(), record.state, node)
+        })
+    }
+
+    fn node_view(&self, node: NodeIx) -> NodeView {
+        NodeView {
+            name: self.model.nodes[node].clone(),
+            status: self.nodes[node].status,
+            recovery_enabled: self.nodes[node].recovery,
+        }
+    }
+
+    fn group_view(&self, group: GroupIx) -> GroupView {
+        let record = &self.groups[group];
+        let group_model = &self.model.groups[group];
+        GroupView {
+            name: group_model.name.clone(),
+            state: self.group_state(group),
+            owner: record.owner.map(|owner| self.model.nodes[owner].clone()),
+            moving_to: match record.goal {
+                Goal::Moving { to, .. } => Some(self.model.nodes[to].clone()),
+                _ => None,
+            },
+            failovers_in_period: within(&record.failovers, self.now, group_model.failover_period)
+                as u32,
+            failed_reason: match &record.goal {
+                Goal::Failed { reason, .. } => Some(reason.clone()),
+                _ => None,
+            },
+        }
+    }
+
+    fn resource_view(&self, resource: ResourceIx) -> ResourceView {
+        let record = &self.resources[resource];
+        let resource_model = &self.model.resources[resource];
+        ResourceView {
+            name: resource_model.name.clone(),
+            group: self.model.groups[resource_model.group].name.clone(),
+            state: record.state,
+            node: if record.state.is_active() {
+                self.groups[resource_model.group]
+                    .owner
+                    .map(|owner| self.model.nodes[owner].clone())
+            } else {
+                None
+            },
+            failures_in_period: within(&record.failures, self.now, resource_model.restart.period)
+                as u32,
+            restart_at: match record.recovery {
+                Recovery::RestartAt(t) => Some(t),
+                _ => None,
+            },
+            retry_at: match record.recovery {
+                Recovery::RetryAt(t) => Some(t),
+                _ => None,
+            },
+            failed_reason: if record.state == ResourceState::Failed {
+                record.failed_reason.clone()
+            } else {
+                None
+            },
+        }
+    }
+
+    fn group_state(&self, group: GroupIx) -> GroupState {
+        match self.groups[group].goal {
+            Goal::Failed { .. } => GroupState::Failed,
+            Goal::Moving { .. } => GroupState::Pending,
+            Goal::Offline if self.all_down(group) => GroupState::Offline,
+            Goal::Offline => GroupState::Pending,
+            Goal::Online => {
+                let members = &self.model.groups[group].resources;
+                if members
+                    .iter()
+                    .all(|&resource| self.resources[resource].state == ResourceState::Online)
+                {
+                    GroupState::Online
+                } else if self.settled(group) {
+                    GroupState::PartialOnline
+                } else {
+                    GroupState::Pending
+                }
+            }
+        }
+    }
+}
