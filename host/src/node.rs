@@ -369,7 +369,7 @@ impl Node {
             cluster.nodes = joined.nodes.clone();
         }
         let mut engine = Engine::new(cluster)
-            .map_err(|e| anyhow!("{e}"))
+            .map_err(anyhow::Error::from)
             .context("the configuration's groups are not valid; nothing was started")?;
         let mut replay_error = None;
         let cluster = joined.map(|joined| {
@@ -398,7 +398,7 @@ impl Node {
                                 config.nodes = nodes;
                                 engine
                                     .reconfigure(config, state.last_at)
-                                    .map_err(|e| anyhow!("{e}"))
+                                    .map_err(anyhow::Error::from)
                             });
                         if let Err(err) = applied {
                             replay_error = Some(err.context(format!(
@@ -424,7 +424,7 @@ impl Node {
         for resource in &desired.resources {
             match prepare(&settings, &monitor, resource).await {
                 Ok(prepared) => {
-                    monitor.insert(prepared).map_err(|e| anyhow!("{e}"))?;
+                    monitor.insert(prepared).map_err(anyhow::Error::from)?;
                 }
                 Err(err) => errors.push(format!("{err:#}")),
             }
@@ -675,7 +675,7 @@ async fn prepare_checked(
             .and_then(|properties| monitor.prepare_validated(plugin.clone(), spec, properties)),
         None => monitor.prepare(plugin.clone(), spec).await,
     }
-    .map_err(|e| anyhow!("{e}"))
+    .map_err(anyhow::Error::from)
 }
 
 /// One resource of a type being swapped: its spec, to validate it against
@@ -1497,7 +1497,7 @@ impl Driver {
             self.monitor.remove(&name).await;
         }
         if let Some(prepared) = prepared {
-            self.monitor.insert(prepared).map_err(|e| anyhow!("{e}"))?;
+            self.monitor.insert(prepared).map_err(anyhow::Error::from)?;
         }
         for action in actions {
             self.execute(action);
@@ -1693,23 +1693,14 @@ impl Driver {
                 });
             return !cluster.joined()
                 || !others_up
-                || self.monitor.resources().all(|h| {
-                    !matches!(
-                        h.status().state,
-                        ResourceState::Online
-                            | ResourceState::OnlinePending
-                            | ResourceState::OfflinePending
-                    )
-                });
+                || self
+                    .monitor
+                    .resources()
+                    .all(|h| !h.status().state.is_active());
         }
-        self.engine.resource_states().all(|(_, state, _)| {
-            !matches!(
-                state,
-                warden_policy::ResourceState::Online
-                    | warden_policy::ResourceState::OnlinePending
-                    | warden_policy::ResourceState::OfflinePending
-            )
-        })
+        self.engine
+            .resource_states()
+            .all(|(_, state, _)| !state.is_active())
     }
 
     fn on_change(&mut self, change: StateChange) {
@@ -1863,7 +1854,7 @@ impl Driver {
                     .monitor
                     .insert(prepared)
                     .map(drop)
-                    .map_err(|e| anyhow!("{e}")),
+                    .map_err(anyhow::Error::from),
                 Err(err) => Err(err),
             };
             if let Err(err) = inserted {
@@ -1946,12 +1937,8 @@ impl Driver {
             cluster.fenced = Some(reason.clone());
         }
         for handle in self.monitor.resources() {
-            if matches!(
-                handle.status().state,
-                ResourceState::Online
-                    | ResourceState::OnlinePending
-                    | ResourceState::OfflinePending
-            ) && let Err(err) = handle.terminate()
+            if handle.status().state.is_active()
+                && let Err(err) = handle.terminate()
             {
                 tracing::error!("{err}");
             }
@@ -1985,12 +1972,7 @@ impl Driver {
                 // The monitor terminates every resource as it fails; only one
                 // still running needs it.
                 self.on_resource(&resource, &node, |h| {
-                    if matches!(
-                        h.status().state,
-                        ResourceState::Online
-                            | ResourceState::OnlinePending
-                            | ResourceState::OfflinePending
-                    ) {
+                    if h.status().state.is_active() {
                         h.terminate()
                     } else {
                         Ok(())

@@ -88,13 +88,13 @@ impl Etcd {
     }
 
     /// How many members there are.
-    pub fn len(&self) -> usize {
+    pub fn member_count(&self) -> usize {
         self.inner.members.len()
     }
 
     /// The member to ask now: its index (for [`Etcd::failed`]) and client.
     pub fn preferred(&self) -> (usize, Client) {
-        let index = self.inner.preferred.load(Ordering::Relaxed) % self.len();
+        let index = self.inner.preferred.load(Ordering::Relaxed) % self.member_count();
         (index, self.inner.members[index].client.clone())
     }
 
@@ -102,7 +102,7 @@ impl Etcd {
     /// the next member is. (Several tasks that see one failure move the
     /// preference once.)
     pub fn failed(&self, index: usize) {
-        let next = (index + 1) % self.len();
+        let next = (index + 1) % self.member_count();
         if self
             .inner
             .preferred
@@ -130,7 +130,7 @@ impl Etcd {
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
         let mut failures = Vec::new();
-        for _ in 0..self.len() {
+        for _ in 0..self.member_count() {
             let (index, client) = self.preferred();
             let endpoint = &self.inner.members[index].endpoint;
             match timeout(ATTEMPT, request(client)).await {

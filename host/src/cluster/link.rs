@@ -558,7 +558,7 @@ async fn keep_lease(
         None => Standing::Fenced { stale: None },
     };
     let mut renewed_at = Instant::now();
-    let mut keepers: Vec<Option<Keeper>> = (0..etcd.len()).map(|_| None).collect();
+    let mut keepers: Vec<Option<Keeper>> = (0..etcd.member_count()).map(|_| None).collect();
     loop {
         if shared.tx.is_closed() {
             return;
@@ -648,7 +648,7 @@ async fn renew_anywhere(
     per_try: Duration,
     fence_at: Instant,
 ) -> Renewal {
-    for _ in 0..etcd.len() {
+    for _ in 0..etcd.member_count() {
         let (member, mut client) = etcd.preferred();
         let sent = Instant::now();
         let left = fence_at.saturating_duration_since(sent);
