@@ -510,6 +510,9 @@ async fn keep_lease(
             Ok(Ok(true)) => {
                 renewed_at = sent;
                 answered = true;
+                // Kills this node's services unless a later renewal comes:
+                // a little after our own fence, well before the lease ends.
+                crate::fence_guard::vouch_until((sent + fence_after + every / 2).into_std());
             }
             Ok(Ok(false)) => {
                 fence(&shared, &lease_tx, "the lease expired in etcd");

@@ -29,6 +29,10 @@
 //!   terminates every resource it runs and stops carrying out decisions.
 //!   etcd expires the lease no earlier than a full TTL after that send, so
 //!   the group is down here before anyone else can take its ownership key.
+//! - **A fence guard** (`crate::fence_guard`) — a process beside the agent
+//!   that kills the node's services at half the TTL unless the agent, after
+//!   each answered renewal, vouches for its lease again: a frozen agent,
+//!   which cannot fence itself, is fenced all the same.
 //! - **Services die with their agent** — in cluster mode a managed process
 //!   gets `PR_SET_PDEATHSIG`: a `kill -9` of the agent takes its services
 //!   down, so the node that takes the group over never serves beside them.
