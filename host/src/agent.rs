@@ -109,6 +109,12 @@ impl Agent {
                 // Services must not outlive an agent whose groups the
                 // cluster moves elsewhere once its lease expires.
                 crate::runtime::die_with_agent();
+                // Before the lease: the first answered renewal vouches.
+                if section.fence_guard {
+                    crate::fence_guard::start().context(
+                        "starting the fence guard ([cluster] fence_guard = false runs without one)",
+                    )?;
+                }
                 let joined = crate::cluster::link::join(section, &config.node.name, &desired)
                     .await
                     .with_context(|| format!("joining cluster {:?}", section.name))?;
@@ -199,6 +205,7 @@ impl Agent {
             );
             crate::systemd::notify_or_log("STOPPING=1\nSTATUS=leaving the services running");
             crate::runtime::leave_running_on_exit();
+            crate::fence_guard::goodbye(true);
             if let Some(watcher) = &self.watcher {
                 watcher.abort();
             }
@@ -211,6 +218,7 @@ impl Agent {
         }
         crate::systemd::notify_or_log("STOPPING=1\nSTATUS=taking every group offline");
         self.node.shutdown().await;
+        crate::fence_guard::goodbye(false);
         // Let the history writer catch up with the last events.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         self.history.abort();

@@ -183,6 +183,11 @@ pub struct ClusterSection {
     /// groups move after it.
     #[serde(default = "default_lease_ttl_s")]
     pub lease_ttl_s: u64,
+    /// Run a fence guard beside the agent (`crate::fence_guard`): a process
+    /// of its own that kills this node's services when the agent stops
+    /// vouching for its lease in time (the agent frozen or stalled).
+    #[serde(default = "yes")]
+    pub fence_guard: bool,
 }
 
 fn default_lease_ttl_s() -> u64 {
@@ -205,6 +210,14 @@ impl ClusterSection {
             bail!(
                 "[cluster] lease_ttl_s = {}: at least 2 seconds",
                 self.lease_ttl_s
+            );
+        }
+        // The fence guard takes a vouch of half the TTL at most.
+        if self.lease_ttl_s > 2 * crate::fence_guard::MAX_VOUCH.as_secs() {
+            bail!(
+                "[cluster] lease_ttl_s = {}: at most {} seconds (two days)",
+                self.lease_ttl_s,
+                2 * crate::fence_guard::MAX_VOUCH.as_secs()
             );
         }
         Ok(())

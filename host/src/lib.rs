@@ -11,6 +11,7 @@ pub mod contract;
 pub mod demo_service;
 pub mod desired;
 pub mod dev;
+pub mod fence_guard;
 pub mod metrics;
 pub mod monitor;
 pub mod node;

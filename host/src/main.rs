@@ -126,6 +126,11 @@ enum Command {
         #[arg(long)]
         record: Option<PathBuf>,
     },
+    /// The fence guard a cluster agent starts beside itself: it kills the
+    /// process groups the agent names on stdin when the agent's vouch for
+    /// its lease runs out (see `warden::fence_guard`).
+    #[command(hide = true)]
+    FenceGuard,
 }
 
 #[derive(Subcommand)]
@@ -187,6 +192,10 @@ fn main() -> ExitCode {
     reset_stop_signals();
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    if let Command::FenceGuard = cli.command {
+        // Plain std: the guard must not depend on an async runtime.
+        return warden::fence_guard::guard::run();
+    }
     // Check timers and I/O every 8 polls rather than 61: a guest spinning
     // in wasm yields at every epoch tick and keeps its worker busy, and
     // health-check timers must not wait for it.
@@ -353,6 +362,8 @@ async fn run(command: Command) -> Result<()> {
             listen,
             record,
         } => warden::demo_service::serve(&name, listen, record).await,
+        // Started in `main`, before the async runtime.
+        Command::FenceGuard => anyhow::bail!("the fence guard does not run in the async runtime"),
     }
 }
 

@@ -7,10 +7,13 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::cluster::{Cluster, NODES, Setup, alive, runs, served_by};
+use common::cluster::{Cluster, NODES, Setup, alive, overlapping, runs, served_by, serving_now};
 use common::wait_until;
 
 const MINUTE: Duration = Duration::from_secs(60);
+
+/// What a fence guard logs (into its agent's log) when it kills services.
+const GUARD_FIRED: &str = "the agent's vouch for its lease ran out (";
 
 /// Start every agent, n1 first: it writes the configuration and takes the
 /// group. Each has joined (its `NodeUp` came back through the log) on
@@ -489,13 +492,116 @@ fn stress_random_kills_and_cut_offs_never_leave_two_nodes_serving_at_once() {
         "stress: {} service runs, {moves} changes of node",
         runs.len()
     );
-    for (k, a) in runs.iter().enumerate() {
-        for b in &runs[k + 1..] {
-            assert!(
-                a.node == b.node || b.from > a.to,
-                "two nodes served at once: {a:?} and {b:?} (WARDEN_STRESS_SEED={seed})"
-            );
-        }
+    if let Some((a, b)) = overlapping(&runs) {
+        panic!("two nodes served at once: {a:?} and {b:?} (WARDEN_STRESS_SEED={seed})");
+    }
+}
+
+/// SIGSTOP of the owning agent for three lease TTLs, `WARDEN_FREEZE_ROUNDS`
+/// rounds (default 3). The frozen agent cannot fence itself; its fence
+/// guard, vouched for only until shortly after the agent's own fence, must
+/// kill its service before the lease expires and another node takes the
+/// group. Judged from the services' own records: the frozen node's run
+/// ends before the next node's starts. Thawed, the agent rejoins and one
+/// node serves. First the guard of the owner is killed: the agent says so
+/// and starts another, which does the job in the first round.
+#[test]
+fn a_frozen_owner_s_fence_guard_stops_its_service_before_another_node_serves() {
+    let rounds: usize = std::env::var("WARDEN_FREEZE_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let mut cluster = Cluster::with(Setup {
+        recorded: true,
+        // A thawed agent may still report its killed service as failed.
+        failover_threshold: 10_000,
+        ..Setup::default()
+    });
+    for i in 0..3 {
+        cluster.start_joined(i);
+    }
+    let records = cluster.records_file();
+    let serving = |cluster: &Cluster| {
+        wait_until(
+            &format!(
+                "exactly one node to serve; logs in {}",
+                cluster.dir.path().display()
+            ),
+            MINUTE,
+            || serving_now(&records, 500),
+        )
+    };
+    let node_index = |node: &str| NODES.iter().position(|n| *n == node).expect("a node");
+    let ttl = Duration::from_secs(cluster.setup.lease_ttl_s);
+
+    let owner = node_index(&serving(&cluster).node);
+    let log = |i: usize| std::fs::read_to_string(cluster.agent_log(i)).unwrap_or_default();
+    let first_guard = cluster
+        .fence_guard_pid(owner)
+        .expect("the owner's fence guard");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first_guard),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the guard");
+    wait_until("the agent to say its guard died", MINUTE, || {
+        log(owner).contains("the fence guard died").then_some(())
+    });
+    wait_until("another guard to run", MINUTE, || {
+        cluster
+            .fence_guard_pid(owner)
+            .filter(|pid| *pid != first_guard)
+    });
+
+    for round in 0..rounds {
+        let frozen = serving(&cluster);
+        let owner = node_index(&frozen.node);
+        let joins = cluster.joins(owner);
+        let fired = || log(owner).matches(GUARD_FIRED).count();
+        let fired_before = fired();
+        cluster.freeze_agent(owner);
+        std::thread::sleep(ttl * 3);
+        let taken = runs(&records)
+            .into_iter()
+            .find(|r| r.node != frozen.node && r.from > frozen.from);
+        cluster.thaw_agent(owner);
+        let taken = taken.unwrap_or_else(|| {
+            panic!(
+                "round {round}: no other node took the group while {} was frozen; logs in {}",
+                frozen.node,
+                cluster.dir.path().display()
+            )
+        });
+        let ended = runs(&records)
+            .into_iter()
+            .find(|r| r.node == frozen.node && r.pid == frozen.pid)
+            .expect("the frozen node's run");
+        assert!(
+            ended.to < taken.from,
+            "round {round}: {} served until {} while {} served from {}",
+            frozen.node,
+            ended.to,
+            taken.node,
+            taken.from
+        );
+        assert!(
+            fired() > fired_before,
+            "round {round}: {}'s guard did not say it fired",
+            frozen.node
+        );
+        cluster.wait_joined(owner, joins);
+        let now = serving(&cluster);
+        assert_ne!(now.node, frozen.node, "round {round}: no failback is set");
+        eprintln!(
+            "round {round}: {} frozen, its service gone {} ms before {}'s started",
+            frozen.node,
+            taken.from - ended.to,
+            taken.node
+        );
+    }
+    let runs = runs(&records);
+    if let Some((a, b)) = overlapping(&runs) {
+        panic!("two nodes served at once: {a:?} and {b:?}");
     }
 }
 

@@ -597,7 +597,15 @@ async fn keep_lease(
         };
         let fence_at = renewed_at + timing.fence_after;
         match renew_anywhere(&etcd, &mut keepers, id, timing.per_try, fence_at).await {
-            Renewal::Answered { alive: true, sent } => renewed_at = sent,
+            Renewal::Answered { alive: true, sent } => {
+                renewed_at = sent;
+                // The guard kills this node's services unless a later
+                // renewal comes: a little after our own fence, well before
+                // the lease can end.
+                crate::fence_guard::vouch_until(
+                    (sent + timing.fence_after + timing.every / 2).into_std(),
+                );
+            }
             Renewal::Answered { alive: false, .. } => {
                 fence(&shared, &lease_tx, "the lease expired in etcd");
                 standing = Standing::Fenced { stale: None };

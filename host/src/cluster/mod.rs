@@ -36,6 +36,10 @@
 //!   and an operator's request is answered only once it is in the log.
 //! - **Rejoining** — a fenced agent registers a new lease and retries its
 //!   `NodeUp` until it is in the log; until then it carries nothing out.
+//! - **A fence guard** (`crate::fence_guard`) — a process beside the agent
+//!   that kills the node's services at half the TTL unless the agent, after
+//!   each answered renewal, vouches for its lease again: a frozen agent,
+//!   which cannot fence itself, is fenced all the same.
 //! - **Services die with their agent** — in cluster mode a managed process
 //!   gets `PR_SET_PDEATHSIG`: a `kill -9` of the agent takes its services
 //!   down, so the node that takes the group over never serves beside them.

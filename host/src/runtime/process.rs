@@ -20,6 +20,11 @@
 //! process if the pid still runs the same program since the same moment,
 //! so a service is neither run twice nor restarted needlessly. A pid file
 //! naming another program is stale: that process is stopped first.
+//!
+//! In a cluster, the fence guard (`crate::fence_guard`) holds each
+//! service's process group from its spawn or adoption until its watcher has
+//! seen it end and killed the group, so a frozen agent's services are
+//! killed all the same.
 
 use std::os::fd::OwnedFd;
 use std::path::Path;
@@ -222,6 +227,8 @@ impl ProcessSlot {
         let pid = child
             .id()
             .ok_or_else(|| format!("{} exited before it could be watched", spec.program))?;
+        // Its process group (the pid, see `process_group(0)`), for the fence guard.
+        crate::fence_guard::hold(pid);
         let pid_file = dirs.private.join(PID_FILE);
         let started = start_time(pid).unwrap_or(0);
         let record = format!("{pid} {started} {}\n", spec.program);
@@ -248,6 +255,7 @@ impl ProcessSlot {
             // workers after the master is killed), holding ports and
             // answering checks: the service is gone, so is its group.
             let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            crate::fence_guard::release(pid);
             remove_pid_record(&pid_file, pid);
             exit_tx.send_replace(Some(ended));
             if watcher_stopping.load(Ordering::SeqCst) {
@@ -499,6 +507,7 @@ impl ProcessSlot {
             pid,
             "adopted {program}, left running by a previous agent"
         );
+        crate::fence_guard::hold(pid);
         // Not our child: no exit status to wait for. Watch for it to go.
         let (exit_tx, exit) = watch::channel(None);
         let stopping = Arc::new(AtomicBool::new(false));
@@ -511,6 +520,7 @@ impl ProcessSlot {
             }
             remove_pid_record(&pid_file, pid);
             let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            crate::fence_guard::release(pid);
             let how = "ended (it was adopted, so its exit status is unknown)".to_string();
             exit_tx.send_replace(Some(Ended {
                 state: ProcessState::Exited(-1),

@@ -16,6 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
 use super::{free_port, wait_until};
 
 pub const WARDEN: &str = env!("CARGO_BIN_EXE_warden");
@@ -331,6 +334,8 @@ pub struct Setup {
     /// n1), each with an MTA (the cluster-singleton `mta` type running
     /// `mail-mta`) listening on `Cluster::mtas`.
     pub mtas: bool,
+    /// `[cluster] fence_guard`: each agent runs a fence guard beside it.
+    pub fence_guard: bool,
 }
 
 impl Default for Setup {
@@ -341,6 +346,7 @@ impl Default for Setup {
             recorded: false,
             lease_ttl_s: LEASE_TTL_S,
             mtas: false,
+            fence_guard: true,
         }
     }
 }
@@ -430,6 +436,7 @@ name = "test"
 endpoints = [{endpoints}]
 nodes = [{nodes}]
 lease_ttl_s = {lease_ttl_s}
+fence_guard = {fence_guard}
 
 [plugins.process]
 allow_programs = ["{WARDEN}"]
@@ -453,6 +460,7 @@ properties = {{ program = "{WARDEN}", args = "{args}", stop-grace-ms = 1000 }}
             failback = self.setup.failback,
             threshold = self.setup.failover_threshold,
             lease_ttl_s = self.setup.lease_ttl_s,
+            fence_guard = self.setup.fence_guard,
         );
         let text = if self.setup.mtas {
             text + &self.mta_groups()
@@ -495,8 +503,45 @@ properties = {{ program = "{mta}", address = "{address}", store = "{store}" }}
         text
     }
 
-    fn agent_log(&self, i: usize) -> PathBuf {
+    /// Agent `i`'s log (its fence guard writes there too), over all its runs.
+    pub fn agent_log(&self, i: usize) -> PathBuf {
         self.node_dir(i).join("agent.log")
+    }
+
+    /// SIGSTOP to agent `i` alone, as a debugger, a long pause or a stalled
+    /// disk would stop it; its services and fence guard are not stopped.
+    pub fn freeze_agent(&self, i: usize) {
+        self.signal_agent(i, Signal::SIGSTOP);
+    }
+
+    /// SIGCONT to a frozen agent `i`.
+    pub fn thaw_agent(&self, i: usize) {
+        self.signal_agent(i, Signal::SIGCONT);
+    }
+
+    fn signal_agent(&self, i: usize, signal: Signal) {
+        let agent = self.agents[i].as_ref().expect("the agent runs");
+        nix::sys::signal::kill(Pid::from_raw(agent.0.id() as i32), signal)
+            .expect("signal the agent");
+    }
+
+    /// The pid of agent `i`'s fence guard (its child running
+    /// `warden fence-guard`), if one runs.
+    pub fn fence_guard_pid(&self, i: usize) -> Option<i32> {
+        let agent = self.agents[i].as_ref()?.0.id() as i32;
+        std::fs::read_dir("/proc").ok()?.find_map(|entry| {
+            let pid: i32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // After the parenthesised name: state, then the parent's pid.
+            let parent: i32 = stat[stat.rfind(')')? + 2..]
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let guard = cmdline.split(|b| *b == 0).any(|arg| arg == b"fence-guard");
+            (parent == agent && guard && alive(pid)).then_some(pid)
+        })
     }
 
     pub fn start_agent(&mut self, i: usize) {
@@ -674,6 +719,26 @@ pub struct Run {
     pub pid: u32,
     pub from: u64,
     pub to: u64,
+}
+
+/// The run recorded alive within the last `within_ms`, if exactly one is:
+/// the one node serving now. `None` if none or several are.
+pub fn serving_now(records: &Path, within_ms: u64) -> Option<Run> {
+    let since = unix_ms().saturating_sub(within_ms);
+    let mut live = runs(records).into_iter().filter(|r| r.to >= since);
+    let run = live.next()?;
+    live.next().is_none().then_some(run)
+}
+
+/// Two runs of different nodes that overlap, if any: two nodes served at
+/// once. Recorded spans lie inside the real ones, so an overlap seen is real.
+pub fn overlapping(runs: &[Run]) -> Option<(&Run, &Run)> {
+    runs.iter().enumerate().find_map(|(k, a)| {
+        runs[k + 1..]
+            .iter()
+            .find(|b| a.node != b.node && b.from <= a.to)
+            .map(|b| (a, b))
+    })
 }
 
 /// The runs in a record file, in order of start. A run's real end is at

@@ -1,0 +1,158 @@
+//! The fence guard: a small process beside a cluster agent that kills the
+//! node's services when the agent stops vouching for its lease in time.
+//!
+//! # Why a separate process
+//!
+//! A cluster agent fences itself (terminates its services) when its lease
+//! renewals stop answering, before etcd can expire the lease and another
+//! node take its groups (`cluster::link`). An agent that is *frozen* — a
+//! SIGSTOP, a long pause, a stall on a slow disk — cannot: its services go
+//! on answering while the cluster moves their groups elsewhere, and two
+//! nodes serve one group. The guard does not depend on the agent's threads:
+//! it is the same binary run as `warden fence-guard`, plain std with no
+//! async runtime, in a process group of its own (so stopping the agent, or
+//! the agent's process group, does not stop it).
+//!
+//! # The protocol
+//!
+//! The agent writes lines of at most [`MAX_LINE`] bytes to the guard's
+//! standard input ([`Command`]):
+//!
+//! - `vouch MS`: the agent answers for its lease for the next `MS`
+//!   milliseconds. The guard's deadline becomes its *own* time of receipt
+//!   plus `MS`: no clock is shared. The agent vouches after each renewal
+//!   etcd answered, up to shortly after the moment it would fence itself.
+//! - `hold PGID` / `release PGID`: a service's process group, held from its
+//!   spawn (or adoption) until it has ended.
+//! - `release-all`: the goodbye of a planned shutdown: every group is
+//!   forgotten, and the guard exits when the pipe closes.
+//!
+//! When the deadline passes without a new vouch, the guard sends SIGKILL to
+//! every process group it holds, says so on stderr (the agent's log), and
+//! keeps running; a group held after that, before the next vouch, is killed
+//! at once. When the agent's end of the pipe closes (the agent died) with
+//! groups still held, the guard kills them at the deadline and exits.
+//!
+//! The guard itself, [`guard::run`], is what `warden fence-guard` runs;
+//! [`agent`] is the agent's side: it starts the guard, tells it, and
+//! restarts it (loudly) if it dies.
+
+pub mod agent;
+pub mod guard;
+
+use std::time::Duration;
+
+pub use agent::{goodbye, hold, release, start, vouch_until};
+
+/// The longest command line the guard reads; a longer line is refused
+/// whole. Far below `PIPE_BUF`, so each line is written in one piece.
+pub const MAX_LINE: usize = 64;
+
+/// The longest vouch the guard accepts. The agent vouches for half its
+/// lease TTL (at most a day, see `ClusterSection`); anything longer is a
+/// mistake, refused rather than taken as "never fire".
+pub const MAX_VOUCH: Duration = Duration::from_secs(24 * 3600);
+
+/// One line of the protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Vouch(Duration),
+    Hold(i32),
+    Release(i32),
+    ReleaseAll,
+}
+
+impl Command {
+    /// The line for this command, newline included.
+    pub fn line(&self) -> String {
+        match self {
+            Command::Vouch(d) => format!("vouch {}\n", d.as_millis()),
+            Command::Hold(pgid) => format!("hold {pgid}\n"),
+            Command::Release(pgid) => format!("release {pgid}\n"),
+            Command::ReleaseAll => "release-all\n".to_string(),
+        }
+    }
+
+    /// Parse one line (without its newline). The error says what is wrong
+    /// with it, naming the line.
+    pub fn parse(line: &str) -> Result<Command, String> {
+        let mut words = line.split_ascii_whitespace();
+        let verb = words.next().unwrap_or("");
+        let argument = words.next();
+        if words.next().is_some() {
+            return Err(format!("{line:?}: one argument at most"));
+        }
+        match (verb, argument) {
+            ("vouch", Some(ms)) => {
+                let ms: u64 = ms
+                    .parse()
+                    .map_err(|_| format!("{line:?}: the vouch is not a number of milliseconds"))?;
+                let vouch = Duration::from_millis(ms);
+                if vouch > MAX_VOUCH {
+                    return Err(format!(
+                        "{line:?}: a vouch longer than {MAX_VOUCH:?} is refused"
+                    ));
+                }
+                Ok(Command::Vouch(vouch))
+            }
+            ("hold", Some(pgid)) => Ok(Command::Hold(process_group(line, pgid)?)),
+            ("release", Some(pgid)) => Ok(Command::Release(process_group(line, pgid)?)),
+            ("release-all", None) => Ok(Command::ReleaseAll),
+            _ => Err(format!(
+                "{line:?}: not a command (vouch MS, hold PGID, release PGID, release-all)"
+            )),
+        }
+    }
+}
+
+/// A process group the guard may kill: above 1, since `killpg(1)` is
+/// `kill(-1)`, every process the guard may signal, and 0 its own group.
+fn process_group(line: &str, pgid: &str) -> Result<i32, String> {
+    match pgid.parse::<i32>() {
+        Ok(pgid) if pgid > 1 => Ok(pgid),
+        _ => Err(format!(
+            "{line:?}: a process group is a number above 1 (0 and 1 would reach other processes)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_parses_back_from_its_line() {
+        for command in [
+            Command::Vouch(Duration::from_millis(2000)),
+            Command::Hold(4242),
+            Command::Release(4242),
+            Command::ReleaseAll,
+        ] {
+            let line = command.line();
+            assert!(line.len() <= MAX_LINE);
+            assert_eq!(Command::parse(line.trim_end()), Ok(command));
+        }
+    }
+
+    #[test]
+    fn groups_that_reach_other_processes_and_endless_vouches_are_refused() {
+        for line in [
+            "hold 0",
+            "hold 1",
+            "hold -5",
+            "release 1",
+            "hold x",
+            "vouch -1",
+            "vouch 86400001",
+            "vouch 18446744073709551616",
+            "vouch",
+            "hold 12 13",
+            "release-all now",
+            "fire",
+            "",
+        ] {
+            let err = Command::parse(line).expect_err(line);
+            assert!(err.contains(&format!("{line:?}")), "{err}");
+        }
+    }
+}
