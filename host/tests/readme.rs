@@ -164,7 +164,7 @@ fn shell(command: &str, bin: &Path, agent: Option<&DevAgent>) -> Command {
         if (name.starts_with("CARGO_") && name != "CARGO_HOME")
             || name.starts_with("RUSTC")
             || name == "RUSTFLAGS"
-            || name.starts_with("WARDEN_")
+            || (name.starts_with("WARDEN_") && name != "WARDEN_LOG")
         {
             run.env_remove(&var);
         }
