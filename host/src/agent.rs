@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
@@ -129,14 +128,14 @@ impl Agent {
         };
         let metrics = crate::metrics::Metrics::spawn(events.resubscribe());
         let subscription = events.resubscribe();
-        let history_path = data_dir.join("events.jsonl");
-        let history = spawn_history(events, history_path.clone()).await?;
+        let (history, readable_history) = crate::history::spawn_writer(events, &data_dir).await?;
         if let Some((listener, token)) = api {
             let addr = listener.local_addr()?;
             tracing::info!(
                 "admin API on http://{addr}/ (OpenAPI at /v1/openapi.json, metrics at /metrics)"
             );
-            let serving = crate::api::serve(listener, node.clone(), token, history_path, metrics);
+            let serving =
+                crate::api::serve(listener, node.clone(), token, readable_history, metrics);
             tokio::spawn(async move {
                 if let Err(err) = serving.await {
                     tracing::error!("{err:#}");
@@ -175,7 +174,7 @@ impl Agent {
             node = %config.node.name,
             plugins = plugins.len(),
             "agent started; event history in {}",
-            data_dir.join("events.jsonl").display()
+            data_dir.join(crate::history::FILE).display()
         );
         Ok(Agent {
             node,
@@ -335,39 +334,6 @@ async fn load_one(
         }
         None => Plugin::load(runtime, bytes).await,
     }
-}
-
-/// Append every non-routine event to `path`, one JSON object per line.
-async fn spawn_history(
-    mut events: broadcast::Receiver<Event>,
-    path: PathBuf,
-) -> Result<JoinHandle<()>> {
-    let mut file = tokio::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .await
-        .with_context(|| format!("opening the event history {}", path.display()))?;
-    Ok(tokio::spawn(async move {
-        loop {
-            let line = match events.recv().await {
-                Ok(event) if event.is_routine() => continue,
-                Ok(event) => serde_json::to_string(&event).unwrap_or_default(),
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    format!("{{\"event\":\"history-lagged\",\"missed\":{missed}}}")
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            };
-            let written = async {
-                file.write_all(line.as_bytes()).await?;
-                file.write_all(b"\n").await?;
-                file.flush().await
-            };
-            if let Err(err) = written.await {
-                tracing::error!("writing the event history {}: {err}", path.display());
-            }
-        }
-    }))
 }
 
 /// Raise the soft limit on open files to the hard one. Every resource may

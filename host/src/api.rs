@@ -7,13 +7,14 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -22,6 +23,7 @@ use serde_json::{Value, json};
 
 use crate::components::{Component, Requester, State as ComponentState};
 use crate::config::{GroupConfig, PropertyValue, ResourceConfig};
+use crate::history::{Filter, History, Start};
 use crate::metrics::Metrics;
 use crate::node::{Change, Node, Operation, Refused, RefusedKind};
 
@@ -32,7 +34,7 @@ pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
 struct Api {
     node: Node,
     token: Arc<str>,
-    history: Arc<PathBuf>,
+    history: History,
     metrics: Arc<Metrics>,
 }
 
@@ -41,13 +43,13 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     node: Node,
     token: String,
-    history: PathBuf,
+    history: History,
     metrics: Arc<Metrics>,
 ) -> Result<()> {
     let api = Api {
         node,
         token: token.into(),
-        history: Arc::new(history),
+        history,
         metrics,
     };
     let guarded = Router::new()
@@ -75,6 +77,7 @@ pub async fn serve(
         .route("/v1/node/{verb}", post(node_verb))
         .route("/v1/what-if", post(what_if))
         .route("/v1/events", get(events))
+        .route("/v1/events/stream", get(event_stream))
         .route_layer(middleware::from_fn_with_state(api.clone(), require_token));
     let app = Router::new()
         .route("/metrics", get(render_metrics))
@@ -455,30 +458,101 @@ struct EventQuery {
     limit: Option<usize>,
 }
 
-async fn events(State(api): State<Api>, Query(query): Query<EventQuery>) -> Response {
-    let text = match tokio::fs::read_to_string(&*api.history).await {
-        Ok(text) => text,
-        Err(err) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("reading the event history {}: {err}", api.history.display()),
+/// The limit of `GET /v1/events` and of a stream's backlog when none is given.
+const DEFAULT_EVENT_LIMIT: usize = 200;
+
+/// A query string that does not parse, answered in our error shape (axum's
+/// own rejection is plain text).
+fn bad_query(rejection: QueryRejection) -> Response {
+    bad_request(format!("invalid query: {}", rejection.body_text()))
+}
+
+fn unreadable_history(err: anyhow::Error) -> Response {
+    error(StatusCode::INTERNAL_SERVER_ERROR, format!("{err:#}"))
+}
+
+async fn events(
+    State(api): State<Api>,
+    query: Result<Query<EventQuery>, QueryRejection>,
+) -> Response {
+    let Query(query) = match query {
+        Ok(query) => query,
+        Err(rejection) => return bad_query(rejection),
+    };
+    let filter = Filter {
+        resource: query.resource,
+        event: query.event,
+        since_ms: query.since_ms,
+    };
+    let limit = query.limit.unwrap_or(DEFAULT_EVENT_LIMIT);
+    match api.history.matching(&filter, limit).await {
+        Ok(events) => Json(events).into_response(),
+        Err(err) => unreadable_history(err),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamQuery {
+    resource: Option<String>,
+    event: Option<String>,
+    since_ms: Option<u64>,
+    limit: Option<usize>,
+    after: Option<u64>,
+}
+
+/// How often an idle stream sends a comment, so proxies and clients see
+/// the connection alive.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The history as Server-Sent Events, then every new event as it is
+/// written: each event's `id` is its sequence number, so a client that
+/// reconnects with `after` (or `Last-Event-ID`) misses nothing.
+async fn event_stream(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    query: Result<Query<StreamQuery>, QueryRejection>,
+) -> Response {
+    let Query(query) = match query {
+        Ok(query) => query,
+        Err(rejection) => return bad_query(rejection),
+    };
+    let last_event_id = match headers.get("last-event-id").map(|v| {
+        v.to_str()
+            .ok()
+            .and_then(|text| text.trim().parse::<u64>().ok())
+    }) {
+        None => None,
+        Some(Some(seq)) => Some(seq),
+        Some(None) => {
+            return bad_request(
+                "invalid Last-Event-ID header: expected a sequence number".to_string(),
             );
         }
     };
-    let matching: Vec<Value> = text
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|e| query.resource.as_deref().is_none_or(|r| e["resource"] == r))
-        .filter(|e| query.event.as_deref().is_none_or(|k| e["event"] == k))
-        .filter(|e| {
-            query
-                .since_ms
-                .is_none_or(|since| e["at_ms"].as_u64().unwrap_or(0) >= since)
-        })
-        .collect();
-    let limit = query.limit.unwrap_or(200);
-    let start = matching.len().saturating_sub(limit);
-    Json(&matching[start..]).into_response()
+    let start = match query.after.or(last_event_id) {
+        Some(seq) => Start::After(seq),
+        None => Start::Last(query.limit.unwrap_or(DEFAULT_EVENT_LIMIT)),
+    };
+    let filter = Filter {
+        resource: query.resource,
+        event: query.event,
+        since_ms: query.since_ms,
+    };
+    let events = match api.history.follow(filter, start).await {
+        Ok(events) => events,
+        Err(err) => return unreadable_history(err),
+    };
+    let events = futures_util::StreamExt::map(events, |(seq, event)| {
+        Ok::<_, std::convert::Infallible>(
+            SseEvent::default()
+                .id(seq.to_string())
+                .data(event.to_string()),
+        )
+    });
+    Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .into_response()
 }
 
 async fn render_metrics(State(api): State<Api>) -> Response {

@@ -211,8 +211,19 @@ fn key_value(text: &str) -> Result<(String, String), String> {
 /// A blocking client of the admin API.
 pub struct Client {
     agent: ureq::Agent,
+    /// For streams, which have no end to wait for: no overall deadline.
+    streaming: ureq::Agent,
     base: String,
     token: String,
+}
+
+/// Why a stream could not be opened.
+#[derive(Debug)]
+pub enum StreamError {
+    /// No answer: the agent is not (or no longer) there.
+    Unreachable(anyhow::Error),
+    /// The agent answered with a refusal, in its own words.
+    Refused(anyhow::Error),
 }
 
 impl Client {
@@ -221,10 +232,50 @@ impl Client {
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))
             .build();
+        let streaming = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_recv_response(Some(Duration::from_secs(60)))
+            .build();
         Client {
             agent: config.into(),
+            streaming: streaming.into(),
             base: connection.api.trim_end_matches('/').to_string(),
             token: connection.token.clone(),
+        }
+    }
+
+    /// The agent's address, as the operator gave it.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// GET a stream: its body, read as it comes, for as long as it lasts.
+    pub fn stream(&self, path: &str) -> Result<impl std::io::BufRead, StreamError> {
+        let url = format!("{}{path}", self.base);
+        let mut response = self
+            .streaming
+            .get(&url)
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .header("Accept", "text/event-stream")
+            .call()
+            .with_context(|| format!("could not reach the agent at {}", self.base))
+            .map_err(StreamError::Unreachable)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(std::io::BufReader::new(response.into_body().into_reader()));
+        }
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        let message = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_string))
+            .unwrap_or(text);
+        let err = anyhow::anyhow!("{message} (HTTP {})", status.as_u16());
+        // A node shutting down answers 503: it may come back.
+        if status.as_u16() == 503 {
+            Err(StreamError::Unreachable(err))
+        } else {
+            Err(StreamError::Refused(err))
         }
     }
 
@@ -281,7 +332,7 @@ fn ok_message(value: &Value) {
     }
 }
 
-fn text(value: &Value) -> String {
+pub(crate) fn text(value: &Value) -> String {
     value
         .as_str()
         .map(str::to_string)
@@ -482,48 +533,6 @@ pub fn plugin_verb(
 ) -> Result<()> {
     let body = version.map(|v| json!({ "version": v }));
     ok_message(&client.call("POST", &format!("/v1/plugins/{type_name}/{verb}"), body)?);
-    Ok(())
-}
-
-/// Filters of `warden events`.
-#[derive(Debug, Default)]
-pub struct EventFilter {
-    pub resource: Option<String>,
-    pub kind: Option<String>,
-    pub since_ms: Option<u64>,
-    pub limit: usize,
-}
-
-pub fn events(client: &Client, filter: EventFilter, as_json: bool) -> Result<()> {
-    let mut query = vec![format!("limit={}", filter.limit)];
-    if let Some(r) = filter.resource {
-        query.push(format!("resource={r}"));
-    }
-    if let Some(k) = filter.kind {
-        query.push(format!("event={k}"));
-    }
-    if let Some(s) = filter.since_ms {
-        query.push(format!("since_ms={s}"));
-    }
-    let list = client.call("GET", &format!("/v1/events?{}", query.join("&")), None)?;
-    for event in list.as_array().cloned().unwrap_or_default() {
-        if as_json {
-            println!("{event}");
-            continue;
-        }
-        let mut rest = event.as_object().cloned().unwrap_or_default();
-        let at = rest.remove("at_ms").and_then(|v| v.as_u64()).unwrap_or(0);
-        let subject = rest
-            .remove("resource")
-            .map(|v| text(&v))
-            .unwrap_or_default();
-        let kind = rest.remove("event").map(|v| text(&v)).unwrap_or_default();
-        let details: Vec<String> = rest
-            .into_iter()
-            .map(|(k, v)| format!("{k}={}", text(&v)))
-            .collect();
-        println!("{at} {subject:<16} {kind:<16} {}", details.join(" "));
-    }
     Ok(())
 }
 

@@ -45,8 +45,9 @@ data_dir = {dir:?}
 listen = "{api}"
 token_file = {token_file:?}
 
+# The demo services, and the program of the README's example resource.
 [plugins.process]
-allow_programs = [{exe:?}]
+allow_programs = [{exe:?}, "/usr/bin/sleep"]
 
 [[group]]
 name = "demo"

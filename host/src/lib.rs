@@ -11,6 +11,8 @@ pub mod contract;
 pub mod demo_service;
 pub mod desired;
 pub mod dev;
+pub mod event_view;
+pub mod history;
 pub mod fence_guard;
 pub mod metrics;
 pub mod monitor;

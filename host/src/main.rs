@@ -77,17 +77,24 @@ enum Command {
         #[command(flatten)]
         connection: Connection,
     },
-    /// The event history, newest last.
+    /// The event history, newest last, in local time.
     Events {
         #[arg(long)]
         resource: Option<String>,
         /// Only events of this kind (state, check, cut-off, policy, ...).
         #[arg(long)]
         event: Option<String>,
+        /// Only events at or after this instant (milliseconds since the epoch).
         #[arg(long)]
         since_ms: Option<u64>,
+        /// At most this many of the newest events.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Keep printing new events as they happen, until Ctrl-C; if the
+        /// agent goes away, say so and carry on when it answers again.
+        #[arg(long, short)]
+        follow: bool,
+        /// One JSON object per line, with `at` (RFC 3339) beside `at_ms`.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -338,16 +345,18 @@ async fn run(command: Command) -> Result<()> {
             event,
             since_ms,
             limit,
+            follow,
             json,
             connection,
         } => {
-            let filter = cli::EventFilter {
+            let filter = warden::event_view::EventFilter {
                 resource,
                 kind: event,
                 since_ms,
                 limit,
             };
-            blocking(move || cli::events(&Client::new(&connection), filter, json)).await
+            let client = Client::new(&connection);
+            blocking(move || warden::event_view::events(&client, filter, json, follow)).await
         }
         Command::Component {
             command,

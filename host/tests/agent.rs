@@ -3,10 +3,11 @@
 
 mod common;
 
+use common::dev_agent::{DevAgent, http_get, pid_in};
 use common::wait_until;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufReader, Read};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,25 +46,6 @@ impl AgentProcess {
     }
 }
 
-/// GET / from a demo service; returns the body.
-fn get(addr: SocketAddr) -> Option<String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
-        .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    response.split("\r\n\r\n").nth(1).map(str::to_string)
-}
-
-fn pid_in(body: &str) -> i32 {
-    body.split("(pid ")
-        .nth(1)
-        .and_then(|rest| rest.split(')').next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {body:?}"))
-}
-
 fn events(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -74,48 +56,27 @@ fn events(path: &Path) -> Vec<serde_json::Value> {
 
 #[test]
 fn dev_mode_supervises_real_processes_and_restarts_a_killed_one() {
-    let mut child = Command::new(WARDEN)
-        .args(["agent", "--dev"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the agent");
-    let stdout = child.stdout.take().expect("stdout");
-    let agent = AgentProcess { child };
-    let mut services = Vec::new();
-    let mut history = PathBuf::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("banner");
-        if let Some(rest) = line.trim().strip_prefix("resource ") {
-            let (name, url) = rest.split_once(": ").expect("name: url");
-            let addr: SocketAddr = url
-                .trim_start_matches("http://")
-                .trim_end_matches('/')
-                .parse()
-                .expect("address");
-            services.push((name.to_string(), addr));
-        }
-        if let Some(path) = line.trim().strip_prefix("event history:") {
-            history = PathBuf::from(path.trim());
-        }
-        if line.starts_with("Try:") {
-            break;
-        }
-    }
+    let mut command = Command::new(WARDEN);
+    command.args(["agent", "--dev"]);
+    let mut agent = DevAgent::spawn(command);
+    let services = agent.services.clone();
+    let history = agent.history.clone();
     assert_eq!(services.len(), 2, "two demo services: {services:?}");
 
     let (name, addr) = services[0].clone();
     let body = wait_until(
         "the demo service to answer",
         Duration::from_secs(20),
-        || get(addr),
+        || http_get(addr),
     );
     assert!(body.starts_with(&format!("{name} is up")), "{body}");
     let first = pid_in(&body);
 
     kill(Pid::from_raw(first), Signal::SIGKILL).expect("kill -9 the service");
     let second = wait_until("a new process to answer", Duration::from_secs(20), || {
-        get(addr).map(|b| pid_in(&b)).filter(|pid| *pid != first)
+        http_get(addr)
+            .map(|b| pid_in(&b))
+            .filter(|pid| *pid != first)
     });
     assert_ne!(first, second);
 
@@ -135,20 +96,17 @@ fn dev_mode_supervises_real_processes_and_restarts_a_killed_one() {
         "history: {seen:?}"
     );
 
-    let status = agent.terminate();
+    let status = agent.stop(Signal::SIGTERM);
     assert!(status.success(), "clean shutdown: {status:?}");
     // Shutdown took the services offline.
     assert!(
-        get(addr).is_none(),
+        http_get(addr).is_none(),
         "the service still answers after shutdown"
     );
     assert!(
         kill(Pid::from_raw(second), None).is_err(),
         "pid {second} still runs"
     );
-    if let Some(dir) = history.parent() {
-        let _ = std::fs::remove_dir_all(dir);
-    }
 }
 
 #[test]

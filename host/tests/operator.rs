@@ -410,9 +410,13 @@ fn every_command_family_works_through_the_cli_and_refuses_bad_input() {
                 .and_then(|ps| ps.iter().find(|p| p["name"] == "verb"))
                 .and_then(|p| p["schema"]["enum"][0].as_str())
                 .unwrap_or("x");
-            let concrete = path
+            let mut concrete = path
                 .replace("{name}", "nothing-here")
                 .replace("{verb}", verb);
+            // A stream would not end: a bad query gets its JSON refusal.
+            if operation["responses"]["200"]["content"]["text/event-stream"].is_object() {
+                concrete.push_str("?after=not-a-number");
+            }
             let (code, body) = curl(agent.api, &method.to_uppercase(), &concrete);
             assert!(code != 405, "{method} {path}: 405");
             assert!(
@@ -686,4 +690,217 @@ fn the_agent_refuses_a_token_file_others_can_read() {
             && stderr.contains(&format!("chmod 600 {path}")),
         "{stderr}"
     );
+}
+
+/// A running `warden events --follow`: what it has printed so far, line
+/// by line, on stdout and on stderr.
+struct Follower {
+    child: Child,
+    stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Follower {
+    fn start(mut command: Command) -> Follower {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start warden events --follow");
+        let collect = |pipe: Box<dyn std::io::Read + Send>| {
+            let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let sink = lines.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                    sink.lock().expect("lines").push(line);
+                }
+            });
+            lines
+        };
+        let stdout = collect(Box::new(child.stdout.take().expect("stdout")));
+        let stderr = collect(Box::new(child.stderr.take().expect("stderr")));
+        Follower {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().expect("lines").clone()
+    }
+
+    /// Wait until a line of `stream` contains `text`.
+    fn wait_for(&self, stream: &std::sync::Mutex<Vec<String>>, text: &str) {
+        wait_until(text, Duration::from_secs(30), || {
+            stream
+                .lock()
+                .expect("lines")
+                .iter()
+                .any(|line| line.contains(text))
+                .then_some(())
+        });
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A zone 5:30 east of UTC without summer time (POSIX TZ), so that times
+/// printed in it differ from UTC's.
+const TZ: &str = "IST-5:30";
+
+/// What GNU date prints for `ms` since the epoch in [`TZ`]: the oracle the
+/// CLI's times are held to.
+fn date_in_tz(ms: u64, format: &str) -> String {
+    let out = Command::new("date")
+        .env("TZ", TZ)
+        .arg("-d")
+        .arg(format!("@{}.{:03}", ms / 1000, ms % 1000))
+        .arg(format!("+{format}"))
+        .output()
+        .expect("date");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn events_are_printed_in_local_time_and_followed_across_an_agent_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = free_port();
+    let agent = start(dir.path(), api);
+    create_sleeper(&agent, 985);
+    wait_until("sleeper online", Duration::from_secs(20), || {
+        (agent.resource_state("sleeper").as_deref() == Some("Online")).then_some(())
+    });
+    let cli = |args: &[&str]| {
+        let mut command = Command::new(WARDEN);
+        command
+            .args(args)
+            .env("WARDEN_API", format!("http://{api}"))
+            .env("WARDEN_TOKEN", TOKEN)
+            .env("TZ", TZ);
+        command
+    };
+    let follower = Follower::start(cli(&[
+        "events",
+        "--follow",
+        "--resource",
+        "sleeper",
+        "--limit",
+        "1000",
+    ]));
+    // The history first, then a new event as it happens.
+    follower.wait_for(&follower.stdout, "to=Online");
+    agent.ok(&["resource", "fail", "sleeper"]);
+    follower.wait_for(&follower.stdout, "failed by the operator");
+
+    // The agent killed: said on stderr; back: said, and followed again.
+    drop(agent);
+    follower.wait_for(&follower.stderr, &format!("lost the agent at http://{api}"));
+    let before = follower.stdout().len();
+    let agent = start(dir.path(), api);
+    follower.wait_for(&follower.stderr, "answers again");
+    agent.ok(&["resource", "fail", "sleeper"]);
+    wait_until(
+        "a failure after the restart",
+        Duration::from_secs(30),
+        || {
+            follower.stdout()[before..]
+                .iter()
+                .any(|line| line.contains("failed by the operator"))
+                .then_some(())
+        },
+    );
+
+    // Nothing missed, nothing twice: what it printed is the history.
+    let listing = || {
+        let out = cli(&["events", "--resource", "sleeper", "--limit", "1000"])
+            .output()
+            .expect("warden events");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    wait_until(
+        "the followed events to be the history",
+        Duration::from_secs(30),
+        || (follower.stdout() == listing()).then_some(()),
+    );
+
+    // Each time is the event's instant in TZ: local in the human view,
+    // RFC 3339 with the offset beside the raw milliseconds in --json.
+    let out = cli(&[
+        "events",
+        "--resource",
+        "sleeper",
+        "--limit",
+        "1000",
+        "--json",
+    ])
+    .output()
+    .expect("warden events --json");
+    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    let human = listing();
+    assert_eq!(events.len(), human.len(), "{events:?}\n{human:?}");
+    assert!(events.len() >= 4, "{events:?}");
+    for (event, line) in events.iter().zip(&human) {
+        let ms = event["at_ms"].as_u64().expect("at_ms kept");
+        assert_eq!(
+            event["at"].as_str(),
+            Some(date_in_tz(ms, "%Y-%m-%dT%H:%M:%S.%3N%:z").as_str()),
+            "{event}"
+        );
+        assert!(
+            event["at"]
+                .as_str()
+                .is_some_and(|at| at.ends_with("+05:30"))
+        );
+        let local = date_in_tz(ms, "%Y-%m-%d %H:%M:%S.%3N");
+        assert!(
+            line.starts_with(&format!("{local} sleeper ")),
+            "{line:?} for {event}"
+        );
+    }
+
+    // Ctrl-C ends it.
+    let mut follower = follower;
+    kill(Pid::from_raw(follower.child.id() as i32), Signal::SIGINT).expect("SIGINT");
+    wait_until("--follow to end on Ctrl-C", Duration::from_secs(10), || {
+        follower.child.try_wait().ok().flatten()
+    });
+
+    // What retrying cannot mend ends it at once, with the reason.
+    let out = cli(&["events", "--follow"])
+        .env("WARDEN_TOKEN", "not-the-token")
+        .output()
+        .expect("warden events --follow");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("wrong token"),
+        "{out:?}"
+    );
+    let out = cli(&["events", "--follow"])
+        .env("WARDEN_API", format!("http://{}", free_port()))
+        .output()
+        .expect("warden events --follow");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("could not reach the agent"),
+        "{out:?}"
+    );
+
+    agent.ok(&["group", "offline", "g"]);
+    wait_until("sleeper stopped", Duration::from_secs(20), || {
+        sleepers_with(985).is_empty().then_some(())
+    });
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod dev_agent;
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};

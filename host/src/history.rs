@@ -1,0 +1,244 @@
+//! The event history: `data_dir/events.jsonl`, one JSON event per line,
+//! appended by one writer task and read by the admin API.
+//!
+//! An event's sequence number is its line number in the file, from 1. A
+//! reader that has seen everything up to N asks for what came after N, so
+//! `warden events --follow` resumes after a lost connection with nothing
+//! missed and nothing twice. The writer announces the number of lines it
+//! has written (a watch), which is what a follower waits on: no polling.
+
+use std::io::SeekFrom;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use futures_util::Stream;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::monitor::Event;
+
+/// The file name of the history in the data directory.
+pub const FILE: &str = "events.jsonl";
+
+/// How many events a follower may have in flight before the reader waits
+/// for it (a slow client slows its own reader, nobody else).
+const FOLLOW_BUFFER: usize = 64;
+
+/// The history as readers see it: its file, and the writer's line count.
+#[derive(Clone)]
+pub struct History {
+    path: PathBuf,
+    written: watch::Receiver<u64>,
+}
+
+/// Which events an API call wants; every field that is set must match.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub resource: Option<String>,
+    pub event: Option<String>,
+    pub since_ms: Option<u64>,
+}
+
+impl Filter {
+    fn matches(&self, event: &Value) -> bool {
+        self.resource
+            .as_deref()
+            .is_none_or(|r| event["resource"] == r)
+            && self.event.as_deref().is_none_or(|k| event["event"] == k)
+            && self
+                .since_ms
+                .is_none_or(|since| event["at_ms"].as_u64().unwrap_or(0) >= since)
+    }
+}
+
+/// Where a follower starts.
+#[derive(Debug, Clone, Copy)]
+pub enum Start {
+    /// The newest this many matching events of the history, then new ones.
+    Last(usize),
+    /// Every matching event after this sequence number. A number past the
+    /// end of the history means the history is not the one the follower
+    /// saw (a new agent with a fresh data directory): it gets all of it.
+    After(u64),
+}
+
+/// Append every non-routine event to `dir/events.jsonl`, one JSON object
+/// per line; returns the writer task and the history for readers. The
+/// writer's end (shutdown aborts it) ends every follower's stream.
+pub async fn spawn_writer(
+    mut events: broadcast::Receiver<Event>,
+    dir: &Path,
+) -> Result<(JoinHandle<()>, History)> {
+    let path = dir.join(FILE);
+    let mut file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(&path)
+        .await
+        .with_context(|| format!("opening the event history {}", path.display()))?;
+    let mut existing = Vec::new();
+    file.read_to_end(&mut existing)
+        .await
+        .with_context(|| format!("reading the event history {}", path.display()))?;
+    let mut lines = existing.iter().filter(|b| **b == b'\n').count() as u64;
+    // A line torn by a crash is ended, so the next event starts a line of
+    // its own and line numbers stay sequence numbers.
+    if existing.last().is_some_and(|b| *b != b'\n') {
+        file.write_all(b"\n")
+            .await
+            .with_context(|| format!("ending a torn line of {}", path.display()))?;
+        lines += 1;
+    }
+    drop(existing);
+    let (announce, written) = watch::channel(lines);
+    let writer_path = path.clone();
+    let writer = tokio::spawn(async move {
+        loop {
+            let line = match events.recv().await {
+                Ok(event) if event.is_routine() => continue,
+                Ok(event) => serde_json::to_string(&event).unwrap_or_default(),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    format!("{{\"event\":\"history-lagged\",\"missed\":{missed}}}")
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            let mut bytes = line.into_bytes();
+            bytes.push(b'\n');
+            let written = async {
+                file.write_all(&bytes).await?;
+                file.flush().await
+            };
+            match written.await {
+                Ok(()) => {
+                    lines += 1;
+                    announce.send_replace(lines);
+                }
+                Err(err) => {
+                    tracing::error!("writing the event history {}: {err}", writer_path.display())
+                }
+            }
+        }
+    });
+    Ok((writer, History { path, written }))
+}
+
+impl History {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The newest `limit` events that match, oldest first.
+    pub async fn matching(&self, filter: &Filter, limit: usize) -> Result<Vec<Value>> {
+        let (lines, _) = self.read_from(0).await?;
+        let matching: Vec<Value> = parse(&lines, 1, filter).map(|(_, e)| e).collect();
+        let start = matching.len().saturating_sub(limit);
+        Ok(matching[start..].to_vec())
+    }
+
+    /// Matching events with their sequence numbers: first those of the
+    /// history that `start` asks for, then each new one as it is written,
+    /// until the writer stops (the agent shuts down) or the stream is
+    /// dropped. An unreadable history is an error here, before anything
+    /// is sent; one that becomes unreadable later ends the stream.
+    pub async fn follow(
+        &self,
+        filter: Filter,
+        start: Start,
+    ) -> Result<impl Stream<Item = (u64, Value)> + Send + 'static> {
+        let mut written = self.written.clone();
+        // Seen before reading: a line written meanwhile wakes the loop
+        // below, and reading on from the offset sends it exactly once.
+        written.borrow_and_update();
+        let (lines, mut offset) = self.read_from(0).await?;
+        let total = lines.len() as u64;
+        let backlog: Vec<(u64, Value)> = parse(&lines, 1, &filter).collect();
+        let backlog = match start {
+            Start::After(seen) if seen <= total => {
+                backlog.into_iter().filter(|(seq, _)| *seq > seen).collect()
+            }
+            Start::After(_) => backlog,
+            Start::Last(limit) => {
+                let skip = backlog.len().saturating_sub(limit);
+                backlog.into_iter().skip(skip).collect()
+            }
+        };
+        let (send, receive) = mpsc::channel(FOLLOW_BUFFER);
+        let history = self.clone();
+        tokio::spawn(async move {
+            for event in backlog {
+                if send.send(event).await.is_err() {
+                    return;
+                }
+            }
+            let mut next = total + 1;
+            loop {
+                let writer_gone = tokio::select! {
+                    changed = written.changed() => changed.is_err(),
+                    () = send.closed() => return,
+                };
+                let (lines, read_to) = match history.read_from(offset).await {
+                    Ok(read) => read,
+                    Err(err) => {
+                        tracing::warn!("following the event history: {err:#}");
+                        return;
+                    }
+                };
+                offset = read_to;
+                let count = lines.len() as u64;
+                for event in parse(&lines, next, &filter) {
+                    if send.send(event).await.is_err() {
+                        return;
+                    }
+                }
+                next += count;
+                if writer_gone {
+                    return;
+                }
+            }
+        });
+        Ok(futures_util::stream::unfold(receive, |mut receive| async {
+            receive.recv().await.map(|event| (event, receive))
+        }))
+    }
+
+    /// The complete lines from byte `offset` on, and the offset after the
+    /// last of them (a line still being written waits for the next read).
+    async fn read_from(&self, offset: u64) -> Result<(Vec<String>, u64)> {
+        let context = || format!("reading the event history {}", self.path.display());
+        let mut file = tokio::fs::File::open(&self.path)
+            .await
+            .with_context(context)?;
+        file.seek(SeekFrom::Start(offset))
+            .await
+            .with_context(context)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).await.with_context(context)?;
+        let complete = bytes
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |end| end + 1);
+        let lines = String::from_utf8_lossy(&bytes[..complete])
+            .lines()
+            .map(str::to_string)
+            .collect();
+        Ok((lines, offset + complete as u64))
+    }
+}
+
+/// The events among `lines` that match, numbered from `first`; a line
+/// that is not JSON keeps its number and is skipped.
+fn parse<'a>(
+    lines: &'a [String],
+    first: u64,
+    filter: &'a Filter,
+) -> impl Iterator<Item = (u64, Value)> + 'a {
+    lines.iter().zip(first..).filter_map(move |(line, seq)| {
+        serde_json::from_str::<Value>(line)
+            .ok()
+            .filter(|event| filter.matches(event))
+            .map(|event| (seq, event))
+    })
+}
