@@ -14,6 +14,7 @@ pub mod dev;
 pub mod metrics;
 pub mod monitor;
 pub mod node;
+pub mod plugin_versions;
 pub mod plugins_dir;
 pub mod runtime;
 pub mod store;
