@@ -3,7 +3,10 @@
 //! Start-up is all or nothing: every plugin is loaded and every resource is
 //! validated before any resource is asked online, so a bad configuration
 //! is reported whole and starts nothing. A broken file in the plugins
-//! directory is reported and skipped; it cannot take the agent down.
+//! directory is reported (log and event history, naming the file) and
+//! skipped; it cannot take the agent down. Of several versions of one type
+//! the pinned or highest that passes a swap's checks runs, never merely the
+//! last file in name order (`crate::plugin_versions`).
 //!
 //! Groups and resources come from the embedded store when it has them (it
 //! holds every change made through the admin API); the configuration
@@ -19,8 +22,9 @@ use tokio::task::JoinHandle;
 
 use crate::config::{AgentConfig, PluginGrants};
 use crate::desired::Desired;
-use crate::monitor::Event;
+use crate::monitor::{Event, EventKind};
 use crate::node::{Node, NodeSettings};
+use crate::plugin_versions::{Candidate, Origin, VersionRecord, choose, rank};
 use crate::runtime::{CompileCache, Plugin, Runtime, RuntimeConfig};
 use crate::store::Store;
 use crate::type_sources::TypeSources;
@@ -60,10 +64,11 @@ impl Agent {
         // recompiles nothing.
         let cache = CompileCache::open(data_dir.join("compiled"))?;
         let Loaded {
-            plugins,
+            candidates,
             rejected,
             seen: seen_at_start,
             sources,
+            ..
         } = load_plugins(
             &runtime,
             config.node.plugins_dir.as_deref(),
@@ -87,10 +92,13 @@ impl Agent {
             }
             None => Desired::from_file(&config),
         };
-        let settings = NodeSettings {
+        let mut settings = NodeSettings {
             name: config.node.name.clone(),
             data_dir: data_dir.clone(),
-            plugins: plugins.clone(),
+            // Chosen below, once the configuration they are checked
+            // against is known (in a cluster, the cluster's).
+            plugins: BTreeMap::new(),
+            alternatives: BTreeMap::new(),
             grants: config
                 .plugins
                 .iter()
@@ -103,7 +111,8 @@ impl Agent {
             Some(api) => Some((crate::api::bind(api.listen).await?, api.token()?)),
             None => None,
         };
-        let (node, events) = match &config.cluster {
+        let record = store.load_versions()?;
+        let (node, events, notes) = match &config.cluster {
             Some(section) => {
                 // Services must not outlive an agent whose groups the
                 // cluster moves elsewhere once its lease expires.
@@ -122,10 +131,48 @@ impl Agent {
                     created = joined.created,
                     "joined; the configuration is the cluster's"
                 );
-                Node::start_in_cluster(settings, joined, store).await?
+                let chosen =
+                    choose(candidates, &record, &joined.desired.resources, &settings).await;
+                settings.plugins = chosen.plugins;
+                settings.alternatives = chosen.alternatives;
+                let (node, events) = Node::start_in_cluster(settings, joined, store).await?;
+                (node, events, chosen.notes)
             }
-            None => Node::start(settings, desired, store).await?,
+            None => {
+                let chosen = choose(candidates, &record, &desired.resources, &settings).await;
+                settings.plugins = chosen.plugins;
+                settings.alternatives = chosen.alternatives;
+                let (node, events) = Node::start(settings, desired, store).await?;
+                (node, events, chosen.notes)
+            }
         };
+        // What start-up refused or chose goes into the event history too.
+        for r in &rejected {
+            node.record(Event::now(
+                &r.file.display().to_string(),
+                EventKind::Plugin {
+                    action: "rejected".to_string(),
+                    version: None,
+                    reason: Some(format!("not loaded at start: {}", r.reason)),
+                },
+            ));
+        }
+        for note in notes {
+            node.record(Event::now(
+                &note.subject,
+                EventKind::Plugin {
+                    action: note.action.to_string(),
+                    version: note.version,
+                    reason: Some(note.reason),
+                },
+            ));
+        }
+        let plugins: BTreeMap<String, Arc<Plugin>> = node
+            .plugins()
+            .await?
+            .into_iter()
+            .map(|p| (p.name().to_string(), p))
+            .collect();
         let metrics = crate::metrics::Metrics::spawn(events.resubscribe());
         let subscription = events.resubscribe();
         let (history, readable_history) = crate::history::spawn_writer(events, &data_dir).await?;
@@ -227,8 +274,12 @@ impl Agent {
 
 /// What [`load_plugins`] loaded.
 pub struct Loaded {
-    /// Every type, by name.
+    /// Every type, by name, at the version it would run if no build of it
+    /// were rejected and every version passed its checks (see
+    /// [`crate::plugin_versions::choose`] for the real choice).
     pub plugins: BTreeMap<String, Arc<Plugin>>,
+    /// Every loaded version of every type, the built-in included.
+    pub candidates: BTreeMap<String, Vec<Candidate<Arc<Plugin>>>>,
     /// The files that could not be loaded, or that describe a type whose
     /// name they do not hold.
     pub rejected: Vec<Rejected>,
@@ -242,25 +293,29 @@ pub struct Loaded {
 /// Load the built-in types, then every `.wasm` file in `dir`. A file that
 /// fails, or that describes a type whose name it does not hold (see
 /// [`TypeSources`]: a built-in's name only with the operator's
-/// `[plugins.NAME] source`), is reported in `rejected` and skipped. With a
-/// `cache`, compiled code is reused, and artifacts of plugins no longer
-/// loaded are pruned.
+/// `[plugins.NAME] source`), is reported in `rejected` and skipped. Several
+/// files of one type are all kept, as candidates: which one runs is not
+/// decided by their order. With a `cache`, compiled code is reused, and
+/// artifacts of plugins no longer loaded are pruned.
 pub async fn load_plugins(
     runtime: &Arc<Runtime>,
     dir: Option<&Path>,
     cache: Option<&CompileCache>,
     configured: &BTreeMap<String, PluginGrants>,
 ) -> Result<Loaded> {
-    let mut plugins = BTreeMap::new();
+    let mut candidates: BTreeMap<String, Vec<Candidate<Arc<Plugin>>>> = BTreeMap::new();
     let mut seen = Vec::new();
     let mut keep = std::collections::HashSet::new();
     for (file, bytes) in crate::builtin::BUILTIN_PLUGINS {
         let plugin = load_one(runtime, bytes, cache, &mut keep)
             .await
             .with_context(|| format!("loading the built-in plugin {file}"))?;
-        plugins.insert(plugin.name().to_string(), Arc::new(plugin));
+        candidates
+            .entry(plugin.name().to_string())
+            .or_default()
+            .push(candidate(Origin::BuiltIn, plugin));
     }
-    let sources = TypeSources::new(configured, plugins.keys().cloned());
+    let sources = TypeSources::new(configured, candidates.keys().cloned());
     let mut rejected = Vec::new();
     if let Some(dir) = dir {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -285,19 +340,16 @@ pub async fn load_plugins(
                 loaded.and_then(|plugin| sources.check(&file, plugin.name()).map(|()| plugin));
             match loaded {
                 Ok(plugin) => {
-                    let name = plugin.name().to_string();
-                    if plugins.contains_key(&name) {
-                        tracing::warn!(
-                            "{} replaces the built-in type {name}, as [plugins.{name}] source says",
-                            file.display()
-                        );
-                    }
                     tracing::info!(
-                        "loaded type {name} {} from {}",
+                        "loaded type {} {} from {}",
+                        plugin.name(),
                         plugin.info().version,
                         file.display()
                     );
-                    plugins.insert(name, Arc::new(plugin));
+                    candidates
+                        .entry(plugin.name().to_string())
+                        .or_default()
+                        .push(candidate(Origin::File(file), plugin));
                 }
                 Err(reason) => rejected.push(Rejected { file, reason }),
             }
@@ -312,12 +364,30 @@ pub async fn load_plugins(
             tracing::info!("pruned {pruned} compiled plugin(s) no longer loaded");
         }
     }
+    let unchecked = VersionRecord::default();
+    let plugins = candidates
+        .iter()
+        .filter_map(|(name, of_type)| {
+            let first = rank(name, of_type.clone(), &unchecked).into_iter().next()?;
+            Some((name.clone(), first.candidate.plugin))
+        })
+        .collect();
     Ok(Loaded {
         plugins,
+        candidates,
         rejected,
         seen,
         sources,
     })
+}
+
+fn candidate(origin: Origin, plugin: Plugin) -> Candidate<Arc<Plugin>> {
+    Candidate {
+        origin,
+        version: plugin.info().version.clone(),
+        sha256: plugin.source_sha256(),
+        plugin: Arc::new(plugin),
+    }
 }
 
 /// Load one plugin, through the cache when there is one.

@@ -17,6 +17,7 @@ pub mod fence_guard;
 pub mod metrics;
 pub mod monitor;
 pub mod node;
+pub mod plugin_versions;
 pub mod plugins_dir;
 pub mod runtime;
 pub mod store;

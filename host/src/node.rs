@@ -33,7 +33,9 @@ use crate::config::{GroupConfig, ResourceConfig};
 use crate::desired::Desired;
 use crate::monitor::{
     Event, EventKind, Monitor, ResourceHandle, ResourceSpec, ResourceState, StateChange,
+    SwapFailure,
 };
+use crate::plugin_versions;
 use crate::runtime::{CheckpointStore, Grants, Plugin, ResourceDirs};
 use crate::store::Store;
 
@@ -58,6 +60,9 @@ pub struct NodeSettings {
     pub grants: BTreeMap<String, Grants>,
     /// The memory limit of a resource that sets none.
     pub memory_limit: usize,
+    /// Versions of a type found at start besides the one that runs
+    /// (`crate::plugin_versions`), for `pin` and roll-back to swap to.
+    pub alternatives: BTreeMap<String, Vec<Arc<Plugin>>>,
 }
 
 /// A change to the node's configuration.
@@ -220,7 +225,8 @@ enum SwapOutcome {
     /// moved.
     Rejected(String),
     /// A resource could not move; those that had were moved back.
-    RolledBack(String),
+    /// `by_version`: the new version itself failed (not a busy resource).
+    RolledBack { reason: String, by_version: bool },
 }
 
 /// What to do once a swap has succeeded, besides answering.
@@ -442,6 +448,10 @@ impl Node {
             .take_state_changes()
             .ok_or_else(|| anyhow!("the monitor's state changes were taken already"))?;
         let components = store.load_components()?.unwrap_or_default();
+        // Pins hold across restarts; the versions start-up did not choose
+        // are there to pin or roll back to.
+        let pinned = store.load_versions()?.pins.into_keys().collect();
+        let previous = settings.alternatives.clone();
         // In a cluster only the agent that wrote the configuration asks for
         // its groups; the others find the request in the log.
         let asks_online = cluster.as_ref().is_none_or(|(_, created)| *created);
@@ -459,8 +469,8 @@ impl Node {
             monitor,
             desired,
             components,
-            previous: BTreeMap::new(),
-            pinned: std::collections::BTreeSet::new(),
+            previous,
+            pinned,
             store,
             changes,
             myself: commands.downgrade(),
@@ -619,7 +629,7 @@ fn unavailable_type(
 }
 
 /// The monitor's spec for a configured resource.
-fn spec_of(settings: &NodeSettings, resource: &ResourceConfig) -> ResourceSpec {
+pub(crate) fn spec_of(settings: &NodeSettings, resource: &ResourceConfig) -> ResourceSpec {
     ResourceSpec {
         name: resource.name.clone(),
         type_name: resource.type_name.clone(),
@@ -707,12 +717,15 @@ async fn swap_type(plugin: &Arc<Plugin>, old: &Arc<Plugin>, jobs: Vec<SwapJob>) 
         let Some(handle) = &job.handle else {
             continue;
         };
-        if let Err(reason) = swap_one(handle, plugin, properties).await {
+        if let Err(failure) = swap_one(handle, plugin, properties).await {
             roll_back(&moved, old).await;
-            return SwapOutcome::RolledBack(format!(
-                "resource {}: {reason}; every resource is back on {old_version}",
-                job.spec.name
-            ));
+            return SwapOutcome::RolledBack {
+                reason: format!(
+                    "resource {}: {failure}; every resource is back on {old_version}",
+                    job.spec.name
+                ),
+                by_version: matches!(failure, SwapFailure::Version(_)),
+            };
         }
         moved.push(job);
     }
@@ -724,11 +737,11 @@ async fn swap_one(
     handle: &ResourceHandle,
     plugin: &Arc<Plugin>,
     properties: Vec<(String, String)>,
-) -> Result<(), String> {
+) -> Result<(), SwapFailure> {
     let deadline = tokio::time::Instant::now() + SWAP_WAIT;
     match handle.swap(plugin.clone(), properties, deadline).await {
         Ok(outcome) => outcome.map(drop),
-        Err(gone) => Err(gone.to_string()),
+        Err(gone) => Err(SwapFailure::NotTried(gone.to_string())),
     }
 }
 
@@ -740,7 +753,9 @@ async fn roll_back(resources: &[SwapJob], old: &Arc<Plugin>) {
             continue;
         };
         let back = match crate::monitor::validate_spec(&job.spec, old).await {
-            Ok(properties) => swap_one(handle, old, properties).await,
+            Ok(properties) => swap_one(handle, old, properties)
+                .await
+                .map_err(|failure| failure.to_string()),
             Err(err) => Err(err.to_string()),
         };
         if let Err(reason) = back {
@@ -1022,8 +1037,11 @@ impl Driver {
                 reply,
             } => self.pin(type_name, version, reply),
             Command::Unpin { type_name, reply } => {
-                let result = if self.pinned.remove(&type_name) {
-                    Ok(format!("type {type_name} unpinned"))
+                let result = if self.pinned.contains(&type_name) {
+                    plugin_versions::save_pin(&self.store, &type_name, None).map(|()| {
+                        self.pinned.remove(&type_name);
+                        format!("type {type_name} unpinned")
+                    })
                 } else {
                     Err(not_found(format!("type {type_name:?} is not pinned")))
                 };
@@ -1119,12 +1137,16 @@ impl Driver {
         let result = match outcome {
             SwapOutcome::Rejected(reason) => {
                 self.plugin_event(&name, "rejected", &version, Some(reason.clone()));
+                plugin_versions::remember_rejection(&self.store, &plugin, &reason, now().0);
                 Err(conflict(format!(
                     "version {version} of {name} refused: {reason}"
                 )))
             }
-            SwapOutcome::RolledBack(reason) => {
+            SwapOutcome::RolledBack { reason, by_version } => {
                 self.plugin_event(&name, "rolled-back", &version, Some(reason.clone()));
+                if by_version {
+                    plugin_versions::remember_rejection(&self.store, &plugin, &reason, now().0);
+                }
                 Err(conflict(format!(
                     "swap of {name} to {version} rolled back: {reason}"
                 )))
@@ -1140,9 +1162,12 @@ impl Driver {
                     "type {name}: {moved} resource(s) moved from {old_version} to {version}"
                 );
                 self.plugin_event(&name, "swapped", &version, Some(done.clone()));
+                plugin_versions::forget_rejection(&self.store, &plugin);
                 if then == AfterSwap::Pin {
-                    self.pinned.insert(name.clone());
-                    Ok(format!("type {name} pinned to {version}"))
+                    plugin_versions::save_pin(&self.store, &name, Some(&version)).map(|()| {
+                        self.pinned.insert(name.clone());
+                        format!("type {name} pinned to {version}")
+                    })
                 } else {
                     Ok(done)
                 }
@@ -1214,9 +1239,12 @@ impl Driver {
             self.install(wanted, AfterSwap::Pin, reply);
             return;
         }
-        self.pinned.insert(type_name.clone());
         let version = active.info().version.clone();
-        let _ = reply.send(Ok(format!("type {type_name} pinned to {version}")));
+        let result = plugin_versions::save_pin(&self.store, &type_name, Some(&version)).map(|()| {
+            self.pinned.insert(type_name.clone());
+            format!("type {type_name} pinned to {version}")
+        });
+        let _ = reply.send(result);
     }
 
     fn set_component(

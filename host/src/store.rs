@@ -3,6 +3,8 @@
 //! redb commits are durable when `commit` returns (it syncs to disk), so a
 //! change the admin API acknowledged survives `kill -9` of the agent at any
 //! moment. Nothing to install: the store is one file in the data directory.
+//! Besides the configuration it keeps the server component states and what
+//! the node remembers about its types' versions (pins, rejected builds).
 
 use std::path::Path;
 
@@ -11,10 +13,12 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 
 use crate::components::ComponentStates;
 use crate::desired::Desired;
+use crate::plugin_versions::VersionRecord;
 
 const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("warden");
 const DESIRED: &str = "desired";
 const COMPONENTS: &str = "components";
+const PLUGIN_VERSIONS: &str = "plugin-versions";
 
 pub struct Store {
     db: Database,
@@ -46,6 +50,16 @@ impl Store {
     /// Save the node's server component states; durable when this returns.
     pub fn save_components(&self, states: &ComponentStates) -> Result<()> {
         self.save(COMPONENTS, states)
+    }
+
+    /// The types' pins and rejected builds (empty if none were recorded).
+    pub fn load_versions(&self) -> Result<VersionRecord> {
+        Ok(self.load(PLUGIN_VERSIONS)?.unwrap_or_default())
+    }
+
+    /// Save the types' pins and rejected builds; durable when this returns.
+    pub fn save_versions(&self, record: &VersionRecord) -> Result<()> {
+        self.save(PLUGIN_VERSIONS, record)
     }
 
     fn load<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {

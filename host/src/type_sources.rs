@@ -14,6 +14,13 @@
 //! 2. otherwise a built-in type's name is the built-in's alone;
 //! 3. otherwise NAME comes only from the file `NAME.wasm`.
 //!
+//! A file `STEM@LABEL.wasm` holds what `STEM.wasm` holds: several versions
+//! of one type can sit side by side (`chaos.wasm`, `chaos@0.2.0.wasm`),
+//! and at start the agent chooses among them by version
+//! ([`crate::plugin_versions`]), not by name. The label is the operator's;
+//! the version is always the one the component describes. Type names
+//! cannot contain `@`, so the holder of such a file is never ambiguous.
+//!
 //! A file that describes a type whose name it does not hold is refused
 //! with a reason naming the file, the type and the name's owner, and
 //! changes nothing. A new version from the file that holds the name is an
@@ -31,6 +38,23 @@ use crate::config::PluginGrants;
 
 /// Extension of the plugin files in the plugins directory.
 const EXTENSION: &str = ".wasm";
+
+/// Separates the holder's stem from a label in `STEM@LABEL.wasm`.
+const LABEL: char = '@';
+
+/// The file name whose names `file_name` holds: `STEM.wasm` for
+/// `STEM@LABEL.wasm` (a non-empty label), else the name itself.
+fn holder_file(file_name: &str) -> String {
+    let Some(stem) = file_name.strip_suffix(EXTENSION) else {
+        return file_name.to_string();
+    };
+    match stem.split_once(LABEL) {
+        Some((holder, label)) if !holder.is_empty() && !label.is_empty() => {
+            format!("{holder}{EXTENSION}")
+        }
+        _ => file_name.to_string(),
+    }
+}
 
 /// The sources the names of types are bound to. See the module
 /// documentation.
@@ -67,18 +91,20 @@ impl TypeSources {
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let holds = holder_file(&file_name);
         let holder = match self.configured.get(type_name) {
-            Some(source) if *source == file_name => return Ok(()),
+            Some(source) if *source == holds => return Ok(()),
             Some(source) => format!(
                 "the node configuration takes it from {source} ([plugins.{type_name}] source)"
             ),
             None if self.builtins.contains(type_name) => {
                 format!("it is the built-in type {type_name}")
             }
-            None if file_name == format!("{type_name}{EXTENSION}") => return Ok(()),
-            None => {
-                format!("a file provides only the type it is named after, {type_name}{EXTENSION}")
-            }
+            None if holds == format!("{type_name}{EXTENSION}") => return Ok(()),
+            None => format!(
+                "a file provides only the type it is named after, {type_name}{EXTENSION} \
+                 (or {type_name}{LABEL}LABEL{EXTENSION})"
+            ),
         };
         Err(format!(
             "{} describes itself as type {type_name:?}, a name it does not hold: {holder}. \
@@ -97,6 +123,12 @@ pub fn check_source_name(source: &str) -> Result<()> {
     }
     if source.len() <= EXTENSION.len() || !source.ends_with(EXTENSION) {
         bail!("{source:?} must be the name of a {EXTENSION} file in plugins_dir");
+    }
+    if source.contains(LABEL) {
+        bail!(
+            "{source:?} must not contain {LABEL:?}: it separates a label \
+             (STEM{LABEL}LABEL{EXTENSION} holds what STEM{EXTENSION} holds)"
+        );
     }
     Ok(())
 }
@@ -165,9 +197,41 @@ mod tests {
     }
 
     #[test]
+    fn a_labelled_file_holds_what_its_stem_holds() {
+        let s = sources(&[("redis", "vendor-redis.wasm")]);
+        for (file, name) in [
+            ("/p/chaos@0.2.0.wasm", "chaos"),
+            ("/p/chaos@new.wasm", "chaos"),
+            ("/p/vendor-redis@2.wasm", "redis"),
+        ] {
+            assert_eq!(s.check(Path::new(file), name), Ok(()), "{file}");
+        }
+        for (file, name) in [
+            // No label, or no stem: not a labelled file.
+            ("/p/chaos@.wasm", "chaos"),
+            ("/p/@0.2.0.wasm", "chaos"),
+            // A label gives no name its stem does not hold.
+            ("/p/chaos@process.wasm", "process"),
+            ("/p/process@1.wasm", "process"),
+            ("/p/redis@1.wasm", "redis"),
+            ("/p/chaos-next@1.wasm", "chaos"),
+        ] {
+            assert!(s.check(Path::new(file), name).is_err(), "{file}");
+        }
+    }
+
+    #[test]
     fn source_names_are_plain_wasm_file_names() {
         assert!(check_source_name("my-process.wasm").is_ok());
-        for bad in ["", ".wasm", ".x.wasm", "a/b.wasm", "../x.wasm", "x.wat"] {
+        for bad in [
+            "",
+            ".wasm",
+            ".x.wasm",
+            "a/b.wasm",
+            "../x.wasm",
+            "x.wat",
+            "x@1.wasm",
+        ] {
             assert!(check_source_name(bad).is_err(), "{bad}");
         }
     }

@@ -54,12 +54,33 @@ pub(crate) enum Command {
         deadline: Instant,
         /// Told when the actor starts the swap (dropped if it skips it).
         started: oneshot::Sender<()>,
-        reply: oneshot::Sender<Result<String, String>>,
+        reply: oneshot::Sender<Result<String, SwapFailure>>,
     },
     /// Take the resource offline if it is not, close it, and stop.
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+}
+
+/// Why a resource did not move to another version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwapFailure {
+    /// The new version itself failed on the running resource (its online
+    /// or first is-alive refused, trapped or timed out): a verdict on that
+    /// build, which the node remembers across restarts.
+    Version(String),
+    /// The swap was not tried or not finished for a reason that says
+    /// nothing about the version (the resource was busy, the swap was given
+    /// up or took too long to answer).
+    NotTried(String),
+}
+
+impl std::fmt::Display for SwapFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SwapFailure::Version(reason) | SwapFailure::NotTried(reason) => f.write_str(reason),
+        }
+    }
 }
 
 /// The two health checks.
@@ -268,7 +289,9 @@ impl Actor {
                 reply,
             } => {
                 let outcome = if Instant::now() > deadline {
-                    Err("the resource was busy past the swap's deadline".to_string())
+                    Err(SwapFailure::NotTried(
+                        "the resource was busy past the swap's deadline".to_string(),
+                    ))
                 } else {
                     let _ = started.send(());
                     match tokio::time::timeout(
@@ -278,10 +301,10 @@ impl Actor {
                     .await
                     {
                         Ok(outcome) => outcome,
-                        Err(_) => Err(format!(
+                        Err(_) => Err(SwapFailure::NotTried(format!(
                             "the swap took more than {SWAP_WORK_LIMIT:?}; the resource stays \
                              on its version"
-                        )),
+                        ))),
                     }
                 };
                 let _ = reply.send(outcome);
@@ -304,8 +327,8 @@ impl Actor {
         &mut self,
         plugin: Arc<Plugin>,
         properties: Vec<(String, String)>,
-        reply: &oneshot::Sender<Result<String, String>>,
-    ) -> Result<String, String> {
+        reply: &oneshot::Sender<Result<String, SwapFailure>>,
+    ) -> Result<String, SwapFailure> {
         let from = self.instance.plugin().info().version.clone();
         let to = plugin.info().version.clone();
         let mut next = self.instance.successor(plugin, properties);
@@ -315,24 +338,26 @@ impl Actor {
             match next.online(deadline).await {
                 Ok(Ok(())) => {}
                 Ok(Err(reason)) => {
-                    return Err(format!(
+                    return Err(SwapFailure::Version(format!(
                         "version {to} failed online on the running resource: {reason}"
-                    ));
+                    )));
                 }
-                Err(err) => return Err(format!("version {to}: {err}")),
+                Err(err) => return Err(SwapFailure::Version(format!("version {to}: {err}"))),
             }
             match next.is_alive(timers.check_timeout).await {
                 Ok(Health::Healthy) => {}
                 Ok(Health::Failed(reason)) => {
-                    return Err(format!("version {to} failed its first is-alive: {reason}"));
+                    return Err(SwapFailure::Version(format!(
+                        "version {to} failed its first is-alive: {reason}"
+                    )));
                 }
-                Err(err) => return Err(format!("version {to}: {err}")),
+                Err(err) => return Err(SwapFailure::Version(format!("version {to}: {err}"))),
             }
         }
         if reply.is_closed() {
-            return Err(format!(
+            return Err(SwapFailure::NotTried(format!(
                 "version {to}: the swap was given up before it finished; the resource stays on {from}"
-            ));
+            )));
         }
         // The old store is dropped, not closed: the resource lives on in
         // the new instance and must not be released.
@@ -592,7 +617,7 @@ impl ResourceHandle {
         plugin: Arc<Plugin>,
         properties: Vec<(String, String)>,
         deadline: Instant,
-    ) -> Result<Result<String, String>, Gone> {
+    ) -> Result<Result<String, SwapFailure>, Gone> {
         let (reply, answer) = oneshot::channel();
         let (started_tx, started) = oneshot::channel();
         self.send(Command::Swap {
@@ -605,15 +630,17 @@ impl ResourceHandle {
         // Dropping `answer` on giving up is what keeps a late swap from
         // taking effect (the actor commits only while it is open).
         if tokio::time::timeout_at(deadline, started).await.is_err() {
-            return Ok(Err(
-                "the resource was busy past the swap's deadline".to_string()
-            ));
+            return Ok(Err(SwapFailure::NotTried(
+                "the resource was busy past the swap's deadline".to_string(),
+            )));
         }
         let limit = SWAP_WORK_LIMIT + Duration::from_secs(5);
         match tokio::time::timeout(limit, answer).await {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(_)) => Err(Gone(self.name.to_string())),
-            Err(_) => Ok(Err(format!("the swap gave no answer within {limit:?}"))),
+            Err(_) => Ok(Err(SwapFailure::NotTried(format!(
+                "the swap gave no answer within {limit:?}"
+            )))),
         }
     }
 

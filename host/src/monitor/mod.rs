@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc, watch};
 
-pub use actor::{Gone, ResourceHandle, StateChange};
+pub use actor::{Gone, ResourceHandle, StateChange, SwapFailure};
 pub use events::{Event, EventKind};
 pub use spec::{
     ResourceSpec, SpecError, Timers, TimingOverrides, valid_resource_name,

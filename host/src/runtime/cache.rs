@@ -246,7 +246,10 @@ impl CompileCache {
                     // key). wasmtime checks the engine settings again while
                     // deserializing.
                     match unsafe { Plugin::load_precompiled(runtime, artifact) }.await {
-                        Ok(plugin) => return Ok((plugin, CacheOutcome::Hit)),
+                        Ok(mut plugin) => {
+                            plugin.source = Some(source);
+                            return Ok((plugin, CacheOutcome::Hit));
+                        }
                         // `load_precompiled` only says `Compile` when
                         // wasmtime refuses the artifact.
                         Err(LoadError::Compile(why)) => {
@@ -276,7 +279,8 @@ impl CompileCache {
             .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         // SAFETY: `artifact` was made just now by `precompile_component` of
         // this very engine, in this process; it has not left memory.
-        let plugin = unsafe { Plugin::load_precompiled(runtime, &artifact) }.await?;
+        let mut plugin = unsafe { Plugin::load_precompiled(runtime, &artifact) }.await?;
+        plugin.source = Some(source);
 
         if bypass.is_none() {
             bypass = self.store(path, source, artifact).await.err();

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sha2::Digest;
 use tokio::sync::watch;
 use wasmtime::Store;
 use wasmtime::component::Component;
@@ -50,6 +51,11 @@ pub struct Plugin {
     pub(crate) runtime: Arc<Runtime>,
     pub(crate) pre: PluginPre<HostState>,
     info: TypeInfo,
+    /// The SHA-256 of the component it was loaded from, when known (a
+    /// precompiled artifact loaded on its own does not say): what a
+    /// version's rejection is recorded against, so that a fixed build of
+    /// the same version is not refused for its predecessor's fault.
+    pub(crate) source: Option<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -65,6 +71,7 @@ impl Plugin {
     /// Check, compile, link and describe a component.
     pub async fn load(runtime: &Arc<Runtime>, bytes: &[u8]) -> Result<Plugin, LoadError> {
         check_header(bytes)?;
+        let source: [u8; 32] = sha2::Sha256::digest(bytes).into();
         let engine = runtime.engine.clone();
         let owned = bytes.to_vec();
         // Compiling takes milliseconds to seconds of CPU: keep it off the
@@ -73,7 +80,9 @@ impl Plugin {
             .await
             .map_err(|e| LoadError::Compile(format!("the compile task failed: {e}")))?
             .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
-        Plugin::from_component(runtime, component).await
+        let mut plugin = Plugin::from_component(runtime, component).await?;
+        plugin.source = Some(source);
+        Ok(plugin)
     }
 
     /// Load a component compiled earlier with [`Runtime::engine`]
@@ -106,6 +115,7 @@ impl Plugin {
             runtime: runtime.clone(),
             pre,
             info: placeholder_info(),
+            source: None,
         };
         let info = plugin
             .type_call("describe", |store, bindings| {
@@ -129,6 +139,12 @@ impl Plugin {
 
     pub fn name(&self) -> &str {
         &self.info.name
+    }
+
+    /// The SHA-256 (hex) of the component this was loaded from, if known.
+    pub fn source_sha256(&self) -> Option<String> {
+        self.source
+            .map(|digest| digest.iter().map(|b| format!("{b:02x}")).collect())
     }
 
     /// Ask the plugin whether `properties` are valid for a resource.

@@ -2,6 +2,7 @@
 //! built from `plugins/` by build.rs, and small helpers to run resources.
 #![allow(dead_code)]
 
+pub mod agent_process;
 pub mod cluster;
 pub mod dev_agent;
 

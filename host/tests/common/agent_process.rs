@@ -1,0 +1,122 @@
+//! A real `warden agent` process with its admin API, in a directory that
+//! outlives it (so it can be stopped and started again on the same data),
+//! driven through the `warden` CLI as an operator would.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+use super::{free_port, wait_until};
+
+pub const WARDEN: &str = env!("CARGO_BIN_EXE_warden");
+pub const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+/// A running agent; killed if the test ends while it runs.
+pub struct AgentProcess {
+    child: Child,
+    pub api: SocketAddr,
+    pub dir: PathBuf,
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl AgentProcess {
+    /// Write `config` (a node configuration without `[api]`, which this
+    /// adds on a free port) and a token into `dir`, start the agent there,
+    /// and wait for its API. Its log (stderr) is appended to `dir/agent.log`.
+    pub fn start(dir: &Path, config: &str) -> AgentProcess {
+        let api = free_port();
+        warden::config::write_token_file(&dir.join("token"), TOKEN).expect("token");
+        let config = format!("{config}\n[api]\nlisten = \"{api}\"\ntoken_file = \"token\"\n");
+        std::fs::write(dir.join("node.toml"), config).expect("config");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("agent.log"))
+            .expect("agent log");
+        let mut child = Command::new(WARDEN)
+            .args(["agent", "--config"])
+            .arg(dir.join("node.toml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start the agent");
+        wait_until("the admin API", Duration::from_secs(60), || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "the agent exited ({status}) before its API answered; its log:\n{}",
+                    std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default()
+                );
+            }
+            std::net::TcpStream::connect(api).ok().map(drop)
+        });
+        AgentProcess {
+            child,
+            api,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// SIGTERM, and wait for the agent to finish its shutdown.
+    pub fn stop(mut self) {
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+        wait_until("the agent to stop", Duration::from_secs(60), || {
+            self.child.try_wait().ok().flatten()
+        });
+    }
+
+    /// Run the CLI against this agent.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(WARDEN)
+            .args(args)
+            .env("WARDEN_API", format!("http://{}", self.api))
+            .env("WARDEN_TOKEN", TOKEN)
+            .output()
+            .expect("run the CLI")
+    }
+
+    /// Run the CLI; it must succeed. Returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "warden {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// One resource as `warden status --json` shows it.
+    pub fn resource(&self, name: &str) -> Option<Value> {
+        let status: Value = serde_json::from_str(&self.ok(&["status", "--json"])).ok()?;
+        status["groups"]
+            .as_array()?
+            .iter()
+            .flat_map(|g| g["resources"].as_array().cloned().unwrap_or_default())
+            .find(|r| r["name"] == name)
+    }
+
+    /// Every line of the event history, parsed.
+    pub fn history(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.join("data/events.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    /// The agent's log so far (every run in this directory).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+    }
+}
