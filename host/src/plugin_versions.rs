@@ -410,6 +410,11 @@ pub async fn choose(
         let count = of_type.len();
         let mut passed_over: Vec<PassedOver> = Vec::new();
         let mut running: Option<Candidate<Arc<Plugin>>> = None;
+        // The best version that only the configuration's check refused
+        // (not a record of a rejected swap): if every version refuses the
+        // configuration, the configuration is what is wrong, and this one
+        // runs so that its errors are reported resource by resource.
+        let mut best_refusing_config: Option<Candidate<Arc<Plugin>>> = None;
         for ranked in rank(&type_name, of_type, record) {
             let candidate = ranked.candidate;
             if running.is_some() {
@@ -422,18 +427,32 @@ pub async fn choose(
                 }
                 continue;
             }
-            let refusal = match ranked.skip {
-                Some(skip) => Some(skip),
-                None => check(&candidate.plugin, resources, settings).await.err(),
+            let (refusal, by_config) = match ranked.skip {
+                Some(skip) => (Some(skip), false),
+                None => (
+                    check(&candidate.plugin, resources, settings).await.err(),
+                    true,
+                ),
             };
             match refusal {
-                Some(reason) => passed_over.push(PassedOver {
-                    origin: candidate.origin,
-                    version: candidate.version,
-                    reason,
-                }),
+                Some(reason) => {
+                    if by_config && best_refusing_config.is_none() {
+                        best_refusing_config = Some(candidate.clone());
+                    }
+                    passed_over.push(PassedOver {
+                        origin: candidate.origin,
+                        version: candidate.version,
+                        reason,
+                    });
+                }
                 None => running = Some(candidate),
             }
+        }
+        if running.is_none()
+            && let Some(best) = best_refusing_config
+        {
+            passed_over.retain(|p| p.origin != best.origin);
+            running = Some(best);
         }
         for passed in &passed_over {
             let reason = format!("{} not run: {}", passed.origin, passed.reason);
