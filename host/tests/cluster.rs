@@ -389,6 +389,23 @@ fn with_etcd_majority_lost_nothing_is_decided_the_service_stops_and_comes_back_a
     }
 }
 
+/// Three joined agents whose services record when they ran (each on a
+/// port of its own), for tests judged from those records. Many failovers
+/// happen in them (kills, freezes; a thawed agent may still report its
+/// killed service as failed): the default threshold (10 in 6 h) would leave
+/// the group Failed, as it should, after a minute of this.
+fn recorded_cluster_of_three() -> Cluster {
+    let mut cluster = Cluster::with(Setup {
+        recorded: true,
+        failover_threshold: 10_000,
+        ..Setup::default()
+    });
+    for i in 0..3 {
+        cluster.start_joined(i);
+    }
+    cluster
+}
+
 /// Random faults for a bounded time (`WARDEN_STRESS_SECS`, default 180: "several minutes"):
 /// kill -9 of an agent and its restart, an agent cut off from etcd and
 /// mended, several at once at times. Judged from the services' side: each
@@ -422,16 +439,7 @@ fn stress_random_kills_and_cut_offs_never_leave_two_nodes_serving_at_once() {
         state % below
     };
 
-    let mut cluster = Cluster::with(Setup {
-        recorded: true,
-        // Many failovers here; the default (10 in 6 h) would leave the
-        // group Failed, as it should, after a minute of this.
-        failover_threshold: 10_000,
-        ..Setup::default()
-    });
-    for i in 0..3 {
-        cluster.start_joined(i);
-    }
+    let mut cluster = recorded_cluster_of_three();
     let records = cluster.records_file();
     wait_until("a service to run", MINUTE, || {
         (!runs(&records).is_empty()).then_some(())
@@ -511,15 +519,7 @@ fn a_frozen_owner_s_fence_guard_stops_its_service_before_another_node_serves() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
-    let mut cluster = Cluster::with(Setup {
-        recorded: true,
-        // A thawed agent may still report its killed service as failed.
-        failover_threshold: 10_000,
-        ..Setup::default()
-    });
-    for i in 0..3 {
-        cluster.start_joined(i);
-    }
+    let cluster = recorded_cluster_of_three();
     let records = cluster.records_file();
     let serving = |cluster: &Cluster| {
         wait_until(
