@@ -16,8 +16,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use warden::monitor::{Monitor, ResourceHandle, ResourceSpec, ResourceState, TimingOverrides};
-use warden::runtime::{Grants, Plugin, ResourceDirs, Runtime, RuntimeConfig};
+use crate::monitor::{Monitor, ResourceHandle, ResourceSpec, ResourceState, TimingOverrides};
+use crate::runtime::{Grants, Plugin, ResourceDirs, Runtime, RuntimeConfig};
 
 /// What `warden plugin test` was asked.
 pub struct TestArgs {

@@ -1,0 +1,189 @@
+//! The command tree of `warden`: every subcommand and its arguments.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use super::client::Connection;
+use super::plugin_test;
+
+#[derive(Parser)]
+#[command(
+    name = "warden",
+    version,
+    about = "A cluster resource host whose resource types are WebAssembly components"
+)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Show nodes, groups and resources (the crm_mon view).
+    Status {
+        /// Refresh every two seconds.
+        #[arg(long)]
+        watch: bool,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Create, delete and operate groups.
+    Group {
+        #[command(subcommand)]
+        command: super::client::GroupCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Create, delete, configure and operate resources.
+    Resource {
+        #[command(subcommand)]
+        command: super::client::ResourceCommand,
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Pause, resume or drain this node; switch recovery actions.
+    Node {
+        #[command(subcommand)]
+        command: super::client::NodeCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Server component states with requesters.
+    Component {
+        #[command(subcommand)]
+        command: super::client::ComponentCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// The event history, newest last, in local time.
+    Events {
+        #[arg(long)]
+        resource: Option<String>,
+        /// Only events of this kind (state, check, cut-off, policy, ...).
+        #[arg(long)]
+        event: Option<String>,
+        /// Only events at or after this instant (milliseconds since the epoch).
+        #[arg(long)]
+        since_ms: Option<u64>,
+        /// At most this many of the newest events.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Keep printing new events as they happen, until Ctrl-C; if the
+        /// agent goes away, say so and carry on when it answers again.
+        #[arg(long, short)]
+        follow: bool,
+        /// One JSON object per line, with `at` (RFC 3339) beside `at_ms`.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// What the policy would do on a hypothetical event; nothing happens.
+    WhatIf {
+        #[command(subcommand)]
+        command: super::client::WhatIfCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Run the node agent.
+    Agent {
+        /// The agent's configuration file (TOML).
+        #[arg(long, required_unless_present = "dev", conflicts_with = "dev")]
+        config: Option<PathBuf>,
+        /// A development node: temporary data directory, built-in types, and
+        /// demo services supervised as real processes. Nothing to install.
+        #[arg(long)]
+        dev: bool,
+    },
+    /// Work with plugin files.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+    /// A tiny HTTP service for the dev mode and the tests to supervise.
+    #[command(hide = true)]
+    DemoService {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Append start and alive lines to this file (for the tests).
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
+    /// The fence guard a cluster agent starts beside itself: it kills the
+    /// process groups the agent names on stdin when the agent's vouch for
+    /// its lease runs out (see `warden::fence_guard`).
+    #[command(hide = true)]
+    FenceGuard,
+}
+
+#[derive(Subcommand)]
+pub enum PluginCommand {
+    /// Load a .wasm file as the agent would and print its description.
+    Check { file: PathBuf },
+    /// Run one resource of a .wasm file through its whole life cycle
+    /// against real processes, printing each step with its timing.
+    Test {
+        file: PathBuf,
+        /// A property, KEY=VALUE (repeat).
+        #[arg(long = "prop", value_parser = plugin_test::key_value)]
+        properties: Vec<(String, String)>,
+        /// A program the resource may start (repeat); default: none. The
+        /// plugin's own `program` property is never granted by itself.
+        #[arg(long = "grant-program")]
+        grant_programs: Vec<PathBuf>,
+        #[arg(long, default_value_t = plugin_test::DEFAULT_CHECK_INTERVAL_MS)]
+        check_interval_ms: u64,
+        /// Override the type's pending timeout, to see a hang sooner.
+        #[arg(long)]
+        pending_timeout_ms: Option<u64>,
+    },
+    /// The resource types a running agent has loaded.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// The versions of a type the agent has loaded; the active one marked.
+    Versions {
+        type_name: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Swap a type back to the version it ran before the last swap.
+    Rollback {
+        type_name: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Keep a type on a version: dropped-in files no longer upgrade it.
+    Pin {
+        type_name: String,
+        #[arg(long)]
+        version: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    Unpin {
+        type_name: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
