@@ -304,6 +304,46 @@ fn losing_any_one_etcd_member_fences_no_agent_in_steady_state_or_during_a_failov
     }
 }
 
+/// The etcd leader frozen (SIGSTOP: connections accepted, nothing
+/// answered, no error to see) for two lease TTLs: no agent fences itself,
+/// the service stays where it is, and an operator's move asked meanwhile is
+/// answered through the log and carried out.
+#[test]
+fn a_frozen_etcd_leader_fences_no_agent_and_a_move_still_goes_through() {
+    let mut cluster = Cluster::new();
+    let first = three_agents_n1_serving(&mut cluster);
+    let ttl = Duration::from_secs(cluster.setup.lease_ttl_s);
+    let fences: Vec<usize> = (0..3).map(|i| cluster.fences(i)).collect();
+    let leader = wait_until("etcd to name its leader", MINUTE, || cluster.etcd.leader());
+
+    cluster.etcd.freeze_member(leader, true);
+    let since = Instant::now();
+    while since.elapsed() < 2 * ttl {
+        if let Some((node, pid)) = served_by(cluster.service) {
+            assert_eq!(
+                (node.as_str(), pid),
+                ("n1", first),
+                "the service moved or restarted with the etcd leader frozen; logs in {}",
+                cluster.dir.path().display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let said = cluster.ok(2, &["group", "move", "web", "--to", "n3"]);
+    assert!(said.contains("entry "), "answered from the log: {said}");
+    cluster.wait_served_by("n3", MINUTE);
+    for (i, before) in fences.iter().enumerate() {
+        assert_eq!(
+            cluster.fences(i),
+            *before,
+            "{} fenced itself with the etcd leader (member {leader}) frozen; logs in {}",
+            NODES[i],
+            cluster.dir.path().display()
+        );
+    }
+    cluster.etcd.freeze_member(leader, false);
+}
+
 /// An operator's move answered by a node that is killed right after it
 /// answered is carried out all the same: the answer came only once the
 /// request was in the cluster's log. Asked of a node that neither owns the

@@ -128,6 +128,21 @@ impl Etcd {
         self.members[i] = None;
     }
 
+    /// SIGSTOP (`frozen`) or SIGCONT of member `i`: a frozen member
+    /// accepts connections and answers nothing, the hardest loss for a
+    /// client to see.
+    pub fn freeze_member(&self, i: usize, frozen: bool) {
+        let Some(member) = &self.members[i] else {
+            return;
+        };
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .args([signal, &member.0.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} of etcd member {i}");
+    }
+
     /// The member that leads etcd now, as the members themselves say.
     pub fn leader(&self) -> Option<usize> {
         (0..3).find(|&i| {
