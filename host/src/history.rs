@@ -96,6 +96,7 @@ pub async fn spawn_writer(
     let (announce, written) = watch::channel(lines);
     let writer_path = path.clone();
     let writer = tokio::spawn(async move {
+        let mut torn = false;
         loop {
             let line = match events.recv().await {
                 Ok(event) if event.is_routine() => continue,
@@ -105,7 +106,14 @@ pub async fn spawn_writer(
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             };
-            let mut bytes = line.into_bytes();
+            // After a failed write the file may end in part of a line:
+            // end it first, so this event is not glued onto it (the torn
+            // line keeps its number and is skipped by readers).
+            let mut bytes = Vec::with_capacity(line.len() + 2);
+            if torn {
+                bytes.push(b'\n');
+            }
+            bytes.extend_from_slice(line.as_bytes());
             bytes.push(b'\n');
             let written = async {
                 file.write_all(&bytes).await?;
@@ -113,10 +121,12 @@ pub async fn spawn_writer(
             };
             match written.await {
                 Ok(()) => {
+                    torn = false;
                     lines += 1;
                     announce.send_replace(lines);
                 }
                 Err(err) => {
+                    torn = true;
                     tracing::error!("writing the event history {}: {err}", writer_path.display())
                 }
             }
@@ -130,12 +140,20 @@ impl History {
         &self.path
     }
 
-    /// The newest `limit` events that match, oldest first.
+    /// The newest `limit` events that match, oldest first. Only those are
+    /// kept while the history is scanned.
     pub async fn matching(&self, filter: &Filter, limit: usize) -> Result<Vec<Value>> {
         let (lines, _) = self.read_from(0).await?;
-        let matching: Vec<Value> = parse(&lines, 1, filter).map(|(_, e)| e).collect();
-        let start = matching.len().saturating_sub(limit);
-        Ok(matching[start..].to_vec())
+        let mut newest = std::collections::VecDeque::with_capacity(limit.min(1024));
+        for (_, event) in parse(&lines, 1, filter) {
+            if newest.len() == limit {
+                newest.pop_front();
+            }
+            if limit > 0 {
+                newest.push_back(event);
+            }
+        }
+        Ok(newest.into())
     }
 
     /// Matching events with their sequence numbers: first those of the

@@ -1136,8 +1136,10 @@ impl Driver {
         self.swapping.remove(&name);
         let result = match outcome {
             SwapOutcome::Rejected(reason) => {
+                // Refused by the configuration, not by a fault of the
+                // version: not remembered (start-up checks the
+                // configuration again, as here).
                 self.plugin_event(&name, "rejected", &version, Some(reason.clone()));
-                plugin_versions::remember_rejection(&self.store, &plugin, &reason, now().0);
                 Err(conflict(format!(
                     "version {version} of {name} refused: {reason}"
                 )))

@@ -571,6 +571,10 @@ async fn keep_lease(
                         tracing::warn!(node = %shared.me, "registered again with a new lease");
                         standing = Standing::Registered(id);
                         renewed_at = asked;
+                        // The guard lapsed with the fence: vouch for the new
+                        // lease now, so a service held before the first
+                        // renewal is not killed at once.
+                        vouch(renewed_at, timing);
                         keepers.iter_mut().for_each(|k| *k = None);
                         // Known before the announcement goes through the
                         // log, so claims that follow it can use the lease.
@@ -599,12 +603,7 @@ async fn keep_lease(
         match renew_anywhere(&etcd, &mut keepers, id, timing.per_try, fence_at).await {
             Renewal::Answered { alive: true, sent } => {
                 renewed_at = sent;
-                // The guard kills this node's services unless a later
-                // renewal comes: a little after our own fence, well before
-                // the lease can end.
-                crate::fence_guard::vouch_until(
-                    (sent + timing.fence_after + timing.every / 2).into_std(),
-                );
+                vouch(renewed_at, timing);
             }
             Renewal::Answered { alive: false, .. } => {
                 fence(&shared, &lease_tx, "the lease expired in etcd");
@@ -614,6 +613,11 @@ async fn keep_lease(
             Renewal::Unanswered => {}
         }
         if renewed_at.elapsed() >= timing.fence_after {
+            // This agent is alive and stops its services itself: the guard
+            // need act only if it freezes now, still before the lease ends.
+            crate::fence_guard::vouch_until(
+                (renewed_at + timing.ttl - timing.every / 2).into_std(),
+            );
             fence(
                 &shared,
                 &lease_tx,
@@ -633,6 +637,15 @@ async fn keep_lease(
         };
         tokio::time::sleep_until(next.min(renewed_at + timing.fence_after)).await;
     }
+}
+
+/// Tell the fence guard to kill this node's services unless a later
+/// renewal comes: a little after this agent's own fence (so the agent's
+/// orderly stop comes first), well before the lease can end.
+fn vouch(renewed_at: Instant, timing: LeaseTiming) {
+    crate::fence_guard::vouch_until(
+        (renewed_at + timing.fence_after + timing.every / 2).into_std(),
+    );
 }
 
 /// A lease keep-alive stream on one member.
@@ -708,7 +721,7 @@ async fn rejoin(etcd: &Etcd, shared: &Shared, ttl: Duration, stale: Option<i64>)
         let revoked = etcd
             .request(
                 "revoking the lease held before the fence",
-                |mut client| async move { client.lease_revoke(old).await },
+                |mut client| async move { revoke(&mut client, old).await },
             )
             .await;
         if let Err(err) = revoked {
@@ -716,6 +729,17 @@ async fn rejoin(etcd: &Etcd, shared: &Shared, ttl: Duration, stale: Option<i64>)
         }
     }
     register(etcd, &shared.keys, &shared.me, ttl).await
+}
+
+/// Revoke `lease`; one already gone (expired meanwhile) is done, not a
+/// failure of the member (which would send the request round every member).
+async fn revoke(client: &mut Client, lease: i64) -> Result<(), etcd_client::Error> {
+    match client.lease_revoke(lease).await {
+        Ok(_) => Ok(()),
+        // gRPC NOT_FOUND (5): "requested lease not found".
+        Err(etcd_client::Error::GRpcStatus(status)) if status.code() as i32 == 5 => Ok(()),
+        Err(err) => Err(err),
+    }
 }
 
 /// Carry out the node's requests, one at a time and in order.
@@ -761,7 +785,7 @@ async fn serve(etcd: Etcd, shared: Shared, mut requests: mpsc::UnboundedReceiver
                 if let Some(id) = shared.lease() {
                     let _ = etcd
                         .request("revoking the lease", |mut client| async move {
-                            client.lease_revoke(id).await
+                            revoke(&mut client, id).await
                         })
                         .await;
                 }
@@ -822,7 +846,7 @@ async fn claim(etcd: Etcd, shared: Shared, group: String) {
                         let _ = etcd
                             .request(
                                 "revoking an earlier incarnation's lease",
-                                |mut client| async move { client.lease_revoke(held_by).await },
+                                |mut client| async move { revoke(&mut client, held_by).await },
                             )
                             .await;
                     }

@@ -342,7 +342,7 @@ impl Actor {
                         "version {to} failed online on the running resource: {reason}"
                     )));
                 }
-                Err(err) => return Err(SwapFailure::Version(format!("version {to}: {err}"))),
+                Err(err) => return Err(call_failure(&to, err)),
             }
             match next.is_alive(timers.check_timeout).await {
                 Ok(Health::Healthy) => {}
@@ -351,7 +351,7 @@ impl Actor {
                         "version {to} failed its first is-alive: {reason}"
                     )));
                 }
-                Err(err) => return Err(SwapFailure::Version(format!("version {to}: {err}"))),
+                Err(err) => return Err(call_failure(&to, err)),
             }
         }
         if reply.is_closed() {
@@ -732,5 +732,16 @@ impl ResourceHandle {
             Ok(Ok(status)) => Some(status.clone()),
             _ => None,
         }
+    }
+}
+
+/// A call into the new version that did not complete: the version's fault,
+/// unless the operator cancelled it (then nothing was learnt of the
+/// version, and it must not be remembered as rejected).
+fn call_failure(to: &str, err: CallError) -> SwapFailure {
+    let reason = format!("version {to}: {err}");
+    match err {
+        CallError::Cancelled { .. } => SwapFailure::NotTried(reason),
+        _ => SwapFailure::Version(reason),
     }
 }

@@ -756,6 +756,11 @@ pub fn overlapping(runs: &[Run]) -> Option<(&Run, &Run)> {
     })
 }
 
+/// How often a recorded service writes its `alive` line
+/// (`demo_service::RECORD_EVERY`): a run's real end is at most this long
+/// after its last recorded moment.
+pub const RECORD_PERIOD_MS: u64 = 50;
+
 /// The runs in a record file, in order of start. A run's real end is at
 /// most one record period after its last line, and its real start before
 /// its first: two runs whose recorded spans overlap did run at once.
