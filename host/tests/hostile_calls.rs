@@ -431,6 +431,92 @@ properties = { stall = "online:block" }
     agent.terminate_within(Duration::from_secs(90));
 }
 
+/// Removing a resource waits for its actor to stop, and an actor busy with
+/// a hostile call (a control that never returns) holds that up to the
+/// removal's bound (10 s, then the call is cut off). The removal runs off
+/// the node's loop: the API keeps answering, the delete is answered once
+/// the actor has stopped, and a resource created meanwhile under the same
+/// name comes online only after the old one has stopped.
+#[test]
+fn removing_a_busy_resource_blocks_neither_the_api_nor_its_successor() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut agent = start_agent(
+        dir.path(),
+        r#"
+[[group]]
+name = "idle"
+online = false
+
+[[resource]]
+name = "sticky"
+type = "hostile-calls"
+group = "idle"
+properties = { stall = "control:block" }
+"#,
+    );
+    agent.wait_state("sticky", "Offline");
+    let control = agent
+        .cli_command(&["resource", "control", "sticky", "anything"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run the CLI");
+    std::thread::sleep(ms(1000));
+    let started = Instant::now();
+    let mut delete = agent
+        .cli_command(&["resource", "delete", "sticky"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the CLI");
+    // The old actor is still in its control call; a resource of the same
+    // name is created and its group asked online: it waits.
+    std::thread::sleep(ms(1000));
+    for args in [
+        &[
+            "resource",
+            "create",
+            "sticky",
+            "--type",
+            "hostile-calls",
+            "--group",
+            "idle",
+        ][..],
+        &["group", "online", "idle"][..],
+    ] {
+        let out = agent.cli(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    while delete.try_wait().expect("wait for the CLI").is_none() {
+        // `status_answers_within` asserts the API answers promptly.
+        let state = agent.state_of("sticky");
+        assert_ne!(
+            state.as_deref(),
+            Some("Online"),
+            "the new resource came online while the old one was still stopping"
+        );
+        std::thread::sleep(ms(300));
+    }
+    let out = delete.wait_with_output().expect("delete ends");
+    assert!(
+        out.status.success(),
+        "delete failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answered = started.elapsed();
+    assert!(
+        answered >= Duration::from_secs(5),
+        "the delete was answered after {answered:?}, before the busy actor was stopped"
+    );
+    agent.wait_state("sticky", "Online");
+    drop(control);
+    agent.terminate_within(GENEROUS);
+}
+
 #[test]
 fn the_operator_cancels_a_pending_online_and_bounds_one_with_a_pending_timeout() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -20,8 +20,8 @@ use tokio::sync::{broadcast, mpsc, watch};
 pub use actor::{Gone, ResourceHandle, StateChange, SwapFailure};
 pub use events::{Event, EventKind};
 pub use spec::{
-    ResourceSpec, SpecError, Timers, TimingOverrides, valid_resource_name,
-    validate as validate_spec,
+    ResourceSpec, SpecError, Timers, TimingOverrides, check_schema, plugin_validate,
+    valid_resource_name, validate as validate_spec,
 };
 pub use state::{ResourceState, ResourceStatus};
 
@@ -32,14 +32,24 @@ const EVENT_BUFFER: usize = 16 * 1024;
 /// The memory limit of a resource that sets none.
 pub const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
 /// How long a removed resource's actor may take to stop (a clean offline
-/// and close) before the call it is in is cancelled. The node's loop waits
-/// for a removal, so this bounds what a resource that does not stop can
-/// hold it up.
+/// and close) before the call it is in is cancelled. The removal runs in a
+/// task of its own; a resource of the same name added meanwhile starts
+/// once it has ended, so this bounds how long that one waits.
 pub const REMOVE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long every actor may take to stop when the monitor shuts down
 /// before the calls still in flight are cancelled: the agent stops even if
 /// a plugin does not.
 pub const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A removed resource's actor on its way out (see [`Monitor::remove`]).
+pub struct Stopping(watch::Receiver<()>);
+
+impl Stopping {
+    /// Wait until the actor has stopped (at most about [`REMOVE_WAIT`]).
+    pub async fn stopped(mut self) {
+        while self.0.changed().await.is_ok() {}
+    }
+}
 
 /// A resource spec that passed validation, ready to be inserted.
 pub struct Prepared {
@@ -57,6 +67,11 @@ pub struct Monitor {
     default_memory_limit: usize,
     /// Where checkpoints live when not in each data directory.
     checkpoints: Option<Arc<dyn CheckpointStore>>,
+    /// Removed resources whose actors are still stopping, by name: closed
+    /// once the actor has stopped.
+    removing: BTreeMap<String, watch::Receiver<()>>,
+    /// The tasks stopping them, for shutdown to wait on.
+    removals: tokio::task::JoinSet<()>,
 }
 
 impl Default for Monitor {
@@ -76,6 +91,8 @@ impl Monitor {
             changes_rx: Some(changes_rx),
             default_memory_limit,
             checkpoints: None,
+            removing: BTreeMap::new(),
+            removals: tokio::task::JoinSet::new(),
         }
     }
 
@@ -214,6 +231,9 @@ impl Monitor {
         };
         let instance = Instance::new(plugin, context, properties, config, cancel_rx);
         let (commands_tx, commands) = mpsc::unbounded_channel();
+        // A resource of this name removed a moment ago may still be
+        // stopping its service: this one starts once that has ended.
+        let predecessor = self.removing.remove(&spec.name);
         let (status_tx, status) = watch::channel(ResourceStatus::offline(&plugin_version));
         let actor = actor::Actor {
             name: spec.name.clone(),
@@ -229,7 +249,13 @@ impl Monitor {
             next_looks_alive: None,
             next_is_alive: None,
         };
-        tokio::spawn(actor.run());
+        let actor = async move {
+            if let Some(stopping) = predecessor {
+                Stopping(stopping).stopped().await;
+            }
+            actor.run().await;
+        };
+        tokio::spawn(actor);
         let handle = ResourceHandle {
             name: spec.name.as_str().into(),
             commands: commands_tx,
@@ -240,17 +266,24 @@ impl Monitor {
         Ok(handle)
     }
 
-    /// Stop a resource's actor (taking it offline first if it is not) and
-    /// forget it. Bounded: past [`REMOVE_WAIT`] the call in flight is
-    /// cancelled (see [`ResourceHandle::shutdown_within`]).
-    pub async fn remove(&mut self, name: &str) -> bool {
-        match self.resources.remove(name) {
-            Some(handle) => {
-                handle.shutdown_within(REMOVE_WAIT).await;
-                true
-            }
-            None => false,
-        }
+    /// Forget a resource and stop its actor (taking it offline first if it
+    /// is not) in a task of its own: the caller (the node's loop) does not
+    /// wait on a plugin. Bounded: past [`REMOVE_WAIT`] the call in flight
+    /// is cancelled (see [`ResourceHandle::shutdown_within`]). A resource of
+    /// the same name inserted meanwhile starts once this one has stopped;
+    /// [`Monitor::shutdown`] waits for every removal.
+    pub fn remove(&mut self, name: &str) -> Option<Stopping> {
+        while self.removals.try_join_next().is_some() {}
+        self.removing
+            .retain(|_, stopping| stopping.has_changed().is_ok());
+        let handle = self.resources.remove(name)?;
+        let (stopped, stopping) = watch::channel(());
+        self.removing.insert(name.to_string(), stopping.clone());
+        self.removals.spawn(async move {
+            handle.shutdown_within(REMOVE_WAIT).await;
+            drop(stopped);
+        });
+        Some(Stopping(stopping))
     }
 
     /// Take every resource offline and stop its actor, all at once. Bounded:
@@ -263,5 +296,6 @@ impl Monitor {
             stopping.spawn(async move { handle.shutdown_within(SHUTDOWN_WAIT).await });
         }
         while stopping.join_next().await.is_some() {}
+        while self.removals.join_next().await.is_some() {}
     }
 }

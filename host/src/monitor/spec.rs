@@ -154,6 +154,40 @@ pub async fn validate(
     spec: &ResourceSpec,
     plugin: &Plugin,
 ) -> Result<Vec<(String, String)>, SpecError> {
+    let full = check_schema(spec, plugin)?;
+    plugin_validate(spec, plugin, full).await
+}
+
+/// The plugin's own `validate` of properties that passed [`check_schema`].
+pub async fn plugin_validate(
+    spec: &ResourceSpec,
+    plugin: &Plugin,
+    full: Vec<(String, String)>,
+) -> Result<Vec<(String, String)>, SpecError> {
+    let resource = || spec.name.clone();
+    match plugin.validate(&full).await {
+        Ok(Ok(())) => Ok(full),
+        Ok(Err(refused)) => Err(SpecError::Refused {
+            resource: resource(),
+            property: refused.property,
+            reason: refused.reason,
+        }),
+        Err(err) => Err(SpecError::ValidateFailed {
+            resource: resource(),
+            call: "validate",
+            reason: err.to_string(),
+        }),
+    }
+}
+
+/// What the host checks of `spec` without calling the plugin: the name,
+/// the timers, and the properties against the type's schema (unknown,
+/// repeated, of the wrong kind, required and missing). Returns the full
+/// property list, defaults filled in.
+pub fn check_schema(
+    spec: &ResourceSpec,
+    plugin: &Plugin,
+) -> Result<Vec<(String, String)>, SpecError> {
     let resource = || spec.name.clone();
     if !valid_resource_name(&spec.name) {
         return Err(SpecError::BadName(spec.name.clone()));
@@ -218,17 +252,5 @@ pub async fn validate(
             None => {}
         }
     }
-    match plugin.validate(&full).await {
-        Ok(Ok(())) => Ok(full),
-        Ok(Err(refused)) => Err(SpecError::Refused {
-            resource: resource(),
-            property: refused.property,
-            reason: refused.reason,
-        }),
-        Err(err) => Err(SpecError::ValidateFailed {
-            resource: resource(),
-            call: "validate",
-            reason: err.to_string(),
-        }),
-    }
+    Ok(full)
 }

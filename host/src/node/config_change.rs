@@ -1,0 +1,435 @@
+//! Changes to the configuration: checked off the loop, by the engine,
+//! saved, then applied.
+
+use super::*;
+
+/// How long a configuration change made through this node waits to come
+/// back through the cluster's log before the answer says it has not yet.
+const APPLY_WAIT: Duration = Duration::from_secs(10);
+
+/// A resource configuration validated against a version of its type, off
+/// the node's loop. Used only if both are still what the loop has when the
+/// change is carried out; otherwise the loop validates again.
+pub(super) struct Checked {
+    pub(super) resource: ResourceConfig,
+    pub(super) plugin: Arc<Plugin>,
+    pub(super) result: Result<Vec<(String, String)>, crate::monitor::SpecError>,
+}
+
+/// A type of `group`'s resources whose component says this node must not
+/// host it, if any.
+pub(super) fn unavailable_type(
+    desired: &Desired,
+    components: &ComponentStates,
+    group: &str,
+) -> Option<String> {
+    desired
+        .resources
+        .iter()
+        .filter(|r| r.group_name() == group)
+        .find(|r| !components.type_available(&r.type_name))
+        .map(|r| r.type_name.clone())
+}
+
+/// The monitor's spec for a configured resource.
+pub(crate) fn spec_of(settings: &NodeSettings, resource: &ResourceConfig) -> ResourceSpec {
+    ResourceSpec {
+        name: resource.name.clone(),
+        type_name: resource.type_name.clone(),
+        properties: resource.properties(),
+        timing: resource.timing(),
+        memory_limit: resource.memory_limit_mib.map(|mib| (mib as usize) << 20),
+        dirs: ResourceDirs::under(&settings.data_dir, &resource.name),
+        grants: settings
+            .grants
+            .get(&resource.type_name)
+            .cloned()
+            .unwrap_or_default(),
+    }
+}
+
+/// The loaded plugin of `resource`'s type, or an error naming the loaded
+/// types.
+fn plugin_of<'a>(settings: &'a NodeSettings, resource: &ResourceConfig) -> Result<&'a Arc<Plugin>> {
+    settings.plugins.get(&resource.type_name).ok_or_else(|| {
+        anyhow!(
+            "resource {:?}: unknown type {:?} (loaded types: {})",
+            resource.name,
+            resource.type_name,
+            settings
+                .plugins
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}
+
+/// Validate a resource's configuration against its plugin, changing
+/// nothing. Calls the plugin: used at start, before the loop runs.
+pub(super) async fn prepare(
+    settings: &NodeSettings,
+    monitor: &Monitor,
+    resource: &ResourceConfig,
+) -> Result<crate::monitor::Prepared> {
+    let plugin = plugin_of(settings, resource)?;
+    let spec = spec_of(settings, resource);
+    Ok(monitor.prepare(plugin.clone(), spec).await?)
+}
+
+/// A resource validated off the loop (`checked`), on this very
+/// configuration and version of its type. If the type was swapped
+/// meanwhile the change is refused (the operator tries again): the loop
+/// does not call the plugin.
+fn prepare_checked(
+    settings: &NodeSettings,
+    monitor: &Monitor,
+    resource: &ResourceConfig,
+    checked: Option<Checked>,
+) -> Result<crate::monitor::Prepared> {
+    let plugin = plugin_of(settings, resource)?;
+    let Some(checked) =
+        checked.filter(|c| c.resource == *resource && Arc::ptr_eq(&c.plugin, plugin))
+    else {
+        return Err(conflict(format!(
+            "resource {:?}: its type {} changed while its configuration was being checked; \
+             try again",
+            resource.name, resource.type_name
+        )));
+    };
+    let spec = spec_of(settings, resource);
+    Ok(checked
+        .result
+        .and_then(|properties| monitor.prepare_validated(plugin.clone(), spec, properties))?)
+}
+
+/// A resource checked by the host alone (name, timers, schema), without
+/// calling its plugin: for a configuration that came through the cluster's
+/// log, which the node that appended it validated; this node's plugin
+/// gives its verdict later, off the loop.
+pub(super) fn prepare_unvalidated(
+    settings: &NodeSettings,
+    monitor: &Monitor,
+    resource: &ResourceConfig,
+) -> Result<(crate::monitor::Prepared, ResourceSpec, Arc<Plugin>)> {
+    let plugin = plugin_of(settings, resource)?;
+    let spec = spec_of(settings, resource);
+    let properties = crate::monitor::check_schema(&spec, plugin)?;
+    let prepared = monitor.prepare_validated(plugin.clone(), spec.clone(), properties)?;
+    Ok((prepared, spec, plugin.clone()))
+}
+
+/// What a configuration change came to on the loop.
+pub(super) enum Changed {
+    /// Made here. Answered once `stopping` (the actor of a resource it
+    /// removed) has stopped, off the loop.
+    Done {
+        done: String,
+        stopping: Option<crate::monitor::Stopping>,
+    },
+    /// Checked here as every node will check it; to append to the
+    /// cluster's log (off the loop), and answered once it has come back
+    /// and been applied here.
+    ToLog {
+        link: ClusterLink,
+        nodes: Vec<String>,
+        next: Desired,
+        /// A new group to ask online once the configuration is in.
+        start: Option<String>,
+        applied: watch::Receiver<u64>,
+        done: String,
+    },
+}
+
+impl Changed {
+    /// Answer the operator, off the loop: once a removed resource has
+    /// stopped, or once the change is in the cluster's log and applied
+    /// here (at most [`APPLY_WAIT`] after it is in the log).
+    pub(super) fn answer(self, reply: oneshot::Sender<Result<String>>) {
+        match self {
+            Changed::Done {
+                done,
+                stopping: None,
+            } => {
+                let _ = reply.send(Ok(done));
+            }
+            Changed::Done {
+                done,
+                stopping: Some(stopping),
+            } => {
+                tokio::spawn(async move {
+                    stopping.stopped().await;
+                    let _ = reply.send(Ok(done));
+                });
+            }
+            Changed::ToLog {
+                link,
+                nodes,
+                next,
+                start,
+                applied,
+                done,
+            } => {
+                tokio::spawn(async move {
+                    let _ = reply.send(through_log(link, nodes, next, start, applied, done).await);
+                });
+            }
+        }
+    }
+}
+
+/// Append a configuration to the cluster's log, then wait until this node
+/// has applied it, so that the operator's next command (a resource in the
+/// new group) finds it.
+async fn through_log(
+    link: ClusterLink,
+    nodes: Vec<String>,
+    next: Desired,
+    start: Option<String>,
+    mut applied: watch::Receiver<u64>,
+    done: String,
+) -> Result<String> {
+    let seq = link
+        .configure(nodes, next)
+        .await
+        .map_err(|err| unavailable(format!("{done}: {err:#}")))?;
+    if let Some(group) = start {
+        link.append(PolicyEvent::GroupOnlineRequested(group));
+    }
+    let in_force = tokio::time::timeout(APPLY_WAIT, applied.wait_for(|at| *at >= seq)).await;
+    match in_force {
+        Ok(Ok(_)) => Ok(format!("{done} (through the cluster's log, entry {seq})")),
+        Ok(Err(_)) => bail!("{done}: entry {seq} of the cluster's log, but the node has stopped"),
+        Err(_) => bail!(
+            "{done}: the change is entry {seq} of the cluster's log but did not come back \
+             within {APPLY_WAIT:?}; it takes effect when it does"
+        ),
+    }
+}
+
+impl Driver {
+    /// Validate the resource a change adds or alters against its plugin in
+    /// a task of its own, which hands the change back to the loop
+    /// ([`Command::Checked`]): `validate` is a call into a plugin, and the
+    /// loop must go on answering while a hostile one spins to its deadline.
+    /// Returns the change if it needs no validation.
+    pub(super) fn check_off_loop(
+        &mut self,
+        change: Change,
+        reply: oneshot::Sender<Result<String>>,
+    ) -> Option<(Change, oneshot::Sender<Result<String>>)> {
+        let resource = match &change {
+            Change::AddResource(resource) => Some(resource.clone()),
+            Change::SetProperties {
+                resource,
+                properties,
+            } => self.desired.resource(resource).cloned().map(|mut updated| {
+                updated.properties.extend(properties.clone());
+                updated
+            }),
+            _ => None,
+        };
+        let Some((resource, plugin)) = resource.and_then(|resource| {
+            let plugin = self.settings.plugins.get(&resource.type_name)?.clone();
+            Some((resource, plugin))
+        }) else {
+            return Some((change, reply));
+        };
+        let spec = spec_of(&self.settings, &resource);
+        let myself = self.myself.clone();
+        tokio::spawn(async move {
+            let result = crate::monitor::validate_spec(&spec, &plugin).await;
+            if let Some(loop_) = myself.upgrade() {
+                let checked = Box::new(Checked {
+                    resource,
+                    plugin,
+                    result,
+                });
+                let _ = loop_.send(Command::Checked {
+                    change,
+                    checked,
+                    reply,
+                });
+            }
+        });
+        None
+    }
+
+    /// Check a change with the engine, save it, then apply it. Any error
+    /// leaves engine, store and monitor as they were. `checked`: the
+    /// validation of its resource done off the loop, if any.
+    pub(super) fn change(&mut self, change: Change, checked: Option<Checked>) -> Result<Changed> {
+        let mut next = self.desired.clone();
+        let mut prepared = None;
+        let mut removed = None;
+        let mut start = None;
+        let done = match &change {
+            Change::AddGroup(group) => {
+                if next.groups.iter().any(|g| g.name == group.name) {
+                    return Err(conflict(format!("group {:?} exists already", group.name)));
+                }
+                group.check()?;
+                next.groups.push(group.clone());
+                if group.online {
+                    next.online.insert(group.name.clone());
+                    start = Some(group.name.clone());
+                }
+                format!("group {} created", group.name)
+            }
+            Change::RemoveGroup(name) => {
+                if !next.groups.iter().any(|g| &g.name == name) {
+                    return Err(not_found(format!("no group {name:?}")));
+                }
+                if let Some(r) = next
+                    .resources
+                    .iter()
+                    .find(|r| r.group.as_deref() == Some(name))
+                {
+                    return Err(conflict(format!(
+                        "group {name:?} still holds resource {:?}; delete its resources first",
+                        r.name
+                    )));
+                }
+                next.groups.retain(|g| &g.name != name);
+                next.online.remove(name);
+                format!("group {name} deleted")
+            }
+            Change::AddResource(resource) => {
+                if let Some(group) = &resource.group
+                    && !next.groups.iter().any(|g| &g.name == group)
+                {
+                    return Err(not_found(format!(
+                        "resource {:?}: no group {group:?}",
+                        resource.name
+                    )));
+                }
+                if next.resource(&resource.name).is_some() {
+                    return Err(conflict(format!(
+                        "resource {:?} exists already",
+                        resource.name
+                    )));
+                }
+                resource.restart_policy()?;
+                self.not_swapping(&resource.type_name)?;
+                prepared = Some(prepare_checked(
+                    &self.settings,
+                    &self.monitor,
+                    resource,
+                    checked,
+                )?);
+                next.resources.push(resource.clone());
+                format!("resource {} created", resource.name)
+            }
+            Change::RemoveResource(name) => {
+                if next.resource(name).is_none() {
+                    return Err(not_found(format!("no resource {name:?}")));
+                }
+                next.resources.retain(|r| &r.name != name);
+                next.online.remove(name);
+                removed = Some(name.clone());
+                format!("resource {name} deleted")
+            }
+            Change::SetProperties {
+                resource,
+                properties,
+            } => {
+                let Some(current) = next.resources.iter_mut().find(|r| &r.name == resource) else {
+                    return Err(not_found(format!("no resource {resource:?}")));
+                };
+                let group = current.group_name().to_string();
+                if self.swapping.contains(&current.type_name) {
+                    return Err(conflict(format!(
+                        "resource {resource:?}: a swap of its type {} is under way; try again once it has ended",
+                        current.type_name
+                    )));
+                }
+                let running = self
+                    .engine
+                    .group(&group)
+                    .is_some_and(|g| g.state != warden_policy::GroupState::Offline);
+                if running {
+                    return Err(conflict(format!(
+                        "resource {resource:?}: its group {group:?} is not offline; take it offline first"
+                    )));
+                }
+                for (key, value) in properties {
+                    current.properties.insert(key.clone(), value.clone());
+                }
+                let updated = current.clone();
+                // Validate the new properties against the plugin by preparing
+                // a replacement; the old resource is swapped below.
+                prepared = Some(prepare_checked(
+                    &self.settings,
+                    &Monitor::default(),
+                    &updated,
+                    checked,
+                )?);
+                removed = Some(resource.clone());
+                format!("resource {resource}: properties set")
+            }
+        };
+        let mut cluster = next.cluster_config(&self.settings.name, &self.settings.plugins)?;
+        self.sequencing.refuse_if_fenced(&done)?;
+        if let Some(link) = self.sequencing.link().cloned() {
+            // Checked here as every node will check it; carried out when it
+            // comes back through the log, on every node alike.
+            let nodes = self.engine.config().nodes.clone();
+            cluster.nodes = nodes.clone();
+            self.engine
+                .clone()
+                .reconfigure(cluster, now())
+                .map_err(|e| conflict(e.to_string()))?;
+            let applied = self
+                .sequencing
+                .cluster()
+                .map(|c| c.applied.subscribe())
+                .ok_or_else(|| anyhow!("{done}: this node is not one of a cluster"))?;
+            return Ok(Changed::ToLog {
+                link,
+                nodes,
+                next,
+                start,
+                applied,
+                done,
+            });
+        }
+        let actions = self
+            .engine
+            .reconfigure(cluster, now())
+            .map_err(|e| conflict(e.to_string()))?;
+        if let Err(err) = self.store.save_desired(&next) {
+            // Put the engine back the way it was; the old configuration was
+            // valid a moment ago.
+            let old = self
+                .desired
+                .cluster_config(&self.settings.name, &self.settings.plugins)?;
+            let _ = self.engine.reconfigure(old, now());
+            return Err(err.context("the change was not saved, so it was not made"));
+        }
+        self.desired = next;
+        let stopping = removed.and_then(|name| self.monitor.remove(&name));
+        if let Some(prepared) = prepared {
+            self.monitor.insert(prepared).map_err(anyhow::Error::from)?;
+        }
+        for action in actions {
+            self.execute(action);
+        }
+        if let Some(group) = start {
+            self.apply(PolicyEvent::GroupOnlineRequested(group));
+        }
+        self.record("node", "config", done.clone());
+        Ok(Changed::Done { done, stopping })
+    }
+
+    /// Refuse a change to the resources of `type_name` while a swap moves
+    /// them: a resource made meanwhile would stay on the old version.
+    pub(super) fn not_swapping(&self, type_name: &str) -> Result<()> {
+        if self.swapping.contains(type_name) {
+            return Err(conflict(format!(
+                "a swap of type {type_name} is under way; try again once it has ended"
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,123 @@
+//! What an operator asks of the running node (online, offline, move,
+//! pause, drain, ...).
+
+use super::*;
+
+/// What an operator's request came to on the loop.
+pub(super) enum Operated {
+    /// Carried out here; the answer.
+    Done(String),
+    /// To append to the cluster's log, and answer once it is there.
+    ToLog {
+        link: ClusterLink,
+        event: PolicyEvent,
+        done: String,
+    },
+}
+
+impl Driver {
+    pub(super) fn operate(&mut self, operation: Operation) -> Result<Operated> {
+        let me = self.settings.name.clone();
+        let group_exists = |g: &str| -> Result<()> {
+            if self.engine.group(g).is_none() {
+                return Err(not_found(format!("no group {g:?}")));
+            }
+            Ok(())
+        };
+        let (event, done) = match operation {
+            Operation::GroupOnline(group) => {
+                group_exists(&group)?;
+                (
+                    PolicyEvent::GroupOnlineRequested(group.clone()),
+                    format!("group {group}: online requested"),
+                )
+            }
+            Operation::GroupOffline(group) => {
+                group_exists(&group)?;
+                (
+                    PolicyEvent::GroupOfflineRequested(group.clone()),
+                    format!("group {group}: offline requested"),
+                )
+            }
+            Operation::Move { group, to } => {
+                group_exists(&group)?;
+                let text = format!(
+                    "group {group}: move to {} requested",
+                    to.as_deref().unwrap_or("the best node")
+                );
+                (PolicyEvent::MoveRequested { group, to }, text)
+            }
+            Operation::Fail { resource } => {
+                let Some(handle) = self.monitor.get(&resource) else {
+                    return Err(not_found(format!("no resource {resource:?}")));
+                };
+                handle.fail("failed by the operator")?;
+                return Ok(Operated::Done(format!(
+                    "resource {resource}: failure injected"
+                )));
+            }
+            Operation::Pause => (
+                PolicyEvent::NodePaused(me.clone()),
+                format!("node {me} paused"),
+            ),
+            Operation::Resume => (
+                PolicyEvent::NodeResumed(me.clone()),
+                format!("node {me} resumed"),
+            ),
+            Operation::Drain => (
+                PolicyEvent::NodeDraining(me.clone()),
+                format!("node {me} draining"),
+            ),
+            Operation::RecoveryActions(enabled) => (
+                PolicyEvent::RecoveryActions {
+                    node: me.clone(),
+                    enabled,
+                },
+                format!(
+                    "node {me}: recovery actions {}",
+                    if enabled { "enabled" } else { "disabled" }
+                ),
+            ),
+        };
+        self.sequencing.refuse_if_fenced(&done)?;
+        if let Some(link) = self.sequencing.link() {
+            // Decided where every node decides: in the log's order.
+            return Ok(Operated::ToLog {
+                link: link.clone(),
+                event,
+                done,
+            });
+        }
+        // Remember which groups the operator wants online, so a restarted
+        // agent brings back what ran.
+        let mut next = self.desired.clone();
+        match &event {
+            PolicyEvent::GroupOnlineRequested(g) => {
+                next.online.insert(g.clone());
+            }
+            PolicyEvent::GroupOfflineRequested(g) => {
+                next.online.remove(g);
+            }
+            _ => {}
+        }
+        if next != self.desired {
+            self.store.save_desired(&next)?;
+            self.desired = next;
+        }
+        let actions = self.engine.handle(event, now());
+        let refused: Vec<String> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Refused { what, reason } => Some(format!("{what}: {reason}")),
+                _ => None,
+            })
+            .collect();
+        for action in actions {
+            self.execute(action);
+        }
+        if !refused.is_empty() {
+            return Err(conflict(format!("refused: {}", refused.join("; "))));
+        }
+        Ok(Operated::Done(done))
+    }
+}
