@@ -98,6 +98,25 @@ impl Etcd {
         (index, self.inner.members[index].client.clone())
     }
 
+    /// Member `index`'s client.
+    pub fn client(&self, index: usize) -> Client {
+        self.inner.members[index % self.member_count()]
+            .client
+            .clone()
+    }
+
+    /// Member `index` answered where the preferred one did not: every
+    /// task asks it first from now on.
+    pub fn prefer(&self, index: usize) {
+        let before = self.inner.preferred.swap(index, Ordering::Relaxed) % self.member_count();
+        if before != index {
+            tracing::info!(
+                now = %self.inner.members[index].endpoint,
+                "etcd member answered first; asking it first"
+            );
+        }
+    }
+
     /// Member `index` failed a request: if it is still the preferred one,
     /// the next member is. (Several tasks that see one failure move the
     /// preference once.)

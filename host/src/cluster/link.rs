@@ -660,8 +660,14 @@ enum Renewal {
     Unanswered,
 }
 
-/// Renew on the preferred member; on a failure or no answer within
-/// `per_try`, on the next one, each member once, never past `fence_at`.
+/// Renew on the preferred member; on a failure, or no answer within
+/// `per_try`, on the next one as well, each member once, never past
+/// `fence_at`. Attempts are *hedged*: one that has not answered stays in
+/// flight while the next member is asked, and the first answer wins. A
+/// follower forwards a renewal to the leader it knows; with that leader
+/// frozen (SIGSTOP: connections accepted, nothing answered) the follower
+/// answers only once a new leader is elected, which can take longer than
+/// one attempt — cutting it off there fenced an agent at a 5 s TTL.
 async fn renew_anywhere(
     etcd: &Etcd,
     keepers: &mut [Option<Keeper>],
@@ -669,41 +675,80 @@ async fn renew_anywhere(
     per_try: Duration,
     fence_at: Instant,
 ) -> Renewal {
-    for _ in 0..etcd.member_count() {
-        let (member, mut client) = etcd.preferred();
-        let sent = Instant::now();
-        let left = fence_at.saturating_duration_since(sent);
-        if left.is_zero() {
-            break;
+    let first = etcd.preferred().0;
+    let count = etcd.member_count();
+    let mut untried = (0..count).map(|k| (first + k) % count);
+    let mut attempts = tokio::task::JoinSet::new();
+    let mut next_at = Instant::now();
+    loop {
+        let more = next_at < fence_at && untried.len() > 0;
+        if !more && attempts.is_empty() {
+            return Renewal::Unanswered;
         }
-        match timeout(
-            per_try.min(left),
-            renew(&mut client, &mut keepers[member], id),
-        )
-        .await
-        {
-            Ok(Ok(alive)) => return Renewal::Answered { alive, sent },
-            Ok(Err(err)) => tracing::debug!("renewing the lease: {err:#}"),
-            Err(_) => tracing::debug!("renewing the lease: no answer within {per_try:?}"),
+        tokio::select! {
+            Some(done) = attempts.join_next(), if !attempts.is_empty() => {
+                let Ok((member, sent, answer, keeper)) = done else {
+                    continue;
+                };
+                match answer {
+                    Ok(alive) => {
+                        keepers[member] = keeper;
+                        etcd.prefer(member);
+                        return Renewal::Answered { alive, sent };
+                    }
+                    Err(err) => {
+                        tracing::debug!("renewing the lease: {err:#}");
+                        etcd.failed(member);
+                        // Ask the next member now, not a try later.
+                        next_at = Instant::now();
+                    }
+                }
+            }
+            () = tokio::time::sleep_until(next_at), if more => {
+                if let Some(member) = untried.next() {
+                    let client = etcd.client(member);
+                    // The stream goes with the attempt: one that is cut off
+                    // with an answer unread is not used again.
+                    let keeper = keepers[member].take();
+                    attempts.spawn(async move {
+                        let sent = Instant::now();
+                        let (answer, keeper) = renew(client, keeper, id).await;
+                        (member, sent, answer, keeper)
+                    });
+                    next_at = Instant::now() + per_try;
+                }
+            }
+            () = tokio::time::sleep_until(fence_at) => return Renewal::Unanswered,
         }
-        keepers[member] = None;
-        etcd.failed(member);
     }
-    Renewal::Unanswered
 }
 
-/// One renewal; `Ok(false)` if etcd says the lease is gone.
-async fn renew(client: &mut Client, keeper: &mut Option<Keeper>, id: i64) -> Result<bool> {
-    if keeper.is_none() {
-        *keeper = Some(client.lease_keep_alive(id).await?);
-    }
-    let Some((sender, answers)) = keeper.as_mut() else {
-        unreachable!("set above")
+/// One renewal on a member's keep-alive stream (opened if `keeper` is
+/// none); `Ok(false)` if etcd says the lease is gone. Hands the stream
+/// back for the next renewal, unless it failed.
+async fn renew(
+    mut client: Client,
+    keeper: Option<Keeper>,
+    id: i64,
+) -> (Result<bool>, Option<Keeper>) {
+    let mut keeper = match keeper {
+        Some(keeper) => keeper,
+        None => match client.lease_keep_alive(id).await {
+            Ok(keeper) => keeper,
+            Err(err) => return (Err(err.into()), None),
+        },
     };
-    sender.keep_alive().await?;
-    match answers.message().await? {
-        Some(answer) => Ok(answer.ttl() > 0),
-        None => bail!("the keep-alive stream ended"),
+    let answer = async {
+        keeper.0.keep_alive().await?;
+        match keeper.1.message().await? {
+            Some(answer) => Ok(answer.ttl() > 0),
+            None => bail!("the keep-alive stream ended"),
+        }
+    }
+    .await;
+    match answer {
+        Ok(alive) => (Ok(alive), Some(keeper)),
+        Err(err) => (Err(err), None),
     }
 }
 
