@@ -137,14 +137,16 @@ pub fn parse_failback(text: &str) -> Result<Failback> {
                 .split_once('-')
                 .and_then(|(a, b)| Some((hour(a)?, hour(b)?)));
             match hours {
-                Some((start_hour, end_hour)) if start_hour < 24 && end_hour < 24 => {
+                Some((start_hour, end_hour))
+                    if start_hour < 24 && end_hour < 24 && start_hour != end_hour =>
+                {
                     Ok(Failback::Window {
                         start_hour,
                         end_hour,
                     })
                 }
                 _ => bail!(
-                    "failback {text:?}: expected \"off\", \"immediate\" or a window of hours such as \"22-6\""
+                    "failback {text:?}: expected \"off\", \"immediate\" or a window of two different hours (0 to 23) such as \"22-6\""
                 ),
             }
         }
