@@ -146,7 +146,7 @@ pub fn parse_failback(text: &str) -> Result<Failback> {
                     })
                 }
                 _ => bail!(
-                    "failback {text:?}: expected \"off\", \"immediate\" or a window of two different hours (0 to 23) such as \"22-6\""
+                    "failback {text:?}: expected \"off\", \"immediate\" or a window of hours such as \"22-6\" (two different hours, 0 to 23)"
                 ),
             }
         }
