@@ -10,8 +10,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -83,6 +84,8 @@ pub async fn serve(
         .route("/metrics", get(render_metrics))
         .route("/v1/openapi.json", get(openapi))
         .merge(guarded)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(json_errors))
         .with_state(api);
     axum::serve(listener, app)
         .await
@@ -118,6 +121,59 @@ async fn require_token(State(api): State<Api>, request: Request, next: Next) -> 
 /// Compare without leaking where the first difference is.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The largest request body the API reads; a configuration change is a
+/// few KiB, so this only stops a client from making the agent buffer
+/// without end.
+const BODY_LIMIT: usize = 1 << 20;
+
+/// The most of a plain-text refusal of axum's that is kept as the message.
+const MAX_REJECTION_TEXT: usize = 4 * 1024;
+
+/// Every refusal in the one documented shape, `{"error": message}`. What
+/// axum answers by itself before a handler runs (a path or a body its
+/// extractors cannot read, a body over [`BODY_LIMIT`], a method a route
+/// lacks, a path no route has) is plain text or empty; it is rewritten
+/// here, so a client never has to guess how to read an error.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_REJECTION_TEXT)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_string())
+        .unwrap_or_default();
+    let message = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            format!("the request body is larger than the limit of {BODY_LIMIT} bytes")
+        }
+        // axum adds the Allow header after this layer has run.
+        StatusCode::METHOD_NOT_ALLOWED => {
+            format!("{method} is not allowed on {path}: the Allow header names what is")
+        }
+        StatusCode::NOT_FOUND if text.is_empty() => {
+            format!("no route {method} {path}: the routes are in /v1/openapi.json")
+        }
+        _ if text.is_empty() => status.canonical_reason().unwrap_or("refused").to_string(),
+        _ => text,
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, Body::from(json!({ "error": message }).to_string()))
 }
 
 fn error(status: StatusCode, message: String) -> Response {

@@ -126,18 +126,27 @@ pub fn parse_failback(text: &str) -> Result<Failback> {
         "off" => Ok(Failback::Off),
         "immediate" => Ok(Failback::Immediate),
         window => {
-            let hours = window.split_once('-').and_then(|(a, b)| {
-                Some((a.trim().parse::<u8>().ok()?, b.trim().parse::<u8>().ok()?))
-            });
+            // Exactly `H-H` or `HH-HH`, no signs or spaces: what the API's
+            // document says, so a value it refuses is never taken.
+            let hour = |text: &str| {
+                (matches!(text.len(), 1 | 2) && text.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| text.parse::<u8>().ok())
+                    .flatten()
+            };
+            let hours = window
+                .split_once('-')
+                .and_then(|(a, b)| Some((hour(a)?, hour(b)?)));
             match hours {
-                Some((start_hour, end_hour)) if start_hour < 24 && end_hour < 24 => {
+                Some((start_hour, end_hour))
+                    if start_hour < 24 && end_hour < 24 && start_hour != end_hour =>
+                {
                     Ok(Failback::Window {
                         start_hour,
                         end_hour,
                     })
                 }
                 _ => bail!(
-                    "failback {text:?}: expected \"off\", \"immediate\" or a window of hours such as \"22-6\""
+                    "failback {text:?}: expected \"off\", \"immediate\" or a window of hours such as \"22-6\" (two different hours, 0 to 23)"
                 ),
             }
         }
@@ -316,6 +325,22 @@ fn default_max_instances() -> u32 {
 
 fn default_memory_limit_mib() -> u64 {
     64
+}
+
+/// The largest memory limit, in MiB, that a resource may be given: what
+/// the runtime's instance pool gives any one store.
+pub fn max_memory_limit_mib() -> u64 {
+    (crate::runtime::RuntimeConfig::default().max_memory_bytes >> 20) as u64
+}
+
+/// A memory limit in MiB is 1 to [`max_memory_limit_mib`]: 0 would let no
+/// plugin instantiate, and more than the pool gives is never reached.
+fn check_memory_limit_mib(mib: u64) -> Result<()> {
+    let max = max_memory_limit_mib();
+    if !(1..=max).contains(&mib) {
+        bail!("{mib} is not a memory limit: give 1 to {max} (MiB)");
+    }
+    Ok(())
 }
 
 /// What the operator grants the plugin of one type (`[plugins.TYPE]`).
@@ -535,6 +560,19 @@ impl ResourceConfig {
         }
     }
 
+    /// Check what a resource definition can get wrong on its own, before
+    /// its plugin sees it: the restart policy and the memory limit (which
+    /// becomes a byte count, so a huge one must not wrap around to a
+    /// limit of nothing). Every way a resource comes in goes through here.
+    pub fn check(&self) -> Result<()> {
+        if let Some(mib) = self.memory_limit_mib {
+            check_memory_limit_mib(mib)
+                .with_context(|| format!("resource {:?}: memory_limit_mib", self.name))?;
+        }
+        self.restart_policy()?;
+        Ok(())
+    }
+
     pub fn restart_policy(&self) -> Result<RestartPolicy> {
         let action = match self.restart.action.as_str() {
             "affect-group" => RestartAction::RestartAffectGroup,
@@ -625,12 +663,14 @@ impl AgentConfig {
         if self.runtime.max_instances == 0 {
             bail!("[runtime] max_instances must be above 0");
         }
+        check_memory_limit_mib(self.runtime.memory_limit_mib)
+            .context("[runtime] memory_limit_mib")?;
         let mut seen = std::collections::HashSet::new();
         for resource in &self.resources {
             if !seen.insert(resource.name.as_str()) {
                 bail!("resource {:?} is configured twice", resource.name);
             }
-            resource.restart_policy()?;
+            resource.check()?;
         }
         let mut groups = std::collections::HashSet::new();
         for group in &self.groups {

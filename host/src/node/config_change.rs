@@ -310,7 +310,7 @@ impl Driver {
                         resource.name
                     )));
                 }
-                resource.restart_policy()?;
+                resource.check()?;
                 self.not_swapping(&resource.type_name)?;
                 prepared = Some(prepare_checked(
                     &self.settings,
