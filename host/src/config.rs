@@ -15,6 +15,8 @@
 //! env = { LANG = "C.UTF-8" }  # every program starts with these, nothing else
 //! allow_env = []         # variables the plugin may set itself
 //! user = "warden-svc"    # run the programs as this user (default: the agent's)
+//! data_quota_mib = 256   # what each resource may keep in its /data: MiB ...
+//! data_quota_files = 10000 # ... and files, directories and links
 //! # source = "my-process.wasm" # optional: take the type from this file of
 //! #                            # plugins_dir (replacing the built-in)
 //!
@@ -46,7 +48,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::monitor::TimingOverrides;
-use crate::runtime::{Grants, LaunchGrants, RunAs};
+use crate::runtime::{Grants, LaunchGrants, MAX_DATA_QUOTA_ENTRIES, QuotaLimits, RunAs};
 use warden_policy::{Failback, Millis, RestartAction, RestartPolicy};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -372,7 +374,18 @@ pub struct PluginGrants {
     /// `crate::type_sources`.
     #[serde(default)]
     pub source: Option<String>,
+    /// How many MiB each resource of the type may keep in its `/data`
+    /// (default 256). Past it the plugin's writes fail with ENOSPC.
+    #[serde(default)]
+    pub data_quota_mib: Option<u64>,
+    /// How many files, directories and links each resource of the type
+    /// may keep in its `/data` (default 10 000).
+    #[serde(default)]
+    pub data_quota_files: Option<u64>,
 }
+
+/// The largest `data_quota_mib`: 16 TiB, well within a byte count.
+const MAX_DATA_QUOTA_MIB: u64 = 16 << 20;
 
 impl PluginGrants {
     /// The grants as the runtime applies them, with the user and group
@@ -408,6 +421,7 @@ impl PluginGrants {
             }
             None => None,
         };
+        let data_quota = self.data_quota().with_context(section)?;
         Ok(Grants {
             allow_programs: self.allow_programs.clone(),
             launch: LaunchGrants {
@@ -416,7 +430,28 @@ impl PluginGrants {
                 run_as,
             },
             configured: Vec::new(),
+            data_quota,
         })
+    }
+
+    /// The `/data` quota: the defaults, or what the operator set. Zero is
+    /// refused (it would forbid every write, and reads like "unlimited",
+    /// which no value means).
+    fn data_quota(&self) -> Result<QuotaLimits> {
+        let mut limits = QuotaLimits::default();
+        if let Some(mib) = self.data_quota_mib {
+            if mib == 0 || mib > MAX_DATA_QUOTA_MIB {
+                bail!("data_quota_mib = {mib}: must be 1 to {MAX_DATA_QUOTA_MIB} (MiB)");
+            }
+            limits.bytes = mib << 20;
+        }
+        if let Some(files) = self.data_quota_files {
+            if files == 0 || files > MAX_DATA_QUOTA_ENTRIES {
+                bail!("data_quota_files = {files}: must be 1 to {MAX_DATA_QUOTA_ENTRIES}");
+            }
+            limits.entries = files;
+        }
+        Ok(limits)
     }
 }
 
@@ -785,6 +820,56 @@ mod tests {
             format!("{err:#}").contains("not a valid environment variable name"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn data_quotas_have_defaults_and_bounds() {
+        let with = |grants: &str| {
+            AgentConfig::parse(&GOOD.replace(
+                "allow_programs = [\"/usr/bin/sleep\"]",
+                &format!("allow_programs = [\"/usr/bin/sleep\"]\n{grants}"),
+            ))
+        };
+        let default = with("").expect("valid");
+        assert_eq!(
+            default.plugins["process"]
+                .resolve("process")
+                .expect("valid")
+                .data_quota,
+            QuotaLimits::default()
+        );
+        let set = with("data_quota_mib = 3\ndata_quota_files = 40").expect("valid");
+        assert_eq!(
+            set.plugins["process"]
+                .resolve("process")
+                .expect("valid")
+                .data_quota,
+            QuotaLimits {
+                bytes: 3 << 20,
+                entries: 40
+            }
+        );
+        for (bad, named) in [
+            (
+                "data_quota_mib = 0",
+                "[plugins.process]: data_quota_mib = 0: must be 1 to",
+            ),
+            (
+                "data_quota_mib = 99999999999",
+                "[plugins.process]: data_quota_mib = 99999999999: must be 1 to",
+            ),
+            (
+                "data_quota_files = 0",
+                "[plugins.process]: data_quota_files = 0: must be 1 to",
+            ),
+            ("data_quota_mib = -1", "data_quota_mib"),
+            ("data_quota_files = \"many\"", "data_quota_files"),
+        ] {
+            let err = format!("{:#}", with(bad).expect_err(bad));
+            assert!(err.contains(named), "{bad}: {err}");
+        }
+        let err = format!("{:#}", with("data_quota_bytes = 1").expect_err("unknown"));
+        assert!(err.contains("unknown field `data_quota_bytes`"), "{err}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use super::data_quota;
 use super::host_state::HostState;
 use crate::contract::PluginBindings;
 
@@ -85,6 +86,11 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking WASI")?;
+        // The same filesystem, with each resource's /data quota checked
+        // before every call that grows it.
+        data_quota::add_to_linker(&mut linker, HostState::quota_filesystem)
+            .map_err(anyhow::Error::from)
+            .context("linking the quota-checked wasi:filesystem/types")?;
         PluginBindings::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
             &mut linker,
             |state| state,

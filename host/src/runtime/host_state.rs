@@ -14,9 +14,11 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use wasmtime::component::ResourceTable;
+use wasmtime_wasi::filesystem::WasiFilesystemCtxView;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use super::checkpoint::{CheckpointStore, Checkpoints, FileCheckpoints};
+use super::data_quota::{DataQuota, QuotaFilesystem, QuotaLimits};
 use super::deadline::CallDeadline;
 use super::guest_output::{GuestOutput, OutputBudget};
 use super::limits::MemoryLimit;
@@ -41,6 +43,8 @@ pub struct Grants {
     /// defaults filled in): only the `address` properties among them
     /// grant connections (see [`super::NetworkGrant::resolve`]).
     pub configured: Vec<(String, String)>,
+    /// How much the plugin may keep in its `/data` (bytes and entries).
+    pub data_quota: QuotaLimits,
 }
 
 /// How the programs of one plugin are started. A program never inherits
@@ -128,6 +132,9 @@ pub struct ResourceContext {
     pub dirs: ResourceDirs,
     pub process: ProcessSlot,
     pub checkpoints: Checkpoints,
+    /// The quota on `dirs.data` and its running estimate of usage, kept
+    /// here so that a new store does not start counting from nothing.
+    pub data_quota: Arc<DataQuota>,
     /// False for the context of type-level calls, which see no directory.
     has_data_dir: bool,
     pub(crate) stdout: GuestOutput,
@@ -165,6 +172,11 @@ impl ResourceContext {
         let output = Arc::<OutputBudget>::default();
         Arc::new(ResourceContext {
             checkpoints: Checkpoints::new(name.clone(), store),
+            data_quota: Arc::new(DataQuota::new(
+                name.clone(),
+                dirs.data.clone(),
+                grants.data_quota,
+            )),
             has_data_dir: true,
             process: ProcessSlot::new(name.clone(), exits),
             stdout: GuestOutput::new(name.clone(), "stdout", output.clone()),
@@ -185,6 +197,12 @@ impl ResourceContext {
         let output = Arc::<OutputBudget>::default();
         Arc::new(ResourceContext {
             checkpoints: Checkpoints::new(name.clone(), Arc::new(NoCheckpoints)),
+            // No directory is opened for type-level calls: nothing to count.
+            data_quota: Arc::new(DataQuota::new(
+                name.clone(),
+                std::path::PathBuf::new(),
+                QuotaLimits::default(),
+            )),
             has_data_dir: false,
             process: ProcessSlot::new(name.clone(), exits),
             stdout: GuestOutput::new(name.clone(), "stdout", output.clone()),
@@ -267,6 +285,20 @@ impl HostState {
             },
             deadline: None,
         })
+    }
+}
+
+impl HostState {
+    /// wasmtime-wasi's filesystem of this store with the resource's quota:
+    /// what `wasi:filesystem/types` reaches (see `data_quota`).
+    pub(crate) fn quota_filesystem(&mut self) -> QuotaFilesystem<'_> {
+        QuotaFilesystem {
+            fs: WasiFilesystemCtxView {
+                ctx: self.wasi.filesystem(),
+                table: &mut self.table,
+            },
+            quota: &self.resource.data_quota,
+        }
     }
 }
 

@@ -13,6 +13,7 @@ mod bounded;
 mod cache;
 mod call;
 mod checkpoint;
+mod data_quota;
 mod deadline;
 mod engine;
 mod guest_output;
@@ -30,6 +31,10 @@ pub use call::CallError;
 pub use checkpoint::{
     CHECKPOINT_FILE, Checkpoint, CheckpointStore, Checkpoints, FileCheckpoints,
     MAX_CHECKPOINT_BYTES,
+};
+pub use data_quota::{
+    DEFAULT_DATA_QUOTA_BYTES, DEFAULT_DATA_QUOTA_ENTRIES, DataQuota, Growth,
+    MAX_DATA_QUOTA_ENTRIES, QuotaLimits,
 };
 pub use deadline::CallDeadline;
 pub use engine::{Runtime, RuntimeConfig};

@@ -14,9 +14,12 @@
 //! | `write-file`     | `path\ntext`                         | write a file               |
 //! | `read-file`      | path                                 | read a file                |
 //! | `hoard-files`    | count                                | open that many files and keep them open |
+//! | `disk`           | `HOW NAME SIZE [COUNT]`              | grow `/data` one way (see [`disk`]) |
 //!
 //! Its schema gives the address property `target` a default the operator
 //! never chose (`127.0.0.1:9`): connecting there must be denied.
+
+mod disk;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -134,6 +137,7 @@ impl GuestInstance for HostileInstance {
                 }
                 Ok(format!("holding {} files", hoard.len()))
             }
+            "disk" => disk::attack(&payload),
             other => Err(format!("unknown control code {other:?}")),
         }
     }
