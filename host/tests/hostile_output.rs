@@ -363,3 +363,74 @@ async fn a_huge_describe_is_refused_naming_the_field() {
     );
     assert!(stderr.len() < 4096, "{} bytes of refusal", stderr.len());
 }
+
+/// A type whose validate floods the log (stdout, stderr and `host::log`,
+/// each more than the burst of log lines), validated again and again as an
+/// operator creates and deletes a resource of it through the API of a real
+/// agent. Every validate runs in a store of its own, but all of them spend
+/// from the one budget of the loaded plugin: what reaches the log is that
+/// budget's burst and rate over the whole run, not a burst per call, and
+/// the lines it drops are reported as a resource's are.
+#[test]
+fn many_validations_spend_from_one_budget_of_the_plugin() {
+    use common::agent_process::AgentProcess as Agent;
+    use warden::runtime::{LINE_BURST, LINES_PER_SECOND};
+
+    /// Create-and-delete rounds: with a budget per call, each round alone
+    /// would log a full burst of the flood.
+    const ROUNDS: usize = 30;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).expect("mkdir plugins");
+    std::fs::copy(HOSTILE, plugins.join("hostile-output.wasm")).expect("copy hostile");
+    // The plugin's budget is made when the agent loads it, after this.
+    let since = Instant::now();
+    let agent = Agent::start(
+        dir.path(),
+        "[node]\nname = \"n\"\ndata_dir = \"data\"\nplugins_dir = \"plugins\"\n",
+    );
+    agent.ok(&["group", "create", "g", "--offline"]);
+    for _ in 0..ROUNDS {
+        agent.ok(&[
+            "resource",
+            "create",
+            "flooder",
+            "--type",
+            "hostile-output",
+            "--group",
+            "g",
+            "--prop",
+            "attack=flood-validate",
+        ]);
+        agent.ok(&["resource", "delete", "flooder"]);
+    }
+    let log = agent.log();
+    agent.stop();
+    let elapsed = since.elapsed().as_secs_f64();
+
+    let flood = log.lines().filter(|l| l.contains("validate flood")).count();
+    let bound = LINE_BURST + LINES_PER_SECOND * elapsed;
+    // The flood reached the log (the attack ran), but no more of it than
+    // one budget allows over the run; a budget per call would have let
+    // ROUNDS bursts through.
+    assert!(flood > 0, "no line of the validate flood in the log");
+    assert!(
+        (flood as f64) <= bound,
+        "{flood} lines of the validate flood reached the log in {elapsed:.1} s, over one \
+         budget's {bound:.0} ({ROUNDS} rounds; a burst per call would be {})",
+        ROUNDS as f64 * LINE_BURST
+    );
+    let type_level = |l: &&str| l.contains("(hostile-output)");
+    assert!(
+        log.lines()
+            .filter(type_level)
+            .any(|l| l.contains("plugin output over its rate limit")),
+        "no warning that the type-level calls went over their limit"
+    );
+    assert!(
+        log.lines()
+            .filter(type_level)
+            .any(|l| l.contains("lines of plugin output suppressed")),
+        "no count of the lines the type-level budget dropped"
+    );
+}

@@ -8,9 +8,13 @@
 //! A plugin can print (or call `host::log`) as fast as it runs: 100 MiB in
 //! a few seconds. Every line a resource's plugin sends to the log — stdout,
 //! stderr, log messages, progress reports — spends from one
-//! [`OutputBudget`] per resource, a token bucket of lines and bytes. Lines
-//! over it are dropped (still kept for trap reasons), with one warning when
-//! dropping starts and one "N lines suppressed" when output fits again.
+//! [`OutputBudget`] per resource, a token bucket of lines and bytes. The
+//! type-level calls (describe, validate) belong to no resource: they spend
+//! from one budget per loaded plugin (`Plugin`), shared by all of them, so
+//! that many calls, each in a store of its own, cannot flood the log
+//! either. Lines over a budget are dropped (still kept for trap reasons),
+//! with one warning when dropping starts and one "N lines suppressed" when
+//! output fits again.
 
 use std::collections::VecDeque;
 use std::io;
@@ -26,11 +30,13 @@ use super::plugin_text::{self, MAX_LINE, MAX_REASON};
 
 const KEPT_LINES: usize = 8;
 
-/// Lines a second one resource's plugin may write to the log, on average.
+/// Lines a second one resource's plugin (or one plugin's type-level calls,
+/// together) may write to the log, on average.
 pub const LINES_PER_SECOND: f64 = 50.0;
 /// Lines it may write at once after being quiet.
 pub const LINE_BURST: f64 = 200.0;
-/// Bytes a second one resource's plugin may write to the log, on average.
+/// Bytes a second one resource's plugin (or one plugin's type-level calls,
+/// together) may write to the log, on average.
 pub const BYTES_PER_SECOND: f64 = 64.0 * 1024.0;
 /// Bytes it may write at once after being quiet.
 pub const BYTE_BURST: f64 = 256.0 * 1024.0;
@@ -52,9 +58,10 @@ struct Bucket {
     suppressed: u64,
 }
 
-/// The rate limit of one resource's plugin output to the log: a token
-/// bucket of [`LINES_PER_SECOND`] (burst [`LINE_BURST`]) and
-/// [`BYTES_PER_SECOND`] (burst [`BYTE_BURST`]).
+/// The rate limit of one resource's plugin output to the log (or of one
+/// plugin's type-level calls, all together): a token bucket of
+/// [`LINES_PER_SECOND`] (burst [`LINE_BURST`]) and [`BYTES_PER_SECOND`]
+/// (burst [`BYTE_BURST`]).
 #[derive(Debug)]
 pub struct OutputBudget {
     bucket: Mutex<Bucket>,

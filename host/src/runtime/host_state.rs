@@ -191,10 +191,13 @@ impl ResourceContext {
 
     /// A context for type-level calls (describe, validate), which belong to
     /// no resource and are granted nothing: no directory, no checkpoints.
-    pub fn for_type(type_name: &str) -> Arc<ResourceContext> {
+    /// Their output spends from `output`, the budget of the loaded plugin
+    /// (see [`super::Plugin`]), not a fresh one: a store is thrown away
+    /// after each call, and a type validated at every configuration change
+    /// must not get a new burst of log lines with each.
+    pub(crate) fn for_type(type_name: &str, output: Arc<OutputBudget>) -> Arc<ResourceContext> {
         let (exits, _) = mpsc::unbounded_channel();
         let name: Arc<str> = format!("({type_name})").into();
-        let output = Arc::<OutputBudget>::default();
         Arc::new(ResourceContext {
             checkpoints: Checkpoints::new(name.clone(), Arc::new(NoCheckpoints)),
             // No directory is opened for type-level calls: nothing to count.

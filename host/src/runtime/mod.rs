@@ -38,6 +38,7 @@ pub use data_quota::{
 };
 pub use deadline::CallDeadline;
 pub use engine::{Runtime, RuntimeConfig};
+pub use guest_output::{BYTE_BURST, BYTES_PER_SECOND, LINE_BURST, LINES_PER_SECOND};
 pub use host_state::{
     GUEST_DATA_DIR, Grants, LaunchGrants, MAX_HANDLES, ResourceContext, ResourceDirs, RunAs,
 };

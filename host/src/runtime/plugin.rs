@@ -13,6 +13,7 @@ use super::bounded::{bounded, new_store};
 use super::call::CallError;
 use super::deadline::CallDeadline;
 use super::engine::Runtime;
+use super::guest_output::OutputBudget;
 use super::host_state::{HostState, ResourceContext};
 use super::network::{NetworkGrant, parse_address};
 use crate::contract::{self, ContractError, PropertyKind, TypeInfo, bindings::PluginPre};
@@ -56,6 +57,13 @@ pub struct Plugin {
     /// version's rejection is recorded against, so that a fixed build of
     /// the same version is not refused for its predecessor's fault.
     pub(crate) source: Option<[u8; 32]>,
+    /// What the type-level calls (describe, validate) may still send to the
+    /// log, shared by all of them for as long as this version is loaded.
+    /// Each runs in a throwaway store, and a plugin is validated at every
+    /// configuration change, swap and start: a budget per call would let
+    /// it flood the log through many calls. Instances have their own, one
+    /// per resource ([`ResourceContext`]).
+    output: Arc<OutputBudget>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -116,6 +124,7 @@ impl Plugin {
             pre,
             info: placeholder_info(),
             source: None,
+            output: Arc::default(),
         };
         let info = plugin
             .type_call("describe", |store, bindings| {
@@ -165,7 +174,8 @@ impl Plugin {
         .map(|answer| answer.map_err(super::plugin_text::property_error))
     }
 
-    /// Run a type-level call in a throwaway store.
+    /// Run a type-level call in a throwaway store, its output spending from
+    /// the plugin's budget.
     async fn type_call<T, F>(&self, call: &'static str, f: F) -> Result<T, CallError>
     where
         F: for<'a> FnOnce(
@@ -175,7 +185,7 @@ impl Plugin {
             Box<dyn Future<Output = wasmtime::Result<T>> + Send + 'a>,
         >,
     {
-        let context = ResourceContext::for_type(&self.info.name);
+        let context = ResourceContext::for_type(&self.info.name, self.output.clone());
         let stderr = context.stderr.clone();
         let network = Arc::new(NetworkGrant::default());
         let mut store = new_store(&self.runtime, context, TYPE_CALL_MEMORY, network)?;

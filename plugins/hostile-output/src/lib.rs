@@ -12,6 +12,7 @@
 //! | `progress`     | online reports progress 20 times, 1 MiB each, with [`FORGED`] |
 //! | `huge-reason`  | health checks fail with a 20 MiB reason ending in [`FORGED`]  |
 //! | `huge-online`  | online fails with a 20 MiB reason                             |
+//! | `flood-validate` | every validate prints [`VALIDATE_FLOOD`] lines to stdout and as many to stderr, and logs as many |
 //!
 //! `control("ok", _)` answers 20 MiB, `control("err", _)` fails with 20 MiB.
 //! The property `refuse = huge` makes `validate` and `open` refuse with a
@@ -30,7 +31,32 @@ use warden_sdk::types::{PropertyKind, Timing, TypeFlags};
 pub const FORGED: &str =
     "\n2026-12-02T22:00:00.000000Z  INFO warden: forged line\r\x1b[2J\x1b[31mforged red";
 
-const ATTACKS: &[&str] = &["flood", "forge", "progress", "huge-reason", "huge-online"];
+const ATTACKS: &[&str] = &[
+    "flood",
+    "forge",
+    "progress",
+    "huge-reason",
+    "huge-online",
+    "flood-validate",
+];
+
+/// How many lines `flood-validate` sends down each of its three ways
+/// (stdout, stderr, `host::log`) in one validate: more than the agent's
+/// burst of plugin lines, so every call alone could fill it.
+pub const VALIDATE_FLOOD: usize = 400;
+
+/// The `flood-validate` attack: lines on every way a type-level call has
+/// to the agent's log, each call as if it were the first.
+fn flood_validate() {
+    let mut stdout = std::io::stdout();
+    let mut stderr = std::io::stderr();
+    for line in 0..VALIDATE_FLOOD {
+        let _ = writeln!(stdout, "validate flood stdout {line}");
+        let _ = writeln!(stderr, "validate flood stderr {line}");
+        host::log(Level::Info, &format!("validate flood log {line}"));
+    }
+    let _ = stdout.flush();
+}
 
 /// 20 MiB of text ending in the forged line.
 /// Built in one allocation, so it fits a 32 MiB memory limit.
@@ -163,7 +189,11 @@ impl Guest for Hostile {
     }
 
     fn validate(properties: Properties) -> Result<(), PropertyError> {
-        parse(&properties).map(drop)
+        let parsed = parse(&properties)?;
+        if parsed.does("flood-validate") {
+            flood_validate();
+        }
+        Ok(())
     }
 }
 
