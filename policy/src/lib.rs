@@ -22,7 +22,8 @@ pub use config::{
     RestartAction, RestartPolicy,
 };
 pub use engine::{
-    Engine, GroupState, GroupView, NodeStatus, NodeView, ResourceState, ResourceView,
+    Engine, EngineSnapshot, GroupState, GroupView, NodeStatus, NodeView, ResourceState,
+    ResourceView, RestoreError, SNAPSHOT_FORMAT,
 };
 pub use event::{Action, Event, MoveKind};
 pub use time::{Millis, ParseMillisError};

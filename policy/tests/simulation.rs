@@ -3,13 +3,15 @@
 //! invariants after every step.
 //!
 //! `WARDEN_SIM_SEED=N` replays one sequence and prints its trace;
-//! `WARDEN_SIM_SEQUENCES=N` changes how many sequences run (default 100 000).
+//! `WARDEN_SIM_SEQUENCES=N` changes how many sequences run (default 100 000;
+//! a 25th of that for the snapshot/restore property).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use warden_policy::{
-    Action, ClusterConfig, Engine, Event, Failback, GroupConfig, GroupState, Millis, MoveKind,
-    NodeStatus, ResourceConfig, ResourceState, RestartAction,
+    Action, ClusterConfig, Engine, EngineSnapshot, Event, Failback, GroupConfig, GroupState,
+    Millis, MoveKind, NodeStatus, ResourceConfig, ResourceState, RestartAction, RestoreError,
+    SNAPSHOT_FORMAT,
 };
 
 const STEPS: usize = 20;
@@ -758,4 +760,197 @@ fn the_engine_is_deterministic() {
         };
         assert_eq!(run(), run(), "seed {seed}");
     }
+}
+
+/// Take a snapshot at a random step, carry it through JSON (as the cluster
+/// stores it), restore it, and feed the original and the restored engine
+/// the rest of the sequence: at every step both must decide the same and
+/// show the same, down to their next snapshot.
+fn run_restored(seed: u64) -> Result<(), String> {
+    let mut rng = Rng(seed);
+    let mut sim = Sim::new(random_config(&mut rng));
+    for n in sim.cfg.nodes.clone() {
+        if rng.chance(4, 5) {
+            sim.send(Event::NodeUp(n))?;
+        }
+    }
+    let steps = STEPS * 2;
+    let cut = rng.below(steps);
+    let mut twin: Option<Engine> = None;
+    for step in 0..steps {
+        if step == cut {
+            let json = serde_json::to_string(&sim.engine.snapshot()).map_err(|e| e.to_string())?;
+            let snapshot: EngineSnapshot =
+                serde_json::from_str(&json).map_err(|e| e.to_string())?;
+            let restored = Engine::restore(sim.cfg.clone(), snapshot).map_err(|e| e.to_string())?;
+            same(&sim.engine, &restored, "just restored")?;
+            twin = Some(restored);
+        }
+        sim.now = sim.now + Millis::from_secs(rng.below(30) as u64);
+        let Some(twin) = twin.as_mut() else {
+            let ev = sim.random_event(&mut rng);
+            sim.send(ev)?;
+            continue;
+        };
+        if step == cut + 3 && seed.is_multiple_of(3) {
+            let ours = sim.engine.reconfigure(sim.cfg.clone(), sim.now);
+            let theirs = twin.reconfigure(sim.cfg.clone(), sim.now);
+            if ours != theirs {
+                return Err(format!("reconfigure: {ours:?} here, {theirs:?} restored"));
+            }
+            let actions = ours.map_err(|e| e.to_string())?;
+            for a in &actions {
+                sim.check_action(a)?;
+            }
+        }
+        let ev = sim.random_event(&mut rng);
+        let ours = sim.send(ev.clone())?;
+        let theirs = twin.handle(ev.clone(), sim.now);
+        if ours != theirs {
+            return Err(format!(
+                "step {step}, {ev}: the original did {ours:?}, the restored {theirs:?}"
+            ));
+        }
+        same(&sim.engine, twin, &format!("after step {step}, {ev}"))?;
+    }
+    Ok(())
+}
+
+/// Two engines that show and would snapshot the same.
+fn same(a: &Engine, b: &Engine, when: &str) -> Result<(), String> {
+    let view = |e: &Engine| {
+        (
+            e.nodes(),
+            e.groups(),
+            e.resources(),
+            e.next_deadline(),
+            e.now(),
+        )
+    };
+    if view(a) != view(b) {
+        return Err(format!(
+            "{when}: views differ\n{:?}\n{:?}",
+            view(a),
+            view(b)
+        ));
+    }
+    if a.snapshot() != b.snapshot() {
+        return Err(format!("{when}: snapshots differ"));
+    }
+    Ok(())
+}
+
+#[test]
+fn a_restored_snapshot_continues_exactly_as_the_original() {
+    let count: u64 = std::env::var("WARDEN_SIM_SEQUENCES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(4_000, |n: u64| n / 25);
+    let started = std::time::Instant::now();
+    for i in 0..count {
+        let seed = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5_7a9e;
+        if let Err(e) = run_restored(seed) {
+            panic!("sequence {i} (seed {seed}): {e}");
+        }
+    }
+    println!(
+        "{count} snapshot/restore sequences of {} steps in {:?}",
+        STEPS * 2,
+        started.elapsed()
+    );
+}
+
+/// A random engine part way through a random sequence.
+fn engine_midway(seed: u64) -> Result<Sim, String> {
+    let mut rng = Rng(seed);
+    let mut sim = Sim::new(random_config(&mut rng));
+    for n in sim.cfg.nodes.clone() {
+        sim.send(Event::NodeUp(n))?;
+    }
+    for _ in 0..STEPS {
+        sim.now = sim.now + Millis::from_secs(rng.below(30) as u64);
+        let ev = sim.random_event(&mut rng);
+        sim.send(ev)?;
+    }
+    Ok(sim)
+}
+
+/// Under another configuration a snapshot is refused, naming what differs;
+/// restored under its own and then reconfigured, it ends exactly where the
+/// original engine reconfigured ends (or is refused alike).
+#[test]
+fn a_snapshot_under_another_configuration_is_refused_and_reconfigure_is_the_way() {
+    let mut compared = (0, 0);
+    for seed in 0..500u64 {
+        let mut sim = engine_midway(seed).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let mut other = sim.cfg.clone();
+        match seed % 3 {
+            0 => other.groups[0].failover_threshold += 1,
+            1 => other.nodes.push("n9".to_string()),
+            _ => {
+                other.groups.pop();
+            }
+        }
+        let snapshot = sim.engine.snapshot();
+        match Engine::restore(other.clone(), snapshot.clone()) {
+            Err(RestoreError::OtherConfiguration(why)) => assert!(!why.is_empty()),
+            other => panic!("seed {seed}: restored under another configuration: {other:?}"),
+        }
+        let mut restored =
+            Engine::restore(snapshot.config().clone(), snapshot).expect("restores under its own");
+        let ours = sim.engine.reconfigure(other.clone(), sim.now);
+        let theirs = restored.reconfigure(other, sim.now);
+        assert_eq!(ours, theirs, "seed {seed}");
+        same(&sim.engine, &restored, &format!("seed {seed}")).unwrap_or_else(|e| panic!("{e}"));
+        if ours.is_ok() {
+            compared.0 += 1;
+        } else {
+            compared.1 += 1;
+        }
+    }
+    println!(
+        "{} reconfigured alike, {} refused alike",
+        compared.0, compared.1
+    );
+    assert!(compared.0 > 0 && compared.1 > 0, "both outcomes were tried");
+}
+
+/// A snapshot of another format, or one whose records do not match its
+/// configuration, is refused with what is wrong.
+#[test]
+fn a_snapshot_of_another_format_or_with_missing_records_is_refused() {
+    let sim = engine_midway(7).expect("sequence 7 runs");
+    let mut json = serde_json::to_value(sim.engine.snapshot()).expect("encodes");
+    json["format"] = serde_json::json!(SNAPSHOT_FORMAT + 1);
+    let future: EngineSnapshot = serde_json::from_value(json.clone()).expect("decodes");
+    let err = Engine::restore(sim.cfg.clone(), future).expect_err("refused");
+    assert_eq!(
+        err,
+        RestoreError::Format {
+            found: SNAPSHOT_FORMAT + 1
+        }
+    );
+    assert!(err.to_string().contains("format 2"), "{err}");
+
+    json["format"] = serde_json::json!(SNAPSHOT_FORMAT);
+    let removed = json["resources"]
+        .as_array_mut()
+        .and_then(|r| r.pop())
+        .expect("a resource");
+    let name = removed["name"].as_str().expect("named").to_string();
+    let missing: EngineSnapshot = serde_json::from_value(json.clone()).expect("decodes");
+    let err = Engine::restore(sim.cfg.clone(), missing).expect_err("refused");
+    assert!(
+        matches!(&err, RestoreError::Inconsistent(why) if why.contains(&name)),
+        "{err}"
+    );
+
+    let first = json["resources"][0].clone();
+    json["resources"]
+        .as_array_mut()
+        .expect("resources")
+        .push(first);
+    let twice: EngineSnapshot = serde_json::from_value(json.clone()).expect("decodes");
+    let err = Engine::restore(sim.cfg.clone(), twice).expect_err("refused");
+    assert!(err.to_string().contains("twice"), "{err}");
 }

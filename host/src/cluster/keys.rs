@@ -29,6 +29,13 @@ impl Keys {
         format!("{}log0", self.prefix)
     }
 
+    /// The newest snapshot of the log (see `cluster::snapshot`); outside
+    /// the entries' range and prefix, so reads and watches of the entries
+    /// never see it.
+    pub fn snapshot(&self) -> String {
+        format!("{}log-snapshot", self.prefix)
+    }
+
     /// The prefix of every entry.
     pub fn log_prefix(&self) -> String {
         format!("{}log/", self.prefix)
@@ -70,6 +77,9 @@ mod tests {
         assert!(a < b, "{a} < {b}");
         assert!(b < keys.log_end());
         assert!(b.starts_with(&keys.log_prefix()));
+        let snapshot = keys.snapshot();
+        assert!(!snapshot.starts_with(&keys.log_prefix()));
+        assert!(!(keys.entry(0)..keys.log_end()).contains(&snapshot));
         assert_eq!(keys.member_of(&keys.member("n1")), Some("n1"));
         assert_eq!(keys.member_of(&keys.owner("g")), None);
     }

@@ -7,6 +7,7 @@
 //! appends reach it the same way as everyone else's.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,8 +22,10 @@ use warden_policy::Event as PolicyEvent;
 
 use super::Keys;
 use super::checkpoints::EtcdCheckpoints;
+use super::compact::{self, KEEP_BEHIND};
 use super::etcd::{ATTEMPT, Etcd};
 use super::log::{self, LogEntry, LogEvent};
+use super::snapshot::{self, LogSnapshot, Written};
 use crate::config::ClusterSection;
 use crate::desired::Desired;
 
@@ -57,6 +60,7 @@ enum Request {
     AppendTold(LogEvent, oneshot::Sender<Result<u64, String>>),
     Claim(String),
     Release(String),
+    Snapshot(Box<LogSnapshot>),
     Leave(oneshot::Sender<()>),
 }
 
@@ -120,6 +124,15 @@ impl ClusterLink {
     /// Give up the group's ownership key, if this node holds it.
     pub fn release(&self, group: &str) {
         let _ = self.requests.send(Request::Release(group.to_string()));
+    }
+
+    /// Store `snapshot` (unless a newer one is there) and compact the log
+    /// up to `KEEP_BEHIND` entries before it, in a task of its own, so
+    /// appends do not wait behind it; one at a time (an offer made while
+    /// one runs is dropped: the next interval's covers it). The node offers
+    /// one after applying an entry for which `snapshot::due` holds.
+    pub fn offer_snapshot(&self, snapshot: LogSnapshot) {
+        let _ = self.requests.send(Request::Snapshot(Box::new(snapshot)));
     }
 
     /// Revoke the lease: the member key and every ownership key go, and the
@@ -207,6 +220,7 @@ pub async fn join(section: &ClusterSection, me: &str, seed: &Desired) -> Result<
         tx,
         lease: lease_rx,
         up,
+        compacting: Arc::new(AtomicBool::new(false)),
     };
     announce(&etcd, &shared).await?;
     let checkpoints = Arc::new(EtcdCheckpoints::new(
@@ -244,6 +258,8 @@ struct Shared {
     lease: watch::Receiver<Option<i64>>,
     /// The nodes the log says are up.
     up: Arc<Mutex<BTreeSet<String>>>,
+    /// A snapshot is being written and the log compacted.
+    compacting: Arc<AtomicBool>,
 }
 
 impl Shared {
@@ -826,6 +842,11 @@ async fn serve(etcd: Etcd, shared: Shared, mut requests: mpsc::UnboundedReceiver
                     tracing::warn!(group, "releasing the ownership key: {err:#}");
                 }
             }
+            Request::Snapshot(snapshot) => {
+                if !shared.compacting.swap(true, Ordering::AcqRel) {
+                    tokio::spawn(snapshot_and_compact(etcd.clone(), shared.clone(), snapshot));
+                }
+            }
             Request::Leave(reply) => {
                 if let Some(id) = shared.lease() {
                     let _ = etcd
@@ -838,6 +859,30 @@ async fn serve(etcd: Etcd, shared: Shared, mut requests: mpsc::UnboundedReceiver
             }
         }
     }
+}
+
+/// Write `snapshot`, then compact the log to `KEEP_BEHIND` entries before
+/// it. Failures are logged: the next interval's snapshot tries again.
+async fn snapshot_and_compact(etcd: Etcd, shared: Shared, snapshot: Box<LogSnapshot>) {
+    let seq = snapshot.seq;
+    match snapshot::write_snapshot(&etcd, &shared.keys, &snapshot).await {
+        Ok(Written::Written) => tracing::info!(seq, "wrote the log's snapshot"),
+        Ok(Written::Kept { there }) => tracing::debug!(seq, there, "a newer snapshot is there"),
+        Err(err) => tracing::warn!(seq, "writing the log's snapshot: {err:#}"),
+    }
+    let before = seq.saturating_sub(KEEP_BEHIND);
+    if before > 0 {
+        match compact::compact(&etcd, &shared.keys, before).await {
+            Ok(done) => tracing::info!(
+                before,
+                deleted = done.deleted,
+                revision = done.revision,
+                "compacted the log"
+            ),
+            Err(err) => tracing::warn!(before, "compacting the log: {err:#}"),
+        }
+    }
+    shared.compacting.store(false, Ordering::Release);
 }
 
 /// Take `owners/GROUP` once it is free. A key left by this node's earlier

@@ -159,8 +159,20 @@ pub async fn append(etcd: &Etcd, keys: &Keys, origin: &str, event: &LogEvent) ->
 /// at (to watch for what follows). Read in pages of [`PAGE`], every page at
 /// the first one's revision, so the whole is one consistent reading.
 pub async fn read_from(etcd: &Etcd, keys: &Keys, from: u64) -> Result<(Vec<LogEntry>, i64)> {
+    read_at(etcd, keys, from, 0).await
+}
+
+/// Entries from `from` on, as they were at etcd `revision` (0: now), and
+/// the revision read at. Every page is read at that one revision; if etcd
+/// compacts its history past it meanwhile the read fails (see
+/// [`is_compacted`]) and must start again.
+pub(crate) async fn read_at(
+    etcd: &Etcd,
+    keys: &Keys,
+    from: u64,
+    mut revision: i64,
+) -> Result<(Vec<LogEntry>, i64)> {
     let mut entries = Vec::new();
-    let mut revision = 0;
     let mut next = from;
     loop {
         let options = GetOptions::new()
@@ -186,6 +198,13 @@ pub async fn read_from(etcd: &Etcd, keys: &Keys, from: u64) -> Result<(Vec<LogEn
             return Ok((entries, revision));
         }
     }
+}
+
+/// Whether `err` says that etcd no longer has the revision asked for (its
+/// history was compacted past it): the reading must start again, at a
+/// newer revision. ([`Etcd::request`] keeps etcd's words, not its error.)
+pub(crate) fn is_compacted(err: &anyhow::Error) -> bool {
+    format!("{err:#}").contains("required revision has been compacted")
 }
 
 /// Decode one entry.

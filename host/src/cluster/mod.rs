@@ -55,15 +55,26 @@
 //! Checkpoints live in etcd too ([`checkpoints`]), each write fenced by
 //! the group's ownership key, so they follow a group to its new node.
 //!
+//! The log does not grow without end: every [`snapshot::SNAPSHOT_EVERY`]
+//! entries a node writes the engine's state to one key ([`snapshot`]) and
+//! deletes the entries before it, and etcd's history ([`compact`]); a
+//! joining node reads the snapshot and the entries after it
+//! ([`start::read_start`]). (The node's loop does not yet restore from a
+//! snapshot nor offer one: joining still replays the log from entry 1,
+//! and nothing is compacted.)
+//!
 //! Read [`log`] (the entries and the compare-and-swap append), then
 //! [`link`] (the tasks that keep the lease, follow the log and hold
 //! ownership keys, and what they tell the node's loop).
 
 pub mod checkpoints;
+pub mod compact;
 pub mod etcd;
 pub mod keys;
 pub mod link;
 pub mod log;
+pub mod snapshot;
+pub mod start;
 
 pub use keys::Keys;
 pub use link::{ClusterLink, Joined, LinkMessage};

@@ -47,7 +47,7 @@ impl Drop for Killed {
     }
 }
 
-/// A 3-member etcd cluster on loopback. Each member's command line is
+/// An etcd cluster on loopback (3 members, or 1). Each member's command line is
 /// kept, so that a killed member can be started again as it was (same name,
 /// data directory and flags).
 pub struct Etcd {
@@ -58,14 +58,24 @@ pub struct Etcd {
 }
 
 pub fn start_etcd(dir: &Path) -> Etcd {
-    let peers: Vec<SocketAddr> = (0..3).map(|_| free_port()).collect();
-    let clients: Vec<SocketAddr> = (0..3).map(|_| free_port()).collect();
+    start_etcd_of(dir, 3)
+}
+
+/// A 1-member etcd: for tests of what is stored, not of losing members
+/// (no elections, so bulk writes go at the disk's pace).
+pub fn start_single_etcd(dir: &Path) -> Etcd {
+    start_etcd_of(dir, 1)
+}
+
+fn start_etcd_of(dir: &Path, count: usize) -> Etcd {
+    let peers: Vec<SocketAddr> = (0..count).map(|_| free_port()).collect();
+    let clients: Vec<SocketAddr> = (0..count).map(|_| free_port()).collect();
     let initial: Vec<String> = peers
         .iter()
         .enumerate()
         .map(|(i, p)| format!("m{i}=http://{p}"))
         .collect();
-    let commands = (0..3)
+    let commands = (0..count)
         .map(|i| {
             let mut args: Vec<OsString> = vec!["--name".into(), format!("m{i}").into()];
             args.push("--data-dir".into());
@@ -92,15 +102,15 @@ pub fn start_etcd(dir: &Path) -> Etcd {
         })
         .collect();
     let mut etcd = Etcd {
-        members: vec![None, None, None],
+        members: (0..count).map(|_| None).collect(),
         clients,
         commands,
         dir: dir.to_path_buf(),
     };
-    for i in 0..3 {
+    for i in 0..count {
         etcd.start_member(i);
     }
-    for i in 0..3 {
+    for i in 0..count {
         etcd.wait_healthy(i);
     }
     etcd
@@ -145,7 +155,7 @@ impl Etcd {
 
     /// The member that leads etcd now, as the members themselves say.
     pub fn leader(&self) -> Option<usize> {
-        (0..3).find(|&i| {
+        (0..self.members.len()).find(|&i| {
             self.members[i].is_some()
                 && http_post(self.clients[i], "/v3/maintenance/status", "{}").is_some_and(|body| {
                     let status: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();

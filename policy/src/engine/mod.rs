@@ -13,17 +13,20 @@
 //! group stuck, and what-if is just a clone.
 //!
 //! Where a group may go is in `placement.rs`, configuration changes in
-//! `reconfigure.rs`, the read-only views in `views.rs`, and the states and
-//! records themselves in `state.rs`.
+//! `reconfigure.rs`, the state as data and back in `snapshot.rs`, the
+//! read-only views in `views.rs`, and the states and records themselves in
+//! `state.rs`.
 
 mod apply;
 mod failure;
 mod placement;
 mod reconcile;
 mod reconfigure;
+mod snapshot;
 mod state;
 mod views;
 
+pub use snapshot::{EngineSnapshot, RestoreError, SNAPSHOT_FORMAT};
 pub use state::{GroupState, NodeStatus, ResourceState};
 pub use views::{GroupView, NodeView, ResourceView};
 

@@ -1,0 +1,383 @@
+//! The engine's whole state as data, and the engine rebuilt from it.
+//!
+//! Why: a cluster's replicas reach their state by applying the same log;
+//! a snapshot lets a joining replica start from the state at some entry
+//! instead of from the first one, so the entries before it can go.
+//!
+//! The snapshot names nodes, groups and resources (never indices, which
+//! are private and depend on the order of the configuration) and carries
+//! the configuration it was taken under. [`Engine::restore`] refuses a
+//! snapshot of another format version, one taken under another
+//! configuration than the one given, and one whose records do not match
+//! its own configuration (a record missing, unknown or twice, a node
+//! reference to no node): nothing is guessed. To take a snapshot into
+//! another configuration, restore it under its own ([`EngineSnapshot::config`])
+//! and then [`Engine::reconfigure`], which refuses or keeps state by name
+//! exactly as it does for a running engine.
+
+use super::Engine;
+use super::state::{Goal, GroupRecord, NodeRecord, Recovery, ResourceRecord};
+use crate::config::{ClusterConfig, ConfigError, GroupId, NodeId, ResourceId};
+use crate::event::MoveKind;
+use crate::index::{GroupIx, NodeIx, ResourceIx, TableIndex};
+use crate::model::{Model, compile};
+use crate::time::Millis;
+use crate::{NodeStatus, ResourceState};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The version of the snapshot's format this engine writes and reads.
+/// Raised whenever a field changes meaning or a record gains state that
+/// an older engine would drop: a snapshot of any other version is refused,
+/// never half read.
+pub const SNAPSHOT_FORMAT: u32 = 1;
+
+/// The engine's state at one moment, by name (see the module's docs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineSnapshot {
+    format: u32,
+    config: ClusterConfig,
+    now: Millis,
+    nodes: Vec<NodeSnapshot>,
+    groups: Vec<GroupSnapshot>,
+    resources: Vec<ResourceSnapshot>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct NodeSnapshot {
+    name: NodeId,
+    status: NodeStatus,
+    recovery: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct GroupSnapshot {
+    name: GroupId,
+    owner: Option<NodeId>,
+    goal: GoalSnapshot,
+    failovers: Vec<Millis>,
+    failed_over: bool,
+    drain_noted: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum GoalSnapshot {
+    Offline,
+    Online,
+    Moving {
+        to: NodeId,
+        kind: MoveKind,
+    },
+    Failed {
+        reason: String,
+        retry_at: Option<Millis>,
+        avoid: Option<NodeId>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct ResourceSnapshot {
+    name: ResourceId,
+    state: ResourceState,
+    recovery: RecoverySnapshot,
+    failures: Vec<Millis>,
+    refused: bool,
+    failed_reason: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum RecoverySnapshot {
+    None,
+    RestartAt(Millis),
+    RetryAt(Millis),
+}
+
+/// Why a snapshot was not restored.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    #[error("the snapshot is of format {found}; this engine reads format {SNAPSHOT_FORMAT} only")]
+    Format { found: u32 },
+    #[error(
+        "the snapshot was taken under another configuration ({0}); restore it under its own \
+         and reconfigure"
+    )]
+    OtherConfiguration(String),
+    #[error("the snapshot's configuration is not valid: {0}")]
+    Config(#[from] ConfigError),
+    #[error("the snapshot does not match its configuration: {0}")]
+    Inconsistent(String),
+}
+
+impl EngineSnapshot {
+    /// The format version it was written in.
+    pub fn format(&self) -> u32 {
+        self.format
+    }
+
+    /// The configuration in force when it was taken.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    /// The engine's time when it was taken.
+    pub fn now(&self) -> Millis {
+        self.now
+    }
+
+    /// Every node and its status, in configuration order.
+    pub fn nodes(&self) -> impl Iterator<Item = (&str, NodeStatus)> {
+        self.nodes.iter().map(|n| (n.name.as_str(), n.status))
+    }
+}
+
+impl Engine {
+    /// The engine's whole state, to rebuild it with [`Engine::restore`].
+    pub fn snapshot(&self) -> EngineSnapshot {
+        let node = |ix: NodeIx| self.model.nodes[ix].clone();
+        EngineSnapshot {
+            format: SNAPSHOT_FORMAT,
+            config: self.model.config.clone(),
+            now: self.now,
+            nodes: self
+                .nodes
+                .iter_indexed()
+                .map(|(ix, record)| NodeSnapshot {
+                    name: node(ix),
+                    status: record.status,
+                    recovery: record.recovery,
+                })
+                .collect(),
+            groups: self
+                .groups
+                .iter_indexed()
+                .map(|(ix, record)| GroupSnapshot {
+                    name: self.model.groups[ix].name.clone(),
+                    owner: record.owner.map(node),
+                    goal: match &record.goal {
+                        Goal::Offline => GoalSnapshot::Offline,
+                        Goal::Online => GoalSnapshot::Online,
+                        Goal::Moving { to, kind } => GoalSnapshot::Moving {
+                            to: node(*to),
+                            kind: *kind,
+                        },
+                        Goal::Failed {
+                            reason,
+                            retry_at,
+                            avoid,
+                        } => GoalSnapshot::Failed {
+                            reason: reason.clone(),
+                            retry_at: *retry_at,
+                            avoid: avoid.map(node),
+                        },
+                    },
+                    failovers: record.failovers.clone(),
+                    failed_over: record.failed_over,
+                    drain_noted: record.drain_noted,
+                })
+                .collect(),
+            resources: self
+                .resources
+                .iter_indexed()
+                .map(|(ix, record)| ResourceSnapshot {
+                    name: self.model.resources[ix].name.clone(),
+                    state: record.state,
+                    recovery: match record.recovery {
+                        Recovery::None => RecoverySnapshot::None,
+                        Recovery::RestartAt(t) => RecoverySnapshot::RestartAt(t),
+                        Recovery::RetryAt(t) => RecoverySnapshot::RetryAt(t),
+                    },
+                    failures: record.failures.clone(),
+                    refused: record.refused,
+                    failed_reason: record.failed_reason.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The engine as it was when `snapshot` was taken, under `config`,
+    /// which must be the configuration the snapshot was taken under (see
+    /// the module's docs for why, and for how to change it after).
+    pub fn restore(
+        config: ClusterConfig,
+        snapshot: EngineSnapshot,
+    ) -> Result<Engine, RestoreError> {
+        if snapshot.format != SNAPSHOT_FORMAT {
+            return Err(RestoreError::Format {
+                found: snapshot.format,
+            });
+        }
+        if let Some(difference) = first_difference(&snapshot.config, &config) {
+            return Err(RestoreError::OtherConfiguration(difference));
+        }
+        let model = compile(&config)?;
+        let nodes = in_model_order("node", &model.node_ix, snapshot.nodes, |n| &n.name)?
+            .into_iter()
+            .map(|n| NodeRecord {
+                status: n.status,
+                recovery: n.recovery,
+            })
+            .collect();
+        let groups = in_model_order("group", &model.group_ix, snapshot.groups, |g| &g.name)?
+            .into_iter()
+            .map(|g| group_record(&model, g))
+            .collect::<Result<_, _>>()?;
+        let resources = in_model_order("resource", &model.resource_ix, snapshot.resources, |r| {
+            &r.name
+        })?
+        .into_iter()
+        .map(|r| ResourceRecord {
+            state: r.state,
+            recovery: match r.recovery {
+                RecoverySnapshot::None => Recovery::None,
+                RecoverySnapshot::RestartAt(t) => Recovery::RestartAt(t),
+                RecoverySnapshot::RetryAt(t) => Recovery::RetryAt(t),
+            },
+            failures: r.failures,
+            refused: r.refused,
+            failed_reason: r.failed_reason,
+        })
+        .collect();
+        Ok(Engine {
+            model: Arc::new(model),
+            nodes,
+            groups,
+            resources,
+            now: snapshot.now,
+        })
+    }
+}
+
+/// The records of `snapshot`, put in the model's order (the position each
+/// name has in `positions`); every name of the model exactly once, no other.
+fn in_model_order<I, T>(
+    kind: &str,
+    positions: &HashMap<String, I>,
+    records: Vec<T>,
+    name: impl Fn(&T) -> &String,
+) -> Result<Vec<T>, RestoreError>
+where
+    I: Copy + Into<Position>,
+{
+    let mut placed: Vec<Option<T>> = (0..positions.len()).map(|_| None).collect();
+    for record in records {
+        let Some(&ix) = positions.get(name(&record)) else {
+            return Err(RestoreError::Inconsistent(format!(
+                "{kind} {} is not in its configuration",
+                name(&record)
+            )));
+        };
+        let slot = &mut placed[ix.into().0];
+        if slot.is_some() {
+            return Err(RestoreError::Inconsistent(format!(
+                "{kind} {} is recorded twice",
+                name(&record)
+            )));
+        }
+        *slot = Some(record);
+    }
+    placed
+        .into_iter()
+        .zip(sorted_names(positions))
+        .map(|(record, missing)| {
+            record.ok_or_else(|| {
+                RestoreError::Inconsistent(format!("{kind} {missing} has no record"))
+            })
+        })
+        .collect()
+}
+
+/// A table position, whatever kind of index it came from.
+struct Position(usize);
+
+macro_rules! position_of {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Position {
+            fn from(ix: $t) -> Position {
+                Position(ix.position())
+            }
+        }
+    )*};
+}
+position_of!(NodeIx, GroupIx, ResourceIx);
+
+/// The names of `positions` in position order.
+fn sorted_names<I: Copy + Into<Position>>(positions: &HashMap<String, I>) -> Vec<&str> {
+    let mut names: Vec<(usize, &str)> = positions
+        .iter()
+        .map(|(name, &ix)| (ix.into().0, name.as_str()))
+        .collect();
+    names.sort_unstable();
+    names.into_iter().map(|(_, name)| name).collect()
+}
+
+/// A group's record with its node names resolved in `model`.
+fn group_record(model: &Model, group: GroupSnapshot) -> Result<GroupRecord, RestoreError> {
+    let node = |name: &NodeId| {
+        model.node_ix.get(name).copied().ok_or_else(|| {
+            RestoreError::Inconsistent(format!(
+                "group {} names node {name}, which is not in its configuration",
+                group.name
+            ))
+        })
+    };
+    let goal = match &group.goal {
+        GoalSnapshot::Offline => Goal::Offline,
+        GoalSnapshot::Online => Goal::Online,
+        GoalSnapshot::Moving { to, kind } => Goal::Moving {
+            to: node(to)?,
+            kind: *kind,
+        },
+        GoalSnapshot::Failed {
+            reason,
+            retry_at,
+            avoid,
+        } => Goal::Failed {
+            reason: reason.clone(),
+            retry_at: *retry_at,
+            avoid: avoid.as_ref().map(node).transpose()?,
+        },
+    };
+    Ok(GroupRecord {
+        owner: group.owner.as_ref().map(node).transpose()?,
+        goal,
+        failovers: group.failovers,
+        failed_over: group.failed_over,
+        drain_noted: group.drain_noted,
+    })
+}
+
+/// What differs between the configuration a snapshot was taken under and
+/// the one it is restored under, in words; `None` if nothing does.
+fn first_difference(taken: &ClusterConfig, given: &ClusterConfig) -> Option<String> {
+    if taken.nodes != given.nodes {
+        return Some(format!(
+            "nodes {} there, {} here",
+            taken.nodes.join(","),
+            given.nodes.join(",")
+        ));
+    }
+    if taken.singleton_types != given.singleton_types {
+        return Some(format!(
+            "singleton types [{}] there, [{}] here",
+            taken.singleton_types.join(","),
+            given.singleton_types.join(",")
+        ));
+    }
+    let names = |c: &ClusterConfig| c.groups.iter().map(|g| g.name.clone()).collect::<Vec<_>>();
+    if names(taken) != names(given) {
+        return Some(format!(
+            "groups {} there, {} here",
+            names(taken).join(","),
+            names(given).join(",")
+        ));
+    }
+    taken
+        .groups
+        .iter()
+        .zip(&given.groups)
+        .find(|(a, b)| a != b)
+        .map(|(group, _)| format!("group {} differs", group.name))
+}
