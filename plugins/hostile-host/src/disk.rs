@@ -69,7 +69,8 @@ pub fn attack(payload: &str) -> Result<String, String> {
             let mut done = 0u64;
             while done < size {
                 let n = (size - done).min(chunk.len() as u64) as usize;
-                file.write_all(&chunk[..n]).map_err(|e| io(&path, done, &e))?;
+                file.write_all(&chunk[..n])
+                    .map_err(|e| io(&path, done, &e))?;
                 done += n as u64;
             }
             file.flush().map_err(|e| io(&path, done, &e))?;
