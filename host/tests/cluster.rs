@@ -313,6 +313,8 @@ fn losing_any_one_etcd_member_fences_no_agent_in_steady_state_or_during_a_failov
 /// about one run of three: its renewals, sent to followers that forward
 /// them to the frozen leader, went unanswered past T/2 = 2.5 s although a
 /// new leader was elected within a second (an open question, see #14).
+/// With renewals hedged (an unanswered attempt stays in flight while the
+/// next member is asked) it passed 7 runs of 8 at 5 s.
 #[test]
 fn a_frozen_etcd_leader_fences_no_agent_and_a_move_still_goes_through() {
     let mut cluster = Cluster::with(Setup {
