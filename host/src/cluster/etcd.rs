@@ -108,6 +108,7 @@ impl Etcd {
     /// Member `index` answered where the preferred one did not: every
     /// task asks it first from now on.
     pub fn prefer(&self, index: usize) {
+        let index = index % self.member_count();
         let before = self.inner.preferred.swap(index, Ordering::Relaxed) % self.member_count();
         if before != index {
             tracing::info!(

@@ -864,11 +864,23 @@ async fn serve(etcd: Etcd, shared: Shared, mut requests: mpsc::UnboundedReceiver
 /// Write `snapshot`, then compact the log to `KEEP_BEHIND` entries before
 /// it. Failures are logged: the next interval's snapshot tries again.
 async fn snapshot_and_compact(etcd: Etcd, shared: Shared, snapshot: Box<LogSnapshot>) {
+    /// Lets the next snapshot through however this one ends (a panic too).
+    struct Done<'a>(&'a Shared);
+    impl Drop for Done<'_> {
+        fn drop(&mut self) {
+            self.0.compacting.store(false, Ordering::Release);
+        }
+    }
+    let _done = Done(&shared);
     let seq = snapshot.seq;
     match snapshot::write_snapshot(&etcd, &shared.keys, &snapshot).await {
         Ok(Written::Written) => tracing::info!(seq, "wrote the log's snapshot"),
         Ok(Written::Kept { there }) => tracing::debug!(seq, there, "a newer snapshot is there"),
-        Err(err) => tracing::warn!(seq, "writing the log's snapshot: {err:#}"),
+        Err(err) => {
+            // Nothing is compacted on the strength of a snapshot not written.
+            tracing::warn!(seq, "writing the log's snapshot: {err:#}");
+            return;
+        }
     }
     let before = seq.saturating_sub(KEEP_BEHIND);
     if before > 0 {
@@ -882,7 +894,6 @@ async fn snapshot_and_compact(etcd: Etcd, shared: Shared, snapshot: Box<LogSnaps
             Err(err) => tracing::warn!(before, "compacting the log: {err:#}"),
         }
     }
-    shared.compacting.store(false, Ordering::Release);
 }
 
 /// Take `owners/GROUP` once it is free. A key left by this node's earlier

@@ -160,18 +160,24 @@ pub fn due(seq: u64, origin: &str, me: &str) -> bool {
     seq > 0 && seq.is_multiple_of(SNAPSHOT_EVERY) && origin == me
 }
 
+/// The snapshot key as stored now (its value undecoded), with the
+/// revision it was read at.
+pub(crate) async fn fetch(etcd: &Etcd, keys: &Keys) -> Result<etcd_client::GetResponse> {
+    let key = keys.snapshot();
+    etcd.request("reading the log snapshot", |mut client| {
+        let key = key.clone();
+        async move { client.get(key, None).await }
+    })
+    .await
+}
+
 /// The entry number of the snapshot stored now, and the revision that
 /// stored it (0 when there is none). A record this agent cannot read
 /// (corrupt, of another format) counts as none: a snapshot it can read
 /// replaces it, and it never lets this agent compact entries away.
 pub(crate) async fn current(etcd: &Etcd, keys: &Keys) -> Result<(Option<u64>, i64)> {
     let key = keys.snapshot();
-    let response = etcd
-        .request("reading the log snapshot", |mut client| {
-            let key = key.clone();
-            async move { client.get(key, None).await }
-        })
-        .await?;
+    let response = fetch(etcd, keys).await?;
     let Some(kv) = response.kvs().first() else {
         return Ok((None, 0));
     };

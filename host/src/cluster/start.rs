@@ -7,7 +7,7 @@ use etcd_client::GetOptions;
 use super::Keys;
 use super::etcd::Etcd;
 use super::log::{self, LogEntry, LogEvent};
-use super::snapshot::LogSnapshot;
+use super::snapshot::{self, LogSnapshot};
 use crate::desired::Desired;
 
 /// How many times the reading starts again because etcd compacted its
@@ -84,12 +84,7 @@ pub async fn read_start(etcd: &Etcd, keys: &Keys) -> Result<Start> {
 
 async fn read_once(etcd: &Etcd, keys: &Keys) -> Result<Start> {
     let key = keys.snapshot();
-    let response = etcd
-        .request("reading the log snapshot", |mut client| {
-            let key = key.clone();
-            async move { client.get(key, None).await }
-        })
-        .await?;
+    let response = snapshot::fetch(etcd, keys).await?;
     let revision = response.header().map(|h| h.revision()).unwrap_or(0);
     let (snapshot, refused) = match response.kvs().first() {
         None => (None, None),

@@ -293,9 +293,15 @@ impl Monitor {
         let handles: Vec<_> = std::mem::take(&mut self.resources).into_values().collect();
         let mut stopping = tokio::task::JoinSet::new();
         for handle in handles {
-            stopping.spawn(async move { handle.shutdown_within(SHUTDOWN_WAIT).await });
+            stopping.spawn(async move {
+                handle.shutdown_within(SHUTDOWN_WAIT).await;
+            });
         }
+        // Removals under way stop alongside, within their own bound.
+        let removals = std::mem::take(&mut self.removals);
+        stopping.spawn(async move {
+            removals.join_all().await;
+        });
         while stopping.join_next().await.is_some() {}
-        while self.removals.join_next().await.is_some() {}
     }
 }

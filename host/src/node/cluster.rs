@@ -233,13 +233,13 @@ impl Driver {
             .collect();
         for resource in &added {
             let inserted = prepare_unvalidated(&self.settings, &self.monitor, resource).and_then(
-                |(prepared, spec, plugin)| {
+                |(prepared, unvalidated)| {
                     self.monitor.insert(prepared)?;
-                    Ok((spec, plugin))
+                    Ok(unvalidated)
                 },
             );
             match inserted {
-                Ok((spec, plugin)) => self.plugin_verdict_off_loop(seq, spec, plugin),
+                Ok(unvalidated) => self.plugin_verdict_off_loop(seq, unvalidated),
                 Err(err) => {
                     // The engine has it; this node cannot run it. Say so: the
                     // operator must make the node able (a plugin, a grant).
@@ -278,10 +278,16 @@ impl Driver {
     /// never waits on a plugin). The resource runs here either way (the
     /// node that appended the entry validated it); a refusal is recorded,
     /// since an online here will then fail and the group move on.
-    fn plugin_verdict_off_loop(&self, seq: u64, spec: ResourceSpec, plugin: Arc<Plugin>) {
+    fn plugin_verdict_off_loop(&self, seq: u64, unvalidated: Unvalidated) {
+        let Unvalidated {
+            spec,
+            plugin,
+            properties,
+        } = unvalidated;
         let myself = self.myself.clone();
         tokio::spawn(async move {
-            let Err(err) = crate::monitor::validate_spec(&spec, &plugin).await else {
+            let verdict = crate::monitor::plugin_validate(&spec, &plugin, properties).await;
+            let Err(err) = verdict else {
                 return;
             };
             let reason = format!(
@@ -292,13 +298,7 @@ impl Driver {
             );
             tracing::error!(resource = %spec.name, "{reason}");
             if let Some(driver) = myself.upgrade() {
-                let event = Event::now(
-                    &spec.name,
-                    EventKind::Policy {
-                        action: "config-failed".to_string(),
-                        reason,
-                    },
-                );
+                let event = policy_event(&spec.name, "config-failed", reason);
                 let _ = driver.send(Command::Record(event));
             }
         });

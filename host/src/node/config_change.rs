@@ -104,6 +104,14 @@ fn prepare_checked(
         .and_then(|properties| monitor.prepare_validated(plugin.clone(), spec, properties))?)
 }
 
+/// What the plugin has yet to judge of a resource the host alone checked:
+/// its spec and its properties with the defaults filled in.
+pub(super) struct Unvalidated {
+    pub(super) spec: ResourceSpec,
+    pub(super) plugin: Arc<Plugin>,
+    pub(super) properties: Vec<(String, String)>,
+}
+
 /// A resource checked by the host alone (name, timers, schema), without
 /// calling its plugin: for a configuration that came through the cluster's
 /// log, which the node that appended it validated; this node's plugin
@@ -112,12 +120,17 @@ pub(super) fn prepare_unvalidated(
     settings: &NodeSettings,
     monitor: &Monitor,
     resource: &ResourceConfig,
-) -> Result<(crate::monitor::Prepared, ResourceSpec, Arc<Plugin>)> {
+) -> Result<(crate::monitor::Prepared, Unvalidated)> {
     let plugin = plugin_of(settings, resource)?;
     let spec = spec_of(settings, resource);
     let properties = crate::monitor::check_schema(&spec, plugin)?;
-    let prepared = monitor.prepare_validated(plugin.clone(), spec.clone(), properties)?;
-    Ok((prepared, spec, plugin.clone()))
+    let prepared = monitor.prepare_validated(plugin.clone(), spec.clone(), properties.clone())?;
+    let unvalidated = Unvalidated {
+        spec,
+        plugin: plugin.clone(),
+        properties,
+    };
+    Ok((prepared, unvalidated))
 }
 
 /// What a configuration change came to on the loop.
@@ -143,11 +156,23 @@ pub(super) enum Changed {
 }
 
 impl Changed {
-    /// Answer the operator, off the loop: once a removed resource has
-    /// stopped, or once the change is in the cluster's log and applied
-    /// here (at most [`APPLY_WAIT`] after it is in the log).
-    pub(super) fn answer(self, reply: oneshot::Sender<Result<String>>) {
-        match self {
+    /// Answer the operator, off the loop: a refusal at once; a change once
+    /// a removed resource has stopped, or once it is in the cluster's log
+    /// and applied here (at most [`APPLY_WAIT`] after it is in the log),
+    /// then `settled` is told.
+    fn answer(
+        changed: Result<Changed>,
+        reply: oneshot::Sender<Result<String>>,
+        settled: mpsc::WeakUnboundedSender<Command>,
+    ) {
+        let changed = match changed {
+            Ok(changed) => changed,
+            Err(err) => {
+                let _ = reply.send(Err(err));
+                return;
+            }
+        };
+        match changed {
             Changed::Done {
                 done,
                 stopping: None,
@@ -173,6 +198,9 @@ impl Changed {
             } => {
                 tokio::spawn(async move {
                     let _ = reply.send(through_log(link, nodes, next, start, applied, done).await);
+                    if let Some(driver) = settled.upgrade() {
+                        let _ = driver.send(Command::LogChangeSettled);
+                    }
                 });
             }
         }
@@ -209,6 +237,30 @@ async fn through_log(
 }
 
 impl Driver {
+    /// Carry out a change now, or, while another is on its way through the
+    /// cluster's log, once that one is in force here (checked against the
+    /// configuration it made, as a single node's loop would have).
+    pub(super) fn change_in_turn(
+        &mut self,
+        change: Change,
+        checked: Option<Checked>,
+        reply: oneshot::Sender<Result<String>>,
+    ) {
+        if let Some(waiting) = &mut self.through_log {
+            waiting.push_back(QueuedChange {
+                change,
+                checked,
+                reply,
+            });
+            return;
+        }
+        let changed = self.change(change, checked);
+        if matches!(changed, Ok(Changed::ToLog { .. })) {
+            self.through_log = Some(Default::default());
+        }
+        Changed::answer(changed, reply, self.myself.clone());
+    }
+
     /// Validate the resource a change adds or alters against its plugin in
     /// a task of its own, which hands the change back to the loop
     /// ([`Command::Checked`]): `validate` is a call into a plugin, and the
@@ -371,20 +423,17 @@ impl Driver {
         };
         let mut cluster = next.cluster_config(&self.settings.name, &self.settings.plugins)?;
         self.sequencing.refuse_if_fenced(&done)?;
-        if let Some(link) = self.sequencing.link().cloned() {
+        if let Some(side) = self.sequencing.cluster() {
             // Checked here as every node will check it; carried out when it
             // comes back through the log, on every node alike.
+            let link = side.link.clone();
+            let applied = side.applied.subscribe();
             let nodes = self.engine.config().nodes.clone();
             cluster.nodes = nodes.clone();
             self.engine
                 .clone()
                 .reconfigure(cluster, now())
                 .map_err(|e| conflict(e.to_string()))?;
-            let applied = self
-                .sequencing
-                .cluster()
-                .map(|c| c.applied.subscribe())
-                .ok_or_else(|| anyhow!("{done}: this node is not one of a cluster"))?;
             return Ok(Changed::ToLog {
                 link,
                 nodes,

@@ -25,6 +25,28 @@ pub(super) struct Driver {
     /// Alone or one of a cluster: where the engine's events go and which
     /// decisions this node carries out (`sequencing.rs`).
     pub(super) sequencing: Sequencing,
+    /// In a cluster, while a configuration change is on its way through
+    /// the log: the changes that came meanwhile, each checked only once the
+    /// one before it is in force here (so one cannot undo another).
+    pub(super) through_log: Option<std::collections::VecDeque<QueuedChange>>,
+}
+
+/// A configuration change waiting for the one ahead of it.
+pub(super) struct QueuedChange {
+    pub(super) change: Change,
+    pub(super) checked: Option<Checked>,
+    pub(super) reply: oneshot::Sender<Result<String>>,
+}
+
+/// A decision of the node's, for the event history.
+pub(super) fn policy_event(subject: &str, action: &str, reason: String) -> Event {
+    Event::now(
+        subject,
+        EventKind::Policy {
+            action: action.to_string(),
+            reason,
+        },
+    )
 }
 
 /// Wall-clock milliseconds: the policy's failback windows are hours of the
@@ -100,24 +122,20 @@ impl Driver {
         match command {
             Command::Change { change, reply } => {
                 if let Some((change, reply)) = self.check_off_loop(change, reply) {
-                    match self.change(change, None) {
-                        Ok(changed) => changed.answer(reply),
-                        Err(err) => {
-                            let _ = reply.send(Err(err));
-                        }
-                    }
+                    self.change_in_turn(change, None, reply);
                 }
             }
             Command::Checked {
                 change,
                 checked,
                 reply,
-            } => match self.change(change, Some(*checked)) {
-                Ok(changed) => changed.answer(reply),
-                Err(err) => {
-                    let _ = reply.send(Err(err));
+            } => self.change_in_turn(change, Some(*checked), reply),
+            Command::LogChangeSettled => {
+                let waiting = self.through_log.take().unwrap_or_default();
+                for queued in waiting {
+                    self.change_in_turn(queued.change, queued.checked, queued.reply);
                 }
-            },
+            }
             Command::Operate { operation, reply } => match self.operate(operation) {
                 Ok(Operated::Done(done)) => {
                     let _ = reply.send(Ok(done));
@@ -463,13 +481,7 @@ impl Driver {
     }
 
     pub(super) fn record(&self, subject: &str, action: &str, reason: String) {
-        self.monitor.publish(Event::now(
-            subject,
-            EventKind::Policy {
-                action: action.to_string(),
-                reason,
-            },
-        ));
+        self.monitor.publish(policy_event(subject, action, reason));
     }
 }
 

@@ -62,8 +62,8 @@ mod versions;
 
 use cluster::ClusterState;
 pub(crate) use config_change::spec_of;
-use config_change::{Checked, prepare, prepare_unvalidated, unavailable_type};
-use driver::{Driver, now};
+use config_change::{Checked, Unvalidated, prepare, prepare_unvalidated, unavailable_type};
+use driver::{Driver, QueuedChange, now, policy_event};
 use operate::Operated;
 use sequencing::{Sequencing, link_message};
 pub use status::{GroupStatus, ResourceStatusView, Status};
@@ -185,6 +185,9 @@ enum Command {
         checked: Box<Checked>,
         reply: oneshot::Sender<Result<String>>,
     },
+    /// A configuration change sent through the cluster's log has been
+    /// answered: the next one waiting may be checked now.
+    LogChangeSettled,
     /// A swap run off the loop (see [`Driver::install`]) has ended.
     Swapped {
         plugin: Arc<Plugin>,
@@ -357,6 +360,7 @@ impl Node {
             myself: commands.downgrade(),
             commands: commands_rx,
             swapping: std::collections::BTreeSet::new(),
+            through_log: None,
             sequencing,
         };
         let node = Node {

@@ -126,10 +126,12 @@ impl HostDescriptor for QuotaFilesystem<'_> {
         let now = HostDescriptor::stat(&mut self.fs, again(&fd)).await?.size;
         if size > now {
             charge(self.quota, Growth::bytes(size - now)).await?;
-        } else {
+        }
+        HostDescriptor::set_size(&mut self.fs, fd, size).await?;
+        if size < now {
             self.quota.note_change();
         }
-        HostDescriptor::set_size(&mut self.fs, fd, size).await
+        Ok(())
     }
 
     async fn set_times(
@@ -248,10 +250,12 @@ impl HostDescriptor for QuotaFilesystem<'_> {
         if oflags.contains(types::OpenFlags::CREATE) {
             charge(self.quota, Growth::entry(0)).await?;
         }
+        let opened =
+            HostDescriptor::open_at(&mut self.fs, fd, path_flags, path, oflags, flags).await?;
         if oflags.contains(types::OpenFlags::TRUNCATE) {
             self.quota.note_change();
         }
-        HostDescriptor::open_at(&mut self.fs, fd, path_flags, path, oflags, flags).await
+        Ok(opened)
     }
 
     fn drop(&mut self, fd: Resource<types::Descriptor>) -> wasmtime::Result<()> {
@@ -271,8 +275,9 @@ impl HostDescriptor for QuotaFilesystem<'_> {
         fd: Resource<types::Descriptor>,
         path: String,
     ) -> FsResult<()> {
+        HostDescriptor::remove_directory_at(&mut self.fs, fd, path).await?;
         self.quota.note_change();
-        HostDescriptor::remove_directory_at(&mut self.fs, fd, path).await
+        Ok(())
     }
 
     /// Neutral: nothing grows, but a target it replaces is freed.
@@ -283,8 +288,9 @@ impl HostDescriptor for QuotaFilesystem<'_> {
         new_fd: Resource<types::Descriptor>,
         new_path: String,
     ) -> FsResult<()> {
+        HostDescriptor::rename_at(&mut self.fs, fd, old_path, new_fd, new_path).await?;
         self.quota.note_change();
-        HostDescriptor::rename_at(&mut self.fs, fd, old_path, new_fd, new_path).await
+        Ok(())
     }
 
     /// A symbolic link is an entry whose size is its target's length.
@@ -303,8 +309,9 @@ impl HostDescriptor for QuotaFilesystem<'_> {
         fd: Resource<types::Descriptor>,
         path: String,
     ) -> FsResult<()> {
+        HostDescriptor::unlink_file_at(&mut self.fs, fd, path).await?;
         self.quota.note_change();
-        HostDescriptor::unlink_file_at(&mut self.fs, fd, path).await
+        Ok(())
     }
 
     fn read_via_stream(

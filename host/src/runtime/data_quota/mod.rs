@@ -45,6 +45,13 @@ pub const MAX_DATA_QUOTA_ENTRIES: u64 = 1_000_000;
 /// changed nothing: the managed process may have freed room meanwhile.
 const REMEASURE_AFTER: Duration = Duration::from_secs(2);
 
+/// Walks of one directory are spaced by at least this, and by at least
+/// `WALK_SPACING_FACTOR` times the last walk's length: a plugin that
+/// frees a byte before every write (unlink, truncate) gets its writes
+/// slowed, not a walk of up to a million entries per write.
+const MIN_WALK_GAP: Duration = Duration::from_millis(100);
+const WALK_SPACING_FACTOR: u32 = 4;
+
 /// How much one resource may keep in its `/data`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuotaLimits {
@@ -127,6 +134,11 @@ struct Usage {
     refusing: bool,
     /// How many walks were made (for tests and benchmarks).
     walks: u64,
+    /// How long the last walk took: the next waits a few times that.
+    walk_took: Duration,
+    /// Everything ever admitted: what was admitted while a walk ran (and
+    /// may have landed after it passed the file) is added to its finding.
+    admitted: Growth,
 }
 
 impl DataQuota {
@@ -139,19 +151,6 @@ impl DataQuota {
             limits,
             remeasure_after: REMEASURE_AFTER,
             usage: Mutex::default(),
-        }
-    }
-
-    pub fn limits(&self) -> QuotaLimits {
-        self.limits
-    }
-
-    /// The estimate of usage now: bytes and entries (0 before any walk).
-    pub fn estimate(&self) -> Growth {
-        let usage = self.lock();
-        Growth {
-            bytes: usage.bytes,
-            entries: usage.entries,
         }
     }
 
@@ -180,6 +179,8 @@ impl DataQuota {
         if fits {
             usage.bytes = bytes;
             usage.entries = entries;
+            usage.admitted.bytes = usage.admitted.bytes.saturating_add(growth.bytes);
+            usage.admitted.entries = usage.admitted.entries.saturating_add(growth.entries);
             usage.changed |= growth != Growth::default();
             usage.refusing = false;
             Verdict::Admitted
@@ -242,6 +243,16 @@ impl DataQuota {
     /// Walk the directory (off the async workers) and make the result the
     /// estimate.
     pub(crate) async fn measure(&self) {
+        let wait = {
+            let usage = self.lock();
+            let gap = MIN_WALK_GAP.max(usage.walk_took * WALK_SPACING_FACTOR);
+            usage.measured.map(|at| gap.saturating_sub(at.elapsed()))
+        };
+        if let Some(wait) = wait.filter(|w| !w.is_zero()) {
+            tokio::time::sleep(wait).await;
+        }
+        let started = Instant::now();
+        let admitted_before = self.lock().admitted;
         let dir = self.dir.clone();
         let limits = self.limits;
         let measured = tokio::task::spawn_blocking(move || walk::measure(&dir, limits)).await;
@@ -269,10 +280,18 @@ impl DataQuota {
         };
         let mut usage = self.lock();
         usage.measured = Some(Instant::now());
-        usage.bytes = found.bytes;
-        usage.entries = found.entries;
+        // Over-counts what landed before the walk passed it; the next walk
+        // corrects that. Never under-counts.
+        let during = usage.admitted;
+        usage.bytes = found
+            .bytes
+            .saturating_add(during.bytes.saturating_sub(admitted_before.bytes));
+        usage.entries = found
+            .entries
+            .saturating_add(during.entries.saturating_sub(admitted_before.entries));
         usage.changed = false;
         usage.walks += 1;
+        usage.walk_took = started.elapsed();
     }
 
     /// `growth` was refused: log it if it is the first refusal of a burst
