@@ -15,21 +15,8 @@ use warden::config::{AgentConfig, ClusterSection};
 use warden::desired::Desired;
 use warden::runtime::{Checkpoint, CheckpointStore};
 
-const CONFIG: &str = r#"
-[node]
-name = "n1"
-data_dir = "data"
-
-[[group]]
-name = "web"
-online = false
-
-[[resource]]
-name = "counter"
-type = "process"
-group = "web"
-properties = { program = "/usr/bin/sleep", args = "600" }
-"#;
+/// One node, one offline group with one process resource.
+const CONFIG: &str = common::cluster::ONE_GROUP_CONFIG;
 
 /// Wait for the link to say the group's key is held.
 async fn claimed(node: &mut Joined, group: &str) {

@@ -24,21 +24,8 @@ use warden::config::AgentConfig;
 use warden::desired::Desired;
 use warden_policy::{ClusterConfig, Engine, Event, Millis};
 
-const CONFIG: &str = r#"
-[node]
-name = "n1"
-data_dir = "data"
-
-[[group]]
-name = "web"
-online = false
-
-[[resource]]
-name = "counter"
-type = "process"
-group = "web"
-properties = { program = "/usr/bin/sleep", args = "600" }
-"#;
+/// One node, one offline group with one process resource.
+const CONFIG: &str = common::cluster::ONE_GROUP_CONFIG;
 
 const NODES: [&str; 2] = ["n1", "n2"];
 

@@ -806,3 +806,22 @@ pub fn runs(records: &Path) -> Vec<Run> {
     runs.sort_by_key(|r| r.from);
     runs
 }
+
+/// An agent configuration of one node (`n1`) with one offline group
+/// (`web`) holding one process resource (`counter`), for the tests that
+/// drive the cluster's pieces directly.
+pub const ONE_GROUP_CONFIG: &str = r#"
+[node]
+name = "n1"
+data_dir = "data"
+
+[[group]]
+name = "web"
+online = false
+
+[[resource]]
+name = "counter"
+type = "process"
+group = "web"
+properties = { program = "/usr/bin/sleep", args = "600" }
+"#;
