@@ -64,11 +64,10 @@ impl Desired {
         for group in &self.groups {
             group.check()?;
             let mut g = warden_policy::GroupConfig::new(group.name.clone());
-            g.preferred_owners = if group.preferred_owners.is_empty() {
-                vec![me.to_string()]
-            } else {
-                group.preferred_owners.clone()
-            };
+            // No preferred owner: any node, in the cluster's order. Never
+            // "this node": every replica of a cluster must read the same
+            // configuration, or their engines place groups differently.
+            g.preferred_owners = group.preferred_owners.clone();
             g.failover_threshold = group.failover_threshold;
             g.failover_period = Millis::from_secs(group.failover_period_s);
             g.failback = parse_failback(&group.failback)?;
@@ -85,7 +84,6 @@ impl Desired {
                 Some(group) => group.resources.push(r),
                 None => {
                     let mut g = warden_policy::GroupConfig::new(resource.name.clone());
-                    g.preferred_owners = vec![me.to_string()];
                     g.resources.push(r);
                     groups.push(g);
                 }

@@ -805,3 +805,271 @@ fn the_mta_singleton_stays_single_through_failovers() {
         cluster.start_joined(killed);
     }
 }
+
+/// Append `count` `Tick` entries the way `log::append` does (one
+/// compare-and-swap on the head), 100 a transaction: 100 000 appends one by
+/// one take minutes here. A `Tick` at the present time changes nothing a
+/// replica cares about; the entries at multiples of the snapshot interval
+/// name `snapshotter` as their writer, so that agent takes the snapshots.
+async fn append_ticks(
+    etcd: &warden::cluster::etcd::Etcd,
+    keys: &warden::cluster::Keys,
+    count: u64,
+    snapshotter: &str,
+) -> u64 {
+    use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+    use warden::cluster::log::{LogEntry, LogEvent, now};
+    use warden::cluster::snapshot::SNAPSHOT_EVERY;
+    let mut written = 0;
+    let mut head = 0;
+    while written < count {
+        let (_, mut client) = etcd.preferred();
+        let answer = client.get(keys.log_head(), None).await.expect("the head");
+        let kv = answer.kvs().first().expect("a head");
+        head = kv.value_str().expect("text").parse().expect("a number");
+        let batch = (count - written).min(100);
+        let mut ops: Vec<TxnOp> = (head + 1..=head + batch)
+            .map(|seq| {
+                let entry = LogEntry {
+                    seq,
+                    at: now(),
+                    origin: if seq % SNAPSHOT_EVERY == 0 {
+                        snapshotter.to_string()
+                    } else {
+                        "test".to_string()
+                    },
+                    id: format!("test.{seq}"),
+                    event: LogEvent::Policy(warden_policy::Event::Tick),
+                };
+                let body = serde_json::to_vec(&entry).expect("encodes");
+                TxnOp::put(keys.entry(seq), body, None)
+            })
+            .collect();
+        ops.push(TxnOp::put(
+            keys.log_head(),
+            (head + batch).to_string(),
+            None,
+        ));
+        let unchanged = Compare::mod_revision(keys.log_head(), CompareOp::Equal, kv.mod_revision());
+        let answer = client
+            .txn(Txn::new().when([unchanged]).and_then(ops))
+            .await
+            .expect("a batch");
+        if answer.succeeded() {
+            written += batch;
+            head += batch;
+        }
+    }
+    head
+}
+
+/// What agent `i`'s reading progress says (`progress/NODE`).
+async fn progress_of(
+    etcd: &warden::cluster::etcd::Etcd,
+    keys: &warden::cluster::Keys,
+    node: &str,
+) -> u64 {
+    let (_, mut client) = etcd.preferred();
+    let answer = client.get(keys.progress(node), None).await.expect("reads");
+    answer
+        .kvs()
+        .first()
+        .and_then(|kv| kv.value_str().ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Keys under the log's prefix.
+async fn entry_keys(etcd: &warden::cluster::etcd::Etcd, keys: &warden::cluster::Keys) -> i64 {
+    let (_, mut client) = etcd.preferred();
+    let options = etcd_client::GetOptions::new()
+        .with_prefix()
+        .with_count_only();
+    client
+        .get(keys.log_prefix(), Some(options))
+        .await
+        .expect("counts")
+        .count()
+}
+
+#[test]
+fn a_node_joins_a_log_of_100_000_entries_from_its_snapshot_and_the_log_stays_bounded() {
+    use warden::cluster::snapshot::SNAPSHOT_EVERY;
+    const ENTRIES: u64 = 100_000;
+    let mut cluster = Cluster::new();
+    cluster.start_joined(0);
+    let first = cluster.wait_served_by("n1", MINUTE);
+    cluster.start_joined(1);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let endpoints: Vec<String> = cluster
+        .etcd
+        .clients
+        .iter()
+        .map(|c| format!("http://{c}"))
+        .collect();
+    let keys = warden::cluster::Keys::new("test");
+    let etcd = runtime
+        .block_on(warden::cluster::etcd::Etcd::connect(&endpoints))
+        .expect("connects");
+
+    // A long history, appended while n1 serves and n2 follows (n2 takes
+    // the snapshots); then, once both have read all of it, one interval
+    // more, whose snapshot compacts everything both have read.
+    let started = Instant::now();
+    let head = runtime.block_on(append_ticks(&etcd, &keys, ENTRIES, "n2"));
+    let appended = started.elapsed();
+    wait_until(
+        "n1 and n2 to read the whole log",
+        Duration::from_secs(300),
+        || {
+            runtime
+                .block_on(async {
+                    progress_of(&etcd, &keys, "n1")
+                        .await
+                        .min(progress_of(&etcd, &keys, "n2").await)
+                        >= head
+                })
+                .then_some(())
+        },
+    );
+    let followed = started.elapsed();
+    let head = runtime.block_on(append_ticks(&etcd, &keys, SNAPSHOT_EVERY, "n2"));
+    let bound = 2 * SNAPSHOT_EVERY as i64 + 100;
+    let left = wait_until(
+        "the log to be compacted to its bound",
+        Duration::from_secs(120),
+        || {
+            let left = runtime.block_on(entry_keys(&etcd, &keys));
+            (left <= bound).then_some(left)
+        },
+    );
+    assert!(served_by(cluster.service).is_some_and(|(node, pid)| node == "n1" && pid == first));
+
+    // A new node joins from the snapshot, agrees with the others, and
+    // takes the group when asked.
+    let started = Instant::now();
+    cluster.start_joined(2);
+    let joined_in = started.elapsed();
+    let log = std::fs::read_to_string(cluster.agent_log(2)).expect("n3's log");
+    assert!(
+        log.contains("starting from the log's snapshot of entry"),
+        "n3 did not start from the snapshot; its log:\n{log}"
+    );
+    assert_eq!(owner_seen_by(&cluster, 2).as_deref(), Some("n1"));
+    cluster.ok(2, &["group", "move", "web", "--to", "n3"]);
+    wait_moved(&cluster, first, "n3", &["n2"]);
+    for (i, node) in NODES.iter().enumerate() {
+        assert_eq!(owner_seen_by(&cluster, i).as_deref(), Some("n3"), "{node}");
+        assert_eq!(cluster.fences(i), 0, "{node} fenced");
+    }
+
+    let (db, in_use) = runtime.block_on(async {
+        let (_, mut client) = etcd.preferred();
+        let status = client.status().await.expect("status");
+        (status.db_size(), status.raft_used_db_size())
+    });
+    println!(
+        "{ENTRIES} entries appended in {appended:?}, read by both agents after {followed:?}; \
+         head {head}, {left} entries left after compaction; n3 joined in {joined_in:?}; etcd \
+         member db {db} B, {in_use} B in use"
+    );
+}
+
+/// Whether agent `i` holds a member key (a lease) now.
+async fn is_member(
+    etcd: &warden::cluster::etcd::Etcd,
+    keys: &warden::cluster::Keys,
+    node: &str,
+) -> bool {
+    let (_, mut client) = etcd.preferred();
+    let answer = client.get(keys.member(node), None).await.expect("reads");
+    !answer.kvs().is_empty()
+}
+
+#[test]
+fn a_node_cut_off_while_the_log_was_compacted_past_it_stays_out_until_restarted() {
+    use common::cluster::LEASE_TTL_S;
+    use warden::cluster::snapshot::SNAPSHOT_EVERY;
+    let mut cluster = Cluster::new();
+    let first = three_agents_n1_serving(&mut cluster);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let endpoints: Vec<String> = cluster
+        .etcd
+        .clients
+        .iter()
+        .map(|c| format!("http://{c}"))
+        .collect();
+    let keys = warden::cluster::Keys::new("test");
+    let etcd = runtime
+        .block_on(warden::cluster::etcd::Etcd::connect(&endpoints))
+        .expect("connects");
+
+    // n3 is cut off from etcd (a frozen agent is not enough: etcd keeps
+    // what its watch has yet to deliver, and it catches up on thawing);
+    // once its lease is gone, the others compact the log past what it has
+    // read.
+    cluster.proxies[2].cut();
+    let frozen_at = runtime.block_on(progress_of(&etcd, &keys, "n3"));
+    wait_until(
+        "n3's lease to expire",
+        Duration::from_secs(4 * LEASE_TTL_S),
+        || (!runtime.block_on(is_member(&etcd, &keys, "n3"))).then_some(()),
+    );
+    runtime.block_on(append_ticks(&etcd, &keys, 3 * SNAPSHOT_EVERY, "n2"));
+    wait_until("the log to be compacted past n3", MINUTE, || {
+        let first = runtime.block_on(async {
+            let (_, mut client) = etcd.preferred();
+            let options = etcd_client::GetOptions::new()
+                .with_range(keys.log_end())
+                .with_limit(1)
+                .with_keys_only();
+            let answer = client
+                .get(keys.log_prefix(), Some(options))
+                .await
+                .expect("reads");
+            answer
+                .kvs()
+                .first()
+                .map(|kv| kv.key_str().expect("text").to_string())
+        });
+        first
+            .filter(|key| *key > keys.entry(frozen_at + 1))
+            .map(drop)
+    });
+
+    // Back, n3 finds the entries it needs gone: it stops, says why, and
+    // stays out of the cluster (no lease, so nothing is placed on it).
+    cluster.proxies[2].mend();
+    let said = "fell behind the log's compaction";
+    wait_until("n3 to say it fell behind", MINUTE, || {
+        std::fs::read_to_string(cluster.agent_log(2))
+            .unwrap_or_default()
+            .contains(said)
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2 * LEASE_TTL_S));
+    assert!(
+        !runtime.block_on(is_member(&etcd, &keys, "n3")),
+        "n3 holds a lease again although it cannot follow the log"
+    );
+    assert!(served_by(cluster.service).is_none_or(|(node, _)| node != "n3"));
+
+    // Restarted, it joins from the snapshot and can take the group.
+    cluster.kill_agent(2);
+    cluster.start_joined(2);
+    let log = std::fs::read_to_string(cluster.agent_log(2)).expect("n3's log");
+    assert!(
+        log.contains("starting from the log's snapshot of entry"),
+        "{log}"
+    );
+    cluster.ok(0, &["group", "move", "web", "--to", "n3"]);
+    wait_moved(&cluster, first, "n3", &["n2"]);
+}

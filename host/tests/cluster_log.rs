@@ -372,11 +372,18 @@ async fn a_corrupt_or_future_snapshot_is_refused_and_the_start_falls_back_to_the
     );
     assert_eq!(start.entries.len(), 300);
 
-    // A good snapshot replaces the refused one; once the entries it covers
-    // are gone, a corrupt snapshot leaves a joiner nothing to start from,
-    // and the error says so.
+    // A newer agent's snapshot is never replaced by this agent's of the
+    // same entry (or an older one): only by a later one. Once the entries
+    // it covers are gone, a corrupt snapshot leaves a joiner nothing to
+    // start from, and the error says so.
     assert_eq!(
         write_snapshot(&log.etcd, &log.keys, &log.snapshot_of(200, &engine))
+            .await
+            .expect("writes"),
+        Written::Kept { there: 200 }
+    );
+    assert_eq!(
+        write_snapshot(&log.etcd, &log.keys, &log.snapshot_of(250, &engine))
             .await
             .expect("writes"),
         Written::Written

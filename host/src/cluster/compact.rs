@@ -124,7 +124,7 @@ async fn covering(etcd: &Etcd, keys: &Keys, before: u64) -> Result<i64> {
 }
 
 /// The number of the first entry still in the log.
-async fn first_entry(etcd: &Etcd, keys: &Keys) -> Result<Option<u64>> {
+pub(crate) async fn first_entry(etcd: &Etcd, keys: &Keys) -> Result<Option<u64>> {
     let response = etcd
         .request("reading the log's first entry", |mut client| {
             let options = GetOptions::new()

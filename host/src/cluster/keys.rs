@@ -55,6 +55,16 @@ impl Keys {
         key.strip_prefix(&self.prefix)?.strip_prefix("members/")
     }
 
+    /// The last log entry a live agent has read, attached to its lease:
+    /// compaction never deletes an entry a live agent has yet to read.
+    pub fn progress(&self, node: &str) -> String {
+        format!("{}progress/{node}", self.prefix)
+    }
+
+    pub fn progress_prefix(&self) -> String {
+        format!("{}progress/", self.prefix)
+    }
+
     /// A resource's checkpoint record (JSON).
     pub fn checkpoint(&self, resource: &str) -> String {
         format!("{}checkpoints/{resource}", self.prefix)

@@ -7,7 +7,7 @@
 //! appends reach it the same way as everyone else's.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +26,7 @@ use super::compact::{self, KEEP_BEHIND};
 use super::etcd::{ATTEMPT, Etcd};
 use super::log::{self, LogEntry, LogEvent};
 use super::snapshot::{self, LogSnapshot, Written};
+use super::start::read_start;
 use crate::config::ClusterSection;
 use crate::desired::Desired;
 
@@ -40,6 +41,10 @@ const RETRY: Duration = Duration::from_millis(200);
 /// read of what it may have missed): a watch on a dead connection can
 /// hang without an error.
 const WATCH_IDLE: Duration = Duration::from_secs(3);
+/// How often this node's reading progress (`progress/NODE`) is written,
+/// when it moved: compaction waits for the slowest live reader, so this
+/// bounds how long it holds entries back, not what it may delete.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// What the link tells the node's loop.
 #[derive(Debug)]
@@ -149,12 +154,17 @@ impl ClusterLink {
 pub struct Joined {
     pub link: ClusterLink,
     pub messages: mpsc::UnboundedReceiver<LinkMessage>,
-    /// Every entry before this node joined: applied to the engine to reach
-    /// the cluster's state, never carried out.
+    /// The newest snapshot of the log, if there is one this agent can use:
+    /// the engine starts from its state instead of from entry 1.
+    pub snapshot: Option<LogSnapshot>,
+    /// Every entry before this node joined (after the snapshot, when there
+    /// is one): applied to the engine to reach the cluster's state, never
+    /// carried out.
     pub history: Vec<LogEntry>,
     /// The cluster's nodes and configuration now (the log's latest
-    /// configuration entry; the engine starts from the first one and
-    /// replays the later ones in their place).
+    /// configuration entry, else the snapshot's; the engine starts from the
+    /// snapshot's or the first one and replays the later ones in their
+    /// place).
     pub nodes: Vec<String>,
     pub desired: Desired,
     /// This agent wrote the configuration (it found the log empty).
@@ -164,8 +174,9 @@ pub struct Joined {
     pub checkpoints: Arc<EtcdCheckpoints>,
 }
 
-/// Connect, take a lease, register as a member, read the log (writing the
-/// configuration into it if it is empty), then announce this node up.
+/// Connect, take a lease, register as a member, read where the log starts
+/// (its snapshot and the entries after it; writing the configuration into
+/// the log if it is empty), then announce this node up.
 pub async fn join(section: &ClusterSection, me: &str, seed: &Desired) -> Result<Joined> {
     let etcd = Etcd::connect(&section.endpoints).await?;
     let keys = Keys::new(&section.name);
@@ -174,30 +185,49 @@ pub async fn join(section: &ClusterSection, me: &str, seed: &Desired) -> Result<
         .await
         .with_context(|| format!("joining through etcd at {}", etcd.endpoints()))?;
 
-    let (mut history, _) = log::read_from(&etcd, &keys, 1).await?;
+    let mut start = read_start(&etcd, &keys).await?;
     let mut created = false;
-    if history.is_empty() {
+    if start.is_empty() {
         let configure = LogEvent::Configure {
             nodes: section.nodes.clone(),
             desired: seed.clone(),
         };
         created = log::append(&etcd, &keys, me, &configure).await? == 1;
-        history = log::read_from(&etcd, &keys, 1).await?.0;
+        start = read_start(&etcd, &keys).await?;
     }
-    if !matches!(
-        history.first().map(|e| &e.event),
-        Some(LogEvent::Configure { .. })
-    ) {
+    if let Some(refused) = &start.refused {
+        tracing::warn!("the log's snapshot was not used: {refused}");
+    }
+    match &start.snapshot {
+        Some(snapshot) => tracing::info!(
+            "starting from the log's snapshot of entry {} and the {} entries after it",
+            snapshot.seq,
+            start.entries.len()
+        ),
+        None => tracing::info!(
+            "starting from the whole log: {} entries",
+            start.entries.len()
+        ),
+    }
+    if start.snapshot.is_none()
+        && !matches!(
+            start.entries.first().map(|e| &e.event),
+            Some(LogEvent::Configure { .. })
+        )
+    {
         bail!(
             "the log of cluster {:?} does not start with its configuration",
             section.name
         );
     }
-    let Some((nodes, desired)) = history.iter().rev().find_map(|e| match &e.event {
-        LogEvent::Configure { nodes, desired } => Some((nodes.clone(), desired.clone())),
-        LogEvent::Policy(_) => None,
-    }) else {
-        unreachable!("the first entry is a configuration")
+    let Some((nodes, desired)) = start
+        .configuration()
+        .map(|(nodes, desired)| (nodes.to_vec(), desired.clone()))
+    else {
+        bail!(
+            "the log of cluster {:?} holds no configuration",
+            section.name
+        );
     };
     if !nodes.iter().any(|n| n == me) {
         bail!(
@@ -205,9 +235,12 @@ pub async fn join(section: &ClusterSection, me: &str, seed: &Desired) -> Result<
             nodes.join(", ")
         );
     }
-    let next = history.last().map(|e| e.seq + 1).unwrap_or(1);
+    let next = start.last_seq() + 1;
     let up = Arc::new(Mutex::new(BTreeSet::new()));
-    for entry in &history {
+    if let (Some(snapshot), Ok(mut up)) = (&start.snapshot, up.lock()) {
+        up.extend(snapshot.nodes_up().map(str::to_string));
+    }
+    for entry in &start.entries {
         track(&up, entry);
     }
 
@@ -221,7 +254,11 @@ pub async fn join(section: &ClusterSection, me: &str, seed: &Desired) -> Result<
         lease: lease_rx,
         up,
         compacting: Arc::new(AtomicBool::new(false)),
+        read: Arc::new(AtomicU64::new(next - 1)),
+        behind: Arc::new(AtomicBool::new(false)),
     };
+    // Before any compaction can take the entries after the start away.
+    report_progress(&etcd, &shared.keys, me, lease, next - 1).await?;
     announce(&etcd, &shared).await?;
     let checkpoints = Arc::new(EtcdCheckpoints::new(
         etcd.clone(),
@@ -231,6 +268,7 @@ pub async fn join(section: &ClusterSection, me: &str, seed: &Desired) -> Result<
         &desired,
     ));
     tokio::spawn(follow(etcd.clone(), shared.clone(), next));
+    tokio::spawn(keep_progress(etcd.clone(), shared.clone(), next - 1));
     tokio::spawn(watch_members(etcd.clone(), shared.clone()));
     tokio::spawn(keep_lease(etcd.clone(), shared.clone(), lease_tx, timing));
     tokio::spawn(serve(etcd, shared, requests_rx));
@@ -240,7 +278,8 @@ pub async fn join(section: &ClusterSection, me: &str, seed: &Desired) -> Result<
             me: me.to_string(),
         },
         messages,
-        history,
+        snapshot: start.snapshot,
+        history: start.entries,
         nodes,
         desired,
         created,
@@ -260,6 +299,12 @@ struct Shared {
     up: Arc<Mutex<BTreeSet<String>>>,
     /// A snapshot is being written and the log compacted.
     compacting: Arc<AtomicBool>,
+    /// The last entry read from the log (delivered to the node's loop).
+    read: Arc<AtomicU64>,
+    /// Entries this node has yet to read were compacted away: it is out
+    /// of the cluster for good (fenced, never rejoining) until restarted,
+    /// when it joins from the snapshot.
+    behind: Arc<AtomicBool>,
 }
 
 impl Shared {
@@ -367,6 +412,86 @@ async fn follow(etcd: Etcd, shared: Shared, mut next: u64) {
     }
 }
 
+/// Entries from `next` to `first - 1` were compacted away before this node
+/// read them: its engine can no longer follow the cluster's. Stop
+/// everything here now and stay out (the lease keeper revokes the lease
+/// and never rejoins): a restarted agent joins from the snapshot.
+fn fell_behind(shared: &Shared, next: u64, first: u64) {
+    let reason = format!(
+        "this node fell behind the log's compaction: it needs entry {next}, the log now starts \
+         at entry {first}; restart the agent to join again from the log's snapshot"
+    );
+    if shared.behind.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    tracing::error!(node = %shared.me, "fenced: {reason}; stopping every resource");
+    let _ = shared.tx.send(LinkMessage::Fenced(reason));
+}
+
+/// Write this node's reading progress (`progress/NODE`, on its lease).
+async fn report_progress(etcd: &Etcd, keys: &Keys, me: &str, lease: i64, read: u64) -> Result<()> {
+    etcd.request("reporting the log reading progress", |mut client| {
+        let key = keys.progress(me);
+        async move {
+            client
+                .put(
+                    key,
+                    read.to_string(),
+                    Some(PutOptions::new().with_lease(lease)),
+                )
+                .await
+        }
+    })
+    .await
+    .map(drop)
+}
+
+/// Keep `progress/NODE` near the entry last read, for as long as the node
+/// runs (a rejoin's new lease included).
+async fn keep_progress(etcd: Etcd, shared: Shared, mut reported: u64) {
+    let mut reported_lease = shared.lease();
+    loop {
+        sleep(PROGRESS_EVERY).await;
+        if shared.tx.is_closed() {
+            return;
+        }
+        let read = shared.read.load(Ordering::Relaxed);
+        let Some(lease) = shared.lease() else {
+            continue;
+        };
+        if read == reported && Some(lease) == reported_lease {
+            continue;
+        }
+        match report_progress(&etcd, &shared.keys, &shared.me, lease, read).await {
+            Ok(()) => {
+                reported = read;
+                reported_lease = Some(lease);
+            }
+            Err(err) => tracing::debug!("{err:#}"),
+        }
+    }
+}
+
+/// The slowest live reader's progress: the last entry every agent holding
+/// a lease has read. `None` when no agent reported any.
+async fn slowest_reader(etcd: &Etcd, keys: &Keys) -> Result<Option<u64>> {
+    let response = etcd
+        .request("reading the agents' progress", |mut client| {
+            let prefix = keys.progress_prefix();
+            async move {
+                client
+                    .get(prefix, Some(GetOptions::new().with_prefix()))
+                    .await
+            }
+        })
+        .await?;
+    Ok(response
+        .kvs()
+        .iter()
+        .filter_map(|kv| kv.value_str().ok()?.parse::<u64>().ok())
+        .min())
+}
+
 /// Whether `err` came from etcd or the way to it (not from what it said).
 fn is_transport(err: &anyhow::Error) -> bool {
     err.chain()
@@ -382,6 +507,10 @@ async fn follow_once(
     next: &mut u64,
 ) -> Result<()> {
     let (entries, revision) = log::read_from(etcd, &shared.keys, *next).await?;
+    if let Some(first) = entries.first().filter(|e| e.seq > *next) {
+        fell_behind(shared, *next, first.seq);
+        return Ok(());
+    }
     for entry in entries {
         if !deliver(shared, next, entry)? {
             return Ok(());
@@ -446,6 +575,7 @@ fn deliver(shared: &Shared, next: &mut u64, entry: LogEntry) -> Result<bool> {
     }
     track(&shared.up, &entry);
     *next += 1;
+    shared.read.store(entry.seq, Ordering::Relaxed);
     Ok(shared.tx.send(LinkMessage::Entry(entry)).is_ok())
 }
 
@@ -579,8 +709,40 @@ async fn keep_lease(
         if shared.tx.is_closed() {
             return;
         }
+        if shared.behind.load(Ordering::Acquire) {
+            if let Standing::Registered(id) | Standing::Joined(id) = standing {
+                let _ = lease_tx.send(None);
+                let revoked = etcd
+                    .request(
+                        "revoking the lease of a node behind the log",
+                        |mut client| async move { revoke(&mut client, id).await },
+                    )
+                    .await;
+                if let Err(err) = revoked {
+                    tracing::debug!("{err:#}");
+                }
+                standing = Standing::Fenced { stale: None };
+            }
+            sleep(timing.every).await;
+            continue;
+        }
         let id = match standing {
             Standing::Fenced { stale } => {
+                // A node whose next entry went with a compaction while it
+                // was fenced (frozen, cut off) would rejoin on a state it
+                // can no longer bring up to date.
+                match compact::first_entry(&etcd, &shared.keys).await {
+                    Ok(Some(first)) if first > shared.read.load(Ordering::Relaxed) + 1 => {
+                        fell_behind(&shared, shared.read.load(Ordering::Relaxed) + 1, first);
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::debug!("rejoining: {err:#}");
+                        sleep(RETRY * 2).await;
+                        continue;
+                    }
+                }
                 let asked = Instant::now();
                 match rejoin(&etcd, &shared, timing.ttl, stale).await {
                     Ok(id) => {
@@ -882,7 +1044,16 @@ async fn snapshot_and_compact(etcd: Etcd, shared: Shared, snapshot: Box<LogSnaps
             return;
         }
     }
-    let before = seq.saturating_sub(KEEP_BEHIND);
+    // Never an entry a live agent has yet to read: it could not follow.
+    let before = match slowest_reader(&etcd, &shared.keys).await {
+        Ok(slowest) => seq
+            .saturating_sub(KEEP_BEHIND)
+            .min(slowest.unwrap_or(u64::MAX)),
+        Err(err) => {
+            tracing::warn!(seq, "not compacting the log: {err:#}");
+            return;
+        }
+    };
     if before > 0 {
         match compact::compact(&etcd, &shared.keys, before).await {
             Ok(done) => tracing::info!(

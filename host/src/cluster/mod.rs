@@ -59,9 +59,9 @@
 //! entries a node writes the engine's state to one key ([`snapshot`]) and
 //! deletes the entries before it, and etcd's history ([`compact`]); a
 //! joining node reads the snapshot and the entries after it
-//! ([`start::read_start`]). (The node's loop does not yet restore from a
-//! snapshot nor offer one: joining still replays the log from entry 1,
-//! and nothing is compacted.)
+//! ([`start::read_start`]). Compaction never takes an entry a live agent
+//! has yet to read (each reports its progress on its lease); one that lost
+//! its lease and fell behind it stays out until restarted.
 //!
 //! Read [`log`] (the entries and the compare-and-swap append), then
 //! [`link`] (the tasks that keep the lease, follow the log and hold

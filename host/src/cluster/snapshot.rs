@@ -172,9 +172,12 @@ pub(crate) async fn fetch(etcd: &Etcd, keys: &Keys) -> Result<etcd_client::GetRe
 }
 
 /// The entry number of the snapshot stored now, and the revision that
-/// stored it (0 when there is none). A record this agent cannot read
-/// (corrupt, of another format) counts as none: a snapshot it can read
-/// replaces it, and it never lets this agent compact entries away.
+/// stored it (0 when there is none). A record of a later format (written
+/// by a newer agent) counts by its entry number: an older agent never
+/// replaces it with one the newer agents could not use. A record nobody
+/// can read (corrupt, of an older format, no entry number) counts as none:
+/// a snapshot this agent can read replaces it, and it never lets this
+/// agent compact entries away.
 pub(crate) async fn current(etcd: &Etcd, keys: &Keys) -> Result<(Option<u64>, i64)> {
     let key = keys.snapshot();
     let response = fetch(etcd, keys).await?;
@@ -183,12 +186,30 @@ pub(crate) async fn current(etcd: &Etcd, keys: &Keys) -> Result<(Option<u64>, i6
     };
     let seq = match LogSnapshot::decode(&key, kv.value()) {
         Ok(snapshot) => Some(snapshot.seq),
-        Err(err) => {
-            tracing::warn!("{err:#}; a snapshot this agent can read will replace it");
-            None
-        }
+        Err(err) => match later_format(kv.value()) {
+            Some(seq) => {
+                tracing::warn!("{err:#}; it is kept, as a newer agent wrote it");
+                Some(seq)
+            }
+            None => {
+                tracing::warn!("{err:#}; a snapshot this agent can read will replace it");
+                None
+            }
+        },
     };
     Ok((seq, kv.mod_revision()))
+}
+
+/// The entry number of a snapshot record of a later format than this
+/// agent's, read from the two fields every format keeps (`format`, `seq`).
+fn later_format(bytes: &[u8]) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct Header {
+        format: u32,
+        seq: u64,
+    }
+    let header: Header = serde_json::from_slice(bytes).ok()?;
+    (header.format > FORMAT).then_some(header.seq)
 }
 
 /// Store `snapshot` unless one of its entry or a later one is there.
@@ -293,6 +314,18 @@ mod tests {
         value["seq"] = Value::from("seven");
         let err = LogSnapshot::decode(key, value.to_string().as_bytes()).expect_err("refused");
         assert!(format!("{err:#}").contains(key), "{err:#}");
+    }
+
+    #[test]
+    fn only_a_later_format_with_an_entry_number_is_kept_from_older_writers() {
+        let mut value: Value =
+            serde_json::from_slice(&snapshot(7).encode().expect("encodes")).expect("json");
+        value["format"] = Value::from(FORMAT + 1);
+        assert_eq!(later_format(value.to_string().as_bytes()), Some(7));
+        value["format"] = Value::from(FORMAT);
+        assert_eq!(later_format(value.to_string().as_bytes()), None);
+        assert_eq!(later_format(b"{not json"), None);
+        assert_eq!(later_format(br#"{"format": 99}"#), None);
     }
 
     #[test]

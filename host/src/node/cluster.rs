@@ -2,6 +2,7 @@
 //! ownership keys, fencing.
 
 use super::*;
+use crate::cluster::snapshot::{self, LogSnapshot};
 
 /// The node's side of a cluster (see `crate::cluster`).
 pub(super) struct ClusterState {
@@ -73,22 +74,34 @@ impl ClusterState {
         !self.joined() || !others_up || monitor.resources().all(|h| !h.status().state.is_active())
     }
 
-    /// A node joining the cluster: its engine starts from the log's first
-    /// configuration and replays the history (later configurations in
-    /// their place), applied but not carried out. Also returns whether this
-    /// agent wrote the cluster's configuration.
+    /// A node joining the cluster: its engine starts from the log's
+    /// snapshot when there is one (else from the first configuration) and
+    /// replays the history after it (later configurations in their place),
+    /// applied but not carried out. Also returns whether this agent wrote
+    /// the cluster's configuration.
     pub(super) fn replay(
         joined: Joined,
         settings: &NodeSettings,
     ) -> Result<(Engine, ClusterState, bool)> {
-        let first = match joined.history.first().map(|entry| &entry.event) {
-            Some(LogEvent::Configure { desired, .. }) => desired,
-            _ => &joined.desired,
+        let (mut engine, from, last_at) = match &joined.snapshot {
+            Some(snapshot) => {
+                let mut config = snapshot
+                    .desired
+                    .cluster_config(&settings.name, &settings.plugins)?;
+                config.nodes = snapshot.nodes.clone();
+                (snapshot.restore_engine(config)?, snapshot.seq, snapshot.at)
+            }
+            None => {
+                let first = match joined.history.first().map(|entry| &entry.event) {
+                    Some(LogEvent::Configure { desired, .. }) => desired,
+                    _ => &joined.desired,
+                };
+                let mut config = first.cluster_config(&settings.name, &settings.plugins)?;
+                config.nodes = joined.nodes.clone();
+                (new_engine(config)?, 0, Millis(0))
+            }
         };
-        let mut config = first.cluster_config(&settings.name, &settings.plugins)?;
-        config.nodes = joined.nodes.clone();
-        let mut engine = new_engine(config)?;
-        let last = joined.history.last().map(|e| e.seq).unwrap_or(0);
+        let last = joined.history.last().map_or(from, |e| e.seq);
         let mut state = ClusterState {
             link: joined.link,
             messages: joined.messages,
@@ -96,7 +109,7 @@ impl ClusterState {
             joined_at: None,
             held: std::collections::BTreeSet::new(),
             waiting: BTreeMap::new(),
-            last_at: Millis(0),
+            last_at,
             tick_asked_for: None,
             applied: watch::Sender::new(last),
             checkpoints: joined.checkpoints,
@@ -132,6 +145,7 @@ impl Driver {
         match message {
             LinkMessage::Entry(entry) => {
                 let seq = entry.seq;
+                let snapshot_due = snapshot::due(seq, &entry.origin, &self.settings.name);
                 self.on_entry(entry);
                 if let Some(cluster) = self.sequencing.cluster() {
                     cluster.applied.send_if_modified(|applied| {
@@ -139,6 +153,15 @@ impl Driver {
                         *applied = (*applied).max(seq);
                         newer
                     });
+                    if snapshot_due {
+                        cluster.link.offer_snapshot(LogSnapshot::new(
+                            seq,
+                            cluster.last_at,
+                            self.engine.config().nodes.clone(),
+                            self.desired.clone(),
+                            self.engine.snapshot(),
+                        ));
+                    }
                 }
             }
             LinkMessage::Claimed(group) => self.on_claimed(group),
