@@ -229,6 +229,15 @@ fn the_exchange_demo_carries_a_mail_from_smtp_to_http_through_a_store_crash() {
             .any(|e| e["resource"] == "store" && e["event"] == "process-exited"),
         "the store's exit is in the history: {seen:#?}"
     );
+    // What depends on the store went down with it and came back after it.
+    for (name, depends_on) in TREE {
+        if depends_on.contains(&"store") {
+            assert!(
+                at(&seen, "store", "Online", 1) <= at(&seen, name, "OnlinePending", 1),
+                "{name} restarted before the store was Online again"
+            );
+        }
+    }
 
     // Ctrl-C: offline in reverse dependency order, every service gone.
     let running: Vec<(String, i32)> = agent

@@ -75,7 +75,7 @@ pub fn main(argv: impl IntoIterator<Item = String>) {
     }
     let local = listener.local_addr().map_or(listen, |a| a);
     log!(
-        "listening on {local}: system attendant of {server}, watching {} services",
+        "listening on {local}, system attendant of {server}, watching {} services",
         watched.0.len()
     );
     server::serve(
