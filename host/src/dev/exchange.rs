@@ -26,13 +26,17 @@ use crate::config::AgentConfig;
 pub const SERVER: &str = "evs1";
 
 /// One resource of the virtual server: its name, its type, what it depends
-/// on, the scheme a client reaches it by, and the `mail-service` it runs.
+/// on, the scheme a client reaches it by, the `mail-service` it runs and
+/// that service's arguments (a template over the resource's properties, as
+/// the type's default `args` is; `{server}` and `{watch}`, the attendant's
+/// virtual server and the services it watches, are filled in here).
 struct Part {
     name: &'static str,
     type_name: &'static str,
     depends_on: &'static [&'static str],
     scheme: &'static str,
     service: &'static str,
+    args: &'static str,
 }
 
 /// In the order the group comes online.
@@ -43,6 +47,7 @@ const PARTS: &[Part] = &[
         depends_on: &[],
         scheme: "http",
         service: "attendant",
+        args: "--server {server} --listen {address} --watch {watch}",
     },
     Part {
         name: "store",
@@ -50,6 +55,7 @@ const PARTS: &[Part] = &[
         depends_on: &["system-attendant"],
         scheme: "tcp",
         service: "store",
+        args: "--data . --listen {address}",
     },
     Part {
         name: "mta",
@@ -57,6 +63,7 @@ const PARTS: &[Part] = &[
         depends_on: &["system-attendant"],
         scheme: "smtp",
         service: "mta",
+        args: "--listen {address} --store {store} --data .",
     },
     Part {
         name: "smtp",
@@ -64,6 +71,7 @@ const PARTS: &[Part] = &[
         depends_on: &["system-attendant", "store"],
         scheme: "smtp",
         service: "smtp",
+        args: "--listen {address} --store {store}",
     },
     Part {
         name: "http",
@@ -71,6 +79,7 @@ const PARTS: &[Part] = &[
         depends_on: &["system-attendant", "store"],
         scheme: "http",
         service: "http",
+        args: "--listen {address} --store {store}",
     },
     Part {
         name: "search",
@@ -78,6 +87,7 @@ const PARTS: &[Part] = &[
         depends_on: &["system-attendant", "store"],
         scheme: "tcp",
         service: "indexer",
+        args: "--store {store} --data . --listen {address} --poll-ms 200",
     },
 ];
 
@@ -95,27 +105,6 @@ impl Demo {
     }
 }
 
-/// The `args` of `part`'s service: `mail-service NAME` and the arguments the
-/// type's own default template would give the `mail-NAME` binary.
-fn args(part: &Part, addrs: &[(&str, SocketAddr)]) -> String {
-    let watch: Vec<String> = addrs
-        .iter()
-        .filter(|(name, _)| *name != "system-attendant")
-        .map(|(name, addr)| format!("{name}={addr}"))
-        .collect();
-    let own = match part.service {
-        "attendant" => format!(
-            "--server {SERVER} --listen {{address}} --watch {}",
-            watch.join(",")
-        ),
-        "store" => "--data . --listen {address}".to_string(),
-        "mta" => "--listen {address} --store {store} --data .".to_string(),
-        "smtp" | "http" => "--listen {address} --store {store}".to_string(),
-        _ => "--store {store} --data . --listen {address} --poll-ms 200".to_string(),
-    };
-    format!("mail-service {} {own}", part.service)
-}
-
 /// A configuration for the demo node in `dir`, running `exe` as every
 /// service, and the addresses it gives them.
 pub fn config(dir: &Path, exe: &Path) -> Result<(AgentConfig, Demo)> {
@@ -125,7 +114,13 @@ pub fn config(dir: &Path, exe: &Path) -> Result<(AgentConfig, Demo)> {
     for part in PARTS {
         addrs.push((part.name, free_port()?));
     }
-    let store = addrs[1].1;
+    let addr_of = |name: &str| addrs.iter().find(|(n, _)| *n == name).map(|(_, a)| *a);
+    let store = addr_of("store").context("the demo has a store")?;
+    let watch: Vec<String> = addrs
+        .iter()
+        .filter(|(name, _)| *name != "system-attendant")
+        .map(|(name, addr)| format!("{name}={addr}"))
+        .collect();
     let exe_text = exe.display().to_string();
     let mut grants = String::new();
     let mut resources = String::new();
@@ -135,22 +130,25 @@ pub fn config(dir: &Path, exe: &Path) -> Result<(AgentConfig, Demo)> {
             part.type_name
         ));
         let depends_on: Vec<String> = part.depends_on.iter().map(|d| format!("{d:?}")).collect();
-        let args = args(part, &addrs);
-        // The process type knows nothing of addresses: its `args` carries
-        // the address itself.
-        let properties = if part.type_name == "process" {
-            let args = args.replace("{address}", &addr.to_string());
-            format!("program = {exe_text:?}, args = {args:?}, stop-grace-ms = 2000")
-        } else {
-            format!(
-                "program = {exe_text:?}, args = {args:?}, address = \"{addr}\", store = \"{store}\""
-            )
-        };
-        let properties = if part.type_name == "store" {
+        let args = format!(
+            "mail-service {} {}",
+            part.service,
+            part.args
+                .replace("{server}", SERVER)
+                .replace("{watch}", &watch.join(","))
+        );
+        let properties = match part.type_name {
+            // The process type has no address property and no template:
+            // its `args` carries the address itself.
+            "process" => format!(
+                "program = {exe_text:?}, args = {:?}, stop-grace-ms = 2000",
+                args.replace("{address}", &addr.to_string())
+            ),
             // The store type has no `store` property: it is the store.
-            properties.replace(&format!(", store = \"{store}\""), "")
-        } else {
-            properties
+            "store" => format!("program = {exe_text:?}, args = {args:?}, address = \"{addr}\""),
+            _ => format!(
+                "program = {exe_text:?}, args = {args:?}, address = \"{addr}\", store = \"{store}\""
+            ),
         };
         resources.push_str(&format!(
             r#"
