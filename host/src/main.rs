@@ -14,10 +14,13 @@ fn main() -> ExitCode {
     reset_stop_signals();
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    if let Command::FenceGuard = cli.command {
+    let command = match cli.command {
         // Plain std: the guard must not depend on an async runtime.
-        return warden::fence_guard::guard::run();
-    }
+        Command::FenceGuard => return warden::fence_guard::guard::run(),
+        // Plain std too, with signal handlers of its own.
+        Command::MailService { name, args } => return mail_service(&name, args),
+        command => command,
+    };
     // Check timers and I/O every 8 polls rather than 61: a guest spinning
     // in wasm yields at every epoch tick and keeps its worker busy, and
     // health-check timers must not wait for it.
@@ -32,11 +35,24 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    match runtime.block_on(run(command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `warden mail-service NAME ARGS...`: the example mail service NAME, as
+/// its own binary would run (it exits by itself; a bad command line exits 2
+/// as the binaries do).
+fn mail_service(name: &str, args: Vec<String>) -> ExitCode {
+    match warden_mail_services::programs::run(name, args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(why) => {
+            eprintln!("error: {why}");
+            ExitCode::from(2)
         }
     }
 }

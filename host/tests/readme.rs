@@ -1,5 +1,6 @@
 //! README.md works as written: every shell command it shows, in its order,
-//! against a real `warden agent --dev` started as the README starts it,
+//! against a real `warden agent --dev` started as the README starts it
+//! (and then the Exchange demo, once Ctrl-C has stopped that one),
 //! with the binary under test on PATH as `warden` (what `cargo install`
 //! gives a reader). How each command is run, and what its placeholders
 //! stand for, is in `readme_commands.toml` beside this file; a README
@@ -94,6 +95,20 @@ fn shell_commands(markdown: &str) -> Vec<String> {
     commands
 }
 
+/// Whether `c` would join a placeholder beside it into a longer word
+/// (`PORT` is not a placeholder inside `SMTP_PORT`).
+fn is_word(c: Option<char>) -> bool {
+    c.is_some_and(|c| c.is_alphanumeric() || c == '_')
+}
+
+/// Whether the placeholder `name` stands as a word of its own in `command`.
+fn occurs(command: &str, name: &str) -> bool {
+    command.match_indices(name).any(|(at, _)| {
+        !is_word(command[..at].chars().next_back())
+            && !is_word(command[at + name.len()..].chars().next())
+    })
+}
+
 /// Replace each placeholder that stands as a word of its own.
 fn substitute(command: &str, values: &BTreeMap<String, String>) -> String {
     let mut out = command.to_string();
@@ -103,9 +118,8 @@ fn substitute(command: &str, values: &BTreeMap<String, String>) -> String {
         while let Some(at) = rest.find(name.as_str()) {
             let before = rest[..at].chars().next_back();
             let after = rest[at + name.len()..].chars().next();
-            let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
             result.push_str(&rest[..at]);
-            if word(before) || word(after) {
+            if is_word(before) || is_word(after) {
                 result.push_str(name);
             } else {
                 result.push_str(value);
@@ -320,7 +334,7 @@ fn every_command_the_readme_shows_works_as_written() {
         let values: BTreeMap<String, String> = table
             .placeholders
             .iter()
-            .filter(|(name, _)| command.contains(name.as_str()))
+            .filter(|(name, _)| occurs(command, name))
             .map(|(name, value)| (name.clone(), resolve(value, agent.as_ref())))
             .collect();
         let concrete = substitute(command, &values);
@@ -328,10 +342,12 @@ fn every_command_the_readme_shows_works_as_written() {
             How::Setup | How::Suite => continue,
             How::Install => check_install(&concrete),
             How::Agent => {
-                assert!(
-                    agent.is_none(),
-                    "README.md starts a second agent: {command}"
-                );
+                // A second agent (the Exchange demo) after the first is
+                // stopped, as the README says, with Ctrl-C.
+                if let Some(mut before) = agent.take() {
+                    let status = before.stop(Signal::SIGINT);
+                    assert!(status.success(), "the agent before {command}: {status:?}");
+                }
                 agent = Some(DevAgent::spawn(shell(
                     &format!("exec {concrete}"),
                     bin.path(),
@@ -398,4 +414,6 @@ fn the_shell_blocks_are_read_as_a_reader_types_them() {
         ),
         "warden resource get sleeper; curl http://x:8080/ NAMES"
     );
+    assert!(occurs("curl http://x:PORT/", "PORT"));
+    assert!(!occurs("curl http://x:SMTP_PORT/", "PORT"));
 }

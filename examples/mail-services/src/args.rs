@@ -110,7 +110,18 @@ impl Args {
     /// Parses the process's own arguments; on error prints and exits 2, on
     /// `--help` prints the usage and exits 0.
     pub fn from_env_or_exit(spec: &Spec) -> Args {
-        match Args::parse(spec, std::env::args().skip(1)) {
+        Args::from_iter_or_exit(spec, std::env::args().skip(1))
+    }
+
+    /// Parses `argv` (the arguments after the program's name) as
+    /// [`Args::from_env_or_exit`] does: a program run as a subcommand of
+    /// another binary (`warden mail-service store ...`) has its arguments
+    /// after the subcommand's, not at the start of the process's.
+    pub fn from_iter_or_exit<I>(spec: &Spec, argv: I) -> Args
+    where
+        I: IntoIterator<Item = String>,
+    {
+        match Args::parse(spec, argv) {
             Ok(args) => args,
             Err(ArgsError::Help) => {
                 print!("{}", spec.usage);

@@ -15,8 +15,11 @@
 //! | `mail-http`    | HTTP instance     | none (reads through)          |
 //! | `mail-mta`     | MTA               | fsync'ed queue directory      |
 //! | `mail-indexer` | MS Search         | inverted index file           |
+//! | `mail-attendant` | System Attendant | none (watches the others)   |
 //!
-//! The library holds what more than one binary needs, one concern a module.
+//! The library holds what more than one binary needs, one concern a module,
+//! and each binary's `main` in [`programs`], so that another binary (the
+//! `warden` agent's Exchange demo) can run them as subcommands.
 //! Every wire format is documented in `README.md` next to this crate; that
 //! file is the contract plugin authors code against.
 
@@ -30,6 +33,7 @@ pub mod http;
 pub mod index;
 pub mod lineio;
 pub mod mailbox;
+pub mod programs;
 pub mod queue;
 pub mod server;
 pub mod signals;

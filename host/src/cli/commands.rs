@@ -109,6 +109,11 @@ pub enum Command {
         /// demo services supervised as real processes. Nothing to install.
         #[arg(long)]
         dev: bool,
+        /// With --dev: run a named example instead of the two demo
+        /// services. `exchange` is the whole Exchange virtual server (System
+        /// Attendant, Store, MTA, SMTP, HTTP, MS Search) on this node.
+        #[arg(long, requires = "dev", value_enum)]
+        example: Option<DevExample>,
     },
     /// Work with plugin files.
     Plugin {
@@ -126,11 +131,29 @@ pub enum Command {
         #[arg(long)]
         record: Option<PathBuf>,
     },
+    /// One of the example mail services (`store`, `smtp`, `http`, `mta`,
+    /// `indexer`, `attendant`), as the `mail-NAME` binaries of
+    /// examples/mail-services run it: what `agent --dev --example exchange`
+    /// supervises, so the demo needs no binary but this one.
+    #[command(hide = true)]
+    MailService {
+        name: String,
+        /// The service's own arguments (see examples/mail-services/README.md).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// The fence guard a cluster agent starts beside itself: it kills the
     /// process groups the agent names on stdin when the agent's vouch for
     /// its lease runs out (see `warden::fence_guard`).
     #[command(hide = true)]
     FenceGuard,
+}
+
+/// The examples `agent --dev --example` can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DevExample {
+    /// The Exchange virtual server evs1 over the example mail services.
+    Exchange,
 }
 
 #[derive(Subcommand)]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 use super::client::{self, Client};
-use super::commands::{Command, PluginCommand};
+use super::commands::{Command, DevExample, PluginCommand};
 use super::plugin_test;
 use super::signals::StopSignals;
 use crate::agent::Agent;
@@ -17,7 +17,11 @@ use crate::runtime::{Plugin, Runtime, RuntimeConfig};
 /// before the async runtime).
 pub async fn run(command: Command) -> Result<()> {
     match command {
-        Command::Agent { config, dev } => {
+        Command::Agent {
+            config,
+            dev,
+            example,
+        } => {
             // Listen before anything starts: a SIGINT or SIGTERM that comes
             // while the agent is starting is kept and acted on as soon as
             // the start is done, never lost (a shell starts a background
@@ -25,7 +29,7 @@ pub async fn run(command: Command) -> Result<()> {
             let mut signals = StopSignals::listen()?;
             let config = match (config, dev) {
                 (Some(path), _) => AgentConfig::load(&path)?,
-                (None, _) => dev_config()?,
+                (None, _) => dev_config(example)?,
             };
             let agent = Agent::start(config).await?;
             signals.wait().await;
@@ -153,6 +157,9 @@ pub async fn run(command: Command) -> Result<()> {
         } => crate::demo_service::serve(&name, listen, record).await,
         // Started in `main`, before the async runtime.
         Command::FenceGuard => anyhow::bail!("the fence guard does not run in the async runtime"),
+        Command::MailService { name, .. } => {
+            anyhow::bail!("the mail service {name} does not run in the async runtime")
+        }
     }
 }
 
@@ -163,17 +170,40 @@ async fn blocking(call: impl FnOnce() -> Result<()> + Send + 'static) -> Result<
         .context("the command's task failed")?
 }
 
-fn dev_config() -> Result<AgentConfig> {
+/// The dev node's configuration, its banner printed: the plain demo, or
+/// the `example` asked for.
+fn dev_config(example: Option<DevExample>) -> Result<AgentConfig> {
     let exe = std::env::current_exe().context("finding the warden binary")?;
     let dir = crate::dev::data_dir()?;
-    let (config, services) = crate::dev::config(&dir, &exe)?;
-    println!("Warden dev node");
+    let Some(DevExample::Exchange) = example else {
+        return demo_config(&dir, &exe);
+    };
+    let (config, demo) = crate::dev::exchange::config(&dir, &exe)?;
+    println!(
+        "Warden dev node: the Exchange virtual server {}",
+        crate::dev::exchange::SERVER
+    );
+    print_paths(&dir);
+    crate::dev::exchange::print_banner(&demo);
+    print_operate(
+        &config,
+        &format!(
+            "warden status; warden events; warden resource fail store; warden group offline {}",
+            crate::dev::exchange::SERVER
+        ),
+    );
+    crate::dev::exchange::print_try(&demo);
+    Ok(config)
+}
+
+fn print_paths(dir: &std::path::Path) {
     println!("  data directory: {}", dir.display());
     println!("  configuration:  {}", dir.join("warden.toml").display());
     println!("  event history:  {}", dir.join("events.jsonl").display());
-    for (name, addr) in &services {
-        println!("  resource {name}: http://{addr}/");
-    }
+}
+
+/// The admin API and how to reach it from another shell.
+fn print_operate(config: &AgentConfig, commands: &str) {
     if let Some(api) = &config.api {
         println!(
             "  admin API:      http://{}/ (token in {})",
@@ -186,10 +216,22 @@ fn dev_config() -> Result<AgentConfig> {
             api.listen,
             api.token_file.display()
         );
-        println!(
-            "  warden status; warden events; warden resource fail mail-api; warden group offline demo"
-        );
+        println!("  {commands}");
     }
+}
+
+/// `--dev` alone: two demo HTTP services.
+fn demo_config(dir: &std::path::Path, exe: &std::path::Path) -> Result<AgentConfig> {
+    let (config, services) = crate::dev::config(dir, exe)?;
+    println!("Warden dev node");
+    print_paths(dir);
+    for (name, addr) in &services {
+        println!("  resource {name}: http://{addr}/");
+    }
+    print_operate(
+        &config,
+        "warden status; warden events; warden resource fail mail-api; warden group offline demo",
+    );
     println!(
         "Try: curl http://{}/ ; kill the service's pid and watch it restart; Ctrl-C stops the node.",
         services[0].1

@@ -10,5 +10,5 @@ pub mod plugin_test;
 pub mod signals;
 
 pub use client::*;
-pub use commands::{Cli, Command, LogFormat, PluginCommand};
+pub use commands::{Cli, Command, DevExample, LogFormat, PluginCommand};
 pub use handlers::run;

@@ -22,6 +22,8 @@ pub struct DevAgent {
     pub api: String,
     /// The admin API's token, read from the file the banner names.
     pub token: String,
+    /// The banner's lines as printed, up to the `Try:` line that ends it.
+    pub banner: Vec<String>,
 }
 
 impl DevAgent {
@@ -40,6 +42,7 @@ impl DevAgent {
             history: PathBuf::new(),
             api: String::new(),
             token: String::new(),
+            banner: Vec::new(),
         };
         let mut banner = Vec::new();
         for line in BufReader::new(stdout).lines() {
@@ -48,8 +51,10 @@ impl DevAgent {
             let line = line.trim();
             if let Some(rest) = line.strip_prefix("resource ") {
                 let (name, url) = rest.split_once(": ").expect("name: url");
+                // `http://ADDR/`, or another scheme (`smtp://ADDR`).
                 let addr: SocketAddr = url
-                    .trim_start_matches("http://")
+                    .split_once("://")
+                    .map_or(url, |(_, rest)| rest)
                     .trim_end_matches('/')
                     .parse()
                     .expect("address");
@@ -77,6 +82,7 @@ impl DevAgent {
             !agent.api.is_empty() && !agent.services.is_empty(),
             "the dev banner lacks the admin API or the services: {banner:#?}"
         );
+        agent.banner = banner;
         agent
     }
 
@@ -136,14 +142,21 @@ impl Drop for DevAgent {
 
 /// GET / from a demo service; returns the body.
 pub fn http_get(addr: SocketAddr) -> Option<String> {
+    http_get_path(addr, "/")
+}
+
+/// GET `path` from a service; returns the body of a 200 answer.
+pub fn http_get_path(addr: SocketAddr, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     stream
-        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
         .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
-    response.split("\r\n\r\n").nth(1).map(str::to_string)
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.split(' ').nth(1).filter(|status| *status == "200")?;
+    Some(body.to_string())
 }
 
 /// The pid a demo service names in its answer.

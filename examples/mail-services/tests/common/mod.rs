@@ -18,6 +18,7 @@ pub const SMTP: &str = env!("CARGO_BIN_EXE_mail-smtp");
 pub const HTTP: &str = env!("CARGO_BIN_EXE_mail-http");
 pub const MTA: &str = env!("CARGO_BIN_EXE_mail-mta");
 pub const INDEXER: &str = env!("CARGO_BIN_EXE_mail-indexer");
+pub const ATTENDANT: &str = env!("CARGO_BIN_EXE_mail-attendant");
 
 /// How long any single wait may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(10);

@@ -2,7 +2,10 @@
 //!
 //! The data directory is a fresh temporary folder, the resource types are
 //! the built-in ones, and the resources supervise real processes: two demo
-//! HTTP services run by the warden binary itself.
+//! HTTP services run by the warden binary itself; or, with `--example
+//! exchange`, the whole Exchange virtual server ([`exchange`]).
+
+pub mod exchange;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -78,13 +81,13 @@ pub fn data_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn free_port() -> Result<SocketAddr> {
+pub(crate) fn free_port() -> Result<SocketAddr> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port")?;
     Ok(listener.local_addr()?)
 }
 
 /// 32 hex digits from the kernel's random source.
-fn random_token() -> Result<String> {
+pub(crate) fn random_token() -> Result<String> {
     use std::io::Read;
     let mut bytes = [0u8; 16];
     std::fs::File::open("/dev/urandom")
