@@ -132,6 +132,11 @@ properties = {{ program = "{WARDEN}", args = "demo-service --name {tag}-{name} -
         path
     }
 
+    /// What its agents logged, every run so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+    }
+
     fn records(&self) -> PathBuf {
         self.dir.join("records")
     }
@@ -330,20 +335,24 @@ fn check_left_and_adopted(
         .replace("\"leave-running\"", "\"offline\"");
     let adopting = slot.dir.join("adopting.toml");
     std::fs::write(&adopting, config).expect("config");
+    let history_before = slot.history().len();
     let mut agent = slot.start(&adopting);
-    let online = wait_online(slot, Duration::from_secs(60));
+    let online = wait_online(slot, &mut agent, history_before, Duration::from_secs(60));
     let now = slot.services();
     let new_starts = slot.recorded_starts()[starts_before..].to_vec();
-    kill(Pid::from_raw(agent.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    // Not if it has exited (and been reaped): its pid may name another.
+    if agent.try_wait().ok().flatten().is_none() {
+        kill(Pid::from_raw(agent.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    }
     let stopped = wait_exit(&mut agent, Duration::from_secs(60));
     if stopped.is_none() {
         let _ = agent.kill();
         let _ = agent.wait();
         return Err("the adopting agent did not stop on SIGTERM".into());
     }
-    if !online {
+    if let Err(why) = online {
         return Err(format!(
-            "the next agent did not bring the group online (running: {now:?})"
+            "the next agent did not bring the group online: {why} (running: {now:?})"
         ));
     }
     for (name, pid) in left {
@@ -375,9 +384,14 @@ fn check_left_and_adopted(
     Ok(())
 }
 
-/// Both resources Online in the history since it had `from` lines.
-fn wait_online(slot: &Slot, within: Duration) -> bool {
-    let from = slot.history().len();
+/// Both resources Online in the history since it had `from` lines; or
+/// why not (the agent exited, or the time ran out).
+fn wait_online(
+    slot: &Slot,
+    agent: &mut Child,
+    from: usize,
+    within: Duration,
+) -> Result<(), String> {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         let history = slot.history();
@@ -388,11 +402,14 @@ fn wait_online(slot: &Slot, within: Duration) -> bool {
             }
         }
         if online == [true; 2] {
-            return true;
+            return Ok(());
+        }
+        if let Ok(Some(status)) = agent.try_wait() {
+            return Err(format!("the agent exited ({status})"));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    false
+    Err(format!("not within {within:?}"))
 }
 
 /// The trials of one test, drawn from a printed seed, run on
@@ -440,23 +457,19 @@ fn signal_at_any_moment(which: Signal, on_shutdown: OnShutdown) {
                 scope.spawn(move || {
                     let mut failures = Vec::new();
                     for trial in mine {
+                        let log_before = slot.log().len();
                         if let Err(err) = run_trial(&slot, which, on_shutdown, trial) {
-                            failures.push(format!("trial {trial:?}: {err}"));
+                            let log = slot.log();
+                            failures.push(format!(
+                                "trial {trial:?} on {}: {err}\nits agents' log:\n{}",
+                                slot.tag,
+                                log.get(log_before..).unwrap_or_default()
+                            ));
                             // Leave the next trial a clean slate.
                             for (_, pid) in slot.services() {
                                 let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                             }
                         }
-                    }
-                    if !failures.is_empty() {
-                        let log =
-                            std::fs::read_to_string(slot.dir.join("agent.log")).unwrap_or_default();
-                        let tail: Vec<&str> = log.lines().rev().take(30).collect();
-                        failures.push(format!(
-                            "{}: the last lines of its agents' log:\n{}",
-                            slot.tag,
-                            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                        ));
                     }
                     failures
                 })
