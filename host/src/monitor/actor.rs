@@ -515,6 +515,12 @@ impl Actor {
     }
 
     async fn shutdown(&mut self) {
+        // An agent leaving its services running drops its node as it
+        // exits, and every actor then hears it shut down: the service
+        // stays, for the next agent to adopt.
+        if crate::runtime::leaving_running() {
+            return;
+        }
         if matches!(
             self.state(),
             ResourceState::Online | ResourceState::OnlinePending | ResourceState::Failed

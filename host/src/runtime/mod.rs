@@ -45,4 +45,6 @@ pub use host_state::{
 pub use instance::{Instance, InstanceConfig};
 pub use network::{NetworkGrant, parse_address};
 pub use plugin::{LoadError, Plugin, check_kind, kind_name};
-pub use process::{ProcessExit, SERVICE_LOG, die_with_agent, leave_running_on_exit};
+pub use process::{
+    ProcessExit, SERVICE_LOG, die_with_agent, leave_running_on_exit, leaving_running,
+};

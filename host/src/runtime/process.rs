@@ -84,6 +84,12 @@ pub fn leave_running_on_exit() {
     LEAVE_RUNNING.store(true, Ordering::SeqCst);
 }
 
+/// Whether the agent is exiting with its services left running: nothing
+/// may then take a resource offline (see [`leave_running_on_exit`]).
+pub fn leaving_running() -> bool {
+    LEAVE_RUNNING.load(Ordering::SeqCst)
+}
+
 /// Set in cluster mode: every managed process is killed when the agent
 /// dies (`PR_SET_PDEATHSIG`), because the cluster moves its groups to
 /// another node once the agent's lease expires.
@@ -448,12 +454,18 @@ fn hand_over(data_dir: &Path, run_as: &RunAs) -> Result<(), String> {
 
 /// When `pid` started, in clock ticks since boot (field 22 of
 /// `/proc/PID/stat`): with the pid, it tells a process from a later one
-/// that reused the pid.
+/// that reused the pid. None once it has ended: a zombie (state `Z`, or
+/// `X`) keeps its entry until its parent reaps it, and an adopted
+/// process's parent is not this agent but whatever reaps orphans here,
+/// which may take its time (seconds, in some containers).
 fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may hold spaces.
-    let after = &stat[stat.rfind(')')? + 2..];
-    after.split_whitespace().nth(19)?.parse().ok()
+    let mut after = stat[stat.rfind(')')? + 2..].split_whitespace();
+    if matches!(after.next(), Some("Z" | "X" | "x")) {
+        return None;
+    }
+    after.nth(18)?.parse().ok()
 }
 
 impl ProcessSlot {

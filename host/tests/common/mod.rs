@@ -5,6 +5,7 @@
 pub mod agent_process;
 pub mod cluster;
 pub mod dev_agent;
+pub mod systemd;
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};

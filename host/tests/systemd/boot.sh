@@ -12,8 +12,9 @@
 #   machine's files) and the new root.
 # FILES: a directory laid out like the root: its files are copied over the
 #   new root (the unit, the agent's configuration, the token).
-# WARDEN: the agent binary, bound read-only to /usr/local/bin/warden (where
-#   the unit's ExecStart= looks for it).
+# WARDEN: the agent binary, bound read-only to /usr/bin/warden (where the
+#   unit's ExecStart= looks for it); empty for none (host/tests/package.rs
+#   installs the Debian package inside instead).
 #
 # What the machine shares with the booted system is kept read-only or
 # private: its own network namespace (loopback only), /proc/sys and /sys
@@ -61,9 +62,10 @@ for unit in systemd-sysctl.service systemd-binfmt.service proc-sys-fs-binfmt_mis
   systemd-modules-load.service systemd-timesyncd.service systemd-random-seed.service; do
   ln -sf /dev/null "$root/etc/systemd/system/$unit"
 done
-mkdir -p "$root/usr/local/bin"
-touch "$root/usr/local/bin/warden"
-mount --bind -o ro "$warden" "$root/usr/local/bin/warden"
+if [ -n "$warden" ]; then
+  touch "$root/usr/bin/warden"
+  mount --bind -o ro "$warden" "$root/usr/bin/warden"
+fi
 
 cd "$root"
 mkdir oldroot
