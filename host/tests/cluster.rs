@@ -458,13 +458,15 @@ fn recorded_cluster_of_three() -> Cluster {
 
 /// Random faults for a bounded time (`WARDEN_STRESS_SECS`, default 180: "several minutes"):
 /// kill -9 of an agent and its restart, an agent cut off from etcd and
-/// mended, several at once at times. Judged from the services' side: each
+/// mended, an agent frozen (SIGSTOP) and thawed, kill -9 of an etcd member
+/// (one at a time, so etcd keeps its quorum) and its restart, several at
+/// once at times. Judged from the services' side: each
 /// node's service listens on a port of its own and records when it ran
 /// (`demo-service --record`); no two nodes' runs may overlap. A run's
 /// recorded span lies inside its real one, so an overlap seen is real.
 /// `WARDEN_STRESS_SEED` replays a sequence of faults.
 #[test]
-fn stress_random_kills_and_cut_offs_never_leave_two_nodes_serving_at_once() {
+fn stress_random_kills_cut_offs_freezes_and_etcd_losses_never_leave_two_nodes_serving_at_once() {
     let secs: u64 = std::env::var("WARDEN_STRESS_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -500,37 +502,69 @@ fn stress_random_kills_and_cut_offs_never_leave_two_nodes_serving_at_once() {
         None,
         Killed,
         Cut,
+        Frozen,
     }
     let mut faults = [Fault::None; 3];
+    // The etcd member down now, if any.
+    let mut member_down: Option<usize> = None;
     let mut done = Vec::new();
     let end = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < end {
-        let i = random(3) as usize;
-        match faults[i] {
-            Fault::Killed => {
-                cluster.start_agent(i);
-                faults[i] = Fault::None;
+        if random(5) == 0 {
+            match member_down.take() {
+                Some(m) => {
+                    cluster.etcd.start_member(m);
+                    done.push(format!("etcd member {m} back"));
+                }
+                None => {
+                    let m = random(3) as usize;
+                    cluster.etcd.kill_member(m);
+                    member_down = Some(m);
+                    done.push(format!("etcd member {m} killed"));
+                }
             }
-            Fault::Cut => {
-                cluster.proxies[i].mend();
-                faults[i] = Fault::None;
+        } else {
+            let i = random(3) as usize;
+            match faults[i] {
+                Fault::Killed => {
+                    cluster.start_agent(i);
+                    faults[i] = Fault::None;
+                }
+                Fault::Cut => {
+                    cluster.proxies[i].mend();
+                    faults[i] = Fault::None;
+                }
+                Fault::Frozen => {
+                    cluster.thaw_agent(i);
+                    faults[i] = Fault::None;
+                }
+                Fault::None => match random(3) {
+                    0 => {
+                        cluster.kill_agent(i);
+                        faults[i] = Fault::Killed;
+                    }
+                    1 => {
+                        cluster.proxies[i].cut();
+                        faults[i] = Fault::Cut;
+                    }
+                    _ => {
+                        cluster.freeze_agent(i);
+                        faults[i] = Fault::Frozen;
+                    }
+                },
             }
-            Fault::None if random(2) == 0 => {
-                cluster.kill_agent(i);
-                faults[i] = Fault::Killed;
-            }
-            Fault::None => {
-                cluster.proxies[i].cut();
-                faults[i] = Fault::Cut;
-            }
+            done.push(format!("{} {:?}", NODES[i], faults[i]));
         }
-        done.push(format!("{} {:?}", NODES[i], faults[i]));
         std::thread::sleep(Duration::from_millis(100 + random(2400)));
+    }
+    if let Some(m) = member_down {
+        cluster.etcd.start_member(m);
     }
     for (i, fault) in faults.iter().enumerate() {
         match fault {
             Fault::Killed => cluster.start_agent(i),
             Fault::Cut => cluster.proxies[i].mend(),
+            Fault::Frozen => cluster.thaw_agent(i),
             Fault::None => {}
         }
     }

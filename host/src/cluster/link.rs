@@ -257,8 +257,16 @@ pub async fn join(section: &ClusterSection, me: &str, seed: &Desired) -> Result<
         read: Arc::new(AtomicU64::new(next - 1)),
         behind: Arc::new(AtomicBool::new(false)),
     };
-    // Before any compaction can take the entries after the start away.
-    report_progress(&etcd, &shared.keys, me, lease, next - 1).await?;
+    // Before any compaction can take the entries after the start away; if
+    // it fails (the lease expired while a slow etcd answered the reading),
+    // the lease keeper registers anew and `keep_progress` reports then.
+    let reported = match report_progress(&etcd, &shared.keys, me, lease, next - 1).await {
+        Ok(()) => Some((next - 1, lease)),
+        Err(err) => {
+            tracing::warn!("{err:#}");
+            None
+        }
+    };
     announce(&etcd, &shared).await?;
     let checkpoints = Arc::new(EtcdCheckpoints::new(
         etcd.clone(),
@@ -268,7 +276,7 @@ pub async fn join(section: &ClusterSection, me: &str, seed: &Desired) -> Result<
         &desired,
     ));
     tokio::spawn(follow(etcd.clone(), shared.clone(), next));
-    tokio::spawn(keep_progress(etcd.clone(), shared.clone(), next - 1));
+    tokio::spawn(keep_progress(etcd.clone(), shared.clone(), reported));
     tokio::spawn(watch_members(etcd.clone(), shared.clone()));
     tokio::spawn(keep_lease(etcd.clone(), shared.clone(), lease_tx, timing));
     tokio::spawn(serve(etcd, shared, requests_rx));
@@ -447,9 +455,9 @@ async fn report_progress(etcd: &Etcd, keys: &Keys, me: &str, lease: i64, read: u
 }
 
 /// Keep `progress/NODE` near the entry last read, for as long as the node
-/// runs (a rejoin's new lease included).
-async fn keep_progress(etcd: Etcd, shared: Shared, mut reported: u64) {
-    let mut reported_lease = shared.lease();
+/// runs (a rejoin's new lease included). `reported`: what is there now
+/// (the entry and the lease it was written on), if anything.
+async fn keep_progress(etcd: Etcd, shared: Shared, mut reported: Option<(u64, i64)>) {
     loop {
         sleep(PROGRESS_EVERY).await;
         if shared.tx.is_closed() {
@@ -459,14 +467,11 @@ async fn keep_progress(etcd: Etcd, shared: Shared, mut reported: u64) {
         let Some(lease) = shared.lease() else {
             continue;
         };
-        if read == reported && Some(lease) == reported_lease {
+        if reported == Some((read, lease)) {
             continue;
         }
         match report_progress(&etcd, &shared.keys, &shared.me, lease, read).await {
-            Ok(()) => {
-                reported = read;
-                reported_lease = Some(lease);
-            }
+            Ok(()) => reported = Some((read, lease)),
             Err(err) => tracing::debug!("{err:#}"),
         }
     }

@@ -85,7 +85,11 @@ impl Driver {
             }
             let wait = self
                 .sequencing
-                .wait_for(self.engine.next_deadline())
+                .wait_for(
+                    self.engine.next_deadline(),
+                    &self.settings.name,
+                    &self.engine,
+                )
                 .map(|at| Duration::from_millis(at.0.saturating_sub(now().0)));
             tokio::select! {
                 Some(change) = self.changes.recv() => self.on_change(change),
@@ -380,8 +384,9 @@ impl Driver {
     }
 
     /// The engine's next deadline came. In a cluster, time passes in the log
-    /// too: one `Tick` is appended per deadline (by every node that sees it;
-    /// the engine takes a second one as a no-op).
+    /// too: one `Tick` is appended per deadline, by the timekeeper (or, if
+    /// its `Tick` is late, by the node that sees that; the engine takes a
+    /// second one as a no-op).
     pub(super) fn on_deadline(&mut self) {
         let deadline = self.engine.next_deadline();
         if let Some(tick) = self.sequencing.deadline(deadline) {

@@ -11,9 +11,17 @@
 //!   once its own `NodeUp` is in the log, not while fenced, and an online
 //!   only under the group's ownership key;
 //! - **how time passes** ([`Sequencing::deadline`]): alone, a `Tick` at the
-//!   engine's deadline; in a cluster, one `Tick` appended per deadline.
+//!   engine's deadline; in a cluster, one `Tick` appended per deadline, by
+//!   the cluster's timekeeper (the first node up, in the cluster's order),
+//!   the others only if its `Tick` has not come [`TICK_GRACE`] later.
 
 use super::*;
+
+/// How long a node other than the timekeeper waits past a deadline for
+/// the timekeeper's `Tick` before it appends one itself: a frozen or cut
+/// off timekeeper delays the cluster's deadlines by this much, not by its
+/// lease, and a live one is not echoed by every node.
+pub(super) const TICK_GRACE: Duration = Duration::from_secs(1);
 
 pub(super) enum Sequencing {
     Alone,
@@ -67,9 +75,26 @@ impl Sequencing {
     }
 
     /// The engine's next deadline, the loop's to wait for: in a cluster not
-    /// once its `Tick` is asked for (the entry will come).
-    pub(super) fn wait_for(&self, next: Option<Millis>) -> Option<Millis> {
-        next.filter(|at| self.cluster().is_none_or(|c| c.tick_asked_for != Some(*at)))
+    /// once its `Tick` is asked for (the entry will come), and
+    /// [`TICK_GRACE`] later on a node that is not the timekeeper.
+    pub(super) fn wait_for(
+        &self,
+        next: Option<Millis>,
+        me: &str,
+        engine: &Engine,
+    ) -> Option<Millis> {
+        match self.cluster() {
+            None => next,
+            Some(cluster) => next
+                .filter(|at| cluster.tick_asked_for != Some(*at))
+                .map(|at| {
+                    if timekeeper(engine).as_deref() == Some(me) {
+                        at
+                    } else {
+                        Millis(at.0 + TICK_GRACE.as_millis() as u64)
+                    }
+                }),
+        }
     }
 
     /// The engine's deadline `next` came: the `Tick` to sequence, if any.
@@ -145,6 +170,17 @@ impl Sequencing {
     pub(super) fn carries_out(&self) -> bool {
         self.cluster().is_none_or(ClusterState::joined)
     }
+}
+
+/// The node that appends the cluster's `Tick`s: the first node the engine
+/// counts as up (whatever its status but Down), in the cluster's order.
+/// Every replica names the same one, as every engine is alike.
+fn timekeeper(engine: &Engine) -> Option<String> {
+    engine
+        .nodes()
+        .into_iter()
+        .find(|n| n.status != warden_policy::NodeStatus::Down)
+        .map(|n| n.name)
 }
 
 /// The next message from the cluster's link; never, for a node alone.
