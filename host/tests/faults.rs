@@ -9,10 +9,14 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
+use warden::contract::Health;
 use warden::monitor::{EventKind, Monitor, ResourceState};
+use warden::runtime::CallError;
 
 const MARGIN: Duration = Duration::from_millis(1500);
 
@@ -101,6 +105,73 @@ async fn hangs_are_cut_off_at_their_deadline() {
         );
         assert!(took < deadline + MARGIN, "{fault}: took {took:?}");
     }
+}
+
+/// The epoch ticker sleeps while no call is in flight, and the first call
+/// to start wakes it. This hammers that hand-over: two tasks make short
+/// healthy calls back to back, so the count of calls in flight keeps
+/// falling to zero and the ticker keeps going to sleep, while hung calls
+/// start again and again; every one must be cut off. A hung call left
+/// without ticks would spin on its worker for ever, never coming back to
+/// be cut off, so its outcome is awaited from this plain thread, with a
+/// bound far above the second or so the test takes.
+#[test]
+fn hung_calls_are_cut_off_while_short_calls_come_and_go() {
+    const HUNG_CALLS: usize = 40;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let (done, outcome) = std::sync::mpsc::channel();
+    tokio.spawn(async move {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut short = Vec::new();
+        for i in 0..2 {
+            let mut instance = chaos_instance(&format!("short-{i}"), &data_dir(), &[]).await;
+            let stop = stop.clone();
+            short.push(tokio::spawn(async move {
+                let mut calls = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let health = instance.is_alive(ms(10_000)).await;
+                    assert!(matches!(health, Ok(Health::Healthy)), "{health:?}");
+                    calls += 1;
+                    tokio::task::yield_now().await;
+                }
+                calls
+            }));
+        }
+        let mut hung = chaos_instance("hung", &data_dir(), &[("fault", "hang:is-alive")]).await;
+        let mut results = Vec::new();
+        for _ in 0..HUNG_CALLS {
+            results.push(hung.is_alive(ms(20)).await);
+        }
+        stop.store(true, Ordering::Relaxed);
+        let mut calls = 0;
+        for task in short {
+            calls += task.await.expect("the short calls all succeeded");
+        }
+        let _ = done.send((results, calls));
+    });
+    let (results, calls) = match outcome.recv_timeout(Duration::from_secs(120)) {
+        Ok(outcome) => outcome,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            // A worker is stuck in the guest: dropping the runtime would
+            // wait for it for ever.
+            std::mem::forget(tokio);
+            panic!("a hung call was never cut off (no epoch ticks while it ran)");
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            panic!("the test's task failed (see the panic above)")
+        }
+    };
+    for (i, result) in results.iter().enumerate() {
+        assert!(
+            matches!(result, Err(CallError::TimedOut { .. })),
+            "hung call {i}: expected a time-out, got {result:?}"
+        );
+    }
+    assert!(calls > 0, "no short call ran beside the hung ones");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

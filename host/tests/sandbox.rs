@@ -12,9 +12,8 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use common::*;
-use tokio::sync::{mpsc, watch};
 use warden::monitor::{Monitor, ResourceHandle, ResourceState, SpecError};
-use warden::runtime::{CHECKPOINT_FILE, Grants, Instance, InstanceConfig, ResourceContext};
+use warden::runtime::{CHECKPOINT_FILE, Instance};
 
 /// Everything the agent logs in this test binary, to check what a denial
 /// says.
@@ -176,24 +175,6 @@ async fn a_bad_address_is_refused_before_anything_starts() {
     assert!(err.to_string().contains("address (host:port)"), "{err}");
 }
 
-/// A sandbox for the chaos resource `name` in `dir`, as the agent builds
-/// one at start.
-async fn chaos_instance(name: &str, dir: &std::path::Path) -> Instance {
-    let (exits, _) = mpsc::unbounded_channel();
-    let plugin = load(CHAOS).await;
-    let dirs = dirs_at(dir);
-    dirs.create().expect("resource directories");
-    let context = ResourceContext::new(name, "chaos", Grants::default(), dirs, exits);
-    let (_cancel, cancel) = watch::channel(0);
-    Instance::new(
-        plugin,
-        context,
-        Vec::new(),
-        InstanceConfig::default(),
-        cancel,
-    )
-}
-
 async fn control(instance: &mut Instance, code: &str, payload: &str) -> Result<String, String> {
     instance
         .control(code, payload, ms(5000))
@@ -205,7 +186,7 @@ async fn control(instance: &mut Instance, code: &str, payload: &str) -> Result<S
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoints_survive_a_new_instance_and_an_agent_restart() {
     let dir = data_dir();
-    let mut first = chaos_instance("kept", &dir).await;
+    let mut first = chaos_instance("kept", &dir, &[]).await;
     assert_eq!(
         control(&mut first, "checkpoint-get", "db").await.as_deref(),
         Ok("(none)")
@@ -242,7 +223,7 @@ async fn checkpoints_survive_a_new_instance_and_an_agent_restart() {
     // Kept in the agent's private directory, out of the plugin's reach.
     assert!(dirs_at(&dir).private.join(CHECKPOINT_FILE).exists());
     assert!(!dir.join(CHECKPOINT_FILE).exists());
-    let mut second = chaos_instance("kept", &dir).await;
+    let mut second = chaos_instance("kept", &dir, &[]).await;
     assert_eq!(
         control(&mut second, "checkpoint-list", "").await.as_deref(),
         Ok("db=mounted")

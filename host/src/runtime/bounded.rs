@@ -5,6 +5,8 @@
 //! [`new_store`]. The two belong together: the store yields at every epoch
 //! tick, and `bounded` uses those yields to compare with the call's deadline
 //! and to drop the call once the deadline passes or the operator cancels it.
+//! The epoch advances only while some call holds the runtime's ticker, so
+//! `bounded` holds it for the whole call: a guest runs only inside it.
 //! Keeping them alone in this file, and calling nothing in a plugin any other
 //! way, is what makes invariant 1 of ARCHITECTURE.md ("every call into a
 //! plugin is bounded") checkable by reading one short file.
@@ -53,13 +55,19 @@ pub(crate) fn new_store(
 /// (a sleep, a socket) is waiting on a future. Either way control comes back
 /// here, and dropping `call` abandons the guest where it is. The caller must
 /// then discard the store.
+///
+/// `runtime` is the one whose engine `work` runs in: its epoch ticker is
+/// held (ticks every `epoch_tick`) from the first poll of `work` to the end.
 pub(crate) async fn bounded<T>(
+    runtime: &Runtime,
     call: &'static str,
     deadline: &CallDeadline,
     cancel: &mut watch::Receiver<u64>,
     stderr: &GuestOutput,
     work: impl Future<Output = wasmtime::Result<T>>,
 ) -> Result<T, CallError> {
+    // Before `work` is first polled: no guest code runs without ticks.
+    let _ticking = runtime.ticking();
     let said_before = stderr.line_count();
     cancel.borrow_and_update();
     // Once the canceller is gone nothing can cancel any more; the call is

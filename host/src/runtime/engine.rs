@@ -1,7 +1,6 @@
 //! The wasmtime engine, its linker and the epoch ticker.
 
 use std::sync::Arc;
-use std::thread;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -9,15 +8,17 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::data_quota;
+use super::epoch::{EpochTicker, Ticking};
 use super::host_state::HostState;
 use crate::contract::PluginBindings;
 
 /// Settings of the runtime, shared by every plugin and resource on a node.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
-    /// How often the engine's epoch advances. A guest in a pure-wasm loop
-    /// yields to the scheduler once per tick, so this is also the precision
-    /// with which a hung call is cut off.
+    /// How often the engine's epoch advances while a call into a plugin is
+    /// in flight (it does not advance otherwise). A guest in a pure-wasm
+    /// loop yields to the scheduler once per tick, so this is also the
+    /// precision with which a hung call is cut off.
     pub epoch_tick: Duration,
     /// How many resource instances the pooling allocator has room for.
     pub max_instances: u32,
@@ -50,6 +51,7 @@ pub struct Runtime {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<HostState>,
     pub(crate) config: RuntimeConfig,
+    ticker: EpochTicker,
 }
 
 impl Runtime {
@@ -98,12 +100,13 @@ impl Runtime {
         .map_err(anyhow::Error::from)
         .context("linking the warden:resource host interfaces")?;
 
-        start_epoch_ticker(&engine, config.epoch_tick)
+        let ticker = EpochTicker::start(&engine, config.epoch_tick)
             .context("starting the epoch ticker thread")?;
         Ok(Arc::new(Runtime {
             engine,
             linker,
             config,
+            ticker,
         }))
     }
 
@@ -114,22 +117,10 @@ impl Runtime {
     pub fn config(&self) -> &RuntimeConfig {
         &self.config
     }
-}
 
-/// Advance the engine's epoch every `tick` until the engine is dropped.
-///
-/// A plain thread rather than a tokio task: the ticker must keep going when
-/// every runtime worker is busy, since it is what makes busy guests yield.
-fn start_epoch_ticker(engine: &Engine, tick: Duration) -> std::io::Result<()> {
-    let weak = engine.weak();
-    thread::Builder::new()
-        .name("warden-epoch".to_string())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                thread::sleep(tick);
-            }
-        })
-        .map(drop)
+    /// Keep the epoch advancing while the guard lives: held by `bounded`
+    /// for every call into a plugin, and nowhere else.
+    pub(crate) fn ticking(&self) -> Ticking<'_> {
+        self.ticker.hold()
+    }
 }

@@ -138,6 +138,7 @@ impl Instance {
             store.data_mut().deadline = Some(deadline.clone());
             let stderr = self.context.stderr.clone();
             let bindings = bounded(
+                &self.plugin.runtime,
                 "instantiate",
                 &deadline,
                 &mut self.cancel,
@@ -147,6 +148,7 @@ impl Instance {
             .await?;
             let name = self.context.name.to_string();
             let opened = bounded(
+                &self.plugin.runtime,
                 "open",
                 &deadline,
                 &mut self.cancel,
@@ -241,7 +243,15 @@ impl Instance {
         live.store.data_mut().deadline = Some(deadline.clone());
         let handle = live.handle;
         let work = f(&mut live.store, &live.bindings, handle);
-        bounded(call, &deadline, &mut self.cancel, &stderr, work).await
+        bounded(
+            &self.plugin.runtime,
+            call,
+            &deadline,
+            &mut self.cancel,
+            &stderr,
+            work,
+        )
+        .await
     }
 
     /// Throw the store away; the next call starts from a fresh instance.
@@ -355,6 +365,7 @@ impl Instance {
         let stderr = self.context.stderr.clone();
         let handle = live.handle;
         bounded(
+            &self.plugin.runtime,
             "close",
             &deadline,
             &mut self.cancel,

@@ -1,7 +1,8 @@
 //! The plugin runtime: wasmtime set up for many small, untrusted, bounded
 //! components.
 //!
-//! - [`Runtime`] owns the engine, the linker and the epoch ticker.
+//! - [`Runtime`] owns the engine, the linker and the epoch ticker (which
+//!   ticks only while a call is in flight, `epoch.rs`).
 //! - [`Plugin`] is one loaded resource type: compiled, checked against the
 //!   contract, described.
 //! - [`Instance`] is one resource's sandbox: its own store and instance,
@@ -16,6 +17,7 @@ mod checkpoint;
 mod data_quota;
 mod deadline;
 mod engine;
+mod epoch;
 mod guest_output;
 mod host_state;
 mod instance;

@@ -193,6 +193,7 @@ impl Plugin {
         store.data_mut().deadline = Some(deadline.clone());
         let (_cancel_tx, mut cancel) = watch::channel(0u64);
         let bindings = bounded(
+            &self.runtime,
             "instantiate",
             &deadline,
             &mut cancel,
@@ -201,6 +202,7 @@ impl Plugin {
         )
         .await?;
         bounded(
+            &self.runtime,
             call,
             &deadline,
             &mut cancel,

@@ -35,6 +35,12 @@ impl AgentProcess {
     /// adds on a free port) and a token into `dir`, start the agent there,
     /// and wait for its API. Its log (stderr) is appended to `dir/agent.log`.
     pub fn start(dir: &Path, config: &str) -> AgentProcess {
+        AgentProcess::start_binary(Path::new(WARDEN), dir, config)
+    }
+
+    /// [`AgentProcess::start`] with another build of the agent (a benchmark
+    /// comparing builds); the CLI calls still use this build's.
+    pub fn start_binary(binary: &Path, dir: &Path, config: &str) -> AgentProcess {
         let api = free_port();
         warden::config::write_token_file(&dir.join("token"), TOKEN).expect("token");
         let config = format!("{config}\n[api]\nlisten = \"{api}\"\ntoken_file = \"token\"\n");
@@ -44,7 +50,7 @@ impl AgentProcess {
             .append(true)
             .open(dir.join("agent.log"))
             .expect("agent log");
-        let mut child = Command::new(WARDEN)
+        let mut child = Command::new(binary)
             .args(["agent", "--config"])
             .arg(dir.join("node.toml"))
             .stdout(Stdio::null())
@@ -65,6 +71,11 @@ impl AgentProcess {
             api,
             dir: dir.to_path_buf(),
         }
+    }
+
+    /// The agent's process id.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
     }
 
     /// SIGTERM, and wait for the agent to finish its shutdown.

@@ -11,8 +11,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use tokio::sync::{mpsc, watch};
 use warden::monitor::{Monitor, ResourceHandle, ResourceSpec, ResourceState, TimingOverrides};
-use warden::runtime::{Grants, Plugin, ResourceDirs, Runtime, RuntimeConfig};
+use warden::runtime::{
+    Grants, Instance, InstanceConfig, Plugin, ResourceContext, ResourceDirs, Runtime, RuntimeConfig,
+};
 
 /// One runtime for the whole test binary: engines reserve address space for
 /// their instance pool, so tests share it rather than build one each.
@@ -112,6 +115,34 @@ pub async fn online_chaos(
     handle.online().expect("actor runs");
     wait_state(&handle, ResourceState::Online, Duration::from_secs(10)).await;
     handle
+}
+
+/// A sandbox for the chaos resource `name` with `properties` in `dir`, as
+/// the agent builds one at start (no grants, default limits), driven
+/// directly rather than by a monitor. Its cancel channel is closed: its
+/// calls are bounded by their deadlines alone.
+pub async fn chaos_instance(
+    name: &str,
+    dir: &std::path::Path,
+    properties: &[(&str, &str)],
+) -> Instance {
+    let (exits, _) = mpsc::unbounded_channel();
+    let plugin = load(CHAOS).await;
+    let dirs = dirs_at(dir);
+    dirs.create().expect("resource directories");
+    let context = ResourceContext::new(name, "chaos", Grants::default(), dirs, exits);
+    let properties = properties
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let (_cancel, cancel) = watch::channel(0);
+    Instance::new(
+        plugin,
+        context,
+        properties,
+        InstanceConfig::default(),
+        cancel,
+    )
 }
 
 /// A port on 127.0.0.1 that was free a moment ago.
