@@ -35,7 +35,7 @@ pub struct Agent {
     pub plugins: BTreeMap<String, Arc<Plugin>>,
     pub runtime: Arc<Runtime>,
     pub data_dir: PathBuf,
-    history: JoinHandle<()>,
+    history: crate::history::Writer,
     watcher: Option<JoinHandle<()>>,
     events: broadcast::Receiver<Event>,
     on_shutdown: crate::config::OnShutdown,
@@ -173,9 +173,10 @@ impl Agent {
             .into_iter()
             .map(|p| (p.name().to_string(), p))
             .collect();
-        let metrics = crate::metrics::Metrics::spawn(events.resubscribe());
-        let subscription = events.resubscribe();
-        let (history, readable_history) = crate::history::spawn_writer(events, &data_dir).await?;
+        let metrics = crate::metrics::Metrics::spawn(events.live.resubscribe());
+        let subscription = events.live;
+        let (history, readable_history) =
+            crate::history::spawn_writer(events.record, &data_dir).await?;
         if let Some((listener, token)) = api {
             let addr = listener.local_addr()?;
             tracing::info!(
@@ -265,9 +266,9 @@ impl Agent {
         crate::systemd::notify_or_log("STOPPING=1\nSTATUS=taking every group offline");
         self.node.shutdown().await;
         crate::fence_guard::goodbye(false);
-        // Let the history writer catch up with the last events.
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        self.history.abort();
+        // Let the history writer take the last events (those of the groups
+        // going offline), bounded in case the disk does not answer.
+        self.history.finish(std::time::Duration::from_secs(2)).await;
         tracing::info!("agent stopped");
     }
 }

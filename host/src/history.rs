@@ -6,6 +6,12 @@
 //! `warden events --follow` resumes after a lost connection with nothing
 //! missed and nothing twice. The writer announces the number of lines it
 //! has written (a watch), which is what a follower waits on: no polling.
+//!
+//! The writer is fed by the monitor's record (`monitor/bus.rs`), a queue
+//! that never drops an event: it takes everything queued at once and writes
+//! it with one write and one flush, so it keeps up with thousands of events
+//! a second (a resource start is several) where one write per event fell
+//! behind.
 
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
@@ -13,11 +19,18 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use futures_util::Stream;
 use serde_json::Value;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
-use tokio::sync::{broadcast, mpsc, watch};
+
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::monitor::Event;
+use crate::monitor::Record;
+
+/// At most this many events go into one write.
+const BATCH: usize = 4096;
 
 /// The file name of the history in the data directory.
 pub const FILE: &str = "events.jsonl";
@@ -25,6 +38,34 @@ pub const FILE: &str = "events.jsonl";
 /// How many events a follower may have in flight before the reader waits
 /// for it (a slow client slows its own reader, nobody else).
 const FOLLOW_BUFFER: usize = 64;
+
+/// The writer task, and how far it has taken the record.
+pub struct Writer {
+    task: JoinHandle<()>,
+    queued: Arc<AtomicU64>,
+    taken: Arc<AtomicU64>,
+}
+
+impl Writer {
+    /// Waits until the writer has written (or failed to write) every event
+    /// queued so far, at most `limit`, then stops it. Shutdown's last step:
+    /// the events of the groups going offline are in the history.
+    pub async fn finish(self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.taken.load(Ordering::SeqCst) < self.queued.load(Ordering::SeqCst)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.task.abort();
+    }
+
+    /// Stops the writer now (the agent leaves its services running and
+    /// exits at once).
+    pub fn abort(&self) {
+        self.task.abort();
+    }
+}
 
 /// The history as readers see it: its file, and the writer's line count.
 #[derive(Clone)]
@@ -64,13 +105,11 @@ pub enum Start {
     After(u64),
 }
 
-/// Append every non-routine event to `dir/events.jsonl`, one JSON object
-/// per line; returns the writer task and the history for readers. The
-/// writer's end (shutdown aborts it) ends every follower's stream.
-pub async fn spawn_writer(
-    mut events: broadcast::Receiver<Event>,
-    dir: &Path,
-) -> Result<(JoinHandle<()>, History)> {
+/// Append every event of `record` (the non-routine ones) to
+/// `dir/events.jsonl`, one JSON object per line; returns the writer and the
+/// history for readers. The writer's end (shutdown stops it) ends every
+/// follower's stream.
+pub async fn spawn_writer(record: Record, dir: &Path) -> Result<(Writer, History)> {
     let path = dir.join(FILE);
     let mut file = tokio::fs::OpenOptions::new()
         .create(true)
@@ -95,26 +134,34 @@ pub async fn spawn_writer(
     drop(existing);
     let (announce, written) = watch::channel(lines);
     let writer_path = path.clone();
-    let writer = tokio::spawn(async move {
+    let Record {
+        events: mut queue,
+        queued,
+    } = record;
+    let taken = Arc::new(AtomicU64::new(0));
+    let taken_by_writer = taken.clone();
+    let task = tokio::spawn(async move {
         let mut torn = false;
+        let mut batch = Vec::with_capacity(BATCH);
         loop {
-            let line = match events.recv().await {
-                Ok(event) if event.is_routine() => continue,
-                Ok(event) => serde_json::to_string(&event).unwrap_or_default(),
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    format!("{{\"event\":\"history-lagged\",\"missed\":{missed}}}")
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            };
+            if queue.recv_many(&mut batch, BATCH).await == 0 {
+                return;
+            }
             // After a failed write the file may end in part of a line:
-            // end it first, so this event is not glued onto it (the torn
+            // end it first, so this batch is not glued onto it (the torn
             // line keeps its number and is skipped by readers).
-            let mut bytes = Vec::with_capacity(line.len() + 2);
+            let mut bytes = Vec::with_capacity(batch.len() * 160 + 1);
             if torn {
                 bytes.push(b'\n');
             }
-            bytes.extend_from_slice(line.as_bytes());
-            bytes.push(b'\n');
+            let count = batch.len() as u64;
+            for event in batch.drain(..) {
+                // An event is plain data: serializing it cannot fail, and a
+                // line that did would still keep the numbering.
+                let line = serde_json::to_vec(&event).unwrap_or_default();
+                bytes.extend_from_slice(&line);
+                bytes.push(b'\n');
+            }
             let written = async {
                 file.write_all(&bytes).await?;
                 file.flush().await
@@ -122,16 +169,25 @@ pub async fn spawn_writer(
             match written.await {
                 Ok(()) => {
                     torn = false;
-                    lines += 1;
+                    lines += count;
                     announce.send_replace(lines);
                 }
                 Err(err) => {
                     torn = true;
-                    tracing::error!("writing the event history {}: {err}", writer_path.display())
+                    tracing::error!(
+                        "writing {count} event(s) to the event history {}: {err}",
+                        writer_path.display()
+                    )
                 }
             }
+            taken_by_writer.fetch_add(count, Ordering::SeqCst);
         }
     });
+    let writer = Writer {
+        task,
+        queued,
+        taken,
+    };
     Ok((writer, History { path, written }))
 }
 

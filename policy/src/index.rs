@@ -19,7 +19,7 @@ pub(crate) trait TableIndex: Copy {
 macro_rules! table_index {
     ($($(#[$doc:meta])+ $name:ident),* $(,)?) => {$(
         $(#[$doc])+
-        #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub(crate) struct $name(usize);
 
         impl TableIndex for $name {

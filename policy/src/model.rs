@@ -21,6 +21,9 @@ pub(crate) struct Model {
     pub group_ix: HashMap<GroupId, GroupIx>,
     pub resources: Table<ResourceIx, ResourceModel>,
     pub resource_ix: HashMap<ResourceId, ResourceIx>,
+    /// For each node, the groups it may own (it is among their candidates):
+    /// the groups a change of that node's status can affect.
+    pub node_groups: Table<NodeIx, Vec<GroupIx>>,
 }
 
 #[derive(Debug)]
@@ -68,6 +71,13 @@ pub(crate) fn compile(config: &ClusterConfig) -> Result<Model, ConfigError> {
     link_dependents(&mut resources);
     link_singleton_peers(&mut resources);
     order_groups(&mut groups, &resources)?;
+    let mut node_groups: Table<NodeIx, Vec<GroupIx>> =
+        names.nodes.iter().map(|_| Vec::new()).collect();
+    for (group, group_model) in groups.iter_indexed() {
+        for &node in &group_model.candidates {
+            node_groups[node].push(group);
+        }
+    }
     Ok(Model {
         config: config.clone(),
         nodes: names.nodes,
@@ -76,6 +86,7 @@ pub(crate) fn compile(config: &ClusterConfig) -> Result<Model, ConfigError> {
         group_ix: names.group_ix,
         resources,
         resource_ix: names.resource_ix,
+        node_groups,
     })
 }
 

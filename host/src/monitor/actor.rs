@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until};
 
 use super::events::{Event, EventKind};
@@ -122,7 +122,7 @@ pub(crate) struct Actor {
     pub commands: mpsc::UnboundedReceiver<Command>,
     pub exits: mpsc::UnboundedReceiver<ProcessExit>,
     pub status: watch::Sender<ResourceStatus>,
-    pub events: broadcast::Sender<Event>,
+    pub events: super::EventBus,
     /// Whether health checks run (the node's Monitoring component).
     pub monitoring: bool,
     /// Every state change, lossless, for the group policy.
@@ -173,8 +173,7 @@ impl Actor {
     }
 
     fn emit(&self, kind: EventKind) {
-        // No subscriber is not an error: events are for whoever listens.
-        let _ = self.events.send(Event::now(&self.name, kind));
+        self.events.send(Event::now(&self.name, kind));
     }
 
     fn set_state(&mut self, to: ResourceState, reason: Option<String>) {

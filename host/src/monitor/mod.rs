@@ -8,6 +8,7 @@
 //! (`crate::node`), which reads the lossless [`StateChange`] stream.
 
 mod actor;
+mod bus;
 mod events;
 mod spec;
 mod state;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc, watch};
 
 pub use actor::{Gone, ResourceHandle, StateChange, SwapFailure};
+pub use bus::{EventBus, Record};
 pub use events::{Event, EventKind};
 pub use spec::{
     ResourceSpec, SpecError, Timers, TimingOverrides, check_schema, plugin_validate,
@@ -27,8 +29,6 @@ pub use state::{ResourceState, ResourceStatus};
 
 use crate::runtime::{CheckpointStore, Grants, Instance, InstanceConfig, Plugin, ResourceContext};
 
-/// How many events a slow subscriber may fall behind before it misses some.
-const EVENT_BUFFER: usize = 16 * 1024;
 /// The memory limit of a resource that sets none.
 pub const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
 /// How long a removed resource's actor may take to stop (a clean offline
@@ -61,7 +61,9 @@ pub struct Prepared {
 /// The resources of this node and their actors.
 pub struct Monitor {
     resources: BTreeMap<String, ResourceHandle>,
-    events: broadcast::Sender<Event>,
+    events: EventBus,
+    /// The record's receiving side, until the history writer takes it.
+    record: Option<Record>,
     changes: mpsc::UnboundedSender<StateChange>,
     changes_rx: Option<mpsc::UnboundedReceiver<StateChange>>,
     default_memory_limit: usize,
@@ -82,11 +84,12 @@ impl Default for Monitor {
 
 impl Monitor {
     pub fn new(default_memory_limit: usize) -> Monitor {
-        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let (events, record) = EventBus::new();
         let (changes, changes_rx) = mpsc::unbounded_channel();
         Monitor {
             resources: BTreeMap::new(),
             events,
+            record: Some(record),
             changes,
             changes_rx: Some(changes_rx),
             default_memory_limit,
@@ -112,7 +115,13 @@ impl Monitor {
     /// Publish an event that concerns the resources of this monitor (the
     /// group policy's decisions), to the same subscribers.
     pub fn publish(&self, event: Event) {
-        let _ = self.events.send(event);
+        self.events.send(event);
+    }
+
+    /// Every non-routine event, lossless, for the one writer of the event
+    /// history. `None` after the first call.
+    pub fn take_record(&mut self) -> Option<Record> {
+        self.record.take()
     }
 
     /// Every event of every resource from now on.

@@ -260,6 +260,14 @@ fn conflict(message: String) -> anyhow::Error {
     .into()
 }
 
+/// What a started node publishes: every event live (a listener that falls
+/// behind misses some), and the record of every non-routine one, lossless,
+/// for the event history's writer.
+pub struct NodeEvents {
+    pub live: tokio::sync::broadcast::Receiver<Event>,
+    pub record: crate::monitor::Record,
+}
+
 impl Node {
     /// Build the resources of `desired` and start the loop. Groups in
     /// `desired.online` are asked online. Fails, starting nothing, if the
@@ -271,7 +279,7 @@ impl Node {
         settings: NodeSettings,
         desired: Desired,
         store: Store,
-    ) -> Result<(Node, tokio::sync::broadcast::Receiver<Event>)> {
+    ) -> Result<(Node, NodeEvents)> {
         Node::start_with(settings, desired, store, None).await
     }
 
@@ -283,7 +291,7 @@ impl Node {
         settings: NodeSettings,
         joined: Joined,
         store: Store,
-    ) -> Result<(Node, tokio::sync::broadcast::Receiver<Event>)> {
+    ) -> Result<(Node, NodeEvents)> {
         let desired = joined.desired.clone();
         Node::start_with(settings, desired, store, Some(joined)).await
     }
@@ -293,7 +301,7 @@ impl Node {
         desired: Desired,
         store: Store,
         joined: Option<Joined>,
-    ) -> Result<(Node, tokio::sync::broadcast::Receiver<Event>)> {
+    ) -> Result<(Node, NodeEvents)> {
         // The policy checks the shape first (dependency cycles, dangling or
         // cross-group dependencies), before any resource exists.
         let (engine, sequencing, asks_online) = match joined {
@@ -312,7 +320,12 @@ impl Node {
         if let Some(cluster) = sequencing.cluster() {
             monitor.keep_checkpoints_in(cluster.checkpoints.clone() as Arc<dyn CheckpointStore>);
         }
-        let events = monitor.subscribe();
+        let events = NodeEvents {
+            live: monitor.subscribe(),
+            record: monitor
+                .take_record()
+                .ok_or_else(|| anyhow::anyhow!("the event record of a new monitor was taken"))?,
+        };
         let mut errors = Vec::new();
         for resource in &desired.resources {
             match prepare(&settings, &monitor, resource).await {

@@ -90,19 +90,31 @@ impl Driver {
         }
         // Remember which groups the operator wants online, so a restarted
         // agent brings back what ran.
-        let mut next = self.desired.clone();
-        match &event {
-            PolicyEvent::GroupOnlineRequested(g) => {
-                next.online.insert(g.clone());
+        // Only a change is saved, and in place: a copy of the whole
+        // configuration per request made start-up quadratic (every group
+        // asked online at start, thousands of resources copied each time).
+        let change = match &event {
+            PolicyEvent::GroupOnlineRequested(g) if !self.desired.online.contains(g) => {
+                Some((g.clone(), true))
             }
-            PolicyEvent::GroupOfflineRequested(g) => {
-                next.online.remove(g);
+            PolicyEvent::GroupOfflineRequested(g) if self.desired.online.contains(g) => {
+                Some((g.clone(), false))
             }
-            _ => {}
-        }
-        if next != self.desired {
-            self.store.save_desired(&next)?;
-            self.desired = next;
+            _ => None,
+        };
+        if let Some((group, online)) = change {
+            let set = |online_groups: &mut std::collections::BTreeSet<String>, on: bool| {
+                if on {
+                    online_groups.insert(group.clone());
+                } else {
+                    online_groups.remove(&group);
+                }
+            };
+            set(&mut self.desired.online, online);
+            if let Err(err) = self.store.save_desired(&self.desired) {
+                set(&mut self.desired.online, !online);
+                return Err(err);
+            }
         }
         let actions = self.engine.handle(event, now());
         let refused: Vec<String> = actions

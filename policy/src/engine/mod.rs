@@ -8,7 +8,11 @@
 //! (`reconcile.rs`) compares, group by group, what is with what is wanted and
 //! emits the requests that move one towards the other: dependency order on the
 //! way up, reverse order on the way down, a change of owner once a group is
-//! entirely offline. Because all follow-up work is derived from state rather
+//! entirely offline. Only the groups an event can affect are reconciled (the
+//! ones it touched, the groups sharing a cluster singleton with a resource
+//! that started or stopped being active, the ones whose deadline has come:
+//! `reconcile.rs`), and the deadlines are an index (`deadlines.rs`), so an
+//! event costs what it touches, not the size of the cluster. Because all follow-up work is derived from state rather
 //! than remembered as a to-do list, a lost branch of logic cannot leave a
 //! group stuck, and what-if is just a clone.
 //!
@@ -17,7 +21,9 @@
 //! read-only views in `views.rs`, and the states and records themselves in
 //! `state.rs`.
 
+mod affected;
 mod apply;
+mod deadlines;
 mod failure;
 mod placement;
 mod reconcile;
@@ -30,12 +36,14 @@ pub use snapshot::{EngineSnapshot, RestoreError, SNAPSHOT_FORMAT};
 pub use state::{GroupState, NodeStatus, ResourceState};
 pub use views::{GroupView, NodeView, ResourceView};
 
-use crate::config::{ClusterConfig, ConfigError, Failback};
+use crate::config::{ClusterConfig, ConfigError};
 use crate::event::{Action, Event};
 use crate::index::{GroupIx, NodeIx, ResourceIx, Table};
 use crate::model::{Model, compile};
 use crate::time::Millis;
-use state::{Goal, GroupRecord, NodeRecord, Recovery, ResourceRecord};
+use deadlines::Deadlines;
+use state::{GroupRecord, NodeRecord, Recovery, ResourceRecord};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// The group policy engine. Cheap to clone (the configuration is shared), which
@@ -47,6 +55,12 @@ pub struct Engine {
     groups: Table<GroupIx, GroupRecord>,
     resources: Table<ResourceIx, ResourceRecord>,
     now: Millis,
+    /// Each group's next deadline, sorted (kept only when not `full`).
+    deadlines: Deadlines,
+    /// The reference behaviour, for tests only: every event reconciles every
+    /// group and `next_deadline` scans them all
+    /// ([`Engine::reconciling_everything`]).
+    full: bool,
 }
 
 impl Engine {
@@ -58,9 +72,22 @@ impl Engine {
             nodes: Table::filled(NodeRecord::new(), model.nodes.len()),
             groups: Table::filled(GroupRecord::new(), model.groups.len()),
             resources: Table::filled(ResourceRecord::new(), model.resources.len()),
+            deadlines: Deadlines::new(model.groups.len()),
             model: Arc::new(model),
             now: Millis::ZERO,
+            full: false,
         })
+    }
+
+    /// This engine, made to reconcile every group on every event and to scan
+    /// every group for the next deadline, as it did before it reconciled only
+    /// what an event touches. For tests, which run both side by side and
+    /// require the same actions and deadlines; call it on a new or restored
+    /// engine.
+    #[doc(hidden)]
+    pub fn reconciling_everything(mut self) -> Engine {
+        self.full = true;
+        self
     }
 
     /// The configuration in force.
@@ -80,8 +107,18 @@ impl Engine {
     pub fn handle(&mut self, event: Event, now: Millis) -> Vec<Action> {
         self.now = self.now.max(now);
         let mut out = Vec::new();
+        if self.full {
+            self.apply(event, &mut out);
+            self.reconcile_all(&mut out);
+            return out;
+        }
+        let touched = self.touched_by(&event);
+        let active_before = self.singleton_activity(&touched);
         self.apply(event, &mut out);
-        self.reconcile(&mut out);
+        let mut dirty: BTreeSet<GroupIx> = touched.iter().copied().collect();
+        self.singleton_changes(&active_before, &mut dirty);
+        dirty.extend(self.deadlines.take_due(self.now));
+        self.reconcile_groups(dirty, &mut out);
         out
     }
 
@@ -96,40 +133,14 @@ impl Engine {
     /// Work that waits for a report instead (a restart waiting for dependents
     /// to go offline) happens when that report arrives.
     pub fn next_deadline(&self) -> Option<Millis> {
-        let now = self.now;
-        let mut best: Option<Millis> = None;
-        let mut consider = |t: Millis| {
-            if t > now && best.is_none_or(|b| t < b) {
-                best = Some(t);
-            }
-        };
-        for (group, record) in self.groups.iter_indexed() {
-            let group_model = &self.model.groups[group];
-            match &record.goal {
-                Goal::Online => {
-                    for &resource in &group_model.resources {
-                        match self.resources[resource].recovery {
-                            Recovery::RestartAt(t) | Recovery::RetryAt(t) => consider(t),
-                            Recovery::None => {}
-                        }
-                    }
-                    if let (Failback::Window { start_hour, .. }, Some(owner)) =
-                        (group_model.failback, record.owner)
-                        && record.failed_over
-                        && self.settled(group)
-                        && self.failback_target(group, owner).is_some()
-                        && !group_model.failback.allows(now)
-                    {
-                        consider(now.next_hour_start(start_hour));
-                    }
-                }
-                Goal::Failed {
-                    retry_at: Some(t), ..
-                } => consider(*t),
-                _ => {}
-            }
+        if self.full {
+            return self
+                .groups
+                .indices()
+                .filter_map(|group| self.group_deadline(group))
+                .min();
         }
-        best
+        self.deadlines.first()
     }
 
     // ----- helpers ---------------------------------------------------------

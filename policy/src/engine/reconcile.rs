@@ -1,18 +1,69 @@
 //! Reconciling: compare, group by group, what is with what is wanted, and
-//! emit the requests that move one towards the other.
+//! emit the requests that move one towards the other: every group
+//! (`reconcile_all`), or only those an event can have affected
+//! (`reconcile_groups`).
 
 use super::Engine;
 use super::state::{Goal, Recovery, ResourceState};
 use crate::event::{Action, MoveKind};
 use crate::index::{GroupIx, NodeIx, ResourceIx};
 use crate::time::Millis;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 impl Engine {
-    /// Emits what follows from the current state, until nothing changes.
-    /// Groups interact only through singletons (one going offline lets another
-    /// come online), hence the loop over all groups.
-    pub(super) fn reconcile(&mut self, out: &mut Vec<Action>) {
+    /// Reconciles `dirty` and whatever that changes, until nothing changes,
+    /// exactly as reconciling every group would (the same actions in the same
+    /// order): a group not reconciled is one on which a pass would do nothing.
+    ///
+    /// That holds because a group's step reads only its own records, its
+    /// nodes', the time, and, across groups, whether the cluster-singleton
+    /// peers of its resources are active (dependencies never cross groups).
+    /// After every event each group is at rest, so one needs a step only if
+    /// the event touched it, its deadline came, or a peer of one of its
+    /// singletons became active or inactive. The passes go in group order
+    /// like the full loop's: a group made dirty by a group before it in the
+    /// pass is stepped later in the same pass, one made dirty by a later
+    /// group in the next pass, as the full loop would see them. Every group
+    /// stepped has its deadline recomputed.
+    pub(super) fn reconcile_groups(&mut self, mut dirty: BTreeSet<GroupIx>, out: &mut Vec<Action>) {
+        let mut stepped = BTreeSet::new();
+        // As in `reconcile_all`: the bound only guards against a bug turning
+        // into a hang.
+        for _ in 0..64 {
+            let mut next = BTreeSet::new();
+            while let Some(group) = dirty.pop_first() {
+                stepped.insert(group);
+                let before = self.singleton_activity(&[group]);
+                if !self.reconcile_group(group, out) {
+                    continue;
+                }
+                next.insert(group);
+                let mut peers = BTreeSet::new();
+                self.singleton_changes(&before, &mut peers);
+                for peer in peers {
+                    if peer > group {
+                        dirty.insert(peer);
+                    } else {
+                        next.insert(peer);
+                    }
+                }
+            }
+            if next.is_empty() {
+                break;
+            }
+            dirty = next;
+        }
+        for group in stepped {
+            let at = self.group_deadline(group);
+            self.deadlines.set(group, at);
+        }
+    }
+
+    /// Emits what follows from the current state, until nothing changes,
+    /// reconciling every group on every pass: after a reconfiguration, and
+    /// the reference `reconcile_groups` is tested against.
+    pub(super) fn reconcile_all(&mut self, out: &mut Vec<Action>) {
         // Each pass that changes something moves a resource or a group one
         // step forward; a handful of passes always suffices. The bound only
         // guards against a bug turning into a hang.
@@ -22,8 +73,11 @@ impl Engine {
                 changed |= self.reconcile_group(group, out);
             }
             if !changed {
-                return;
+                break;
             }
+        }
+        if !self.full {
+            self.index_all_deadlines();
         }
     }
 

@@ -31,7 +31,7 @@ impl Engine {
         self.carry_over(model);
         self.now = self.now.max(now);
         let mut out = Vec::new();
-        self.reconcile(&mut out);
+        self.reconcile_all(&mut out);
         Ok(out)
     }
 

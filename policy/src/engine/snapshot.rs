@@ -16,6 +16,7 @@
 //! exactly as it does for a running engine.
 
 use super::Engine;
+use super::deadlines::Deadlines;
 use super::state::{Goal, GroupRecord, NodeRecord, Recovery, ResourceRecord};
 use crate::config::{ClusterConfig, ConfigError, GroupId, NodeId, ResourceId};
 use crate::event::MoveKind;
@@ -240,13 +241,17 @@ impl Engine {
             failed_reason: r.failed_reason,
         })
         .collect();
-        Ok(Engine {
+        let mut engine = Engine {
+            deadlines: Deadlines::new(model.groups.len()),
             model: Arc::new(model),
             nodes,
             groups,
             resources,
             now: snapshot.now,
-        })
+            full: false,
+        };
+        engine.index_all_deadlines();
+        Ok(engine)
     }
 }
 

@@ -1,0 +1,207 @@
+//! Start-up at scale: how long a real agent takes, with a warm compile
+//! cache, from its start until its admin API answers and until every one of
+//! N trivial resources is Online; and whether its event history holds every
+//! event of that start. Prints a markdown table.
+//!
+//! Each size runs the agent (the `warden` binary, as an operator starts it)
+//! once to warm the compile cache, stops it with SIGTERM, then starts it
+//! again on the same data directory and times that second start:
+//! - "API answers": the first `GET /v1/status` that returns 200, asked
+//!   every 10 ms from the moment the process is spawned;
+//! - "all Online": the moment the history holds a `state … to Online` line
+//!   for every resource of this start (read every 20 ms);
+//! - "history": the events this start wrote, and how many `history-lagged`
+//!   lines (events dropped) are among them.
+//!
+//! The resources are `chaos` ones (the test plugin: online at once, is-alive
+//! every 10 s, no looks-alive), each in a group of its own.
+//!
+//! Run: `cargo bench -p warden --bench startup` (release), or against the
+//! debug build, `cargo bench --profile dev -p warden --bench startup`.
+//! `WARDEN_BENCH_SIZES=100,1000` chooses the sizes (default 100, 1000,
+//! 5000); `WARDEN_BENCH_AGENT=/path/to/warden` times another build of the
+//! agent (an older one, for a before/after).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+const CHAOS: &str = env!("WARDEN_PLUGIN_CHAOS");
+const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+/// How long one start may take before the bench gives up on that size.
+const PATIENCE: Duration = Duration::from_secs(600);
+
+fn agent_binary() -> String {
+    std::env::var("WARDEN_BENCH_AGENT").unwrap_or_else(|_| env!("CARGO_BIN_EXE_warden").into())
+}
+
+fn free_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("its address")
+}
+
+/// A node configuration with `resources` chaos resources, each in a group
+/// of its own, and its API on `api`.
+fn write_config(dir: &Path, resources: usize, api: SocketAddr) {
+    let mut text = format!(
+        "[node]\nname = \"bench\"\ndata_dir = \"data\"\nplugins_dir = \"plugins\"\n\
+         [runtime]\nmax_instances = {}\n[api]\nlisten = \"{api}\"\ntoken_file = \"token\"\n",
+        resources + 64
+    );
+    for i in 0..resources {
+        text.push_str(&format!(
+            "[[resource]]\nname = \"r{i}\"\ntype = \"chaos\"\nis_alive_interval_ms = 10000\nlooks_alive_interval_ms = 0\n"
+        ));
+    }
+    std::fs::write(dir.join("node.toml"), text).expect("config");
+}
+
+fn spawn(dir: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("agent.log"))
+        .expect("agent log");
+    Command::new(agent_binary())
+        .args(["agent", "--config"])
+        .arg(dir.join("node.toml"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start the agent")
+}
+
+/// Whether `GET /v1/status` answers 200 now.
+fn status_answers(api: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&api, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+    let request = format!(
+        "GET /v1/status HTTP/1.1\r\nHost: {api}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+    );
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
+}
+
+/// The history's lines from byte `from` on.
+fn history_since(dir: &Path, from: usize) -> String {
+    let bytes = std::fs::read(dir.join("data/events.jsonl")).unwrap_or_default();
+    String::from_utf8_lossy(bytes.get(from..).unwrap_or_default()).into_owned()
+}
+
+fn history_len(dir: &Path) -> usize {
+    std::fs::metadata(dir.join("data/events.jsonl")).map_or(0, |m| m.len() as usize)
+}
+
+fn online_count(history: &str) -> usize {
+    history
+        .lines()
+        .filter(|line| line.contains("\"event\":\"state\"") && line.contains("\"to\":\"Online\""))
+        .count()
+}
+
+fn stop(mut child: Child) {
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+struct Row {
+    api: Duration,
+    online: Duration,
+    events: usize,
+    lagged: usize,
+}
+
+/// One start, timed: until the API answers and until every resource is
+/// Online. `None` if it took longer than [`PATIENCE`].
+fn timed_start(dir: &Path, resources: usize, api: SocketAddr) -> Option<Row> {
+    let before = history_len(dir);
+    let started = Instant::now();
+    let child = spawn(dir);
+    let mut answered = None;
+    let mut online = None;
+    let mut last_read = Instant::now();
+    while started.elapsed() < PATIENCE && (answered.is_none() || online.is_none()) {
+        if answered.is_none() && status_answers(api) {
+            answered = Some(started.elapsed());
+        }
+        if online.is_none() && last_read.elapsed() >= Duration::from_millis(20) {
+            last_read = Instant::now();
+            if online_count(&history_since(dir, before)) >= resources {
+                online = Some(started.elapsed());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    stop(child);
+    let history = history_since(dir, before);
+    Some(Row {
+        api: answered?,
+        online: online?,
+        events: history.lines().count(),
+        lagged: history
+            .lines()
+            .filter(|line| line.contains("history-lagged"))
+            .map(|line| {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .ok()
+                    .and_then(|v| v["missed"].as_u64())
+                    .unwrap_or(1) as usize
+            })
+            .sum(),
+    })
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn main() {
+    let sizes: Vec<usize> = std::env::var("WARDEN_BENCH_SIZES")
+        .ok()
+        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![100, 1000, 5000]);
+    eprintln!("agent: {}", agent_binary());
+    println!("| resources | API answers | all Online | events recorded | events missed |");
+    println!("|---:|---:|---:|---:|---:|");
+    for resources in sizes {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("plugins")).expect("plugins dir");
+        std::fs::copy(CHAOS, dir.path().join("plugins/chaos.wasm")).expect("copy chaos");
+        warden::config::write_token_file(&dir.path().join("token"), TOKEN).expect("token");
+        let api = free_port();
+        write_config(dir.path(), resources, api);
+        // The first start fills the compile cache; only the second counts.
+        if timed_start(dir.path(), resources, api).is_none() {
+            println!("| {resources} | over {} | | | |", secs(PATIENCE));
+            continue;
+        }
+        match timed_start(dir.path(), resources, api) {
+            Some(row) => println!(
+                "| {resources} | {} | {} | {} | {} |",
+                secs(row.api),
+                secs(row.online),
+                row.events,
+                row.lagged
+            ),
+            None => println!("| {resources} | over {} | | | |", secs(PATIENCE)),
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Where a resource's events and the policy's decisions go: a broadcast for
+//! whoever listens live (metrics, the agent's subscribers), which a slow
+//! listener may fall behind on, and the record, which loses nothing.
+//!
+//! The record is the event history's queue (`history.rs`). It used to be
+//! one more broadcast subscriber, and under load (10 000 resources starting)
+//! it fell behind the broadcast's buffer and wrote "history-lagged" lines in
+//! place of 173 898 events. Now every non-routine event is queued for it on
+//! a channel that never drops; the publishers (the node loop, which must
+//! never wait, and the actors, from synchronous code) cannot wait either,
+//! so the queue is not bounded by blocking them but kept short by the
+//! writer, which takes everything queued at once and writes it in one
+//! write. Routine events (passing checks) are not recorded, so the queue
+//! grows only with real changes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{broadcast, mpsc};
+
+use super::Event;
+
+/// How many events a slow live subscriber may fall behind before it misses
+/// some (the record misses none).
+const LIVE_BUFFER: usize = 16 * 1024;
+
+/// The sending side, cloned into every actor.
+#[derive(Clone)]
+pub struct EventBus {
+    live: broadcast::Sender<Event>,
+    record: mpsc::UnboundedSender<Event>,
+    /// How many events were queued for the record, for shutdown to wait
+    /// until the writer has taken them all (`Record::taken`).
+    queued: Arc<AtomicU64>,
+}
+
+/// The receiving side of the record: the history writer's.
+pub struct Record {
+    pub events: mpsc::UnboundedReceiver<Event>,
+    pub queued: Arc<AtomicU64>,
+}
+
+impl EventBus {
+    /// A bus and its record's receiving side.
+    pub fn new() -> (EventBus, Record) {
+        let (live, _) = broadcast::channel(LIVE_BUFFER);
+        let (record, events) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicU64::new(0));
+        let bus = EventBus {
+            live,
+            record,
+            queued: queued.clone(),
+        };
+        (bus, Record { events, queued })
+    }
+
+    /// Publishes `event`: queued for the record unless routine, and sent to
+    /// the live subscribers (none is not an error: events are for whoever
+    /// listens).
+    pub fn send(&self, event: Event) {
+        if !event.is_routine() {
+            // Counted first, so a waiter never sees the writer ahead of it.
+            self.queued.fetch_add(1, Ordering::SeqCst);
+            if self.record.send(event.clone()).is_err() {
+                // The writer is gone (the agent is stopping): nothing to wait for.
+                self.queued.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let _ = self.live.send(event);
+    }
+
+    /// Every event from now on, routine ones included, for as long as the
+    /// subscriber keeps up.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.live.subscribe()
+    }
+}
