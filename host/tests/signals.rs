@@ -79,31 +79,30 @@ struct Trial {
     second: Option<Duration>,
 }
 
-/// One agent's directory, ports and tag, reused trial after trial (its
-/// compile cache warm after the first).
+/// One agent's directory and tag, reused trial after trial (its compile
+/// cache warm after the first).
 struct Slot {
     dir: PathBuf,
     tag: String,
-    ports: [std::net::SocketAddr; 2],
 }
 
 impl Slot {
     fn new(base: &Path, tag: String) -> Slot {
         let dir = base.join(&tag);
         std::fs::create_dir_all(&dir).expect("slot dir");
-        Slot {
-            dir,
-            tag,
-            ports: [common::free_port(), common::free_port()],
-        }
+        Slot { dir, tag }
     }
 
     /// A node whose group runs two demo services marked with the slot's
-    /// tag, so that the test finds them, each recording its start.
+    /// tag, so that the test finds them, each recording its start. Their
+    /// ports are chosen afresh for each trial, below the ephemeral range
+    /// (see `common::service_ports`): a port the services cannot bind fails
+    /// the group, which would pass for the agent's fault.
     fn write_config(&self, on_shutdown: OnShutdown) -> PathBuf {
+        let ports = common::service_ports::<2>();
         let mut resources = String::new();
         for (i, (name, depends)) in RESOURCES.iter().zip(["[\"back\"]", "[]"]).enumerate() {
-            let (tag, addr) = (&self.tag, self.ports[i]);
+            let (tag, addr) = (&self.tag, ports[i]);
             let record = self.records().display().to_string();
             resources.push_str(&format!(
                 r#"
@@ -135,6 +134,15 @@ properties = {{ program = "{WARDEN}", args = "demo-service --name {tag}-{name} -
     /// What its agents logged, every run so far.
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+    }
+
+    /// What each resource's service wrote (`service.log`), every run so
+    /// far: why a service did not stay up.
+    fn service_logs(&self) -> [String; 2] {
+        RESOURCES.map(|name| {
+            let log = self.dir.join("data/private").join(name).join("service.log");
+            std::fs::read_to_string(log).unwrap_or_default()
+        })
     }
 
     fn records(&self) -> PathBuf {
@@ -458,12 +466,23 @@ fn signal_at_any_moment(which: Signal, on_shutdown: OnShutdown) {
                     let mut failures = Vec::new();
                     for trial in mine {
                         let log_before = slot.log().len();
+                        let services_before = slot.service_logs().map(|l| l.len());
                         if let Err(err) = run_trial(&slot, which, on_shutdown, trial) {
                             let log = slot.log();
+                            let services: Vec<String> = RESOURCES
+                                .iter()
+                                .zip(slot.service_logs())
+                                .zip(services_before)
+                                .map(|((name, text), from)| {
+                                    format!("{name}: {}", text.get(from..).unwrap_or_default())
+                                })
+                                .collect();
                             failures.push(format!(
-                                "trial {trial:?} on {}: {err}\nits agents' log:\n{}",
+                                "trial {trial:?} on {}: {err}\nits agents' log:\n{}\n\
+                                 its services' logs:\n{}",
                                 slot.tag,
-                                log.get(log_before..).unwrap_or_default()
+                                log.get(log_before..).unwrap_or_default(),
+                                services.join("\n")
                             ));
                             // Leave the next trial a clean slate.
                             for (_, pid) in slot.services() {
