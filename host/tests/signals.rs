@@ -87,9 +87,18 @@ struct Slot {
 }
 
 impl Slot {
+    /// A slot whose compile cache holds the built-in plugins already (see
+    /// [`compiled_plugins`]).
     fn new(base: &Path, tag: String) -> Slot {
         let dir = base.join(&tag);
-        std::fs::create_dir_all(&dir).expect("slot dir");
+        let cache = dir.join("data/compiled");
+        std::fs::create_dir_all(&cache).expect("slot dir");
+        for artifact in std::fs::read_dir(compiled_plugins()).expect("compiled plugins") {
+            let artifact = artifact.expect("compiled plugin").path();
+            if let Some(name) = artifact.file_name() {
+                std::fs::copy(&artifact, cache.join(name)).expect("copy a compiled plugin");
+            }
+        }
         Slot { dir, tag }
     }
 
@@ -215,6 +224,28 @@ properties = {{ program = "{WARDEN}", args = "demo-service --name {tag}-{name} -
         }
         command.spawn().expect("start the agent")
     }
+}
+
+/// The built-in plugins, compiled once for every slot of every test in
+/// this binary (an agent's compile cache, kept in cargo's target directory
+/// between runs). A slot whose first agent is stopped by a signal before it
+/// listened, which is before it compiled anything, would otherwise have its
+/// adopting agent compile them all from nothing, while the other slots'
+/// agents do the same: on a loaded 2-core machine that can outlast the
+/// minute the test gives it to bring the group online.
+fn compiled_plugins() -> &'static Path {
+    static COMPILED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    COMPILED.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("signals-plugins");
+        std::fs::create_dir_all(&dir).expect("compile cache dir");
+        // Started once the plugins are loaded (its API answers), so compiled.
+        common::agent_process::AgentProcess::start(
+            &dir,
+            "[node]\nname = \"n\"\ndata_dir = \"data\"\n",
+        )
+        .stop();
+        dir.join("data/compiled")
+    })
 }
 
 /// Whether `pid` still ignores `which` (its `SigIgn` mask).
