@@ -9,6 +9,9 @@
 //!   service it had started still runs, and the next agent adopts each one
 //!   (same pid, no second start) instead of starting another.
 //!
+//! One test makes certain the moment the trials hit only by chance: a stop
+//! while a service has started but its resource is still OnlinePending.
+//!
 //! The agent is started with SIGINT ignored, as a shell starts a background
 //! job, which is where a signal that came before the agent listened was
 //! lost. A SIGINT sent before the agent's `main` has reset that disposition
@@ -39,6 +42,14 @@ const RESOURCES: [&str; 2] = ["front", "back"];
 const FIRST_WITHIN_MS: u64 = 3000;
 /// The window a second signal falls in, after the first.
 const SECOND_WITHIN_MS: u64 = 400;
+/// How long a service takes to come online (`startup-ms`, which the
+/// process type waits after its start before it says Online).
+const STARTUP_MS: u64 = 100;
+/// `back`'s `startup-ms` where a stop must land while it comes online: it
+/// stays OnlinePending, its service running, long enough for the test to
+/// stop the agent then. The next agent, which reads the resources from the
+/// store, takes as long again to bring it online.
+const SLOW_STARTUP_MS: u64 = 10_000;
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -80,30 +91,48 @@ struct Trial {
 }
 
 /// One agent's directory, ports and tag, reused trial after trial (its
-/// compile cache warm after the first).
+/// store keeps the resources, ports included, of its first trial).
 struct Slot {
     dir: PathBuf,
     tag: String,
+    /// Below the ephemeral range (see `common::service_ports`): a port the
+    /// services cannot bind fails the group, which would pass for the
+    /// agent's fault.
     ports: [std::net::SocketAddr; 2],
 }
 
 impl Slot {
+    /// A slot whose compile cache holds the built-in plugins already (see
+    /// [`compiled_plugins`]).
     fn new(base: &Path, tag: String) -> Slot {
         let dir = base.join(&tag);
-        std::fs::create_dir_all(&dir).expect("slot dir");
+        let cache = dir.join("data/compiled");
+        std::fs::create_dir_all(&cache).expect("slot dir");
+        for artifact in std::fs::read_dir(compiled_plugins()).expect("compiled plugins") {
+            let artifact = artifact.expect("compiled plugin").path();
+            if let Some(name) = artifact.file_name() {
+                std::fs::copy(&artifact, cache.join(name)).expect("copy a compiled plugin");
+            }
+        }
         Slot {
             dir,
             tag,
-            ports: [common::free_port(), common::free_port()],
+            ports: common::service_ports::<2>(),
         }
     }
 
     /// A node whose group runs two demo services marked with the slot's
-    /// tag, so that the test finds them, each recording its start.
-    fn write_config(&self, on_shutdown: OnShutdown) -> PathBuf {
+    /// tag, so that the test finds them, each recording its start; `back`
+    /// takes `back_startup_ms` to come online.
+    fn write_config(&self, on_shutdown: OnShutdown, back_startup_ms: u64) -> PathBuf {
         let mut resources = String::new();
         for (i, (name, depends)) in RESOURCES.iter().zip(["[\"back\"]", "[]"]).enumerate() {
             let (tag, addr) = (&self.tag, self.ports[i]);
+            let startup = if *name == "back" {
+                back_startup_ms
+            } else {
+                STARTUP_MS
+            };
             let record = self.records().display().to_string();
             resources.push_str(&format!(
                 r#"
@@ -112,7 +141,7 @@ name = "{name}"
 type = "process"
 group = "demo"
 depends_on = {depends}
-properties = {{ program = "{WARDEN}", args = "demo-service --name {tag}-{name} --listen {addr} --record {record}", startup-ms = 100 }}
+properties = {{ program = "{WARDEN}", args = "demo-service --name {tag}-{name} --listen {addr} --record {record}", startup-ms = {startup} }}
 "#
             ));
         }
@@ -135,6 +164,15 @@ properties = {{ program = "{WARDEN}", args = "demo-service --name {tag}-{name} -
     /// What its agents logged, every run so far.
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+    }
+
+    /// What each resource's service wrote (`service.log`), every run so
+    /// far: why a service did not stay up.
+    fn service_logs(&self) -> [String; 2] {
+        RESOURCES.map(|name| {
+            let log = self.dir.join("data/private").join(name).join("service.log");
+            std::fs::read_to_string(log).unwrap_or_default()
+        })
     }
 
     fn records(&self) -> PathBuf {
@@ -209,6 +247,28 @@ properties = {{ program = "{WARDEN}", args = "demo-service --name {tag}-{name} -
     }
 }
 
+/// The built-in plugins, compiled once for every slot of every test in
+/// this binary (an agent's compile cache, kept in cargo's target directory
+/// between runs). A slot whose first agent is stopped by a signal before it
+/// listened, which is before it compiled anything, would otherwise have its
+/// adopting agent compile them all from nothing, while the other slots'
+/// agents do the same: on a loaded 2-core machine that can outlast the
+/// minute the test gives it to bring the group online.
+fn compiled_plugins() -> &'static Path {
+    static COMPILED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    COMPILED.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("signals-plugins");
+        std::fs::create_dir_all(&dir).expect("compile cache dir");
+        // Started once the plugins are loaded (its API answers), so compiled.
+        common::agent_process::AgentProcess::start(
+            &dir,
+            "[node]\nname = \"n\"\ndata_dir = \"data\"\n",
+        )
+        .stop();
+        dir.join("data/compiled")
+    })
+}
+
 /// Whether `pid` still ignores `which` (its `SigIgn` mask).
 fn ignores(pid: u32, which: Signal) -> bool {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -272,7 +332,7 @@ fn run_trial(
     on_shutdown: OnShutdown,
     trial: Trial,
 ) -> Result<(), String> {
-    let config = slot.write_config(on_shutdown);
+    let config = slot.write_config(on_shutdown, STARTUP_MS);
     let history_before = slot.history().len();
     let starts_before = slot.recorded_starts().len();
     let started = Instant::now();
@@ -458,12 +518,23 @@ fn signal_at_any_moment(which: Signal, on_shutdown: OnShutdown) {
                     let mut failures = Vec::new();
                     for trial in mine {
                         let log_before = slot.log().len();
+                        let services_before = slot.service_logs().map(|l| l.len());
                         if let Err(err) = run_trial(&slot, which, on_shutdown, trial) {
                             let log = slot.log();
+                            let services: Vec<String> = RESOURCES
+                                .iter()
+                                .zip(slot.service_logs())
+                                .zip(services_before)
+                                .map(|((name, text), from)| {
+                                    format!("{name}: {}", text.get(from..).unwrap_or_default())
+                                })
+                                .collect();
                             failures.push(format!(
-                                "trial {trial:?} on {}: {err}\nits agents' log:\n{}",
+                                "trial {trial:?} on {}: {err}\nits agents' log:\n{}\n\
+                                 its services' logs:\n{}",
                                 slot.tag,
-                                log.get(log_before..).unwrap_or_default()
+                                log.get(log_before..).unwrap_or_default(),
+                                services.join("\n")
                             ));
                             // Leave the next trial a clean slate.
                             for (_, pid) in slot.services() {
@@ -510,4 +581,44 @@ fn one_sigint_at_any_moment_with_leave_running_leaves_what_runs_for_adoption() {
 #[test]
 fn one_sigterm_at_any_moment_with_leave_running_leaves_what_runs_for_adoption() {
     signal_at_any_moment(Signal::SIGTERM, OnShutdown::LeaveRunning);
+}
+
+/// The moment the trials only hit by chance, made certain: the stop lands
+/// while `back` is OnlinePending, its service started and the process
+/// type's `online` call still waiting (`startup-ms`). That service is left
+/// running, and the next agent adopts it and brings the group online.
+#[test]
+fn a_leave_running_stop_while_a_service_comes_online_leaves_it_for_adoption() {
+    let base = tempfile::tempdir().expect("tempdir");
+    let slot = Slot::new(base.path(), format!("sigpending{}", std::process::id()));
+    let config = slot.write_config(OnShutdown::LeaveRunning, SLOW_STARTUP_MS);
+    let mut agent = slot.start(&config);
+    let started = common::wait_until("back's service started", Duration::from_secs(60), || {
+        let starts = slot.recorded_starts();
+        let pending = slot
+            .history()
+            .iter()
+            .any(|e| e["resource"] == "back" && e["to"] == "OnlinePending");
+        (pending && !starts.is_empty()).then_some(starts)
+    });
+    assert!(
+        !slot.history().iter().any(|e| e["to"] == "Online"),
+        "back came online before the stop: {:?}",
+        slot.history()
+    );
+    kill(Pid::from_raw(agent.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    let status = wait_exit(&mut agent, Duration::from_secs(60)).expect("the agent stops");
+    assert!(
+        status.success(),
+        "the agent exited with {status}; its log:\n{}",
+        slot.log()
+    );
+    let left = slot.services();
+    assert_eq!(
+        left, started,
+        "the service that was coming online is left, alone"
+    );
+    if let Err(why) = check_left_and_adopted(&slot, &config, &left, &started) {
+        panic!("{why}\nits agents' log:\n{}", slot.log());
+    }
 }
