@@ -1013,6 +1013,41 @@ fn a_node_joins_a_log_of_100_000_entries_from_its_snapshot_and_the_log_stays_bou
     );
 }
 
+/// The log's head now.
+async fn log_head(etcd: &warden::cluster::etcd::Etcd, keys: &warden::cluster::Keys) -> u64 {
+    let (_, mut client) = etcd.preferred();
+    let answer = client.get(keys.log_head(), None).await.expect("reads");
+    answer
+        .kvs()
+        .first()
+        .and_then(|kv| kv.value_str().ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The number of the first entry still in the log (0 when none is).
+async fn first_entry(etcd: &warden::cluster::etcd::Etcd, keys: &warden::cluster::Keys) -> u64 {
+    let (_, mut client) = etcd.preferred();
+    let options = etcd_client::GetOptions::new()
+        .with_range(keys.log_end())
+        .with_limit(1)
+        .with_keys_only();
+    let answer = client
+        .get(keys.log_prefix(), Some(options))
+        .await
+        .expect("reads");
+    answer
+        .kvs()
+        .first()
+        .and_then(|kv| {
+            kv.key_str()
+                .ok()?
+                .strip_prefix(&keys.log_prefix())?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
 /// Whether agent `i` holds a member key (a lease) now.
 async fn is_member(
     etcd: &warden::cluster::etcd::Etcd,
@@ -1051,33 +1086,25 @@ fn a_node_cut_off_while_the_log_was_compacted_past_it_stays_out_until_restarted(
     // once its lease is gone, the others compact the log past what it has
     // read.
     cluster.proxies[2].cut();
-    let frozen_at = runtime.block_on(progress_of(&etcd, &keys, "n3"));
+    // n3 cannot have read past the head as it is now.
+    let cut_at = runtime.block_on(log_head(&etcd, &keys));
     wait_until(
         "n3's lease to expire",
         Duration::from_secs(4 * LEASE_TTL_S),
         || (!runtime.block_on(is_member(&etcd, &keys, "n3"))).then_some(()),
     );
-    runtime.block_on(append_ticks(&etcd, &keys, 3 * SNAPSHOT_EVERY, "n2"));
-    wait_until("the log to be compacted past n3", MINUTE, || {
-        let first = runtime.block_on(async {
-            let (_, mut client) = etcd.preferred();
-            let options = etcd_client::GetOptions::new()
-                .with_range(keys.log_end())
-                .with_limit(1)
-                .with_keys_only();
-            let answer = client
-                .get(keys.log_prefix(), Some(options))
-                .await
-                .expect("reads");
-            answer
-                .kvs()
-                .first()
-                .map(|kv| kv.key_str().expect("text").to_string())
-        });
-        first
-            .filter(|key| *key > keys.entry(frozen_at + 1))
-            .map(drop)
-    });
+    // Compaction waits for n1 and n2 to have read each interval, and comes
+    // with the next snapshot: append intervals until it has passed n3.
+    let mut intervals = 0;
+    while runtime.block_on(first_entry(&etcd, &keys)) <= cut_at + 1 {
+        assert!(
+            intervals < 10,
+            "the log was not compacted past entry {cut_at}"
+        );
+        runtime.block_on(append_ticks(&etcd, &keys, SNAPSHOT_EVERY, "n2"));
+        std::thread::sleep(Duration::from_secs(3));
+        intervals += 1;
+    }
 
     // Back, n3 finds the entries it needs gone: it stops, says why, and
     // stays out of the cluster (no lease, so nothing is placed on it).

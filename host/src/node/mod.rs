@@ -380,10 +380,37 @@ impl Node {
             commands,
             task: Arc::new(std::sync::Mutex::new(Some(tokio::spawn(driver.run())))),
         };
-        for group in online {
-            node.operate(Operation::GroupOnline(group)).await?;
-        }
+        node.ask_online_in_order(online)?;
         Ok((node, events))
+    }
+
+    /// Ask the loop for each group online, in order, without waiting for
+    /// the answers: the API serves (and the node answers `status`) while a
+    /// large configuration comes online. A refusal is logged and recorded
+    /// by the loop like any other; it does not stop the agent.
+    fn ask_online_in_order(&self, groups: Vec<String>) -> Result<()> {
+        let mut answers = Vec::with_capacity(groups.len());
+        for group in groups {
+            let (reply, answer) = oneshot::channel();
+            let operation = Operation::GroupOnline(group.clone());
+            self.commands
+                .send(Command::Operate { operation, reply })
+                .map_err(|_| anyhow!("the node's loop ended while it was starting"))?;
+            answers.push((group, answer));
+        }
+        tokio::spawn(async move {
+            for (group, answer) in answers {
+                match answer.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(err)) => {
+                        tracing::error!(group, "bringing the group online at start: {err:#}")
+                    }
+                    // The loop ended (the agent is stopping).
+                    Err(_) => return,
+                }
+            }
+        });
+        Ok(())
     }
 
     async fn request<T>(
