@@ -1,7 +1,22 @@
 //! The node's side of a cluster: the log's entries applied in order,
 //! ownership keys, fencing.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tokio::sync::{mpsc, watch};
+use warden_policy::{Engine, Event as PolicyEvent, Millis};
+
+use crate::cluster::checkpoints::EtcdCheckpoints;
+use crate::cluster::{ClusterLink, Joined, LinkMessage, LogEntry, LogEvent};
+use crate::config::ResourceConfig;
+use crate::desired::Desired;
+use crate::monitor::Monitor;
+
+use super::config_change::{Unvalidated, prepare_unvalidated};
+use super::driver::{Driver, policy_event};
+use super::{Command, NodeSettings, new_engine};
 use crate::cluster::snapshot::{self, LogSnapshot};
 
 /// The node's side of a cluster (see `crate::cluster`).

@@ -1,7 +1,22 @@
 //! Changes to the configuration: checked off the loop, by the engine,
 //! saved, then applied.
 
-use super::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Result, anyhow, bail};
+use tokio::sync::{mpsc, oneshot, watch};
+use warden_policy::Event as PolicyEvent;
+
+use crate::cluster::ClusterLink;
+use crate::components::ComponentStates;
+use crate::config::ResourceConfig;
+use crate::desired::Desired;
+use crate::monitor::{Monitor, ResourceSpec};
+use crate::runtime::{Plugin, ResourceDirs};
+
+use super::driver::{Driver, QueuedChange, now};
+use super::{Change, Command, NodeSettings, conflict, not_found, unavailable};
 
 /// How long a configuration change made through this node waits to come
 /// back through the cluster's log before the answer says it has not yet.

@@ -1,7 +1,28 @@
 //! The node's loop: one task that owns the engine, the monitor, the
 //! configuration and the store.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Result;
+use tokio::sync::{mpsc, oneshot};
+use warden_policy::{Action, Engine, Event as PolicyEvent, Millis};
+
+use crate::components::{
+    Component, ComponentStates, Consequence, Requester, State as ComponentState,
+};
+use crate::desired::Desired;
+use crate::monitor::{Event, EventKind, Monitor, ResourceHandle, ResourceState, StateChange};
+use crate::plugin_versions;
+use crate::runtime::Plugin;
+use crate::store::Store;
+
+use super::config_change::{Checked, unavailable_type};
+use super::operate::Operated;
+use super::sequencing::{Sequencing, link_message};
+use super::versions::AfterSwap;
+use super::{Change, Command, NodeSettings, SHUTDOWN_LIMIT, conflict, not_found, unavailable};
 
 pub(super) struct Driver {
     pub(super) settings: NodeSettings,

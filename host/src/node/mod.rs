@@ -29,27 +29,19 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use serde::Serialize;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use warden_policy::{Action, Engine, Event as PolicyEvent, Millis};
+use warden_policy::{Action, Engine, Event as PolicyEvent};
 
-use crate::cluster::checkpoints::EtcdCheckpoints;
-use crate::cluster::{ClusterLink, Joined, LinkMessage, LogEntry, LogEvent};
-use crate::components::{
-    Component, ComponentStates, ComponentView, Consequence, Requester, State as ComponentState,
-};
+use crate::cluster::Joined;
+use crate::components::{Component, ComponentView, Requester, State as ComponentState};
 use crate::config::{GroupConfig, ResourceConfig};
 use crate::desired::Desired;
-use crate::monitor::{
-    Event, EventKind, Monitor, ResourceHandle, ResourceSpec, ResourceState, StateChange,
-    SwapFailure,
-};
-use crate::plugin_versions;
-use crate::runtime::{CheckpointStore, Grants, Plugin, ResourceDirs};
+use crate::monitor::{Event, Monitor, ResourceHandle};
+use crate::runtime::{CheckpointStore, Grants, Plugin};
 use crate::store::Store;
 
 mod cluster;
@@ -62,10 +54,9 @@ mod versions;
 
 use cluster::ClusterState;
 pub(crate) use config_change::spec_of;
-use config_change::{Checked, Unvalidated, prepare, prepare_unvalidated, unavailable_type};
-use driver::{Driver, QueuedChange, now, policy_event};
-use operate::Operated;
-use sequencing::{Sequencing, link_message};
+use config_change::{Checked, prepare, unavailable_type};
+use driver::Driver;
+use sequencing::Sequencing;
 pub use status::{GroupStatus, ResourceStatusView, Status};
 pub use versions::VersionView;
 use versions::{AfterSwap, SwapOutcome};

@@ -1,7 +1,13 @@
 //! What an operator asks of the running node (online, offline, move,
 //! pause, drain, ...).
 
-use super::*;
+use anyhow::Result;
+use warden_policy::{Action, Event as PolicyEvent};
+
+use crate::cluster::ClusterLink;
+
+use super::driver::{Driver, now};
+use super::{Operation, conflict, not_found};
 
 /// What an operator's request came to on the loop.
 pub(super) enum Operated {

@@ -15,7 +15,16 @@
 //!   the cluster's timekeeper (the first node up, in the cluster's order),
 //!   the others only if its `Tick` has not come [`TICK_GRACE`] later.
 
-use super::*;
+use std::time::Duration;
+
+use anyhow::Result;
+use warden_policy::{Engine, Event as PolicyEvent, Millis};
+
+use crate::cluster::{ClusterLink, LinkMessage};
+
+use super::cluster::ClusterState;
+use super::conflict;
+use super::driver::now;
 
 /// How long a node other than the timekeeper waits past a deadline for
 /// the timekeeper's `Tick` before it appends one itself: a frozen or cut

@@ -1,6 +1,10 @@
 //! The node as an operator sees it.
 
-use super::*;
+use serde::Serialize;
+
+use crate::monitor::ResourceState;
+
+use super::driver::Driver;
 
 /// The node as an operator sees it (the crm_mon view).
 #[derive(Debug, Clone, Serialize)]

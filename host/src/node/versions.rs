@@ -1,6 +1,19 @@
 //! Versions of a type: install, hot swap, roll back, pin.
 
-use super::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use crate::monitor::{ResourceHandle, ResourceSpec, SwapFailure};
+use crate::plugin_versions;
+use crate::runtime::Plugin;
+
+use super::config_change::spec_of;
+use super::driver::{Driver, now};
+use super::{Command, conflict, not_found};
 
 /// How long a swap waits for a resource busy with something else (a long
 /// online) before it gives up and rolls back.
