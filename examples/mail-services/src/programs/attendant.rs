@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::args::{self, Args, Spec};
 use crate::http::{self, Request, RequestError, Response};
-use crate::{lineio, log, server, signals};
+use crate::{lineio, log, server};
 
 const USAGE: &str = "\
 usage: mail-attendant --server NAME --listen ADDR [--watch NAME=ADDR,NAME=ADDR,...]
@@ -62,17 +62,8 @@ pub fn main(argv: impl IntoIterator<Item = String>) {
     let listen = args.need_addr("--listen");
     let watched =
         parse_watch(args.value("--watch").unwrap_or("")).unwrap_or_else(|why| args.fail(&why));
-    let listener = std::net::TcpListener::bind(listen).unwrap_or_else(|e| {
-        log!("cannot listen on {listen}: {e}");
-        process::exit(1)
-    });
-    if let Err(e) = signals::on_terminate(|sig| {
-        log!("stopping ({sig})");
-        process::exit(0)
-    }) {
-        log!("cannot install signal handlers: {e}");
-        process::exit(1);
-    }
+    let listener = super::listen_or_exit(listen);
+    super::exit_on_terminate();
     let local = listener.local_addr().map_or(listen, |a| a);
     log!(
         "listening on {local}, system attendant of {server}, watching {} services",

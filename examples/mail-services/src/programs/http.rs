@@ -3,13 +3,12 @@
 
 use std::io::{BufReader, BufWriter};
 use std::net::{SocketAddr, TcpStream};
-use std::process;
 use std::time::Duration;
 
 use crate::args::{Args, Spec};
 use crate::http::{self, Request, RequestError, Response};
 use crate::store_client::{ClientError, StoreClient};
-use crate::{lineio, log, mailbox, server, signals};
+use crate::{lineio, log, mailbox, server};
 
 const USAGE: &str = "\
 usage: mail-http --listen ADDR --store ADDR
@@ -29,17 +28,8 @@ pub fn main(argv: impl IntoIterator<Item = String>) {
     let args = Args::from_iter_or_exit(&SPEC, argv);
     let listen = args.need_addr("--listen");
     let store = args.need_addr("--store");
-    let listener = std::net::TcpListener::bind(listen).unwrap_or_else(|e| {
-        log!("cannot listen on {listen}: {e}");
-        process::exit(1)
-    });
-    if let Err(e) = signals::on_terminate(|sig| {
-        log!("stopping ({sig})");
-        process::exit(0)
-    }) {
-        log!("cannot install signal handlers: {e}");
-        process::exit(1);
-    }
+    let listener = super::listen_or_exit(listen);
+    super::exit_on_terminate();
     let local = listener.local_addr().map_or(listen, |a| a);
     log!("listening on {local}, reading from {store}");
     let client = StoreClient::new(store, Duration::from_secs(5));

@@ -91,10 +91,7 @@ pub fn main(argv: impl IntoIterator<Item = String>) {
             Index::default()
         }
     };
-    let listener = std::net::TcpListener::bind(listen).unwrap_or_else(|e| {
-        log!("cannot listen on {listen}: {e}");
-        process::exit(1)
-    });
+    let listener = super::listen_or_exit(listen);
     let state = Arc::new(State {
         index: RwLock::new(index),
         dir,

@@ -10,10 +10,10 @@ use std::thread;
 use std::time::Duration;
 
 use crate::args::{Args, Spec};
+use crate::log;
 use crate::queue::Queue;
 use crate::smtp::{self, Config, Deliver, DeliveryError, Envelope};
 use crate::store_client::{ClientError, StoreClient};
-use crate::{log, signals};
 
 const USAGE: &str = "\
 usage: mail-mta --listen ADDR --store ADDR --data DIR [--hostname NAME] [--retry-ms N]
@@ -90,18 +90,9 @@ pub fn main(argv: impl IntoIterator<Item = String>) {
         log!("cannot open the queue in {}: {e}", data.display());
         process::exit(1)
     }));
-    let listener = std::net::TcpListener::bind(listen).unwrap_or_else(|e| {
-        log!("cannot listen on {listen}: {e}");
-        process::exit(1)
-    });
-    if let Err(e) = signals::on_terminate(|sig| {
-        // Everything acknowledged is already durable in the queue.
-        log!("stopping ({sig})");
-        process::exit(0)
-    }) {
-        log!("cannot install signal handlers: {e}");
-        process::exit(1);
-    }
+    let listener = super::listen_or_exit(listen);
+    // Everything acknowledged is already durable in the queue.
+    super::exit_on_terminate();
     let waiting = queue.pending().map_or(0, |p| p.len());
     let local = listener.local_addr().map_or(listen, |a| a);
     log!("listening on {local} as {hostname}, delivering to {store}, {waiting} queued");

@@ -1,14 +1,13 @@
 //! mail-smtp: the SMTP instance. Accepts mail over SMTP and writes each
 //! message through to the store (one PUT per recipient) before saying 250.
 
-use std::process;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::args::{Args, Spec};
+use crate::log;
 use crate::smtp::{self, Config, Deliver, DeliveryError, Envelope};
 use crate::store_client::{ClientError, StoreClient};
-use crate::{log, signals};
 
 const USAGE: &str = "\
 usage: mail-smtp --listen ADDR --store ADDR [--hostname NAME]
@@ -51,17 +50,8 @@ pub fn main(argv: impl IntoIterator<Item = String>) {
     let listen = args.need_addr("--listen");
     let store = args.need_addr("--store");
     let hostname = args.hostname("--hostname");
-    let listener = std::net::TcpListener::bind(listen).unwrap_or_else(|e| {
-        log!("cannot listen on {listen}: {e}");
-        process::exit(1)
-    });
-    if let Err(e) = signals::on_terminate(|sig| {
-        log!("stopping ({sig})");
-        process::exit(0)
-    }) {
-        log!("cannot install signal handlers: {e}");
-        process::exit(1);
-    }
+    let listener = super::listen_or_exit(listen);
+    super::exit_on_terminate();
     let local = listener.local_addr().map_or(listen, |a| a);
     log!("listening on {local} as {hostname}, storing to {store}");
     let deliver = Arc::new(WriteThrough {

@@ -3,7 +3,7 @@
 //! The protocol and file formats are in README.md.
 
 use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -87,13 +87,7 @@ pub fn main(argv: impl IntoIterator<Item = String>) {
         );
     }
 
-    let listener = match TcpListener::bind(listen) {
-        Ok(l) => l,
-        Err(e) => {
-            log!("cannot listen on {listen}: {e}");
-            process::exit(1);
-        }
-    };
+    let listener = super::listen_or_exit(listen);
     let shared: Shared = Arc::new(Mutex::new(engine));
     let on_signal = Arc::clone(&shared);
     if let Err(e) = signals::on_terminate(move |sig| dismount_and_exit(&on_signal, sig, || Ok(())))
