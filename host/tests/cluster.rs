@@ -897,19 +897,42 @@ async fn append_ticks(
     head
 }
 
-/// What agent `i`'s reading progress says (`progress/NODE`).
-async fn progress_of(
-    etcd: &warden::cluster::etcd::Etcd,
-    keys: &warden::cluster::Keys,
-    node: &str,
-) -> u64 {
+/// The number stored at `key` (a node's `progress/NODE`, the log head);
+/// 0 when there is none.
+async fn number_at(etcd: &warden::cluster::etcd::Etcd, key: String) -> u64 {
     let (_, mut client) = etcd.preferred();
-    let answer = client.get(keys.progress(node), None).await.expect("reads");
+    let answer = client.get(key, None).await.expect("reads");
     answer
         .kvs()
         .first()
         .and_then(|kv| kv.value_str().ok()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// A client of the test cluster's etcd (every member), for what a test
+/// writes or reads there itself, and the runtime that drives it.
+fn direct_etcd(
+    cluster: &Cluster,
+) -> (
+    tokio::runtime::Runtime,
+    warden::cluster::etcd::Etcd,
+    warden::cluster::Keys,
+) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let endpoints: Vec<String> = cluster
+        .etcd
+        .clients
+        .iter()
+        .map(|c| format!("http://{c}"))
+        .collect();
+    let etcd = runtime
+        .block_on(warden::cluster::etcd::Etcd::connect(&endpoints))
+        .expect("connects");
+    (runtime, etcd, warden::cluster::Keys::new("test"))
 }
 
 /// Keys under the log's prefix.
@@ -934,21 +957,7 @@ fn a_node_joins_a_log_of_100_000_entries_from_its_snapshot_and_the_log_stays_bou
     let first = cluster.wait_served_by("n1", MINUTE);
     cluster.start_joined(1);
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let endpoints: Vec<String> = cluster
-        .etcd
-        .clients
-        .iter()
-        .map(|c| format!("http://{c}"))
-        .collect();
-    let keys = warden::cluster::Keys::new("test");
-    let etcd = runtime
-        .block_on(warden::cluster::etcd::Etcd::connect(&endpoints))
-        .expect("connects");
+    let (runtime, etcd, keys) = direct_etcd(&cluster);
 
     // A long history, appended while n1 serves and n2 follows (n2 takes
     // the snapshots); then, once both have read all of it, one interval
@@ -962,10 +971,8 @@ fn a_node_joins_a_log_of_100_000_entries_from_its_snapshot_and_the_log_stays_bou
         || {
             runtime
                 .block_on(async {
-                    progress_of(&etcd, &keys, "n1")
-                        .await
-                        .min(progress_of(&etcd, &keys, "n2").await)
-                        >= head
+                    let n1 = number_at(&etcd, keys.progress("n1")).await;
+                    n1.min(number_at(&etcd, keys.progress("n2")).await) >= head
                 })
                 .then_some(())
         },
@@ -1013,17 +1020,6 @@ fn a_node_joins_a_log_of_100_000_entries_from_its_snapshot_and_the_log_stays_bou
     );
 }
 
-/// The log's head now.
-async fn log_head(etcd: &warden::cluster::etcd::Etcd, keys: &warden::cluster::Keys) -> u64 {
-    let (_, mut client) = etcd.preferred();
-    let answer = client.get(keys.log_head(), None).await.expect("reads");
-    answer
-        .kvs()
-        .first()
-        .and_then(|kv| kv.value_str().ok()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// The number of the first entry still in the log (0 when none is).
 async fn first_entry(etcd: &warden::cluster::etcd::Etcd, keys: &warden::cluster::Keys) -> u64 {
     let (_, mut client) = etcd.preferred();
@@ -1065,21 +1061,7 @@ fn a_node_cut_off_while_the_log_was_compacted_past_it_stays_out_until_restarted(
     use warden::cluster::snapshot::SNAPSHOT_EVERY;
     let mut cluster = Cluster::new();
     let first = three_agents_n1_serving(&mut cluster);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let endpoints: Vec<String> = cluster
-        .etcd
-        .clients
-        .iter()
-        .map(|c| format!("http://{c}"))
-        .collect();
-    let keys = warden::cluster::Keys::new("test");
-    let etcd = runtime
-        .block_on(warden::cluster::etcd::Etcd::connect(&endpoints))
-        .expect("connects");
+    let (runtime, etcd, keys) = direct_etcd(&cluster);
 
     // n3 is cut off from etcd (a frozen agent is not enough: etcd keeps
     // what its watch has yet to deliver, and it catches up on thawing);
@@ -1087,7 +1069,7 @@ fn a_node_cut_off_while_the_log_was_compacted_past_it_stays_out_until_restarted(
     // read.
     cluster.proxies[2].cut();
     // n3 cannot have read past the head as it is now.
-    let cut_at = runtime.block_on(log_head(&etcd, &keys));
+    let cut_at = runtime.block_on(number_at(&etcd, keys.log_head()));
     wait_until(
         "n3's lease to expire",
         Duration::from_secs(4 * LEASE_TTL_S),

@@ -68,8 +68,12 @@ pub fn start_single_etcd(dir: &Path) -> Etcd {
 }
 
 fn start_etcd_of(dir: &Path, count: usize) -> Etcd {
-    let peers: Vec<SocketAddr> = (0..count).map(|_| free_port()).collect();
-    let clients: Vec<SocketAddr> = (0..count).map(|_| free_port()).collect();
+    // Members are killed and started again on the same ports: ports below
+    // the ephemeral range, which no outgoing connection can be given
+    // meanwhile (`service_ports`).
+    let ports = super::service_ports::<6>();
+    let peers: Vec<SocketAddr> = ports[..count].to_vec();
+    let clients: Vec<SocketAddr> = ports[count..2 * count].to_vec();
     let initial: Vec<String> = peers
         .iter()
         .enumerate()
