@@ -27,14 +27,21 @@ pub async fn run(command: Command) -> Result<()> {
             // the start is done, never lost (a shell starts a background
             // job with SIGINT ignored, so an early one would vanish).
             let mut signals = StopSignals::listen()?;
-            let config = match (config, dev) {
-                (Some(path), _) => AgentConfig::load(&path)?,
-                (None, _) => dev_config(example)?,
+            let (config, dev_dir) = match (config, dev) {
+                (Some(path), _) => (AgentConfig::load(&path)?, None),
+                (None, _) => {
+                    let config = dev_config(example)?;
+                    let dir = config.node.data_dir.clone();
+                    (config, Some(dir))
+                }
             };
-            let agent = Agent::start(config).await?;
-            signals.wait().await;
-            agent.shutdown().await;
-            Ok(())
+            let ran = run_agent(config, &mut signals).await;
+            // A dev node's data directory is a temporary one of its own:
+            // gone with the node, so repeated runs leave nothing behind.
+            if let Some(dir) = dev_dir {
+                remove_dev_dir(&dir);
+            }
+            ran
         }
         Command::Plugin {
             command: PluginCommand::Check { file },
@@ -170,6 +177,25 @@ async fn blocking(call: impl FnOnce() -> Result<()> + Send + 'static) -> Result<
         .context("the command's task failed")?
 }
 
+/// Start the agent, wait for SIGINT or SIGTERM, shut it down.
+async fn run_agent(config: AgentConfig, signals: &mut StopSignals) -> Result<()> {
+    let agent = Agent::start(config).await?;
+    signals.wait().await;
+    agent.shutdown().await;
+    Ok(())
+}
+
+fn remove_dev_dir(dir: &std::path::Path) {
+    // Logged, not printed: whoever read the banner may have closed stdout.
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => tracing::info!(dir = %dir.display(), "removed the dev node's data directory"),
+        Err(err) => tracing::warn!(
+            dir = %dir.display(),
+            "could not remove the dev node's data directory: {err}"
+        ),
+    }
+}
+
 /// The dev node's configuration, its banner printed: the plain demo, or
 /// the `example` asked for.
 fn dev_config(example: Option<DevExample>) -> Result<AgentConfig> {
@@ -197,7 +223,10 @@ fn dev_config(example: Option<DevExample>) -> Result<AgentConfig> {
 }
 
 fn print_paths(dir: &std::path::Path) {
-    println!("  data directory: {}", dir.display());
+    println!(
+        "  data directory: {} (removed when the node stops)",
+        dir.display()
+    );
     println!("  configuration:  {}", dir.join("warden.toml").display());
     println!("  event history:  {}", dir.join("events.jsonl").display());
 }
