@@ -31,6 +31,7 @@ pub struct ClusterConfig {
 /// A group: resources that move together, and where they may run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupConfig {
+    /// The group's name, unique in the cluster.
     pub name: GroupId,
     /// Preferred owners, most preferred first. Failover goes to the next one in
     /// this list; failback to the first one that is up.
@@ -43,10 +44,13 @@ pub struct GroupConfig {
     /// stays Failed.
     #[serde(default = "default_failover_threshold")]
     pub failover_threshold: u32,
+    /// The period `failover_threshold` counts in (6 hours by default).
     #[serde(default = "default_failover_period")]
     pub failover_period: Millis,
+    /// Whether and when the group goes back to its most preferred owner.
     #[serde(default)]
     pub failback: Failback,
+    /// The group's resources, in any order (dependencies order them).
     #[serde(default)]
     pub resources: Vec<ResourceConfig>,
 }
@@ -85,7 +89,12 @@ pub enum Failback {
     Immediate,
     /// Only while the hour of day is in `start_hour..end_hour`; the window may
     /// wrap midnight (22..6).
-    Window { start_hour: u8, end_hour: u8 },
+    Window {
+        /// The first hour of the window (0..=23).
+        start_hour: u8,
+        /// The hour the window closes (0..=23, not `start_hour`).
+        end_hour: u8,
+    },
 }
 
 impl Failback {
@@ -112,12 +121,14 @@ impl Failback {
 /// One resource of a group.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceConfig {
+    /// The resource's name, unique in the cluster.
     pub name: ResourceId,
     /// The resource type (the plugin) it is an instance of.
     pub type_name: String,
     /// Resources of the same group that must be online before this one.
     #[serde(default)]
     pub depends_on: Vec<ResourceId>,
+    /// What happens when it fails.
     #[serde(default)]
     pub restart: RestartPolicy,
 }
@@ -152,6 +163,7 @@ pub enum RestartAction {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RestartPolicy {
+    /// Restart, and whether failing past the threshold fails the group over.
     pub action: RestartAction,
     /// Failures allowed within `period`: the failure that makes the count in
     /// the period reach this is final (3: two restarts, the third failure
@@ -179,7 +191,11 @@ impl Default for RestartPolicy {
 }
 
 /// Why a configuration was rejected. Nothing changed in the engine.
+///
+/// Each variant's message (its `#[error]`) is its documentation, and its
+/// fields are the names the message shows.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[allow(missing_docs)]
 pub enum ConfigError {
     #[error("duplicate node {0}")]
     DuplicateNode(NodeId),

@@ -21,21 +21,44 @@ pub enum Event {
     NodeDraining(NodeId),
     /// Turns automatic recovery (restarts, failovers, retries) on or off for
     /// decisions about resources and groups on this node.
-    RecoveryActions { node: NodeId, enabled: bool },
+    RecoveryActions {
+        /// The node whose decisions this governs.
+        node: NodeId,
+        /// On (the default) or off.
+        enabled: bool,
+    },
     /// The operator wants the group online (also clears its failure history).
     GroupOnlineRequested(GroupId),
     /// The operator wants the group offline.
     GroupOfflineRequested(GroupId),
     /// Planned move to a named node, or to the best other node.
-    MoveRequested { group: GroupId, to: Option<NodeId> },
+    MoveRequested {
+        /// The group to move.
+        group: GroupId,
+        /// Where to; `None`: the best other node.
+        to: Option<NodeId>,
+    },
     /// A `BringOnline` finished.
-    ResourceOnline { resource: ResourceId, node: NodeId },
+    ResourceOnline {
+        /// The resource now online.
+        resource: ResourceId,
+        /// Where it came online.
+        node: NodeId,
+    },
     /// A `TakeOffline` finished (or, unexpectedly, the resource stopped).
-    ResourceOffline { resource: ResourceId, node: NodeId },
+    ResourceOffline {
+        /// The resource now offline.
+        resource: ResourceId,
+        /// Where it went offline.
+        node: NodeId,
+    },
     /// A failed health check, a failed or timed-out online, a process exit...
     ResourceFailed {
+        /// The resource that failed.
         resource: ResourceId,
+        /// Where it failed.
         node: NodeId,
+        /// What the monitor saw, for the operator.
         reason: String,
     },
     /// Time passed: restart delays, retry periods and failback windows fire.
@@ -77,58 +100,85 @@ impl fmt::Display for MoveKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
+    /// Bring `resource` online on `node`; answered by `ResourceOnline` or
+    /// `ResourceFailed`.
     BringOnline {
+        /// The resource to bring online.
         resource: ResourceId,
+        /// The node that carries it out.
         node: NodeId,
     },
+    /// Take `resource` offline on `node`; answered by `ResourceOffline` or
+    /// `ResourceFailed`.
     TakeOffline {
+        /// The resource to take offline.
         resource: ResourceId,
+        /// The node that carries it out.
         node: NodeId,
     },
     /// Throw away a failed instance (or one whose offline failed) without
     /// asking it anything.
     Terminate {
+        /// The resource to throw away.
         resource: ResourceId,
+        /// The node that carries it out.
         node: NodeId,
     },
     /// A group will change owner once all of it is offline where it is.
     MoveGroup {
+        /// The group that moves.
         group: GroupId,
+        /// Its owner now, if any.
         from: Option<NodeId>,
+        /// Its next owner.
         to: NodeId,
+        /// Why it moves, as a kind (failover counts against the threshold).
         kind: MoveKind,
+        /// Why it moves, for the operator.
         reason: String,
     },
     /// The group now belongs to `node`: take its lease before carrying out the
     /// `BringOnline` requests that follow.
     Placed {
+        /// The group placed.
         group: GroupId,
+        /// Its owner from now on.
         node: NodeId,
     },
     /// The group stays Failed until something changes (see the reason).
     GroupFailed {
+        /// The group that stays Failed.
         group: GroupId,
+        /// Why, for the operator.
         reason: String,
     },
     /// The resource stays Failed (until its retry period, if any).
     ResourceFailedPermanently {
+        /// The resource that stays Failed.
         resource: ResourceId,
+        /// Why, for the operator.
         reason: String,
     },
     /// A request or a placement that the engine will not carry out.
     Refused {
+        /// The request or placement refused.
         what: String,
+        /// Why, for the operator.
         reason: String,
     },
     /// A report that does not match what the engine expects (late, duplicate,
     /// from the wrong node); nothing changed.
     Ignored {
+        /// The report ignored.
         what: String,
+        /// Why it did not match.
         reason: String,
     },
     /// A decision worth recording in the event history.
     Decision {
+        /// The group, resource or node the decision is about.
         subject: String,
+        /// The decision, for the operator.
         reason: String,
     },
 }

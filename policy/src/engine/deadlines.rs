@@ -29,7 +29,7 @@ pub(super) struct Deadlines {
 
 impl Deadlines {
     /// No group waits for anything.
-    pub fn new(groups: usize) -> Deadlines {
+    pub(super) fn new(groups: usize) -> Deadlines {
         Deadlines {
             by_time: BTreeSet::new(),
             of_group: Table::filled(None, groups),
@@ -37,7 +37,7 @@ impl Deadlines {
     }
 
     /// Records `group`'s next deadline (none: it waits for no time).
-    pub fn set(&mut self, group: GroupIx, at: Option<Millis>) {
+    pub(super) fn set(&mut self, group: GroupIx, at: Option<Millis>) {
         let old = std::mem::replace(&mut self.of_group[group], at);
         if old == at {
             return;
@@ -51,13 +51,13 @@ impl Deadlines {
     }
 
     /// The earliest deadline of all.
-    pub fn first(&self) -> Option<Millis> {
+    pub(super) fn first(&self) -> Option<Millis> {
         self.by_time.first().map(|&(at, _)| at)
     }
 
     /// Removes and returns every group whose deadline is at or before `now`:
     /// the groups time alone may have made act.
-    pub fn take_due(&mut self, now: Millis) -> Vec<GroupIx> {
+    pub(super) fn take_due(&mut self, now: Millis) -> Vec<GroupIx> {
         let mut due = Vec::new();
         while let Some(&(at, group)) = self.by_time.first()
             && at <= now

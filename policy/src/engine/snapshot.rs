@@ -96,8 +96,10 @@ enum RecoverySnapshot {
     RetryAt(Millis),
 }
 
-/// Why a snapshot was not restored.
+/// Why a snapshot was not restored. Each variant's message (its
+/// `#[error]`) is its documentation.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[allow(missing_docs)]
 pub enum RestoreError {
     #[error("the snapshot is of format {found}; this engine reads format {SNAPSHOT_FORMAT} only")]
     Format { found: u32 },

@@ -11,7 +11,9 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NodeStatus {
+    /// Not in the cluster (every node starts here).
     Down,
+    /// In the cluster, taking groups.
     Up,
     /// Keeps its groups, takes no new ones.
     Paused,
@@ -23,9 +25,11 @@ pub enum NodeStatus {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ResourceState {
+    /// Not running anywhere.
     Offline,
     /// `BringOnline` was requested and not yet confirmed.
     OnlinePending,
+    /// Confirmed online.
     Online,
     /// `TakeOffline` was requested and not yet confirmed.
     OfflinePending,
@@ -49,13 +53,17 @@ impl ResourceState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum GroupState {
+    /// Every resource offline.
     Offline,
     /// Coming online, going offline, restarting something or moving.
     Pending,
+    /// Every resource online.
     Online,
     /// Wanted online and settled, but not every resource is online (one stays
     /// failed, or a cluster-singleton was refused).
     PartialOnline,
+    /// Wanted online but cannot be placed or stays failed (the reason is in
+    /// the event history).
     Failed,
 }
 
@@ -88,7 +96,7 @@ pub(super) struct NodeRecord {
 
 impl NodeRecord {
     /// A node not seen yet: down, recovery actions enabled.
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         NodeRecord {
             status: NodeStatus::Down,
             recovery: true,
@@ -130,7 +138,7 @@ pub(super) struct GroupRecord {
 
 impl GroupRecord {
     /// A group never placed: offline, no owner, no failovers.
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         GroupRecord {
             owner: None,
             goal: Goal::Offline,
@@ -165,7 +173,7 @@ pub(super) struct ResourceRecord {
 
 impl ResourceRecord {
     /// A resource as a new placement starts it: offline, nothing counted.
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         ResourceRecord {
             state: ResourceState::Offline,
             recovery: Recovery::None,

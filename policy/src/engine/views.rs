@@ -11,15 +11,20 @@ use serde::Serialize;
 /// Read-only view of a node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct NodeView {
+    /// The node's name.
     pub name: NodeId,
+    /// Down, up, paused or draining.
     pub status: NodeStatus,
+    /// Whether recovery actions (restarts, failovers) are on for it.
     pub recovery_enabled: bool,
 }
 
 /// Read-only view of a group.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct GroupView {
+    /// The group's name.
     pub name: String,
+    /// Derived from its goal and its resources.
     pub state: GroupState,
     /// Where its resources run or are to run (the last owner while offline).
     pub owner: Option<NodeId>,
@@ -34,8 +39,11 @@ pub struct GroupView {
 /// Read-only view of a resource.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ResourceView {
+    /// The resource's name.
     pub name: ResourceId,
+    /// The group it belongs to.
     pub group: String,
+    /// Its state as far as the engine knows.
     pub state: ResourceState,
     /// The node it runs (or is pending) on, when it runs anywhere.
     pub node: Option<NodeId>,
@@ -45,6 +53,7 @@ pub struct ResourceView {
     pub restart_at: Option<Millis>,
     /// When a resource left Failed is tried again.
     pub retry_at: Option<Millis>,
+    /// Why it is Failed, if it is.
     pub failed_reason: Option<String>,
 }
 
@@ -57,6 +66,7 @@ impl Engine {
             .collect()
     }
 
+    /// The node named `name`, if the configuration has it.
     pub fn node(&self, name: &str) -> Option<NodeView> {
         self.model
             .node_ix
@@ -72,6 +82,7 @@ impl Engine {
             .collect()
     }
 
+    /// The group named `name`, if the configuration has it.
     pub fn group(&self, name: &str) -> Option<GroupView> {
         self.model
             .group_ix
@@ -87,6 +98,7 @@ impl Engine {
             .collect()
     }
 
+    /// The resource named `name`, if the configuration has it.
     pub fn resource(&self, name: &str) -> Option<ResourceView> {
         self.model
             .resource_ix
