@@ -88,37 +88,18 @@ fn append_id() -> String {
 /// attempt first looks for the entry's id among the entries written since
 /// the first uncertain attempt. An attempt compares the head's revision,
 /// so of two attempts made on one head only one can land, and one made on
-/// an older head cannot land any more once the head moved.
+/// an older head cannot land any more once the head moved. A lost race
+/// answers with the new head (the transaction's `else`), so the next
+/// attempt goes at once, without reading the head again: under contention
+/// each attempt costs one round trip, not two.
 pub async fn append(etcd: &Etcd, keys: &Keys, origin: &str, event: &LogEvent) -> Result<u64> {
     let id = append_id();
     // The head seen by the first attempt whose outcome is unknown.
     let mut uncertain_after: Option<u64> = None;
+    let mut head = read_head(etcd, keys).await?;
     for _ in 0..APPEND_RACES {
-        let head = etcd
-            .request("reading the log head", |mut client| {
-                let key = keys.log_head();
-                async move { client.get(key, None).await }
-            })
-            .await?;
-        let (last, unchanged) = match head.kvs().first() {
-            Some(kv) => {
-                let last: u64 = kv
-                    .value_str()
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .with_context(|| format!("{} is not a sequence number", keys.log_head()))?;
-                (
-                    last,
-                    Compare::mod_revision(keys.log_head(), CompareOp::Equal, kv.mod_revision()),
-                )
-            }
-            None => (
-                0,
-                Compare::create_revision(keys.log_head(), CompareOp::Equal, 0),
-            ),
-        };
         if let Some(after) = uncertain_after
-            && last > after
+            && head.last > after
         {
             let (written, _) = read_from(etcd, keys, after + 1).await?;
             if let Some(entry) = written.iter().find(|e| e.id == id) {
@@ -126,33 +107,102 @@ pub async fn append(etcd: &Etcd, keys: &Keys, origin: &str, event: &LogEvent) ->
             }
         }
         let entry = LogEntry {
-            seq: last + 1,
+            seq: head.last + 1,
             at: now(),
             origin: origin.to_string(),
             id: id.clone(),
             event: event.clone(),
         };
         let body = serde_json::to_vec(&entry).context("encoding a log entry")?;
-        let txn = Txn::new().when([unchanged]).and_then([
-            TxnOp::put(keys.log_head(), entry.seq.to_string(), None),
-            TxnOp::put(keys.entry(entry.seq), body, None),
-        ]);
+        let txn = Txn::new()
+            .when([head.unchanged(keys)])
+            .and_then([
+                TxnOp::put(keys.log_head(), entry.seq.to_string(), None),
+                TxnOp::put(keys.entry(entry.seq), body, None),
+            ])
+            .or_else([TxnOp::get(keys.log_head(), None)]);
         let (index, mut client) = etcd.preferred();
         match tokio::time::timeout(super::etcd::ATTEMPT, client.txn(txn)).await {
             Ok(Ok(answer)) if answer.succeeded() => return Ok(entry.seq),
-            Ok(Ok(_)) => {} // lost the race: someone else appended
+            Ok(Ok(answer)) => {
+                // Lost the race: someone else appended. Its answer holds
+                // the head that won.
+                head = lost_race_head(keys, &answer)?;
+            }
             Ok(Err(err)) => {
                 tracing::debug!("appending to the log: {err}");
                 etcd.failed(index);
-                uncertain_after.get_or_insert(last);
+                uncertain_after.get_or_insert(head.last);
+                head = read_head(etcd, keys).await?;
             }
             Err(_) => {
                 etcd.failed(index);
-                uncertain_after.get_or_insert(last);
+                uncertain_after.get_or_insert(head.last);
+                head = read_head(etcd, keys).await?;
             }
         }
     }
     bail!("lost the race for the log head {APPEND_RACES} times in a row")
+}
+
+/// The log's head as an append saw it: the last sequence number, and the
+/// head key's revision (0: no head yet, an empty log).
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    last: u64,
+    mod_revision: i64,
+}
+
+impl Head {
+    fn of(keys: &Keys, kv: Option<&etcd_client::KeyValue>) -> Result<Head> {
+        let Some(kv) = kv else {
+            return Ok(Head {
+                last: 0,
+                mod_revision: 0,
+            });
+        };
+        let last: u64 = kv
+            .value_str()
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("{} is not a sequence number", keys.log_head()))?;
+        Ok(Head {
+            last,
+            mod_revision: kv.mod_revision(),
+        })
+    }
+
+    /// The condition of an append on this head: the head key unchanged
+    /// (or, on an empty log, still absent).
+    fn unchanged(&self, keys: &Keys) -> Compare {
+        if self.mod_revision == 0 {
+            Compare::create_revision(keys.log_head(), CompareOp::Equal, 0)
+        } else {
+            Compare::mod_revision(keys.log_head(), CompareOp::Equal, self.mod_revision)
+        }
+    }
+}
+
+async fn read_head(etcd: &Etcd, keys: &Keys) -> Result<Head> {
+    let answer = etcd
+        .request("reading the log head", |mut client| {
+            let key = keys.log_head();
+            async move { client.get(key, None).await }
+        })
+        .await?;
+    Head::of(keys, answer.kvs().first())
+}
+
+/// The head in the `else` answer of an append that lost its race.
+fn lost_race_head(keys: &Keys, answer: &etcd_client::TxnResponse) -> Result<Head> {
+    let kv = answer.op_responses().into_iter().find_map(|op| match op {
+        etcd_client::TxnOpResponse::Get(get) => Some(get.kvs().first().cloned()),
+        _ => None,
+    });
+    let Some(kv) = kv else {
+        bail!("etcd answered a lost append without the log head");
+    };
+    Head::of(keys, kv.as_ref())
 }
 
 /// Entries from `from` on, in order, and the etcd revision they were read
