@@ -22,7 +22,7 @@ use nix::unistd::Pid;
 use super::{free_port, wait_until};
 
 pub const WARDEN: &str = env!("CARGO_BIN_EXE_warden");
-const ETCD: &str = "/usr/bin/etcd";
+pub const ETCD: &str = "/usr/bin/etcd";
 /// Short, so that a test waits seconds for an expiry, not minutes; not so
 /// short that a loaded 2-core machine starves a renewal for 2/5 of it (the
 /// agent would fence itself, and the tests' "never that node" checks would
@@ -74,36 +74,8 @@ fn start_etcd_of(dir: &Path, count: usize) -> Etcd {
     let ports = super::service_ports::<6>();
     let peers: Vec<SocketAddr> = ports[..count].to_vec();
     let clients: Vec<SocketAddr> = ports[count..2 * count].to_vec();
-    let initial: Vec<String> = peers
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("m{i}=http://{p}"))
-        .collect();
     let commands = (0..count)
-        .map(|i| {
-            let mut args: Vec<OsString> = vec!["--name".into(), format!("m{i}").into()];
-            args.push("--data-dir".into());
-            args.push(dir.join(format!("etcd-m{i}")).into());
-            for (flag, value) in [
-                ("--listen-client-urls", format!("http://{}", clients[i])),
-                ("--advertise-client-urls", format!("http://{}", clients[i])),
-                ("--listen-peer-urls", format!("http://{}", peers[i])),
-                (
-                    "--initial-advertise-peer-urls",
-                    format!("http://{}", peers[i]),
-                ),
-                ("--initial-cluster", initial.join(",")),
-                // Ignored by a member restarted on its data directory.
-                ("--initial-cluster-state", "new".to_string()),
-                ("--initial-cluster-token", "warden-test".to_string()),
-                ("--heartbeat-interval", "50".to_string()),
-                ("--election-timeout", "500".to_string()),
-            ] {
-                args.push(flag.into());
-                args.push(value.into());
-            }
-            args
-        })
+        .map(|i| etcd_member_args(dir, i, &peers, &clients))
         .collect();
     let mut etcd = Etcd {
         members: (0..count).map(|_| None).collect(),
@@ -118,6 +90,45 @@ fn start_etcd_of(dir: &Path, count: usize) -> Etcd {
         etcd.wait_healthy(i);
     }
     etcd
+}
+
+/// The command line of etcd member `i` (named `m{i}`, data in
+/// `dir/etcd-m{i}`) of the cluster whose members listen for peers on
+/// `peers` and for clients on `clients`: the same flags on loopback and in
+/// the network lab (`lab_cluster.rs`), so both test the same etcd.
+pub fn etcd_member_args(
+    dir: &Path,
+    i: usize,
+    peers: &[SocketAddr],
+    clients: &[SocketAddr],
+) -> Vec<OsString> {
+    let initial: Vec<String> = peers
+        .iter()
+        .enumerate()
+        .map(|(k, p)| format!("m{k}=http://{p}"))
+        .collect();
+    let mut args: Vec<OsString> = vec!["--name".into(), format!("m{i}").into()];
+    args.push("--data-dir".into());
+    args.push(dir.join(format!("etcd-m{i}")).into());
+    for (flag, value) in [
+        ("--listen-client-urls", format!("http://{}", clients[i])),
+        ("--advertise-client-urls", format!("http://{}", clients[i])),
+        ("--listen-peer-urls", format!("http://{}", peers[i])),
+        (
+            "--initial-advertise-peer-urls",
+            format!("http://{}", peers[i]),
+        ),
+        ("--initial-cluster", initial.join(",")),
+        // Ignored by a member restarted on its data directory.
+        ("--initial-cluster-state", "new".to_string()),
+        ("--initial-cluster-token", "warden-test".to_string()),
+        ("--heartbeat-interval", "50".to_string()),
+        ("--election-timeout", "500".to_string()),
+    ] {
+        args.push(flag.into());
+        args.push(value.into());
+    }
+    args
 }
 
 impl Etcd {
@@ -441,7 +452,6 @@ impl Cluster {
         let dir = self.node_dir(i);
         std::fs::create_dir_all(&dir).expect("node dir");
         warden::config::write_token_file(&dir.join("token"), TOKEN).expect("token");
-        let nodes = NODES.map(|n| format!("{n:?}")).join(", ");
         let args = if self.setup.recorded {
             format!(
                 "demo-service --name web --listen 127.0.0.1:0 --record {}",
@@ -450,7 +460,32 @@ impl Cluster {
         } else {
             format!("demo-service --name web --listen {}", self.service)
         };
-        let text = format!(
+        let endpoints = self.proxies[i].endpoints();
+        let text = Cluster::config_text(&self.setup, i, self.apis[i], &endpoints, &args);
+        let text = if self.setup.mtas {
+            text + &self.mta_groups()
+        } else {
+            text
+        };
+        let path = dir.join("node.toml");
+        std::fs::write(&path, text).expect("config");
+        path
+    }
+
+    /// Node `i`'s configuration: its admin API on `api`, etcd at
+    /// `endpoints` (TOML strings, comma-separated), the group `web` of one
+    /// `warden demo-service` run with `service_args`. Shared by this
+    /// loopback cluster and the network lab's (`lab_cluster.rs`).
+    pub fn config_text(
+        setup: &Setup,
+        i: usize,
+        api: SocketAddr,
+        endpoints: &str,
+        service_args: &str,
+    ) -> String {
+        let nodes = NODES.map(|n| format!("{n:?}")).join(", ");
+        let args = service_args;
+        format!(
             r#"
 [node]
 name = "{name}"
@@ -484,21 +519,11 @@ is_alive_interval_ms = 500
 properties = {{ program = "{WARDEN}", args = "{args}", stop-grace-ms = 1000 }}
 "#,
             name = NODES[i],
-            api = self.apis[i],
-            endpoints = self.proxies[i].endpoints(),
-            failback = self.setup.failback,
-            threshold = self.setup.failover_threshold,
-            lease_ttl_s = self.setup.lease_ttl_s,
-            fence_guard = self.setup.fence_guard,
-        );
-        let text = if self.setup.mtas {
-            text + &self.mta_groups()
-        } else {
-            text
-        };
-        let path = dir.join("node.toml");
-        std::fs::write(&path, text).expect("config");
-        path
+            failback = setup.failback,
+            threshold = setup.failover_threshold,
+            lease_ttl_s = setup.lease_ttl_s,
+            fence_guard = setup.fence_guard,
+        )
     }
 
     /// The configuration of `Setup::mtas`: two groups, one MTA each.
@@ -617,20 +642,12 @@ properties = {{ program = "{mta}", address = "{address}", store = "{store}" }}
     /// How often agent `i` has joined the cluster so far (its own `NodeUp`
     /// came back through the log), over all its runs.
     pub fn joins(&self, i: usize) -> usize {
-        std::fs::read_to_string(self.agent_log(i))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains("joined the cluster") && !l.contains("rejoined"))
-            .count()
+        joins_in(&self.agent_log(i))
     }
 
     /// How often agent `i` has fenced itself so far, over all its runs.
     pub fn fences(&self, i: usize) -> usize {
-        std::fs::read_to_string(self.agent_log(i))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains("fenced: "))
-            .count()
+        fences_in(&self.agent_log(i))
     }
 
     /// Wait until agent `i` has joined more than `before` times.
@@ -730,6 +747,26 @@ impl Drop for Cluster {
             self.etcd.kill_member(i);
         }
     }
+}
+
+/// How often the agent whose log is `log` has joined the cluster (its own
+/// `NodeUp` came back through the log), over all its runs.
+pub fn joins_in(log: &Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("joined the cluster") && !l.contains("rejoined"))
+        .count()
+}
+
+/// How often the agent whose log is `log` has fenced itself, over all its
+/// runs.
+pub fn fences_in(log: &Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("fenced: "))
+        .count()
 }
 
 /// Wall-clock milliseconds, as the recorded services write them.

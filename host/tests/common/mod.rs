@@ -5,6 +5,8 @@
 pub mod agent_process;
 pub mod cluster;
 pub mod dev_agent;
+pub mod lab_cluster;
+pub mod netlab;
 pub mod systemd;
 
 use std::path::PathBuf;
