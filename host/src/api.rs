@@ -450,7 +450,11 @@ async fn plugin_verb(
 ) -> Response {
     match verb.as_str() {
         "rollback" => done(api.node.rollback(&name).await),
-        "unpin" => done(api.node.unpin(&name).await),
+        "unpin" => {
+            let local = api.node.unpin(&name).await;
+            let cluster = api.rollout.as_ref().map(|r| r.unpin_everywhere(&name));
+            done(on_every_node(local, cluster).await)
+        }
         "pin" => {
             let pin = if body.trim().is_empty() {
                 PinBody::default()
@@ -460,12 +464,35 @@ async fn plugin_verb(
                     Err(message) => return bad_request(message),
                 }
             };
-            done(api.node.pin(&name, pin.version).await)
+            let local = api.node.pin(&name, pin.version).await;
+            let cluster = api.rollout.as_ref().map(|r| r.pin_everywhere(&name));
+            done(on_every_node(local, cluster).await)
         }
         other => error(
             StatusCode::NOT_FOUND,
             format!("unknown plugin operation {other:?}: rollback, pin or unpin"),
         ),
+    }
+}
+
+/// In a cluster, a pin or unpin done on this node is recorded for every
+/// node (`crate::rollout`). If that fails the answer is 503, saying this
+/// node did it: asking again is safe.
+async fn on_every_node(
+    local: Result<String>,
+    cluster: Option<impl std::future::Future<Output = Result<()>>>,
+) -> Result<String> {
+    let message = local?;
+    let Some(cluster) = cluster else {
+        return Ok(message);
+    };
+    match cluster.await {
+        Ok(()) => Ok(format!("{message}, on every node of the cluster")),
+        Err(err) => Err(Refused {
+            kind: RefusedKind::Unavailable,
+            message: format!("{message} on this node, but not for the cluster: {err:#}; ask again"),
+        }
+        .into()),
     }
 }
 

@@ -65,6 +65,11 @@ pub struct Rollout {
     written: Mutex<HashSet<String>>,
     /// The last contract mismatch logged, so it is logged once.
     mismatch: Mutex<String>,
+    /// The types this node holds pinned for the cluster (`pins/TYPE`),
+    /// with the version: unpinned here when the key goes.
+    cluster_pins: Mutex<BTreeMap<String, String>>,
+    /// Cluster pins tried here once already (type, version).
+    pins_tried: Mutex<HashSet<(String, String)>>,
 }
 
 impl Rollout {
@@ -87,6 +92,8 @@ impl Rollout {
             done: Mutex::new(HashSet::new()),
             written: Mutex::new(HashSet::new()),
             mismatch: Mutex::new(String::new()),
+            cluster_pins: Mutex::new(BTreeMap::new()),
+            pins_tried: Mutex::new(HashSet::new()),
         })
     }
 
@@ -122,6 +129,90 @@ impl Rollout {
             }
             Err(err) => tracing::debug!("{err:#}"),
         }
+        if let Err(err) = self.follow_pins().await {
+            tracing::debug!("{err:#}");
+        }
+    }
+
+    /// Pin `type_name` on every node, at the version this node runs (a
+    /// `pin` the operator asked of this node, which has pinned it).
+    pub async fn pin_everywhere(&self, type_name: &str) -> Result<()> {
+        let running = self.node.plugins().await?;
+        let version = running
+            .iter()
+            .find(|p| p.name() == type_name)
+            .map(|p| p.info().version.clone())
+            .with_context(|| format!("this node runs no type {type_name}"))?;
+        self.plugins.pin(type_name, &version).await?;
+        lock(&self.cluster_pins).insert(type_name.to_string(), version);
+        Ok(())
+    }
+
+    /// Take `type_name`'s pin off every node (an `unpin` asked of this
+    /// node, which has unpinned it).
+    pub async fn unpin_everywhere(&self, type_name: &str) -> Result<()> {
+        self.plugins.unpin(type_name).await?;
+        lock(&self.cluster_pins).remove(type_name);
+        Ok(())
+    }
+
+    /// Make this node's pins follow the cluster's: a type pinned on every
+    /// node is pinned here at that version (swapping to it if this node
+    /// has it loaded; tried once per version, the refusal logged and
+    /// recorded), and unpinned here when the cluster's pin goes.
+    async fn follow_pins(&self) -> Result<()> {
+        let pins = self.plugins.pins().await?;
+        let running = self.node.plugins().await?;
+        let pinned = self.node.pinned().await?;
+        for (type_name, version) in &pins {
+            let Some(here) = running.iter().find(|p| p.name() == type_name) else {
+                continue;
+            };
+            if pinned.contains(type_name) && here.info().version == *version {
+                lock(&self.cluster_pins).insert(type_name.clone(), version.clone());
+                continue;
+            }
+            if !lock(&self.pins_tried).insert((type_name.clone(), version.clone())) {
+                continue;
+            }
+            let (action, reason) = match self.node.pin(type_name, Some(version.clone())).await {
+                Ok(done) => {
+                    lock(&self.cluster_pins).insert(type_name.clone(), version.clone());
+                    ("pinned", format!("{done}, as on every node of the cluster"))
+                }
+                Err(err) => {
+                    let reason = format!(
+                        "the cluster pins {type_name} to {version}, but this node could not: \
+                         {err:#}"
+                    );
+                    tracing::error!("{reason}");
+                    ("pin-refused", reason)
+                }
+            };
+            self.node.record(Event::now(
+                type_name,
+                EventKind::Plugin {
+                    action: action.to_string(),
+                    version: Some(version.clone()),
+                    reason: Some(reason),
+                },
+            ));
+        }
+        // A pin that went may come back, to be tried again.
+        lock(&self.pins_tried).retain(|(t, v)| pins.get(t) == Some(v));
+        let gone: Vec<String> = lock(&self.cluster_pins)
+            .keys()
+            .filter(|t| !pins.contains_key(*t))
+            .cloned()
+            .collect();
+        for type_name in gone {
+            lock(&self.cluster_pins).remove(&type_name);
+            match self.node.unpin(&type_name).await {
+                Ok(done) => tracing::info!("{done}, as on every node of the cluster"),
+                Err(err) => tracing::error!("unpinning {type_name} as the cluster did: {err:#}"),
+            }
+        }
+        Ok(())
     }
 
     /// Put this node's record at `plugins/NODE` if it changed.
@@ -388,6 +479,11 @@ impl Rollout {
             ));
         });
     }
+}
+
+/// A lock, even if a holder panicked (the sets stay usable).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Write `bytes` to `file` in `dir` as a careful operator would: a hidden

@@ -155,6 +155,40 @@ fn a_build_dropped_on_one_node_reaches_every_node_and_a_later_one() {
         );
     }
     assert!(log_of(&cluster, 1).contains("announced to every node"));
+
+    // A pin asked of one node holds on every node: each swaps back to
+    // 0.1.0 (loaded on each, the build it ran before) and is pinned there;
+    // an unpin asked of another node unpins every node.
+    let answer = cluster.ok(1, &["plugin", "pin", "chaos", "--version", "0.1.0"]);
+    assert!(answer.contains("on every node of the cluster"), "{answer}");
+    wait_builds(
+        &cluster,
+        2,
+        &[("n1", "0.1.0"), ("n2", "0.1.0"), ("n3", "0.1.0")],
+    );
+    wait_online_on(&cluster, 0, "0.1.0");
+    wait_pinned(&cluster, 0, true);
+    let answer = cluster.ok(2, &["plugin", "unpin", "chaos"]);
+    assert!(answer.contains("on every node of the cluster"), "{answer}");
+    wait_pinned(&cluster, 1, false);
+}
+
+/// Wait until agent `i` shows `chaos` pinned (or not) on every node.
+fn wait_pinned(cluster: &Cluster, i: usize, pinned: bool) {
+    wait_until(
+        &format!(
+            "every node's chaos pinned={pinned}, as {} shows it",
+            common::cluster::NODES[i]
+        ),
+        MINUTE,
+        || {
+            let out = cluster.cli(i, &["plugin", "list", "--json"]);
+            let list: Value = serde_json::from_slice(&out.stdout).ok()?;
+            let chaos = list.as_array()?.iter().find(|p| p["name"] == "chaos")?;
+            let nodes = chaos["nodes"].as_object()?;
+            (nodes.len() == 3 && nodes.values().all(|b| b["pinned"] == pinned)).then_some(())
+        },
+    );
 }
 
 #[test]

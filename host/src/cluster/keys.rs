@@ -88,6 +88,15 @@ impl Keys {
         format!("{}rollout/", self.prefix)
     }
 
+    /// A type pinned on every node (`cluster::plugins`).
+    pub fn pin(&self, type_name: &str) -> String {
+        format!("{}pins/{type_name}", self.prefix)
+    }
+
+    pub fn pins_prefix(&self) -> String {
+        format!("{}pins/", self.prefix)
+    }
+
     /// Chunk `index` of the component whose SHA-256 is `sha256`.
     pub fn blob_chunk(&self, sha256: &str, index: usize) -> String {
         format!("{}blobs/{sha256}/{index:04}", self.prefix)

@@ -10,6 +10,8 @@
 //!   so a node that was down during a rollout, or joins later, finds it at
 //!   its next look; only the newest build of a type is kept (a key per
 //!   type, not a history to replay), and it never touches the policy log.
+//! - `pins/TYPE`: the version TYPE is pinned to on every node (a `pin`
+//!   asked of any node; an `unpin` deletes it).
 //! - `blobs/SHA256/NNNN`: the component itself, content-addressed, in
 //!   [`CHUNK`]-byte values (etcd refuses a request over 1.5 MiB by
 //!   default), at most [`MAX_COMPONENT`] bytes. The chunks are written
@@ -236,6 +238,55 @@ impl ClusterPlugins {
             }
         }
         Ok(list)
+    }
+
+    /// Pin `type_name` to `version` on every node.
+    pub async fn pin(&self, type_name: &str, version: &str) -> Result<()> {
+        let key = self.keys.pin(type_name);
+        let value = version.to_string();
+        self.etcd
+            .request("pinning a type on every node", |mut client| {
+                let (key, value) = (key.clone(), value.clone());
+                async move { client.put(key, value, None).await }
+            })
+            .await
+            .map(drop)
+    }
+
+    /// Take `type_name`'s pin off every node.
+    pub async fn unpin(&self, type_name: &str) -> Result<()> {
+        let key = self.keys.pin(type_name);
+        self.etcd
+            .request("unpinning a type on every node", |mut client| {
+                let key = key.clone();
+                async move { client.delete(key, None).await }
+            })
+            .await
+            .map(drop)
+    }
+
+    /// Every type pinned on every node, with its version.
+    pub async fn pins(&self) -> Result<BTreeMap<String, String>> {
+        let prefix = self.keys.pins_prefix();
+        let answer = self
+            .etcd
+            .request("reading the cluster's pins", |mut client| {
+                let prefix = prefix.clone();
+                async move {
+                    client
+                        .get(prefix, Some(GetOptions::new().with_prefix()))
+                        .await
+                }
+            })
+            .await?;
+        Ok(answer
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                let type_name = kv.key_str().ok()?.strip_prefix(&prefix)?;
+                Some((type_name.to_string(), kv.value_str().ok()?.to_string()))
+            })
+            .collect())
     }
 
     /// The announcement of `type_name` and its key's revision (0: none).
