@@ -2,9 +2,10 @@
 //! build dropped into one node's plugins directory reaches every node,
 //! a node started later included, and `warden plugin list` shows each
 //! node's build; a build whose checks trap is rejected where it was tried
-//! and the old version keeps running there; a component damaged in etcd,
-//! and a name the directory already holds with other content, are refused
-//! with a clear error and change nothing.
+//! and the old version keeps running there; a pin asked of one node holds
+//! on every node; a component damaged in etcd, one over the bound, and a
+//! name the directory already holds with other content, are refused with
+//! a clear error and change nothing elsewhere.
 
 mod common;
 
@@ -103,6 +104,34 @@ fn wait_online_on(cluster: &Cluster, i: usize, version: &str) {
 
 fn log_of(cluster: &Cluster, i: usize) -> String {
     std::fs::read_to_string(cluster.agent_log(i)).unwrap_or_default()
+}
+
+/// `component` with a custom section appended that makes it more than
+/// `over` bytes (custom sections may follow any section and are not
+/// compiled).
+fn padded(component: &[u8], over: usize) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let name = b"padding";
+    let mut body = Vec::new();
+    leb(name.len(), &mut body);
+    body.extend_from_slice(name);
+    body.resize(body.len() + over + 1 - component.len(), 0);
+    let mut out = component.to_vec();
+    out.push(0);
+    leb(body.len(), &mut out);
+    out.extend_from_slice(&body);
+    assert!(out.len() > over);
+    out
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -245,7 +274,7 @@ fn a_build_whose_checks_trap_is_rejected_where_tried_and_the_old_one_runs_on() {
 }
 
 #[test]
-fn a_damaged_component_or_a_name_taken_by_other_content_changes_nothing() {
+fn a_damaged_or_oversized_component_or_a_taken_name_changes_nothing() {
     let mut cluster = chaos_cluster();
     for i in 0..3 {
         cluster.start_joined(i);
@@ -306,9 +335,26 @@ fn a_damaged_component_or_a_name_taken_by_other_content_changes_nothing() {
     wait_online_on(&cluster, 0, "0.1.0");
     wait_builds(&cluster, 1, &all_on("0.1.0"));
 
+    // A build over the bound the cluster stores (0.2.0 padded with a
+    // custom section): it runs where it was dropped, and nowhere else.
+    let next = std::fs::read(CHAOS_NEXT).expect("next");
+    let big = padded(&next, warden::cluster::plugins::MAX_COMPONENT);
+    let big_file = cluster.plugins_dir(1).join("chaos@big.wasm");
+    std::fs::write(cluster.plugins_dir(1).join(".big.partial"), &big).expect("write");
+    std::fs::rename(cluster.plugins_dir(1).join(".big.partial"), &big_file).expect("rename");
+    wait_until("n2 to refuse rolling out the big build", MINUTE, || {
+        log_of(&cluster, 1)
+            .contains("the cluster stores; it runs on this node only")
+            .then_some(())
+    });
+    wait_builds(
+        &cluster,
+        0,
+        &[("n1", "0.1.0"), ("n2", "0.2.0"), ("n3", "0.1.0")],
+    );
+
     // n3's directory holds the name the next build would take, with other
     // content (not a component: the directory refuses it on its own).
-    let next = std::fs::read(CHAOS_NEXT).expect("next");
     let name = format!("chaos@{}.wasm", &sha256_hex(&next)[..12]);
     std::fs::write(cluster.plugins_dir(2).join(&name), b"not this").expect("plant");
     drop_in(&cluster, 0, CHAOS_NEXT, "chaos@0.2.0.wasm");
