@@ -148,9 +148,17 @@ fn a_build_dropped_on_one_node_reaches_every_node_and_a_later_one() {
 
     // Dropped on n2, which runs no resource of the type: n1 (the owner)
     // takes it through its own directory and swaps r to it.
+    let dropped = std::time::Instant::now();
     drop_in(&cluster, 1, CHAOS_NEXT, "chaos@0.2.0.wasm");
-    wait_builds(&cluster, 1, &[("n1", "0.2.0"), ("n2", "0.2.0")]);
     wait_online_on(&cluster, 0, "0.2.0");
+    // A figure, not a bound: the watcher settles a file over two polls
+    // (250 ms each) on each node, the rollout looks once a second.
+    println!(
+        "0.2.0 ({} bytes) dropped on n2 to r Online on it on n1: {:?}",
+        std::fs::metadata(CHAOS_NEXT).map(|m| m.len()).unwrap_or(0),
+        dropped.elapsed()
+    );
+    wait_builds(&cluster, 1, &[("n1", "0.2.0"), ("n2", "0.2.0")]);
     let next = std::fs::read(CHAOS_NEXT).expect("next");
     let written = cluster
         .plugins_dir(0)
