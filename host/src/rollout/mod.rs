@@ -28,21 +28,22 @@
 //! second; a watch on a dead connection can hang without an error).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use tokio::task::JoinHandle;
 
+mod pins;
+mod take;
+
 use crate::cluster::plugins::{
-    Announcement, BUILT_IN, ClusterPlugins, FILE, NodePlugins, RunningType, Stored,
-    contracts_compatible, sha256_hex, verify,
+    BUILT_IN, ClusterPlugins, FILE, NodePlugins, RunningType, Stored, contracts_compatible,
+    sha256_hex,
 };
 use crate::monitor::{Event, EventKind};
 use crate::node::Node;
-use crate::plugin_versions::compare_versions;
 use crate::runtime::Plugin;
 use crate::type_sources::TypeSources;
 
@@ -134,87 +135,6 @@ impl Rollout {
         }
     }
 
-    /// Pin `type_name` on every node, at the version this node runs (a
-    /// `pin` the operator asked of this node, which has pinned it).
-    pub async fn pin_everywhere(&self, type_name: &str) -> Result<()> {
-        let running = self.node.plugins().await?;
-        let version = running
-            .iter()
-            .find(|p| p.name() == type_name)
-            .map(|p| p.info().version.clone())
-            .with_context(|| format!("this node runs no type {type_name}"))?;
-        self.plugins.pin(type_name, &version).await?;
-        lock(&self.cluster_pins).insert(type_name.to_string(), version);
-        Ok(())
-    }
-
-    /// Take `type_name`'s pin off every node (an `unpin` asked of this
-    /// node, which has unpinned it).
-    pub async fn unpin_everywhere(&self, type_name: &str) -> Result<()> {
-        self.plugins.unpin(type_name).await?;
-        lock(&self.cluster_pins).remove(type_name);
-        Ok(())
-    }
-
-    /// Make this node's pins follow the cluster's: a type pinned on every
-    /// node is pinned here at that version (swapping to it if this node
-    /// has it loaded; tried once per version, the refusal logged and
-    /// recorded), and unpinned here when the cluster's pin goes.
-    async fn follow_pins(&self) -> Result<()> {
-        let pins = self.plugins.pins().await?;
-        let running = self.node.plugins().await?;
-        let pinned = self.node.pinned().await?;
-        for (type_name, version) in &pins {
-            let Some(here) = running.iter().find(|p| p.name() == type_name) else {
-                continue;
-            };
-            if pinned.contains(type_name) && here.info().version == *version {
-                lock(&self.cluster_pins).insert(type_name.clone(), version.clone());
-                continue;
-            }
-            if !lock(&self.pins_tried).insert((type_name.clone(), version.clone())) {
-                continue;
-            }
-            let (action, reason) = match self.node.pin(type_name, Some(version.clone())).await {
-                Ok(done) => {
-                    lock(&self.cluster_pins).insert(type_name.clone(), version.clone());
-                    ("pinned", format!("{done}, as on every node of the cluster"))
-                }
-                Err(err) => {
-                    let reason = format!(
-                        "the cluster pins {type_name} to {version}, but this node could not: \
-                         {err:#}"
-                    );
-                    tracing::error!("{reason}");
-                    ("pin-refused", reason)
-                }
-            };
-            self.node.record(Event::now(
-                type_name,
-                EventKind::Plugin {
-                    action: action.to_string(),
-                    version: Some(version.clone()),
-                    reason: Some(reason),
-                },
-            ));
-        }
-        // A pin that went may come back, to be tried again.
-        lock(&self.pins_tried).retain(|(t, v)| pins.get(t) == Some(v));
-        let gone: Vec<String> = lock(&self.cluster_pins)
-            .keys()
-            .filter(|t| !pins.contains_key(*t))
-            .cloned()
-            .collect();
-        for type_name in gone {
-            lock(&self.cluster_pins).remove(&type_name);
-            match self.node.unpin(&type_name).await {
-                Ok(done) => tracing::info!("{done}, as on every node of the cluster"),
-                Err(err) => tracing::error!("unpinning {type_name} as the cluster did: {err:#}"),
-            }
-        }
-        Ok(())
-    }
-
     /// Put this node's record at `plugins/NODE` if it changed.
     async fn publish(&self) -> Result<()> {
         let running = self.node.plugins().await?;
@@ -287,142 +207,6 @@ impl Rollout {
         }
     }
 
-    /// Mark `sha256` dealt with; false if it was already.
-    fn first_look(&self, sha256: &str) -> bool {
-        self.done
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(sha256.to_string())
-    }
-
-    /// Take an announced build, if this node should.
-    async fn take(&self, announcement: &Announcement) {
-        let sha = &announcement.sha256;
-        if self
-            .done
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(sha)
-        {
-            return;
-        }
-        let Ok(running) = self.node.plugins().await else {
-            return;
-        };
-        if let Some(current) = running.iter().find(|p| p.name() == announcement.type_name) {
-            if current.source_sha256().as_ref() == Some(sha) {
-                self.first_look(sha);
-                return;
-            }
-            if compare_versions(&current.info().version, &announcement.version).is_gt() {
-                self.first_look(sha);
-                tracing::info!(
-                    "not taking {} {} from {}: this node runs {}",
-                    announcement.type_name,
-                    announcement.version,
-                    announcement.from,
-                    current.info().version
-                );
-                return;
-            }
-        }
-        let Some(dir) = &self.dir else {
-            self.first_look(sha);
-            self.refuse(
-                announcement,
-                "this node has no plugins_dir to write it to".to_string(),
-            );
-            return;
-        };
-        let file = dir.join(
-            self.sources
-                .file_for(&announcement.type_name, announcement.short_sha()),
-        );
-        match std::fs::read(&file) {
-            Ok(bytes) if sha256_hex(&bytes) == *sha => {
-                // Written before (a restart): the directory has taken it,
-                // or refused it, already.
-                self.first_look(sha);
-                return;
-            }
-            Ok(_) => {
-                self.first_look(sha);
-                self.refuse(
-                    announcement,
-                    format!(
-                        "{} already holds other content; it was not overwritten",
-                        file.display()
-                    ),
-                );
-                return;
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => {
-                self.first_look(sha);
-                self.refuse(
-                    announcement,
-                    format!("could not read {}: {err}", file.display()),
-                );
-                return;
-            }
-        }
-        let bytes = match self.plugins.fetch(announcement).await {
-            Ok(bytes) => bytes,
-            Err(err) => {
-                // etcd did not answer, or the chunks are gone (replaced by
-                // a newer build): looked at again next time.
-                tracing::warn!(
-                    "fetching {} {} from etcd: {err:#}",
-                    announcement.type_name,
-                    announcement.version
-                );
-                return;
-            }
-        };
-        self.first_look(sha);
-        if let Err(err) = verify(announcement, &bytes) {
-            self.refuse(announcement, format!("{err:#}"));
-            return;
-        }
-        self.written
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(sha.clone());
-        if let Err(err) = write_atomically(dir, &file, &bytes) {
-            self.refuse(announcement, format!("{err:#}"));
-            return;
-        }
-        let note = format!(
-            "from {}, SHA-256 {sha}, written to {}; the plugins directory takes it from there",
-            announcement.from,
-            file.display()
-        );
-        tracing::info!("rollout of {}: {note}", announcement.type_name);
-        self.record(announcement, "fetched", note);
-    }
-
-    /// Log and record why this node does not take a build. Nothing
-    /// running changed.
-    fn refuse(&self, announcement: &Announcement, reason: String) {
-        let reason = format!(
-            "rollout of {} {} from {} not taken: {reason}",
-            announcement.type_name, announcement.version, announcement.from
-        );
-        tracing::error!("{reason}");
-        self.record(announcement, "rollout-refused", reason);
-    }
-
-    fn record(&self, announcement: &Announcement, action: &str, reason: String) {
-        self.node.record(Event::now(
-            &announcement.type_name,
-            EventKind::Plugin {
-                action: action.to_string(),
-                version: Some(announcement.version.clone()),
-                reason: Some(reason),
-            },
-        ));
-    }
-
     /// The plugins directory installed `plugin` from `file`: store and
     /// announce it, unless the rollout wrote it. In a task of its own, so
     /// the directory's watcher does not wait on etcd.
@@ -484,39 +268,4 @@ impl Rollout {
 /// A lock, even if a holder panicked (the sets stay usable).
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Write `bytes` to `file` in `dir` as a careful operator would: a hidden
-/// file (the watcher ignores those), synced, then renamed into place, so
-/// the watcher never reads it half-written. A file already at the name is
-/// never replaced.
-fn write_atomically(dir: &Path, file: &Path, bytes: &[u8]) -> Result<()> {
-    let name = file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = dir.join(format!(".{name}.rollout"));
-    let _ = std::fs::remove_file(&temp);
-    let written = (|| -> std::io::Result<()> {
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)?;
-        out.write_all(bytes)?;
-        out.sync_all()?;
-        // No replace: hard-link into place (fails if the name is taken).
-        std::fs::hard_link(&temp, file)?;
-        std::fs::remove_file(&temp)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    written.with_context(|| {
-        format!(
-            "writing {} into the plugins directory {}",
-            file.display(),
-            dir.display()
-        )
-    })
 }
