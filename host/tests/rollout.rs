@@ -3,9 +3,10 @@
 //! a node started later included, and `warden plugin list` shows each
 //! node's build; a build whose checks trap is rejected where it was tried
 //! and the old version keeps running there; a pin asked of one node holds
-//! on every node; a component damaged in etcd, one over the bound, and a
-//! name the directory already holds with other content, are refused with
-//! a clear error and change nothing elsewhere.
+//! on every node; a component damaged in etcd, one over the bound, a name
+//! the directory already holds with other content, and a directory that
+//! cannot be written, are refused with a clear error and change nothing
+//! elsewhere.
 
 mod common;
 
@@ -132,6 +133,35 @@ fn padded(component: &[u8], over: usize) -> Vec<u8> {
     out.extend_from_slice(&body);
     assert!(out.len() > over);
     out
+}
+
+/// A directory made immutable (`chattr +i`) until dropped; `None`, saying
+/// why, where the filesystem or the user cannot.
+struct Immutable(std::path::PathBuf);
+
+impl Immutable {
+    fn set(dir: &std::path::Path) -> Option<Immutable> {
+        let out = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(dir)
+            .output();
+        match out {
+            Ok(out) if out.status.success() => Some(Immutable(dir.to_path_buf())),
+            other => {
+                println!("not testing a read-only plugins directory: chattr +i: {other:?}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+    }
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -365,12 +395,27 @@ fn a_damaged_or_oversized_component_or_a_taken_name_changes_nothing() {
     // content (not a component: the directory refuses it on its own).
     let name = format!("chaos@{}.wasm", &sha256_hex(&next)[..12]);
     std::fs::write(cluster.plugins_dir(2).join(&name), b"not this").expect("plant");
+    // n2's directory cannot be written (immutable: root, as the tests
+    // run, ignores permissions); it runs the big 0.2.0 and keeps it.
+    let read_only = Immutable::set(&cluster.plugins_dir(1));
     drop_in(&cluster, 0, CHAOS_NEXT, "chaos@0.2.0.wasm");
     wait_builds(
         &cluster,
         0,
         &[("n1", "0.2.0"), ("n2", "0.2.0"), ("n3", "0.1.0")],
     );
+    if read_only.is_some() {
+        wait_until("n2 to refuse writing into its directory", MINUTE, || {
+            log_of(&cluster, 1)
+                .contains("rollout of chaos 0.2.0 from n1 not taken: writing")
+                .then_some(())
+        });
+        assert!(!cluster.plugins_dir(1).join(&name).exists());
+        let out = cluster.ok(1, &["plugin", "list", "--json"]);
+        let big_sha = sha256_hex(&big);
+        assert!(out.contains(&big_sha), "n2 runs the big build still: {out}");
+    }
+    drop(read_only);
     wait_until("n3 to refuse overwriting", MINUTE, || {
         log_of(&cluster, 2)
             .contains("already holds other content; it was not overwritten")
