@@ -445,8 +445,28 @@ impl ClusterPlugins {
     }
 }
 
-/// An announcement's size and chunk count are within bounds and agree.
-fn check_shape(a: &Announcement) -> Result<()> {
+/// An announcement's type name is one a plugin can have (it becomes part
+/// of a file name), its SHA-256 is 64 hex digits, and its size and chunk
+/// count are within bounds and agree. Anything else in etcd is refused
+/// before it names a file or a key.
+pub fn check_shape(a: &Announcement) -> Result<()> {
+    let type_ok = !a.type_name.is_empty()
+        && a.type_name.len() <= 64
+        && a.type_name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let sha_ok = a.sha256.len() == 64
+        && a.sha256
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if !type_ok || !sha_ok {
+        bail!(
+            "an announcement in etcd names type {:?} and SHA-256 {:?}: not a type name \
+             (1 to 64 of a-z, 0-9, -) or not 64 hex digits",
+            a.type_name,
+            a.sha256
+        );
+    }
     if a.size > MAX_COMPONENT {
         bail!(
             "{} {} is announced at {} bytes, more than the {MAX_COMPONENT} a node fetches",
@@ -455,14 +475,13 @@ fn check_shape(a: &Announcement) -> Result<()> {
             a.size
         );
     }
-    if a.chunks != a.size.div_ceil(CHUNK) || a.sha256.len() != 64 {
+    if a.chunks != a.size.div_ceil(CHUNK) {
         bail!(
-            "the announcement of {} {} is malformed ({} chunks for {} bytes, SHA-256 {:?})",
+            "the announcement of {} {} is malformed: {} chunks for {} bytes",
             a.type_name,
             a.version,
             a.chunks,
-            a.size,
-            a.sha256
+            a.size
         );
     }
     Ok(())
@@ -531,6 +550,12 @@ mod tests {
         let mut b = announced(b"x");
         b.chunks = 5;
         assert!(check_shape(&b).is_err());
+        let mut c = announced(b"x");
+        c.type_name = "../../etc".into();
+        assert!(check_shape(&c).is_err());
+        let mut d = announced(b"x");
+        d.sha256 = format!("{}/x", &d.sha256[..62]);
+        assert!(check_shape(&d).is_err());
     }
 
     #[test]

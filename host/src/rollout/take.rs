@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::Rollout;
-use crate::cluster::plugins::{Announcement, sha256_hex, verify};
+use crate::cluster::plugins::{Announcement, check_shape, sha256_hex, verify};
 use crate::monitor::{Event, EventKind};
 use crate::plugin_versions::compare_versions;
 
@@ -29,6 +29,13 @@ impl Rollout {
             .unwrap_or_else(|p| p.into_inner())
             .contains(sha)
         {
+            return;
+        }
+        if let Err(err) = check_shape(announcement) {
+            // Its fields are not fit for a file name, an event's subject
+            // or a log line: only the error, which quotes them, is logged.
+            self.first_look(sha);
+            tracing::error!("a rollout was not taken: {err:#}");
             return;
         }
         let Ok(running) = self.node.plugins().await else {
