@@ -112,7 +112,7 @@ impl Agent {
             None => None,
         };
         let record = store.load_versions()?;
-        let (node, events, notes) = match &config.cluster {
+        let (node, events, notes, cluster_plugins) = match &config.cluster {
             Some(section) => {
                 // Services must not outlive an agent whose groups the
                 // cluster moves elsewhere once its lease expires.
@@ -135,15 +135,16 @@ impl Agent {
                     choose(candidates, &record, &joined.desired.resources, &settings).await;
                 settings.plugins = chosen.plugins;
                 settings.alternatives = chosen.alternatives;
+                let cluster_plugins = joined.plugins.clone();
                 let (node, events) = Node::start_in_cluster(settings, joined, store).await?;
-                (node, events, chosen.notes)
+                (node, events, chosen.notes, Some(cluster_plugins))
             }
             None => {
                 let chosen = choose(candidates, &record, &desired.resources, &settings).await;
                 settings.plugins = chosen.plugins;
                 settings.alternatives = chosen.alternatives;
                 let (node, events) = Node::start(settings, desired, store).await?;
-                (node, events, chosen.notes)
+                (node, events, chosen.notes, None)
             }
         };
         // What start-up refused or chose goes into the event history too.
@@ -177,13 +178,32 @@ impl Agent {
         let subscription = events.live;
         let (history, readable_history) =
             crate::history::spawn_writer(events.record, &data_dir).await?;
+        // In a cluster: what this node runs published, builds rolled out.
+        let rollout = cluster_plugins.map(|plugins| {
+            crate::rollout::Rollout::new(
+                plugins,
+                node.clone(),
+                config.node.plugins_dir.clone(),
+                sources.clone(),
+            )
+        });
+        if let Some(rollout) = &rollout {
+            // Runs as long as the process: it only reads and publishes.
+            drop(rollout.spawn());
+        }
         if let Some((listener, token)) = api {
             let addr = listener.local_addr()?;
             tracing::info!(
                 "admin API on http://{addr}/ (OpenAPI at /v1/openapi.json, metrics at /metrics)"
             );
-            let serving =
-                crate::api::serve(listener, node.clone(), token, readable_history, metrics);
+            let serving = crate::api::serve(
+                listener,
+                node.clone(),
+                token,
+                readable_history,
+                metrics,
+                rollout.clone(),
+            );
             tokio::spawn(async move {
                 if let Err(err) = serving.await {
                     tracing::error!("{err:#}");
@@ -198,6 +218,7 @@ impl Agent {
                 cache.clone(),
                 sources,
                 seen_at_start,
+                rollout,
             )
         });
         // Ready once the node answers; the watchdog is fed only while it

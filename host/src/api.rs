@@ -27,6 +27,7 @@ use crate::config::{GroupConfig, PropertyValue, ResourceConfig};
 use crate::history::{Filter, History, Start};
 use crate::metrics::Metrics;
 use crate::node::{Change, Node, Operation, Refused, RefusedKind};
+use crate::rollout::Rollout;
 
 /// The OpenAPI document of this API.
 pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
@@ -37,6 +38,8 @@ struct Api {
     token: Arc<str>,
     history: History,
     metrics: Arc<Metrics>,
+    /// In a cluster: what every node runs (`GET /v1/plugins`).
+    rollout: Option<Arc<Rollout>>,
 }
 
 /// Serve the API on `listener` until the task is dropped.
@@ -46,12 +49,14 @@ pub async fn serve(
     token: String,
     history: History,
     metrics: Arc<Metrics>,
+    rollout: Option<Arc<Rollout>>,
 ) -> Result<()> {
     let api = Api {
         node,
         token: token.into(),
         history,
         metrics,
+        rollout,
     };
     let guarded = Router::new()
         .route("/v1/status", get(status))
@@ -365,6 +370,7 @@ async fn list_plugins(State(api): State<Api>) -> Response {
     let Ok(plugins) = api.node.plugins().await else {
         return stopped();
     };
+    let nodes = api.rollout.as_ref().map(|rollout| rollout.nodes());
     let list: Vec<Value> = plugins
         .iter()
         .map(|p| {
@@ -382,15 +388,45 @@ async fn list_plugins(State(api): State<Api>) -> Response {
                     })
                 })
                 .collect();
-            json!({
+            let mut plugin = json!({
                 "name": info.name,
                 "version": info.version,
                 "description": info.description,
                 "properties": properties,
-            })
+                "contract": p.contract().to_string(),
+                "sha256": p.source_sha256(),
+            });
+            if let Some(nodes) = &nodes {
+                plugin["nodes"] = nodes_running(nodes, &info.name);
+            }
+            plugin
         })
         .collect();
     Json(list).into_response()
+}
+
+/// Each node's build of `type_name`, by node name (a node that does not
+/// run the type is absent).
+fn nodes_running(
+    nodes: &std::collections::BTreeMap<String, crate::cluster::plugins::NodePlugins>,
+    type_name: &str,
+) -> Value {
+    let mut map = serde_json::Map::new();
+    for (node, record) in nodes {
+        if let Some(t) = record.types.iter().find(|t| t.type_name == type_name) {
+            map.insert(
+                node.clone(),
+                json!({
+                    "version": t.version,
+                    "contract": t.contract,
+                    "sha256": t.sha256,
+                    "source": t.source,
+                    "pinned": t.pinned,
+                }),
+            );
+        }
+    }
+    Value::Object(map)
 }
 
 async fn plugin_versions(State(api): State<Api>, Path(name): Path<String>) -> Response {
@@ -414,7 +450,11 @@ async fn plugin_verb(
 ) -> Response {
     match verb.as_str() {
         "rollback" => done(api.node.rollback(&name).await),
-        "unpin" => done(api.node.unpin(&name).await),
+        "unpin" => {
+            let local = api.node.unpin(&name).await;
+            let cluster = api.rollout.as_ref().map(|r| r.unpin_everywhere(&name));
+            done(on_every_node(local, cluster).await)
+        }
         "pin" => {
             let pin = if body.trim().is_empty() {
                 PinBody::default()
@@ -424,12 +464,35 @@ async fn plugin_verb(
                     Err(message) => return bad_request(message),
                 }
             };
-            done(api.node.pin(&name, pin.version).await)
+            let local = api.node.pin(&name, pin.version).await;
+            let cluster = api.rollout.as_ref().map(|r| r.pin_everywhere(&name));
+            done(on_every_node(local, cluster).await)
         }
         other => error(
             StatusCode::NOT_FOUND,
             format!("unknown plugin operation {other:?}: rollback, pin or unpin"),
         ),
+    }
+}
+
+/// In a cluster, a pin or unpin done on this node is recorded for every
+/// node (`crate::rollout`). If that fails the answer is 503, saying this
+/// node did it: asking again is safe.
+async fn on_every_node(
+    local: Result<String>,
+    cluster: Option<impl std::future::Future<Output = Result<()>>>,
+) -> Result<String> {
+    let message = local?;
+    let Some(cluster) = cluster else {
+        return Ok(message);
+    };
+    match cluster.await {
+        Ok(()) => Ok(format!("{message}, on every node of the cluster")),
+        Err(err) => Err(Refused {
+            kind: RefusedKind::Unavailable,
+            message: format!("{message} on this node, but not for the cluster: {err:#}; ask again"),
+        }
+        .into()),
     }
 }
 

@@ -94,8 +94,9 @@ pub enum ContractError {
     NotAPlugin { exports: Vec<String> },
 }
 
-/// Check that `component` exports our interface at a version we accept.
-pub fn check(engine: &Engine, component: &Component) -> Result<(), ContractError> {
+/// Check that `component` exports our interface at a version we accept;
+/// that version (what the cluster compares across nodes).
+pub fn check(engine: &Engine, component: &Component) -> Result<ContractVersion, ContractError> {
     let ty = component.component_type();
     let exports: Vec<String> = ty
         .exports(engine)
@@ -109,7 +110,7 @@ pub fn check(engine: &Engine, component: &Component) -> Result<(), ContractError
     match ours {
         None => Err(ContractError::NotAPlugin { exports }),
         Some(version) => match ContractVersion::parse(version) {
-            Some(v) if VERSION.accepts(v) => Ok(()),
+            Some(v) if VERSION.accepts(v) => Ok(v),
             _ => Err(ContractError::IncompatibleVersion {
                 plugin: if version.is_empty() {
                     "(unversioned)".to_string()

@@ -19,6 +19,7 @@ pub mod monitor;
 pub mod node;
 pub mod plugin_versions;
 pub mod plugins_dir;
+pub mod rollout;
 pub mod runtime;
 pub mod store;
 pub mod systemd;

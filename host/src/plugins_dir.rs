@@ -14,6 +14,10 @@
 //! is reported (event `rejected`, with the reason) and changes nothing. Removing a file changes nothing either: the
 //! type stays loaded, with its resources, until the agent restarts; the
 //! event `removed` says so.
+//!
+//! In a cluster, a file the directory installed is handed to
+//! [`crate::rollout`], which stores it in etcd and announces it to every
+//! node; other nodes' builds arrive here as files the rollout wrote.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -25,6 +29,7 @@ use tokio::task::JoinHandle;
 
 use crate::monitor::{Event, EventKind};
 use crate::node::Node;
+use crate::rollout::Rollout;
 use crate::runtime::{CompileCache, Runtime};
 use crate::type_sources::TypeSources;
 
@@ -47,7 +52,8 @@ struct Tracked {
 
 /// Watch `dir` until the task is aborted. `loaded_at_start` are the files
 /// (and content hashes) the agent read at start, which are not read again;
-/// `sources` says which file may provide which type.
+/// `sources` says which file may provide which type; `rollout`, in a
+/// cluster, takes every file installed.
 pub fn spawn(
     dir: PathBuf,
     runtime: Arc<Runtime>,
@@ -55,6 +61,7 @@ pub fn spawn(
     cache: CompileCache,
     sources: TypeSources,
     loaded_at_start: Vec<(PathBuf, u64)>,
+    rollout: Option<Arc<Rollout>>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut files: HashMap<PathBuf, Tracked> = HashMap::new();
@@ -77,6 +84,7 @@ pub fn spawn(
             node: &node,
             cache: &cache,
             sources: &sources,
+            rollout: rollout.as_ref(),
         };
         loop {
             tokio::time::sleep(POLL).await;
@@ -92,6 +100,7 @@ struct Watched<'a> {
     node: &'a Node,
     cache: &'a CompileCache,
     sources: &'a TypeSources,
+    rollout: Option<&'a Arc<Rollout>>,
 }
 
 async fn poll(watched: &Watched<'_>, files: &mut HashMap<PathBuf, Tracked>) {
@@ -138,8 +147,14 @@ async fn poll(watched: &Watched<'_>, files: &mut HashMap<PathBuf, Tracked>) {
         match watched.cache.load(watched.runtime, &bytes).await {
             Ok((plugin, _)) => match watched.sources.check(&path, plugin.name()) {
                 Ok(()) => {
-                    if let Err(err) = node.install(Arc::new(plugin)).await {
-                        tracing::warn!("{}: {err:#}", path.display());
+                    let plugin = Arc::new(plugin);
+                    match node.install(plugin.clone()).await {
+                        Ok(_) => {
+                            if let Some(rollout) = watched.rollout {
+                                rollout.offer(&path, bytes, plugin);
+                            }
+                        }
+                        Err(err) => tracing::warn!("{}: {err:#}", path.display()),
                     }
                 }
                 Err(reason) => record(node, &path, "rejected", &reason),

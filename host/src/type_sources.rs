@@ -115,6 +115,24 @@ impl TypeSources {
     }
 }
 
+impl TypeSources {
+    /// The name of a file labelled `label` that may provide `type_name`:
+    /// `STEM@LABEL.wasm`, where `STEM.wasm` is the file that holds the
+    /// name (the configured `source`, else `TYPE.wasm`). A built-in's name
+    /// without a configured source has no such file; the name returned is
+    /// then `TYPE@LABEL.wasm`, which the directory refuses with the usual
+    /// reason.
+    pub fn file_for(&self, type_name: &str, label: &str) -> String {
+        let holder = self
+            .configured
+            .get(type_name)
+            .cloned()
+            .unwrap_or_else(|| format!("{type_name}{EXTENSION}"));
+        let stem = holder.strip_suffix(EXTENSION).unwrap_or(&holder);
+        format!("{stem}{LABEL}{label}{EXTENSION}")
+    }
+}
+
 /// A `source` must name a `.wasm` file directly in the plugins directory:
 /// no path, no hidden file (the directory watcher ignores those).
 pub fn check_source_name(source: &str) -> Result<()> {

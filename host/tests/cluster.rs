@@ -874,32 +874,6 @@ async fn number_at(etcd: &warden::cluster::etcd::Etcd, key: String) -> u64 {
         .unwrap_or(0)
 }
 
-/// A client of the test cluster's etcd (every member), for what a test
-/// writes or reads there itself, and the runtime that drives it.
-fn direct_etcd(
-    cluster: &Cluster,
-) -> (
-    tokio::runtime::Runtime,
-    warden::cluster::etcd::Etcd,
-    warden::cluster::Keys,
-) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let endpoints: Vec<String> = cluster
-        .etcd
-        .clients
-        .iter()
-        .map(|c| format!("http://{c}"))
-        .collect();
-    let etcd = runtime
-        .block_on(warden::cluster::etcd::Etcd::connect(&endpoints))
-        .expect("connects");
-    (runtime, etcd, warden::cluster::Keys::new("test"))
-}
-
 /// Keys under the log's prefix.
 async fn entry_keys(etcd: &warden::cluster::etcd::Etcd, keys: &warden::cluster::Keys) -> i64 {
     let (_, mut client) = etcd.preferred();
@@ -922,7 +896,7 @@ fn a_node_joins_a_log_of_100_000_entries_from_its_snapshot_and_the_log_stays_bou
     let first = cluster.wait_served_by("n1", MINUTE);
     cluster.start_joined(1);
 
-    let (runtime, etcd, keys) = direct_etcd(&cluster);
+    let (runtime, etcd, keys) = cluster.direct_etcd();
 
     // A long history, appended while n1 serves and n2 follows (n2 takes
     // the snapshots); then, once both have read all of it, one interval
@@ -1026,7 +1000,7 @@ fn a_node_cut_off_while_the_log_was_compacted_past_it_stays_out_until_restarted(
     use warden::cluster::snapshot::SNAPSHOT_EVERY;
     let mut cluster = Cluster::new();
     let first = three_agents_n1_serving(&mut cluster);
-    let (runtime, etcd, keys) = direct_etcd(&cluster);
+    let (runtime, etcd, keys) = cluster.direct_etcd();
 
     // n3 is cut off from etcd (a frozen agent is not enough: etcd keeps
     // what its watch has yet to deliver, and it catches up on thawing);

@@ -506,6 +506,24 @@ pub fn plugins(client: &Client, as_json: bool) -> Result<()> {
             text(&plugin["version"]),
             text(&plugin["description"])
         );
+        // In a cluster: the build each node runs, one line per node.
+        if let Some(nodes) = plugin["nodes"].as_object() {
+            for (node, build) in nodes {
+                let sha = text(&build["sha256"]);
+                let pinned = if build["pinned"].as_bool() == Some(true) {
+                    " pinned"
+                } else {
+                    ""
+                };
+                println!(
+                    "  {node:<18} {:<10} contract {} {} {}{pinned}",
+                    text(&build["version"]),
+                    text(&build["contract"]),
+                    text(&build["source"]),
+                    sha.get(..12).unwrap_or(&sha),
+                );
+            }
+        }
     }
     Ok(())
 }

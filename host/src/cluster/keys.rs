@@ -70,6 +70,42 @@ impl Keys {
         format!("{}checkpoints/{resource}", self.prefix)
     }
 
+    /// What a node runs, per type (`cluster::plugins`), on its lease.
+    pub fn node_plugins(&self, node: &str) -> String {
+        format!("{}plugins/{node}", self.prefix)
+    }
+
+    pub fn node_plugins_prefix(&self) -> String {
+        format!("{}plugins/", self.prefix)
+    }
+
+    /// The build of a type to roll out to every node (`cluster::plugins`).
+    pub fn rollout(&self, type_name: &str) -> String {
+        format!("{}rollout/{type_name}", self.prefix)
+    }
+
+    pub fn rollout_prefix(&self) -> String {
+        format!("{}rollout/", self.prefix)
+    }
+
+    /// A type pinned on every node (`cluster::plugins`).
+    pub fn pin(&self, type_name: &str) -> String {
+        format!("{}pins/{type_name}", self.prefix)
+    }
+
+    pub fn pins_prefix(&self) -> String {
+        format!("{}pins/", self.prefix)
+    }
+
+    /// Chunk `index` of the component whose SHA-256 is `sha256`.
+    pub fn blob_chunk(&self, sha256: &str, index: usize) -> String {
+        format!("{}blobs/{sha256}/{index:04}", self.prefix)
+    }
+
+    pub fn blob_prefix(&self, sha256: &str) -> String {
+        format!("{}blobs/{sha256}/", self.prefix)
+    }
+
     /// Held by the node a group runs on, attached to its lease.
     pub fn owner(&self, group: &str) -> String {
         format!("{}owners/{group}", self.prefix)

@@ -25,6 +25,7 @@ use super::checkpoints::EtcdCheckpoints;
 use super::compact::{self, KEEP_BEHIND};
 use super::etcd::{ATTEMPT, Etcd};
 use super::log::{self, LogEntry, LogEvent};
+use super::plugins::ClusterPlugins;
 use super::snapshot::{self, LogSnapshot, Written};
 use super::start::read_start;
 use crate::config::ClusterSection;
@@ -172,6 +173,8 @@ pub struct Joined {
     /// Where the resources' checkpoints live: in etcd, fenced by the
     /// groups' ownership keys.
     pub checkpoints: Arc<EtcdCheckpoints>,
+    /// What each node runs, and the builds rolled out to every node.
+    pub plugins: Arc<ClusterPlugins>,
 }
 
 /// Connect, take a lease, register as a member, read where the log starts
@@ -275,6 +278,12 @@ pub async fn join(section: &ClusterSection, me: &str, seed: &Desired) -> Result<
         shared.lease.clone(),
         &desired,
     ));
+    let plugins = Arc::new(ClusterPlugins::new(
+        etcd.clone(),
+        shared.keys.clone(),
+        me,
+        shared.lease.clone(),
+    ));
     tokio::spawn(follow(etcd.clone(), shared.clone(), next));
     tokio::spawn(keep_progress(etcd.clone(), shared.clone(), reported));
     tokio::spawn(watch_members(etcd.clone(), shared.clone()));
@@ -292,6 +301,7 @@ pub async fn join(section: &ClusterSection, me: &str, seed: &Desired) -> Result<
         desired,
         created,
         checkpoints,
+        plugins,
     })
 }
 

@@ -63,6 +63,10 @@
 //! has yet to read (each reports its progress on its lease); one that lost
 //! its lease and fell behind it stays out until restarted.
 //!
+//! Which plugin builds each node runs, and the builds rolled out to every
+//! node, are etcd keys too ([`plugins`]; `crate::rollout` is the agent's
+//! side).
+//!
 //! Read [`log`] (the entries and the compare-and-swap append), then
 //! [`link`] (the tasks that keep the lease, follow the log and hold
 //! ownership keys, and what they tell the node's loop).
@@ -73,6 +77,7 @@ pub mod etcd;
 pub mod keys;
 pub mod link;
 pub mod log;
+pub mod plugins;
 pub mod snapshot;
 pub mod start;
 

@@ -216,6 +216,9 @@ impl Driver {
             Command::Plugins { reply } => {
                 let _ = reply.send(self.settings.plugins.values().cloned().collect());
             }
+            Command::Pinned { reply } => {
+                let _ = reply.send(self.pinned.clone());
+            }
             Command::Versions { type_name, reply } => {
                 let _ = reply.send(self.versions(&type_name));
             }

@@ -146,6 +146,9 @@ enum Command {
     Plugins {
         reply: oneshot::Sender<Vec<Arc<Plugin>>>,
     },
+    Pinned {
+        reply: oneshot::Sender<std::collections::BTreeSet<String>>,
+    },
     Rollback {
         type_name: String,
         reply: oneshot::Sender<Result<String>>,
@@ -473,6 +476,11 @@ impl Node {
     /// The resource types loaded now (each at its active version).
     pub async fn plugins(&self) -> Result<Vec<Arc<Plugin>>, Stopped> {
         self.request(|reply| Command::Plugins { reply }).await
+    }
+
+    /// The types pinned on this node.
+    pub async fn pinned(&self) -> Result<std::collections::BTreeSet<String>, Stopped> {
+        self.request(|reply| Command::Pinned { reply }).await
     }
 
     /// The versions of a type this agent has loaded, oldest first.

@@ -57,6 +57,9 @@ pub struct Plugin {
     /// version's rejection is recorded against, so that a fixed build of
     /// the same version is not refused for its predecessor's fault.
     pub(crate) source: Option<[u8; 32]>,
+    /// The contract version the component was built against: nodes of a
+    /// cluster compare it (`crate::rollout`).
+    contract: contract::ContractVersion,
     /// What the type-level calls (describe, validate) may still send to the
     /// log, shared by all of them for as long as this version is loaded.
     /// Each runs in a throwaway store, and a plugin is validated at every
@@ -113,7 +116,7 @@ impl Plugin {
         runtime: &Arc<Runtime>,
         component: Component,
     ) -> Result<Plugin, LoadError> {
-        contract::check(&runtime.engine, &component)?;
+        let contract = contract::check(&runtime.engine, &component)?;
         let pre = runtime
             .linker
             .instantiate_pre(&component)
@@ -124,6 +127,7 @@ impl Plugin {
             pre,
             info: placeholder_info(),
             source: None,
+            contract,
             output: Arc::default(),
         };
         let info = plugin
@@ -148,6 +152,11 @@ impl Plugin {
 
     pub fn name(&self) -> &str {
         &self.info.name
+    }
+
+    /// The contract version the component was built against.
+    pub fn contract(&self) -> contract::ContractVersion {
+        self.contract
     }
 
     /// The SHA-256 (hex) of the component this was loaded from, if known.

@@ -376,6 +376,10 @@ pub struct Setup {
     pub mtas: bool,
     /// `[cluster] fence_guard`: each agent runs a fence guard beside it.
     pub fence_guard: bool,
+    /// Each agent has a plugins directory (`Cluster::plugins_dir`) holding
+    /// `chaos.wasm` (0.1.0), and a group `c` (preferred n1, n2, n3) runs
+    /// one `chaos` resource, `r`, checked every 200 ms.
+    pub chaos: bool,
 }
 
 impl Default for Setup {
@@ -387,6 +391,7 @@ impl Default for Setup {
             lease_ttl_s: LEASE_TTL_S,
             mtas: false,
             fence_guard: true,
+            chaos: false,
         }
     }
 }
@@ -467,9 +472,45 @@ impl Cluster {
         } else {
             text
         };
+        let text = if self.setup.chaos {
+            self.with_chaos(i, text)
+        } else {
+            text
+        };
         let path = dir.join("node.toml");
         std::fs::write(&path, text).expect("config");
         path
+    }
+
+    /// `text` with a plugins directory holding `chaos.wasm` and a group
+    /// `c` of one chaos resource (`Setup::chaos`).
+    fn with_chaos(&self, i: usize, text: String) -> String {
+        let nodes = NODES.map(|n| format!("{n:?}")).join(", ");
+        let plugins = self.plugins_dir(i);
+        std::fs::create_dir_all(&plugins).expect("plugins dir");
+        if !plugins.join("chaos.wasm").exists() {
+            std::fs::copy(super::CHAOS, plugins.join("chaos.wasm")).expect("chaos.wasm");
+        }
+        let text = text.replacen(
+            "data_dir = \"data\"\n",
+            "data_dir = \"data\"\nplugins_dir = \"plugins\"\n",
+            1,
+        );
+        text + &format!(
+            r#"
+[[group]]
+name = "c"
+preferred_owners = [{nodes}]
+
+[[resource]]
+name = "r"
+type = "chaos"
+group = "c"
+is_alive_interval_ms = 200
+looks_alive_interval_ms = 0
+check_timeout_ms = 1000
+"#
+        )
     }
 
     /// Node `i`'s configuration: its admin API on `api`, etcd at
@@ -555,6 +596,37 @@ properties = {{ program = "{mta}", address = "{address}", store = "{store}" }}
             ));
         }
         text
+    }
+
+    /// Agent `i`'s plugins directory (`Setup::chaos`).
+    pub fn plugins_dir(&self, i: usize) -> PathBuf {
+        self.node_dir(i).join("plugins")
+    }
+
+    /// A client of the test cluster's etcd (every member), for what a test
+    /// writes or reads there itself, and the runtime that drives it.
+    pub fn direct_etcd(
+        &self,
+    ) -> (
+        tokio::runtime::Runtime,
+        warden::cluster::etcd::Etcd,
+        warden::cluster::Keys,
+    ) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let endpoints: Vec<String> = self
+            .etcd
+            .clients
+            .iter()
+            .map(|c| format!("http://{c}"))
+            .collect();
+        let etcd = runtime
+            .block_on(warden::cluster::etcd::Etcd::connect(&endpoints))
+            .expect("connects");
+        (runtime, etcd, warden::cluster::Keys::new("test"))
     }
 
     /// Agent `i`'s log (its fence guard writes there too), over all its runs.
