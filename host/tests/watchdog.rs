@@ -236,6 +236,9 @@ fn an_agent_holding_no_group_does_not_keep_the_device_armed() {
         Some(&Op::Close { stopped: true })
     );
 
+    wait_until("n2 to join", MINUTE, || {
+        agents[1].log().contains("joined the cluster").then_some(())
+    });
     agents[0].ok(&["group", "move", "web", "--to", "n2"]);
     online(&agents[1]);
     wait_until("n1's device to be disarmed", MINUTE, || {
