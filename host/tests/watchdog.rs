@@ -266,6 +266,52 @@ fn an_agent_holding_no_group_does_not_keep_the_device_armed() {
     }
 }
 
+/// etcd lost (its only member killed): the agent, alive, cannot renew,
+/// fences itself at half the TTL and terminates its service; once the
+/// service is gone and the node owns nothing the guard disarms the device
+/// (its grace still runs, though the lease is no longer vouched for), so a
+/// node that stopped its services in time is not reset.
+#[test]
+fn a_live_agent_cut_off_from_etcd_stops_its_services_and_is_not_reset() {
+    let device = FakeWatchdog::mount(Behaviour::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut etcd = start_single_etcd(dir.path());
+    let agent = AgentProcess::start(dir.path(), &config(&etcd.clients, &device.path, true));
+    online(&agent);
+    wait_until("the guard to arm the device", MINUTE, || {
+        (device.is_open() && device.feeds() > 2).then_some(())
+    });
+    etcd.kill_member(0);
+    let cut_at = unix_ms();
+    wait_until(
+        &format!(
+            "the device to be disarmed or to fire; log in {}",
+            dir.path().display()
+        ),
+        MINUTE,
+        || (!device.is_open() || device.fired_at().is_some()).then_some(()),
+    );
+    // Past the device's timeout: it stays quiet.
+    std::thread::sleep(Duration::from_secs(3));
+    let seen = device.seen();
+    assert!(
+        device.fired_at().is_none(),
+        "the device fired although the agent stopped its service: {seen:?}; log:\n{}",
+        agent.log()
+    );
+    assert_eq!(
+        seen.last().map(|s| &s.op),
+        Some(&Op::Close { stopped: true }),
+        "{seen:?}"
+    );
+    assert!(agent.log().contains("fenced"), "{}", agent.log());
+    let disarmed_at = seen.last().map(|s| s.at_ms).unwrap_or_default();
+    eprintln!(
+        "etcd killed at 0 ms: device disarmed at {} ms",
+        disarmed_at.saturating_sub(cut_at)
+    );
+}
+
 /// SIGTERM to an agent whose group runs: it stops its services, says
 /// goodbye to its guard, and the guard disarms the device (magic close);
 /// it does not fire afterwards.

@@ -227,21 +227,24 @@ impl Guard {
         self.tend_watchdog();
     }
 
-    /// Arm the device while the node owns or runs anything, disarm it when
-    /// it holds nothing, feed it when due: all only while the lease is
-    /// vouched for. Without a vouch nothing is done, so an armed device is
-    /// never fed again and resets the node.
+    /// Arm the device while the node owns or runs anything, and feed it
+    /// when due, only while the lease is vouched for; without a vouch an
+    /// armed device is never fed again and resets the node. Disarm it when
+    /// the node holds nothing, as long as the guard's deadline has not
+    /// passed: during an agent's own fence (a grace) too, since the agent,
+    /// alive, reports each service gone, so a node cut off from etcd that
+    /// stopped its services in time is not reset. After a lapse it stays
+    /// armed: what the guard killed itself is not known to be gone.
     fn tend_watchdog(&mut self) {
         let Some(watchdog) = self.watchdog.as_mut() else {
             return;
         };
         let now = Instant::now();
-        if self.fresh_until.is_none_or(|until| now >= until) {
-            return;
-        }
+        let fresh = self.fresh_until.is_some_and(|until| now < until);
+        let in_time = matches!(self.vouch, Vouch::Until(deadline) if now < deadline);
         let wanted = !self.held.is_empty() || self.owned > 0;
         match (watchdog.armed.as_mut(), wanted) {
-            (None, true) if now >= watchdog.next_try => {
+            (None, true) if fresh && now >= watchdog.next_try => {
                 match Armed::arm(&watchdog.setup.device, watchdog.setup.timeout_s) {
                     Ok(armed) => {
                         tracing::info!(
@@ -264,8 +267,8 @@ impl Guard {
                     }
                 }
             }
-            (Some(_), false) => disarm(watchdog, "this node holds nothing"),
-            (Some(armed), true) if now >= watchdog.next_feed => {
+            (Some(_), false) if in_time => disarm(watchdog, "this node holds nothing"),
+            (Some(armed), true) if fresh && now >= watchdog.next_feed => {
                 if let Err(err) = armed.feed() {
                     tracing::error!("fence guard: {err:#}");
                 }
