@@ -32,6 +32,15 @@ const TTL_S: u64 = 6;
 
 const NODES: [&str; 2] = ["n1", "n2"];
 
+/// One etcd and its agents at a time in this binary: the frozen-owner test
+/// judges the device's firing against etcd's expiry, and a 2-core machine
+/// running every test's agents at once would only blur both.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A one-node cluster configuration (without `[api]`, which
 /// `AgentProcess` adds) whose group `web` runs a demo service, if `group`.
 fn config(etcd: &[SocketAddr], device: &Path, group: bool) -> String {
@@ -121,6 +130,7 @@ fn member_key_present(
 /// take its groups. Judged from the device's own record against etcd's.
 #[test]
 fn a_frozen_agent_s_guard_stops_feeding_and_the_device_fires_before_the_lease_can_expire() {
+    let _one = one_at_a_time();
     let device = FakeWatchdog::mount(Behaviour::default());
     let dir = tempfile::tempdir().expect("tempdir");
     let etcd = start_single_etcd(dir.path());
@@ -200,6 +210,7 @@ fn a_frozen_agent_s_guard_stops_feeding_and_the_device_fires_before_the_lease_ca
 /// and n2's is armed.
 #[test]
 fn an_agent_holding_no_group_does_not_keep_the_device_armed() {
+    let _one = one_at_a_time();
     let devices = [
         FakeWatchdog::mount(Behaviour::default()),
         FakeWatchdog::mount(Behaviour::default()),
@@ -273,6 +284,7 @@ fn an_agent_holding_no_group_does_not_keep_the_device_armed() {
 /// node that stopped its services in time is not reset.
 #[test]
 fn a_live_agent_cut_off_from_etcd_stops_its_services_and_is_not_reset() {
+    let _one = one_at_a_time();
     let device = FakeWatchdog::mount(Behaviour::default());
     let dir = tempfile::tempdir().expect("tempdir");
     let mut etcd = start_single_etcd(dir.path());
@@ -317,6 +329,7 @@ fn a_live_agent_cut_off_from_etcd_stops_its_services_and_is_not_reset() {
 /// it does not fire afterwards.
 #[test]
 fn a_clean_shutdown_disarms_the_device() {
+    let _one = one_at_a_time();
     let device = FakeWatchdog::mount(Behaviour::default());
     let dir = tempfile::tempdir().expect("tempdir");
     let etcd = start_single_etcd(dir.path());
