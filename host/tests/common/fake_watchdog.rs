@@ -100,7 +100,7 @@ pub struct FakeWatchdog {
     state: Arc<Mutex<State>>,
     stop: Arc<AtomicBool>,
     session: Option<fuser::BackgroundSession>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 const ROOT: INodeNo = INodeNo::ROOT;
@@ -166,7 +166,7 @@ impl FakeWatchdog {
             state,
             stop,
             session: Some(session),
-            _dir: dir,
+            dir,
         }
     }
 
@@ -223,8 +223,16 @@ impl Drop for HeldOpen {
 impl Drop for FakeWatchdog {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(session) = self.session.take() {
-            let _ = session.umount_and_join();
+        if let Some(session) = self.session.take()
+            && session.umount_and_join().is_err()
+        {
+            // Still open elsewhere (a guard outliving its killed agent
+            // until its vouch runs out): detach it lazily instead.
+            use std::os::unix::ffi::OsStrExt;
+            if let Ok(path) = std::ffi::CString::new(self.dir.path().as_os_str().as_bytes()) {
+                // SAFETY: a valid C string; no memory is handed over.
+                unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
+            }
         }
     }
 }
