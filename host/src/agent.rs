@@ -53,6 +53,11 @@ impl Agent {
     /// groups that should be.
     pub async fn start(config: AgentConfig) -> Result<Agent> {
         raise_open_file_limit();
+        // Before anything starts: an operator who configured a watchdog
+        // must not run without it.
+        if let Some(watchdog) = config.cluster.as_ref().and_then(|c| c.watchdog()) {
+            crate::fence_guard::watchdog::check(&watchdog)?;
+        }
         let data_dir = config.node.data_dir.clone();
         std::fs::create_dir_all(data_dir.join("resources"))
             .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
@@ -119,8 +124,9 @@ impl Agent {
                 crate::runtime::die_with_agent();
                 // Before the lease: the first answered renewal vouches.
                 if section.fence_guard {
-                    crate::fence_guard::start().context(
-                        "starting the fence guard ([cluster] fence_guard = false runs without one)",
+                    crate::fence_guard::start(section.watchdog()).context(
+                        "starting the fence guard ([cluster] fence_guard = false runs without one, \
+                         and without watchdog_device)",
                     )?;
                 }
                 let joined = crate::cluster::link::join(section, &config.node.name, &desired)

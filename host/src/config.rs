@@ -199,6 +199,13 @@ pub struct ClusterSection {
     /// vouching for its lease in time (the agent frozen or stalled).
     #[serde(default = "yes")]
     pub fence_guard: bool,
+    /// The Linux watchdog device the fence guard arms while this node owns
+    /// groups or runs services, and feeds only while the lease is vouched
+    /// for (`crate::fence_guard::watchdog`): a node frozen whole is reset
+    /// before its lease can expire. Off unless set; its timeout is a third
+    /// of the lease TTL.
+    #[serde(default)]
+    pub watchdog_device: Option<PathBuf>,
 }
 
 fn default_lease_ttl_s() -> u64 {
@@ -231,7 +238,39 @@ impl ClusterSection {
                 2 * crate::fence_guard::MAX_VOUCH.as_secs()
             );
         }
+        if let Some(device) = &self.watchdog_device {
+            if !self.fence_guard {
+                bail!(
+                    "[cluster] watchdog_device = {:?} needs fence_guard = true: the fence guard \
+                     feeds the watchdog",
+                    device.display().to_string()
+                );
+            }
+            if self.watchdog_timeout_s().is_none() {
+                bail!(
+                    "[cluster] watchdog_device = {:?} needs lease_ttl_s of at least 3 (the \
+                     watchdog's timeout is a third of the TTL, in whole seconds), not {}",
+                    device.display().to_string(),
+                    self.lease_ttl_s
+                );
+            }
+        }
         Ok(())
+    }
+
+    /// The watchdog's timeout for this lease TTL
+    /// (`crate::fence_guard::watchdog::timeout_for`).
+    pub fn watchdog_timeout_s(&self) -> Option<u32> {
+        crate::fence_guard::watchdog::timeout_for(self.lease_ttl())
+    }
+
+    /// What the fence guard is to do with the watchdog, if one is set.
+    pub fn watchdog(&self) -> Option<crate::fence_guard::guard::WatchdogSetup> {
+        let device = self.watchdog_device.clone()?;
+        Some(crate::fence_guard::guard::WatchdogSetup {
+            device,
+            timeout_s: self.watchdog_timeout_s()?,
+        })
     }
 }
 

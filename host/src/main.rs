@@ -16,7 +16,15 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     let command = match cli.command {
         // Plain std: the guard must not depend on an async runtime.
-        Command::FenceGuard => return warden::fence_guard::guard::run(),
+        Command::FenceGuard {
+            watchdog,
+            watchdog_timeout_s,
+        } => {
+            let watchdog = watchdog.zip(watchdog_timeout_s).map(|(device, timeout_s)| {
+                warden::fence_guard::guard::WatchdogSetup { device, timeout_s }
+            });
+            return warden::fence_guard::guard::run(watchdog);
+        }
         // Plain std too, with signal handlers of its own.
         Command::MailService { name, args } => return mail_service(&name, args),
         command => command,

@@ -1,8 +1,10 @@
 //! The fence guard alone (`warden fence-guard`, the real binary), holding
 //! real process groups: a vouch that runs out kills them, regular vouches
 //! keep them, a goodbye leaves them, an agent gone without one has them
-//! killed at the deadline; bad lines change nothing. The agent's side, and
-//! a frozen agent in a real cluster, are in `cluster.rs`.
+//! killed at the deadline; bad lines change nothing; a watchdog device
+//! (the stand-in of `common::fake_watchdog`) armed only under a vouch and
+//! never fed after it ran out. The agent's side, and a frozen agent in a
+//! real cluster, are in `cluster.rs` and `watchdog.rs`.
 
 mod common;
 
@@ -27,10 +29,16 @@ struct Guard {
 
 impl Guard {
     fn start() -> Guard {
+        Guard::start_with(&[])
+    }
+
+    /// A guard given more arguments (a watchdog device).
+    fn start_with(args: &[&str]) -> Guard {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("guard.log");
         let mut child = Command::new(WARDEN)
             .arg("fence-guard")
+            .args(args)
             .env("NO_COLOR", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -292,4 +300,60 @@ fn bad_lines_are_refused_and_change_nothing() {
     assert!(guard.running(), "bad input ended the guard");
     assert!(service.alive());
     assert!(alive(own as i32));
+}
+
+/// The guard's watchdog (1 s timeout): not armed for an owned group before
+/// any vouch; armed and fed under a vouch; once the vouch runs out never
+/// fed again, so the device fires; a new vouch and nothing owned: disarmed
+/// by the magic close.
+#[test]
+fn the_watchdog_is_armed_only_under_a_vouch_and_never_fed_after_it_ran_out() {
+    if common::fake_watchdog::unavailable(
+        "the_watchdog_is_armed_only_under_a_vouch_and_never_fed_after_it_ran_out",
+    ) {
+        return;
+    }
+    use common::fake_watchdog::{Behaviour, FakeWatchdog, Op};
+    let device = FakeWatchdog::mount(Behaviour::default());
+    let path = device.path.display().to_string();
+    let mut guard = Guard::start_with(&["--watchdog", &path, "--watchdog-timeout-s", "1"]);
+    guard.send("owns 1");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        device.seen().is_empty(),
+        "armed without a vouch: {:?}",
+        device.seen()
+    );
+
+    guard.send("vouch 2000");
+    wait_until("the guard to arm and feed", Duration::from_secs(10), || {
+        (device.is_open() && device.feeds() > 2).then_some(())
+    });
+    let fired = wait_until("the device to fire", Duration::from_secs(10), || {
+        device.fired_at()
+    });
+    guard.wait_logged("is no longer fed");
+    // Past another timeout: no feed came after the vouch ran out.
+    std::thread::sleep(Duration::from_millis(1500));
+    let seen = device.seen();
+    assert!(
+        seen.iter().all(|s| s.op != Op::Feed || s.at_ms < fired),
+        "fed after the vouch ran out: {seen:?}"
+    );
+    assert!(
+        device.is_open(),
+        "closed (and so stopped) after the lapse: {seen:?}"
+    );
+
+    guard.send("vouch 60000");
+    guard.send("owns 0");
+    wait_until("the guard to disarm", Duration::from_secs(10), || {
+        (!device.is_open()).then_some(())
+    });
+    assert_eq!(
+        device.seen().last().map(|s| &s.op),
+        Some(&Op::Close { stopped: true })
+    );
+    guard.wait_logged("disarmed: this node holds nothing");
+    assert!(guard.running());
 }

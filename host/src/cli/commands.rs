@@ -146,7 +146,14 @@ pub enum Command {
     /// process groups the agent names on stdin when the agent's vouch for
     /// its lease runs out (see `warden::fence_guard`).
     #[command(hide = true)]
-    FenceGuard,
+    FenceGuard {
+        /// The watchdog device to hold (`[cluster] watchdog_device`).
+        #[arg(long, requires = "watchdog_timeout_s")]
+        watchdog: Option<PathBuf>,
+        /// Its timeout, derived by the agent from the lease TTL.
+        #[arg(long, requires = "watchdog")]
+        watchdog_timeout_s: Option<u32>,
+    },
 }
 
 /// The examples `agent --dev --example` can run.

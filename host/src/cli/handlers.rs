@@ -163,7 +163,9 @@ pub async fn run(command: Command) -> Result<()> {
             record,
         } => crate::demo_service::serve(&name, listen, record).await,
         // Started in `main`, before the async runtime.
-        Command::FenceGuard => anyhow::bail!("the fence guard does not run in the async runtime"),
+        Command::FenceGuard { .. } => {
+            anyhow::bail!("the fence guard does not run in the async runtime")
+        }
         Command::MailService { name, .. } => {
             anyhow::bail!("the mail service {name} does not run in the async runtime")
         }

@@ -808,7 +808,7 @@ async fn keep_lease(
         if renewed_at.elapsed() >= timing.fence_after {
             // This agent is alive and stops its services itself: the guard
             // need act only if it freezes now, still before the lease ends.
-            crate::fence_guard::vouch_until(
+            crate::fence_guard::grace_until(
                 (renewed_at + timing.ttl - timing.every / 2).into_std(),
             );
             fence(

@@ -30,6 +30,7 @@ use anyhow::{Context, Result, anyhow};
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 
 use super::Command;
+use super::guard::WatchdogSetup;
 
 /// The shortest time between two starts of the guard, so that a guard that
 /// dies at once is not restarted in a tight loop.
@@ -53,6 +54,10 @@ struct State {
     /// Every process group the guard must hold: a guard started anew is
     /// told them all.
     held: BTreeSet<i32>,
+    /// How many groups' ownership keys this node holds.
+    owned: u32,
+    /// The watchdog device the guard holds, if one is configured.
+    watchdog: Option<WatchdogSetup>,
     /// The end of the last vouch, on the agent's clock.
     vouched_until: Option<Instant>,
     /// The agent said goodbye: the guard's exit is expected.
@@ -68,11 +73,16 @@ impl Link {
 /// Start this agent's fence guard (`warden fence-guard`, the agent's own
 /// binary) and a thread that starts another if it dies. Once per process:
 /// a second call finds it running.
-pub fn start() -> Result<()> {
+///
+/// A watchdog device is handed to the guard, which arms it when the node
+/// holds something; the agent checked at its start that it can be armed
+/// ([`super::watchdog::check`]).
+pub fn start(watchdog: Option<WatchdogSetup>) -> Result<()> {
     if GUARD.get().is_some() {
         return Ok(());
     }
     let link = Arc::new(Link::default());
+    link.lock().watchdog = watchdog;
     let child = spawn(&mut link.lock())?;
     if GUARD.set(link.clone()).is_err() {
         return Ok(());
@@ -93,6 +103,27 @@ pub fn vouch_until(until: Instant) {
     state.vouched_until = Some(until);
     let vouch = until.saturating_duration_since(Instant::now());
     send(&mut state, &Command::Vouch(vouch));
+}
+
+/// The agent is fencing itself (its renewals unanswered) and stops its
+/// services on its own until `until`: the guard kills them then if they
+/// still run. The lease is no longer vouched for.
+pub fn grace_until(until: Instant) {
+    let Some(link) = GUARD.get() else { return };
+    let mut state = link.lock();
+    let grace = until.saturating_duration_since(Instant::now());
+    send(&mut state, &Command::Grace(grace));
+}
+
+/// This node now holds `groups` groups' ownership keys.
+pub fn owns(groups: usize) {
+    let Some(link) = GUARD.get() else { return };
+    let groups = u32::try_from(groups).unwrap_or(u32::MAX);
+    let mut state = link.lock();
+    if state.owned != groups {
+        state.owned = groups;
+        send(&mut state, &Command::Owns(groups));
+    }
 }
 
 /// A service's process group, from its spawn or adoption.
@@ -140,9 +171,16 @@ pub fn goodbye(left_running: bool) {
 
 /// Start a guard and tell it what the agent holds and vouches for now.
 fn spawn(state: &mut State) -> Result<Child> {
-    let mut child = std::process::Command::new("/proc/self/exe")
-        .arg0("warden")
-        .arg("fence-guard")
+    let mut command = std::process::Command::new("/proc/self/exe");
+    command.arg0("warden").arg("fence-guard");
+    if let Some(watchdog) = &state.watchdog {
+        command
+            .arg("--watchdog")
+            .arg(&watchdog.device)
+            .arg("--watchdog-timeout-s")
+            .arg(watchdog.timeout_s.to_string());
+    }
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -161,6 +199,10 @@ fn spawn(state: &mut State) -> Result<Child> {
     state.pipe = Some(File::from(pipe));
     for pgid in state.held.clone() {
         send(state, &Command::Hold(pgid));
+    }
+    if state.owned > 0 {
+        let owned = state.owned;
+        send(state, &Command::Owns(owned));
     }
     if let Some(until) = state.vouched_until {
         send(

@@ -1,20 +1,33 @@
 //! The guard process itself: `warden fence-guard`, started by the agent.
 //!
 //! Two threads and no async runtime: one reads the agent's lines from
-//! stdin, the other keeps the deadline and kills. Neither waits on
-//! anything of the agent's but the pipe.
+//! stdin, the other keeps the deadline, kills, and tends the watchdog
+//! device. Neither waits on anything of the agent's but the pipe.
 
 use std::collections::BTreeSet;
 use std::io::Read;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::signal::{SigHandler, Signal, killpg, signal};
 use nix::unistd::{Pid, getpgid, getpgrp, getppid};
 
+use super::watchdog::Armed;
 use super::{Command, MAX_LINE};
+
+/// The watchdog device the guard holds (`[cluster] watchdog_device`), and
+/// the timeout the agent derived from its lease TTL.
+#[derive(Debug, Clone)]
+pub struct WatchdogSetup {
+    pub device: PathBuf,
+    pub timeout_s: u32,
+}
+
+/// How long to wait before trying again to arm a device that refused.
+const ARM_RETRY: Duration = Duration::from_secs(1);
 
 /// What the reading thread hands the main one.
 enum Input {
@@ -38,7 +51,7 @@ enum Vouch {
 
 /// Run the guard until the agent's pipe closes (and, if groups are still
 /// held, until the vouch runs out and they are killed).
-pub fn run() -> ExitCode {
+pub fn run(watchdog: Option<WatchdogSetup>) -> ExitCode {
     ignore_stop_signals();
     let (tx, rx) = mpsc::channel();
     if let Err(err) = std::thread::Builder::new()
@@ -48,27 +61,24 @@ pub fn run() -> ExitCode {
         tracing::error!("fence guard: could not start its reading thread: {err}");
         return ExitCode::FAILURE;
     }
-    let mut guard = Guard::new();
+    let mut guard = Guard::new(watchdog);
     tracing::info!(pid = std::process::id(), "fence guard started");
     loop {
-        let input = match guard.vouch {
-            Vouch::Until(deadline) => {
-                match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                    Ok(input) => input,
-                    Err(RecvTimeoutError::Timeout) => {
-                        guard.lapse();
-                        continue;
-                    }
-                    Err(RecvTimeoutError::Disconnected) => Input::Closed,
-                }
-            }
-            Vouch::Never | Vouch::Lapsed => rx.recv().unwrap_or(Input::Closed),
+        let input = match guard.wake_at() {
+            Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                Ok(input) => Some(input),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => Some(Input::Closed),
+            },
+            None => Some(rx.recv().unwrap_or(Input::Closed)),
         };
         match input {
-            Input::Line(line) => guard.take(&line),
-            Input::Refused(why) => tracing::warn!("fence guard: refused {why}"),
-            Input::Closed => return guard.agent_gone(),
+            Some(Input::Line(line)) => guard.take(&line),
+            Some(Input::Refused(why)) => tracing::warn!("fence guard: refused {why}"),
+            Some(Input::Closed) => return guard.agent_gone(),
+            None => {}
         }
+        guard.tick();
     }
 }
 
@@ -131,18 +141,140 @@ fn read_lines(tx: mpsc::Sender<Input>) {
 
 struct Guard {
     held: BTreeSet<i32>,
+    /// When the held groups are killed (a vouch, or a grace).
     vouch: Vouch,
+    /// Until when the lease is vouched for: the watchdog is fed only
+    /// before this moment, never after.
+    fresh_until: Option<Instant>,
+    /// How many groups' ownership keys the node holds.
+    owned: u32,
+    watchdog: Option<Watchdog>,
     /// Groups never to kill: the guard's own and the agent's.
     spared: [Option<i32>; 2],
 }
 
+/// The watchdog device, armed or not.
+struct Watchdog {
+    setup: WatchdogSetup,
+    armed: Option<Armed>,
+    next_feed: Instant,
+    /// After a refusal to arm, not before this.
+    next_try: Instant,
+}
+
+impl Watchdog {
+    /// The timeout asked for: the device's may be shorter.
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(u64::from(self.setup.timeout_s))
+    }
+}
+
 impl Guard {
-    fn new() -> Guard {
+    fn new(watchdog: Option<WatchdogSetup>) -> Guard {
         let agent = getpgid(Some(getppid())).ok().map(Pid::as_raw);
+        let now = Instant::now();
         Guard {
             held: BTreeSet::new(),
             vouch: Vouch::Never,
+            fresh_until: None,
+            owned: 0,
+            watchdog: watchdog.map(|setup| Watchdog {
+                setup,
+                armed: None,
+                next_feed: now,
+                next_try: now,
+            }),
             spared: [Some(getpgrp().as_raw()), agent],
+        }
+    }
+
+    /// When the loop must act without a line from the agent: the kill
+    /// deadline, or the watchdog's next feed (or arming attempt) while the
+    /// lease is vouched for.
+    fn wake_at(&self) -> Option<Instant> {
+        let kill = match self.vouch {
+            Vouch::Until(deadline) => Some(deadline),
+            Vouch::Never | Vouch::Lapsed => None,
+        };
+        let fresh = self.fresh_until.filter(|until| Instant::now() < *until);
+        let wanted = self.wants_watchdog();
+        let watchdog = self.watchdog.as_ref().and_then(|w| {
+            let next = match (&w.armed, wanted) {
+                (Some(_), _) => w.next_feed,
+                (None, true) => w.next_try,
+                // Nothing to arm: no wake for the watchdog.
+                (None, false) => return None,
+            };
+            fresh.map(|until| next.min(until))
+        });
+        kill.into_iter().chain(watchdog).min()
+    }
+
+    /// Whether the device is to be armed: the node owns a group or runs a
+    /// service.
+    fn wants_watchdog(&self) -> bool {
+        !self.held.is_empty() || self.owned > 0
+    }
+
+    /// After every line and every wake: kill on a lapsed vouch, then tend
+    /// the watchdog.
+    fn tick(&mut self) {
+        if let Vouch::Until(deadline) = self.vouch
+            && Instant::now() >= deadline
+        {
+            self.lapse();
+        }
+        self.tend_watchdog();
+    }
+
+    /// Arm the device while the node owns or runs anything, and feed it
+    /// when due, only while the lease is vouched for; without a vouch an
+    /// armed device is never fed again and resets the node. Disarm it when
+    /// the node holds nothing, as long as the guard's deadline has not
+    /// passed: during an agent's own fence (a grace) too, since the agent,
+    /// alive, reports each service gone, so a node cut off from etcd that
+    /// stopped its services in time is not reset. After a lapse it stays
+    /// armed: what the guard killed itself is not known to be gone.
+    fn tend_watchdog(&mut self) {
+        let Some(watchdog) = self.watchdog.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        let fresh = self.fresh_until.is_some_and(|until| now < until);
+        let in_time = matches!(self.vouch, Vouch::Until(deadline) if now < deadline);
+        let wanted = !self.held.is_empty() || self.owned > 0;
+        match (watchdog.armed.as_mut(), wanted) {
+            (None, true) if fresh && now >= watchdog.next_try => {
+                match Armed::arm(&watchdog.setup.device, watchdog.setup.timeout_s) {
+                    Ok(armed) => {
+                        tracing::info!(
+                            "fence guard: watchdog {} armed (timeout {:?}): this node owns {} \
+                             group(s) and runs {} service process group(s)",
+                            armed.path().display(),
+                            armed.timeout(),
+                            self.owned,
+                            self.held.len()
+                        );
+                        watchdog.next_feed = now + feed_period(armed.timeout());
+                        watchdog.armed = Some(armed);
+                    }
+                    Err(err) => {
+                        tracing::error!(
+                            "fence guard: could not arm the watchdog: {err:#}; trying again in \
+                             {ARM_RETRY:?}"
+                        );
+                        watchdog.next_try = now + ARM_RETRY;
+                    }
+                }
+            }
+            (Some(_), false) if in_time => disarm(watchdog, "this node holds nothing"),
+            (Some(armed), true) if fresh && now >= watchdog.next_feed => {
+                if let Err(err) = armed.feed() {
+                    tracing::error!("fence guard: {err:#}");
+                }
+                watchdog.next_feed = now + feed_period(armed.timeout());
+            }
+            _ => {}
         }
     }
 
@@ -159,8 +291,22 @@ impl Guard {
                 if matches!(self.vouch, Vouch::Lapsed) {
                     tracing::info!("fence guard: the agent vouches for its lease again");
                 }
-                self.vouch = Vouch::Until(Instant::now() + vouch);
+                let until = Instant::now() + vouch;
+                self.vouch = Vouch::Until(until);
+                self.fresh_until = Some(until);
             }
+            Command::Grace(grace) => {
+                let until = Instant::now() + grace;
+                self.vouch = Vouch::Until(until);
+                // Fed so that it still fires before the grace ends, and
+                // not past what the last vouch allowed.
+                if let Some(watchdog) = &self.watchdog
+                    && let Some(last_feed) = until.checked_sub(watchdog.timeout())
+                {
+                    self.fresh_until = self.fresh_until.max(Some(last_feed));
+                }
+            }
+            Command::Owns(groups) => self.owned = groups,
             Command::Hold(pgid) if self.spared.contains(&Some(pgid)) => {
                 tracing::warn!(
                     "fence guard: refused to hold process group {pgid}: it is the guard's or the agent's own"
@@ -187,6 +333,12 @@ impl Guard {
                     );
                 }
                 self.held.clear();
+                self.owned = 0;
+                if let Some(watchdog) = self.watchdog.as_mut()
+                    && watchdog.armed.is_some()
+                {
+                    disarm(watchdog, "the agent said goodbye");
+                }
             }
         }
     }
@@ -194,6 +346,15 @@ impl Guard {
     /// The vouch ran out: kill every held group, and wait for the next.
     fn lapse(&mut self) {
         self.vouch = Vouch::Lapsed;
+        self.fresh_until = None;
+        if let Some(armed) = self.watchdog.as_ref().and_then(|w| w.armed.as_ref()) {
+            tracing::error!(
+                "fence guard: the vouch ran out: the watchdog {} is no longer fed and resets \
+                 this node within {:?} of its last feed",
+                armed.path().display(),
+                armed.timeout()
+            );
+        }
         if self.held.is_empty() {
             tracing::warn!("fence guard: the agent's vouch for its lease ran out; nothing held");
             return;
@@ -211,7 +372,8 @@ impl Guard {
     /// otherwise kill what is held once the vouch runs out, then exit.
     fn agent_gone(mut self) -> ExitCode {
         if self.held.is_empty() {
-            tracing::info!("fence guard: the agent said goodbye; exiting");
+            tracing::info!("fence guard: the agent's pipe closed with nothing held; exiting");
+            self.exit_armed();
             return ExitCode::SUCCESS;
         }
         tracing::error!(
@@ -219,16 +381,52 @@ impl Guard {
              when its vouch runs out",
             list(&self.held)
         );
-        if let Vouch::Until(deadline) = self.vouch {
-            std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+        // Until the deadline the watchdog is still fed (the vouch holds).
+        while let Some(at) = self.wake_at() {
+            std::thread::sleep(at.saturating_duration_since(Instant::now()));
+            self.tick();
         }
+        // Never vouched for: killed at once (a lapse killed them otherwise).
         let held = std::mem::take(&mut self.held);
-        kill_groups(held.iter().copied());
-        tracing::error!(
-            "fence guard: killed process group(s) {}; exiting",
-            list(&held)
-        );
+        if !held.is_empty() {
+            kill_groups(held.iter().copied());
+            tracing::error!("fence guard: killed process group(s) {}", list(&held));
+        }
+        tracing::info!("fence guard: exiting");
+        self.exit_armed();
         ExitCode::SUCCESS
+    }
+
+    /// The guard exits without the agent's goodbye: an armed watchdog stays
+    /// armed (its descriptor closes without the magic `V`) and resets the
+    /// node, as sbd's does when the cluster manager dies.
+    fn exit_armed(&self) {
+        if let Some(armed) = self.watchdog.as_ref().and_then(|w| w.armed.as_ref()) {
+            tracing::error!(
+                "fence guard: exiting without the agent's goodbye: the watchdog {} stays armed \
+                 and resets this node within {:?} of its last feed",
+                armed.path().display(),
+                armed.timeout()
+            );
+        }
+    }
+}
+
+/// How often the device is fed: a quarter of its timeout, so a late feed
+/// or two never lets it fire while the vouch holds.
+fn feed_period(timeout: Duration) -> Duration {
+    (timeout / 4).max(Duration::from_millis(100))
+}
+
+/// The magic close: the device stops and the node is not reset.
+fn disarm(watchdog: &mut Watchdog, why: &str) {
+    let Some(armed) = watchdog.armed.take() else {
+        return;
+    };
+    let path = armed.path().display().to_string();
+    match armed.disarm() {
+        Ok(()) => tracing::info!("fence guard: watchdog {path} disarmed: {why}"),
+        Err(err) => tracing::error!("fence guard: {err:#}"),
     }
 }
 

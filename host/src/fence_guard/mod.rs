@@ -22,6 +22,12 @@
 //!   milliseconds. The guard's deadline becomes its *own* time of receipt
 //!   plus `MS`: no clock is shared. The agent vouches after each renewal
 //!   etcd answered, up to shortly after the moment it would fence itself.
+//! - `grace MS`: the agent is fencing itself (alive, its renewals
+//!   unanswered) and stops its services on its own: the guard kills them
+//!   only `MS` from now, but the lease is no longer vouched for (the
+//!   watchdog is fed only so that it still fires before the grace ends).
+//! - `owns N`: this node holds `N` groups' ownership keys (the watchdog is
+//!   armed while it owns any or runs a service).
 //! - `hold PGID` / `release PGID`: a service's process group, held from its
 //!   spawn (or adoption) until it has ended.
 //! - `release-all`: the goodbye of a planned shutdown: every group is
@@ -33,16 +39,23 @@
 //! at once. When the agent's end of the pipe closes (the agent died) with
 //! groups still held, the guard kills them at the deadline and exits.
 //!
+//! With `[cluster] watchdog_device`, the guard also holds the Linux
+//! watchdog device ([`watchdog`]): armed while the node owns groups or
+//! runs services, fed only while the vouch holds, disarmed (magic close)
+//! when the node holds nothing and at the goodbye. A guard that cannot
+//! feed it (frozen, dead, its vouch run out) lets it reset the node.
+//!
 //! The guard itself, [`guard::run`], is what `warden fence-guard` runs;
 //! [`agent`] is the agent's side: it starts the guard, tells it, and
 //! restarts it (loudly) if it dies.
 
 pub mod agent;
 pub mod guard;
+pub mod watchdog;
 
 use std::time::Duration;
 
-pub use agent::{goodbye, hold, release, start, vouch_until};
+pub use agent::{goodbye, grace_until, hold, owns, release, start, vouch_until};
 
 /// The longest command line the guard reads; a longer line is refused
 /// whole. Far below `PIPE_BUF`, so each line is written in one piece.
@@ -57,6 +70,8 @@ pub const MAX_VOUCH: Duration = Duration::from_secs(24 * 3600);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Vouch(Duration),
+    Grace(Duration),
+    Owns(u32),
     Hold(i32),
     Release(i32),
     ReleaseAll,
@@ -67,6 +82,8 @@ impl Command {
     pub fn line(&self) -> String {
         match self {
             Command::Vouch(d) => format!("vouch {}\n", d.as_millis()),
+            Command::Grace(d) => format!("grace {}\n", d.as_millis()),
+            Command::Owns(n) => format!("owns {n}\n"),
             Command::Hold(pgid) => format!("hold {pgid}\n"),
             Command::Release(pgid) => format!("release {pgid}\n"),
             Command::ReleaseAll => "release-all\n".to_string(),
@@ -83,26 +100,35 @@ impl Command {
             return Err(format!("{line:?}: one argument at most"));
         }
         match (verb, argument) {
-            ("vouch", Some(ms)) => {
-                let ms: u64 = ms
-                    .parse()
-                    .map_err(|_| format!("{line:?}: the vouch is not a number of milliseconds"))?;
-                let vouch = Duration::from_millis(ms);
-                if vouch > MAX_VOUCH {
-                    return Err(format!(
-                        "{line:?}: a vouch longer than {MAX_VOUCH:?} is refused"
-                    ));
-                }
-                Ok(Command::Vouch(vouch))
-            }
+            ("vouch", Some(ms)) => Ok(Command::Vouch(span(line, "vouch", ms)?)),
+            ("grace", Some(ms)) => Ok(Command::Grace(span(line, "grace", ms)?)),
+            ("owns", Some(n)) => n
+                .parse()
+                .map(Command::Owns)
+                .map_err(|_| format!("{line:?}: the number of groups owned is not a number")),
             ("hold", Some(pgid)) => Ok(Command::Hold(process_group(line, pgid)?)),
             ("release", Some(pgid)) => Ok(Command::Release(process_group(line, pgid)?)),
             ("release-all", None) => Ok(Command::ReleaseAll),
             _ => Err(format!(
-                "{line:?}: not a command (vouch MS, hold PGID, release PGID, release-all)"
+                "{line:?}: not a command (vouch MS, grace MS, owns N, hold PGID, release PGID, \
+                 release-all)"
             )),
         }
     }
+}
+
+/// The milliseconds of a vouch or a grace, at most [`MAX_VOUCH`].
+fn span(line: &str, what: &str, ms: &str) -> Result<Duration, String> {
+    let ms: u64 = ms
+        .parse()
+        .map_err(|_| format!("{line:?}: not a number of milliseconds"))?;
+    let span = Duration::from_millis(ms);
+    if span > MAX_VOUCH {
+        return Err(format!(
+            "{line:?}: a {what} longer than {MAX_VOUCH:?} is refused"
+        ));
+    }
+    Ok(span)
 }
 
 /// A process group the guard may kill: above 1, since `killpg(1)` is
@@ -124,6 +150,8 @@ mod tests {
     fn every_command_parses_back_from_its_line() {
         for command in [
             Command::Vouch(Duration::from_millis(2000)),
+            Command::Grace(Duration::from_millis(4500)),
+            Command::Owns(3),
             Command::Hold(4242),
             Command::Release(4242),
             Command::ReleaseAll,
@@ -145,6 +173,9 @@ mod tests {
             "vouch -1",
             "vouch 86400001",
             "vouch 18446744073709551616",
+            "grace 86400001",
+            "owns -1",
+            "owns",
             "vouch",
             "hold 12 13",
             "release-all now",

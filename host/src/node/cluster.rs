@@ -351,6 +351,7 @@ impl Driver {
             return;
         }
         cluster.held.insert(group.clone());
+        crate::fence_guard::owns(cluster.held.len());
         let waiting = cluster.waiting.remove(&group).unwrap_or_default();
         self.record(&group, "owned", format!("{group}: ownership key held"));
         let me = self.settings.name.clone();
@@ -365,6 +366,7 @@ impl Driver {
         if let Some(cluster) = self.sequencing.cluster_mut() {
             cluster.joined_at = None;
             cluster.held.clear();
+            crate::fence_guard::owns(0);
             cluster.waiting.clear();
             cluster.fenced = Some(reason.clone());
         }

@@ -152,6 +152,7 @@ impl Sequencing {
         } else if cluster.held.remove(group) {
             // Offline here already: the engine places a group only once
             // it is.
+            crate::fence_guard::owns(cluster.held.len());
             cluster.link.release(group);
         }
     }
