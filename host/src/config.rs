@@ -199,6 +199,10 @@ pub struct ClusterSection {
     /// vouching for its lease in time (the agent frozen or stalled).
     #[serde(default = "yes")]
     pub fence_guard: bool,
+    /// Fence devices (`crate::fencing`): a node one of them names is
+    /// powered off through it before its groups move.
+    #[serde(default)]
+    pub fence_device: Vec<crate::fencing::FenceDeviceSection>,
 }
 
 fn default_lease_ttl_s() -> u64 {
@@ -231,7 +235,7 @@ impl ClusterSection {
                 2 * crate::fence_guard::MAX_VOUCH.as_secs()
             );
         }
-        Ok(())
+        crate::fencing::check(&self.fence_device, &self.nodes)
     }
 }
 

@@ -62,6 +62,7 @@ async fn checkpoints_follow_the_owner_and_a_former_owner_cannot_overwrite_them()
         nodes: vec!["n1".to_string(), "n2".to_string()],
         lease_ttl_s: 5,
         fence_guard: false,
+        fence_device: Vec::new(),
     };
     let desired = Desired::from_file(&AgentConfig::parse(CONFIG).expect("config"));
     let mut n1 = join(&section, "n1", &desired).await.expect("n1 joins");

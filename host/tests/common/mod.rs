@@ -5,6 +5,7 @@
 pub mod agent_process;
 pub mod cluster;
 pub mod dev_agent;
+pub mod redfish;
 pub mod systemd;
 
 use std::path::PathBuf;

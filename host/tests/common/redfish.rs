@@ -1,0 +1,146 @@
+//! A Redfish emulator for the fence tests and benchmark: sushy-tools'
+//! `sushy-emulator` with its fake systems driver (pinned; `.ci/run`
+//! installs it in `/opt/warden-sushy`), started by `tests/fence/emulator.py`
+//! with the fake driver's power delay fixed (see there), one fake system per
+//! name, on a port of its own, its state in a directory of the test's.
+//!
+//! With `notify`, the fake driver PUTs every change of a system (its JSON,
+//! `power_state` included) to that address before it answers the request
+//! that made or showed the change: the lab's hook to turn a power-off into
+//! stopping that node's processes before anyone can read the system off.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::{service_ports, wait_until};
+
+/// The Python of the emulator's virtual environment.
+pub const SUSHY_PYTHON: &str = "/opt/warden-sushy/bin/python";
+
+/// The system id of `name` on the emulator.
+pub fn system_id(name: &str) -> String {
+    format!("system-{name}")
+}
+
+/// A running emulator; killed when dropped.
+pub struct Emulator {
+    pub address: SocketAddr,
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Emulator {
+    /// Start an emulator whose fake systems are `names` (each On, id
+    /// [`system_id`]), and wait until it answers.
+    pub fn start(dir: &Path, names: &[&str], notify: Option<SocketAddr>) -> Emulator {
+        assert!(
+            Path::new(SUSHY_PYTHON).exists(),
+            "{SUSHY_PYTHON} is missing: .ci/run installs sushy-tools there"
+        );
+        std::fs::create_dir_all(dir).expect("the emulator's directory");
+        let [address] = service_ports::<1>();
+        let systems: Vec<String> = names
+            .iter()
+            .map(|name| {
+                format!(
+                    "{{'uuid': '{}', 'name': '{name}', 'power_state': 'On', \
+                     'external_notifier': {}, 'nics': []}}",
+                    system_id(name),
+                    if notify.is_some() { "True" } else { "False" }
+                )
+            })
+            .collect();
+        let config = dir.join("emulator.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "SUSHY_EMULATOR_FAKE_DRIVER = True\n\
+                 SUSHY_EMULATOR_STATE_DIR = {:?}\n\
+                 SUSHY_EMULATOR_LISTEN_IP = '127.0.0.1'\n\
+                 SUSHY_EMULATOR_LISTEN_PORT = {}\n\
+                 SUSHY_EMULATOR_FAKE_SYSTEMS = [{}]\n\
+                 EXTERNAL_NOTIFICATION_URL = 'http://{}/'\n",
+                dir.join("state").display().to_string(),
+                address.port(),
+                systems.join(", "),
+                notify
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| "127.0.0.1:9".into()),
+            ),
+        )
+        .expect("write the emulator's configuration");
+        let log = dir.join("emulator.log");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fence/emulator.py");
+        let child = Command::new(SUSHY_PYTHON)
+            .arg(script)
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).expect("the emulator's log"))
+            .stderr(
+                std::fs::File::options()
+                    .append(true)
+                    .open(&log)
+                    .expect("the log"),
+            )
+            .spawn()
+            .expect("start the Redfish emulator");
+        let emulator = Emulator {
+            address,
+            child,
+            log,
+        };
+        wait_until(
+            "the Redfish emulator to answer",
+            Duration::from_secs(30),
+            || get(address, "/redfish/v1/").filter(|(status, _)| *status == 200),
+        );
+        emulator
+    }
+
+    /// The `PowerState` of `name`'s system, as the emulator says now.
+    pub fn power_state(&self, name: &str) -> Option<String> {
+        let (status, body) = get(
+            self.address,
+            &format!("/redfish/v1/Systems/{}", system_id(name)),
+        )?;
+        if status != 200 {
+            return None;
+        }
+        let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+        json.get("PowerState")?.as_str().map(str::to_string)
+    }
+
+    /// The emulator's own log (for a failure's message).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stop it (the device down).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One GET: the status and the body.
+pub fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    let status = head.get(9..12)?.parse().ok()?;
+    Some((status, body.to_string()))
+}
