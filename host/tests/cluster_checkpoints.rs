@@ -65,8 +65,12 @@ async fn checkpoints_follow_the_owner_and_a_former_owner_cannot_overwrite_them()
         fence_device: Vec::new(),
     };
     let desired = Desired::from_file(&AgentConfig::parse(CONFIG).expect("config"));
-    let mut n1 = join(&section, "n1", &desired).await.expect("n1 joins");
-    let mut n2 = join(&section, "n2", &desired).await.expect("n2 joins");
+    let mut n1 = join(&section, "n1", &desired, Default::default())
+        .await
+        .expect("n1 joins");
+    let mut n2 = join(&section, "n2", &desired, Default::default())
+        .await
+        .expect("n2 joins");
     assert!(n1.created && !n2.created, "n1 wrote the configuration");
 
     // Only the owner writes.
