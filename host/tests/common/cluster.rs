@@ -365,6 +365,8 @@ pub struct Setup {
     pub mtas: bool,
     /// `[cluster] fence_guard`: each agent runs a fence guard beside it.
     pub fence_guard: bool,
+    /// TOML appended to every agent's configuration (fence devices).
+    pub extra_config: String,
 }
 
 impl Default for Setup {
@@ -376,6 +378,7 @@ impl Default for Setup {
             lease_ttl_s: LEASE_TTL_S,
             mtas: false,
             fence_guard: true,
+            extra_config: String::new(),
         }
     }
 }
@@ -495,7 +498,7 @@ properties = {{ program = "{WARDEN}", args = "{args}", stop-grace-ms = 1000 }}
             text + &self.mta_groups()
         } else {
             text
-        };
+        } + &self.setup.extra_config;
         let path = dir.join("node.toml");
         std::fs::write(&path, text).expect("config");
         path

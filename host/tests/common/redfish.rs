@@ -30,6 +30,8 @@ pub struct Emulator {
     pub address: SocketAddr,
     child: Child,
     pub log: PathBuf,
+    /// Its configuration file, to start it again as it was.
+    config: PathBuf,
 }
 
 impl Emulator {
@@ -73,32 +75,32 @@ impl Emulator {
         )
         .expect("write the emulator's configuration");
         let log = dir.join("emulator.log");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fence/emulator.py");
-        let child = Command::new(SUSHY_PYTHON)
-            .arg(script)
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).expect("the emulator's log"))
-            .stderr(
-                std::fs::File::options()
-                    .append(true)
-                    .open(&log)
-                    .expect("the log"),
-            )
-            .spawn()
-            .expect("start the Redfish emulator");
+        let child = spawn(&config, &log);
         let emulator = Emulator {
             address,
             child,
             log,
+            config,
         };
+        emulator.wait_ready();
+        emulator
+    }
+
+    /// Start it again after [`Emulator::stop`], on the same port, with the
+    /// systems as they were (its state directory).
+    pub fn start_again(&mut self) {
+        self.stop();
+        self.child = spawn(&self.config, &self.log);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&self) {
+        let address = self.address;
         wait_until(
             "the Redfish emulator to answer",
             Duration::from_secs(30),
             || get(address, "/redfish/v1/").filter(|(status, _)| *status == 200),
         );
-        emulator
     }
 
     /// The `PowerState` of `name`'s system, as the emulator says now.
@@ -130,6 +132,24 @@ impl Drop for Emulator {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+fn spawn(config: &Path, log: &Path) -> Child {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fence/emulator.py");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("the emulator's log");
+    Command::new(SUSHY_PYTHON)
+        .arg(script)
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("the log"))
+        .stderr(log)
+        .spawn()
+        .expect("start the Redfish emulator")
 }
 
 /// One GET: the status and the body.

@@ -1,0 +1,345 @@
+//! Fence devices in a cluster: three real agents on a real 3-member etcd
+//! (`common/cluster.rs`), a Redfish emulator (sushy-tools' fake driver,
+//! `common/redfish.rs`) with one system per node, and a lab that turns a
+//! system's power-off into `kill -9` of that node's agent, its fence guard
+//! and its services — before the emulator can say the system is off (the
+//! fake driver tells the lab synchronously, see `Lab`).
+//!
+//! - A frozen owner (SIGSTOP) is powered off through the emulator before
+//!   its group comes online on another node, judged from the lab's record
+//!   of the power-off and the services' own records.
+//! - With the device unreachable, the group does not move (the frozen
+//!   node's lease expires, but nothing confirmed it off); once the device
+//!   answers again the node is fenced and only then does the group move.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::cluster::{Cluster, NODES, Run, Setup, alive, overlapping, runs, serving_now, unix_ms};
+use common::redfish::{Emulator, system_id};
+use common::wait_until;
+
+/// The agents' lease TTL.
+const TTL_S: u64 = 6;
+
+/// The lab: what a power-off of a node's system does to that node.
+#[derive(Clone)]
+struct Lab {
+    address: SocketAddr,
+    /// Each power-off seen: node and wall-clock ms, taken after its
+    /// processes were killed and before the emulator could answer "Off".
+    offs: Arc<Mutex<Vec<(String, u64)>>>,
+    /// Each node's agent pid, as the test started it.
+    agents: Arc<Mutex<[Option<i32>; 3]>>,
+    node_dirs: Arc<Vec<PathBuf>>,
+}
+
+impl Lab {
+    /// Listen for the fake driver's notifications (one PUT of the system's
+    /// JSON per change; the driver waits for the answer).
+    fn start(node_dirs: Vec<PathBuf>) -> Lab {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the lab");
+        let lab = Lab {
+            address: listener.local_addr().expect("the lab's address"),
+            offs: Arc::default(),
+            agents: Arc::default(),
+            node_dirs: Arc::new(node_dirs),
+        };
+        let served = lab.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                served.notified(stream);
+            }
+        });
+        lab
+    }
+
+    fn notified(&self, mut stream: TcpStream) {
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut request = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let body = loop {
+            let Ok(n) = stream.read(&mut chunk) else {
+                return;
+            };
+            if n == 0 {
+                return;
+            }
+            request.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&request).to_string();
+            let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                continue;
+            };
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            if body.len() >= length {
+                break body.to_string();
+            }
+        };
+        if let Ok(system) = serde_json::from_str::<serde_json::Value>(&body)
+            && system["power_state"] == "Off"
+            && let Some(i) = NODES.iter().position(|n| system["name"] == *n)
+        {
+            self.power_off(i);
+            let mut offs = self.offs.lock().expect("the lab's record");
+            offs.push((NODES[i].to_string(), unix_ms()));
+        }
+        let _ =
+            stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    }
+
+    /// kill -9 of node `i`'s agent, its children (the fence guard) and
+    /// every process working in its directory (its services).
+    fn power_off(&self, i: usize) {
+        let agent = self.agents.lock().expect("the agents")[i];
+        let dir = &self.node_dirs[i];
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for entry in procs.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|p| p.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    stat[stat.rfind(')')? + 2..]
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse::<i32>()
+                        .ok()
+                });
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+            let of_node = Some(pid) == agent
+                || (agent.is_some() && parent == agent)
+                || cwd.is_some_and(|cwd| cwd.starts_with(dir));
+            if of_node {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+
+    fn off_of(&self, node: &str) -> Option<u64> {
+        let offs = self.offs.lock().expect("the lab's record");
+        offs.iter().find(|(n, _)| n == node).map(|(_, at)| *at)
+    }
+}
+
+/// A cluster whose agents share one fence device, the emulator, and the
+/// lab behind it.
+fn fenced_cluster(scratch: &std::path::Path) -> (Cluster, Lab, Emulator) {
+    let mut cluster = Cluster::with(Setup {
+        recorded: true,
+        lease_ttl_s: TTL_S,
+        ..Setup::default()
+    });
+    let lab = Lab::start((0..3).map(|i| cluster.node_dir(i)).collect());
+    let emulator = Emulator::start(&scratch.join("emulator"), &NODES, Some(lab.address));
+    let targets = NODES
+        .iter()
+        .map(|n| format!("{n} = \"{}\"", system_id(n)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    cluster.setup.extra_config = format!(
+        "\n[[cluster.fence_device]]\nname = \"lab\"\ntype = \"redfish\"\n\
+         properties = {{ address = \"{}\", timeout-ms = \"3000\" }}\n\
+         targets = {{ {targets} }}\nconfirm_s = 10\n",
+        emulator.address
+    );
+    (cluster, lab, emulator)
+}
+
+/// Start the three agents, tell the lab their pids, and wait until every
+/// agent has joined and one serves: its index and its run.
+fn start_all(cluster: &mut Cluster, lab: &Lab) -> (usize, Run) {
+    for i in 0..NODES.len() {
+        cluster.start_agent(i);
+        let pid = cluster.agents[i].as_ref().map(|a| a.0.id() as i32);
+        lab.agents.lock().expect("the agents")[i] = pid;
+    }
+    for i in 0..NODES.len() {
+        cluster.wait_joined(i, 0);
+    }
+    let run = wait_until("the group to be served", Duration::from_secs(60), || {
+        serving_now(&cluster.records_file(), 1000)
+    });
+    let owner = NODES.iter().position(|n| *n == run.node).expect("a node");
+    (owner, run)
+}
+
+/// The first run of a node other than `node` that started after `after`.
+fn next_run(cluster: &Cluster, node: &str, after: u64) -> Option<Run> {
+    runs(&cluster.records_file())
+        .into_iter()
+        .find(|r| r.node != node && r.from >= after)
+}
+
+/// The survivors' logs, as one text.
+fn survivors_logs(cluster: &Cluster, owner: usize) -> String {
+    (0..3)
+        .filter(|&i| i != owner)
+        .map(|i| std::fs::read_to_string(cluster.agent_log(i)).unwrap_or_default())
+        .collect()
+}
+
+#[test]
+fn a_frozen_owner_is_powered_off_through_the_device_before_its_group_moves() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let (mut cluster, lab, emulator) = fenced_cluster(scratch.path());
+    let (owner, first) = start_all(&mut cluster, &lab);
+    let name = NODES[owner];
+    let owner_pid = lab.agents.lock().expect("the agents")[owner].expect("the owner's agent");
+
+    let frozen_at = unix_ms();
+    cluster.freeze_agent(owner);
+    let next = wait_until(
+        &format!(
+            "another node to serve; logs in {}",
+            cluster.dir.path().display()
+        ),
+        Duration::from_secs(60),
+        || next_run(&cluster, name, frozen_at),
+    );
+    let off = lab.off_of(name).unwrap_or_else(|| {
+        panic!(
+            "{} serves, but the emulator never powered {name} off:\n{}",
+            next.node,
+            emulator.log_text()
+        )
+    });
+    assert!(
+        off <= next.from,
+        "{} started serving at {} ms, before {name} was powered off at {off} ms",
+        next.node,
+        next.from
+    );
+    assert!(
+        !alive(owner_pid),
+        "the lab's power-off left {name}'s agent running"
+    );
+    assert_eq!(emulator.power_state(name).as_deref(), Some("Off"));
+    // The frozen node served until at most its power-off; never two at once.
+    let all = runs(&cluster.records_file());
+    assert!(
+        overlapping(&all).is_none(),
+        "two nodes served at once: {all:?}"
+    );
+    let first_end = all
+        .iter()
+        .find(|r| r.pid == first.pid)
+        .map_or(first.to, |r| r.to);
+    assert!(
+        first_end <= off,
+        "{name}'s service outlived its power-off: {all:?}"
+    );
+    let logs = survivors_logs(&cluster, owner);
+    assert!(
+        logs.contains(&format!(
+            "powered off through fence device lab ({})",
+            system_id(name)
+        )),
+        "no survivor logged the fence"
+    );
+    println!(
+        "{name} frozen -> powered off at +{} ms -> {} serving at +{} ms; fence started by {} \
+         (lease TTL {TTL_S} s)",
+        off - frozen_at,
+        next.node,
+        next.from - frozen_at,
+        if logs.contains("its lease was not renewed") {
+            "the lease watch"
+        } else {
+            "the member key's expiry"
+        }
+    );
+}
+
+#[test]
+fn an_unreachable_device_holds_the_group_until_it_confirms_the_node_off() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let (mut cluster, lab, mut emulator) = fenced_cluster(scratch.path());
+    let (owner, _) = start_all(&mut cluster, &lab);
+    let name = NODES[owner];
+    let survivors: Vec<usize> = (0..3).filter(|&i| i != owner).collect();
+
+    // The device goes away, then the owner freezes.
+    emulator.stop();
+    let frozen_at = unix_ms();
+    cluster.freeze_agent(owner);
+    // Its lease expires after one TTL (its keys go with it); the survivors
+    // try to fence it and fail. Nothing may move meanwhile.
+    let failed = format!("fencing {name} failed");
+    wait_until(
+        "both survivors to fail fencing the owner three times",
+        Duration::from_secs(60),
+        || {
+            survivors
+                .iter()
+                .all(|&i| {
+                    std::fs::read_to_string(cluster.agent_log(i))
+                        .unwrap_or_default()
+                        .matches(&failed)
+                        .count()
+                        >= 3
+                })
+                .then_some(())
+        },
+    );
+    let lease_gone_by = frozen_at + 2 * TTL_S * 1000;
+    wait_until("two TTLs after the freeze", Duration::from_secs(60), || {
+        (unix_ms() > lease_gone_by).then_some(())
+    });
+    assert!(
+        next_run(&cluster, name, frozen_at).is_none(),
+        "the group moved without the device confirming {name} off: {:?}",
+        runs(&cluster.records_file())
+    );
+    assert!(
+        lab.off_of(name).is_none(),
+        "a power-off with the device down"
+    );
+    let events = cluster.ok(survivors[0], &["events", "--json"]);
+    assert!(
+        events.contains("fencing failed"),
+        "no event says fencing failed: {events}"
+    );
+
+    // The device answers again: the owner is fenced, then the group moves.
+    emulator.start_again();
+    let next = wait_until(
+        &format!(
+            "the group to move once {name} is fenced; logs in {}",
+            cluster.dir.path().display()
+        ),
+        Duration::from_secs(60),
+        || next_run(&cluster, name, frozen_at),
+    );
+    let off = lab.off_of(name).expect("the lab powered the owner off");
+    assert!(
+        off <= next.from,
+        "{next:?} started before {name}'s power-off at {off}"
+    );
+    let all = runs(&cluster.records_file());
+    assert!(
+        overlapping(&all).is_none(),
+        "two nodes served at once: {all:?}"
+    );
+}
