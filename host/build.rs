@@ -37,6 +37,7 @@ const TEST_ONLY: &[&str] = &[
     "hostile_calls_next",
     "hostile_calls_describe",
     "hostile_timings",
+    "hostile_fence",
 ];
 
 fn main() {

@@ -287,3 +287,72 @@ fn bad_fence_configurations_name_the_key() {
         assert!(err.contains("\"bmc\""), "the device is not named: {err}");
     }
 }
+
+/// A fence type that attacks the host (`plugins/hostile-fence`): every
+/// attack is cut off or refused, named, and the next call works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_fence_type_is_cut_off_and_refused_what_it_was_not_granted() {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use warden::fencing::{Action, FenceDevice, FenceType};
+
+    let bytes = std::fs::read(env!("WARDEN_PLUGIN_HOSTILE_FENCE")).expect("the plugin");
+    let fence_type = Arc::new(
+        FenceType::load(&common::runtime(), &bytes)
+            .await
+            .expect("the hostile type loads"),
+    );
+    // What it is granted, and a listener it is not.
+    let granted = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let other = TcpListener::bind("127.0.0.1:0").expect("bind");
+    other.set_nonblocking(true).expect("nonblocking");
+    let properties = BTreeMap::from([(
+        "address".to_string(),
+        granted.local_addr().expect("address").to_string(),
+    )]);
+    let device = FenceDevice::new("hostile", fence_type, &properties, BTreeMap::new())
+        .await
+        .expect("the device is accepted")
+        .with_call_timeout(Duration::from_secs(2));
+
+    let started = Instant::now();
+    let err = device.status("spin").await.expect_err("a spin is cut off");
+    assert!(
+        err.contains("status of spin") && err.contains("timed out"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20), "cut off late");
+
+    let err = device
+        .act(Action::Off, "sleep")
+        .await
+        .expect_err("a sleep is cut off");
+    assert!(err.contains("timed out"), "{err}");
+
+    let err = device
+        .act(Action::On, "flood")
+        .await
+        .expect_err("a flood is an error");
+    assert!(
+        err.len() < 4096,
+        "a {} byte error reached the host",
+        err.len()
+    );
+
+    let err = device
+        .act(Action::Reboot, "memory")
+        .await
+        .expect_err("memory is limited");
+    assert!(err.contains("memory"), "{err}");
+
+    let target = format!("connect:{}", other.local_addr().expect("address"));
+    let err = device
+        .act(Action::Off, &target)
+        .await
+        .expect_err("not granted");
+    assert!(err.contains("refused"), "{err}");
+    assert!(other.accept().is_err(), "the ungranted address was reached");
+
+    // Each call had a store of its own: the next one works.
+    device.act(Action::Off, "node").await.expect("a plain off");
+}

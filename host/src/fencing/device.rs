@@ -44,6 +44,8 @@ pub struct FenceDevice {
     network: Arc<NetworkGrant>,
     /// Node name to the node's name on the device.
     targets: BTreeMap<String, String>,
+    /// How long one call into the type may take.
+    call_timeout: Duration,
 }
 
 impl FenceDevice {
@@ -117,7 +119,15 @@ impl FenceDevice {
             properties: full,
             network: Arc::new(network),
             targets,
+            call_timeout: DEVICE_CALL_TIMEOUT,
         })
+    }
+
+    /// Bound each call into the type by `timeout` instead of
+    /// [`DEVICE_CALL_TIMEOUT`] (for tests of a type that hangs).
+    pub fn with_call_timeout(mut self, timeout: Duration) -> FenceDevice {
+        self.call_timeout = timeout;
+        self
     }
 
     /// What `node` is called on this device, if the device fences it.
@@ -138,7 +148,7 @@ impl FenceDevice {
             .fence_type
             .call(
                 "status",
-                DEVICE_CALL_TIMEOUT,
+                self.call_timeout,
                 self.network.clone(),
                 Box::new(move |store, bindings| {
                     Box::pin(async move {
@@ -161,7 +171,7 @@ impl FenceDevice {
             .fence_type
             .call(
                 action.name(),
-                DEVICE_CALL_TIMEOUT,
+                self.call_timeout,
                 self.network.clone(),
                 Box::new(move |store, bindings| {
                     Box::pin(async move {
