@@ -14,134 +14,14 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::cluster::{Cluster, NODES, Run, Setup, alive, overlapping, runs, serving_now, unix_ms};
-use common::redfish::{Emulator, system_id};
+use common::redfish::{Emulator, Lab, fence_device_config, system_id};
 use common::wait_until;
 
 /// The agents' lease TTL.
 const TTL_S: u64 = 6;
-
-/// The lab: what a power-off of a node's system does to that node.
-#[derive(Clone)]
-struct Lab {
-    address: SocketAddr,
-    /// Each power-off seen: node and wall-clock ms, taken after its
-    /// processes were killed and before the emulator could answer "Off".
-    offs: Arc<Mutex<Vec<(String, u64)>>>,
-    /// Each node's agent pid, as the test started it.
-    agents: Arc<Mutex<[Option<i32>; 3]>>,
-    node_dirs: Arc<Vec<PathBuf>>,
-}
-
-impl Lab {
-    /// Listen for the fake driver's notifications (one PUT of the system's
-    /// JSON per change; the driver waits for the answer).
-    fn start(node_dirs: Vec<PathBuf>) -> Lab {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the lab");
-        let lab = Lab {
-            address: listener.local_addr().expect("the lab's address"),
-            offs: Arc::default(),
-            agents: Arc::default(),
-            node_dirs: Arc::new(node_dirs),
-        };
-        let served = lab.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                served.notified(stream);
-            }
-        });
-        lab
-    }
-
-    fn notified(&self, mut stream: TcpStream) {
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-        let mut request = Vec::new();
-        let mut chunk = [0u8; 4096];
-        let body = loop {
-            let Ok(n) = stream.read(&mut chunk) else {
-                return;
-            };
-            if n == 0 {
-                return;
-            }
-            request.extend_from_slice(&chunk[..n]);
-            let text = String::from_utf8_lossy(&request).to_string();
-            let Some((head, body)) = text.split_once("\r\n\r\n") else {
-                continue;
-            };
-            let length: usize = head
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse().ok())?
-                })
-                .unwrap_or(0);
-            if body.len() >= length {
-                break body.to_string();
-            }
-        };
-        if let Ok(system) = serde_json::from_str::<serde_json::Value>(&body)
-            && system["power_state"] == "Off"
-            && let Some(i) = NODES.iter().position(|n| system["name"] == *n)
-        {
-            self.power_off(i);
-            let mut offs = self.offs.lock().expect("the lab's record");
-            offs.push((NODES[i].to_string(), unix_ms()));
-        }
-        let _ =
-            stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-    }
-
-    /// kill -9 of node `i`'s agent, its children (the fence guard) and
-    /// every process working in its directory (its services).
-    fn power_off(&self, i: usize) {
-        let agent = self.agents.lock().expect("the agents")[i];
-        let dir = &self.node_dirs[i];
-        let Ok(procs) = std::fs::read_dir("/proc") else {
-            return;
-        };
-        for entry in procs.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|p| p.parse::<i32>().ok())
-            else {
-                continue;
-            };
-            let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| {
-                    stat[stat.rfind(')')? + 2..]
-                        .split_whitespace()
-                        .nth(1)?
-                        .parse::<i32>()
-                        .ok()
-                });
-            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
-            let of_node = Some(pid) == agent
-                || (agent.is_some() && parent == agent)
-                || cwd.is_some_and(|cwd| cwd.starts_with(dir));
-            if of_node {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-    }
-
-    fn off_of(&self, node: &str) -> Option<u64> {
-        let offs = self.offs.lock().expect("the lab's record");
-        offs.iter().find(|(n, _)| n == node).map(|(_, at)| *at)
-    }
-}
 
 /// A cluster whose agents share one fence device, the emulator, and the
 /// lab behind it.
@@ -153,17 +33,7 @@ fn fenced_cluster(scratch: &std::path::Path) -> (Cluster, Lab, Emulator) {
     });
     let lab = Lab::start((0..3).map(|i| cluster.node_dir(i)).collect());
     let emulator = Emulator::start(&scratch.join("emulator"), &NODES, Some(lab.address));
-    let targets = NODES
-        .iter()
-        .map(|n| format!("{n} = \"{}\"", system_id(n)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    cluster.setup.extra_config = format!(
-        "\n[[cluster.fence_device]]\nname = \"lab\"\ntype = \"redfish\"\n\
-         properties = {{ address = \"{}\", timeout-ms = \"3000\" }}\n\
-         targets = {{ {targets} }}\nconfirm_s = 10\n",
-        emulator.address
-    );
+    cluster.setup.extra_config = fence_device_config(emulator.address);
     (cluster, lab, emulator)
 }
 

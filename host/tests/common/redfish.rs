@@ -10,9 +10,10 @@
 //! stopping that node's processes before anyone can read the system off.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{service_ports, wait_until};
@@ -150,6 +151,165 @@ fn spawn(config: &Path, log: &Path) -> Child {
         .stderr(log)
         .spawn()
         .expect("start the Redfish emulator")
+}
+
+/// The lab: what a power-off of a node's system does to that node.
+#[derive(Clone)]
+pub struct Lab {
+    pub address: SocketAddr,
+    /// Each power-off seen: node and wall-clock ms, taken after its
+    /// processes were killed and before the emulator could answer "Off".
+    pub offs: Arc<Mutex<Vec<(String, u64)>>>,
+    /// Each node's agent pid, as the test started it.
+    pub agents: Arc<Mutex<[Option<i32>; 3]>>,
+    node_dirs: Arc<Vec<PathBuf>>,
+}
+
+impl Lab {
+    /// Listen for the fake driver's notifications (one PUT of the system's
+    /// JSON per change; the driver waits for the answer).
+    pub fn start(node_dirs: Vec<PathBuf>) -> Lab {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the lab");
+        let lab = Lab {
+            address: listener.local_addr().expect("the lab's address"),
+            offs: Arc::default(),
+            agents: Arc::default(),
+            node_dirs: Arc::new(node_dirs),
+        };
+        let served = lab.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                served.notified(stream);
+            }
+        });
+        lab
+    }
+
+    fn notified(&self, mut stream: TcpStream) {
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut request = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let body = loop {
+            let Ok(n) = stream.read(&mut chunk) else {
+                return;
+            };
+            if n == 0 {
+                return;
+            }
+            request.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&request).to_string();
+            let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                continue;
+            };
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            if body.len() >= length {
+                break body.to_string();
+            }
+        };
+        if let Ok(system) = serde_json::from_str::<serde_json::Value>(&body)
+            && system["power_state"] == "Off"
+            && let Some(i) = super::cluster::NODES
+                .iter()
+                .position(|n| system["name"] == *n)
+        {
+            self.power_off(i);
+            let mut offs = self.offs.lock().expect("the lab's record");
+            offs.push((
+                super::cluster::NODES[i].to_string(),
+                super::cluster::unix_ms(),
+            ));
+        }
+        let _ =
+            stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    }
+
+    /// kill -9 of node `i`'s agent, its children (the fence guard) and
+    /// every process working in its directory (its services).
+    fn power_off(&self, i: usize) {
+        let agent = self.agents.lock().expect("the agents")[i];
+        let dir = &self.node_dirs[i];
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for entry in procs.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|p| p.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    stat[stat.rfind(')')? + 2..]
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse::<i32>()
+                        .ok()
+                });
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+            let of_node = Some(pid) == agent
+                || (agent.is_some() && parent == agent)
+                || cwd.is_some_and(|cwd| cwd.starts_with(dir));
+            if of_node {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+
+    pub fn off_of(&self, node: &str) -> Option<u64> {
+        let offs = self.offs.lock().expect("the lab's record");
+        offs.iter().find(|(n, _)| n == node).map(|(_, at)| *at)
+    }
+}
+
+/// The agents' `[[cluster.fence_device]]` for an emulator at `address`
+/// with a system per node of the cluster harness (`cluster::NODES`).
+pub fn fence_device_config(address: SocketAddr) -> String {
+    let targets = super::cluster::NODES
+        .iter()
+        .map(|n| format!("{n} = \"{}\"", system_id(n)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "\n[[cluster.fence_device]]\nname = \"lab\"\ntype = \"redfish\"\n\
+         properties = {{ address = \"{address}\", timeout-ms = \"3000\" }}\n\
+         targets = {{ {targets} }}\nconfirm_s = 10\n"
+    )
+}
+
+/// Ask the emulator to power `name`'s system on (as an operator would
+/// after a fence).
+pub fn power_on(address: SocketAddr, name: &str) -> bool {
+    let body = r#"{"ResetType":"On"}"#;
+    let path = format!(
+        "/redfish/v1/Systems/{}/Actions/ComputerSystem.Reset",
+        system_id(name)
+    );
+    let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_secs(1)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut answer = String::new();
+    stream.write_all(request.as_bytes()).is_ok()
+        && stream.read_to_string(&mut answer).is_ok()
+        && answer.starts_with("HTTP/1.1 204")
 }
 
 /// One GET: the status and the body.
