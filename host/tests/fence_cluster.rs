@@ -8,6 +8,7 @@
 //! - A frozen owner (SIGSTOP) is powered off through the emulator before
 //!   its group comes online on another node, judged from the lab's record
 //!   of the power-off and the services' own records.
+//!   A node stopped cleanly (SIGTERM) is not powered off.
 //! - With the device unreachable, the group does not move (the frozen
 //!   node's lease expires, but nothing confirmed it off); once the device
 //!   answers again the node is fenced and only then does the group move.
@@ -127,6 +128,27 @@ fn a_frozen_owner_is_powered_off_through_the_device_before_its_group_moves() {
             system_id(name)
         )),
         "no survivor logged the fence"
+    );
+    // A node that stops cleanly (SIGTERM) says it is down itself before its
+    // key goes: nobody powers it off.
+    let bystander = (0..3)
+        .find(|&i| i != owner && NODES[i] != next.node)
+        .expect("a third node");
+    cluster.stop_agent(bystander, Duration::from_secs(30));
+    let stopped_at = unix_ms();
+    wait_until(
+        "a TTL after the clean stop",
+        Duration::from_secs(30),
+        || (unix_ms() > stopped_at + TTL_S * 1000).then_some(()),
+    );
+    assert!(
+        lab.off_of(NODES[bystander]).is_none(),
+        "{} was powered off after a clean stop",
+        NODES[bystander]
+    );
+    assert_eq!(
+        emulator.power_state(NODES[bystander]).as_deref(),
+        Some("On")
     );
     println!(
         "{name} frozen -> powered off at +{} ms -> {} serving at +{} ms; fence started by {} \
