@@ -19,6 +19,8 @@ const BUILTIN: &[&str] = &[
     "store",
     "ms_search",
 ];
+/// Built-in fence types (`warden:fence`), embedded in the agent binary.
+const BUILTIN_FENCE: &[&str] = &["fence_redfish"];
 /// Plugins that exist only to be loaded by tests and benchmarks.
 const TEST_ONLY: &[&str] = &[
     "chaos",
@@ -35,6 +37,7 @@ const TEST_ONLY: &[&str] = &[
     "hostile_calls_next",
     "hostile_calls_describe",
     "hostile_timings",
+    "hostile_fence",
 ];
 
 fn main() {
@@ -116,9 +119,21 @@ fn main() {
         ));
     }
     generated.push_str("];\n");
+    generated.push_str(
+        "/// The built-in fence types: (file name, component bytes).\n\
+         pub static BUILTIN_FENCE_TYPES: &[(&str, &[u8])] = &[\n",
+    );
+    for name in BUILTIN_FENCE {
+        let path = wasm_file(&wasm_dir, name);
+        generated.push_str(&format!(
+            "    (\"{name}.wasm\", include_bytes!({:?})),\n",
+            path.display().to_string()
+        ));
+    }
+    generated.push_str("];\n");
     std::fs::write(out.join("builtin_plugins.rs"), generated).expect("write builtin_plugins.rs");
 
-    for name in BUILTIN.iter().chain(TEST_ONLY) {
+    for name in BUILTIN.iter().chain(BUILTIN_FENCE).chain(TEST_ONLY) {
         let path = wasm_file(&wasm_dir, name);
         println!(
             "cargo:rustc-env=WARDEN_PLUGIN_{}={}",

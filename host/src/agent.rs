@@ -129,9 +129,15 @@ impl Agent {
                          and without watchdog_device)",
                     )?;
                 }
-                let joined = crate::cluster::link::join(section, &config.node.name, &desired)
-                    .await
-                    .with_context(|| format!("joining cluster {:?}", section.name))?;
+                // Before joining: a device that does not load or whose
+                // properties are refused is a configuration error.
+                let fencing = std::sync::Arc::new(
+                    crate::fencing::Fencing::load(&runtime, &section.fence_device).await?,
+                );
+                let joined =
+                    crate::cluster::link::join(section, &config.node.name, &desired, fencing)
+                        .await
+                        .with_context(|| format!("joining cluster {:?}", section.name))?;
                 tracing::info!(
                     cluster = %section.name,
                     created = joined.created,

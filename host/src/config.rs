@@ -206,6 +206,10 @@ pub struct ClusterSection {
     /// of the lease TTL.
     #[serde(default)]
     pub watchdog_device: Option<PathBuf>,
+    /// Fence devices (`crate::fencing`): a node one of them names is
+    /// powered off through it before its groups move.
+    #[serde(default)]
+    pub fence_device: Vec<crate::fencing::FenceDeviceSection>,
 }
 
 fn default_lease_ttl_s() -> u64 {
@@ -255,7 +259,7 @@ impl ClusterSection {
                 );
             }
         }
-        Ok(())
+        crate::fencing::check(&self.fence_device, &self.nodes)
     }
 
     /// The watchdog's timeout for this lease TTL

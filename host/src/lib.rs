@@ -13,6 +13,7 @@ pub mod desired;
 pub mod dev;
 pub mod event_view;
 pub mod fence_guard;
+pub mod fencing;
 pub mod history;
 pub mod metrics;
 pub mod monitor;

@@ -63,10 +63,15 @@ async fn checkpoints_follow_the_owner_and_a_former_owner_cannot_overwrite_them()
         lease_ttl_s: 5,
         fence_guard: false,
         watchdog_device: None,
+        fence_device: Vec::new(),
     };
     let desired = Desired::from_file(&AgentConfig::parse(CONFIG).expect("config"));
-    let mut n1 = join(&section, "n1", &desired).await.expect("n1 joins");
-    let mut n2 = join(&section, "n2", &desired).await.expect("n2 joins");
+    let mut n1 = join(&section, "n1", &desired, Default::default())
+        .await
+        .expect("n1 joins");
+    let mut n2 = join(&section, "n2", &desired, Default::default())
+        .await
+        .expect("n2 joins");
     assert!(n1.created && !n2.created, "n1 wrote the configuration");
 
     // Only the owner writes.

@@ -120,6 +120,20 @@ pub enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Drive a fence device of the configuration directly: the power state
+    /// of a node, or power it off, on, or cycle it (`[[cluster.fence_device]]`).
+    Fence {
+        #[arg(value_enum)]
+        action: FenceAction,
+        /// The node, as [cluster] nodes names it.
+        node: String,
+        /// The agent's configuration file, which names the device.
+        #[arg(long)]
+        config: PathBuf,
+        /// With off: wait until the device says the node is off.
+        #[arg(long)]
+        wait: bool,
+    },
     /// A tiny HTTP service for the dev mode and the tests to supervise.
     #[command(hide = true)]
     DemoService {
@@ -154,6 +168,15 @@ pub enum Command {
         #[arg(long, requires = "watchdog")]
         watchdog_timeout_s: Option<u32>,
     },
+}
+
+/// What `warden fence` asks of a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FenceAction {
+    Status,
+    Off,
+    On,
+    Reboot,
 }
 
 /// The examples `agent --dev --example` can run.

@@ -46,6 +46,12 @@ pub async fn run(command: Command) -> Result<()> {
         Command::Plugin {
             command: PluginCommand::Check { file },
         } => check_plugin(&file).await,
+        Command::Fence {
+            action,
+            node,
+            config,
+            wait,
+        } => super::fence::run(action, &node, &config, wait).await,
         Command::Plugin {
             command:
                 PluginCommand::Test {

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod commands;
+mod fence;
 mod handlers;
 pub mod plugin_test;
 pub mod signals;

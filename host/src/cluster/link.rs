@@ -6,7 +6,7 @@
 //! told ([`LinkMessage`]). The log's entries reach it in order; its own
 //! appends reach it the same way as everyone else's.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,6 +24,7 @@ use super::Keys;
 use super::checkpoints::EtcdCheckpoints;
 use super::compact::{self, KEEP_BEHIND};
 use super::etcd::{ATTEMPT, Etcd};
+use super::fence;
 use super::log::{self, LogEntry, LogEvent};
 use super::plugins::ClusterPlugins;
 use super::snapshot::{self, LogSnapshot, Written};
@@ -58,6 +59,13 @@ pub enum LinkMessage {
     /// carry out no decision until this node has rejoined (its `NodeUp`
     /// entry comes through the log).
     Fenced(String),
+    /// Another node was fenced through its fence device, or fencing it
+    /// failed (`action`): for the event history.
+    Fencing {
+        node: String,
+        action: &'static str,
+        reason: String,
+    },
 }
 
 enum Request {
@@ -180,7 +188,12 @@ pub struct Joined {
 /// Connect, take a lease, register as a member, read where the log starts
 /// (its snapshot and the entries after it; writing the configuration into
 /// the log if it is empty), then announce this node up.
-pub async fn join(section: &ClusterSection, me: &str, seed: &Desired) -> Result<Joined> {
+pub async fn join(
+    section: &ClusterSection,
+    me: &str,
+    seed: &Desired,
+    fencing: fence::Devices,
+) -> Result<Joined> {
     let etcd = Etcd::connect(&section.endpoints).await?;
     let keys = Keys::new(&section.name);
     let timing = LeaseTiming::of(section.lease_ttl());
@@ -239,9 +252,13 @@ pub async fn join(section: &ClusterSection, me: &str, seed: &Desired) -> Result<
         );
     }
     let next = start.last_seq() + 1;
-    let up = Arc::new(Mutex::new(BTreeSet::new()));
+    let up = Arc::new(Mutex::new(BTreeMap::new()));
     if let (Some(snapshot), Ok(mut up)) = (&start.snapshot, up.lock()) {
-        up.extend(snapshot.nodes_up().map(str::to_string));
+        up.extend(
+            snapshot
+                .nodes_up()
+                .map(|node| (node.to_string(), snapshot.seq)),
+        );
     }
     for entry in &start.entries {
         track(&up, entry);
@@ -259,6 +276,8 @@ pub async fn join(section: &ClusterSection, me: &str, seed: &Desired) -> Result<
         compacting: Arc::new(AtomicBool::new(false)),
         read: Arc::new(AtomicU64::new(next - 1)),
         behind: Arc::new(AtomicBool::new(false)),
+        fencing,
+        fencing_now: Arc::default(),
     };
     // Before any compaction can take the entries after the start away; if
     // it fails (the lease expired while a slow etcd answered the reading),
@@ -287,6 +306,9 @@ pub async fn join(section: &ClusterSection, me: &str, seed: &Desired) -> Result<
     tokio::spawn(follow(etcd.clone(), shared.clone(), next));
     tokio::spawn(keep_progress(etcd.clone(), shared.clone(), reported));
     tokio::spawn(watch_members(etcd.clone(), shared.clone()));
+    if fence::enabled(&shared) {
+        tokio::spawn(fence::watch_leases(etcd.clone(), shared.clone()));
+    }
     tokio::spawn(keep_lease(etcd.clone(), shared.clone(), lease_tx, timing));
     tokio::spawn(serve(etcd, shared, requests_rx));
     Ok(Joined {
@@ -307,14 +329,15 @@ pub async fn join(section: &ClusterSection, me: &str, seed: &Desired) -> Result<
 
 /// What every task of the link shares.
 #[derive(Clone)]
-struct Shared {
-    keys: Keys,
-    me: String,
-    tx: mpsc::UnboundedSender<LinkMessage>,
+pub(super) struct Shared {
+    pub(super) keys: Keys,
+    pub(super) me: String,
+    pub(super) tx: mpsc::UnboundedSender<LinkMessage>,
     /// The current lease; `None` while fenced.
     lease: watch::Receiver<Option<i64>>,
-    /// The nodes the log says are up.
-    up: Arc<Mutex<BTreeSet<String>>>,
+    /// The nodes the log says are up, each with the entry of its `NodeUp`
+    /// (which incarnation is up; a snapshot's own entry for those it holds).
+    up: Arc<Mutex<BTreeMap<String, u64>>>,
     /// A snapshot is being written and the log compacted.
     compacting: Arc<AtomicBool>,
     /// The last entry read from the log (delivered to the node's loop).
@@ -323,10 +346,15 @@ struct Shared {
     /// of the cluster for good (fenced, never rejoining) until restarted,
     /// when it joins from the snapshot.
     behind: Arc<AtomicBool>,
+    /// The fence devices of the configuration (none: nodes are marked down
+    /// when their keys go, as without fencing).
+    pub(super) fencing: fence::Devices,
+    /// The nodes this node is fencing now.
+    pub(super) fencing_now: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Shared {
-    fn lease(&self) -> Option<i64> {
+    pub(super) fn lease(&self) -> Option<i64> {
         *self.lease.borrow()
     }
 
@@ -334,17 +362,27 @@ impl Shared {
     fn believed_up(&self) -> Vec<String> {
         self.up
             .lock()
-            .map(|up| up.iter().cloned().collect())
+            .map(|up| up.keys().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// The entry of `node`'s `NodeUp`, if the log says it is up.
+    pub(super) fn up_since(&self, node: &str) -> Option<u64> {
+        self.up.lock().ok()?.get(node).copied()
+    }
+
+    /// The last entry of the log this node has read.
+    pub(super) fn read_up_to(&self) -> u64 {
+        self.read.load(Ordering::Relaxed)
     }
 }
 
 /// Keep the set of nodes the log says are up.
-fn track(up: &Mutex<BTreeSet<String>>, entry: &LogEntry) {
+fn track(up: &Mutex<BTreeMap<String, u64>>, entry: &LogEntry) {
     let Ok(mut up) = up.lock() else { return };
     match &entry.event {
         LogEvent::Policy(PolicyEvent::NodeUp(node)) => {
-            up.insert(node.clone());
+            up.insert(node.clone(), entry.seq);
         }
         LogEvent::Policy(PolicyEvent::NodeDown(node)) => {
             up.remove(node);
@@ -636,11 +674,7 @@ async fn watch_members_once(etcd: &Etcd, client: &mut Client, shared: &Shared) -
                 continue;
             };
             let node = node.to_string();
-            let believed_up = shared
-                .up
-                .lock()
-                .map(|up| up.contains(&node))
-                .unwrap_or(false);
+            let believed_up = shared.up_since(&node).is_some();
             if believed_up {
                 mark_down(etcd, shared, &node).await?;
             }
@@ -651,6 +685,10 @@ async fn watch_members_once(etcd: &Etcd, client: &mut Client, shared: &Shared) -
 async fn mark_down(etcd: &Etcd, shared: &Shared, node: &str) -> Result<()> {
     if node == shared.me || shared.lease().is_none() {
         // Our own key: our lease is gone, and the fence deals with it.
+        return Ok(());
+    }
+    if shared.fencing.device_for(node).is_some() {
+        fence::start(etcd, shared, node, "member key gone");
         return Ok(());
     }
     tracing::warn!(node, "member key gone: the node is down");
@@ -971,7 +1009,7 @@ async fn rejoin(etcd: &Etcd, shared: &Shared, ttl: Duration, stale: Option<i64>)
 
 /// Revoke `lease`; one already gone (expired meanwhile) is done, not a
 /// failure of the member (which would send the request round every member).
-async fn revoke(client: &mut Client, lease: i64) -> Result<(), etcd_client::Error> {
+pub(super) async fn revoke(client: &mut Client, lease: i64) -> Result<(), etcd_client::Error> {
     match client.lease_revoke(lease).await {
         Ok(_) => Ok(()),
         // gRPC NOT_FOUND (5): "requested lease not found".
@@ -1026,6 +1064,18 @@ async fn serve(etcd: Etcd, shared: Shared, mut requests: mpsc::UnboundedReceiver
             }
             Request::Leave(reply) => {
                 if let Some(id) = shared.lease() {
+                    // With fence devices, the others would power a node off
+                    // whose key went while the log believes it up: say it
+                    // is down first, and they have nothing to fence.
+                    if fence::enabled(&shared) {
+                        let down = LogEvent::Policy(PolicyEvent::NodeDown(shared.me.clone()));
+                        if let Err(err) = log::append(&etcd, &shared.keys, &shared.me, &down).await
+                        {
+                            tracing::warn!(
+                                "appending this node's NodeDown before leaving: {err:#}"
+                            );
+                        }
+                    }
                     let _ = etcd
                         .request("revoking the lease", |mut client| async move {
                             revoke(&mut client, id).await

@@ -74,6 +74,7 @@
 pub mod checkpoints;
 pub mod compact;
 pub mod etcd;
+mod fence;
 pub mod keys;
 pub mod link;
 pub mod log;

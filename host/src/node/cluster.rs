@@ -181,6 +181,11 @@ impl Driver {
             }
             LinkMessage::Claimed(group) => self.on_claimed(group),
             LinkMessage::Fenced(reason) => self.on_fenced(reason),
+            LinkMessage::Fencing {
+                node,
+                action,
+                reason,
+            } => self.record(&node, action, reason),
         }
     }
 

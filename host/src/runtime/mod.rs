@@ -28,6 +28,7 @@ pub mod plugin_text;
 mod private_file;
 mod process;
 
+pub(crate) use bounded::{bounded, new_store};
 pub use cache::{CacheOutcome, CompileCache};
 pub use call::CallError;
 pub use checkpoint::{
@@ -40,13 +41,16 @@ pub use data_quota::{
 };
 pub use deadline::CallDeadline;
 pub use engine::{Runtime, RuntimeConfig};
+pub(crate) use guest_output::OutputBudget;
 pub use guest_output::{BYTE_BURST, BYTES_PER_SECOND, LINE_BURST, LINES_PER_SECOND};
+pub(crate) use host_state::HostState;
 pub use host_state::{
     GUEST_DATA_DIR, Grants, LaunchGrants, MAX_HANDLES, ResourceContext, ResourceDirs, RunAs,
 };
 pub use instance::{Instance, InstanceConfig};
 pub use network::{NetworkGrant, parse_address};
 pub use plugin::{LoadError, Plugin, check_kind, kind_name};
+pub(crate) use plugin::{check_header, check_schema};
 pub use process::{
     ProcessExit, SERVICE_LOG, die_with_agent, leave_running_on_exit, leaving_running,
 };

@@ -222,7 +222,7 @@ impl Plugin {
     }
 }
 
-pub(super) fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
+pub(crate) fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
     const MAGIC: &[u8] = b"\0asm";
     if bytes.len() < 8 || &bytes[..4] != MAGIC {
         return Err(LoadError::NotWasm(bytes.iter().take(4).copied().collect()));
@@ -252,7 +252,7 @@ fn placeholder_info() -> TypeInfo {
 }
 
 /// Reject descriptions the agent could not work with, naming the field.
-fn check_schema(info: &TypeInfo) -> Result<(), String> {
+pub(crate) fn check_schema(info: &TypeInfo) -> Result<(), String> {
     check_sizes(info)?;
     let valid_name = |name: &str| {
         !name.is_empty()

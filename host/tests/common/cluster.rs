@@ -380,6 +380,8 @@ pub struct Setup {
     /// `chaos.wasm` (0.1.0), and a group `c` (preferred n1, n2, n3) runs
     /// one `chaos` resource, `r`, checked every 200 ms.
     pub chaos: bool,
+    /// TOML appended to every agent's configuration (fence devices).
+    pub extra_config: String,
 }
 
 impl Default for Setup {
@@ -392,6 +394,7 @@ impl Default for Setup {
             mtas: false,
             fence_guard: true,
             chaos: false,
+            extra_config: String::new(),
         }
     }
 }
@@ -476,7 +479,7 @@ impl Cluster {
             self.with_chaos(i, text)
         } else {
             text
-        };
+        } + &self.setup.extra_config;
         let path = dir.join("node.toml");
         std::fs::write(&path, text).expect("config");
         path

@@ -8,6 +8,7 @@ pub mod dev_agent;
 pub mod fake_watchdog;
 pub mod lab_cluster;
 pub mod netlab;
+pub mod redfish;
 pub mod systemd;
 
 use std::path::PathBuf;
