@@ -84,6 +84,17 @@ impl Agent {
         for r in &rejected {
             tracing::error!("plugin {} rejected: {}", r.file.display(), r.reason);
         }
+        // Which file holds which build, for the rollout to offer what
+        // this node runs from the operator's files (`rollout::start`).
+        let mut files_by_sha: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+        for candidate in candidates.values().flatten() {
+            if let (Origin::File(path), Some(sha)) = (&candidate.origin, &candidate.sha256) {
+                files_by_sha
+                    .entry(sha.clone())
+                    .or_default()
+                    .push(path.clone());
+            }
+        }
 
         let store = Store::open(&data_dir.join("warden.redb"))?;
         let desired = match store.load_desired()? {
@@ -202,6 +213,9 @@ impl Agent {
         if let Some(rollout) = &rollout {
             // Runs as long as the process: it only reads and publishes.
             drop(rollout.spawn());
+            // A build dropped while the agent was stopped is rolled out
+            // as one dropped while it runs would be.
+            rollout.offer_running(plugins.values(), &files_by_sha);
         }
         if let Some((listener, token)) = api {
             let addr = listener.local_addr()?;

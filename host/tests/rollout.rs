@@ -6,7 +6,9 @@
 //! on every node; a component damaged in etcd, one over the bound, a name
 //! the directory already holds with other content, and a directory that
 //! cannot be written, are refused with a clear error and change nothing
-//! elsewhere.
+//! elsewhere; a build put into a stopped node's directory is rolled out
+//! when it starts, and a build the rollout wrote is never announced as
+//! the operator's.
 
 mod common;
 
@@ -285,7 +287,16 @@ fn a_build_whose_checks_trap_is_rejected_where_tried_and_the_old_one_runs_on() {
         let (_, mut client) = etcd.preferred();
         client.get(keys.rollout("chaos"), None).await.expect("get")
     });
-    assert!(announced.kvs().is_empty(), "a refused build was announced");
+    // Each node offered the 0.1.0 it started on; the refused one is not.
+    let broken_sha = sha256_hex(&std::fs::read(CHAOS_BROKEN).expect("broken"));
+    let value = announced
+        .kvs()
+        .first()
+        .map(|kv| kv.value_str().expect("utf-8"));
+    assert!(
+        !value.unwrap_or("").contains(&broken_sha),
+        "a refused build was announced: {value:?}"
+    );
 
     // Dropped on n2 (no resource of the type runs there): n2 and n3 take
     // it; n1 tries it under r, rejects it with the usual reason, and r
@@ -439,4 +450,83 @@ fn a_damaged_or_oversized_component_or_a_taken_name_changes_nothing() {
             .count()
     });
     assert_eq!(left, 0, "the replaced build's chunks are still in etcd");
+}
+
+#[test]
+fn a_build_dropped_while_the_agent_was_stopped_is_rolled_out_when_it_starts() {
+    let mut cluster = chaos_cluster();
+    for i in 0..3 {
+        cluster.start_joined(i);
+    }
+    wait_online_on(&cluster, 0, "0.1.0");
+    let all_on = |v: &'static str| [("n1", v), ("n2", v), ("n3", v)];
+    wait_builds(&cluster, 0, &all_on("0.1.0"));
+
+    // The operator's upgrade: stop n3, put 0.2.0 in its directory, start
+    // it. It runs 0.2.0 from the start, and every other node takes it
+    // (n1 swapping r to it).
+    cluster.stop_agent(2, MINUTE);
+    std::fs::copy(CHAOS_NEXT, cluster.plugins_dir(2).join("chaos@0.2.0.wasm")).expect("copy");
+    cluster.start_joined(2);
+    wait_builds(&cluster, 2, &all_on("0.2.0"));
+    wait_builds(&cluster, 0, &all_on("0.2.0"));
+    wait_online_on(&cluster, 0, "0.2.0");
+    assert!(
+        log_of(&cluster, 2).contains("announced to every node"),
+        "n3 announced nothing"
+    );
+
+    // n2 holds the rollout's file (chaos@SHA12.wasm) and runs it. With
+    // the announcement gone while n2 is stopped (so any announcement of
+    // n2's would show), its restart announces nothing and logs no error:
+    // that file is the rollout's, not the operator's.
+    let next = std::fs::read(CHAOS_NEXT).expect("next");
+    let written = cluster
+        .plugins_dir(1)
+        .join(format!("chaos@{}.wasm", &sha256_hex(&next)[..12]));
+    assert_eq!(
+        std::fs::read(&written).expect("the rollout's file on n2"),
+        next
+    );
+    let (runtime, etcd, keys) = cluster.direct_etcd();
+    let announced = || {
+        runtime.block_on(async {
+            let (_, mut client) = etcd.preferred();
+            let answer = client.get(keys.rollout("chaos"), None).await.expect("get");
+            answer
+                .kvs()
+                .first()
+                .map(|kv| kv.value_str().expect("utf-8").to_string())
+        })
+    };
+    let from_n3 = announced().expect("chaos is announced");
+    assert!(from_n3.contains(r#""from":"n3""#), "{from_n3}");
+    cluster.stop_agent(1, MINUTE);
+    runtime.block_on(async {
+        let (_, mut client) = etcd.preferred();
+        client
+            .delete(keys.rollout("chaos"), None)
+            .await
+            .expect("delete");
+    });
+    let logged = log_of(&cluster, 1).len();
+    cluster.start_joined(1);
+    wait_builds(&cluster, 1, &all_on("0.2.0"));
+    // Several rounds of its rollout task.
+    std::thread::sleep(warden::rollout::EVERY * 3);
+    assert_eq!(
+        announced(),
+        None,
+        "n2 announced the rollout's file as its own"
+    );
+    let log = log_of(&cluster, 1);
+    let errors: Vec<&str> = log[logged..]
+        .lines()
+        .filter(|l| l.contains(" ERROR "))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "n2 logged errors at restart: {errors:#?}"
+    );
+    wait_online_on(&cluster, 0, "0.2.0");
 }

@@ -99,6 +99,21 @@ pub enum Stored {
     AlreadyAnnounced,
     /// A higher version is announced (this one is not rolled out).
     NewerAnnounced(String),
+    /// Another build of the same version is announced, and the caller
+    /// asked not to replace it ([`Replace::LowerOnly`]).
+    SameVersionAnnounced,
+}
+
+/// Which announcement [`ClusterPlugins::store`] may replace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replace {
+    /// A lower version, or another build of the same version: a file the
+    /// operator just dropped is the build they want.
+    LowerOrRebuild,
+    /// A lower version only: a build found at start may be the one the
+    /// cluster replaced long ago; replacing a rebuild of its version with
+    /// it would hand the type back and forth across restarts.
+    LowerOnly,
 }
 
 /// The SHA-256 of `bytes`, hex.
@@ -310,13 +325,15 @@ impl ClusterPlugins {
     /// higher version of the type is announced. The chunks go first, then
     /// the announcement, by a compare-and-swap on the key's revision read
     /// before: of two nodes announcing at once one wins and the other looks
-    /// again. The build it replaces is deleted.
+    /// again. The build it replaces is deleted. `replace` says whether a
+    /// rebuild of the same version replaces the announced one.
     pub async fn store(
         &self,
         type_name: &str,
         version: &str,
         contract: &str,
         bytes: &[u8],
+        replace: Replace,
     ) -> Result<Stored> {
         if bytes.len() > MAX_COMPONENT {
             bail!(
@@ -344,8 +361,14 @@ impl ClusterPlugins {
                 if current.sha256 == sha256 {
                     return Ok(Stored::AlreadyAnnounced);
                 }
-                if compare_versions(&current.version, version).is_gt() {
-                    return Ok(Stored::NewerAnnounced(current.version.clone()));
+                match compare_versions(&current.version, version) {
+                    std::cmp::Ordering::Greater => {
+                        return Ok(Stored::NewerAnnounced(current.version.clone()));
+                    }
+                    std::cmp::Ordering::Equal if replace == Replace::LowerOnly => {
+                        return Ok(Stored::SameVersionAnnounced);
+                    }
+                    _ => {}
                 }
             }
             if !chunks_written {

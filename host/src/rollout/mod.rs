@@ -15,10 +15,13 @@
 //!
 //! Only a build that this node's directory took from the operator (not
 //! one the rollout wrote) and installed is announced, and only if no
-//! higher version of the type is announced; a node takes an announced
-//! build only if it does not run a higher version. So two nodes never
-//! hand a type back and forth, and a downgrade stays the operator's
-//! decision on each node (`warden plugin rollback`, `pin`).
+//! higher version of the type is announced. A build the node runs since
+//! it started from such a file (dropped while the agent was stopped) is
+//! offered too, once the task exists (`start.rs`), but replaces only a
+//! lower announced version, not another build of its own version. A node
+//! takes an announced build only if it does not run a higher version. So
+//! two nodes never hand a type back and forth, and a downgrade stays the
+//! operator's decision on each node (`warden plugin rollback`, `pin`).
 //!
 //! Everything runs in one task that looks every [`EVERY`]: publish this
 //! node's record if it changed, read every node's record (the view
@@ -36,11 +39,12 @@ use anyhow::Result;
 use tokio::task::JoinHandle;
 
 mod pins;
+mod start;
 mod take;
 
 use crate::cluster::plugins::{
-    BUILT_IN, ClusterPlugins, FILE, NodePlugins, RunningType, Stored, contracts_compatible,
-    sha256_hex,
+    BUILT_IN, ClusterPlugins, FILE, NodePlugins, Replace, RunningType, Stored,
+    contracts_compatible, sha256_hex,
 };
 use crate::monitor::{Event, EventKind};
 use crate::node::Node;
@@ -211,6 +215,10 @@ impl Rollout {
     /// announce it, unless the rollout wrote it. In a task of its own, so
     /// the directory's watcher does not wait on etcd.
     pub fn offer(self: &Arc<Self>, file: &Path, bytes: Vec<u8>, plugin: Arc<Plugin>) {
+        self.offer_as(file, bytes, plugin, Offered::Installed);
+    }
+
+    fn offer_as(self: &Arc<Self>, file: &Path, bytes: Vec<u8>, plugin: Arc<Plugin>, how: Offered) {
         let sha = sha256_hex(&bytes);
         let ours = self
             .written
@@ -228,7 +236,7 @@ impl Rollout {
             let contract = plugin.contract().to_string();
             let answer = match rollout
                 .plugins
-                .store(&name, &version, &contract, &bytes)
+                .store(&name, &version, &contract, &bytes, how.replace())
                 .await
             {
                 Ok(Stored::Announced) => {
@@ -241,6 +249,21 @@ impl Rollout {
                     ))
                 }
                 Ok(Stored::AlreadyAnnounced) => return,
+                // At start a node may simply be behind: it takes the
+                // announced build at its next look, nothing to report.
+                Ok(Stored::NewerAnnounced(announced)) if how == Offered::AtStart => {
+                    tracing::info!(
+                        "{name} {version} from {file} not announced: {announced} is announced already"
+                    );
+                    return;
+                }
+                Ok(Stored::SameVersionAnnounced) => {
+                    tracing::info!(
+                        "{name} {version} from {file} not announced: another build of {version} \
+                         is announced already"
+                    );
+                    return;
+                }
                 Ok(Stored::NewerAnnounced(newer)) => Err(format!(
                     "not rolled out: {newer} of {name} is announced to every node already"
                 )),
@@ -262,6 +285,24 @@ impl Rollout {
                 },
             ));
         });
+    }
+}
+
+/// How a build came to be offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Offered {
+    /// The plugins directory installed it while the agent ran.
+    Installed,
+    /// The agent runs it since it started (`start.rs`).
+    AtStart,
+}
+
+impl Offered {
+    fn replace(self) -> Replace {
+        match self {
+            Offered::Installed => Replace::LowerOrRebuild,
+            Offered::AtStart => Replace::LowerOnly,
+        }
     }
 }
 
