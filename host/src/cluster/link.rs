@@ -419,9 +419,12 @@ async fn register(etcd: &Etcd, keys: &Keys, me: &str, ttl: Duration) -> Result<i
 async fn announce(etcd: &Etcd, shared: &Shared) -> Result<()> {
     let (members, _) = live_members(etcd, &shared.keys).await?;
     for node in shared.believed_up() {
-        if node == shared.me || !members.contains(&node) {
+        if node == shared.me {
             let down = LogEvent::Policy(PolicyEvent::NodeDown(node));
             log::append(etcd, &shared.keys, &shared.me, &down).await?;
+        } else if !members.contains(&node) {
+            append_down_while_keyless(etcd, shared, &node, "no member key at this node's rejoin")
+                .await?;
         }
     }
     let up = LogEvent::Policy(PolicyEvent::NodeUp(shared.me.clone()));
@@ -691,9 +694,27 @@ async fn mark_down(etcd: &Etcd, shared: &Shared, node: &str) -> Result<()> {
         fence::start(etcd, shared, node, "member key gone");
         return Ok(());
     }
-    tracing::warn!(node, "member key gone: the node is down");
+    append_down_while_keyless(etcd, shared, node, "member key gone").await
+}
+
+/// Append `NodeDown` for `node` only while its member key is absent: a node
+/// that registered again since must not be marked down behind its own
+/// `NodeUp` (`log::append_while_absent`).
+async fn append_down_while_keyless(
+    etcd: &Etcd,
+    shared: &Shared,
+    node: &str,
+    why: &str,
+) -> Result<()> {
     let down = LogEvent::Policy(PolicyEvent::NodeDown(node.to_string()));
-    log::append(etcd, &shared.keys, &shared.me, &down).await?;
+    let member = shared.keys.member(node);
+    match log::append_while_absent(etcd, &shared.keys, &shared.me, &down, member).await? {
+        Some(_) => tracing::warn!(node, "{why}: the node is down"),
+        None => tracing::info!(
+            node,
+            "{why}, but the node registered again since: not marked down"
+        ),
+    }
     Ok(())
 }
 

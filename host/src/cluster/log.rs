@@ -93,6 +93,40 @@ fn append_id() -> String {
 /// attempt goes at once, without reading the head again: under contention
 /// each attempt costs one round trip, not two.
 pub async fn append(etcd: &Etcd, keys: &Keys, origin: &str, event: &LogEvent) -> Result<u64> {
+    match append_unless(etcd, keys, origin, event, None).await? {
+        Some(seq) => Ok(seq),
+        None => bail!("etcd refused an unconditional append"),
+    }
+}
+
+/// Append `event` only while `key` does not exist, checked in the append's
+/// own transaction; `None` when it exists (nothing appended).
+///
+/// For a `NodeDown` seen from outside: a node whose member key went may
+/// have registered again (a new lease, the key back) and appended its
+/// `NodeUp` before the observer's append lands. A `NodeDown` behind that
+/// `NodeUp` would mark the new incarnation down while it holds a live lease
+/// — it would stop everything and never rejoin, and the cluster would wait
+/// on its ownership keys for good. Appended only while the key is absent,
+/// a `NodeDown` always comes before the node's next `NodeUp`, which it can
+/// only append once its key is back.
+pub async fn append_while_absent(
+    etcd: &Etcd,
+    keys: &Keys,
+    origin: &str,
+    event: &LogEvent,
+    key: String,
+) -> Result<Option<u64>> {
+    append_unless(etcd, keys, origin, event, Some(key)).await
+}
+
+async fn append_unless(
+    etcd: &Etcd,
+    keys: &Keys,
+    origin: &str,
+    event: &LogEvent,
+    present: Option<String>,
+) -> Result<Option<u64>> {
     let id = append_id();
     // The head seen by the first attempt whose outcome is unknown.
     let mut uncertain_after: Option<u64> = None;
@@ -103,7 +137,7 @@ pub async fn append(etcd: &Etcd, keys: &Keys, origin: &str, event: &LogEvent) ->
         {
             let (written, _) = read_from(etcd, keys, after + 1).await?;
             if let Some(entry) = written.iter().find(|e| e.id == id) {
-                return Ok(entry.seq);
+                return Ok(Some(entry.seq));
             }
         }
         let entry = LogEntry {
@@ -114,20 +148,31 @@ pub async fn append(etcd: &Etcd, keys: &Keys, origin: &str, event: &LogEvent) ->
             event: event.clone(),
         };
         let body = serde_json::to_vec(&entry).context("encoding a log entry")?;
+        let mut when = vec![head.unchanged(keys)];
+        let mut otherwise = vec![TxnOp::get(keys.log_head(), None)];
+        if let Some(key) = &present {
+            when.push(Compare::create_revision(key.clone(), CompareOp::Equal, 0));
+            otherwise.push(TxnOp::get(key.clone(), None));
+        }
         let txn = Txn::new()
-            .when([head.unchanged(keys)])
+            .when(when)
             .and_then([
                 TxnOp::put(keys.log_head(), entry.seq.to_string(), None),
                 TxnOp::put(keys.entry(entry.seq), body, None),
             ])
-            .or_else([TxnOp::get(keys.log_head(), None)]);
+            .or_else(otherwise);
         let (index, mut client) = etcd.preferred();
         match tokio::time::timeout(super::etcd::ATTEMPT, client.txn(txn)).await {
-            Ok(Ok(answer)) if answer.succeeded() => return Ok(entry.seq),
+            Ok(Ok(answer)) if answer.succeeded() => return Ok(Some(entry.seq)),
             Ok(Ok(answer)) => {
-                // Lost the race: someone else appended. Its answer holds
-                // the head that won.
-                head = lost_race_head(keys, &answer)?;
+                // The condition did not hold: the key is there (nothing
+                // to append), or someone else appended first (its answer
+                // holds the head that won).
+                let (won, key_present) = refused_answer(keys, &answer)?;
+                if key_present {
+                    return Ok(None);
+                }
+                head = won;
             }
             Ok(Err(err)) => {
                 tracing::debug!("appending to the log: {err}");
@@ -193,16 +238,18 @@ async fn read_head(etcd: &Etcd, keys: &Keys) -> Result<Head> {
     Head::of(keys, answer.kvs().first())
 }
 
-/// The head in the `else` answer of an append that lost its race.
-fn lost_race_head(keys: &Keys, answer: &etcd_client::TxnResponse) -> Result<Head> {
-    let kv = answer.op_responses().into_iter().find_map(|op| match op {
-        etcd_client::TxnOpResponse::Get(get) => Some(get.kvs().first().cloned()),
+/// What the `else` answer of a refused append holds: the head that won,
+/// and whether the key that had to be absent is there.
+fn refused_answer(keys: &Keys, answer: &etcd_client::TxnResponse) -> Result<(Head, bool)> {
+    let mut gets = answer.op_responses().into_iter().filter_map(|op| match op {
+        etcd_client::TxnOpResponse::Get(get) => Some(get),
         _ => None,
     });
-    let Some(kv) = kv else {
-        bail!("etcd answered a lost append without the log head");
+    let Some(head) = gets.next() else {
+        bail!("etcd answered a refused append without the log head");
     };
-    Head::of(keys, kv.as_ref())
+    let key_present = gets.next().is_some_and(|get| !get.kvs().is_empty());
+    Ok((Head::of(keys, head.kvs().first())?, key_present))
 }
 
 /// Entries from `from` on, in order, and the etcd revision they were read
