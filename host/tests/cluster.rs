@@ -279,11 +279,20 @@ fn losing_any_one_etcd_member_fences_no_agent_in_steady_state_or_during_a_failov
 /// them to the frozen leader, went unanswered past T/2 = 2.5 s although a
 /// new leader was elected within a second (an open question, see #14).
 /// With renewals hedged (an unanswered attempt stays in flight while the
-/// next member is asked) it passed 7 runs of 8 at 5 s.
+/// next member is asked) it passed 7 runs of 8 at 5 s; with etcd's
+/// pre-vote on, 10 of 10, though in 2 of them agents fenced just after the
+/// thaw, which this test does not judge (docs/cluster.md).
+/// `WARDEN_FROZEN_LEADER_TTL_S` runs it at another TTL (seconds), to
+/// measure how low the TTL can go with a member that hangs.
 #[test]
 fn a_frozen_etcd_leader_fences_no_agent_and_a_move_still_goes_through() {
+    let lease_ttl_s: u64 = std::env::var("WARDEN_FROZEN_LEADER_TTL_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    eprintln!("frozen etcd leader: lease TTL {lease_ttl_s} s");
     let mut cluster = Cluster::with(Setup {
-        lease_ttl_s: 10,
+        lease_ttl_s,
         ..Setup::default()
     });
     let first = three_agents_n1_serving(&mut cluster);

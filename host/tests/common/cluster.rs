@@ -128,6 +128,13 @@ pub fn etcd_member_args(
         args.push(flag.into());
         args.push(value.into());
     }
+    // As operators are told to run etcd (docs/cluster.md): without
+    // pre-vote (the default from etcd 3.5, off in Debian's 3.4) a member
+    // that comes back — thawed, or its link mended — deposes the leader
+    // with a raised term, and etcd is leaderless for about 2 s, long
+    // enough to fence every agent at a 5 s TTL. A bool flag: its value
+    // must be joined with `=`.
+    args.push("--pre-vote=true".into());
     args
 }
 

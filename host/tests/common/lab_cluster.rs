@@ -66,17 +66,11 @@ impl LabCluster {
                 .collect()
         };
         let (peers, clients) = (on(ETCD_PEER_PORT), on(ETCD_CLIENT_PORT));
-        // With pre-vote (the default from etcd 3.5; Debian's 3.4 has it
-        // off), a member cut off from the others does not come back with
-        // an inflated term that deposes the leader: without it, healing a
+        // Pre-vote comes with `etcd_member_args`: without it, healing a
         // partitioned node left etcd leaderless for about 2 s, and every
-        // agent fenced itself (docs/cluster.md).
+        // agent fenced itself (docs/testing.md).
         let member_args = (0..NODES.len())
-            .map(|i| {
-                let mut args = etcd_member_args(dir.path(), i, &peers, &clients);
-                args.push("--pre-vote=true".into());
-                args
-            })
+            .map(|i| etcd_member_args(dir.path(), i, &peers, &clients))
             .collect();
         let mut cluster = LabCluster {
             lab,
