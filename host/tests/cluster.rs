@@ -332,6 +332,45 @@ fn a_frozen_etcd_leader_fences_no_agent_and_a_move_still_goes_through() {
 /// answered is carried out all the same: the answer came only once the
 /// request was in the cluster's log. Asked of a node that neither owns the
 /// group nor is its target, so that only the log can carry it.
+/// A `NodeDown` of a live node behind its own `NodeUp` (no agent appends
+/// one now: a `NodeDown` from outside needs the node's member key absent;
+/// the test writes it itself). The node stops what it runs, registers
+/// again and rejoins, and the group is served again: it does not stay
+/// stopped holding its ownership key with every other node waiting on it.
+#[test]
+fn a_node_the_log_marks_down_while_its_lease_lives_rejoins_and_its_group_is_served_again() {
+    let mut cluster = Cluster::new();
+    let old = three_agents_n1_serving(&mut cluster);
+    let joins = cluster.joins(0);
+    let (runtime, etcd, keys) = cluster.direct_etcd();
+    runtime.block_on(async {
+        let down = warden::cluster::log::LogEvent::Policy(warden_policy::Event::NodeDown(
+            "n1".to_string(),
+        ));
+        warden::cluster::log::append(&etcd, &keys, "test", &down)
+            .await
+            .expect("appends");
+    });
+    cluster.wait_joined(0, joins);
+    let mut old_gone = false;
+    wait_until(
+        &format!(
+            "the group to be served again; logs in {}",
+            cluster.dir.path().display()
+        ),
+        MINUTE,
+        || {
+            old_gone |= !alive(old);
+            let (_, pid) = served_by(cluster.service)?;
+            (pid != old).then_some(())
+        },
+    );
+    assert!(
+        old_gone,
+        "the old service stopped before the new one answered"
+    );
+}
+
 #[test]
 fn a_move_is_carried_out_when_the_node_that_answered_it_is_killed_at_once() {
     let mut cluster = Cluster::new();

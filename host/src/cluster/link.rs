@@ -276,6 +276,7 @@ pub async fn join(
         compacting: Arc::new(AtomicBool::new(false)),
         read: Arc::new(AtomicU64::new(next - 1)),
         behind: Arc::new(AtomicBool::new(false)),
+        marked_down: Arc::new(AtomicU64::new(0)),
         fencing,
         fencing_now: Arc::default(),
     };
@@ -289,7 +290,7 @@ pub async fn join(
             None
         }
     };
-    announce(&etcd, &shared).await?;
+    let up_at = announce(&etcd, &shared).await?;
     let checkpoints = Arc::new(EtcdCheckpoints::new(
         etcd.clone(),
         shared.keys.clone(),
@@ -309,7 +310,13 @@ pub async fn join(
     if fence::enabled(&shared) {
         tokio::spawn(fence::watch_leases(etcd.clone(), shared.clone()));
     }
-    tokio::spawn(keep_lease(etcd.clone(), shared.clone(), lease_tx, timing));
+    tokio::spawn(keep_lease(
+        etcd.clone(),
+        shared.clone(),
+        lease_tx,
+        timing,
+        up_at,
+    ));
     tokio::spawn(serve(etcd, shared, requests_rx));
     Ok(Joined {
         link: ClusterLink {
@@ -346,6 +353,11 @@ pub(super) struct Shared {
     /// of the cluster for good (fenced, never rejoining) until restarted,
     /// when it joins from the snapshot.
     behind: Arc<AtomicBool>,
+    /// The entry of the latest `NodeDown` of this node that another node
+    /// appended (0: none). One after this node's own `NodeUp` means the
+    /// cluster counts it out while its lease lives: the lease keeper
+    /// registers it again rather than leave it stopped for good.
+    marked_down: Arc<AtomicU64>,
     /// The fence devices of the configuration (none: nodes are marked down
     /// when their keys go, as without fencing).
     pub(super) fencing: fence::Devices,
@@ -415,8 +427,9 @@ async fn register(etcd: &Etcd, keys: &Keys, me: &str, ttl: Duration) -> Result<i
 }
 
 /// Mark down the nodes the log thinks up that hold no member key, and this
-/// node's earlier incarnation, then announce this node up.
-async fn announce(etcd: &Etcd, shared: &Shared) -> Result<()> {
+/// node's earlier incarnation, then announce this node up; the entry of
+/// its `NodeUp`.
+async fn announce(etcd: &Etcd, shared: &Shared) -> Result<u64> {
     let (members, _) = live_members(etcd, &shared.keys).await?;
     for node in shared.believed_up() {
         if node == shared.me {
@@ -428,8 +441,7 @@ async fn announce(etcd: &Etcd, shared: &Shared) -> Result<()> {
         }
     }
     let up = LogEvent::Policy(PolicyEvent::NodeUp(shared.me.clone()));
-    log::append(etcd, &shared.keys, &shared.me, &up).await?;
-    Ok(())
+    log::append(etcd, &shared.keys, &shared.me, &up).await
 }
 
 /// The nodes holding a member key, and the etcd revision of that reading.
@@ -629,6 +641,12 @@ fn deliver(shared: &Shared, next: &mut u64, entry: LogEntry) -> Result<bool> {
     if entry.seq > *next {
         bail!("entry {} arrived before {}", entry.seq, next);
     }
+    if let LogEvent::Policy(PolicyEvent::NodeDown(node)) = &entry.event
+        && *node == shared.me
+        && entry.origin != shared.me
+    {
+        shared.marked_down.fetch_max(entry.seq, Ordering::AcqRel);
+    }
     track(&shared.up, &entry);
     *next += 1;
     shared.read.store(entry.seq, Ordering::Relaxed);
@@ -772,6 +790,8 @@ async fn keep_lease(
     shared: Shared,
     lease_tx: watch::Sender<Option<i64>>,
     timing: LeaseTiming,
+    // The entry of this node's latest `NodeUp`.
+    mut up_at: u64,
 ) {
     let mut standing = match shared.lease() {
         Some(id) => Standing::Joined(id),
@@ -841,15 +861,37 @@ async fn keep_lease(
             }
             Standing::Registered(id) => {
                 match announce(&etcd, &shared).await {
-                    Ok(()) => {
+                    Ok(seq) => {
                         tracing::warn!(node = %shared.me, "rejoined the cluster");
                         standing = Standing::Joined(id);
+                        up_at = seq;
                     }
                     Err(err) => tracing::warn!("announcing the rejoin (trying again): {err:#}"),
                 }
                 id
             }
-            Standing::Joined(id) => id,
+            Standing::Joined(id) => {
+                let down_at = shared.marked_down.load(Ordering::Acquire);
+                if down_at > up_at {
+                    // No agent appends that now (`append_down_while_keyless`),
+                    // but a node the cluster counts out must not stay
+                    // stopped with a live lease and its ownership keys.
+                    fence(
+                        &shared,
+                        &lease_tx,
+                        &format!(
+                            "the cluster marked this node down (entry {down_at}) while its \
+                             lease was live; registering again"
+                        ),
+                    );
+                    // The old lease is left to expire, not revoked: its
+                    // ownership keys pass on only a TTL after the last
+                    // renewal, by when the services here are long stopped.
+                    standing = Standing::Fenced { stale: None };
+                    continue;
+                }
+                id
+            }
         };
         let fence_at = renewed_at + timing.fence_after;
         match renew_anywhere(&etcd, &mut keepers, id, timing.per_try, fence_at).await {
