@@ -36,6 +36,10 @@
 //!   and an operator's request is answered only once it is in the log.
 //! - **Rejoining** — a fenced agent registers a new lease and retries its
 //!   `NodeUp` until it is in the log; until then it carries nothing out.
+//!   A `NodeDown` seen from outside is appended only while the node's
+//!   member key is absent, so it cannot land behind the node's `NodeUp`;
+//!   and a node marked down after its `NodeUp` anyway registers again
+//!   rather than stay stopped on a live lease holding its ownership keys.
 //! - **A fence guard** (`crate::fence_guard`) — a process beside the agent
 //!   that kills the node's services at half the TTL unless the agent, after
 //!   each answered renewal, vouches for its lease again: a frozen agent,
