@@ -938,7 +938,12 @@ async fn entry_keys(etcd: &warden::cluster::etcd::Etcd, keys: &warden::cluster::
 #[test]
 fn a_node_joins_a_log_of_100_000_entries_from_its_snapshot_and_the_log_stays_bounded() {
     use warden::cluster::snapshot::SNAPSHOT_EVERY;
-    const ENTRIES: u64 = 100_000;
+    // WARDEN_LOG_ENTRIES runs it longer: 604800 is a week of churn at one
+    // event a second.
+    let entries: u64 = std::env::var("WARDEN_LOG_ENTRIES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100_000);
     let mut cluster = Cluster::new();
     cluster.start_joined(0);
     let first = cluster.wait_served_by("n1", MINUTE);
@@ -950,7 +955,7 @@ fn a_node_joins_a_log_of_100_000_entries_from_its_snapshot_and_the_log_stays_bou
     // the snapshots); then, once both have read all of it, one interval
     // more, whose snapshot compacts everything both have read.
     let started = Instant::now();
-    let head = runtime.block_on(append_ticks(&etcd, &keys, ENTRIES, "n2"));
+    let head = runtime.block_on(append_ticks(&etcd, &keys, entries, "n2"));
     let appended = started.elapsed();
     wait_until(
         "n1 and n2 to read the whole log",
@@ -1001,7 +1006,7 @@ fn a_node_joins_a_log_of_100_000_entries_from_its_snapshot_and_the_log_stays_bou
         (status.db_size(), status.raft_used_db_size())
     });
     println!(
-        "{ENTRIES} entries appended in {appended:?}, read by both agents after {followed:?}; \
+        "{entries} entries appended in {appended:?}, read by both agents after {followed:?}; \
          head {head}, {left} entries left after compaction; n3 joined in {joined_in:?}; etcd \
          member db {db} B, {in_use} B in use"
     );
