@@ -7,15 +7,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
 use wasmtime::Store;
 use wasmtime::component::Component;
 
 use super::contract::{self, FenceInfo, bindings::FenceDevice, bindings::FenceDevicePre};
 use crate::contract::{PropertyError, Timing, TypeFlags, TypeInfo};
 use crate::runtime::{
-    CallDeadline, CallError, HostState, NetworkGrant, OutputBudget, ResourceContext, Runtime,
-    bounded, check_header, check_schema, new_store,
+    CallError, HostState, Instantiate, NetworkGrant, OutputBudget, ResourceContext, Runtime,
+    call_in_fresh_store, check_header, check_schema,
 };
 
 /// How long `describe` and `validate` may take.
@@ -146,31 +145,27 @@ impl FenceType {
         network: Arc<NetworkGrant>,
         f: CallFn<T>,
     ) -> Result<T, CallError> {
-        let context =
-            ResourceContext::for_type(&format!("fence {}", self.info.name), self.output.clone());
-        let stderr = context.stderr.clone();
-        let mut store = new_store(&self.runtime, context, MEMORY, network)?;
-        let deadline = Arc::new(CallDeadline::fixed(timeout));
-        store.data_mut().deadline = Some(deadline.clone());
-        let (_cancel_tx, mut cancel) = watch::channel(0u64);
-        let bindings = bounded(
+        call_in_fresh_store(
             &self.runtime,
-            "instantiate",
-            &deadline,
-            &mut cancel,
-            &stderr,
-            self.pre.instantiate_async(&mut store),
-        )
-        .await?;
-        bounded(
-            &self.runtime,
+            &self.pre,
+            ResourceContext::for_type(&format!("fence {}", self.info.name), self.output.clone()),
+            MEMORY,
+            network,
+            timeout,
             call,
-            &deadline,
-            &mut cancel,
-            &stderr,
-            f(&mut store, &bindings),
+            f,
         )
         .await
+    }
+}
+
+impl Instantiate for FenceDevicePre<HostState> {
+    type Bindings = FenceDevice;
+    fn instantiate<'a>(
+        &'a self,
+        store: &'a mut Store<HostState>,
+    ) -> Pin<Box<dyn Future<Output = wasmtime::Result<Self::Bindings>> + Send + 'a>> {
+        Box::pin(self.instantiate_async(store))
     }
 }
 

@@ -117,3 +117,59 @@ pub(crate) async fn bounded<T>(
         }
     }
 }
+
+/// What a store made for one call instantiates: a component's pre-linked
+/// bindings (a resource type's, a fence type's).
+pub(crate) trait Instantiate {
+    /// The instance's bindings, through which the call reaches its export.
+    type Bindings: Send + Sync;
+    /// Instantiate into `store`.
+    fn instantiate<'a>(
+        &'a self,
+        store: &'a mut Store<HostState>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<Self::Bindings>> + Send + 'a>>;
+}
+
+/// A call in a store of its own, dropped afterwards (a type-level
+/// describe or validate, a fence call): the store made by [`new_store`],
+/// the component instantiated, then `f`, each under [`bounded`] and one
+/// fixed deadline of `timeout`; nothing but the deadline cancels it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn call_in_fresh_store<P: Instantiate, T>(
+    runtime: &Runtime,
+    pre: &P,
+    context: Arc<ResourceContext>,
+    memory_limit: usize,
+    network: Arc<NetworkGrant>,
+    timeout: std::time::Duration,
+    call: &'static str,
+    f: impl for<'a> FnOnce(
+        &'a mut Store<HostState>,
+        &'a P::Bindings,
+    )
+        -> std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<T>> + Send + 'a>>,
+) -> Result<T, CallError> {
+    let stderr = context.stderr.clone();
+    let mut store = new_store(runtime, context, memory_limit, network)?;
+    let deadline = Arc::new(CallDeadline::fixed(timeout));
+    store.data_mut().deadline = Some(deadline.clone());
+    let (_cancel_tx, mut cancel) = watch::channel(0u64);
+    let bindings = bounded(
+        runtime,
+        "instantiate",
+        &deadline,
+        &mut cancel,
+        &stderr,
+        pre.instantiate(&mut store),
+    )
+    .await?;
+    bounded(
+        runtime,
+        call,
+        &deadline,
+        &mut cancel,
+        &stderr,
+        f(&mut store, &bindings),
+    )
+    .await
+}

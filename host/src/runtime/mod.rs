@@ -28,7 +28,7 @@ pub mod plugin_text;
 mod private_file;
 mod process;
 
-pub(crate) use bounded::{bounded, new_store};
+pub(crate) use bounded::{Instantiate, call_in_fresh_store};
 pub use cache::{CacheOutcome, CompileCache};
 pub use call::CallError;
 pub use checkpoint::{

@@ -5,13 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::Digest;
-use tokio::sync::watch;
 use wasmtime::Store;
 use wasmtime::component::Component;
 
-use super::bounded::{bounded, new_store};
+use super::bounded::{Instantiate, call_in_fresh_store};
 use super::call::CallError;
-use super::deadline::CallDeadline;
 use super::engine::Runtime;
 use super::guest_output::OutputBudget;
 use super::host_state::{HostState, ResourceContext};
@@ -194,31 +192,27 @@ impl Plugin {
             Box<dyn Future<Output = wasmtime::Result<T>> + Send + 'a>,
         >,
     {
-        let context = ResourceContext::for_type(&self.info.name, self.output.clone());
-        let stderr = context.stderr.clone();
-        let network = Arc::new(NetworkGrant::default());
-        let mut store = new_store(&self.runtime, context, TYPE_CALL_MEMORY, network)?;
-        let deadline = Arc::new(CallDeadline::fixed(TYPE_CALL_TIMEOUT));
-        store.data_mut().deadline = Some(deadline.clone());
-        let (_cancel_tx, mut cancel) = watch::channel(0u64);
-        let bindings = bounded(
+        call_in_fresh_store(
             &self.runtime,
-            "instantiate",
-            &deadline,
-            &mut cancel,
-            &stderr,
-            self.pre.instantiate_async(&mut store),
-        )
-        .await?;
-        bounded(
-            &self.runtime,
+            &self.pre,
+            ResourceContext::for_type(&self.info.name, self.output.clone()),
+            TYPE_CALL_MEMORY,
+            Arc::new(NetworkGrant::default()),
+            TYPE_CALL_TIMEOUT,
             call,
-            &deadline,
-            &mut cancel,
-            &stderr,
-            f(&mut store, &bindings),
+            f,
         )
         .await
+    }
+}
+
+impl Instantiate for PluginPre<HostState> {
+    type Bindings = contract::PluginBindings;
+    fn instantiate<'a>(
+        &'a self,
+        store: &'a mut Store<HostState>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<Self::Bindings>> + Send + 'a>> {
+        Box::pin(self.instantiate_async(store))
     }
 }
 
