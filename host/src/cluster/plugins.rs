@@ -135,6 +135,9 @@ pub struct ClusterPlugins {
     published: Mutex<Option<(i64, NodePlugins)>>,
     /// Every node's record as last read ([`ClusterPlugins::refresh`]).
     view: Mutex<BTreeMap<String, NodePlugins>>,
+    /// Records already logged as unreadable (key, revision): the reads
+    /// repeat every second.
+    malformed: Mutex<std::collections::HashSet<(String, i64)>>,
 }
 
 impl ClusterPlugins {
@@ -151,6 +154,7 @@ impl ClusterPlugins {
             lease,
             published: Mutex::new(None),
             view: Mutex::new(BTreeMap::new()),
+            malformed: Mutex::default(),
         }
     }
 
@@ -195,28 +199,11 @@ impl ClusterPlugins {
     /// parse is logged and left out.
     pub async fn refresh(&self) -> Result<BTreeMap<String, NodePlugins>> {
         let prefix = self.keys.node_plugins_prefix();
-        let kvs = self
-            .etcd
-            .request("reading the nodes' plugins", |mut client| {
-                let prefix = prefix.clone();
-                async move {
-                    client
-                        .get(prefix, Some(GetOptions::new().with_prefix()))
-                        .await
-                }
-            })
-            .await?;
-        let mut nodes = BTreeMap::new();
-        for kv in kvs.kvs() {
-            let key = kv.key_str().unwrap_or_default();
-            let node = key.strip_prefix(&prefix).unwrap_or(key).to_string();
-            match serde_json::from_slice::<NodePlugins>(kv.value()) {
-                Ok(record) => {
-                    nodes.insert(node, record);
-                }
-                Err(err) => tracing::warn!("{key} in etcd is not a node's plugins: {err}"),
-            }
-        }
+        let nodes: BTreeMap<String, NodePlugins> = self
+            .under(&prefix, "reading the nodes' plugins", "a node's plugins")
+            .await?
+            .into_iter()
+            .collect();
         *self.view.lock().unwrap_or_else(|p| p.into_inner()) = nodes.clone();
         Ok(nodes)
     }
@@ -231,10 +218,29 @@ impl ClusterPlugins {
     /// out.
     pub async fn announcements(&self) -> Result<Vec<Announcement>> {
         let prefix = self.keys.rollout_prefix();
+        let records = self
+            .under(
+                &prefix,
+                "reading the announced plugin builds",
+                "a plugin announcement",
+            )
+            .await?;
+        Ok(records.into_iter().map(|(_, a)| a).collect())
+    }
+
+    /// Every JSON record under `prefix`, by the rest of its key; one that
+    /// does not parse as `what` is logged (once per key and value, not at
+    /// every look) and left out.
+    async fn under<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &str,
+        doing: &'static str,
+        what: &str,
+    ) -> Result<Vec<(String, T)>> {
         let answer = self
             .etcd
-            .request("reading the announced plugin builds", |mut client| {
-                let prefix = prefix.clone();
+            .request(doing, |mut client| {
+                let prefix = prefix.to_string();
                 async move {
                     client
                         .get(prefix, Some(GetOptions::new().with_prefix()))
@@ -242,17 +248,21 @@ impl ClusterPlugins {
                 }
             })
             .await?;
-        let mut list = Vec::new();
+        let mut records = Vec::new();
         for kv in answer.kvs() {
-            match serde_json::from_slice::<Announcement>(kv.value()) {
-                Ok(announcement) => list.push(announcement),
-                Err(err) => tracing::warn!(
-                    "{} in etcd is not a plugin announcement: {err}",
-                    kv.key_str().unwrap_or_default()
-                ),
+            let key = kv.key_str().unwrap_or_default();
+            let name = key.strip_prefix(prefix).unwrap_or(key).to_string();
+            match serde_json::from_slice::<T>(kv.value()) {
+                Ok(record) => records.push((name, record)),
+                Err(err) => {
+                    let mut said = self.malformed.lock().unwrap_or_else(|p| p.into_inner());
+                    if said.insert((key.to_string(), kv.mod_revision())) {
+                        tracing::warn!("{key} in etcd is not {what}: {err}");
+                    }
+                }
             }
         }
-        Ok(list)
+        Ok(records)
     }
 
     /// Pin `type_name` to `version` on every node.
