@@ -584,22 +584,14 @@ fn stress_random_kills_cut_offs_freezes_and_etcd_losses_never_leave_two_nodes_se
     eprintln!("stress: {} steps: {}", done.len(), done.join(", "));
 
     // Every fault undone, the group runs again somewhere.
-    let settled = common::cluster::unix_ms();
-    wait_until("a service to run after the faults", MINUTE, || {
-        runs(&records)
-            .iter()
-            .any(|r| r.to > settled + 500)
-            .then_some(())
-    });
-    let runs = runs(&records);
-    let moves = runs.windows(2).filter(|w| w[0].node != w[1].node).count();
-    eprintln!(
-        "stress: {} service runs, {moves} changes of node",
-        runs.len()
+    common::cluster::judge_stress(
+        &records,
+        "stress",
+        &format!(
+            "WARDEN_STRESS_SEED={seed}; logs in {}",
+            cluster.dir.path().display()
+        ),
     );
-    if let Some((a, b)) = overlapping(&runs) {
-        panic!("two nodes served at once: {a:?} and {b:?} (WARDEN_STRESS_SEED={seed})");
-    }
 }
 
 /// SIGSTOP of the owning agent for three lease TTLs, `WARDEN_FREEZE_ROUNDS`

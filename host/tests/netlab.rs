@@ -534,27 +534,12 @@ fn stress_random_pulled_links_partitions_and_kills_never_leave_two_nodes_serving
     }
     eprintln!("lab stress: {} steps: {}", done.len(), done.join(", "));
 
-    let settled = common::cluster::unix_ms();
-    wait_until(
+    common::cluster::judge_stress(
+        &records,
+        "lab stress",
         &format!(
-            "a service to run after the faults (WARDEN_LAB_STRESS_SEED={seed}); logs in {}",
+            "WARDEN_LAB_STRESS_SEED={seed}; logs in {}",
             cluster.dir.path().display()
         ),
-        MINUTE,
-        || {
-            runs(&records)
-                .iter()
-                .any(|r| r.to > settled + 500)
-                .then_some(())
-        },
     );
-    let all = runs(&records);
-    let moves = all.windows(2).filter(|w| w[0].node != w[1].node).count();
-    eprintln!(
-        "lab stress: {} service runs, {moves} changes of node",
-        all.len()
-    );
-    if let Some((a, b)) = overlapping(&all) {
-        panic!("two nodes served at once: {a:?} and {b:?} (WARDEN_LAB_STRESS_SEED={seed})");
-    }
 }

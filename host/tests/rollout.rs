@@ -31,6 +31,23 @@ fn chaos_cluster() -> Cluster {
     })
 }
 
+/// Three agents joined, the group's resource Online on n1, every node
+/// running chaos 0.1.0.
+fn three_on_chaos_0_1_0() -> Cluster {
+    let mut cluster = chaos_cluster();
+    for i in 0..3 {
+        cluster.start_joined(i);
+    }
+    wait_online_on(&cluster, 0, "0.1.0");
+    wait_builds(&cluster, 0, &all_on("0.1.0"));
+    cluster
+}
+
+/// Every node running `version`.
+fn all_on(version: &'static str) -> [(&'static str, &'static str); 3] {
+    [("n1", version), ("n2", version), ("n3", version)]
+}
+
 /// Drop a plugin into agent `i`'s directory as a careful operator does:
 /// a dot-file first (ignored by the agent), then a rename.
 fn drop_in(cluster: &Cluster, i: usize, source: &str, name: &str) {
@@ -262,13 +279,7 @@ fn wait_pinned(cluster: &Cluster, i: usize, pinned: bool) {
 
 #[test]
 fn a_build_whose_checks_trap_is_rejected_where_tried_and_the_old_one_runs_on() {
-    let mut cluster = chaos_cluster();
-    for i in 0..3 {
-        cluster.start_joined(i);
-    }
-    wait_online_on(&cluster, 0, "0.1.0");
-    let all_on = |v: &'static str| [("n1", v), ("n2", v), ("n3", v)];
-    wait_builds(&cluster, 0, &all_on("0.1.0"));
+    let cluster = three_on_chaos_0_1_0();
 
     // Dropped on the owner: its swap traps and is rolled back; a build
     // this node refused is not rolled out.
@@ -324,13 +335,7 @@ fn a_build_whose_checks_trap_is_rejected_where_tried_and_the_old_one_runs_on() {
 
 #[test]
 fn a_damaged_or_oversized_component_or_a_taken_name_changes_nothing() {
-    let mut cluster = chaos_cluster();
-    for i in 0..3 {
-        cluster.start_joined(i);
-    }
-    wait_online_on(&cluster, 0, "0.1.0");
-    let all_on = |v: &'static str| [("n1", v), ("n2", v), ("n3", v)];
-    wait_builds(&cluster, 0, &all_on("0.1.0"));
+    let cluster = three_on_chaos_0_1_0();
 
     // A build announced as chaos 0.1.1 whose stored chunk was damaged
     // (one byte flipped in etcd).
@@ -454,13 +459,7 @@ fn a_damaged_or_oversized_component_or_a_taken_name_changes_nothing() {
 
 #[test]
 fn a_build_dropped_while_the_agent_was_stopped_is_rolled_out_when_it_starts() {
-    let mut cluster = chaos_cluster();
-    for i in 0..3 {
-        cluster.start_joined(i);
-    }
-    wait_online_on(&cluster, 0, "0.1.0");
-    let all_on = |v: &'static str| [("n1", v), ("n2", v), ("n3", v)];
-    wait_builds(&cluster, 0, &all_on("0.1.0"));
+    let mut cluster = three_on_chaos_0_1_0();
 
     // The operator's upgrade: stop n3, put 0.2.0 in its directory, start
     // it. It runs 0.2.0 from the start, and every other node takes it

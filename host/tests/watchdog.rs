@@ -96,6 +96,36 @@ properties = {{ program = "{WARDEN}", args = "demo-service --name web --listen {
     )
 }
 
+/// One agent on a single-member etcd, its group Online, its guard feeding
+/// the stand-in device: what most tests here start from. Bound in this
+/// order, the parts drop agent first, the device and the lock last.
+struct Owning {
+    _one: std::sync::MutexGuard<'static, ()>,
+    device: FakeWatchdog,
+    dir: tempfile::TempDir,
+    etcd: common::cluster::Etcd,
+    agent: AgentProcess,
+}
+
+fn owning_with_device_fed() -> Owning {
+    let _one = one_at_a_time();
+    let device = FakeWatchdog::mount(Behaviour::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let etcd = start_single_etcd(dir.path());
+    let agent = AgentProcess::start(dir.path(), &config(&etcd.clients, &device.path, true));
+    online(&agent);
+    wait_until("the guard to arm and feed the device", MINUTE, || {
+        (device.is_open() && device.feeds() > 3).then_some(())
+    });
+    Owning {
+        _one,
+        device,
+        dir,
+        etcd,
+        agent,
+    }
+}
+
 fn online(agent: &AgentProcess) {
     wait_until(
         &format!("web-service online; log:\n{}", agent.log()),
@@ -135,15 +165,13 @@ fn a_frozen_agent_s_guard_stops_feeding_and_the_device_fires_before_the_lease_ca
     ) {
         return;
     }
-    let _one = one_at_a_time();
-    let device = FakeWatchdog::mount(Behaviour::default());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let etcd = start_single_etcd(dir.path());
-    let agent = AgentProcess::start(dir.path(), &config(&etcd.clients, &device.path, true));
-    online(&agent);
-    wait_until("the guard to arm and feed the device", MINUTE, || {
-        (device.is_open() && device.feeds() > 3).then_some(())
-    });
+    let Owning {
+        _one,
+        device,
+        dir: _dir,
+        etcd,
+        agent,
+    } = owning_with_device_fed();
     let armed = device
         .seen()
         .into_iter()
@@ -299,15 +327,13 @@ fn a_live_agent_cut_off_from_etcd_stops_its_services_and_is_not_reset() {
     ) {
         return;
     }
-    let _one = one_at_a_time();
-    let device = FakeWatchdog::mount(Behaviour::default());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut etcd = start_single_etcd(dir.path());
-    let agent = AgentProcess::start(dir.path(), &config(&etcd.clients, &device.path, true));
-    online(&agent);
-    wait_until("the guard to arm the device", MINUTE, || {
-        (device.is_open() && device.feeds() > 2).then_some(())
-    });
+    let Owning {
+        _one,
+        device,
+        dir,
+        mut etcd,
+        agent,
+    } = owning_with_device_fed();
     etcd.kill_member(0);
     let cut_at = unix_ms();
     wait_until(
@@ -347,15 +373,13 @@ fn a_clean_shutdown_disarms_the_device() {
     if common::fake_watchdog::unavailable("a_clean_shutdown_disarms_the_device") {
         return;
     }
-    let _one = one_at_a_time();
-    let device = FakeWatchdog::mount(Behaviour::default());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let etcd = start_single_etcd(dir.path());
-    let agent = AgentProcess::start(dir.path(), &config(&etcd.clients, &device.path, true));
-    online(&agent);
-    wait_until("the guard to arm the device", MINUTE, || {
-        (device.is_open() && device.feeds() > 0).then_some(())
-    });
+    let Owning {
+        _one,
+        device,
+        dir,
+        etcd: _etcd,
+        agent,
+    } = owning_with_device_fed();
     let log_of = dir.path().join("agent.log");
     agent.stop();
     let seen = device.seen();

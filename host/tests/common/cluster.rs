@@ -764,16 +764,7 @@ properties = {{ program = "{mta}", address = "{address}", store = "{store}" }}
 
     /// Run the CLI against agent `i`; it must succeed. Its stdout.
     pub fn ok(&self, i: usize, args: &[&str]) -> String {
-        let out = self.cli(i, args);
-        assert!(
-            out.status.success(),
-            "warden {} against {}: {}{}",
-            args.join(" "),
-            NODES[i],
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        succeeded(&self.cli(i, args), args, NODES[i])
     }
 
     /// Agent `i`'s `warden status --json`, if it answers.
@@ -948,3 +939,44 @@ type = "process"
 group = "web"
 properties = { program = "/usr/bin/sleep", args = "600" }
 "#;
+
+/// The stdout of `warden ARGS` run against `node`, which must have
+/// succeeded (the test fails with both outputs otherwise).
+pub fn succeeded(out: &Output, args: &[&str], node: &str) -> String {
+    assert!(
+        out.status.success(),
+        "warden {} against {node}: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The end of a stress run, once every fault is undone: the service runs
+/// again somewhere (a run past a moment after now, within a minute), and
+/// no two nodes ever served at once (judged from the services' own
+/// records). `label` names the run in what it prints; `replay` says how to
+/// run it again (its seed) and where its logs are.
+pub fn judge_stress(records: &Path, label: &str, replay: &str) {
+    let settled = unix_ms();
+    super::wait_until(
+        &format!("a service to run after the faults ({replay})"),
+        Duration::from_secs(60),
+        || {
+            runs(records)
+                .iter()
+                .any(|r| r.to > settled + 500)
+                .then_some(())
+        },
+    );
+    let all = runs(records);
+    let moves = all.windows(2).filter(|w| w[0].node != w[1].node).count();
+    eprintln!(
+        "{label}: {} service runs, {moves} changes of node",
+        all.len()
+    );
+    if let Some((a, b)) = overlapping(&all) {
+        panic!("two nodes served at once: {a:?} and {b:?} ({replay})");
+    }
+}

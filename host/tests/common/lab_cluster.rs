@@ -274,16 +274,7 @@ impl LabCluster {
 
     /// Run the CLI against agent `i`; it must succeed. Its stdout.
     pub fn ok(&self, i: usize, args: &[&str]) -> String {
-        let out = self.cli(i, args);
-        assert!(
-            out.status.success(),
-            "warden {} against {}: {}{}",
-            args.join(" "),
-            NODES[i],
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        super::cluster::succeeded(&self.cli(i, args), args, NODES[i])
     }
 
     /// The group's owner as agent `i`'s engine sees it, if it answers.
