@@ -18,6 +18,8 @@ const BUILTIN: &[&str] = &[
     "mta",
     "store",
     "ms_search",
+    "ip_address",
+    "network_name",
 ];
 /// Built-in fence types (`warden:fence`), embedded in the agent binary.
 const BUILTIN_FENCE: &[&str] = &["fence_redfish"];
@@ -29,6 +31,7 @@ const TEST_ONLY: &[&str] = &[
     "chaos_stuck",
     "describe_traps",
     "future_contract",
+    "contract_0_1",
     "hostile_host",
     "hostile_output",
     "hostile_describe",

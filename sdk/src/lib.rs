@@ -80,7 +80,7 @@ pub mod resource;
 pub mod service;
 
 pub use bindings::export_plugin;
-pub use bindings::warden::resource::{checkpoint, host, process, types};
+pub use bindings::warden::resource::{checkpoint, host, network, process, types};
 pub use properties::{Property, Props, refuse};
 pub use resource::{
     DEFAULT_STOP_GRACE_MS, DEFAULT_TIMING, Exported, ResourceType, type_info, unknown_control,
@@ -92,7 +92,7 @@ pub use service::{Managed, ServiceType};
 /// ```
 /// assert!(warden_sdk::CONTRACT_VERSION.starts_with("0."));
 /// ```
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// Where the resource's own data directory appears to the plugin (through
 /// WASI; `std::fs` works). It is the only directory a plugin can see.

@@ -17,13 +17,13 @@ use crate::contract::ContractVersion;
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wasmtime::component::bindgen!({
-        path: ["../wit", "../wit/fence"],
+        path: ["../wit/released/0.1.0", "../wit/fence"],
         world: "warden:fence/fence-device",
         imports: { default: async | trappable },
         exports: { default: async },
         with: {
-            "warden:resource/host": crate::contract::bindings::warden::resource::host,
-            "warden:resource/types": crate::contract::bindings::warden::resource::types,
+            "warden:resource/host": crate::contract::bindings::v0_1::warden::resource::host,
+            "warden:resource/types": crate::contract::bindings::current::warden::resource::types,
         },
     });
 }

@@ -10,7 +10,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use super::data_quota;
 use super::epoch::{EpochTicker, Ticking};
 use super::host_state::HostState;
-use crate::contract::PluginBindings;
+use crate::contract::bindings::current;
 
 /// Settings of the runtime, shared by every plugin and resource on a node.
 #[derive(Debug, Clone)]
@@ -93,12 +93,15 @@ impl Runtime {
         data_quota::add_to_linker(&mut linker, HostState::quota_filesystem)
             .map_err(anyhow::Error::from)
             .context("linking the quota-checked wasi:filesystem/types")?;
-        PluginBindings::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
+        current::Plugin::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
             &mut linker,
             |state| state,
         )
         .map_err(anyhow::Error::from)
         .context("linking the warden:resource host interfaces")?;
+        super::contract_0_1::add_to_linker(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking the warden:resource@0.1.0 host interfaces")?;
 
         let ticker = EpochTicker::start(&engine, config.epoch_tick)
             .context("starting the epoch ticker thread")?;

@@ -25,7 +25,7 @@ use super::limits::MemoryLimit;
 use super::network::NetworkGrant;
 use super::plugin_text::{self, MAX_LOG_MESSAGE, MAX_REASON};
 use super::process::{ProcessExit, ProcessSlot};
-use crate::contract::bindings::warden::resource::{checkpoint, host, process, types};
+use crate::contract::bindings::current::warden::resource::{checkpoint, host, process, types};
 
 /// Where the resource's data directory appears inside the sandbox.
 pub const GUEST_DATA_DIR: &str = "/data";

@@ -153,10 +153,7 @@ impl Instance {
                 &deadline,
                 &mut self.cancel,
                 &stderr,
-                bindings
-                    .warden_resource_resource_type()
-                    .instance()
-                    .call_open(&mut store, &name, &self.properties),
+                bindings.open(&mut store, &name, &self.properties),
             )
             .await?;
             let handle = opened.map_err(|e| {
@@ -264,12 +261,7 @@ impl Instance {
         deadline: CallDeadline,
     ) -> Result<Result<(), String>, CallError> {
         self.call("online", deadline, |store, b, h| {
-            Box::pin(async move {
-                b.warden_resource_resource_type()
-                    .instance()
-                    .call_online(store, h)
-                    .await
-            })
+            Box::pin(async move { b.online(store, h).await })
         })
         .await
         .map(plugin_text::outcome)
@@ -280,12 +272,7 @@ impl Instance {
         deadline: CallDeadline,
     ) -> Result<Result<(), String>, CallError> {
         self.call("offline", deadline, |store, b, h| {
-            Box::pin(async move {
-                b.warden_resource_resource_type()
-                    .instance()
-                    .call_offline(store, h)
-                    .await
-            })
+            Box::pin(async move { b.offline(store, h).await })
         })
         .await
         .map(plugin_text::outcome)
@@ -293,12 +280,7 @@ impl Instance {
 
     pub async fn terminate(&mut self, timeout: Duration) -> Result<(), CallError> {
         self.call("terminate", CallDeadline::fixed(timeout), |store, b, h| {
-            Box::pin(async move {
-                b.warden_resource_resource_type()
-                    .instance()
-                    .call_terminate(store, h)
-                    .await
-            })
+            Box::pin(async move { b.terminate(store, h).await })
         })
         .await
     }
@@ -307,14 +289,7 @@ impl Instance {
         self.call(
             "looks-alive",
             CallDeadline::fixed(timeout),
-            |store, b, h| {
-                Box::pin(async move {
-                    b.warden_resource_resource_type()
-                        .instance()
-                        .call_looks_alive(store, h)
-                        .await
-                })
-            },
+            |store, b, h| Box::pin(async move { b.looks_alive(store, h).await }),
         )
         .await
         .map(plugin_text::health)
@@ -322,12 +297,7 @@ impl Instance {
 
     pub async fn is_alive(&mut self, timeout: Duration) -> Result<Health, CallError> {
         self.call("is-alive", CallDeadline::fixed(timeout), |store, b, h| {
-            Box::pin(async move {
-                b.warden_resource_resource_type()
-                    .instance()
-                    .call_is_alive(store, h)
-                    .await
-            })
+            Box::pin(async move { b.is_alive(store, h).await })
         })
         .await
         .map(plugin_text::health)
@@ -343,14 +313,7 @@ impl Instance {
         self.call(
             "control",
             CallDeadline::fixed(timeout),
-            move |store, b, h| {
-                Box::pin(async move {
-                    b.warden_resource_resource_type()
-                        .instance()
-                        .call_control(store, h, &code, &payload)
-                        .await
-                })
-            },
+            move |store, b, h| Box::pin(async move { b.control(store, h, &code, &payload).await }),
         )
         .await
         .map(plugin_text::answer)

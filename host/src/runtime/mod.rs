@@ -14,6 +14,7 @@ mod bounded;
 mod cache;
 mod call;
 mod checkpoint;
+mod contract_0_1;
 mod data_quota;
 mod deadline;
 mod engine;
@@ -27,6 +28,7 @@ mod plugin;
 pub mod plugin_text;
 mod private_file;
 mod process;
+mod virtual_network;
 
 pub(crate) use bounded::{Instantiate, call_in_fresh_store};
 pub use cache::{CacheOutcome, CompileCache};

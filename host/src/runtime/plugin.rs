@@ -14,7 +14,7 @@ use super::engine::Runtime;
 use super::guest_output::OutputBudget;
 use super::host_state::{HostState, ResourceContext};
 use super::network::{NetworkGrant, parse_address};
-use crate::contract::{self, ContractError, PropertyKind, TypeInfo, bindings::PluginPre};
+use crate::contract::{self, ContractError, PluginPre, PropertyKind, TypeInfo};
 
 /// How long `describe` and `validate` may take.
 pub const TYPE_CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -114,12 +114,12 @@ impl Plugin {
         runtime: &Arc<Runtime>,
         component: Component,
     ) -> Result<Plugin, LoadError> {
-        let contract = contract::check(&runtime.engine, &component)?;
+        let (contract, line) = contract::check(&runtime.engine, &component)?;
         let pre = runtime
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let pre = PluginPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let pre = PluginPre::new(pre, line).map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let mut plugin = Plugin {
             runtime: runtime.clone(),
             pre,
@@ -130,11 +130,7 @@ impl Plugin {
         };
         let info = plugin
             .type_call("describe", |store, bindings| {
-                Box::pin(
-                    bindings
-                        .warden_resource_resource_type()
-                        .call_describe(store),
-                )
+                Box::pin(bindings.describe(store))
             })
             .await
             .map_err(LoadError::Describe)?;
@@ -170,12 +166,7 @@ impl Plugin {
     ) -> Result<Result<(), contract::PropertyError>, CallError> {
         let properties = properties.to_vec();
         self.type_call("validate", move |store, bindings| {
-            Box::pin(async move {
-                bindings
-                    .warden_resource_resource_type()
-                    .call_validate(store, &properties)
-                    .await
-            })
+            Box::pin(async move { bindings.validate(store, &properties).await })
         })
         .await
         .map(|answer| answer.map_err(super::plugin_text::property_error))

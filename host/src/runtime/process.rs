@@ -40,7 +40,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::host_state::{Grants, ResourceDirs, RunAs};
 use super::private_file;
-use crate::contract::bindings::warden::resource::process::{ProcessState, SpawnSpec};
+use crate::contract::bindings::current::warden::resource::process::{ProcessState, SpawnSpec};
 
 /// An exit of a managed process that nobody asked for.
 #[derive(Debug, Clone)]

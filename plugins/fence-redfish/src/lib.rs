@@ -17,7 +17,7 @@ use exports::warden::fence::fence_type::{FenceInfo, Guest, PowerState};
 use warden::resource::types::{Properties, PropertyError, PropertyKind, PropertySpec};
 
 wit_bindgen::generate!({
-    path: ["../../wit", "../../wit/fence"],
+    path: ["../../wit/released/0.1.0", "../../wit/fence"],
     world: "warden:fence/fence-device",
     generate_all,
 });
