@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow};
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 
-use super::Command;
+use super::{Command, HeldAddress};
 use super::guard::WatchdogSetup;
 
 /// The shortest time between two starts of the guard, so that a guard that
@@ -54,6 +54,8 @@ struct State {
     /// Every process group the guard must hold: a guard started anew is
     /// told them all.
     held: BTreeSet<i32>,
+    /// Every virtual address the guard must take off when it fences.
+    addresses: BTreeSet<HeldAddress>,
     /// How many groups' ownership keys this node holds.
     owned: u32,
     /// The watchdog device the guard holds, if one is configured.
@@ -149,6 +151,25 @@ pub fn release(pgid: u32) {
     }
 }
 
+/// A virtual address is about to be put on an interface: held before it
+/// is added, so that no moment passes with it up and the guard unaware.
+pub fn hold_address(address: HeldAddress) {
+    let Some(link) = GUARD.get() else { return };
+    let mut state = link.lock();
+    if state.addresses.insert(address.clone()) {
+        send(&mut state, &Command::HoldAddress(address));
+    }
+}
+
+/// The virtual address is off its interface again (or was never added).
+pub fn release_address(address: &HeldAddress) {
+    let Some(link) = GUARD.get() else { return };
+    let mut state = link.lock();
+    if state.addresses.remove(address) {
+        send(&mut state, &Command::ReleaseAddress(address.clone()));
+    }
+}
+
 /// The agent is stopping as planned. If its services are stopped, or
 /// `left_running` on purpose, the guard is told to forget them; otherwise
 /// it kills what is still held when the last vouch runs out. Either way
@@ -157,13 +178,14 @@ pub fn goodbye(left_running: bool) {
     let Some(link) = GUARD.get() else { return };
     let mut state = link.lock();
     state.said_goodbye = true;
-    if left_running || state.held.is_empty() {
+    if left_running || (state.held.is_empty() && state.addresses.is_empty()) {
         send(&mut state, &Command::ReleaseAll);
     } else {
         tracing::warn!(
-            "{} service process group(s) still run at shutdown; the fence guard kills them \
-             when the last vouch runs out",
-            state.held.len()
+            "{} service process group(s) still run and {} virtual address(es) are still up at \
+             shutdown; the fence guard kills and takes them off when the last vouch runs out",
+            state.held.len(),
+            state.addresses.len()
         );
     }
     state.pipe = None;
@@ -199,6 +221,9 @@ fn spawn(state: &mut State) -> Result<Child> {
     state.pipe = Some(File::from(pipe));
     for pgid in state.held.clone() {
         send(state, &Command::Hold(pgid));
+    }
+    for address in state.addresses.clone() {
+        send(state, &Command::HoldAddress(address));
     }
     if state.owned > 0 {
         let owned = state.owned;

@@ -16,7 +16,7 @@ use nix::sys::signal::{SigHandler, Signal, killpg, signal};
 use nix::unistd::{Pid, getpgid, getpgrp, getppid};
 
 use super::watchdog::Armed;
-use super::{Command, MAX_LINE};
+use super::{Command, HeldAddress, MAX_LINE, addresses};
 
 /// The watchdog device the guard holds (`[cluster] watchdog_device`), and
 /// the timeout the agent derived from its lease TTL.
@@ -141,6 +141,8 @@ fn read_lines(tx: mpsc::Sender<Input>) {
 
 struct Guard {
     held: BTreeSet<i32>,
+    /// The virtual addresses to take off when the vouch runs out.
+    addresses: BTreeSet<HeldAddress>,
     /// When the held groups are killed (a vouch, or a grace).
     vouch: Vouch,
     /// Until when the lease is vouched for: the watchdog is fed only
@@ -175,6 +177,7 @@ impl Guard {
         let now = Instant::now();
         Guard {
             held: BTreeSet::new(),
+            addresses: BTreeSet::new(),
             vouch: Vouch::Never,
             fresh_until: None,
             owned: 0,
@@ -213,7 +216,12 @@ impl Guard {
     /// Whether the device is to be armed: the node owns a group or runs a
     /// service.
     fn wants_watchdog(&self) -> bool {
-        !self.held.is_empty() || self.owned > 0
+        !self.holds_nothing() || self.owned > 0
+    }
+
+    /// No process group and no address held.
+    fn holds_nothing(&self) -> bool {
+        self.held.is_empty() && self.addresses.is_empty()
     }
 
     /// After every line and every wake: kill on a lapsed vouch, then tend
@@ -242,7 +250,7 @@ impl Guard {
         let now = Instant::now();
         let fresh = self.fresh_until.is_some_and(|until| now < until);
         let in_time = matches!(self.vouch, Vouch::Until(deadline) if now < deadline);
-        let wanted = !self.held.is_empty() || self.owned > 0;
+        let wanted = self.wants_watchdog();
         match (watchdog.armed.as_mut(), wanted) {
             (None, true) if fresh && now >= watchdog.next_try => {
                 match Armed::arm(&watchdog.setup.device, watchdog.setup.timeout_s) {
@@ -325,14 +333,31 @@ impl Guard {
             Command::Release(pgid) => {
                 self.held.remove(&pgid);
             }
+            Command::HoldAddress(address) => {
+                if matches!(self.vouch, Vouch::Lapsed) {
+                    tracing::error!(
+                        "fence guard: address {address} held while no vouch is in force: \
+                         taking it off"
+                    );
+                    addresses::take_off(&BTreeSet::from([address]));
+                } else {
+                    self.addresses.insert(address);
+                }
+            }
+            Command::ReleaseAddress(address) => {
+                self.addresses.remove(&address);
+            }
             Command::ReleaseAll => {
-                if !self.held.is_empty() {
+                if !self.holds_nothing() {
                     tracing::info!(
-                        "fence guard: released {} process group(s) at the agent's goodbye",
-                        self.held.len()
+                        "fence guard: released {} process group(s) and {} address(es) at the \
+                         agent's goodbye",
+                        self.held.len(),
+                        self.addresses.len()
                     );
                 }
                 self.held.clear();
+                self.addresses.clear();
                 self.owned = 0;
                 if let Some(watchdog) = self.watchdog.as_mut()
                     && watchdog.armed.is_some()
@@ -355,31 +380,39 @@ impl Guard {
                 armed.timeout()
             );
         }
-        if self.held.is_empty() {
+        if self.holds_nothing() {
             tracing::warn!("fence guard: the agent's vouch for its lease ran out; nothing held");
             return;
         }
-        let held = std::mem::take(&mut self.held);
         tracing::error!(
             "fence guard: the agent's vouch for its lease ran out (the agent is stopped, \
-             stalled, or cut off from etcd): killing process group(s) {}",
-            list(&held)
+             stalled, or cut off from etcd): killing process group(s) [{}], taking address(es) \
+             [{}] off",
+            list(&self.held),
+            addresses::list(&self.addresses)
         );
-        kill_groups(held);
+        self.fence();
+    }
+
+    /// Kill every held group and take every held address off.
+    fn fence(&mut self) {
+        kill_groups(std::mem::take(&mut self.held));
+        addresses::take_off(&std::mem::take(&mut self.addresses));
     }
 
     /// The agent's end closed: with nothing held (a goodbye), exit now;
     /// otherwise kill what is held once the vouch runs out, then exit.
     fn agent_gone(mut self) -> ExitCode {
-        if self.held.is_empty() {
+        if self.holds_nothing() {
             tracing::info!("fence guard: the agent's pipe closed with nothing held; exiting");
             self.exit_armed();
             return ExitCode::SUCCESS;
         }
         tracing::error!(
-            "fence guard: the agent is gone without a goodbye; killing process group(s) {} \
-             when its vouch runs out",
-            list(&self.held)
+            "fence guard: the agent is gone without a goodbye; killing process group(s) [{}] and \
+             taking address(es) [{}] off when its vouch runs out",
+            list(&self.held),
+            addresses::list(&self.addresses)
         );
         // Until the deadline the watchdog is still fed (the vouch holds).
         while let Some(at) = self.wake_at() {
@@ -387,10 +420,13 @@ impl Guard {
             self.tick();
         }
         // Never vouched for: killed at once (a lapse killed them otherwise).
-        let held = std::mem::take(&mut self.held);
-        if !held.is_empty() {
-            kill_groups(held.iter().copied());
-            tracing::error!("fence guard: killed process group(s) {}", list(&held));
+        if !self.holds_nothing() {
+            tracing::error!(
+                "fence guard: killing process group(s) [{}], taking address(es) [{}] off",
+                list(&self.held),
+                addresses::list(&self.addresses)
+            );
+            self.fence();
         }
         tracing::info!("fence guard: exiting");
         self.exit_armed();

@@ -30,13 +30,18 @@
 //!   armed while it owns any or runs a service).
 //! - `hold PGID` / `release PGID`: a service's process group, held from its
 //!   spawn (or adoption) until it has ended.
-//! - `release-all`: the goodbye of a planned shutdown: every group is
-//!   forgotten, and the guard exits when the pipe closes.
+//! - `hold-address ADDR/PREFIX IFACE` / `release-address ADDR/PREFIX IFACE`:
+//!   a virtual address (an `ip-address` resource's) this node put on an
+//!   interface, held from just before it is added until it is taken off.
+//! - `release-all`: the goodbye of a planned shutdown: every group and
+//!   address is forgotten, and the guard exits when the pipe closes.
 //!
 //! When the deadline passes without a new vouch, the guard sends SIGKILL to
-//! every process group it holds, says so on stderr (the agent's log), and
-//! keeps running; a group held after that, before the next vouch, is killed
-//! at once. When the agent's end of the pipe closes (the agent died) with
+//! every process group it holds and takes every address it holds off its
+//! interface (so that the node that takes the group over is the only one
+//! answering for it), says so on stderr (the agent's log), and keeps
+//! running; a group or address held after that, before the next vouch, is
+//! killed or taken off at once. When the agent's end of the pipe closes (the agent died) with
 //! groups still held, the guard kills them at the deadline and exits.
 //!
 //! With `[cluster] watchdog_device`, the guard also holds the Linux
@@ -49,17 +54,72 @@
 //! [`agent`] is the agent's side: it starts the guard, tells it, and
 //! restarts it (loudly) if it dies.
 
+mod addresses;
 pub mod agent;
 pub mod guard;
 pub mod watchdog;
 
+use std::fmt;
+use std::net::IpAddr;
 use std::time::Duration;
 
-pub use agent::{goodbye, grace_until, hold, owns, release, start, vouch_until};
+pub use agent::{
+    goodbye, grace_until, hold, hold_address, owns, release, release_address, start, vouch_until,
+};
 
 /// The longest command line the guard reads; a longer line is refused
-/// whole. Far below `PIPE_BUF`, so each line is written in one piece.
-pub const MAX_LINE: usize = 64;
+/// whole. Far below `PIPE_BUF`, so each line is written in one piece (the
+/// longest real one, an IPv6 address held on a 15-byte interface name, is
+/// 74 bytes).
+pub const MAX_LINE: usize = 128;
+
+/// A virtual address the guard takes off its interface when it fences.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HeldAddress {
+    /// The address itself.
+    pub address: IpAddr,
+    /// Its prefix length (1 to 32 for IPv4, 1 to 128 for IPv6).
+    pub prefix_len: u8,
+    /// The interface it is on: 1 to 15 bytes (the kernel's IFNAMSIZ), no
+    /// whitespace or `/`.
+    pub interface: String,
+}
+
+impl fmt::Display for HeldAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{} {}", self.address, self.prefix_len, self.interface)
+    }
+}
+
+impl HeldAddress {
+    /// Parse `ADDR/PREFIX` and `IFACE`, the two words of a command.
+    fn parse(line: &str, address: &str, interface: Option<&str>) -> Result<HeldAddress, String> {
+        let (address, prefix) = address
+            .split_once('/')
+            .ok_or_else(|| format!("{line:?}: an address is written ADDR/PREFIX IFACE"))?;
+        let address: IpAddr = address
+            .parse()
+            .map_err(|_| format!("{line:?}: {address:?} is not an IP address"))?;
+        let most = if address.is_ipv4() { 32 } else { 128 };
+        let prefix_len = prefix
+            .parse::<u8>()
+            .ok()
+            .filter(|p| (1..=most).contains(p))
+            .ok_or_else(|| format!("{line:?}: the prefix length is 1 to {most}"))?;
+        let interface = interface
+            .filter(|name| {
+                (1..16).contains(&name.len())
+                    && !name.contains('/')
+                    && name.bytes().all(|b| b.is_ascii_graphic())
+            })
+            .ok_or_else(|| format!("{line:?}: an interface name is 1 to 15 bytes, no '/'"))?;
+        Ok(HeldAddress {
+            address,
+            prefix_len,
+            interface: interface.to_string(),
+        })
+    }
+}
 
 /// The longest vouch the guard accepts. The agent vouches for half its
 /// lease TTL (at most a day, see `ClusterSection`); anything longer is a
@@ -74,6 +134,8 @@ pub enum Command {
     Owns(u32),
     Hold(i32),
     Release(i32),
+    HoldAddress(HeldAddress),
+    ReleaseAddress(HeldAddress),
     ReleaseAll,
 }
 
@@ -86,6 +148,8 @@ impl Command {
             Command::Owns(n) => format!("owns {n}\n"),
             Command::Hold(pgid) => format!("hold {pgid}\n"),
             Command::Release(pgid) => format!("release {pgid}\n"),
+            Command::HoldAddress(held) => format!("hold-address {held}\n"),
+            Command::ReleaseAddress(held) => format!("release-address {held}\n"),
             Command::ReleaseAll => "release-all\n".to_string(),
         }
     }
@@ -96,6 +160,17 @@ impl Command {
         let mut words = line.split_ascii_whitespace();
         let verb = words.next().unwrap_or("");
         let argument = words.next();
+        if let ("hold-address" | "release-address", Some(address)) = (verb, argument) {
+            let held = HeldAddress::parse(line, address, words.next())?;
+            if words.next().is_some() {
+                return Err(format!("{line:?}: two arguments at most"));
+            }
+            return Ok(if verb == "hold-address" {
+                Command::HoldAddress(held)
+            } else {
+                Command::ReleaseAddress(held)
+            });
+        }
         if words.next().is_some() {
             return Err(format!("{line:?}: one argument at most"));
         }
@@ -111,7 +186,7 @@ impl Command {
             ("release-all", None) => Ok(Command::ReleaseAll),
             _ => Err(format!(
                 "{line:?}: not a command (vouch MS, grace MS, owns N, hold PGID, release PGID, \
-                 release-all)"
+                 hold-address ADDR/PREFIX IFACE, release-address ADDR/PREFIX IFACE, release-all)"
             )),
         }
     }
@@ -154,6 +229,16 @@ mod tests {
             Command::Owns(3),
             Command::Hold(4242),
             Command::Release(4242),
+            Command::HoldAddress(HeldAddress {
+                address: "198.18.0.100".parse().expect("address"),
+                prefix_len: 24,
+                interface: "eth0".to_string(),
+            }),
+            Command::ReleaseAddress(HeldAddress {
+                address: "fd00:1234:5678:9abc:def0:1234:5678:9abc".parse().expect("address"),
+                prefix_len: 128,
+                interface: "a-15-byte-name0".to_string(),
+            }),
             Command::ReleaseAll,
         ] {
             let line = command.line();
@@ -179,6 +264,14 @@ mod tests {
             "vouch",
             "hold 12 13",
             "release-all now",
+            "hold-address 198.18.0.100 eth0",
+            "hold-address 198.18.0.100/33 eth0",
+            "hold-address fd00::1/0 eth0",
+            "hold-address 198.18.0.999/24 eth0",
+            "hold-address 198.18.0.100/24",
+            "hold-address 198.18.0.100/24 a-16-byte-name00",
+            "hold-address 198.18.0.100/24 eth0/1",
+            "release-address 198.18.0.100/24 eth0 eth1",
             "fire",
             "",
         ] {
