@@ -11,6 +11,7 @@ pub mod contract;
 pub mod demo_service;
 pub mod desired;
 pub mod dev;
+pub mod dns_update;
 pub mod event_view;
 pub mod fence_guard;
 pub mod fencing;
