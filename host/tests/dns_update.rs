@@ -19,7 +19,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::dns_server::{DnsServer, KEY, KEY_512, READER_KEY, free_dns_address};
+use common::dns_server::{
+    DnsServer, KEY, KEY_512, READER_KEY, free_dns_address, free_dns_address_on,
+};
 use hickory_proto::op::{Message, MessageType};
 use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 use hickory_proto::rr::{Name, TSigner};
@@ -152,6 +154,26 @@ async fn register_replace_remove_and_look_up_ipv6_beside_ipv4() {
         dns.lookup("evs2").await.expect("lookup"),
         Vec::<IpAddr>::new()
     );
+}
+
+#[tokio::test]
+async fn a_server_on_ipv6() {
+    let address = match free_dns_address_on(ip("::1")) {
+        Ok(address) => address,
+        Err(e) => {
+            eprintln!("SKIPPED, no IPv6 loopback here: {e}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = DnsServer::start(&dir.path().join("knot"), address);
+    let dns = updater(&server, KEY, "hmac-sha256");
+    assert_eq!(dns.server(), address);
+    dns.register("evs6", ip("fd00::6"), 60)
+        .await
+        .expect("register over IPv6");
+    assert_eq!(server.records("evs6", "AAAA"), ["60 AAAA fd00::6"]);
+    assert_eq!(dns.lookup("evs6").await.expect("lookup"), [ip("fd00::6")]);
 }
 
 #[tokio::test]

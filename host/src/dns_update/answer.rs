@@ -45,14 +45,14 @@ pub(crate) fn read(
         )));
     }
     let (name, kind) = expected.question;
-    if let Some(question) = message.queries.first() {
-        if message.queries.len() > 1 || question.name() != name || question.query_type() != kind {
-            return Err(exchange.malformed(format!(
-                "it answers {} {}, not {name} {kind}",
-                question.name(),
-                question.query_type()
-            )));
-        }
+    if let Some(question) = message.queries.first()
+        && (message.queries.len() > 1 || question.name() != name || question.query_type() != kind)
+    {
+        return Err(exchange.malformed(format!(
+            "it answers {} {}, not {name} {kind}",
+            question.name(),
+            question.query_type()
+        )));
     }
     let rcode = message.metadata.response_code;
     let unsigned = match message.signature() {

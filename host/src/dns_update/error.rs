@@ -85,12 +85,13 @@ pub enum DnsError {
     },
     /// An answer larger than [`super::MAX_ANSWER_BYTES`].
     #[error(
-        "DNS server {server} sent an answer of {size} bytes to {operation}, more than the {limit} accepted"
+        "DNS server {server} sent an answer of at least {size} bytes to {operation}, more than the {limit} accepted"
     )]
     Oversized {
         server: SocketAddr,
         operation: String,
-        /// What the answer said or was; at least `limit + 1`.
+        /// Its length as announced (TCP) or as far as it was read (UDP,
+        /// `limit + 1`): at least this.
         size: usize,
         limit: usize,
     },

@@ -221,7 +221,8 @@ mod tests {
     fn bad_files_say_why_without_the_secret() {
         for (text, expect) in [
             ("", "empty"),
-            ("not base64!", "not base64"),
+            ("not-base64!", "not base64"),
+            ("two words", "no secret"),
             ("a:b", "neither"),
             ("key \"k\" { algorithm hmac-sha256; };", "no secret"),
             ("secret", "not base64"),

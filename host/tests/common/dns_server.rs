@@ -16,7 +16,7 @@
 //! `key_file`). `knotc` reads the zone as the server has it, so a test
 //! checks what happened without trusting the code under test.
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -199,14 +199,22 @@ impl Drop for DnsServer {
 
 /// A loopback address whose port was free for both UDP and TCP a moment ago.
 pub fn free_dns_address() -> SocketAddr {
+    free_dns_address_on(IpAddr::from([127, 0, 0, 1])).expect("a free port on 127.0.0.1")
+}
+
+/// An address on `ip` whose port was free for both UDP and TCP a moment
+/// ago; an error where `ip` cannot be bound (no IPv6 loopback, say).
+pub fn free_dns_address_on(ip: IpAddr) -> std::io::Result<SocketAddr> {
     for _ in 0..100 {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("a UDP socket");
-        let address = udp.local_addr().expect("its address");
+        let udp = UdpSocket::bind((ip, 0))?;
+        let address = udp.local_addr()?;
         if TcpListener::bind(address).is_ok() {
-            return address;
+            return Ok(address);
         }
     }
-    panic!("no port free for both UDP and TCP on 127.0.0.1");
+    Err(std::io::Error::other(format!(
+        "no port free for both UDP and TCP on {ip}"
+    )))
 }
 
 fn spawn(config: &Path, log: &Path) -> Child {
