@@ -19,6 +19,7 @@
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
@@ -99,7 +100,7 @@ impl DnsServer {
         .expect("write knot.conf");
         let log = dir.join("knotd.log");
         let child = spawn(&config, &log);
-        let server = DnsServer {
+        let mut server = DnsServer {
             address: listen,
             dir: dir.to_path_buf(),
             config,
@@ -109,7 +110,12 @@ impl DnsServer {
         wait_until(
             "knotd to answer for warden.test.",
             Duration::from_secs(30),
-            || answers_for_zone(listen).then_some(()),
+            || {
+                if let Ok(Some(status)) = server.child.try_wait() {
+                    panic!("knotd exited ({status}): {}", server.log_text());
+                }
+                answers_for_zone(listen).then_some(())
+            },
         );
         server
     }
@@ -204,16 +210,36 @@ pub fn free_dns_address() -> SocketAddr {
 
 /// An address on `ip` whose port was free for both UDP and TCP a moment
 /// ago; an error where `ip` cannot be bound (no IPv6 loopback, say).
+///
+/// Taken below the kernel's ephemeral range, as `service_ports` does: an
+/// ephemeral port may be handed to any process's outgoing socket between
+/// this check and the server's bind. Each call of the process starts
+/// further on, so tests running side by side get different ports.
 pub fn free_dns_address_on(ip: IpAddr) -> std::io::Result<SocketAddr> {
-    for _ in 0..100 {
-        let udp = UdpSocket::bind((ip, 0))?;
-        let address = udp.local_addr()?;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let low = ephemeral_low.saturating_sub(10_000).max(1024);
+    let width = u32::from(ephemeral_low.saturating_sub(low)).max(1);
+    let start = std::process::id()
+        .wrapping_mul(7919)
+        .wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed).wrapping_mul(97));
+    // Binding the address itself fails at once where `ip` is not there.
+    UdpSocket::bind((ip, 0))?;
+    for step in 0..width {
+        let port = low + (start.wrapping_add(step) % width) as u16;
+        let address = SocketAddr::new(ip, port);
+        let Ok(_udp) = UdpSocket::bind(address) else {
+            continue;
+        };
         if TcpListener::bind(address).is_ok() {
             return Ok(address);
         }
     }
     Err(std::io::Error::other(format!(
-        "no port free for both UDP and TCP on {ip}"
+        "no port free for both UDP and TCP on {ip} in {low}..{ephemeral_low}"
     )))
 }
 
