@@ -307,6 +307,9 @@ fn a_probe_for_an_address_another_host_holds_names_that_host_and_adds_nothing() 
     assert_eq!(machine(), before, "the machine's own namespace changed");
 }
 
+/// Which error a refused request should give.
+type Expected = fn(&AddressError) -> bool;
+
 /// The five operations on `spec` in `host`, each expected to fail: their
 /// errors, in order probe, add, announce, remove, state.
 fn all_refused(
@@ -348,10 +351,10 @@ fn requests_outside_the_grant_or_the_node_are_refused_saying_why_and_change_noth
     ip_in(&lab, "n1", &["addr", "add", "198.18.0.60/32", "dev", IFACE]);
     let original = addresses(&lab, "n1");
 
-    let cases: Vec<(AddressSpec, Box<dyn Fn(&AddressError) -> bool>, &[&str])> = vec![
+    let cases: Vec<(AddressSpec, Expected, &[&str])> = vec![
         (
             spec("198.18.1.100", IFACE),
-            Box::new(|e| matches!(e, AddressError::OutsideGrant { .. })),
+            |e| matches!(e, AddressError::OutsideGrant { .. }),
             &[
                 "198.18.1.100",
                 "outside the grant [plugins.ip-address.ip]",
@@ -360,17 +363,17 @@ fn requests_outside_the_grant_or_the_node_are_refused_saying_why_and_change_noth
         ),
         (
             spec("fd01::1", IFACE),
-            Box::new(|e| matches!(e, AddressError::OutsideGrant { .. })),
+            |e| matches!(e, AddressError::OutsideGrant { .. }),
             &["fd01::1", "fd00::/64"],
         ),
         (
             spec(V4, "lo"),
-            Box::new(|e| matches!(e, AddressError::InterfaceNotGranted { .. })),
+            |e| matches!(e, AddressError::InterfaceNotGranted { .. }),
             &["\"lo\" is not granted", "eth0, v0, gone0"],
         ),
         (
             spec(V4, "gone0"),
-            Box::new(|e| matches!(e, AddressError::UnknownInterface { .. })),
+            |e| matches!(e, AddressError::UnknownInterface { .. }),
             &["\"gone0\" does not exist", "this node has eth0, v0"],
         ),
         (
@@ -378,7 +381,7 @@ fn requests_outside_the_grant_or_the_node_are_refused_saying_why_and_change_noth
                 prefix_len: 33,
                 ..spec(V4, IFACE)
             },
-            Box::new(|e| matches!(e, AddressError::PrefixLength { .. })),
+            |e| matches!(e, AddressError::PrefixLength { .. }),
             &["198.18.0.100/33", "1 to 32"],
         ),
         (
@@ -386,7 +389,7 @@ fn requests_outside_the_grant_or_the_node_are_refused_saying_why_and_change_noth
                 prefix_len: 129,
                 ..spec(V6, IFACE)
             },
-            Box::new(|e| matches!(e, AddressError::PrefixLength { .. })),
+            |e| matches!(e, AddressError::PrefixLength { .. }),
             &["fd00::100/129", "1 to 128"],
         ),
     ];

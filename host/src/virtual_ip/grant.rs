@@ -126,7 +126,7 @@ impl AddressGrant {
                 why,
             });
         }
-        if !self.interfaces.iter().any(|i| *i == spec.interface) {
+        if !self.interfaces.contains(&spec.interface) {
             return Err(AddressError::InterfaceNotGranted {
                 interface: spec.interface.clone(),
                 section: self.section.clone(),

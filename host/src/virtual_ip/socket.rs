@@ -108,7 +108,7 @@ impl PacketSocket {
                 if got < 0 {
                     return Err(io::Error::last_os_error());
                 }
-                let direction = if from.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+                let direction = if from.sll_pkttype == libc::PACKET_OUTGOING {
                     Direction::Outgoing
                 } else {
                     Direction::Incoming
