@@ -626,3 +626,181 @@ fn without_the_capabilities_each_refusal_names_the_one_missing() {
         "{announced}"
     );
 }
+
+/// The ICMPv6 checksum over the pseudo-header and `icmp` (RFC 4443 2.3),
+/// for the hostile neighbour's well-formed frames.
+fn icmp6_checksum(source: [u8; 16], destination: [u8; 16], icmp: &[u8]) -> u16 {
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(&source);
+    bytes.extend_from_slice(&destination);
+    bytes.extend_from_slice(&(icmp.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&[0, 0, 0, 58]);
+    bytes.extend_from_slice(icmp);
+    let mut sum: u64 = bytes
+        .chunks(2)
+        .map(|p| (u64::from(p[0]) << 8) | p.get(1).map_or(0, |b| u64::from(*b)))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An Ethernet frame from `mac` carrying an ICMPv6 neighbour message of
+/// `kind` for `target` (a target link-layer option naming `option_mac`,
+/// `option_len` units of 8 bytes), hop limit `hops`, checksum right or not.
+fn nd_frame(
+    mac: [u8; 6],
+    kind: u8,
+    target: &str,
+    option_mac: [u8; 6],
+    option_len: u8,
+    hops: u8,
+    good_sum: bool,
+) -> Vec<u8> {
+    let target: std::net::Ipv6Addr = target.parse().expect("target");
+    let source: std::net::Ipv6Addr = "fe80::bad".parse().expect("source");
+    let destination: std::net::Ipv6Addr = "ff02::1".parse().expect("all nodes");
+    let mut icmp = vec![kind, 0, 0, 0, 0x20, 0, 0, 0];
+    icmp.extend_from_slice(&target.octets());
+    icmp.extend_from_slice(&[2, option_len]);
+    icmp.extend_from_slice(&option_mac);
+    if good_sum {
+        let sum = icmp6_checksum(source.octets(), destination.octets(), &icmp);
+        icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    }
+    let mut frame = vec![0x33, 0x33, 0, 0, 0, 1];
+    frame.extend_from_slice(&mac);
+    frame.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+    frame.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
+    frame.extend_from_slice(&[58, hops]);
+    frame.extend_from_slice(&source.octets());
+    frame.extend_from_slice(&destination.octets());
+    frame.extend_from_slice(&icmp);
+    frame
+}
+
+/// An ARP frame from `mac`: sender `sender` asking for `target`, with the
+/// given hardware and protocol address sizes.
+fn arp_frame(mac: [u8; 6], sender: [u8; 4], target: [u8; 4], sizes: [u8; 2]) -> Vec<u8> {
+    let mut frame = vec![0xff; 6];
+    frame.extend_from_slice(&mac);
+    frame.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, sizes[0], sizes[1], 0, 2]);
+    frame.extend_from_slice(&mac);
+    frame.extend_from_slice(&sender);
+    frame.extend_from_slice(&[0; 6]);
+    frame.extend_from_slice(&target);
+    frame
+}
+
+#[test]
+fn a_neighbour_flooding_malformed_and_unrelated_frames_does_not_pass_for_a_duplicate() {
+    let Some(lab) = Lab::or_skip("hostile neighbour", &["n1", "n2"]) else {
+        return;
+    };
+    let grant = grant(&[IFACE]);
+    let mac: Vec<u8> = lab
+        .mac("n2")
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).expect("hex"))
+        .collect();
+    let mac: [u8; 6] = mac.try_into().expect("six bytes");
+    let vip4 = [198, 18, 0, 100];
+    let frames: Vec<Vec<u8>> = vec![
+        // ARP: cut short; other address sizes (sender would be the VIP);
+        // a host asking for the VIP from its own address (no claim).
+        arp_frame(mac, vip4, vip4, [6, 4])[..30].to_vec(),
+        arp_frame(mac, vip4, vip4, [8, 4]),
+        arp_frame(mac, [198, 18, 0, 2], vip4, [6, 4]),
+        // Neighbour advertisements of the VIP that are not valid: a wrong
+        // checksum, from off the link (hop limit 64), a zero-length option
+        // (the frame's source then counts, so also a wrong checksum).
+        nd_frame(mac, 136, V6, mac, 1, 255, false),
+        nd_frame(mac, 136, V6, mac, 1, 64, true),
+        nd_frame(mac, 136, V6, mac, 0, 255, false),
+        // A valid advertisement of another address.
+        nd_frame(mac, 136, "fd00::7", mac, 1, 255, true),
+        // Noise as large as a frame gets, of both types.
+        [&[0xff; 6][..], &mac, &[0x08, 0x06], &[0xa5; 1500]].concat(),
+        [
+            &[0x33, 0x33, 0, 0, 0, 1][..],
+            &mac,
+            &[0x86, 0xdd],
+            &[0x5a; 1500],
+        ]
+        .concat(),
+    ];
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let sent = std::thread::scope(|scope| {
+        let flood = scope.spawn(|| {
+            lab.within("n2", || {
+                // SAFETY: a packet socket owned here and closed below.
+                let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+                assert!(
+                    fd >= 0,
+                    "packet socket: {}",
+                    std::io::Error::last_os_error()
+                );
+                let name = std::ffi::CString::new(IFACE).expect("name");
+                // SAFETY: a valid C string.
+                let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+                // SAFETY: sockaddr_ll is plain data.
+                let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+                to.sll_family = libc::AF_PACKET as u16;
+                to.sll_ifindex = index as i32;
+                to.sll_halen = 6;
+                let mut sent = 0u64;
+                for _ in 0..200_000 {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    for frame in &frames {
+                        // SAFETY: buffer and address valid for their lengths.
+                        let done = unsafe {
+                            libc::sendto(
+                                fd,
+                                frame.as_ptr().cast(),
+                                frame.len(),
+                                0,
+                                (&raw const to).cast(),
+                                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                            )
+                        };
+                        if done > 0 {
+                            sent += 1;
+                        }
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                // SAFETY: our own descriptor, closed once.
+                unsafe { libc::close(fd) };
+                sent
+            })
+        });
+        let probed = lab.run_inside("n1", || async {
+            let four = grant.probe(&spec(V4, IFACE), PROBE_WAIT).await;
+            let six = grant.probe(&spec(V6, IFACE), PROBE_WAIT).await;
+            (four, six)
+        });
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let sent = flood.join().expect("the flood thread");
+        let (four, six) = probed;
+        four.unwrap_or_else(|e| panic!("the IPv4 probe under the flood: {e}"));
+        six.unwrap_or_else(|e| panic!("the IPv6 probe under the flood: {e}"));
+        sent
+    });
+    assert!(
+        sent > frames.len() as u64 * 10,
+        "the flood sent only {sent} frames"
+    );
+    // The same neighbour holding the address is still found (the flood did
+    // not blind the probe).
+    add(&lab, "n2", &grant, &spec(V4, IFACE));
+    let found = lab.run_inside("n1", || async {
+        grant.probe(&spec(V4, IFACE), PROBE_WAIT).await
+    });
+    assert!(
+        matches!(found, Err(AddressError::Duplicate { .. })),
+        "{found:?}"
+    );
+}
