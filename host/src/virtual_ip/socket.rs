@@ -5,7 +5,7 @@
 //! CAP_NET_RAW; `libc` is the whole of the system interface here.
 
 use std::io;
-use std::mem::{size_of, zeroed};
+use std::mem::{ManuallyDrop, size_of, zeroed};
 use std::net::Ipv6Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -21,7 +21,22 @@ pub(crate) const ETH_P_IPV6: u16 = 0x86dd;
 /// as written (Ethernet header included), and only that interface's frames
 /// of that type come in.
 pub(crate) struct PacketSocket {
-    fd: AsyncFd<OwnedFd>,
+    /// Taken out only in `drop`.
+    fd: ManuallyDrop<AsyncFd<OwnedFd>>,
+}
+
+impl Drop for PacketSocket {
+    /// Closing a packet socket waits for an RCU grace period in the kernel
+    /// (`synchronize_net` in `packet_release`, about 14 ms here:
+    /// docs/benchmarks.md), so it is closed on the blocking pool, not on
+    /// the async worker that dropped it.
+    fn drop(&mut self) {
+        // SAFETY: `fd` is taken once, here, and never used again.
+        let fd = unsafe { ManuallyDrop::take(&mut self.fd) }.into_inner();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn_blocking(move || drop(fd));
+        }
+    }
 }
 
 /// Whether a received frame was sent by this host (a packet socket sees
@@ -62,7 +77,9 @@ impl PacketSocket {
         if bound < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(PacketSocket { fd: register(fd)? })
+        Ok(PacketSocket {
+            fd: ManuallyDrop::new(register(fd)?),
+        })
     }
 
     /// Send one whole frame on the interface.
