@@ -26,6 +26,7 @@ pub mod runtime;
 pub mod store;
 pub mod systemd;
 pub mod type_sources;
+pub mod virtual_ip;
 
 /// The built-in resource types, compiled from `plugins/` and embedded.
 pub mod builtin {
