@@ -11,6 +11,7 @@ pub mod contract;
 pub mod demo_service;
 pub mod desired;
 pub mod dev;
+pub mod dns_update;
 pub mod event_view;
 pub mod fence_guard;
 pub mod fencing;
@@ -25,6 +26,7 @@ pub mod runtime;
 pub mod store;
 pub mod systemd;
 pub mod type_sources;
+pub mod virtual_ip;
 
 /// The built-in resource types, compiled from `plugins/` and embedded.
 pub mod builtin {

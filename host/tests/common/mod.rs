@@ -5,6 +5,7 @@
 pub mod agent_process;
 pub mod cluster;
 pub mod dev_agent;
+pub mod dns_server;
 pub mod fake_watchdog;
 pub mod lab_cluster;
 pub mod netlab;

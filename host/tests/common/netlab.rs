@@ -3,7 +3,7 @@
 //!
 //! One lab is a namespace per host (`Lab::ns`), each with one interface
 //! `eth0` holding `198.18.0.N/24` (198.18.0.0/15 is reserved for testing,
-//! RFC 2544), plugged by a veth pair into the bridge `br0` of a namespace of
+//! RFC 2544) and `fd00::N/64` (unique local), plugged by a veth pair into the bridge `br0` of a namespace of
 //! its own. Nothing is configured in the machine's own namespace: every
 //! `ip` and `nft` command runs with `-n NS` or `ip netns exec NS`, and the
 //! bridge-side ends are created inside the bridge's namespace. Each lab
@@ -30,7 +30,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
@@ -119,6 +119,9 @@ impl Lab {
             ]);
             let address = format!("{}/24", host_address(k));
             ip(&["-n", &ns, "addr", "add", &address, "dev", IFACE]);
+            // IPv6 too (fd00::/8 is unique local), usable at once.
+            let address = format!("{}/64", host_address6(k));
+            ip(&["-n", &ns, "addr", "add", &address, "dev", IFACE, "nodad"]);
             ip(&["-n", &ns, "link", "set", IFACE, "up"]);
         }
         lab
@@ -158,6 +161,44 @@ impl Lab {
             .position(|h| h == host)
             .unwrap_or_else(|| panic!("{host} is not a host of lab {}", self.name));
         host_address(k)
+    }
+
+    /// `host`'s IPv6 address on the lab's network (`fd00::N/64`).
+    pub fn addr6(&self, host: &str) -> Ipv6Addr {
+        let k = self
+            .hosts
+            .iter()
+            .position(|h| h == host)
+            .unwrap_or_else(|| panic!("{host} is not a host of lab {}", self.name));
+        host_address6(k)
+    }
+
+    /// The hardware address of `host`'s interface (`ip link`).
+    pub fn mac(&self, host: &str) -> String {
+        let out = ip(&["-n", &self.ns(host), "-o", "link", "show", IFACE]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split_whitespace()
+            .skip_while(|w| *w != "link/ether")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no link/ether in {text}"))
+            .to_string()
+    }
+
+    /// `async_probe` run to its end on a current-thread tokio runtime, on a
+    /// thread moved into `host`'s namespace ([`Lab::within`]): what the
+    /// agent does in-process (netlink, raw sockets) it does as that host.
+    pub fn run_inside<T: Send, F: std::future::Future<Output = T>>(
+        &self,
+        host: &str,
+        async_probe: impl FnOnce() -> F + Send,
+    ) -> T {
+        self.within(host, || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime in the lab")
+                .block_on(async_probe())
+        })
     }
 
     /// `program` to be run in `host`'s namespace (`ip netns exec`, which
@@ -311,6 +352,12 @@ impl Drop for Lab {
 fn host_address(k: usize) -> Ipv4Addr {
     let k = u8::try_from(k + 1).expect("at most 254 hosts in a lab");
     Ipv4Addr::new(198, 18, 0, k)
+}
+
+/// The IPv6 address of the lab's `k`th host (from fd00::1).
+fn host_address6(k: usize) -> Ipv6Addr {
+    let k = u16::try_from(k + 1).expect("at most 254 hosts in a lab");
+    Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, k)
 }
 
 /// Run `ip ARGS`; panic naming the command and what it said on failure.
