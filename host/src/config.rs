@@ -42,6 +42,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -425,6 +426,15 @@ pub struct PluginGrants {
     /// may keep in its `/data` (default 10 000).
     #[serde(default)]
     pub data_quota_files: Option<u64>,
+    /// `[plugins.TYPE.ip]`: the interfaces and address ranges the type may
+    /// claim virtual addresses in on this node (contract 0.2.0's `network`
+    /// import); without it every address call is refused.
+    #[serde(default)]
+    pub ip: Option<crate::virtual_ip::IpGrant>,
+    /// `[plugins.TYPE.dns]`: the one DNS server, zone and TSIG key the type
+    /// may update names in; without it every name call is refused.
+    #[serde(default)]
+    pub dns: Option<crate::dns_update::DnsGrant>,
 }
 
 /// The largest `data_quota_mib`: 16 TiB, well within a byte count.
@@ -465,6 +475,14 @@ impl PluginGrants {
             None => None,
         };
         let data_quota = self.data_quota().with_context(section)?;
+        let ip = match &self.ip {
+            Some(grant) => Some(Arc::new(grant.resolve(&format!("plugins.{plugin}.ip"))?)),
+            None => None,
+        };
+        let dns = match &self.dns {
+            Some(grant) => Some(Arc::new(grant.resolve(&format!("[plugins.{plugin}.dns]"))?)),
+            None => None,
+        };
         Ok(Grants {
             allow_programs: self.allow_programs.clone(),
             launch: LaunchGrants {
@@ -474,6 +492,8 @@ impl PluginGrants {
             },
             configured: Vec::new(),
             data_quota,
+            ip,
+            dns,
         })
     }
 

@@ -33,7 +33,7 @@ fn setup() -> Setup {
             r#"
 [plugins.ip-address.ip]
 interfaces = ["{IFACE}"]
-ranges = ["198.18.0.192/26"]
+ranges = ["198.18.0.192/26", "198.18.0.0/24"]
 
 [[resource]]
 name = "vip"
@@ -65,7 +65,7 @@ fn holders(lab: &Lab) -> Vec<&'static str> {
 type Answer = (Instant, Option<String>);
 
 /// Ask the virtual address which node serves, every 100 ms from the client
-/// host, while `during` runs; every answer.
+/// host, while `during` runs and a second after; every answer.
 fn probing<T>(lab: &Lab, during: impl FnOnce() -> T) -> (T, Vec<Answer>) {
     let stop = AtomicBool::new(false);
     let vip = SocketAddr::new(IpAddr::V4(VIP), SERVICE_PORT);
@@ -83,8 +83,12 @@ fn probing<T>(lab: &Lab, during: impl FnOnce() -> T) -> (T, Vec<Answer>) {
             })
         });
         let result = during();
+        // A second more, so that the probe sees what `during` waited for.
+        std::thread::sleep(Duration::from_secs(1));
         stop.store(true, Ordering::Relaxed);
-        let answers = prober.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        let answers = prober
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
         (result, answers)
     })
 }
@@ -112,8 +116,14 @@ fn judge(answers: &[Answer], to: &str) -> (Vec<String>, Option<Duration>) {
             last_before = Some(*at);
         }
     }
-    assert_eq!(order.last().map(String::as_str), Some(to), "answers: {order:?}");
-    let gap = first_of_to.zip(last_before).map(|(first, last)| first - last);
+    assert_eq!(
+        order.last().map(String::as_str),
+        Some(to),
+        "answers: {order:?}"
+    );
+    let gap = first_of_to
+        .zip(last_before)
+        .map(|(first, last)| first - last);
     (order, gap)
 }
 
@@ -163,11 +173,13 @@ fn the_address_moves_with_its_group_on_a_move_a_killed_agent_and_a_cut_off_owner
     // kill -9 of the owner's agent: its fence guard takes the address off
     // (and kills the service) when the last vouch runs out, before the
     // lease expires and another node takes the group.
-    let (next, answers) = probing(&cluster.lab, || {
-        cluster.kill_agent(1);
+    let (lab, agents) = (&cluster.lab, &mut cluster.agents);
+    let (next, answers) = probing(lab, || {
+        // Killed (SIGKILL) as it is dropped.
+        drop(agents[1].take());
         wait_until("another node to serve", MINUTE, || {
             let vip = SocketAddr::new(IpAddr::V4(VIP), SERVICE_PORT);
-            let answer = cluster.lab.within(CLIENT, || served_by(vip));
+            let answer = lab.within(CLIENT, || served_by(vip));
             answer.map(|(n, _)| n).filter(|n| n != "n2")
         })
     });

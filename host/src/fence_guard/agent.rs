@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow};
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 
-use super::{Command, HeldAddress};
 use super::guard::WatchdogSetup;
+use super::{Command, HeldAddress};
 
 /// The shortest time between two starts of the guard, so that a guard that
 /// dies at once is not restarted in a tight loop.

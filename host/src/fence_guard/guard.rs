@@ -244,13 +244,13 @@ impl Guard {
     /// stopped its services in time is not reset. After a lapse it stays
     /// armed: what the guard killed itself is not known to be gone.
     fn tend_watchdog(&mut self) {
+        let wanted = self.wants_watchdog();
         let Some(watchdog) = self.watchdog.as_mut() else {
             return;
         };
         let now = Instant::now();
         let fresh = self.fresh_until.is_some_and(|until| now < until);
         let in_time = matches!(self.vouch, Vouch::Until(deadline) if now < deadline);
-        let wanted = self.wants_watchdog();
         match (watchdog.armed.as_mut(), wanted) {
             (None, true) if fresh && now >= watchdog.next_try => {
                 match Armed::arm(&watchdog.setup.device, watchdog.setup.timeout_s) {

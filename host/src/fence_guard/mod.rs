@@ -235,7 +235,9 @@ mod tests {
                 interface: "eth0".to_string(),
             }),
             Command::ReleaseAddress(HeldAddress {
-                address: "fd00:1234:5678:9abc:def0:1234:5678:9abc".parse().expect("address"),
+                address: "fd00:1234:5678:9abc:def0:1234:5678:9abc"
+                    .parse()
+                    .expect("address"),
                 prefix_len: 128,
                 interface: "a-15-byte-name0".to_string(),
             }),

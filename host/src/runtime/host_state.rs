@@ -45,6 +45,10 @@ pub struct Grants {
     pub configured: Vec<(String, String)>,
     /// How much the plugin may keep in its `/data` (bytes and entries).
     pub data_quota: QuotaLimits,
+    /// The virtual addresses the type may claim (`[plugins.TYPE.ip]`).
+    pub ip: Option<Arc<crate::virtual_ip::AddressGrant>>,
+    /// The DNS names the type may update (`[plugins.TYPE.dns]`).
+    pub dns: Option<Arc<crate::dns_update::DnsUpdater>>,
 }
 
 /// How the programs of one plugin are started. A program never inherits

@@ -34,6 +34,21 @@ pub enum AddressError {
         ranges: String,
     },
 
+    /// The address is in a granted range, but its prefix length would
+    /// make the node route a wider subnet through the interface than the
+    /// range grants.
+    #[error(
+        "{address}/{prefix_len} is a wider subnet than the grant [{section}] allows: its range \
+         {range} takes prefix lengths of {shortest} or more"
+    )]
+    SubnetOutsideGrant {
+        address: IpAddr,
+        prefix_len: u8,
+        section: String,
+        range: String,
+        shortest: u8,
+    },
+
     /// The interface is not one the grant names.
     #[error("interface {interface:?} is not granted by [{section}]: its interfaces are {granted}")]
     InterfaceNotGranted {

@@ -106,7 +106,8 @@ impl AddressGrant {
 
     /// Whether `spec` is within the grant: a prefix length that fits its
     /// family, an address a host can hold, a granted interface, an address
-    /// in a granted range. Whether the interface exists is the node's
+    /// in a granted range whose subnet (address/prefix) lies inside that
+    /// range too. Whether the interface exists is the node's
     /// business, asked later.
     pub fn check(&self, spec: &AddressSpec) -> Result<(), AddressError> {
         let max = match spec.address {
@@ -133,7 +134,25 @@ impl AddressGrant {
                 granted: self.interfaces.join(", "),
             });
         }
-        if !self.ranges.iter().any(|r| r.contains(spec.address)) {
+        let containing: Vec<&IpRange> = self
+            .ranges
+            .iter()
+            .filter(|r| r.contains(spec.address))
+            .collect();
+        // The subnet the address brings with it must lie in the grant too:
+        // a /8 on a /24 grant would route a whole /8 through the interface.
+        if let Some(widest) = containing.iter().min_by_key(|r| r.prefix_len)
+            && !containing.iter().any(|r| spec.prefix_len >= r.prefix_len)
+        {
+            return Err(AddressError::SubnetOutsideGrant {
+                address: spec.address,
+                prefix_len: spec.prefix_len,
+                section: self.section.clone(),
+                range: widest.to_string(),
+                shortest: widest.prefix_len,
+            });
+        }
+        if containing.is_empty() {
             return Err(AddressError::OutsideGrant {
                 address: spec.address,
                 section: self.section.clone(),
@@ -280,7 +299,9 @@ mod tests {
             "fd00:1::ffff:1",
             "198.18.1.7",
         ] {
-            g.check(&spec(ok, 24, "eth0"))
+            // A single address: its subnet is itself.
+            let one = if ok.contains(':') { 128 } else { 32 };
+            g.check(&spec(ok, one, "eth0"))
                 .unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
         for outside in [
@@ -307,6 +328,48 @@ mod tests {
             .check(&spec("fd00::1", 64, "eth0"))
             .expect_err("other family");
         assert!(matches!(e, AddressError::OutsideGrant { .. }), "{e}");
+    }
+
+    #[test]
+    fn an_address_may_not_bring_a_subnet_wider_than_its_range() {
+        let g = grant(
+            &["eth0"],
+            &["198.18.0.192/26", "198.18.0.0/24", "fd00:1::/64"],
+        )
+        .expect("grant");
+        for (ok, prefix) in [
+            ("198.18.0.200", 24),
+            ("198.18.0.200", 26),
+            ("198.18.0.200", 32),
+            ("198.18.0.5", 24),
+            ("fd00:1::1", 64),
+            ("fd00:1::1", 128),
+        ] {
+            g.check(&spec(ok, prefix, "eth0"))
+                .unwrap_or_else(|e| panic!("{ok}/{prefix}: {e}"));
+        }
+        for (wide, prefix, range) in [
+            ("198.18.0.200", 8, "198.18.0.0/24"),
+            ("198.18.0.5", 23, "198.18.0.0/24"),
+            ("fd00:1::1", 48, "fd00:1::/64"),
+        ] {
+            let e = g.check(&spec(wide, prefix, "eth0")).expect_err(wide);
+            assert!(
+                matches!(e, AddressError::SubnetOutsideGrant { .. })
+                    && e.to_string()
+                        .contains(&format!("{wide}/{prefix} is a wider subnet"))
+                    && e.to_string().contains(range),
+                "{e}"
+            );
+        }
+        let single = grant(&["eth0"], &["198.18.0.200/32"]).expect("grant");
+        let e = single
+            .check(&spec("198.18.0.200", 24, "eth0"))
+            .expect_err("a /24 on a /32 grant");
+        assert!(
+            e.to_string().contains("prefix lengths of 32 or more"),
+            "{e}"
+        );
     }
 
     #[test]

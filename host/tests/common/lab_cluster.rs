@@ -187,7 +187,8 @@ impl LabCluster {
             self.records_file().display()
         );
         let api = API.parse().expect("an address");
-        let text = Cluster::config_text(&self.setup, i, api, &endpoints, &args);
+        let text =
+            Cluster::config_text(&self.setup, i, api, &endpoints, &args) + &self.setup.extra_config;
         let path = dir.join("node.toml");
         std::fs::write(&path, text).expect("config");
         path

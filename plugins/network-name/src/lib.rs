@@ -22,15 +22,19 @@ struct NetworkName {
 }
 
 impl NetworkName {
-    /// Whether the server answers the name with our address, and what it
-    /// answers otherwise.
+    /// Whether the server answers the name with our address and no other
+    /// of its family (a client could be sent to the other), and what it
+    /// answers otherwise. Addresses of the other family are another
+    /// resource's business.
     fn registered(&self) -> Result<(), String> {
         let found = network::lookup_name(&self.name)?;
-        if found.iter().any(|address| address == &self.address) {
+        let ours = self.address.contains(':');
+        let same_family: Vec<&String> = found.iter().filter(|a| a.contains(':') == ours).collect();
+        if same_family == [&self.address] {
             return Ok(());
         }
         Err(format!(
-            "{} resolves to [{}] at the DNS server, not {}",
+            "{} resolves to [{}] at the DNS server, not only {}",
             self.name,
             found.join(", "),
             self.address
