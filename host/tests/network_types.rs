@@ -319,3 +319,51 @@ async fn network_name_resources_register_check_and_remove_their_name() {
     assert!(server.records("evs1", "A").is_empty());
     monitor.shutdown().await;
 }
+
+#[test]
+fn the_example_virtual_server_parses_with_its_grants_and_dependency_chain() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/virtual-server.toml");
+    let text = std::fs::read_to_string(path).expect("examples/virtual-server.toml");
+    // The key file the example names, made here: the grant reads it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("dns-update.key");
+    std::fs::write(&key, "c2VjcmV0IG9mIHRoZSBleGFtcGxlCg==\n").expect("key file");
+    let text = text.replace("/etc/warden/dns-update.key", &key.display().to_string());
+    let config = warden::config::AgentConfig::parse(&text).expect("the example parses");
+    let chain: Vec<(&str, &str, Vec<&str>)> = config
+        .resources
+        .iter()
+        .map(|r| {
+            let depends = r.depends_on.iter().map(String::as_str).collect();
+            (r.name.as_str(), r.type_name.as_str(), depends)
+        })
+        .collect();
+    assert_eq!(
+        chain,
+        [
+            ("evs1-ip", "ip-address", vec![]),
+            ("evs1-name", "network-name", vec!["evs1-ip"]),
+            ("store", "store", vec!["evs1-name"]),
+            ("smtp", "smtp-instance", vec!["store"]),
+            ("http", "http-instance", vec!["store"]),
+            ("mta", "mta", vec!["store"]),
+            ("search", "ms-search", vec!["store"]),
+        ]
+    );
+    let grants = config.plugins["ip-address"]
+        .resolve("ip-address")
+        .expect("the grant resolves");
+    assert!(grants.ip.is_some());
+    // Without the key file, the error names the section and the file.
+    let missing = std::fs::read_to_string(path)
+        .expect("example")
+        .replace("/etc/warden/dns-update.key", "/nonexistent/dns-update.key");
+    let error = format!(
+        "{:#}",
+        warden::config::AgentConfig::parse(&missing).expect_err("no key file")
+    );
+    assert!(
+        error.contains("[plugins.network-name.dns]") && error.contains("/nonexistent/dns-update.key"),
+        "{error}"
+    );
+}
