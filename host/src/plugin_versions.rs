@@ -408,51 +408,13 @@ pub async fn choose(
     let mut chosen = Chosen::default();
     for (type_name, of_type) in candidates {
         let count = of_type.len();
-        let mut passed_over: Vec<PassedOver> = Vec::new();
-        let mut running: Option<Candidate<Arc<Plugin>>> = None;
-        // The best version that only the configuration's check refused
-        // (not a record of a rejected swap): if every version refuses the
-        // configuration, the configuration is what is wrong, and this one
-        // runs so that its errors are reported resource by resource.
-        let mut best_refusing_config: Option<Candidate<Arc<Plugin>>> = None;
-        for ranked in rank(&type_name, of_type, record) {
-            let candidate = ranked.candidate;
-            if running.is_some() {
-                if ranked.skip.is_none() {
-                    chosen
-                        .alternatives
-                        .entry(type_name.clone())
-                        .or_default()
-                        .push(candidate.plugin);
-                }
-                continue;
-            }
-            let (refusal, by_config) = match ranked.skip {
-                Some(skip) => (Some(skip), false),
-                None => (
-                    check(&candidate.plugin, resources, settings).await.err(),
-                    true,
-                ),
-            };
-            match refusal {
-                Some(reason) => {
-                    if by_config && best_refusing_config.is_none() {
-                        best_refusing_config = Some(candidate.clone());
-                    }
-                    passed_over.push(PassedOver {
-                        origin: candidate.origin,
-                        version: candidate.version,
-                        reason,
-                    });
-                }
-                None => running = Some(candidate),
-            }
-        }
-        if running.is_none()
-            && let Some(best) = best_refusing_config
-        {
-            passed_over.retain(|p| p.origin != best.origin);
-            running = Some(best);
+        let FirstPassing {
+            running,
+            passed_over,
+            alternatives,
+        } = first_passing(&type_name, of_type, record, resources, settings).await;
+        if !alternatives.is_empty() {
+            chosen.alternatives.insert(type_name.clone(), alternatives);
         }
         for passed in &passed_over {
             let reason = format!("{} not run: {}", passed.origin, passed.reason);
@@ -479,32 +441,8 @@ pub async fn choose(
             continue;
         };
         let pin = record.pins.get(&type_name);
-        if !passed_over.is_empty() {
-            let reason = fallback_note(&type_name, &running.version, &running.origin, &passed_over);
-            tracing::warn!(plugin = %type_name, version = %running.version, "{reason}");
-            chosen.notes.push(Note {
-                subject: type_name.clone(),
-                action: "fallback",
-                version: Some(running.version.clone()),
-                reason,
-            });
-        } else if count > 1 || pin.is_some() {
-            let why = match pin {
-                Some(pin) if *pin == running.version => "the pinned version".to_string(),
-                Some(pin) => format!(
-                    "the highest of {count}; the pinned version {pin} is in no file, \
-                     and the pin stays"
-                ),
-                None => format!("the highest of {count}"),
-            };
-            let reason = format!("from {}: {why}", running.origin);
-            tracing::info!(plugin = %type_name, version = %running.version, "chosen at start {reason}");
-            chosen.notes.push(Note {
-                subject: type_name.clone(),
-                action: "chosen",
-                version: Some(running.version.clone()),
-                reason,
-            });
+        if let Some(note) = choice_note(&type_name, &running, &passed_over, count, pin) {
+            chosen.notes.push(note);
         }
         chosen.plugins.insert(type_name, running.plugin);
     }
@@ -512,6 +450,115 @@ pub async fn choose(
         versions.sort_by(|a, b| compare_versions(&a.info().version, &b.info().version));
     }
     chosen
+}
+
+/// What [`first_passing`] found among one type's versions.
+struct FirstPassing {
+    /// The version that runs, if any.
+    running: Option<Candidate<Arc<Plugin>>>,
+    /// The versions ranked above it that did not pass, and why.
+    passed_over: Vec<PassedOver>,
+    /// The versions ranked below it that a swap may still choose.
+    alternatives: Vec<Arc<Plugin>>,
+}
+
+/// The first of one type's versions, in rank order, that is not a rejected
+/// build and passes a swap's checks against `resources`.
+async fn first_passing(
+    type_name: &str,
+    of_type: Vec<Candidate<Arc<Plugin>>>,
+    record: &VersionRecord,
+    resources: &[ResourceConfig],
+    settings: &NodeSettings,
+) -> FirstPassing {
+    let mut passed_over: Vec<PassedOver> = Vec::new();
+    let mut running: Option<Candidate<Arc<Plugin>>> = None;
+    let mut alternatives = Vec::new();
+    // The best version that only the configuration's check refused (not a
+    // record of a rejected swap): if every version refuses the
+    // configuration, the configuration is what is wrong, and this one runs
+    // so that its errors are reported resource by resource.
+    let mut best_refusing_config: Option<Candidate<Arc<Plugin>>> = None;
+    for ranked in rank(type_name, of_type, record) {
+        let candidate = ranked.candidate;
+        if running.is_some() {
+            if ranked.skip.is_none() {
+                alternatives.push(candidate.plugin);
+            }
+            continue;
+        }
+        let (refusal, by_config) = match ranked.skip {
+            Some(skip) => (Some(skip), false),
+            None => (
+                check(&candidate.plugin, resources, settings).await.err(),
+                true,
+            ),
+        };
+        match refusal {
+            Some(reason) => {
+                if by_config && best_refusing_config.is_none() {
+                    best_refusing_config = Some(candidate.clone());
+                }
+                passed_over.push(PassedOver {
+                    origin: candidate.origin,
+                    version: candidate.version,
+                    reason,
+                });
+            }
+            None => running = Some(candidate),
+        }
+    }
+    if running.is_none()
+        && let Some(best) = best_refusing_config
+    {
+        passed_over.retain(|p| p.origin != best.origin);
+        running = Some(best);
+    }
+    FirstPassing {
+        running,
+        passed_over,
+        alternatives,
+    }
+}
+
+/// What start-up says about the version that runs: a fallback when better
+/// ones were passed over, the choice when there was one (several versions,
+/// or a pin), nothing otherwise. Logged here, recorded by the caller.
+fn choice_note(
+    type_name: &str,
+    running: &Candidate<Arc<Plugin>>,
+    passed_over: &[PassedOver],
+    count: usize,
+    pin: Option<&String>,
+) -> Option<Note> {
+    if !passed_over.is_empty() {
+        let reason = fallback_note(type_name, &running.version, &running.origin, passed_over);
+        tracing::warn!(plugin = %type_name, version = %running.version, "{reason}");
+        return Some(Note {
+            subject: type_name.to_string(),
+            action: "fallback",
+            version: Some(running.version.clone()),
+            reason,
+        });
+    }
+    if count <= 1 && pin.is_none() {
+        return None;
+    }
+    let why = match pin {
+        Some(pin) if *pin == running.version => "the pinned version".to_string(),
+        Some(pin) => format!(
+            "the highest of {count}; the pinned version {pin} is in no file, and the pin stays"
+        ),
+        None => format!("the highest of {count}"),
+    };
+    let reason = format!("from {}: {why}", running.origin);
+    tracing::info!(plugin = %type_name, version = %running.version, "chosen at start {reason}");
+    Some(Note {
+        subject: type_name.to_string(),
+        action: "chosen",
+        version: Some(running.version.clone()),
+        reason,
+    })
 }
 
 /// The checks a swap makes before anything moves: every configured

@@ -80,9 +80,9 @@ pub enum Consequence {
 #[cfg(test)]
 mod tests {
     use super::super::testing::{SWO, c};
-    use crate::components::*;
     use crate::components::Requester::{Deployment, Functional, HealthApi, Maintenance, Sidelined};
     use crate::components::State::{Active, Draining, Inactive};
+    use crate::components::*;
 
     /// (component, state set by Maintenance on a fresh node, consequence)
     const CONSEQUENCE_CASES: &[(&str, State, Option<Consequence>)] = &[

@@ -42,9 +42,9 @@ impl ComponentStates {
 #[cfg(test)]
 mod tests {
     use super::super::testing::{SWO, apply, c, one};
-    use crate::components::*;
     use crate::components::Requester::{Deployment, Functional, HealthApi, Maintenance, Sidelined};
     use crate::components::State::{Active, Draining, Inactive};
+    use crate::components::*;
 
     /// (name, ours, theirs, Maintenance's resulting entry on ServerWideOffline)
     type MergeCase = (&'static str, (State, u64), (State, u64), Entry);

@@ -198,9 +198,9 @@ impl ComponentStates {
 #[cfg(test)]
 mod tests {
     use super::super::testing::{SWO, apply, c};
-    use crate::components::*;
     use crate::components::Requester::{Deployment, Functional, HealthApi, Maintenance, Sidelined};
     use crate::components::State::{Active, Draining, Inactive};
+    use crate::components::*;
 
     /// (name, operations, component asked about, expected effective state)
     type Case = (

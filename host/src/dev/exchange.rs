@@ -129,43 +129,7 @@ pub fn config(dir: &Path, exe: &Path) -> Result<(AgentConfig, Demo)> {
             "[plugins.{}]\nallow_programs = [{exe_text:?}]\n\n",
             part.type_name
         ));
-        let depends_on: Vec<String> = part.depends_on.iter().map(|d| format!("{d:?}")).collect();
-        let args = format!(
-            "mail-service {} {}",
-            part.service,
-            part.args
-                .replace("{server}", SERVER)
-                .replace("{watch}", &watch.join(","))
-        );
-        let properties = match part.type_name {
-            // The process type has no address property and no template:
-            // its `args` carries the address itself.
-            "process" => format!(
-                "program = {exe_text:?}, args = {:?}, stop-grace-ms = 2000",
-                args.replace("{address}", &addr.to_string())
-            ),
-            // The store type has no `store` property: it is the store.
-            "store" => format!("program = {exe_text:?}, args = {args:?}, address = \"{addr}\""),
-            _ => format!(
-                "program = {exe_text:?}, args = {args:?}, address = \"{addr}\", store = \"{store}\""
-            ),
-        };
-        resources.push_str(&format!(
-            r#"
-[[resource]]
-name = "{name}"
-type = "{type_name}"
-group = "{SERVER}"
-depends_on = [{depends_on}]
-looks_alive_interval_ms = 5000
-is_alive_interval_ms = 10000
-restart = {{ threshold = 3, period_s = 900, delay_ms = 500 }}
-properties = {{ {properties} }}
-"#,
-            name = part.name,
-            type_name = part.type_name,
-            depends_on = depends_on.join(", "),
-        ));
+        resources.push_str(&resource_entry(part, *addr, &exe_text, &watch, store));
     }
     let text = format!(
         r#"# The Exchange virtual server {SERVER} on one node: `warden agent --dev --example exchange`.
@@ -193,6 +157,55 @@ name = "{SERVER}"
         .map(|(part, (name, addr))| (name, part.scheme, addr))
         .collect();
     Ok((config, Demo { services }))
+}
+
+/// The `[[resource]]` entry of one part of the virtual server, at `addr`:
+/// the warden binary `exe_text` running its mail service, which `watch`es
+/// (the System Attendant) or uses the store at `store`.
+fn resource_entry(
+    part: &Part,
+    addr: SocketAddr,
+    exe_text: &str,
+    watch: &[String],
+    store: SocketAddr,
+) -> String {
+    let depends_on: Vec<String> = part.depends_on.iter().map(|d| format!("{d:?}")).collect();
+    let args = format!(
+        "mail-service {} {}",
+        part.service,
+        part.args
+            .replace("{server}", SERVER)
+            .replace("{watch}", &watch.join(","))
+    );
+    let properties = match part.type_name {
+        // The process type has no address property and no template:
+        // its `args` carries the address itself.
+        "process" => format!(
+            "program = {exe_text:?}, args = {:?}, stop-grace-ms = 2000",
+            args.replace("{address}", &addr.to_string())
+        ),
+        // The store type has no `store` property: it is the store.
+        "store" => format!("program = {exe_text:?}, args = {args:?}, address = \"{addr}\""),
+        _ => format!(
+            "program = {exe_text:?}, args = {args:?}, address = \"{addr}\", store = \"{store}\""
+        ),
+    };
+    format!(
+        r#"
+[[resource]]
+name = "{name}"
+type = "{type_name}"
+group = "{SERVER}"
+depends_on = [{depends_on}]
+looks_alive_interval_ms = 5000
+is_alive_interval_ms = 10000
+restart = {{ threshold = 3, period_s = 900, delay_ms = 500 }}
+properties = {{ {properties} }}
+"#,
+        name = part.name,
+        type_name = part.type_name,
+        depends_on = depends_on.join(", "),
+    )
 }
 
 /// What the demo's banner says after the lines common to every dev node:

@@ -222,6 +222,11 @@ impl Actor {
         }
     }
 
+    /// Carry out one command of the monitor or the node.
+    ///
+    /// Long on purpose: one arm per [`Command`], each a few lines around
+    /// one call into the plugin (through the instance, so bounded); one
+    /// match shows which commands a resource in each state accepts.
     async fn handle(&mut self, command: Command) {
         match command {
             Command::Online => {

@@ -320,23 +320,7 @@ impl Node {
                 .take_record()
                 .ok_or_else(|| anyhow::anyhow!("the event record of a new monitor was taken"))?,
         };
-        let mut errors = Vec::new();
-        for resource in &desired.resources {
-            match prepare(&settings, &monitor, resource).await {
-                Ok(prepared) => {
-                    monitor.insert(prepared).map_err(anyhow::Error::from)?;
-                }
-                Err(err) => errors.push(format!("{err:#}")),
-            }
-        }
-        if !errors.is_empty() {
-            monitor.shutdown().await;
-            bail!(
-                "the configuration has {} error(s); nothing was started:\n  {}",
-                errors.len(),
-                errors.join("\n  ")
-            );
-        }
+        add_every_resource(&settings, &mut monitor, &desired).await?;
         store.save_desired(&desired)?;
         let changes = monitor
             .take_state_changes()
@@ -542,4 +526,32 @@ fn new_engine(config: warden_policy::ClusterConfig) -> Result<Engine> {
     Engine::new(config)
         .map_err(anyhow::Error::from)
         .context("the configuration's groups are not valid; nothing was started")
+}
+
+/// Validate and add every configured resource to `monitor`, all or
+/// nothing: with any error, every error is reported and nothing was
+/// started.
+async fn add_every_resource(
+    settings: &NodeSettings,
+    monitor: &mut Monitor,
+    desired: &Desired,
+) -> Result<()> {
+    let mut errors = Vec::new();
+    for resource in &desired.resources {
+        match prepare(settings, monitor, resource).await {
+            Ok(prepared) => {
+                monitor.insert(prepared).map_err(anyhow::Error::from)?;
+            }
+            Err(err) => errors.push(format!("{err:#}")),
+        }
+    }
+    if !errors.is_empty() {
+        monitor.shutdown().await;
+        bail!(
+            "the configuration has {} error(s); nothing was started:\n  {}",
+            errors.len(),
+            errors.join("\n  ")
+        );
+    }
+    Ok(())
 }
