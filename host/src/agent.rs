@@ -31,9 +31,14 @@ use crate::type_sources::TypeSources;
 
 /// A running node.
 pub struct Agent {
+    /// The node's handle: status, operations and swaps go through it.
     pub node: Node,
+    /// The types this node runs, by name, at the version start-up chose.
     pub plugins: BTreeMap<String, Arc<Plugin>>,
+    /// The runtime every plugin of this agent is loaded into.
     pub runtime: Arc<Runtime>,
+    /// Where the agent keeps its store, history, compiled plugins and the
+    /// resources' directories.
     pub data_dir: PathBuf,
     history: crate::history::Writer,
     watcher: Option<JoinHandle<()>>,
@@ -44,7 +49,9 @@ pub struct Agent {
 /// A plugin file that could not be loaded, and why.
 #[derive(Debug, Clone)]
 pub struct Rejected {
+    /// The file that was refused.
     pub file: PathBuf,
+    /// Why, naming what is wrong with it.
     pub reason: String,
 }
 

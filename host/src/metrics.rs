@@ -39,13 +39,13 @@ struct Counters {
 }
 
 #[derive(Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     counters: Mutex<Counters>,
 }
 
 impl Metrics {
     /// Count every event from `events` until the stream closes.
-    pub fn spawn(mut events: broadcast::Receiver<Event>) -> Arc<Metrics> {
+    pub(crate) fn spawn(mut events: broadcast::Receiver<Event>) -> Arc<Metrics> {
         let metrics = Arc::new(Metrics::default());
         let feed = metrics.clone();
         tokio::spawn(async move {
@@ -106,7 +106,7 @@ impl Metrics {
 
     /// The Prometheus text exposition: the resources' gauges (from
     /// `status`, when the node answered), then the counters.
-    pub fn render(&self, status: Option<&Status>) -> String {
+    pub(crate) fn render(&self, status: Option<&Status>) -> String {
         let mut out = Exposition::default();
         if let Some(status) = status {
             out.resource_gauges(status);

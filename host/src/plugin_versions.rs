@@ -46,7 +46,7 @@ use crate::store::Store;
 
 /// The most rejected builds remembered; the oldest are forgotten first
 /// (each is a few hundred bytes, and the list must not grow without end).
-pub const MAX_REJECTED: usize = 256;
+pub(crate) const MAX_REJECTED: usize = 256;
 
 /// What the node remembers about its types' versions across restarts.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -132,7 +132,7 @@ impl<'a> Build<'a> {
 
 /// Keep `type_name`'s pin (to `version`, or none) in the store, so that
 /// the agent starts on the pinned version after a restart.
-pub fn save_pin(store: &Store, type_name: &str, version: Option<&str>) -> Result<()> {
+pub(crate) fn save_pin(store: &Store, type_name: &str, version: Option<&str>) -> Result<()> {
     let mut record = store.load_versions()?;
     match version {
         Some(version) => record
@@ -148,7 +148,7 @@ pub fn save_pin(store: &Store, type_name: &str, version: Option<&str>) -> Result
 /// Remember across restarts that a swap rejected this build, so that
 /// start-up does not run it. A store that fails is logged: the swap's
 /// outcome stands regardless.
-pub fn remember_rejection(store: &Store, plugin: &Plugin, reason: &str, at_ms: u64) {
+pub(crate) fn remember_rejection(store: &Store, plugin: &Plugin, reason: &str, at_ms: u64) {
     let sha256 = plugin.source_sha256();
     let saved = store.load_versions().and_then(|mut record| {
         record.reject(Build::of(plugin, &sha256), reason, at_ms);
@@ -164,7 +164,7 @@ pub fn remember_rejection(store: &Store, plugin: &Plugin, reason: &str, at_ms: u
 }
 
 /// A swap to this build succeeded: forget that an earlier one rejected it.
-pub fn forget_rejection(store: &Store, plugin: &Plugin) {
+pub(crate) fn forget_rejection(store: &Store, plugin: &Plugin) {
     let sha256 = plugin.source_sha256();
     let forgotten = store.load_versions().and_then(|mut record| {
         if record.forgive(Build::of(plugin, &sha256)) {
@@ -210,14 +210,14 @@ pub struct Candidate<P> {
 /// A candidate in its place in the order of preference, with the reason it
 /// is not even tried, if so.
 #[derive(Debug, Clone)]
-pub struct Ranked<P> {
+pub(crate) struct Ranked<P> {
     pub candidate: Candidate<P>,
     pub skip: Option<String>,
 }
 
 /// Order `candidates` of `type_name` by preference (see the module
 /// documentation) and mark the builds a swap rejected.
-pub fn rank<P>(
+pub(crate) fn rank<P>(
     type_name: &str,
     mut candidates: Vec<Candidate<P>>,
     record: &VersionRecord,
@@ -262,7 +262,7 @@ fn origin_name<P>(c: &Candidate<P>) -> String {
 
 /// Semver precedence; a version that is not semver is below every one
 /// that is, and such versions compare as text.
-pub fn compare_versions(a: &str, b: &str) -> Ordering {
+pub(crate) fn compare_versions(a: &str, b: &str) -> Ordering {
     match (Semver::parse(a), Semver::parse(b)) {
         (Some(a), Some(b)) => a.cmp(&b),
         (Some(_), None) => Ordering::Greater,
@@ -346,7 +346,7 @@ impl PartialOrd for Semver<'_> {
 
 /// Why a candidate did not run: skipped or failed its checks.
 #[derive(Debug, Clone)]
-pub struct PassedOver {
+pub(crate) struct PassedOver {
     pub origin: Origin,
     pub version: String,
     pub reason: String,
@@ -354,7 +354,7 @@ pub struct PassedOver {
 
 /// The one sentence that says a type started on another version than the
 /// one it would have preferred, and why.
-pub fn fallback_note(
+pub(crate) fn fallback_note(
     type_name: &str,
     chosen_version: &str,
     chosen_origin: &Origin,
@@ -373,7 +373,7 @@ pub fn fallback_note(
 
 /// What start-up chose for every type.
 #[derive(Default)]
-pub struct Chosen {
+pub(crate) struct Chosen {
     /// The version each type runs.
     pub plugins: BTreeMap<String, Arc<Plugin>>,
     /// The other versions that may run (not rejected, not tried), for `pin`
@@ -386,7 +386,7 @@ pub struct Chosen {
 
 /// One thing start-up says about a type's versions: a plugin event.
 #[derive(Debug, Clone)]
-pub struct Note {
+pub(crate) struct Note {
     /// The type's name.
     pub subject: String,
     /// `chosen`, `rejected` (passed over at start), `fallback` (runs
@@ -399,7 +399,7 @@ pub struct Note {
 /// Choose the version of every type in `candidates` (see the module
 /// documentation): rank them, skip rejected builds, and check the rest in
 /// order against `resources` (those of the type) until one passes.
-pub async fn choose(
+pub(crate) async fn choose(
     candidates: BTreeMap<String, Vec<Candidate<Arc<Plugin>>>>,
     record: &VersionRecord,
     resources: &[ResourceConfig],

@@ -37,10 +37,12 @@ mod merge;
 mod request;
 mod states;
 
-pub use change::{Change, Consequence, consequences};
-pub use component::{Component, ParseError};
-pub use request::{Entry, Requester, State};
-pub use states::{ComponentStates, ComponentView, RequesterEntry};
+#[cfg(test)]
+pub(crate) use change::consequences;
+pub(crate) use change::{Change, Consequence};
+pub(crate) use component::{Component, ParseError};
+pub(crate) use request::{Entry, Requester, State};
+pub(crate) use states::{ComponentStates, ComponentView};
 
 /// Helpers the unit tests of this module's files share.
 #[cfg(test)]

@@ -198,6 +198,7 @@ impl ComponentStates {
 #[cfg(test)]
 mod tests {
     use super::super::testing::{SWO, apply, c};
+    use super::RequesterEntry;
     use crate::components::Requester::{Deployment, Functional, HealthApi, Maintenance, Sidelined};
     use crate::components::State::{Active, Draining, Inactive};
     use crate::components::*;

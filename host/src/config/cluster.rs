@@ -46,6 +46,7 @@ fn default_lease_ttl_s() -> u64 {
 }
 
 impl ClusterSection {
+    /// The membership lease's TTL.
     pub fn lease_ttl(&self) -> Duration {
         Duration::from_secs(self.lease_ttl_s)
     }

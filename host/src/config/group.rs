@@ -5,15 +5,21 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use warden_policy::Failback;
 
+/// `[[group]]`: a virtual server, the resources that move together, as
+/// the operator writes it (and the API and the cluster's log carry it).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupConfig {
+    /// The group's name: an etcd key and part of paths (see `check`).
     pub name: String,
     /// Nodes in order of preference; default: this node.
     #[serde(default)]
     pub preferred_owners: Vec<String>,
+    /// Failovers within `failover_period_s` after which the group stays
+    /// Failed (default 10).
     #[serde(default = "default_failover_threshold")]
     pub failover_threshold: u32,
+    /// The period the failovers are counted over, in seconds (default 6 h).
     #[serde(default = "default_failover_period_s")]
     pub failover_period_s: u64,
     /// "off", "immediate", or a window of hours such as "22-6".

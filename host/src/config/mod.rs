@@ -62,10 +62,14 @@ pub use resource::{PropertyValue, ResourceConfig, RestartConfig};
 
 use node::check_memory_limit_mib;
 
+/// The agent's configuration file, as read and checked (`load`,
+/// `parse`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
+    /// `[node]`: this agent's name and directories.
     pub node: NodeConfig,
+    /// `[runtime]`: the room plugins get.
     #[serde(default)]
     pub runtime: RuntimeSection,
     /// The admin API; none without this section.
@@ -77,8 +81,10 @@ pub struct AgentConfig {
     /// Grants, by plugin type name.
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginGrants>,
+    /// `[[group]]`: seeds an empty store.
     #[serde(default, rename = "group")]
     pub groups: Vec<GroupConfig>,
+    /// `[[resource]]`: seeds an empty store.
     #[serde(default, rename = "resource")]
     pub resources: Vec<ResourceConfig>,
 }

@@ -6,11 +6,17 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use serde::Deserialize;
 
+/// `[node]`: this agent's name, directories and shutdown.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
+    /// The node's name: in a cluster, one of `[cluster] nodes`.
     pub name: String,
+    /// Where the agent keeps its store, history, compiled plugins and the
+    /// resources' directories.
     pub data_dir: PathBuf,
+    /// A directory of `.wasm` resource types to load and watch; none: the
+    /// built-in types only.
     #[serde(default)]
     pub plugins_dir: Option<PathBuf>,
     /// What SIGTERM does to the services: take every group offline in
@@ -21,19 +27,27 @@ pub struct NodeConfig {
     pub on_shutdown: OnShutdown,
 }
 
+/// What SIGTERM does to the services (`[node] on_shutdown`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum OnShutdown {
+    /// Take every group offline in reverse dependency order (the default).
     #[default]
     Offline,
+    /// Leave the services running for the next agent to adopt: restart the
+    /// agent alone.
     LeaveRunning,
 }
 
+/// `[runtime]`: the room plugins get.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeSection {
+    /// Room in the instance pool: how many resources' stores may exist at
+    /// once (default 1024).
     #[serde(default = "default_max_instances")]
     pub max_instances: u32,
+    /// The default memory limit of a resource's store, in MiB (default 64).
     #[serde(default = "default_memory_limit_mib")]
     pub memory_limit_mib: u64,
 }

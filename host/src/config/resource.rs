@@ -11,10 +11,14 @@ use warden_policy::{Millis, RestartAction, RestartPolicy};
 use super::node::check_memory_limit_mib;
 use crate::monitor::TimingOverrides;
 
+/// `[[resource]]`: one resource as the operator writes it (and the API
+/// and the cluster's log carry it).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceConfig {
+    /// The resource's name: unique on the node, part of paths.
     pub name: String,
+    /// Its type: the name of a loaded plugin.
     #[serde(rename = "type")]
     pub type_name: String,
     /// The group it belongs to; default: a group of its own, named after it.
@@ -23,20 +27,28 @@ pub struct ResourceConfig {
     /// Resources of the same group that must be online before this one.
     #[serde(default)]
     pub depends_on: Vec<String>,
+    /// Its properties, checked against the type's schema.
     #[serde(default)]
     pub properties: BTreeMap<String, PropertyValue>,
+    /// Its store's memory limit in MiB; default `[runtime]`'s.
     #[serde(default)]
     pub memory_limit_mib: Option<u64>,
+    /// Overrides the type's pending timeout (online, offline).
     #[serde(default)]
     pub pending_timeout_ms: Option<u64>,
+    /// Overrides the type's looks-alive interval.
     #[serde(default)]
     pub looks_alive_interval_ms: Option<u64>,
+    /// Overrides the type's is-alive interval.
     #[serde(default)]
     pub is_alive_interval_ms: Option<u64>,
+    /// Overrides the type's health check timeout.
     #[serde(default)]
     pub check_timeout_ms: Option<u64>,
+    /// Overrides the type's terminate timeout.
     #[serde(default)]
     pub terminate_timeout_ms: Option<u64>,
+    /// What to do when it fails.
     #[serde(default)]
     pub restart: RestartConfig,
 }
@@ -46,12 +58,16 @@ pub struct ResourceConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum PropertyValue {
+    /// Text, as written.
     Text(String),
+    /// A whole number, handed over in decimal.
     Integer(i64),
+    /// `true` or `false`.
     Boolean(bool),
 }
 
 impl PropertyValue {
+    /// The value as the plugin receives it.
     pub fn as_text(&self) -> String {
         match self {
             PropertyValue::Text(t) => t.clone(),
@@ -71,8 +87,10 @@ pub struct RestartConfig {
     /// The failure that reaches this count within the period is final.
     #[serde(default = "default_threshold")]
     pub threshold: u32,
+    /// The period failures are counted over, in seconds.
     #[serde(default = "default_period_s")]
     pub period_s: u64,
+    /// How long to wait before a restart, in milliseconds.
     #[serde(default)]
     pub delay_ms: u64,
     /// A resource left Failed is tried again after this long.
@@ -109,6 +127,7 @@ impl Default for RestartConfig {
 }
 
 impl ResourceConfig {
+    /// The timers it overrides, for the monitor.
     pub fn timing(&self) -> TimingOverrides {
         let ms = |v: Option<u64>| v.map(Duration::from_millis);
         TimingOverrides {
@@ -133,6 +152,8 @@ impl ResourceConfig {
         Ok(())
     }
 
+    /// Its restart policy for the policy engine; an unknown action is an
+    /// error naming the resource.
     pub fn restart_policy(&self) -> Result<RestartPolicy> {
         let action = match self.restart.action.as_str() {
             "affect-group" => RestartAction::RestartAffectGroup,
@@ -157,6 +178,7 @@ impl ResourceConfig {
         self.group.as_deref().unwrap_or(&self.name)
     }
 
+    /// Its properties as the plugin receives them: names and text.
     pub fn properties(&self) -> Vec<(String, String)> {
         self.properties
             .iter()

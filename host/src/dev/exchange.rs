@@ -23,7 +23,7 @@ use super::free_port;
 use crate::config::AgentConfig;
 
 /// The virtual server's (and its group's) name.
-pub const SERVER: &str = "evs1";
+pub(crate) const SERVER: &str = "evs1";
 
 /// One resource of the virtual server: its name, its type, what it depends
 /// on, the scheme a client reaches it by, the `mail-service` it runs and
@@ -92,7 +92,7 @@ const PARTS: &[Part] = &[
 ];
 
 /// The demo as the banner shows it: each resource's name and address.
-pub struct Demo {
+pub(crate) struct Demo {
     pub services: Vec<(&'static str, &'static str, SocketAddr)>,
 }
 
@@ -107,7 +107,7 @@ impl Demo {
 
 /// A configuration for the demo node in `dir`, running `exe` as every
 /// service, and the addresses it gives them.
-pub fn config(dir: &Path, exe: &Path) -> Result<(AgentConfig, Demo)> {
+pub(crate) fn config(dir: &Path, exe: &Path) -> Result<(AgentConfig, Demo)> {
     let token_file = dir.join("api-token");
     crate::config::write_token_file(&token_file, &super::random_token()?)?;
     let mut addrs = Vec::new();
@@ -211,7 +211,7 @@ properties = {{ {properties} }}
 /// What the demo's banner says after the lines common to every dev node:
 /// each resource's address, how to send a mail and read it back. The
 /// commands use curl (its SMTP client), as a fresh machine has it.
-pub fn print_banner(demo: &Demo) {
+pub(crate) fn print_banner(demo: &Demo) {
     for (name, scheme, addr) in &demo.services {
         let slash = if *scheme == "http" { "/" } else { "" };
         println!("  resource {name}: {scheme}://{addr}{slash}");
@@ -219,7 +219,7 @@ pub fn print_banner(demo: &Demo) {
 }
 
 /// The lines that tell how to use the virtual server, printed last.
-pub fn print_try(demo: &Demo) {
+pub(crate) fn print_try(demo: &Demo) {
     let (Some(smtp), Some(http), Some(attendant)) = (
         demo.addr("smtp"),
         demo.addr("http"),

@@ -5,7 +5,7 @@
 //! HTTP services run by the warden binary itself; or, with `--example
 //! exchange`, the whole Exchange virtual server ([`exchange`]).
 
-pub mod exchange;
+pub(crate) mod exchange;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use crate::config::AgentConfig;
 
 /// A configuration for a dev node in `dir`, running `exe` as the services.
-pub fn config(dir: &Path, exe: &Path) -> Result<(AgentConfig, Vec<(String, SocketAddr)>)> {
+pub(crate) fn config(dir: &Path, exe: &Path) -> Result<(AgentConfig, Vec<(String, SocketAddr)>)> {
     let token_file = dir.join("api-token");
     crate::config::write_token_file(&token_file, &random_token()?)?;
     let mut services = Vec::new();
@@ -67,7 +67,7 @@ name = "demo"
 /// A fresh folder for a dev node's data: a name nobody can guess, created
 /// here (never one that exists already, which another local user could
 /// have planted) and readable by this user alone.
-pub fn data_dir() -> Result<PathBuf> {
+pub(crate) fn data_dir() -> Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
     let dir = std::env::temp_dir().join(format!(
         "warden-dev-{}-{}",

@@ -85,6 +85,8 @@ impl Default for Monitor {
 }
 
 impl Monitor {
+    /// A monitor of no resources; a resource's store gets
+    /// `default_memory_limit` bytes unless its spec says otherwise.
     pub fn new(default_memory_limit: usize) -> Monitor {
         let (events, record) = EventBus::new();
         let (changes, changes_rx) = mpsc::unbounded_channel();
@@ -131,10 +133,12 @@ impl Monitor {
         self.events.subscribe()
     }
 
+    /// The resource of this name, if there is one.
     pub fn get(&self, name: &str) -> Option<&ResourceHandle> {
         self.resources.get(name)
     }
 
+    /// Every resource.
     pub fn resources(&self) -> impl Iterator<Item = &ResourceHandle> {
         self.resources.values()
     }

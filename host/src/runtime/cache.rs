@@ -70,7 +70,7 @@ const KEY_FORMAT: &str = "warden-compile-cache/2";
 /// The largest cache file read. Compiled code is a few times the size of
 /// the component; a file past this is not one this cache wrote for any
 /// plugin worth loading, and is not read into memory.
-pub const MAX_FILE: u64 = 512 << 20;
+pub(super) const MAX_FILE: u64 = 512 << 20;
 /// A temporary file older than this is left over from a crash.
 const STALE_TEMP: Duration = Duration::from_secs(600);
 
@@ -85,7 +85,10 @@ pub enum CacheOutcome {
     /// The plugin was compiled but the cache could not be used, e.g. the
     /// artifact could not be written. Loading worked; the next load will
     /// compile again. The reason has been logged.
-    Bypassed { reason: String },
+    Bypassed {
+        /// The cache could not be used (`reason`); the plugin was compiled.
+        reason: String,
+    },
 }
 
 /// Compiled plugins on disk, keyed by content and engine. See the module
@@ -97,8 +100,9 @@ pub struct CompileCache {
 
 /// What [`CompileCache::load_stored`] found.
 enum Stored {
-    /// The plugin, loaded from its stored artifact.
-    Loaded(Plugin),
+    /// The plugin, loaded from its stored artifact (boxed: a plugin is
+    /// large beside the other variant).
+    Loaded(Box<Plugin>),
     /// Nothing usable: compile. `bypass` says why the cache cannot be used
     /// for this load, if it cannot.
     Absent { bypass: Option<String> },
@@ -150,6 +154,7 @@ impl CompileCache {
         Ok(CompileCache { dir })
     }
 
+    /// The cache's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -230,7 +235,7 @@ impl CompileCache {
         let path = self.artifact_path(&key);
 
         let mut bypass = match self.load_stored(runtime, &path, &source).await? {
-            Stored::Loaded(plugin) => return Ok((plugin, CacheOutcome::Hit)),
+            Stored::Loaded(plugin) => return Ok((*plugin, CacheOutcome::Hit)),
             Stored::Absent { bypass } => bypass,
         };
 
@@ -300,7 +305,7 @@ impl CompileCache {
                     match unsafe { Plugin::load_precompiled(runtime, artifact) }.await {
                         Ok(mut plugin) => {
                             plugin.source = Some(*source);
-                            return Ok(Stored::Loaded(plugin));
+                            return Ok(Stored::Loaded(Box::new(plugin)));
                         }
                         // `load_precompiled` only says `Compile` when
                         // wasmtime refuses the artifact.

@@ -67,7 +67,9 @@ pub struct LaunchGrants {
 pub struct RunAs {
     /// The user's name, for messages.
     pub user: String,
+    /// The user's id.
     pub uid: u32,
+    /// The group's id.
     pub gid: u32,
 }
 
@@ -80,7 +82,9 @@ pub struct RunAs {
 /// read or write through a link it planted.
 #[derive(Debug, Clone, Default)]
 pub struct ResourceDirs {
+    /// The plugin's `/data`.
     pub data: PathBuf,
+    /// The agent's own files about the resource, out of the plugin's reach.
     pub private: PathBuf,
 }
 
@@ -124,13 +128,18 @@ impl ResourceDirs {
 /// One resource, as the host capabilities see it.
 #[derive(Debug)]
 pub struct ResourceContext {
+    /// The resource's name.
     pub name: Arc<str>,
+    /// Its type's name.
     pub type_name: Arc<str>,
+    /// What the operator granted.
     pub grants: Grants,
     /// The plugin's directory (`dirs.data`, its `/data`; the managed
     /// process runs there) and the agent's own (`dirs.private`).
     pub dirs: ResourceDirs,
+    /// The program it manages, which outlives its instances.
     pub process: ProcessSlot,
+    /// Its checkpoint record.
     pub checkpoints: Checkpoints,
     /// The quota on `dirs.data` and its running estimate of usage, kept
     /// here so that a new store does not start counting from nothing.
@@ -234,7 +243,7 @@ impl CheckpointStore for NoCheckpoints {
 }
 
 /// The data of one store.
-pub struct HostState {
+pub(crate) struct HostState {
     pub(crate) resource: Arc<ResourceContext>,
     wasi: WasiCtx,
     table: ResourceTable,
@@ -247,7 +256,7 @@ impl HostState {
     /// The data of a new store for `resource`, whose TCP connections are
     /// limited to `network`. Fails, naming the directory, if the data
     /// directory cannot be opened.
-    pub fn new(
+    pub(crate) fn new(
         resource: Arc<ResourceContext>,
         memory_limit: usize,
         network: Arc<NetworkGrant>,

@@ -87,6 +87,7 @@ impl Instance {
         }
     }
 
+    /// The plugin this instance runs.
     pub fn plugin(&self) -> &Arc<Plugin> {
         &self.plugin
     }
@@ -104,6 +105,8 @@ impl Instance {
         )
     }
 
+    /// What outlives the instance: the resource's name, grants, directories
+    /// and process.
     pub fn context(&self) -> &Arc<ResourceContext> {
         &self.context
     }
@@ -259,6 +262,8 @@ impl Instance {
         self.live = None;
     }
 
+    /// Bring the resource online within `deadline` (which progress reports
+    /// may extend, up to a cap).
     pub async fn online(
         &mut self,
         deadline: CallDeadline,
@@ -275,6 +280,7 @@ impl Instance {
         .map(plugin_text::outcome)
     }
 
+    /// Take the resource offline within `deadline`.
     pub async fn offline(
         &mut self,
         deadline: CallDeadline,
@@ -291,6 +297,7 @@ impl Instance {
         .map(plugin_text::outcome)
     }
 
+    /// Terminate the resource at once, within `timeout`.
     pub async fn terminate(&mut self, timeout: Duration) -> Result<(), CallError> {
         self.call("terminate", CallDeadline::fixed(timeout), |store, b, h| {
             Box::pin(async move {
@@ -303,6 +310,7 @@ impl Instance {
         .await
     }
 
+    /// The cheap health check, within `timeout`.
     pub async fn looks_alive(&mut self, timeout: Duration) -> Result<Health, CallError> {
         self.call(
             "looks-alive",
@@ -320,6 +328,7 @@ impl Instance {
         .map(plugin_text::health)
     }
 
+    /// The thorough health check, within `timeout`.
     pub async fn is_alive(&mut self, timeout: Duration) -> Result<Health, CallError> {
         self.call("is-alive", CallDeadline::fixed(timeout), |store, b, h| {
             Box::pin(async move {
@@ -333,6 +342,7 @@ impl Instance {
         .map(plugin_text::health)
     }
 
+    /// Run the type's control `code` with `payload`, within `timeout`.
     pub async fn control(
         &mut self,
         code: &str,

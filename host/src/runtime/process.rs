@@ -45,6 +45,7 @@ use crate::contract::bindings::warden::resource::process::{ProcessState, SpawnSp
 /// An exit of a managed process that nobody asked for.
 #[derive(Debug, Clone)]
 pub struct ProcessExit {
+    /// The process id.
     pub pid: u32,
     /// "exited with status 1", "killed by signal 9".
     pub how: String,

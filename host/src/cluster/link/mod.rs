@@ -69,8 +69,11 @@ pub enum LinkMessage {
     /// Another node was fenced through its fence device, or fencing it
     /// failed (`action`): for the event history.
     Fencing {
+        /// The node fenced.
         node: String,
+        /// What was done: `fenced` or `fencing-failed`.
         action: &'static str,
+        /// Why, or what went wrong.
         reason: String,
     },
 }
@@ -93,6 +96,7 @@ pub struct ClusterLink {
 }
 
 impl ClusterLink {
+    /// This node's name, as the cluster knows it.
     pub fn me(&self) -> &str {
         &self.me
     }
@@ -168,7 +172,9 @@ impl ClusterLink {
 
 /// What joining the cluster gives the node.
 pub struct Joined {
+    /// The node loop's handle on the cluster.
     pub link: ClusterLink,
+    /// What the link tells the node loop, in order.
     pub messages: mpsc::UnboundedReceiver<LinkMessage>,
     /// The newest snapshot of the log, if there is one this agent can use:
     /// the engine starts from its state instead of from entry 1.
@@ -182,6 +188,7 @@ pub struct Joined {
     /// snapshot's or the first one and replays the later ones in their
     /// place).
     pub nodes: Vec<String>,
+    /// The cluster's groups and resources now.
     pub desired: Desired,
     /// This agent wrote the configuration (it found the log empty).
     pub created: bool,
