@@ -133,21 +133,12 @@ pub(crate) fn config(dir: &Path, exe: &Path) -> Result<(AgentConfig, Demo)> {
     }
     let text = format!(
         r#"# The Exchange virtual server {SERVER} on one node: `warden agent --dev --example exchange`.
-[node]
-name = "dev"
-data_dir = {dir:?}
-
-[api]
-listen = "{api}"
-token_file = {token_file:?}
-
+{node_and_api}
 # Every service is this warden binary (`warden mail-service NAME`).
 {grants}[[group]]
 name = "{SERVER}"
 {resources}"#,
-        dir = dir.display().to_string(),
-        api = free_port()?,
-        token_file = token_file.display().to_string(),
+        node_and_api = super::node_and_api(dir, &token_file)?,
     );
     std::fs::write(dir.join("warden.toml"), &text).context("writing the demo configuration")?;
     let config = AgentConfig::parse(&text).context("the Exchange demo's own configuration")?;
