@@ -64,6 +64,22 @@ pub struct Instance {
     network: Option<Arc<NetworkGrant>>,
 }
 
+/// The closure [`Instance::call`] runs for an export of the resource's
+/// instance that takes nothing but its handle (online, offline, terminate,
+/// the two checks): the same for each, but the export's method.
+macro_rules! export {
+    ($method:ident) => {
+        |store, b, h| {
+            Box::pin(async move {
+                b.warden_resource_resource_type()
+                    .instance()
+                    .$method(store, h)
+                    .await
+            })
+        }
+    };
+}
+
 impl Instance {
     /// A sandbox for the resource `context` of type `plugin`. Nothing is
     /// instantiated until the first call. Bumping `cancel` cuts off the
@@ -268,16 +284,9 @@ impl Instance {
         &mut self,
         deadline: CallDeadline,
     ) -> Result<Result<(), String>, CallError> {
-        self.call("online", deadline, |store, b, h| {
-            Box::pin(async move {
-                b.warden_resource_resource_type()
-                    .instance()
-                    .call_online(store, h)
-                    .await
-            })
-        })
-        .await
-        .map(plugin_text::outcome)
+        self.call("online", deadline, export!(call_online))
+            .await
+            .map(plugin_text::outcome)
     }
 
     /// Take the resource offline within `deadline`.
@@ -285,28 +294,18 @@ impl Instance {
         &mut self,
         deadline: CallDeadline,
     ) -> Result<Result<(), String>, CallError> {
-        self.call("offline", deadline, |store, b, h| {
-            Box::pin(async move {
-                b.warden_resource_resource_type()
-                    .instance()
-                    .call_offline(store, h)
-                    .await
-            })
-        })
-        .await
-        .map(plugin_text::outcome)
+        self.call("offline", deadline, export!(call_offline))
+            .await
+            .map(plugin_text::outcome)
     }
 
     /// Terminate the resource at once, within `timeout`.
     pub async fn terminate(&mut self, timeout: Duration) -> Result<(), CallError> {
-        self.call("terminate", CallDeadline::fixed(timeout), |store, b, h| {
-            Box::pin(async move {
-                b.warden_resource_resource_type()
-                    .instance()
-                    .call_terminate(store, h)
-                    .await
-            })
-        })
+        self.call(
+            "terminate",
+            CallDeadline::fixed(timeout),
+            export!(call_terminate),
+        )
         .await
     }
 
@@ -315,14 +314,7 @@ impl Instance {
         self.call(
             "looks-alive",
             CallDeadline::fixed(timeout),
-            |store, b, h| {
-                Box::pin(async move {
-                    b.warden_resource_resource_type()
-                        .instance()
-                        .call_looks_alive(store, h)
-                        .await
-                })
-            },
+            export!(call_looks_alive),
         )
         .await
         .map(plugin_text::health)
@@ -330,14 +322,11 @@ impl Instance {
 
     /// The thorough health check, within `timeout`.
     pub async fn is_alive(&mut self, timeout: Duration) -> Result<Health, CallError> {
-        self.call("is-alive", CallDeadline::fixed(timeout), |store, b, h| {
-            Box::pin(async move {
-                b.warden_resource_resource_type()
-                    .instance()
-                    .call_is_alive(store, h)
-                    .await
-            })
-        })
+        self.call(
+            "is-alive",
+            CallDeadline::fixed(timeout),
+            export!(call_is_alive),
+        )
         .await
         .map(plugin_text::health)
     }
