@@ -50,7 +50,7 @@ pub enum Command {
     },
     /// Create, delete and operate groups.
     Group {
-        /// The operation.
+        /// What to do with the group.
         #[command(subcommand)]
         command: super::client::GroupCommand,
         /// Where the agent's API is and its token.
@@ -59,7 +59,7 @@ pub enum Command {
     },
     /// Create, delete, configure and operate resources.
     Resource {
-        /// The operation.
+        /// What to do with the resource.
         #[command(subcommand)]
         command: super::client::ResourceCommand,
         /// Print the agent's answer as JSON.
@@ -71,7 +71,7 @@ pub enum Command {
     },
     /// Pause, resume or drain this node; switch recovery actions.
     Node {
-        /// The operation.
+        /// What to ask of the node.
         #[command(subcommand)]
         command: super::client::NodeCommand,
         /// Where the agent's API is and its token.
@@ -80,7 +80,7 @@ pub enum Command {
     },
     /// Server component states with requesters.
     Component {
-        /// The operation.
+        /// What to do with component states.
         #[command(subcommand)]
         command: super::client::ComponentCommand,
         /// Where the agent's API is and its token.
@@ -114,7 +114,7 @@ pub enum Command {
     },
     /// What the policy would do on a hypothetical event; nothing happens.
     WhatIf {
-        /// The operation.
+        /// The event to imagine.
         #[command(subcommand)]
         command: super::client::WhatIfCommand,
         /// Where the agent's API is and its token.
