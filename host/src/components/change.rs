@@ -3,15 +3,14 @@
 
 use serde::{Deserialize, Serialize};
 
-#[allow(unused_imports)] // for the doc links
-use super::ComponentStates;
 use super::{Component, State};
 
 /// A component's effective state before and after an operation.
 ///
-/// [`ComponentStates::set`] always returns one (`before == after` when the
-/// effective state did not move); [`ComponentStates::merge`] returns only
-/// those that moved.
+/// [`ComponentStates::set`](super::ComponentStates::set) always returns one
+/// (`before == after` when the effective state did not move);
+/// [`ComponentStates::merge`](super::ComponentStates::merge) returns only those
+/// that moved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
     pub component: Component,
@@ -35,7 +34,7 @@ impl Change {
     /// [`Consequence::ResumeNode`]: it does not touch Monitoring or
     /// RecoveryActionsEnabled. On resume, the node must still keep each
     /// resource type that is unavailable on its own out of service (see
-    /// [`ComponentStates::type_available`]).
+    /// [`ComponentStates::type_available`](super::ComponentStates::type_available)).
     pub fn consequence(&self) -> Option<Consequence> {
         let available = self.after.is_active();
         if self.before.is_active() == available {

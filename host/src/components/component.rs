@@ -1,22 +1,19 @@
-//! [`Component`], the part of a node a requester takes out of service,
-//! and the text forms of it, of a [`State`] and of a [`Requester`] (what
-//! the CLI, the API and the stores write), with [`ParseError`] naming the
-//! accepted words.
+//! [`Component`], the part of a node a requester takes out of service, and the
+//! text forms of it, of a [`State`](super::State) and of a
+//! [`Requester`](super::Requester) (what the CLI, the API and the stores
+//! write), with [`ParseError`] naming the accepted words.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-#[allow(unused_imports)] // for the doc links
-use super::{ComponentStates, Requester, State};
-
 /// The accepted spellings of a [`Component`], for error messages.
 const COMPONENT_WORDS: &str = "ServerWideOffline, Monitoring, RecoveryActionsEnabled, \
                                or type:<resource-type>";
-/// The accepted spellings of a [`State`], for error messages.
+/// The accepted spellings of a [`State`](super::State), for error messages.
 const STATE_WORDS: &str = "Active, Inactive, Draining";
-/// The accepted spellings of a [`Requester`], for error messages.
+/// The accepted spellings of a [`Requester`](super::Requester), for error messages.
 const REQUESTER_WORDS: &str = "HealthAPI, Maintenance, Sidelined, Functional, Deployment";
 /// The prefix that marks a resource-type component in its text form.
 const TYPE_PREFIX: &str = "type:";
@@ -46,10 +43,11 @@ pub enum ParseError {
 
 /// A part of a node that can be taken out of service on its own.
 ///
-/// The declaration order is the order of [`ComponentStates::list`] and of
-/// the changes [`ComponentStates::merge`] returns: the node-wide switch
-/// first, then the two that govern the agent's own automation, then the
-/// resource types by name.
+/// The declaration order is the order of
+/// [`ComponentStates::list`](super::ComponentStates::list) and of the changes
+/// [`ComponentStates::merge`](super::ComponentStates::merge) returns: the
+/// node-wide switch first, then the two that govern the agent's own automation,
+/// then the resource types by name.
 ///
 /// # Text form
 ///

@@ -6,8 +6,6 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-#[allow(unused_imports)] // for the doc links
-use super::ComponentStates;
 use super::ParseError;
 
 /// The state a requester asks for, and the combined state of a component.
@@ -15,7 +13,7 @@ use super::ParseError;
 /// `Draining` means "finish what is under way, take nothing new"; in
 /// Exchange it only matters to the transport components, here it is allowed
 /// everywhere and ranks between the other two (see
-/// [`ComponentStates::effective`]).
+/// [`ComponentStates::effective`](super::ComponentStates::effective)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum State {
     /// In service.
