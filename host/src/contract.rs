@@ -11,7 +11,7 @@ use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
 
 /// Generated bindings for the `plugin` world.
-#[allow(missing_docs, clippy::all)]
+#[allow(missing_docs, unreachable_pub, clippy::all)] // generated code
 pub mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
@@ -39,8 +39,11 @@ pub const VERSION: ContractVersion = ContractVersion {
 /// A `major.minor.patch` contract version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ContractVersion {
+    /// Incompatible changes (from 1.0).
     pub major: u64,
+    /// New features; before 1.0, incompatible changes too.
     pub minor: u64,
+    /// Fixes.
     pub patch: u64,
 }
 
@@ -83,15 +86,22 @@ pub enum ContractError {
         "the plugin was built against contract {PACKAGE}@{plugin}, but this agent implements \
          {PACKAGE}@{host}; rebuild the plugin against {host} (or run an agent that speaks {plugin})"
     )]
+    /// The plugin was built against a contract this agent does not accept.
     IncompatibleVersion {
+        /// The contract version the plugin names.
         plugin: String,
+        /// The version this agent implements.
         host: ContractVersion,
     },
     #[error(
         "the component does not export {EXPORT} (it exports: {}); is it a Warden plugin?",
         if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") }
     )]
-    NotAPlugin { exports: Vec<String> },
+    /// The component exports no resource type; what it exports instead.
+    NotAPlugin {
+        /// What it exports instead.
+        exports: Vec<String>,
+    },
 }
 
 /// Check that `component` exports our interface at a version we accept;
