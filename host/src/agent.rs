@@ -31,9 +31,14 @@ use crate::type_sources::TypeSources;
 
 /// A running node.
 pub struct Agent {
+    /// The node's handle: status, operations and swaps go through it.
     pub node: Node,
+    /// The types this node runs, by name, at the version start-up chose.
     pub plugins: BTreeMap<String, Arc<Plugin>>,
+    /// The runtime every plugin of this agent is loaded into.
     pub runtime: Arc<Runtime>,
+    /// Where the agent keeps its store, history, compiled plugins and the
+    /// resources' directories.
     pub data_dir: PathBuf,
     history: crate::history::Writer,
     watcher: Option<JoinHandle<()>>,
@@ -44,30 +49,25 @@ pub struct Agent {
 /// A plugin file that could not be loaded, and why.
 #[derive(Debug, Clone)]
 pub struct Rejected {
+    /// The file that was refused.
     pub file: PathBuf,
+    /// Why, naming what is wrong with it.
     pub reason: String,
 }
 
 impl Agent {
     /// Load the plugins, validate every resource, then bring online the
     /// groups that should be.
+    ///
+    /// One function of about ninety lines, on purpose: it is the agent's
+    /// start-up sequence, each step a call to a function below it, and the
+    /// order is the point (nothing starts before everything that can
+    /// refuse the configuration has been checked; the API is bound before
+    /// the node starts, so a taken port starts nothing). Split further, the
+    /// order would be spread over functions that only pass values along.
     pub async fn start(config: AgentConfig) -> Result<Agent> {
-        raise_open_file_limit();
-        // Before anything starts: an operator who configured a watchdog
-        // must not run without it.
-        if let Some(watchdog) = config.cluster.as_ref().and_then(|c| c.watchdog()) {
-            crate::fence_guard::watchdog::check(&watchdog)?;
-        }
+        let (runtime, cache) = prepare(&config)?;
         let data_dir = config.node.data_dir.clone();
-        std::fs::create_dir_all(data_dir.join("resources"))
-            .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
-        let runtime = Runtime::new(RuntimeConfig {
-            max_instances: config.runtime.max_instances,
-            ..RuntimeConfig::default()
-        })?;
-        // Compiled plugins are kept by content and engine: a restart
-        // recompiles nothing.
-        let cache = CompileCache::open(data_dir.join("compiled"))?;
         let Loaded {
             candidates,
             rejected,
@@ -84,157 +84,43 @@ impl Agent {
         for r in &rejected {
             tracing::error!("plugin {} rejected: {}", r.file.display(), r.reason);
         }
-        // Which file holds which build, for the rollout to offer what
-        // this node runs from the operator's files (`rollout::start`).
-        let mut files_by_sha: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
-        for candidate in candidates.values().flatten() {
-            if let (Origin::File(path), Some(sha)) = (&candidate.origin, &candidate.sha256) {
-                files_by_sha
-                    .entry(sha.clone())
-                    .or_default()
-                    .push(path.clone());
-            }
-        }
-
+        let files_by_sha = files_by_sha(&candidates);
         let store = Store::open(&data_dir.join("warden.redb"))?;
-        let desired = match store.load_desired()? {
-            Some(saved) => {
-                tracing::info!(
-                    groups = saved.groups.len(),
-                    resources = saved.resources.len(),
-                    "configuration loaded from the store; the file's groups and resources only seed an empty store"
-                );
-                saved
-            }
-            None => Desired::from_file(&config),
-        };
-        let mut settings = NodeSettings {
-            name: config.node.name.clone(),
-            data_dir: data_dir.clone(),
-            // Chosen below, once the configuration they are checked
-            // against is known (in a cluster, the cluster's).
-            plugins: BTreeMap::new(),
-            alternatives: BTreeMap::new(),
-            grants: config
-                .plugins
-                .iter()
-                .map(|(plugin, grants)| Ok((plugin.clone(), grants.resolve(plugin)?)))
-                .collect::<Result<_>>()?,
-            memory_limit: (config.runtime.memory_limit_mib as usize) << 20,
-        };
+        let desired = saved_or_seeded(&store, &config)?;
+        let settings = node_settings(&config)?;
         // Bind before starting anything, so a taken port starts nothing.
         let api = match &config.api {
             Some(api) => Some((crate::api::bind(api.listen).await?, api.token()?)),
             None => None,
         };
-        let record = store.load_versions()?;
-        let (node, events, notes, cluster_plugins) = match &config.cluster {
-            Some(section) => {
-                // Services must not outlive an agent whose groups the
-                // cluster moves elsewhere once its lease expires.
-                crate::runtime::die_with_agent();
-                // Before the lease: the first answered renewal vouches.
-                if section.fence_guard {
-                    crate::fence_guard::start(section.watchdog()).context(
-                        "starting the fence guard ([cluster] fence_guard = false runs without one, \
-                         and without watchdog_device)",
-                    )?;
-                }
-                // Before joining: a device that does not load or whose
-                // properties are refused is a configuration error.
-                let fencing = std::sync::Arc::new(
-                    crate::fencing::Fencing::load(&runtime, &section.fence_device).await?,
-                );
-                let joined =
-                    crate::cluster::link::join(section, &config.node.name, &desired, fencing)
-                        .await
-                        .with_context(|| format!("joining cluster {:?}", section.name))?;
-                tracing::info!(
-                    cluster = %section.name,
-                    created = joined.created,
-                    "joined; the configuration is the cluster's"
-                );
-                let chosen =
-                    choose(candidates, &record, &joined.desired.resources, &settings).await;
-                settings.plugins = chosen.plugins;
-                settings.alternatives = chosen.alternatives;
-                let cluster_plugins = joined.plugins.clone();
-                let (node, events) = Node::start_in_cluster(settings, joined, store).await?;
-                (node, events, chosen.notes, Some(cluster_plugins))
-            }
-            None => {
-                let chosen = choose(candidates, &record, &desired.resources, &settings).await;
-                settings.plugins = chosen.plugins;
-                settings.alternatives = chosen.alternatives;
-                let (node, events) = Node::start(settings, desired, store).await?;
-                (node, events, chosen.notes, None)
-            }
-        };
-        // What start-up refused or chose goes into the event history too.
-        for r in &rejected {
-            node.record(Event::now(
-                &r.file.display().to_string(),
-                EventKind::Plugin {
-                    action: "rejected".to_string(),
-                    version: None,
-                    reason: Some(format!("not loaded at start: {}", r.reason)),
-                },
-            ));
-        }
-        for note in notes {
-            node.record(Event::now(
-                &note.subject,
-                EventKind::Plugin {
-                    action: note.action.to_string(),
-                    version: note.version,
-                    reason: Some(note.reason),
-                },
-            ));
-        }
-        let plugins: BTreeMap<String, Arc<Plugin>> = node
-            .plugins()
-            .await?
-            .into_iter()
-            .map(|p| (p.name().to_string(), p))
-            .collect();
-        let metrics = crate::metrics::Metrics::spawn(events.live.resubscribe());
-        let subscription = events.live;
+        let started = start_node(&config, &runtime, candidates, settings, desired, store).await?;
+        let node = started.node;
+        record_start_notes(&node, &rejected, started.notes);
+        let plugins = running_plugins(&node).await?;
+        let metrics = crate::metrics::Metrics::spawn(started.events.live.resubscribe());
+        let subscription = started.events.live;
         let (history, readable_history) =
-            crate::history::spawn_writer(events.record, &data_dir).await?;
+            crate::history::spawn_writer(started.events.record, &data_dir).await?;
         // In a cluster: what this node runs published, builds rolled out.
-        let rollout = cluster_plugins.map(|plugins| {
-            crate::rollout::Rollout::new(
-                plugins,
-                node.clone(),
-                config.node.plugins_dir.clone(),
-                sources.clone(),
+        let rollout = started.cluster_plugins.map(|cluster_plugins| {
+            start_rollout(
+                cluster_plugins,
+                &node,
+                &config,
+                &sources,
+                &plugins,
+                &files_by_sha,
             )
         });
-        if let Some(rollout) = &rollout {
-            // Runs as long as the process: it only reads and publishes.
-            drop(rollout.spawn());
-            // A build dropped while the agent was stopped is rolled out
-            // as one dropped while it runs would be.
-            rollout.offer_running(plugins.values(), &files_by_sha);
-        }
         if let Some((listener, token)) = api {
-            let addr = listener.local_addr()?;
-            tracing::info!(
-                "admin API on http://{addr}/ (OpenAPI at /v1/openapi.json, metrics at /metrics)"
-            );
-            let serving = crate::api::serve(
+            serve_api(
                 listener,
-                node.clone(),
                 token,
+                &node,
                 readable_history,
                 metrics,
                 rollout.clone(),
-            );
-            tokio::spawn(async move {
-                if let Err(err) = serving.await {
-                    tracing::error!("{err:#}");
-                }
-            });
+            )?;
         }
         let watcher = config.node.plugins_dir.clone().map(|dir| {
             crate::plugins_dir::spawn(
@@ -247,24 +133,8 @@ impl Agent {
                 rollout,
             )
         });
-        // Ready once the node answers; the watchdog is fed only while it
-        // keeps answering, so a wedged policy loop gets the agent restarted.
         crate::systemd::notify_or_log("READY=1\nSTATUS=resources supervised");
-        if let Some(interval) = crate::systemd::watchdog_interval() {
-            let node = node.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(interval).await;
-                    match tokio::time::timeout(interval, node.status()).await {
-                        Ok(Ok(_)) => crate::systemd::notify_or_log("WATCHDOG=1"),
-                        Ok(Err(_)) => return,
-                        Err(_) => tracing::error!(
-                            "the node loop did not answer within {interval:?}; not feeding the watchdog"
-                        ),
-                    }
-                }
-            });
-        }
+        feed_systemd_watchdog(&node);
         tracing::info!(
             node = %config.node.name,
             plugins = plugins.len(),
@@ -320,6 +190,253 @@ impl Agent {
     }
 }
 
+/// What every start-up needs before plugins load: the open-file limit
+/// raised, the watchdog checked (an operator who configured one must not
+/// run without it), the data directory, the runtime, and the compile
+/// cache (compiled plugins kept by content and engine: a restart
+/// recompiles nothing).
+fn prepare(config: &AgentConfig) -> Result<(Arc<Runtime>, CompileCache)> {
+    raise_open_file_limit();
+    if let Some(watchdog) = config.cluster.as_ref().and_then(|c| c.watchdog()) {
+        crate::fence_guard::watchdog::check(&watchdog)?;
+    }
+    let data_dir = &config.node.data_dir;
+    std::fs::create_dir_all(data_dir.join("resources"))
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    let runtime = Runtime::new(RuntimeConfig {
+        max_instances: config.runtime.max_instances,
+        ..RuntimeConfig::default()
+    })?;
+    let cache = CompileCache::open(data_dir.join("compiled"))?;
+    Ok((runtime, cache))
+}
+
+/// The types the node runs, by name, at the version it chose.
+async fn running_plugins(node: &Node) -> Result<BTreeMap<String, Arc<Plugin>>> {
+    Ok(node
+        .plugins()
+        .await?
+        .into_iter()
+        .map(|p| (p.name().to_string(), p))
+        .collect())
+}
+
+/// Which file holds which build (by the component's SHA-256), for the
+/// rollout to offer what this node runs from the operator's files
+/// (`rollout::start`).
+fn files_by_sha(
+    candidates: &BTreeMap<String, Vec<Candidate<Arc<Plugin>>>>,
+) -> BTreeMap<String, Vec<PathBuf>> {
+    let mut files_by_sha: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+    for candidate in candidates.values().flatten() {
+        if let (Origin::File(path), Some(sha)) = (&candidate.origin, &candidate.sha256) {
+            files_by_sha
+                .entry(sha.clone())
+                .or_default()
+                .push(path.clone());
+        }
+    }
+    files_by_sha
+}
+
+/// The groups and resources the store holds (every change made through
+/// the admin API), or, in an empty store, the configuration file's.
+fn saved_or_seeded(store: &Store, config: &AgentConfig) -> Result<Desired> {
+    Ok(match store.load_desired()? {
+        Some(saved) => {
+            tracing::info!(
+                groups = saved.groups.len(),
+                resources = saved.resources.len(),
+                "configuration loaded from the store; the file's groups and resources only seed an empty store"
+            );
+            saved
+        }
+        None => Desired::from_file(config),
+    })
+}
+
+/// The node's settings from the configuration; its plugins are chosen
+/// later (`start_node`), once the configuration they are checked against
+/// is known (in a cluster, the cluster's).
+fn node_settings(config: &AgentConfig) -> Result<NodeSettings> {
+    Ok(NodeSettings {
+        name: config.node.name.clone(),
+        data_dir: config.node.data_dir.clone(),
+        plugins: BTreeMap::new(),
+        alternatives: BTreeMap::new(),
+        grants: config
+            .plugins
+            .iter()
+            .map(|(plugin, grants)| Ok((plugin.clone(), grants.resolve(plugin)?)))
+            .collect::<Result<_>>()?,
+        memory_limit: (config.runtime.memory_limit_mib as usize) << 20,
+    })
+}
+
+/// What [`start_node`] started.
+struct Started {
+    node: Node,
+    events: crate::node::NodeEvents,
+    /// What the choice of versions passed over, for the event history.
+    notes: Vec<crate::plugin_versions::Note>,
+    /// In a cluster, what the cluster keeps about plugin builds.
+    cluster_plugins: Option<Arc<crate::cluster::plugins::ClusterPlugins>>,
+}
+
+/// Choose each type's version and start the node: alone, or, with
+/// `[cluster]`, after starting the fence guard, loading the fence devices
+/// and joining (the configuration is then the cluster's).
+async fn start_node(
+    config: &AgentConfig,
+    runtime: &Arc<Runtime>,
+    candidates: BTreeMap<String, Vec<Candidate<Arc<Plugin>>>>,
+    mut settings: NodeSettings,
+    desired: Desired,
+    store: Store,
+) -> Result<Started> {
+    let record = store.load_versions()?;
+    let Some(section) = &config.cluster else {
+        let chosen = choose(candidates, &record, &desired.resources, &settings).await;
+        settings.plugins = chosen.plugins;
+        settings.alternatives = chosen.alternatives;
+        let (node, events) = Node::start(settings, desired, store).await?;
+        return Ok(Started {
+            node,
+            events,
+            notes: chosen.notes,
+            cluster_plugins: None,
+        });
+    };
+    // Services must not outlive an agent whose groups the cluster moves
+    // elsewhere once its lease expires.
+    crate::runtime::die_with_agent();
+    // Before the lease: the first answered renewal vouches.
+    if section.fence_guard {
+        crate::fence_guard::start(section.watchdog()).context(
+            "starting the fence guard ([cluster] fence_guard = false runs without one, \
+             and without watchdog_device)",
+        )?;
+    }
+    // Before joining: a device that does not load or whose properties are
+    // refused is a configuration error.
+    let fencing = Arc::new(crate::fencing::Fencing::load(runtime, &section.fence_device).await?);
+    let joined = crate::cluster::link::join(section, &config.node.name, &desired, fencing)
+        .await
+        .with_context(|| format!("joining cluster {:?}", section.name))?;
+    tracing::info!(
+        cluster = %section.name,
+        created = joined.created,
+        "joined; the configuration is the cluster's"
+    );
+    let chosen = choose(candidates, &record, &joined.desired.resources, &settings).await;
+    settings.plugins = chosen.plugins;
+    settings.alternatives = chosen.alternatives;
+    let cluster_plugins = joined.plugins.clone();
+    let (node, events) = Node::start_in_cluster(settings, joined, store).await?;
+    Ok(Started {
+        node,
+        events,
+        notes: chosen.notes,
+        cluster_plugins: Some(cluster_plugins),
+    })
+}
+
+/// Publish what this node runs and take the builds announced to every
+/// node (`crate::rollout`), for as long as the process runs; offer the
+/// builds it runs from the operator's files, so a build dropped while the
+/// agent was stopped is rolled out as one dropped while it runs would be.
+fn start_rollout(
+    cluster_plugins: Arc<crate::cluster::plugins::ClusterPlugins>,
+    node: &Node,
+    config: &AgentConfig,
+    sources: &TypeSources,
+    plugins: &BTreeMap<String, Arc<Plugin>>,
+    files_by_sha: &BTreeMap<String, Vec<PathBuf>>,
+) -> Arc<crate::rollout::Rollout> {
+    let rollout = crate::rollout::Rollout::new(
+        cluster_plugins,
+        node.clone(),
+        config.node.plugins_dir.clone(),
+        sources.clone(),
+    );
+    // Runs as long as the process: it only reads and publishes.
+    drop(rollout.spawn());
+    rollout.offer_running(plugins.values(), files_by_sha);
+    rollout
+}
+
+/// Serve the admin API on `listener` (bound before anything started) in
+/// a task of its own; an error ends the API, not the agent.
+fn serve_api(
+    listener: tokio::net::TcpListener,
+    token: String,
+    node: &Node,
+    history: crate::history::History,
+    metrics: Arc<crate::metrics::Metrics>,
+    rollout: Option<Arc<crate::rollout::Rollout>>,
+) -> Result<()> {
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        "admin API on http://{addr}/ (OpenAPI at /v1/openapi.json, metrics at /metrics)"
+    );
+    let serving = crate::api::serve(listener, node.clone(), token, history, metrics, rollout);
+    tokio::spawn(async move {
+        if let Err(err) = serving.await {
+            tracing::error!("{err:#}");
+        }
+    });
+    Ok(())
+}
+
+/// What start-up refused or chose goes into the event history too.
+fn record_start_notes(
+    node: &Node,
+    rejected: &[Rejected],
+    notes: Vec<crate::plugin_versions::Note>,
+) {
+    for r in rejected {
+        node.record(Event::now(
+            &r.file.display().to_string(),
+            EventKind::Plugin {
+                action: "rejected".to_string(),
+                version: None,
+                reason: Some(format!("not loaded at start: {}", r.reason)),
+            },
+        ));
+    }
+    for note in notes {
+        node.record(Event::now(
+            &note.subject,
+            EventKind::Plugin {
+                action: note.action.to_string(),
+                version: note.version,
+                reason: Some(note.reason),
+            },
+        ));
+    }
+}
+
+/// Ready once the node answers; systemd's watchdog is fed only while it
+/// keeps answering, so a wedged policy loop gets the agent restarted.
+fn feed_systemd_watchdog(node: &Node) {
+    let Some(interval) = crate::systemd::watchdog_interval() else {
+        return;
+    };
+    let node = node.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            match tokio::time::timeout(interval, node.status()).await {
+                Ok(Ok(_)) => crate::systemd::notify_or_log("WATCHDOG=1"),
+                Ok(Err(_)) => return,
+                Err(_) => tracing::error!(
+                    "the node loop did not answer within {interval:?}; not feeding the watchdog"
+                ),
+            }
+        }
+    });
+}
+
 /// What [`load_plugins`] loaded.
 pub struct Loaded {
     /// Every type, by name, at the version it would run if no build of it
@@ -366,42 +483,15 @@ pub async fn load_plugins(
     let sources = TypeSources::new(configured, candidates.keys().cloned());
     let mut rejected = Vec::new();
     if let Some(dir) = dir {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .with_context(|| format!("reading the plugins directory {}", dir.display()))?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|path| path.extension().is_some_and(|ext| ext == "wasm") && path.is_file())
-            .collect();
-        files.sort();
-        for file in files {
-            let loaded = match std::fs::read(&file) {
-                Ok(bytes) => {
-                    seen.push((file.clone(), crate::plugins_dir::content_hash(&bytes)));
-                    load_one(runtime, &bytes, cache, &mut keep)
-                        .await
-                        .map_err(|e| e.to_string())
-                }
-                Err(err) => Err(format!("could not read it: {err}")),
-            };
-            // Refused before the type is registered: nothing of it runs
-            // beyond the bounded `describe` that told its name.
-            let loaded =
-                loaded.and_then(|plugin| sources.check(&file, plugin.name()).map(|()| plugin));
-            match loaded {
-                Ok(plugin) => {
-                    tracing::info!(
-                        "loaded type {} {} from {}",
-                        plugin.name(),
-                        plugin.info().version,
-                        file.display()
-                    );
-                    candidates
-                        .entry(plugin.name().to_string())
-                        .or_default()
-                        .push(candidate(Origin::File(file), plugin));
-                }
-                Err(reason) => rejected.push(Rejected { file, reason }),
-            }
+        let loaded = load_directory(runtime, dir, cache, &sources, &mut keep).await?;
+        for (file, plugin) in loaded.plugins {
+            candidates
+                .entry(plugin.name().to_string())
+                .or_default()
+                .push(candidate(Origin::File(file), plugin));
         }
+        seen = loaded.seen;
+        rejected = loaded.rejected;
     }
     if let Some(cache) = cache {
         let cache = cache.clone();
@@ -427,6 +517,65 @@ pub async fn load_plugins(
         seen,
         sources,
     })
+}
+
+/// What [`load_directory`] read from the plugins directory.
+#[derive(Default)]
+struct DirectoryLoad {
+    /// Each file that loaded, with its plugin.
+    plugins: Vec<(PathBuf, Plugin)>,
+    /// Each file that did not, and why.
+    rejected: Vec<Rejected>,
+    /// Every file read, with a hash of what was read.
+    seen: Vec<(PathBuf, u64)>,
+}
+
+/// Load every `.wasm` file in `dir`, in name order; a file that fails, or
+/// that describes a type whose name it does not hold (`sources`), is
+/// rejected, never registered.
+async fn load_directory(
+    runtime: &Arc<Runtime>,
+    dir: &Path,
+    cache: Option<&CompileCache>,
+    sources: &TypeSources,
+    keep: &mut std::collections::HashSet<String>,
+) -> Result<DirectoryLoad> {
+    let mut found = DirectoryLoad::default();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading the plugins directory {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "wasm") && path.is_file())
+        .collect();
+    files.sort();
+    for file in files {
+        let loaded = match std::fs::read(&file) {
+            Ok(bytes) => {
+                found
+                    .seen
+                    .push((file.clone(), crate::plugins_dir::content_hash(&bytes)));
+                load_one(runtime, &bytes, cache, keep)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Err(err) => Err(format!("could not read it: {err}")),
+        };
+        // Refused before the type is registered: nothing of it runs
+        // beyond the bounded `describe` that told its name.
+        let loaded = loaded.and_then(|plugin| sources.check(&file, plugin.name()).map(|()| plugin));
+        match loaded {
+            Ok(plugin) => {
+                tracing::info!(
+                    "loaded type {} {} from {}",
+                    plugin.name(),
+                    plugin.info().version,
+                    file.display()
+                );
+                found.plugins.push((file, plugin));
+            }
+            Err(reason) => found.rejected.push(Rejected { file, reason }),
+        }
+    }
+    Ok(found)
 }
 
 fn candidate(origin: Origin, plugin: Plugin) -> Candidate<Arc<Plugin>> {

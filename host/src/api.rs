@@ -30,7 +30,7 @@ use crate::node::{Change, Node, Operation, Refused, RefusedKind};
 use crate::rollout::Rollout;
 
 /// The OpenAPI document of this API.
-pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
+pub(crate) const OPENAPI: &str = include_str!("../../docs/openapi.json");
 
 #[derive(Clone)]
 struct Api {
@@ -43,7 +43,7 @@ struct Api {
 }
 
 /// Serve the API on `listener` until the task is dropped.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     node: Node,
     token: String,
@@ -99,7 +99,7 @@ pub async fn serve(
 
 /// Bind the API's address; a separate step so that the agent can report a
 /// taken port before it starts anything.
-pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+pub(crate) async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the admin API to {addr}"))

@@ -21,7 +21,7 @@ const RECORD_EVERY: Duration = Duration::from_millis(50);
 /// port is bound and `alive DIR PID MS` every 50 ms to that file (DIR the
 /// working directory, MS wall-clock milliseconds): the cluster tests judge
 /// from these lines when each node's service ran.
-pub async fn serve(name: &str, addr: SocketAddr, record: Option<PathBuf>) -> Result<()> {
+pub(crate) async fn serve(name: &str, addr: SocketAddr, record: Option<PathBuf>) -> Result<()> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;

@@ -17,9 +17,13 @@ use crate::config::{AgentConfig, GroupConfig, ResourceConfig, parse_failback};
 use crate::contract::TypeFlags;
 use crate::runtime::Plugin;
 
+/// The node's groups and resources and the groups wanted online: what
+/// the admin API changes and the store keeps.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Desired {
+    /// Every group.
     pub groups: Vec<GroupConfig>,
+    /// Every resource.
     pub resources: Vec<ResourceConfig>,
     /// Groups the operator wants online.
     pub online: BTreeSet<String>,
@@ -49,6 +53,7 @@ impl Desired {
         }
     }
 
+    /// The resource of this name, if there is one.
     pub fn resource(&self, name: &str) -> Option<&ResourceConfig> {
         self.resources.iter().find(|r| r.name == name)
     }

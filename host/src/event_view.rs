@@ -24,7 +24,7 @@ use crate::cli::{Client, StreamError, text};
 
 /// Filters of `warden events`.
 #[derive(Debug, Default, Clone)]
-pub struct EventFilter {
+pub(crate) struct EventFilter {
     pub resource: Option<String>,
     pub kind: Option<String>,
     pub since_ms: Option<u64>,
@@ -65,7 +65,12 @@ const RETRY: Duration = Duration::from_secs(1);
 
 /// Print the newest `filter.limit` matching events; with `follow`, go on
 /// printing new ones as they happen.
-pub fn events(client: &Client, filter: EventFilter, as_json: bool, follow: bool) -> Result<()> {
+pub(crate) fn events(
+    client: &Client,
+    filter: EventFilter,
+    as_json: bool,
+    follow: bool,
+) -> Result<()> {
     let view = View::new(as_json);
     let mut out = std::io::stdout().lock();
     if !follow {
@@ -236,7 +241,7 @@ fn zoned(zone: &TimeZone, ms: u64) -> Option<jiff::Zoned> {
 }
 
 /// `2026-12-03 06:12:45.123`: the wall clock in `zone`, to the millisecond.
-pub fn local_time(zone: &TimeZone, ms: u64) -> Option<String> {
+pub(crate) fn local_time(zone: &TimeZone, ms: u64) -> Option<String> {
     Some(
         zoned(zone, ms)?
             .strftime("%Y-%m-%d %H:%M:%S%.3f")
@@ -245,7 +250,7 @@ pub fn local_time(zone: &TimeZone, ms: u64) -> Option<String> {
 }
 
 /// `2026-12-03T06:12:45.123+01:00`: RFC 3339 with `zone`'s offset then.
-pub fn rfc3339(zone: &TimeZone, ms: u64) -> Option<String> {
+pub(crate) fn rfc3339(zone: &TimeZone, ms: u64) -> Option<String> {
     Some(
         zoned(zone, ms)?
             .strftime("%Y-%m-%dT%H:%M:%S%.3f%:z")

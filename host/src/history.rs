@@ -77,8 +77,11 @@ pub struct History {
 /// Which events an API call wants; every field that is set must match.
 #[derive(Debug, Default, Clone)]
 pub struct Filter {
+    /// Only events of this resource.
     pub resource: Option<String>,
+    /// Only events of this kind (`state`, `check`, `policy`, ...).
     pub event: Option<String>,
+    /// Only events at or after this instant (milliseconds since the epoch).
     pub since_ms: Option<u64>,
 }
 
@@ -192,6 +195,7 @@ pub async fn spawn_writer(record: Record, dir: &Path) -> Result<(Writer, History
 }
 
 impl History {
+    /// The history file, for messages.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -39,13 +39,13 @@ struct Counters {
 }
 
 #[derive(Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     counters: Mutex<Counters>,
 }
 
 impl Metrics {
     /// Count every event from `events` until the stream closes.
-    pub fn spawn(mut events: broadcast::Receiver<Event>) -> Arc<Metrics> {
+    pub(crate) fn spawn(mut events: broadcast::Receiver<Event>) -> Arc<Metrics> {
         let metrics = Arc::new(Metrics::default());
         let feed = metrics.clone();
         tokio::spawn(async move {
@@ -104,104 +104,140 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self, status: Option<&Status>) -> String {
-        let c = self.lock();
-        let mut out = String::new();
-        let mut line = |text: String| {
-            out.push_str(&text);
-            out.push('\n');
-        };
+    /// The Prometheus text exposition: the resources' gauges (from
+    /// `status`, when the node answered), then the counters.
+    pub(crate) fn render(&self, status: Option<&Status>) -> String {
+        let mut out = Exposition::default();
         if let Some(status) = status {
-            line("# HELP warden_resource_state 1 for the state each resource is in.".into());
-            line("# TYPE warden_resource_state gauge".into());
-            for group in &status.groups {
-                for r in &group.resources {
-                    line(format!(
-                        "warden_resource_state{{resource=\"{}\",group=\"{}\",type=\"{}\",state=\"{}\"}} 1",
-                        r.name, group.name, r.type_name, r.state
-                    ));
-                }
-            }
-            line(
-                "# HELP warden_resource_failures_in_period Failures counted against the restart threshold."
-                    .into(),
-            );
-            line("# TYPE warden_resource_failures_in_period gauge".into());
-            for group in &status.groups {
-                for r in &group.resources {
-                    line(format!(
-                        "warden_resource_failures_in_period{{resource=\"{}\"}} {}",
-                        r.name, r.failures_in_period
-                    ));
-                }
+            out.resource_gauges(status);
+        }
+        out.counters(&self.lock());
+        out.text
+    }
+}
+
+/// The Prometheus text exposition being written: each metric family's
+/// `# HELP` and `# TYPE` lines, then its samples, a line each.
+#[derive(Default)]
+struct Exposition {
+    text: String,
+}
+
+impl Exposition {
+    /// One line of the exposition.
+    fn line(&mut self, text: String) {
+        self.text.push_str(&text);
+        self.text.push('\n');
+    }
+
+    /// The `# HELP` and `# TYPE` lines that open the family `name`.
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        self.line(format!("# HELP {name} {help}"));
+        self.line(format!("# TYPE {name} {kind}"));
+    }
+    /// Each resource's state and its failures counted against the restart
+    /// threshold.
+    fn resource_gauges(&mut self, status: &Status) {
+        self.family(
+            "warden_resource_state",
+            "gauge",
+            "1 for the state each resource is in.",
+        );
+        for group in &status.groups {
+            for r in &group.resources {
+                self.line(format!(
+                    "warden_resource_state{{resource=\"{}\",group=\"{}\",type=\"{}\",state=\"{}\"}} 1",
+                    r.name, group.name, r.type_name, r.state
+                ));
             }
         }
-        line("# HELP warden_health_checks_total Health checks run, by check and result.".into());
-        line("# TYPE warden_health_checks_total counter".into());
+        self.family(
+            "warden_resource_failures_in_period",
+            "gauge",
+            "Failures counted against the restart threshold.",
+        );
+        for group in &status.groups {
+            for r in &group.resources {
+                self.line(format!(
+                    "warden_resource_failures_in_period{{resource=\"{}\"}} {}",
+                    r.name, r.failures_in_period
+                ));
+            }
+        }
+    }
+
+    /// What the metrics counted from the event stream.
+    fn counters(&mut self, c: &Counters) {
+        self.family(
+            "warden_health_checks_total",
+            "counter",
+            "Health checks run, by check and result.",
+        );
         for ((check, result), n) in &c.checks {
-            line(format!(
+            self.line(format!(
                 "warden_health_checks_total{{check=\"{check}\",result=\"{result}\"}} {n}"
             ));
         }
-        line("# HELP warden_health_check_latency_seconds Time a health check call took.".into());
-        line("# TYPE warden_health_check_latency_seconds histogram".into());
+        self.family(
+            "warden_health_check_latency_seconds",
+            "histogram",
+            "Time a health check call took.",
+        );
         for (check, h) in &c.latency {
+            let name = "warden_health_check_latency_seconds";
             for (bound, count) in BUCKETS.iter().zip(h.counts) {
-                line(format!(
-                    "warden_health_check_latency_seconds_bucket{{check=\"{check}\",le=\"{bound}\"}} {count}"
+                self.line(format!(
+                    "{name}_bucket{{check=\"{check}\",le=\"{bound}\"}} {count}"
                 ));
             }
-            line(format!(
-                "warden_health_check_latency_seconds_bucket{{check=\"{check}\",le=\"+Inf\"}} {}",
-                h.total
+            let total = h.total;
+            self.line(format!(
+                "{name}_bucket{{check=\"{check}\",le=\"+Inf\"}} {total}"
             ));
-            line(format!(
-                "warden_health_check_latency_seconds_sum{{check=\"{check}\"}} {}",
-                h.sum
-            ));
-            line(format!(
-                "warden_health_check_latency_seconds_count{{check=\"{check}\"}} {}",
-                h.total
-            ));
+            self.line(format!("{name}_sum{{check=\"{check}\"}} {}", h.sum));
+            self.line(format!("{name}_count{{check=\"{check}\"}} {total}"));
         }
-        line(
-            "# HELP warden_cut_off_calls_total Calls into plugins cut off or trapped, by call."
-                .into(),
+        self.family(
+            "warden_cut_off_calls_total",
+            "counter",
+            "Calls into plugins cut off or trapped, by call.",
         );
-        line("# TYPE warden_cut_off_calls_total counter".into());
         for (call, n) in &c.cut_offs {
-            line(format!("warden_cut_off_calls_total{{call=\"{call}\"}} {n}"));
+            self.line(format!("warden_cut_off_calls_total{{call=\"{call}\"}} {n}"));
         }
-        line("# HELP warden_restarts_total Restarts of failed resources.".into());
-        line("# TYPE warden_restarts_total counter".into());
+        self.family(
+            "warden_restarts_total",
+            "counter",
+            "Restarts of failed resources.",
+        );
         for (resource, n) in &c.restarts {
-            line(format!(
+            self.line(format!(
                 "warden_restarts_total{{resource=\"{resource}\"}} {n}"
             ));
         }
-        line("# HELP warden_failovers_total Groups failed over.".into());
-        line("# TYPE warden_failovers_total counter".into());
-        line(format!("warden_failovers_total {}", c.failovers));
-        line("# HELP warden_process_exits_total Managed processes that exited unasked.".into());
-        line("# TYPE warden_process_exits_total counter".into());
-        line(format!("warden_process_exits_total {}", c.process_exits));
-        line(
-            "# HELP warden_plugin_events_total Plugin swaps, roll-backs, rejections and loads."
-                .into(),
+        self.family("warden_failovers_total", "counter", "Groups failed over.");
+        self.line(format!("warden_failovers_total {}", c.failovers));
+        self.family(
+            "warden_process_exits_total",
+            "counter",
+            "Managed processes that exited unasked.",
         );
-        line("# TYPE warden_plugin_events_total counter".into());
+        self.line(format!("warden_process_exits_total {}", c.process_exits));
+        self.family(
+            "warden_plugin_events_total",
+            "counter",
+            "Plugin swaps, roll-backs, rejections and loads.",
+        );
         for (action, n) in &c.plugins {
-            line(format!(
+            self.line(format!(
                 "warden_plugin_events_total{{action=\"{action}\"}} {n}"
             ));
         }
-        line(
-            "# HELP warden_events_missed_total Events the metrics fell too far behind to count."
-                .into(),
+        self.family(
+            "warden_events_missed_total",
+            "counter",
+            "Events the metrics fell too far behind to count.",
         );
-        line("# TYPE warden_events_missed_total counter".into());
-        line(format!("warden_events_missed_total {}", c.lagged));
-        out
+        self.line(format!("warden_events_missed_total {}", c.lagged));
     }
 }

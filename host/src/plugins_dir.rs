@@ -34,7 +34,7 @@ use crate::runtime::{CompileCache, Runtime};
 use crate::type_sources::TypeSources;
 
 /// How often the directory is looked at.
-pub const POLL: Duration = Duration::from_millis(250);
+pub(crate) const POLL: Duration = Duration::from_millis(250);
 
 /// What a file looked like at one poll.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +54,7 @@ struct Tracked {
 /// (and content hashes) the agent read at start, which are not read again;
 /// `sources` says which file may provide which type; `rollout`, in a
 /// cluster, takes every file installed.
-pub fn spawn(
+pub(crate) fn spawn(
     dir: PathBuf,
     runtime: Arc<Runtime>,
     node: Node,
@@ -192,7 +192,7 @@ fn scan(dir: &Path) -> Vec<(PathBuf, Seen)> {
 }
 
 /// A hash of a file's content, to tell a changed file from a touched one.
-pub fn content_hash(bytes: &[u8]) -> u64 {
+pub(crate) fn content_hash(bytes: &[u8]) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     bytes.hash(&mut hasher);
     hasher.finish()

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// Send `state` ("READY=1", "WATCHDOG=1", "STOPPING=1", "STATUS=...") to
 /// systemd. Returns whether there was a socket to send to.
-pub fn notify(state: &str) -> io::Result<bool> {
+pub(crate) fn notify(state: &str) -> io::Result<bool> {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return Ok(false);
     };
@@ -29,7 +29,7 @@ pub fn notify(state: &str) -> io::Result<bool> {
 
 /// How often to send WATCHDOG=1: half of `WATCHDOG_USEC`, if systemd set
 /// it for this process.
-pub fn watchdog_interval() -> Option<Duration> {
+pub(crate) fn watchdog_interval() -> Option<Duration> {
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
     if let Ok(pid) = std::env::var("WATCHDOG_PID")
         && pid.parse::<u32>().ok() != Some(std::process::id())
@@ -40,7 +40,7 @@ pub fn watchdog_interval() -> Option<Duration> {
 }
 
 /// Log instead of failing: a lost notification must not stop the agent.
-pub fn notify_or_log(state: &str) {
+pub(crate) fn notify_or_log(state: &str) {
     if let Err(err) = notify(state) {
         tracing::warn!("could not notify systemd ({state}): {err}");
     }

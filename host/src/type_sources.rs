@@ -135,7 +135,7 @@ impl TypeSources {
 
 /// A `source` must name a `.wasm` file directly in the plugins directory:
 /// no path, no hidden file (the directory watcher ignores those).
-pub fn check_source_name(source: &str) -> Result<()> {
+pub(crate) fn check_source_name(source: &str) -> Result<()> {
     if source.contains('/') || source.starts_with('.') {
         bail!("{source:?} must be the name of a file in plugins_dir, not a path");
     }

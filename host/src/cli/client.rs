@@ -21,16 +21,21 @@ pub struct Connection {
     pub token: String,
 }
 
+/// `warden group ...`: the operations on groups, each one request to the
+/// admin API.
 #[derive(Subcommand, Debug)]
 pub enum GroupCommand {
     /// Create a group (a virtual server).
     Create {
+        /// The group's name.
         name: String,
         /// Nodes in order of preference (repeat); default: the agent's node.
         #[arg(long = "preferred-owner")]
         preferred_owners: Vec<String>,
+        /// Failovers within the period after which the group stays Failed.
         #[arg(long, default_value_t = 10)]
         failover_threshold: u32,
+        /// The period failovers are counted over, in seconds.
         #[arg(long, default_value_t = 21_600)]
         failover_period_s: u64,
         /// off, immediate, or a window of hours such as 22-6.
@@ -40,30 +45,43 @@ pub enum GroupCommand {
         #[arg(long)]
         offline: bool,
     },
+    /// Delete a group; it must hold no resource.
     Delete {
+        /// The group's name.
         name: String,
     },
+    /// Ask the group online (in dependency order).
     Online {
+        /// The group's name.
         name: String,
     },
+    /// Ask the group offline (in reverse dependency order).
     Offline {
+        /// The group's name.
         name: String,
     },
     /// Move the group to a node, or to the best other node.
     Move {
+        /// The group's name.
         name: String,
+        /// The node to move to; none: the best one the policy finds.
         #[arg(long)]
         to: Option<String>,
     },
 }
 
+/// `warden resource ...`: the operations on resources, each one request
+/// to the admin API.
 #[derive(Subcommand, Debug)]
 pub enum ResourceCommand {
     /// Create a resource.
     Create {
+        /// The resource's name.
         name: String,
+        /// Its type: the name of a loaded plugin.
         #[arg(long = "type")]
         type_name: String,
+        /// Its group; default: a group of its own, named after it.
         #[arg(long)]
         group: Option<String>,
         /// A resource of the same group this one needs (repeat).
@@ -72,46 +90,60 @@ pub enum ResourceCommand {
         /// A property, KEY=VALUE (repeat).
         #[arg(long = "prop", value_parser = key_value)]
         properties: Vec<(String, String)>,
+        /// Overrides the type's is-alive interval.
         #[arg(long)]
         is_alive_interval_ms: Option<u64>,
+        /// Overrides the type's pending timeout.
         #[arg(long)]
         pending_timeout_ms: Option<u64>,
     },
+    /// Delete a resource (taken offline first).
     Delete {
+        /// The resource's name.
         name: String,
     },
     /// Fail the resource on purpose (fault injection).
     Fail {
+        /// The resource's name.
         name: String,
     },
     /// Cut off the resource's pending online or offline (one its type lets
     /// run without a timeout, say); it fails and is terminated.
     Cancel {
+        /// The resource's name.
         name: String,
     },
     /// Show the resource's properties.
     Get {
+        /// The resource's name.
         name: String,
     },
     /// Set properties (KEY=VALUE ...); the group must be offline.
     Set {
+        /// The resource's name.
         name: String,
+        /// Properties, KEY=VALUE.
         #[arg(value_parser = key_value, required = true)]
         properties: Vec<(String, String)>,
     },
     /// Run a type-specific control code.
     Control {
+        /// The resource's name.
         name: String,
+        /// The type's control code.
         code: String,
+        /// Its argument.
         #[arg(default_value = "")]
         payload: String,
     },
 }
 
+/// `warden node ...`: what the operator asks of the node it talks to.
 #[derive(Subcommand, Debug)]
 pub enum NodeCommand {
     /// Take no new groups.
     Pause,
+    /// Take groups again after a pause.
     Resume,
     /// Move every group away.
     Drain,
@@ -121,10 +153,12 @@ pub enum NodeCommand {
     RecoveryOff,
 }
 
+/// `warden component ...`: server component states with requesters.
 #[derive(Subcommand, Debug)]
 pub enum ComponentCommand {
     /// Every component: its effective state and each requester's.
     List {
+        /// Print the agent's answer as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -140,6 +174,7 @@ pub enum ComponentCommand {
     },
 }
 
+/// Carry out a `warden component` command against the agent.
 pub fn component(client: &Client, command: ComponentCommand) -> Result<()> {
     match command {
         ComponentCommand::List { json } => {
@@ -181,25 +216,38 @@ pub fn component(client: &Client, command: ComponentCommand) -> Result<()> {
     }
 }
 
+/// `warden what-if ...`: what the policy would do if something happened;
+/// nothing happens.
 #[derive(Subcommand, Debug)]
 pub enum WhatIfCommand {
     /// A node goes down.
-    NodeDown { node: String },
+    NodeDown {
+        /// The node that goes down.
+        node: String,
+    },
     /// A resource fails on a node.
     ResourceFailed {
+        /// The resource that fails.
         resource: String,
+        /// The node it fails on.
         node: String,
+        /// The failure's reason, as the history would show it.
         #[arg(long, default_value = "what-if")]
         reason: String,
     },
     /// A planned move.
     Move {
+        /// The group to move.
         group: String,
+        /// The node to move to; none: the best one the policy finds.
         #[arg(long)]
         to: Option<String>,
     },
     /// A group is taken offline.
-    GroupOffline { group: String },
+    GroupOffline {
+        /// The group taken offline.
+        group: String,
+    },
 }
 
 fn key_value(text: &str) -> Result<(String, String), String> {
@@ -227,6 +275,7 @@ pub enum StreamError {
 }
 
 impl Client {
+    /// A client of the agent `connection` names, with its token.
     pub fn new(connection: &Connection) -> Client {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -339,6 +388,7 @@ pub(crate) fn text(value: &Value) -> String {
         .unwrap_or_else(|| value.to_string())
 }
 
+/// Carry out a `warden group` command against the agent.
 pub fn group(client: &Client, command: GroupCommand) -> Result<()> {
     let answer = match command {
         GroupCommand::Create {
@@ -379,6 +429,8 @@ pub fn group(client: &Client, command: GroupCommand) -> Result<()> {
     Ok(())
 }
 
+/// Carry out a `warden resource` command against the agent; `as_json`
+/// prints the agent's answer as it came.
 pub fn resource(client: &Client, command: ResourceCommand, as_json: bool) -> Result<()> {
     let answer = match command {
         ResourceCommand::Create {
@@ -457,6 +509,7 @@ pub fn resource(client: &Client, command: ResourceCommand, as_json: bool) -> Res
     Ok(())
 }
 
+/// Carry out a `warden node` command against the agent.
 pub fn node(client: &Client, command: NodeCommand) -> Result<()> {
     let verb = match command {
         NodeCommand::Pause => "pause",
@@ -469,6 +522,8 @@ pub fn node(client: &Client, command: NodeCommand) -> Result<()> {
     Ok(())
 }
 
+/// Ask the agent what its policy would do (`warden what-if`) and print
+/// the actions.
 pub fn what_if(client: &Client, command: WhatIfCommand) -> Result<()> {
     let event = match command {
         WhatIfCommand::NodeDown { node } => json!({ "node-down": node }),
@@ -493,6 +548,8 @@ pub fn what_if(client: &Client, command: WhatIfCommand) -> Result<()> {
     Ok(())
 }
 
+/// Print the types the agent has loaded (and, in a cluster, each node's
+/// builds); `as_json`: the agent's answer as it came.
 pub fn plugins(client: &Client, as_json: bool) -> Result<()> {
     let list = client.call("GET", "/v1/plugins", None)?;
     if as_json {
@@ -528,6 +585,8 @@ pub fn plugins(client: &Client, as_json: bool) -> Result<()> {
     Ok(())
 }
 
+/// Print the versions of `type_name` the agent has loaded, the active
+/// one marked.
 pub fn plugin_versions(client: &Client, type_name: &str) -> Result<()> {
     let list = client.call("GET", &format!("/v1/plugins/{type_name}/versions"), None)?;
     for v in list.as_array().cloned().unwrap_or_default() {
@@ -543,6 +602,8 @@ pub fn plugin_versions(client: &Client, type_name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Ask the agent to roll back, pin or unpin (`verb`) `type_name`, and
+/// print its answer.
 pub fn plugin_verb(
     client: &Client,
     type_name: &str,

@@ -14,20 +14,26 @@ use super::plugin_test;
     version,
     about = "A cluster resource host whose resource types are WebAssembly components"
 )]
+/// The `warden` command line: what `main` parses.
 pub struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
     pub log_format: LogFormat,
+    /// The subcommand to run.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// How the agent's log lines are written.
 #[derive(Clone, Copy, ValueEnum)]
 pub enum LogFormat {
+    /// One readable line per event, for a terminal.
     Human,
+    /// One JSON object per line, for a log collector.
     Json,
 }
 
+/// Every subcommand of `warden`, with its arguments.
 #[derive(Subcommand)]
 pub enum Command {
     /// Show nodes, groups and resources (the crm_mon view).
@@ -35,43 +41,55 @@ pub enum Command {
         /// Refresh every two seconds.
         #[arg(long)]
         watch: bool,
+        /// Print the agent's answer as JSON.
         #[arg(long)]
         json: bool,
+        /// Where the agent's API is and its token.
         #[command(flatten)]
         connection: Connection,
     },
     /// Create, delete and operate groups.
     Group {
+        /// What to do with the group.
         #[command(subcommand)]
         command: super::client::GroupCommand,
+        /// Where the agent's API is and its token.
         #[command(flatten)]
         connection: Connection,
     },
     /// Create, delete, configure and operate resources.
     Resource {
+        /// What to do with the resource.
         #[command(subcommand)]
         command: super::client::ResourceCommand,
+        /// Print the agent's answer as JSON.
         #[arg(long, global = true)]
         json: bool,
+        /// Where the agent's API is and its token.
         #[command(flatten)]
         connection: Connection,
     },
     /// Pause, resume or drain this node; switch recovery actions.
     Node {
+        /// What to ask of the node.
         #[command(subcommand)]
         command: super::client::NodeCommand,
+        /// Where the agent's API is and its token.
         #[command(flatten)]
         connection: Connection,
     },
     /// Server component states with requesters.
     Component {
+        /// What to do with component states.
         #[command(subcommand)]
         command: super::client::ComponentCommand,
+        /// Where the agent's API is and its token.
         #[command(flatten)]
         connection: Connection,
     },
     /// The event history, newest last, in local time.
     Events {
+        /// Only events of this resource.
         #[arg(long)]
         resource: Option<String>,
         /// Only events of this kind (state, check, cut-off, policy, ...).
@@ -90,13 +108,16 @@ pub enum Command {
         /// One JSON object per line, with `at` (RFC 3339) beside `at_ms`.
         #[arg(long)]
         json: bool,
+        /// Where the agent's API is and its token.
         #[command(flatten)]
         connection: Connection,
     },
     /// What the policy would do on a hypothetical event; nothing happens.
     WhatIf {
+        /// The event to imagine.
         #[command(subcommand)]
         command: super::client::WhatIfCommand,
+        /// Where the agent's API is and its token.
         #[command(flatten)]
         connection: Connection,
     },
@@ -117,12 +138,14 @@ pub enum Command {
     },
     /// Work with plugin files.
     Plugin {
+        /// What to do with plugins.
         #[command(subcommand)]
         command: PluginCommand,
     },
     /// Drive a fence device of the configuration directly: the power state
     /// of a node, or power it off, on, or cycle it (`[[cluster.fence_device]]`).
     Fence {
+        /// What to ask of the device.
         #[arg(value_enum)]
         action: FenceAction,
         /// The node, as [cluster] nodes names it.
@@ -137,8 +160,10 @@ pub enum Command {
     /// A tiny HTTP service for the dev mode and the tests to supervise.
     #[command(hide = true)]
     DemoService {
+        /// The service's name, in its answers.
         #[arg(long)]
         name: String,
+        /// The address to listen on.
         #[arg(long)]
         listen: SocketAddr,
         /// Append start and alive lines to this file (for the tests).
@@ -151,6 +176,7 @@ pub enum Command {
     /// supervises, so the demo needs no binary but this one.
     #[command(hide = true)]
     MailService {
+        /// The service: store, smtp, http, mta, indexer or attendant.
         name: String,
         /// The service's own arguments (see examples/mail-services/README.md).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -173,9 +199,13 @@ pub enum Command {
 /// What `warden fence` asks of a device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum FenceAction {
+    /// Ask the device whether the node is on or off.
     Status,
+    /// Power the node off.
     Off,
+    /// Power the node on.
     On,
+    /// Power the node off and on again.
     Reboot,
 }
 
@@ -186,13 +216,19 @@ pub enum DevExample {
     Exchange,
 }
 
+/// `warden plugin ...`: check, test, list and manage resource type
+/// plugins.
 #[derive(Subcommand)]
 pub enum PluginCommand {
     /// Load a .wasm file as the agent would and print its description.
-    Check { file: PathBuf },
+    Check {
+        /// The `.wasm` file to check.
+        file: PathBuf,
+    },
     /// Run one resource of a .wasm file through its whole life cycle
     /// against real processes, printing each step with its timing.
     Test {
+        /// The `.wasm` file to test.
         file: PathBuf,
         /// A property, KEY=VALUE (repeat).
         #[arg(long = "prop", value_parser = plugin_test::key_value)]
@@ -201,6 +237,7 @@ pub enum PluginCommand {
         /// plugin's own `program` property is never granted by itself.
         #[arg(long = "grant-program")]
         grant_programs: Vec<PathBuf>,
+        /// How often to run the health checks, in milliseconds.
         #[arg(long, default_value_t = plugin_test::DEFAULT_CHECK_INTERVAL_MS)]
         check_interval_ms: u64,
         /// Override the type's pending timeout, to see a hang sooner.
@@ -209,33 +246,45 @@ pub enum PluginCommand {
     },
     /// The resource types a running agent has loaded.
     List {
+        /// Print the agent's answer as JSON.
         #[arg(long)]
         json: bool,
+        /// Where the agent's API is and its token.
         #[command(flatten)]
         connection: Connection,
     },
     /// The versions of a type the agent has loaded; the active one marked.
     Versions {
+        /// The type's name.
         type_name: String,
+        /// Where the agent's API is and its token.
         #[command(flatten)]
         connection: Connection,
     },
     /// Swap a type back to the version it ran before the last swap.
     Rollback {
+        /// The type's name.
         type_name: String,
+        /// Where the agent's API is and its token.
         #[command(flatten)]
         connection: Connection,
     },
     /// Keep a type on a version: dropped-in files no longer upgrade it.
     Pin {
+        /// The type's name.
         type_name: String,
+        /// The version to keep; default: the one running.
         #[arg(long)]
         version: Option<String>,
+        /// Where the agent's API is and its token.
         #[command(flatten)]
         connection: Connection,
     },
+    /// Let dropped-in files upgrade the type again.
     Unpin {
+        /// The type's name.
         type_name: String,
+        /// Where the agent's API is and its token.
         #[command(flatten)]
         connection: Connection,
     },

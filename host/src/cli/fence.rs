@@ -12,7 +12,7 @@ use crate::config::AgentConfig;
 use crate::fencing::{Action, Fencing};
 use crate::runtime::{Runtime, RuntimeConfig};
 
-pub async fn run(action: FenceAction, node: &str, config: &Path, wait: bool) -> Result<()> {
+pub(super) async fn run(action: FenceAction, node: &str, config: &Path, wait: bool) -> Result<()> {
     let config = AgentConfig::load(config)?;
     let Some(cluster) = &config.cluster else {
         bail!("the configuration has no [cluster], so no [[cluster.fence_device]]");

@@ -15,6 +15,11 @@ use crate::runtime::{Plugin, Runtime, RuntimeConfig};
 
 /// Carry out `command` (any but the fence guard, which `main` starts
 /// before the async runtime).
+///
+/// Long on purpose: one arm per command of the clap tree, each a few
+/// lines that call into the client or the agent, so that what every
+/// command does is read in one place, in the order `warden --help` lists
+/// them. The work is in the functions the arms call.
 pub async fn run(command: Command) -> Result<()> {
     match command {
         Command::Agent {

@@ -21,7 +21,9 @@ use crate::runtime::{Grants, Plugin, ResourceDirs, Runtime, RuntimeConfig};
 
 /// What `warden plugin test` was asked.
 pub struct TestArgs {
+    /// The `.wasm` file to test.
     pub file: PathBuf,
+    /// The resource's properties, as `--prop KEY=VALUE` gave them.
     pub properties: Vec<(String, String)>,
     /// Programs the resource may start (`--grant-program`); none: it may
     /// start nothing. Never taken from the plugin or its properties: the
@@ -128,6 +130,9 @@ async fn checks(
     }
 }
 
+/// Run `warden plugin test`: one resource of the file through its whole
+/// life cycle, each step printed with its timing; an error names the
+/// step that failed.
 pub async fn run(args: TestArgs) -> Result<()> {
     let total = Instant::now();
     let result = life_cycle(&args).await;

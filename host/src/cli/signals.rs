@@ -24,6 +24,8 @@ pub struct StopSignals {
 }
 
 impl StopSignals {
+    /// Listen for SIGINT and SIGTERM from now on, so that one sent during
+    /// start-up is not lost.
     pub fn listen() -> Result<StopSignals> {
         use tokio::signal::unix::{SignalKind, signal};
         Ok(StopSignals {

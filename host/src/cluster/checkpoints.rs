@@ -45,6 +45,8 @@ impl fmt::Debug for EtcdCheckpoints {
 }
 
 impl EtcdCheckpoints {
+    /// Checkpoints of `me`'s resources in etcd, written only under the
+    /// ownership key of their group on `lease` (the node's current lease).
     pub fn new(
         etcd: Etcd,
         keys: Keys,

@@ -8,6 +8,7 @@ pub struct Keys {
 }
 
 impl Keys {
+    /// The keys of cluster `cluster`, all under `/warden/CLUSTER/`.
     pub fn new(cluster: &str) -> Keys {
         Keys {
             prefix: format!("/warden/{cluster}/"),
@@ -46,6 +47,7 @@ impl Keys {
         format!("{}members/{node}", self.prefix)
     }
 
+    /// Where every member key lies (for a listing or a watch).
     pub fn members_prefix(&self) -> String {
         format!("{}members/", self.prefix)
     }
@@ -61,6 +63,8 @@ impl Keys {
         format!("{}progress/{node}", self.prefix)
     }
 
+    /// Where every node's reading progress lies (compaction waits for the
+    /// slowest).
     pub fn progress_prefix(&self) -> String {
         format!("{}progress/", self.prefix)
     }
@@ -75,6 +79,7 @@ impl Keys {
         format!("{}plugins/{node}", self.prefix)
     }
 
+    /// Where every node's record of its running builds lies.
     pub fn node_plugins_prefix(&self) -> String {
         format!("{}plugins/", self.prefix)
     }
@@ -84,6 +89,7 @@ impl Keys {
         format!("{}rollout/{type_name}", self.prefix)
     }
 
+    /// Where every type's announced build lies.
     pub fn rollout_prefix(&self) -> String {
         format!("{}rollout/", self.prefix)
     }
@@ -93,6 +99,7 @@ impl Keys {
         format!("{}pins/{type_name}", self.prefix)
     }
 
+    /// Where every type's cluster-wide pin lies.
     pub fn pins_prefix(&self) -> String {
         format!("{}pins/", self.prefix)
     }
@@ -102,6 +109,7 @@ impl Keys {
         format!("{}blobs/{sha256}/{index:04}", self.prefix)
     }
 
+    /// Where the chunks of the component with this SHA-256 lie.
     pub fn blob_prefix(&self, sha256: &str) -> String {
         format!("{}blobs/{sha256}/", self.prefix)
     }

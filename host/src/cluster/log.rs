@@ -29,6 +29,8 @@ const PAGE: i64 = 500;
 /// One entry of the log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogEntry {
+    /// The entry's place in the log, from 1: every node applies entries in
+    /// this order.
     pub seq: u64,
     /// When its writer appended it (wall clock, ms).
     pub at: Millis,
@@ -39,6 +41,7 @@ pub struct LogEntry {
     /// entries written before it existed.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub id: String,
+    /// What happened.
     pub event: LogEvent,
 }
 
@@ -49,7 +52,9 @@ pub enum LogEvent {
     /// The cluster's configuration: its nodes, groups and resources. The
     /// first entry of every log.
     Configure {
+        /// The cluster's nodes, in the order that breaks ties.
         nodes: Vec<String>,
+        /// The cluster's groups and resources.
         desired: Desired,
     },
     /// Something the policy engine takes in.

@@ -43,13 +43,17 @@ pub const MAX_COMPONENT: usize = 32 << 20;
 
 /// Where a running type came from.
 pub const BUILT_IN: &str = "built-in";
+/// Where a build came from, in a node's record: the operator's file (not
+/// the rollout's).
 pub const FILE: &str = "file";
 
 /// One type as a node runs it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunningType {
+    /// The type's name.
     #[serde(rename = "type")]
     pub type_name: String,
+    /// The version it runs.
     pub version: String,
     /// The contract version the component was built against.
     pub contract: String,
@@ -57,6 +61,7 @@ pub struct RunningType {
     pub sha256: Option<String>,
     /// [`BUILT_IN`] or [`FILE`].
     pub source: String,
+    /// Whether the operator pinned this version.
     pub pinned: bool,
 }
 
@@ -65,18 +70,27 @@ pub struct RunningType {
 pub struct NodePlugins {
     /// The contract version the node's agent implements.
     pub agent_contract: String,
+    /// Every type the node runs.
     pub types: Vec<RunningType>,
 }
 
 /// The build of a type to roll out, at `rollout/TYPE`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Announcement {
+    /// The type's name.
     #[serde(rename = "type")]
     pub type_name: String,
+    /// The build's version.
     pub version: String,
+    /// The contract version it was built against (a node refuses an
+    /// incompatible one).
     pub contract: String,
+    /// The component's SHA-256, in hex: what a fetched copy is checked
+    /// against.
     pub sha256: String,
+    /// The component's size in bytes.
     pub size: usize,
+    /// How many chunks of at most `CHUNK` bytes hold it.
     pub chunks: usize,
     /// The node whose plugins directory it was dropped into.
     pub from: String,
@@ -141,6 +155,8 @@ pub struct ClusterPlugins {
 }
 
 impl ClusterPlugins {
+    /// What the cluster keeps about plugin builds, as node `me` on `lease`
+    /// (its records live on the lease, so they go with the node).
     pub fn new(
         etcd: Etcd,
         keys: Keys,
@@ -158,6 +174,7 @@ impl ClusterPlugins {
         }
     }
 
+    /// This node's name.
     pub fn me(&self) -> &str {
         &self.me
     }

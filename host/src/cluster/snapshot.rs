@@ -41,6 +41,8 @@ const WRITE_RACES: usize = 100;
 /// The cluster's state after entry `seq`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogSnapshot {
+    /// The snapshot's format: a node refuses one of another format
+    /// (`SNAPSHOT_FORMAT`) and reads the whole log instead.
     pub format: u32,
     /// The last entry the state includes.
     pub seq: u64,
@@ -50,7 +52,9 @@ pub struct LogSnapshot {
     /// The configuration in force: the cluster's nodes and what the last
     /// configuration entry applied said.
     pub nodes: Vec<String>,
+    /// The configuration in force at that entry.
     pub desired: Desired,
+    /// The policy engine's whole state at that entry.
     pub engine: EngineSnapshot,
 }
 
@@ -60,10 +64,15 @@ pub enum Written {
     /// The snapshot is now the newest.
     Written,
     /// A snapshot of this entry or a later one was there: kept.
-    Kept { there: u64 },
+    Kept {
+        /// A snapshot of a later entry (`there`) is there already: it stays.
+        there: u64,
+    },
 }
 
 impl LogSnapshot {
+    /// A snapshot taken after entry `seq`, at time `now_ms`, of the
+    /// configuration and the engine's state.
     pub fn new(
         seq: u64,
         at: Millis,

@@ -8,7 +8,7 @@
 //! 0.2.0 one does, and the rest of the agent never asks which it was.
 
 /// `warden:resource@0.2.0`, the contract of `wit/resource.wit`.
-#[allow(missing_docs, clippy::all)]
+#[allow(missing_docs, unreachable_pub, clippy::all)] // generated code
 pub mod current {
     wasmtime::component::bindgen!({
         path: "../wit",
@@ -19,7 +19,7 @@ pub mod current {
 }
 
 /// `warden:resource@0.1.0`, frozen in `wit/released/0.1.0/`.
-#[allow(missing_docs, clippy::all)]
+#[allow(missing_docs, unreachable_pub, clippy::all)] // generated code
 pub mod v0_1 {
     wasmtime::component::bindgen!({
         path: "../wit/released/0.1.0",

@@ -54,8 +54,11 @@ pub const SUPPORTED: [(ContractVersion, Line); 2] = [
 /// A `major.minor.patch` contract version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ContractVersion {
+    /// Incompatible changes (from 1.0).
     pub major: u64,
+    /// New features; before 1.0, incompatible changes too.
     pub minor: u64,
+    /// Fixes.
     pub patch: u64,
 }
 
@@ -100,15 +103,22 @@ pub enum ContractError {
          (or run an agent that speaks {plugin})",
         older_supported()
     )]
+    /// The plugin was built against a contract this agent does not accept.
     IncompatibleVersion {
+        /// The contract version the plugin names.
         plugin: String,
+        /// The version this agent implements.
         host: ContractVersion,
     },
     #[error(
         "the component does not export {EXPORT} (it exports: {}); is it a Warden plugin?",
         if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") }
     )]
-    NotAPlugin { exports: Vec<String> },
+    /// The component exports no resource type; what it exports instead.
+    NotAPlugin {
+        /// What it exports instead.
+        exports: Vec<String>,
+    },
 }
 
 /// The released versions this agent still runs, for messages: `0.1.0`.

@@ -23,7 +23,7 @@ use super::free_port;
 use crate::config::AgentConfig;
 
 /// The virtual server's (and its group's) name.
-pub const SERVER: &str = "evs1";
+pub(crate) const SERVER: &str = "evs1";
 
 /// One resource of the virtual server: its name, its type, what it depends
 /// on, the scheme a client reaches it by, the `mail-service` it runs and
@@ -92,7 +92,7 @@ const PARTS: &[Part] = &[
 ];
 
 /// The demo as the banner shows it: each resource's name and address.
-pub struct Demo {
+pub(crate) struct Demo {
     pub services: Vec<(&'static str, &'static str, SocketAddr)>,
 }
 
@@ -107,7 +107,7 @@ impl Demo {
 
 /// A configuration for the demo node in `dir`, running `exe` as every
 /// service, and the addresses it gives them.
-pub fn config(dir: &Path, exe: &Path) -> Result<(AgentConfig, Demo)> {
+pub(crate) fn config(dir: &Path, exe: &Path) -> Result<(AgentConfig, Demo)> {
     let token_file = dir.join("api-token");
     crate::config::write_token_file(&token_file, &super::random_token()?)?;
     let mut addrs = Vec::new();
@@ -129,61 +129,16 @@ pub fn config(dir: &Path, exe: &Path) -> Result<(AgentConfig, Demo)> {
             "[plugins.{}]\nallow_programs = [{exe_text:?}]\n\n",
             part.type_name
         ));
-        let depends_on: Vec<String> = part.depends_on.iter().map(|d| format!("{d:?}")).collect();
-        let args = format!(
-            "mail-service {} {}",
-            part.service,
-            part.args
-                .replace("{server}", SERVER)
-                .replace("{watch}", &watch.join(","))
-        );
-        let properties = match part.type_name {
-            // The process type has no address property and no template:
-            // its `args` carries the address itself.
-            "process" => format!(
-                "program = {exe_text:?}, args = {:?}, stop-grace-ms = 2000",
-                args.replace("{address}", &addr.to_string())
-            ),
-            // The store type has no `store` property: it is the store.
-            "store" => format!("program = {exe_text:?}, args = {args:?}, address = \"{addr}\""),
-            _ => format!(
-                "program = {exe_text:?}, args = {args:?}, address = \"{addr}\", store = \"{store}\""
-            ),
-        };
-        resources.push_str(&format!(
-            r#"
-[[resource]]
-name = "{name}"
-type = "{type_name}"
-group = "{SERVER}"
-depends_on = [{depends_on}]
-looks_alive_interval_ms = 5000
-is_alive_interval_ms = 10000
-restart = {{ threshold = 3, period_s = 900, delay_ms = 500 }}
-properties = {{ {properties} }}
-"#,
-            name = part.name,
-            type_name = part.type_name,
-            depends_on = depends_on.join(", "),
-        ));
+        resources.push_str(&resource_entry(part, *addr, &exe_text, &watch, store));
     }
     let text = format!(
         r#"# The Exchange virtual server {SERVER} on one node: `warden agent --dev --example exchange`.
-[node]
-name = "dev"
-data_dir = {dir:?}
-
-[api]
-listen = "{api}"
-token_file = {token_file:?}
-
+{node_and_api}
 # Every service is this warden binary (`warden mail-service NAME`).
 {grants}[[group]]
 name = "{SERVER}"
 {resources}"#,
-        dir = dir.display().to_string(),
-        api = free_port()?,
-        token_file = token_file.display().to_string(),
+        node_and_api = super::node_and_api(dir, &token_file)?,
     );
     std::fs::write(dir.join("warden.toml"), &text).context("writing the demo configuration")?;
     let config = AgentConfig::parse(&text).context("the Exchange demo's own configuration")?;
@@ -195,10 +150,59 @@ name = "{SERVER}"
     Ok((config, Demo { services }))
 }
 
+/// The `[[resource]]` entry of one part of the virtual server, at `addr`:
+/// the warden binary `exe_text` running its mail service, which `watch`es
+/// (the System Attendant) or uses the store at `store`.
+fn resource_entry(
+    part: &Part,
+    addr: SocketAddr,
+    exe_text: &str,
+    watch: &[String],
+    store: SocketAddr,
+) -> String {
+    let depends_on: Vec<String> = part.depends_on.iter().map(|d| format!("{d:?}")).collect();
+    let args = format!(
+        "mail-service {} {}",
+        part.service,
+        part.args
+            .replace("{server}", SERVER)
+            .replace("{watch}", &watch.join(","))
+    );
+    let properties = match part.type_name {
+        // The process type has no address property and no template:
+        // its `args` carries the address itself.
+        "process" => format!(
+            "program = {exe_text:?}, args = {:?}, stop-grace-ms = 2000",
+            args.replace("{address}", &addr.to_string())
+        ),
+        // The store type has no `store` property: it is the store.
+        "store" => format!("program = {exe_text:?}, args = {args:?}, address = \"{addr}\""),
+        _ => format!(
+            "program = {exe_text:?}, args = {args:?}, address = \"{addr}\", store = \"{store}\""
+        ),
+    };
+    format!(
+        r#"
+[[resource]]
+name = "{name}"
+type = "{type_name}"
+group = "{SERVER}"
+depends_on = [{depends_on}]
+looks_alive_interval_ms = 5000
+is_alive_interval_ms = 10000
+restart = {{ threshold = 3, period_s = 900, delay_ms = 500 }}
+properties = {{ {properties} }}
+"#,
+        name = part.name,
+        type_name = part.type_name,
+        depends_on = depends_on.join(", "),
+    )
+}
+
 /// What the demo's banner says after the lines common to every dev node:
 /// each resource's address, how to send a mail and read it back. The
 /// commands use curl (its SMTP client), as a fresh machine has it.
-pub fn print_banner(demo: &Demo) {
+pub(crate) fn print_banner(demo: &Demo) {
     for (name, scheme, addr) in &demo.services {
         let slash = if *scheme == "http" { "/" } else { "" };
         println!("  resource {name}: {scheme}://{addr}{slash}");
@@ -206,7 +210,7 @@ pub fn print_banner(demo: &Demo) {
 }
 
 /// The lines that tell how to use the virtual server, printed last.
-pub fn print_try(demo: &Demo) {
+pub(crate) fn print_try(demo: &Demo) {
     let (Some(smtp), Some(http), Some(attendant)) = (
         demo.addr("smtp"),
         demo.addr("http"),

@@ -5,7 +5,7 @@
 //! HTTP services run by the warden binary itself; or, with `--example
 //! exchange`, the whole Exchange virtual server ([`exchange`]).
 
-pub mod exchange;
+pub(crate) mod exchange;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use crate::config::AgentConfig;
 
 /// A configuration for a dev node in `dir`, running `exe` as the services.
-pub fn config(dir: &Path, exe: &Path) -> Result<(AgentConfig, Vec<(String, SocketAddr)>)> {
+pub(crate) fn config(dir: &Path, exe: &Path) -> Result<(AgentConfig, Vec<(String, SocketAddr)>)> {
     let token_file = dir.join("api-token");
     crate::config::write_token_file(&token_file, &random_token()?)?;
     let mut services = Vec::new();
@@ -40,14 +40,7 @@ properties = {{ program = {exe:?}, args = "demo-service --name {name} --listen {
     }
     let text = format!(
         r#"
-[node]
-name = "dev"
-data_dir = {dir:?}
-
-[api]
-listen = "{api}"
-token_file = {token_file:?}
-
+{node_and_api}
 # The demo services, and the program of the README's example resource.
 [plugins.process]
 allow_programs = [{exe:?}, "/usr/bin/sleep"]
@@ -55,19 +48,35 @@ allow_programs = [{exe:?}, "/usr/bin/sleep"]
 [[group]]
 name = "demo"
 {resources}"#,
-        dir = dir.display().to_string(),
+        node_and_api = node_and_api(dir, &token_file)?,
         exe = exe.display().to_string(),
-        api = free_port()?,
-        token_file = token_file.display().to_string(),
     );
     std::fs::write(dir.join("warden.toml"), &text).context("writing the dev configuration")?;
     Ok((AgentConfig::parse(&text)?, services))
 }
 
+/// The `[node]` and `[api]` sections of a dev node in `dir`: node `dev`,
+/// the admin API on a free loopback port with the token in `token_file`.
+pub(crate) fn node_and_api(dir: &Path, token_file: &Path) -> Result<String> {
+    Ok(format!(
+        r#"[node]
+name = "dev"
+data_dir = {dir:?}
+
+[api]
+listen = "{api}"
+token_file = {token_file:?}
+"#,
+        dir = dir.display().to_string(),
+        api = free_port()?,
+        token_file = token_file.display().to_string(),
+    ))
+}
+
 /// A fresh folder for a dev node's data: a name nobody can guess, created
 /// here (never one that exists already, which another local user could
 /// have planted) and readable by this user alone.
-pub fn data_dir() -> Result<PathBuf> {
+pub(crate) fn data_dir() -> Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
     let dir = std::env::temp_dir().join(format!(
         "warden-dev-{}-{}",

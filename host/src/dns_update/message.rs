@@ -12,7 +12,7 @@ use super::DnsError;
 
 /// The UDP payload size we advertise (EDNS): the size the DNS flag day
 /// 2020 settled on, which fits any path's MTU.
-pub const EDNS_PAYLOAD: u16 = 1232;
+pub(crate) const EDNS_PAYLOAD: u16 = 1232;
 
 /// A request ready to send: its bytes, its id and what checks the answer.
 pub(crate) struct Signed {

@@ -22,7 +22,9 @@ use super::{Command, HeldAddress, MAX_LINE, addresses};
 /// the timeout the agent derived from its lease TTL.
 #[derive(Debug, Clone)]
 pub struct WatchdogSetup {
+    /// The watchdog device to arm.
     pub device: PathBuf,
+    /// Its timeout in seconds (a third of the lease TTL).
     pub timeout_s: u32,
 }
 

@@ -129,13 +129,22 @@ pub const MAX_VOUCH: Duration = Duration::from_secs(24 * 3600);
 /// One line of the protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
+    /// `vouch MS`: the agent renewed its lease; kill nothing for MS.
     Vouch(Duration),
+    /// `grace MS`: the agent fences itself; kill after MS if it froze.
     Grace(Duration),
+    /// `owns N`: the node owns N groups (the watchdog is armed while N > 0).
     Owns(u32),
+    /// `hold PGID`: a service's process group to kill if the vouch runs out.
     Hold(i32),
+    /// `release PGID`: that service ended; forget its group.
     Release(i32),
+    /// `hold-address ADDR/PREFIX IFACE`: a virtual address is (about to be)
+    /// up on this node.
     HoldAddress(HeldAddress),
+    /// `release-address ADDR/PREFIX IFACE`: it is off again.
     ReleaseAddress(HeldAddress),
+    /// `release-all`: the goodbye of an agent stopping cleanly.
     ReleaseAll,
 }
 

@@ -32,8 +32,11 @@ use nix::errno::Errno;
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
 pub struct WatchdogInfo {
+    /// The `WDIOF_*` options the device supports.
     pub options: u32,
+    /// The firmware's version, as the driver reports it.
     pub firmware_version: u32,
+    /// The driver's name, NUL-padded.
     pub identity: [u8; 32],
 }
 
@@ -166,6 +169,7 @@ impl Armed {
         self.timeout
     }
 
+    /// The device's path, for messages.
     pub fn path(&self) -> &Path {
         &self.path
     }

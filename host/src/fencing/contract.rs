@@ -14,7 +14,7 @@ use wasmtime::component::types::ComponentItem;
 use crate::contract::ContractVersion;
 
 /// Generated bindings for the `fence-device` world.
-#[allow(missing_docs, clippy::all)]
+#[allow(missing_docs, unreachable_pub, clippy::all)] // generated; its types are re-exported one by one
 pub mod bindings {
     wasmtime::component::bindgen!({
         path: ["../wit/released/0.1.0", "../wit/fence"],
@@ -28,7 +28,8 @@ pub mod bindings {
     });
 }
 
-pub use bindings::exports::warden::fence::fence_type::{FenceInfo, PowerState};
+pub(super) use bindings::exports::warden::fence::fence_type::FenceInfo;
+pub use bindings::exports::warden::fence::fence_type::PowerState;
 
 /// The interface a fence type exports.
 pub const EXPORT: &str = "warden:fence/fence-type";
@@ -41,7 +42,7 @@ pub const VERSION: ContractVersion = ContractVersion {
 
 /// Check that `component` exports [`EXPORT`] at a version we accept, or
 /// say what it is instead.
-pub fn check(engine: &Engine, component: &Component) -> Result<(), String> {
+pub(super) fn check(engine: &Engine, component: &Component) -> Result<(), String> {
     let exports: Vec<String> = component
         .component_type()
         .exports(engine)

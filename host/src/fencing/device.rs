@@ -17,12 +17,17 @@ const CONFIRM_POLL: Duration = Duration::from_millis(250);
 /// One power action of the contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
+    /// Power the node off.
     Off,
+    /// Power the node on.
     On,
+    /// Power the node off and on again.
     Reboot,
 }
 
 impl Action {
+    /// The action's name, as the event history and the fence type's calls
+    /// write it.
     pub fn name(self) -> &'static str {
         match self {
             Action::Off => "off",

@@ -18,7 +18,7 @@ use crate::runtime::{
 };
 
 /// How long `describe` and `validate` may take.
-pub const TYPE_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const TYPE_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one `status`, `off`, `on` or `reboot` may take: a BMC can be
 /// slow, but a fence that hangs must not hold a failover for ever. The
 /// Redfish type bounds each request itself (at most 20 s) and says why.
@@ -98,10 +98,12 @@ impl FenceType {
         Ok(fence_type)
     }
 
+    /// What the fence type says about itself.
     pub fn info(&self) -> &FenceInfo {
         &self.info
     }
 
+    /// The type's name.
     pub fn name(&self) -> &str {
         &self.info.name
     }

@@ -72,6 +72,8 @@ impl Fencing {
         Ok(fencing)
     }
 
+    /// Whether no fence device is configured (nodes are then marked down
+    /// when their keys go, without fencing).
     pub fn is_empty(&self) -> bool {
         self.devices.is_empty()
     }

@@ -19,6 +19,7 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FenceDeviceSection {
+    /// The device's name, for messages and the event history.
     pub name: String,
     /// The fence type (`redfish`).
     #[serde(rename = "type")]
@@ -39,6 +40,7 @@ fn default_confirm_s() -> u64 {
 }
 
 impl FenceDeviceSection {
+    /// How long to wait for the device to confirm a node is off.
     pub fn confirm_within(&self) -> Duration {
         Duration::from_secs(self.confirm_s)
     }

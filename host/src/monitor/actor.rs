@@ -135,13 +135,16 @@ pub(crate) struct Actor {
 /// A resource reached a new state; sent to the group policy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StateChange {
+    /// The resource, by name.
     pub resource: String,
+    /// Its new state.
     pub state: ResourceState,
+    /// Why it moved, when it failed.
     pub reason: Option<String>,
 }
 
 impl Actor {
-    pub async fn run(mut self) {
+    pub(super) async fn run(mut self) {
         loop {
             let check = self.next_check();
             tokio::select! {
@@ -222,6 +225,11 @@ impl Actor {
         }
     }
 
+    /// Carry out one command of the monitor or the node.
+    ///
+    /// Long on purpose: one arm per [`Command`], each a few lines around
+    /// one call into the plugin (through the instance, so bounded); one
+    /// match shows which commands a resource in each state accepts.
     async fn handle(&mut self, command: Command) {
         match command {
             Command::Online => {
@@ -571,10 +579,12 @@ pub struct ResourceHandle {
 pub struct Gone(pub String);
 
 impl ResourceHandle {
+    /// The resource's name.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The resource's status now.
     pub fn status(&self) -> ResourceStatus {
         self.status.borrow().clone()
     }

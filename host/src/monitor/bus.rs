@@ -36,7 +36,9 @@ pub struct EventBus {
 
 /// The receiving side of the record: the history writer's.
 pub struct Record {
+    /// Every non-routine event, in order, none dropped.
     pub events: mpsc::UnboundedReceiver<Event>,
+    /// How many are queued and not yet taken (a metric).
     pub queued: Arc<AtomicU64>,
 }
 

@@ -15,12 +15,15 @@ use super::state::ResourceState;
 pub struct Event {
     /// Milliseconds since the Unix epoch.
     pub at_ms: u64,
+    /// The resource (or node, for node-wide events) it concerns.
     pub resource: String,
+    /// What happened.
     #[serde(flatten)]
     pub kind: EventKind,
 }
 
 impl Event {
+    /// An event about `resource` at this instant.
     pub fn now(resource: &str, kind: EventKind) -> Event {
         let at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -40,40 +43,69 @@ impl Event {
     }
 }
 
+/// What happened to a resource, or to the node.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum EventKind {
     /// The resource moved from one state to another.
     State {
+        /// The state before.
         from: ResourceState,
+        /// The state after.
         to: ResourceState,
+        /// Why, when it failed.
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
     /// A health check ran.
     Check {
+        /// `looks-alive` or `is-alive`.
         check: &'static str,
+        /// Whether it passed.
         healthy: bool,
+        /// How long it took, in microseconds.
         latency_us: u64,
+        /// Why it failed, if it did.
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
     /// A call was cut off or trapped; its instance was thrown away.
-    CutOff { call: &'static str, reason: String },
+    CutOff {
+        /// The call into the plugin.
+        call: &'static str,
+        /// Why, in words an operator can act on.
+        reason: String,
+    },
     /// The managed process ended without being asked to.
-    ProcessExited { pid: u32, how: String },
+    ProcessExited {
+        /// The process id.
+        pid: u32,
+        /// How it ended (exit code or signal).
+        how: String,
+    },
     /// A decision of the group policy about this resource or group: a
     /// restart, a failover, a group left Failed, a refusal.
-    Policy { action: String, reason: String },
+    Policy {
+        /// What was done.
+        action: String,
+        /// Why, in words an operator can act on.
+        reason: String,
+    },
     /// A resource type was loaded, rejected, swapped, rolled back or its
     /// file removed (the event's subject is the type or the file).
     Plugin {
+        /// `loaded`, `swapped`, `rolled-back`, `rejected`, ...
         action: String,
+        /// The version concerned, if one is.
         #[serde(skip_serializing_if = "Option::is_none")]
         version: Option<String>,
+        /// Why, when there is more to say.
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
     /// Terminate after a failure did not succeed either.
-    TerminateFailed { reason: String },
+    TerminateFailed {
+        /// Terminate failed; the resource may still hold what it started.
+        reason: String,
+    },
 }

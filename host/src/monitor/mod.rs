@@ -27,7 +27,9 @@ pub use spec::{
 };
 pub use state::{ResourceState, ResourceStatus};
 
-use crate::runtime::{CheckpointStore, Grants, Instance, InstanceConfig, Plugin, ResourceContext};
+use crate::runtime::{
+    CheckpointStore, Grants, Instance, InstanceConfig, Plugin, ProcessExit, ResourceContext,
+};
 
 /// The memory limit of a resource that sets none.
 pub const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
@@ -83,6 +85,8 @@ impl Default for Monitor {
 }
 
 impl Monitor {
+    /// A monitor of no resources; a resource's store gets
+    /// `default_memory_limit` bytes unless its spec says otherwise.
     pub fn new(default_memory_limit: usize) -> Monitor {
         let (events, record) = EventBus::new();
         let (changes, changes_rx) = mpsc::unbounded_channel();
@@ -129,10 +133,12 @@ impl Monitor {
         self.events.subscribe()
     }
 
+    /// The resource of this name, if there is one.
     pub fn get(&self, name: &str) -> Option<&ResourceHandle> {
         self.resources.get(name)
     }
 
+    /// Every resource.
     pub fn resources(&self) -> impl Iterator<Item = &ResourceHandle> {
         self.resources.values()
     }
@@ -209,29 +215,7 @@ impl Monitor {
         let timers = Timers::resolve(&plugin, &spec.timing);
         let plugin_version = plugin.info().version.clone();
         let (exits_tx, exits) = mpsc::unbounded_channel();
-        // Only what the operator configured grants: the properties as set,
-        // not the defaults the plugin declared.
-        let grants = Grants {
-            configured: spec.properties.clone(),
-            ..spec.grants.clone()
-        };
-        let context = match &self.checkpoints {
-            Some(store) => ResourceContext::with_checkpoint_store(
-                &spec.name,
-                plugin.name(),
-                grants,
-                spec.dirs.clone(),
-                exits_tx,
-                store.clone(),
-            ),
-            None => ResourceContext::new(
-                &spec.name,
-                plugin.name(),
-                grants,
-                spec.dirs.clone(),
-                exits_tx,
-            ),
-        };
+        let context = self.context_of(&spec, plugin.name(), exits_tx);
         let (cancel, cancel_rx) = watch::channel(0u64);
         let config = InstanceConfig {
             memory_limit: spec.memory_limit.unwrap_or(self.default_memory_limit),
@@ -273,6 +257,35 @@ impl Monitor {
         };
         self.resources.insert(spec.name, handle.clone());
         Ok(handle)
+    }
+
+    /// What outlives the resource's instances: its name and type, the
+    /// grants (only the properties the operator configured grant, not the
+    /// defaults the plugin declared), its directories, where its process
+    /// exits go, and where its checkpoints are kept.
+    fn context_of(
+        &self,
+        spec: &ResourceSpec,
+        type_name: &str,
+        exits_tx: mpsc::UnboundedSender<ProcessExit>,
+    ) -> Arc<ResourceContext> {
+        let grants = Grants {
+            configured: spec.properties.clone(),
+            ..spec.grants.clone()
+        };
+        match &self.checkpoints {
+            Some(store) => ResourceContext::with_checkpoint_store(
+                &spec.name,
+                type_name,
+                grants,
+                spec.dirs.clone(),
+                exits_tx,
+                store.clone(),
+            ),
+            None => {
+                ResourceContext::new(&spec.name, type_name, grants, spec.dirs.clone(), exits_tx)
+            }
+        }
     }
 
     /// Forget a resource and stop its actor (taking it offline first if it

@@ -10,10 +10,15 @@ use crate::runtime::{Grants, Plugin, ResourceDirs, check_kind, kind_name};
 /// Per-resource overrides of the type's default timers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TimingOverrides {
+    /// The pending timeout (online, offline).
     pub pending_timeout: Option<Duration>,
+    /// The looks-alive interval.
     pub looks_alive_interval: Option<Duration>,
+    /// The is-alive interval.
     pub is_alive_interval: Option<Duration>,
+    /// The health check timeout.
     pub check_timeout: Option<Duration>,
+    /// The terminate timeout.
     pub terminate_timeout: Option<Duration>,
 }
 
@@ -24,13 +29,17 @@ pub struct Timers {
     /// `None`: online is never cut off (the type said so and the operator
     /// set no pending timeout of the resource's own); only a cancel ends it.
     pub online_timeout: Option<Duration>,
+    /// How long `offline` may take.
     pub offline_timeout: Duration,
     /// Progress reports extend a pending call up to this long in total.
     pub pending_cap: Duration,
     /// `None`: the type does not ask for looks-alive polling.
     pub looks_alive_interval: Option<Duration>,
+    /// How often `is-alive` runs.
     pub is_alive_interval: Duration,
+    /// How long a health check may take.
     pub check_timeout: Duration,
+    /// How long `terminate` may take.
     pub terminate_timeout: Duration,
 }
 
@@ -40,6 +49,8 @@ const PENDING_CAP_FACTOR: u32 = 10;
 const DEFAULT_TERMINATE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Timers {
+    /// The timers of a resource: its type's defaults, then the operator's
+    /// `overrides`.
     pub fn resolve(plugin: &Plugin, overrides: &TimingOverrides) -> Timers {
         let info = plugin.info();
         let ms = Duration::from_millis;
@@ -75,71 +86,123 @@ impl Timers {
 /// One resource, as configured.
 #[derive(Debug, Clone)]
 pub struct ResourceSpec {
+    /// The resource's name: unique on the node, part of paths.
     pub name: String,
+    /// Its type: the name of a loaded plugin.
     pub type_name: String,
+    /// Its properties as configured, before defaults.
     pub properties: Vec<(String, String)>,
+    /// The timers it overrides.
     pub timing: TimingOverrides,
     /// `None`: the agent's default.
     pub memory_limit: Option<usize>,
     /// The plugin's data directory and the agent's private one.
     pub dirs: ResourceDirs,
+    /// What the operator granted its type's plugin.
     pub grants: Grants,
 }
 
 /// A resource configuration the monitor refuses, naming what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
+    /// The name breaks the rule of names.
     #[error("resource {0:?}: the name must be 1 to 64 characters of a-z, A-Z, 0-9, - and _")]
     BadName(String),
+    /// A resource of this name exists already.
     #[error("resource {0:?} exists already")]
     Duplicate(String),
+    /// No plugin of this type is loaded.
     #[error("resource {resource:?}: unknown type {type_name:?} (loaded types: {known})")]
     UnknownType {
+        /// The resource, by name.
         resource: String,
+        /// The resource type's name.
         type_name: String,
+        /// What there is instead, for the message.
         known: String,
     },
     #[error(
         "resource {resource:?}: unknown property {property:?} for type {type_name} (known: {known})"
     )]
+    /// The type's schema has no such property.
     UnknownProperty {
+        /// The resource, by name.
         resource: String,
+        /// The resource type's name.
         type_name: String,
+        /// The property, by name.
         property: String,
+        /// What there is instead, for the message.
         known: String,
     },
     #[error("resource {resource:?}: property {property:?} is set twice")]
-    DuplicateProperty { resource: String, property: String },
+    /// A property was given twice.
+    DuplicateProperty {
+        /// The resource, by name.
+        resource: String,
+        /// The property, by name.
+        property: String,
+    },
     #[error("resource {resource:?}: required property {property:?} is missing")]
-    MissingProperty { resource: String, property: String },
+    /// A property the schema requires was not given.
+    MissingProperty {
+        /// The resource, by name.
+        resource: String,
+        /// The property, by name.
+        property: String,
+    },
+    /// A value does not parse as its property's kind.
     #[error("resource {resource:?}: property {property:?}: {value:?} is not a valid {kind}")]
     BadValue {
+        /// The resource, by name.
         resource: String,
+        /// The property, by name.
         property: String,
+        /// The value given.
         value: String,
+        /// The kind it should be.
         kind: &'static str,
     },
+    /// The plugin refused a property's value.
     #[error("resource {resource:?}: property {property:?}: {reason}")]
     Refused {
+        /// The resource, by name.
         resource: String,
+        /// The property, by name.
         property: String,
+        /// Why, in words an operator can act on.
         reason: String,
     },
+    /// The plugin's `validate` failed, or was cut off.
     #[error("resource {resource:?}: {call} of its type failed: {reason}")]
     ValidateFailed {
+        /// The resource, by name.
         resource: String,
+        /// `validate`, or the call that failed.
         call: &'static str,
+        /// Why, in words an operator can act on.
         reason: String,
     },
     #[error("resource {resource:?}: {reason}")]
-    Directory { resource: String, reason: String },
+    /// The resource's directories could not be made.
+    Directory {
+        /// The resource, by name.
+        resource: String,
+        /// Why, in words an operator can act on.
+        reason: String,
+    },
+    /// A timer was set to zero.
     #[error("resource {resource:?}: {what} must be above 0")]
     ZeroTimer {
+        /// The resource, by name.
         resource: String,
+        /// The timer.
         what: &'static str,
     },
 }
 
+/// Whether `name` is a valid resource (or group) name: 1 to 64 of
+/// a-z, A-Z, 0-9, - and _, so it is safe in paths, keys and log lines.
 pub fn valid_resource_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64

@@ -7,10 +7,15 @@ use serde::Serialize;
 /// The life-cycle states of a resource, as in the Windows cluster service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum ResourceState {
+    /// Not running; nothing asked of it.
     Offline,
+    /// `online` is in flight.
     OnlinePending,
+    /// Running and passing its checks.
     Online,
+    /// `offline` is in flight.
     OfflinePending,
+    /// Failed and terminated; the policy decides what follows.
     Failed,
 }
 
@@ -56,6 +61,7 @@ impl From<ResourceState> for warden_policy::ResourceState {
 /// What the monitor publishes about one resource after every change.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ResourceStatus {
+    /// Its state.
     pub state: ResourceState,
     /// Why the resource is in this state, when it was not asked for.
     pub reason: Option<String>,
@@ -71,6 +77,7 @@ pub struct ResourceStatus {
 }
 
 impl ResourceStatus {
+    /// The status of a resource not yet started, of type version `version`.
     pub fn offline(version: &str) -> ResourceStatus {
         ResourceStatus {
             version: version.to_string(),

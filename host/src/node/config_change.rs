@@ -1,6 +1,7 @@
 //! Changes to the configuration: checked off the loop, by the engine,
 //! saved, then applied.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use warden_policy::Event as PolicyEvent;
 
 use crate::cluster::ClusterLink;
 use crate::components::ComponentStates;
-use crate::config::ResourceConfig;
+use crate::config::{PropertyValue, ResourceConfig};
 use crate::desired::Desired;
 use crate::monitor::{Monitor, ResourceSpec};
 use crate::runtime::{Plugin, ResourceDirs};
@@ -21,6 +22,42 @@ use super::{Change, Command, NodeSettings, conflict, not_found, unavailable};
 /// How long a configuration change made through this node waits to come
 /// back through the cluster's log before the answer says it has not yet.
 const APPLY_WAIT: Duration = Duration::from_secs(10);
+
+/// A configuration change made to a copy of the configuration, not yet
+/// checked by the engine nor applied.
+struct Edit {
+    /// The configuration with the change made.
+    next: Desired,
+    /// The resource to add to the monitor (new, or replacing one).
+    prepared: Option<crate::monitor::Prepared>,
+    /// The resource to take out of the monitor.
+    removed: Option<String>,
+    /// A new group to bring online.
+    start: Option<String>,
+    /// What was done, for the answer and the event history.
+    done: String,
+}
+
+/// Delete group `name` from `next`: only an existing group, and only once
+/// it holds no resource.
+fn remove_group(next: &mut Desired, name: &str) -> Result<String> {
+    if !next.groups.iter().any(|g| g.name == name) {
+        return Err(not_found(format!("no group {name:?}")));
+    }
+    if let Some(r) = next
+        .resources
+        .iter()
+        .find(|r| r.group.as_deref() == Some(name))
+    {
+        return Err(conflict(format!(
+            "group {name:?} still holds resource {:?}; delete its resources first",
+            r.name
+        )));
+    }
+    next.groups.retain(|g| g.name != name);
+    next.online.remove(name);
+    Ok(format!("group {name} deleted"))
+}
 
 /// A resource configuration validated against a version of its type, off
 /// the node's loop. Used only if both are still what the loop has when the
@@ -327,117 +364,11 @@ impl Driver {
     /// leaves engine, store and monitor as they were. `checked`: the
     /// validation of its resource done off the loop, if any.
     pub(super) fn change(&mut self, change: Change, checked: Option<Checked>) -> Result<Changed> {
-        let mut next = self.desired.clone();
-        let mut prepared = None;
-        let mut removed = None;
-        let mut start = None;
-        let done = match &change {
-            Change::AddGroup(group) => {
-                if next.groups.iter().any(|g| g.name == group.name) {
-                    return Err(conflict(format!("group {:?} exists already", group.name)));
-                }
-                group.check()?;
-                next.groups.push(group.clone());
-                if group.online {
-                    next.online.insert(group.name.clone());
-                    start = Some(group.name.clone());
-                }
-                format!("group {} created", group.name)
-            }
-            Change::RemoveGroup(name) => {
-                if !next.groups.iter().any(|g| &g.name == name) {
-                    return Err(not_found(format!("no group {name:?}")));
-                }
-                if let Some(r) = next
-                    .resources
-                    .iter()
-                    .find(|r| r.group.as_deref() == Some(name))
-                {
-                    return Err(conflict(format!(
-                        "group {name:?} still holds resource {:?}; delete its resources first",
-                        r.name
-                    )));
-                }
-                next.groups.retain(|g| &g.name != name);
-                next.online.remove(name);
-                format!("group {name} deleted")
-            }
-            Change::AddResource(resource) => {
-                if let Some(group) = &resource.group
-                    && !next.groups.iter().any(|g| &g.name == group)
-                {
-                    return Err(not_found(format!(
-                        "resource {:?}: no group {group:?}",
-                        resource.name
-                    )));
-                }
-                if next.resource(&resource.name).is_some() {
-                    return Err(conflict(format!(
-                        "resource {:?} exists already",
-                        resource.name
-                    )));
-                }
-                resource.check()?;
-                self.not_swapping(&resource.type_name)?;
-                prepared = Some(prepare_checked(
-                    &self.settings,
-                    &self.monitor,
-                    resource,
-                    checked,
-                )?);
-                next.resources.push(resource.clone());
-                format!("resource {} created", resource.name)
-            }
-            Change::RemoveResource(name) => {
-                if next.resource(name).is_none() {
-                    return Err(not_found(format!("no resource {name:?}")));
-                }
-                next.resources.retain(|r| &r.name != name);
-                next.online.remove(name);
-                removed = Some(name.clone());
-                format!("resource {name} deleted")
-            }
-            Change::SetProperties {
-                resource,
-                properties,
-            } => {
-                let Some(current) = next.resources.iter_mut().find(|r| &r.name == resource) else {
-                    return Err(not_found(format!("no resource {resource:?}")));
-                };
-                let group = current.group_name().to_string();
-                if self.swapping.contains(&current.type_name) {
-                    return Err(conflict(format!(
-                        "resource {resource:?}: a swap of its type {} is under way; try again once it has ended",
-                        current.type_name
-                    )));
-                }
-                let running = self
-                    .engine
-                    .group(&group)
-                    .is_some_and(|g| g.state != warden_policy::GroupState::Offline);
-                if running {
-                    return Err(conflict(format!(
-                        "resource {resource:?}: its group {group:?} is not offline; take it offline first"
-                    )));
-                }
-                for (key, value) in properties {
-                    current.properties.insert(key.clone(), value.clone());
-                }
-                let updated = current.clone();
-                // Validate the new properties against the plugin by preparing
-                // a replacement; the old resource is swapped below.
-                prepared = Some(prepare_checked(
-                    &self.settings,
-                    &Monitor::default(),
-                    &updated,
-                    checked,
-                )?);
-                removed = Some(resource.clone());
-                format!("resource {resource}: properties set")
-            }
-        };
-        let mut cluster = next.cluster_config(&self.settings.name, &self.settings.plugins)?;
-        self.sequencing.refuse_if_fenced(&done)?;
+        let edit = self.edit(&change, checked)?;
+        let mut cluster = edit
+            .next
+            .cluster_config(&self.settings.name, &self.settings.plugins)?;
+        self.sequencing.refuse_if_fenced(&edit.done)?;
         if let Some(side) = self.sequencing.cluster() {
             // Checked here as every node will check it; carried out when it
             // comes back through the log, on every node alike.
@@ -452,17 +383,17 @@ impl Driver {
             return Ok(Changed::ToLog {
                 link,
                 nodes,
-                next,
-                start,
+                next: edit.next,
+                start: edit.start,
                 applied,
-                done,
+                done: edit.done,
             });
         }
         let actions = self
             .engine
             .reconfigure(cluster, now())
             .map_err(|e| conflict(e.to_string()))?;
-        if let Err(err) = self.store.save_desired(&next) {
+        if let Err(err) = self.store.save_desired(&edit.next) {
             // Put the engine back the way it was; the old configuration was
             // valid a moment ago.
             let old = self
@@ -471,19 +402,141 @@ impl Driver {
             let _ = self.engine.reconfigure(old, now());
             return Err(err.context("the change was not saved, so it was not made"));
         }
-        self.desired = next;
-        let stopping = removed.and_then(|name| self.monitor.remove(&name));
-        if let Some(prepared) = prepared {
+        self.desired = edit.next;
+        let stopping = edit.removed.and_then(|name| self.monitor.remove(&name));
+        if let Some(prepared) = edit.prepared {
             self.monitor.insert(prepared).map_err(anyhow::Error::from)?;
         }
         for action in actions {
             self.execute(action);
         }
-        if let Some(group) = start {
+        if let Some(group) = edit.start {
             self.apply(PolicyEvent::GroupOnlineRequested(group));
         }
-        self.record("node", "config", done.clone());
-        Ok(Changed::Done { done, stopping })
+        self.record("node", "config", edit.done.clone());
+        Ok(Changed::Done {
+            done: edit.done,
+            stopping,
+        })
+    }
+
+    /// What `change` makes of the configuration, checked on its own (names,
+    /// conflicts, the resource against its plugin), nothing yet applied.
+    fn edit(&self, change: &Change, checked: Option<Checked>) -> Result<Edit> {
+        let mut edit = Edit {
+            next: self.desired.clone(),
+            prepared: None,
+            removed: None,
+            start: None,
+            done: String::new(),
+        };
+        edit.done = match change {
+            Change::AddGroup(group) => {
+                if edit.next.groups.iter().any(|g| g.name == group.name) {
+                    return Err(conflict(format!("group {:?} exists already", group.name)));
+                }
+                group.check()?;
+                edit.next.groups.push(group.clone());
+                if group.online {
+                    edit.next.online.insert(group.name.clone());
+                    edit.start = Some(group.name.clone());
+                }
+                format!("group {} created", group.name)
+            }
+            Change::RemoveGroup(name) => remove_group(&mut edit.next, name)?,
+            Change::AddResource(resource) => self.add_resource(&mut edit, resource, checked)?,
+            Change::RemoveResource(name) => {
+                if edit.next.resource(name).is_none() {
+                    return Err(not_found(format!("no resource {name:?}")));
+                }
+                edit.next.resources.retain(|r| &r.name != name);
+                edit.next.online.remove(name);
+                edit.removed = Some(name.clone());
+                format!("resource {name} deleted")
+            }
+            Change::SetProperties {
+                resource,
+                properties,
+            } => self.set_properties(&mut edit, resource, properties, checked)?,
+        };
+        Ok(edit)
+    }
+
+    /// A new resource: its group exists, its name is free, its definition
+    /// holds, no swap of its type is under way, and its plugin accepts it.
+    fn add_resource(
+        &self,
+        edit: &mut Edit,
+        resource: &ResourceConfig,
+        checked: Option<Checked>,
+    ) -> Result<String> {
+        if let Some(group) = &resource.group
+            && !edit.next.groups.iter().any(|g| &g.name == group)
+        {
+            return Err(not_found(format!(
+                "resource {:?}: no group {group:?}",
+                resource.name
+            )));
+        }
+        if edit.next.resource(&resource.name).is_some() {
+            return Err(conflict(format!(
+                "resource {:?} exists already",
+                resource.name
+            )));
+        }
+        resource.check()?;
+        self.not_swapping(&resource.type_name)?;
+        edit.prepared = Some(prepare_checked(
+            &self.settings,
+            &self.monitor,
+            resource,
+            checked,
+        )?);
+        edit.next.resources.push(resource.clone());
+        Ok(format!("resource {} created", resource.name))
+    }
+
+    /// New properties for a resource whose group is offline and whose type
+    /// is not being swapped; validated by preparing a replacement, which
+    /// takes the old resource's place when the change is applied.
+    fn set_properties(
+        &self,
+        edit: &mut Edit,
+        resource: &str,
+        properties: &BTreeMap<String, PropertyValue>,
+        checked: Option<Checked>,
+    ) -> Result<String> {
+        let Some(current) = edit.next.resources.iter_mut().find(|r| r.name == resource) else {
+            return Err(not_found(format!("no resource {resource:?}")));
+        };
+        let group = current.group_name().to_string();
+        if self.swapping.contains(&current.type_name) {
+            return Err(conflict(format!(
+                "resource {resource:?}: a swap of its type {} is under way; try again once it has ended",
+                current.type_name
+            )));
+        }
+        let running = self
+            .engine
+            .group(&group)
+            .is_some_and(|g| g.state != warden_policy::GroupState::Offline);
+        if running {
+            return Err(conflict(format!(
+                "resource {resource:?}: its group {group:?} is not offline; take it offline first"
+            )));
+        }
+        for (key, value) in properties {
+            current.properties.insert(key.clone(), value.clone());
+        }
+        let updated = current.clone();
+        edit.prepared = Some(prepare_checked(
+            &self.settings,
+            &Monitor::default(),
+            &updated,
+            checked,
+        )?);
+        edit.removed = Some(resource.to_string());
+        Ok(format!("resource {resource}: properties set"))
     }
 
     /// Refuse a change to the resources of `type_name` while a swap moves

@@ -143,6 +143,12 @@ impl Driver {
         }
     }
 
+    /// Carry out one request of the API or of a task the loop started.
+    ///
+    /// Long on purpose: one arm per [`Command`], each handing the request
+    /// to the function that does it (and the reply to it) without
+    /// waiting; one match is where a reader finds what the loop does with
+    /// each request, and that it never waits on a plugin, an actor or etcd.
     pub(super) fn on_command(&mut self, command: Command) {
         match command {
             Command::Change { change, reply } => {

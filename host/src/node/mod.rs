@@ -67,8 +67,11 @@ const SHUTDOWN_LIMIT: Duration = Duration::from_secs(600);
 
 /// What the node needs to know to turn configuration into resources.
 pub struct NodeSettings {
+    /// This node's name.
     pub name: String,
+    /// Where the resources' directories are.
     pub data_dir: PathBuf,
+    /// The version of each type that runs, by type name.
     pub plugins: BTreeMap<String, Arc<Plugin>>,
     /// What the operator grants each type's resources (resolved users).
     pub grants: BTreeMap<String, Grants>,
@@ -82,13 +85,19 @@ pub struct NodeSettings {
 /// A change to the node's configuration.
 #[derive(Debug, Clone)]
 pub enum Change {
+    /// Create a group.
     AddGroup(GroupConfig),
+    /// Delete a group (it must hold no resource).
     RemoveGroup(String),
+    /// Create a resource.
     AddResource(ResourceConfig),
+    /// Delete a resource.
     RemoveResource(String),
     /// Replace some properties of a resource; its group must be offline.
     SetProperties {
+        /// The resource, by name.
         resource: String,
+        /// The properties to set; the others keep their values.
         properties: BTreeMap<String, crate::config::PropertyValue>,
     },
 }
@@ -96,19 +105,29 @@ pub enum Change {
 /// Something an operator asks of the running node.
 #[derive(Debug, Clone)]
 pub enum Operation {
+    /// Bring a group online.
     GroupOnline(String),
+    /// Take a group offline.
     GroupOffline(String),
+    /// Move a group to another node.
     Move {
+        /// The group, by name.
         group: String,
+        /// The node; none: the best one the policy finds.
         to: Option<String>,
     },
     /// Fault injection: fail a resource as if a check had failed.
     Fail {
+        /// The resource, by name.
         resource: String,
     },
+    /// Take no new groups.
     Pause,
+    /// Take groups again.
     Resume,
+    /// Give every group away.
     Drain,
+    /// Allow (true) or stop (false) automatic restarts and failovers.
     RecoveryActions(bool),
 }
 
@@ -213,10 +232,13 @@ pub struct Stopped;
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct Refused {
+    /// What kind of refusal, for the API's status code.
     pub kind: RefusedKind,
+    /// What was refused and why.
     pub message: String,
 }
 
+/// Why a request was refused, as the API answers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefusedKind {
     /// Names something that does not exist.
@@ -258,7 +280,10 @@ fn conflict(message: String) -> anyhow::Error {
 /// behind misses some), and the record of every non-routine one, lossless,
 /// for the event history's writer.
 pub struct NodeEvents {
+    /// Every event as it happens (a slow listener misses some).
     pub live: tokio::sync::broadcast::Receiver<Event>,
+    /// Every non-routine event, none dropped: the history's writer takes
+    /// them.
     pub record: crate::monitor::Record,
 }
 
@@ -320,23 +345,7 @@ impl Node {
                 .take_record()
                 .ok_or_else(|| anyhow::anyhow!("the event record of a new monitor was taken"))?,
         };
-        let mut errors = Vec::new();
-        for resource in &desired.resources {
-            match prepare(&settings, &monitor, resource).await {
-                Ok(prepared) => {
-                    monitor.insert(prepared).map_err(anyhow::Error::from)?;
-                }
-                Err(err) => errors.push(format!("{err:#}")),
-            }
-        }
-        if !errors.is_empty() {
-            monitor.shutdown().await;
-            bail!(
-                "the configuration has {} error(s); nothing was started:\n  {}",
-                errors.len(),
-                errors.join("\n  ")
-            );
-        }
+        add_every_resource(&settings, &mut monitor, &desired).await?;
         store.save_desired(&desired)?;
         let changes = monitor
             .take_state_changes()
@@ -428,10 +437,12 @@ impl Node {
             .await?
     }
 
+    /// The operator's view: nodes, groups, resources.
     pub async fn status(&self) -> Result<Status, Stopped> {
         self.request(|reply| Command::Status { reply }).await
     }
 
+    /// The node's groups and resources now.
     pub async fn desired(&self) -> Result<Desired, Stopped> {
         self.request(|reply| Command::Desired { reply }).await
     }
@@ -509,6 +520,8 @@ impl Node {
         .await?
     }
 
+    /// Let dropped-in files upgrade `type_name` again; the answer says what
+    /// was unpinned.
     pub async fn unpin(&self, type_name: &str) -> Result<String> {
         let type_name = type_name.to_string();
         self.request(|reply| Command::Unpin { type_name, reply })
@@ -542,4 +555,32 @@ fn new_engine(config: warden_policy::ClusterConfig) -> Result<Engine> {
     Engine::new(config)
         .map_err(anyhow::Error::from)
         .context("the configuration's groups are not valid; nothing was started")
+}
+
+/// Validate and add every configured resource to `monitor`, all or
+/// nothing: with any error, every error is reported and nothing was
+/// started.
+async fn add_every_resource(
+    settings: &NodeSettings,
+    monitor: &mut Monitor,
+    desired: &Desired,
+) -> Result<()> {
+    let mut errors = Vec::new();
+    for resource in &desired.resources {
+        match prepare(settings, monitor, resource).await {
+            Ok(prepared) => {
+                monitor.insert(prepared).map_err(anyhow::Error::from)?;
+            }
+            Err(err) => errors.push(format!("{err:#}")),
+        }
+    }
+    if !errors.is_empty() {
+        monitor.shutdown().await;
+        bail!(
+            "the configuration has {} error(s); nothing was started:\n  {}",
+            errors.len(),
+            errors.join("\n  ")
+        );
+    }
+    Ok(())
 }

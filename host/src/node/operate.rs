@@ -22,6 +22,9 @@ pub(super) enum Operated {
 }
 
 impl Driver {
+    /// Check an operator's request (online, offline, move, fail, pause,
+    /// drain, recovery actions) and carry it out here, or hand it to the
+    /// cluster's log.
     pub(super) fn operate(&mut self, operation: Operation) -> Result<Operated> {
         let me = self.settings.name.clone();
         let group_exists = |g: &str| -> Result<()> {
@@ -94,12 +97,18 @@ impl Driver {
                 done,
             });
         }
-        // Remember which groups the operator wants online, so a restarted
-        // agent brings back what ran.
-        // Only a change is saved, and in place: a copy of the whole
-        // configuration per request made start-up quadratic (every group
-        // asked online at start, thousands of resources copied each time).
-        let change = match &event {
+        self.remember_online(&event)?;
+        self.handle_now(event)?;
+        Ok(Operated::Done(done))
+    }
+
+    /// Remember which groups the operator wants online, so a restarted
+    /// agent brings back what ran. Only a change is saved, and in place: a
+    /// copy of the whole configuration per request made start-up quadratic
+    /// (every group asked online at start, thousands of resources copied
+    /// each time).
+    fn remember_online(&mut self, event: &PolicyEvent) -> Result<()> {
+        let change = match event {
             PolicyEvent::GroupOnlineRequested(g) if !self.desired.online.contains(g) => {
                 Some((g.clone(), true))
             }
@@ -122,6 +131,12 @@ impl Driver {
                 return Err(err);
             }
         }
+        Ok(())
+    }
+
+    /// Hand `event` to the engine and carry out its actions; an error
+    /// naming what the engine refused, if it refused anything.
+    fn handle_now(&mut self, event: PolicyEvent) -> Result<()> {
         let actions = self.engine.handle(event, now());
         let refused: Vec<String> = actions
             .iter()
@@ -136,6 +151,6 @@ impl Driver {
         if !refused.is_empty() {
             return Err(conflict(format!("refused: {}", refused.join("; "))));
         }
-        Ok(Operated::Done(done))
+        Ok(())
     }
 }

@@ -9,31 +9,50 @@ use super::driver::Driver;
 /// The node as an operator sees it (the crm_mon view).
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
+    /// This node's name.
     pub node: String,
+    /// Whether this node takes no new groups.
     pub paused: bool,
+    /// Whether automatic restarts and failovers are on.
     pub recovery_actions: bool,
+    /// Every group.
     pub groups: Vec<GroupStatus>,
 }
 
+/// One group, as `warden status` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupStatus {
+    /// The group's name.
     pub name: String,
+    /// Its state.
     pub state: warden_policy::GroupState,
+    /// The node it runs on, if any.
     pub owner: Option<String>,
+    /// Failovers counted against its threshold.
     pub failovers_in_period: u32,
+    /// Why it is in its state, when it failed.
     pub reason: Option<String>,
+    /// Its resources, in dependency order.
     pub resources: Vec<ResourceStatusView>,
 }
 
+/// One resource, as `warden status` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ResourceStatusView {
+    /// The resource's name.
     pub name: String,
+    /// Its type.
     #[serde(rename = "type")]
     pub type_name: String,
+    /// Its state.
     pub state: ResourceState,
+    /// Why it is in its state, when it failed.
     pub reason: Option<String>,
+    /// Failures counted against its restart threshold.
     pub failures_in_period: u32,
+    /// Health checks run.
     pub checks: u64,
+    /// Instances made of it (a new one after every cut-off or trap).
     pub instances: u64,
     /// The version of its type the resource runs on.
     pub version: String,

@@ -42,6 +42,7 @@ pub(super) enum AfterSwap {
 /// One loaded version of a resource type.
 #[derive(Debug, Clone, Serialize)]
 pub struct VersionView {
+    /// The version, as the plugin describes itself.
     pub version: String,
     /// The version resources run on now.
     pub active: bool,

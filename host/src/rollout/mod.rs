@@ -78,6 +78,9 @@ pub struct Rollout {
 }
 
 impl Rollout {
+    /// The rollout of node `node`: `plugins` is what the cluster keeps, `dir`
+    /// the plugins directory builds are written to, `sources` which file may
+    /// hold which type.
     pub fn new(
         plugins: Arc<ClusterPlugins>,
         node: Node,

@@ -2,7 +2,7 @@
 //! into this node's plugins directory for its watcher to take.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
@@ -38,66 +38,12 @@ impl Rollout {
             tracing::error!("a rollout was not taken: {err:#}");
             return;
         }
-        let Ok(running) = self.node.plugins().await else {
+        if self.runs_it_or_newer(announcement).await {
+            return;
+        }
+        let Some((dir, file)) = self.file_to_write(announcement) else {
             return;
         };
-        if let Some(current) = running.iter().find(|p| p.name() == announcement.type_name) {
-            if current.source_sha256().as_ref() == Some(sha) {
-                self.first_look(sha);
-                return;
-            }
-            if compare_versions(&current.info().version, &announcement.version).is_gt() {
-                self.first_look(sha);
-                tracing::info!(
-                    "not taking {} {} from {}: this node runs {}",
-                    announcement.type_name,
-                    announcement.version,
-                    announcement.from,
-                    current.info().version
-                );
-                return;
-            }
-        }
-        let Some(dir) = &self.dir else {
-            self.first_look(sha);
-            self.refuse(
-                announcement,
-                "this node has no plugins_dir to write it to".to_string(),
-            );
-            return;
-        };
-        let file = dir.join(
-            self.sources
-                .file_for(&announcement.type_name, announcement.short_sha()),
-        );
-        match std::fs::read(&file) {
-            Ok(bytes) if sha256_hex(&bytes) == *sha => {
-                // Written before (a restart): the directory has taken it,
-                // or refused it, already.
-                self.first_look(sha);
-                return;
-            }
-            Ok(_) => {
-                self.first_look(sha);
-                self.refuse(
-                    announcement,
-                    format!(
-                        "{} already holds other content; it was not overwritten",
-                        file.display()
-                    ),
-                );
-                return;
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => {
-                self.first_look(sha);
-                self.refuse(
-                    announcement,
-                    format!("could not read {}: {err}", file.display()),
-                );
-                return;
-            }
-        }
         let bytes = match self.plugins.fetch(announcement).await {
             Ok(bytes) => bytes,
             Err(err) => {
@@ -120,7 +66,7 @@ impl Rollout {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(sha.clone());
-        if let Err(err) = write_atomically(dir, &file, &bytes) {
+        if let Err(err) = write_atomically(&dir, &file, &bytes) {
             self.refuse(announcement, format!("{err:#}"));
             return;
         }
@@ -131,6 +77,84 @@ impl Rollout {
         );
         tracing::info!("rollout of {}: {note}", announcement.type_name);
         self.record(announcement, "fetched", note);
+    }
+
+    /// Whether this node runs the announced build already, or a newer
+    /// version of its type (then it is dealt with), or cannot tell now
+    /// (the node loop did not answer: looked at again next time).
+    async fn runs_it_or_newer(&self, announcement: &Announcement) -> bool {
+        let Ok(running) = self.node.plugins().await else {
+            return true;
+        };
+        let Some(current) = running.iter().find(|p| p.name() == announcement.type_name) else {
+            return false;
+        };
+        let sha = &announcement.sha256;
+        if current.source_sha256().as_ref() == Some(sha) {
+            self.first_look(sha);
+            return true;
+        }
+        if compare_versions(&current.info().version, &announcement.version).is_gt() {
+            self.first_look(sha);
+            tracing::info!(
+                "not taking {} {} from {}: this node runs {}",
+                announcement.type_name,
+                announcement.version,
+                announcement.from,
+                current.info().version
+            );
+            return true;
+        }
+        false
+    }
+
+    /// The plugins directory and the file of it the announced build is to
+    /// be written to; `None` (the build dealt with, refused or not) when
+    /// there is no directory, or the file is there already: with the same
+    /// content (written before a restart) or with other content, which is
+    /// never overwritten.
+    fn file_to_write(&self, announcement: &Announcement) -> Option<(PathBuf, PathBuf)> {
+        let sha = &announcement.sha256;
+        let Some(dir) = &self.dir else {
+            self.first_look(sha);
+            self.refuse(
+                announcement,
+                "this node has no plugins_dir to write it to".to_string(),
+            );
+            return None;
+        };
+        let file = dir.join(
+            self.sources
+                .file_for(&announcement.type_name, announcement.short_sha()),
+        );
+        match std::fs::read(&file) {
+            Ok(bytes) if sha256_hex(&bytes) == *sha => {
+                // Written before (a restart): the directory has taken it,
+                // or refused it, already.
+                self.first_look(sha);
+                None
+            }
+            Ok(_) => {
+                self.first_look(sha);
+                self.refuse(
+                    announcement,
+                    format!(
+                        "{} already holds other content; it was not overwritten",
+                        file.display()
+                    ),
+                );
+                None
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Some((dir.clone(), file)),
+            Err(err) => {
+                self.first_look(sha);
+                self.refuse(
+                    announcement,
+                    format!("could not read {}: {err}", file.display()),
+                );
+                None
+            }
+        }
     }
 
     /// Log and record why this node does not take a build. Nothing

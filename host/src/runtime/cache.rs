@@ -70,7 +70,7 @@ const KEY_FORMAT: &str = "warden-compile-cache/2";
 /// The largest cache file read. Compiled code is a few times the size of
 /// the component; a file past this is not one this cache wrote for any
 /// plugin worth loading, and is not read into memory.
-pub const MAX_FILE: u64 = 512 << 20;
+pub(super) const MAX_FILE: u64 = 512 << 20;
 /// A temporary file older than this is left over from a crash.
 const STALE_TEMP: Duration = Duration::from_secs(600);
 
@@ -85,7 +85,10 @@ pub enum CacheOutcome {
     /// The plugin was compiled but the cache could not be used, e.g. the
     /// artifact could not be written. Loading worked; the next load will
     /// compile again. The reason has been logged.
-    Bypassed { reason: String },
+    Bypassed {
+        /// The cache could not be used (`reason`); the plugin was compiled.
+        reason: String,
+    },
 }
 
 /// Compiled plugins on disk, keyed by content and engine. See the module
@@ -93,6 +96,16 @@ pub enum CacheOutcome {
 #[derive(Debug, Clone)]
 pub struct CompileCache {
     dir: PathBuf,
+}
+
+/// What [`CompileCache::load_stored`] found.
+enum Stored {
+    /// The plugin, loaded from its stored artifact (boxed: a plugin is
+    /// large beside the other variant).
+    Loaded(Box<Plugin>),
+    /// Nothing usable: compile. `bypass` says why the cache cannot be used
+    /// for this load, if it cannot.
+    Absent { bypass: Option<String> },
 }
 
 impl CompileCache {
@@ -141,6 +154,7 @@ impl CompileCache {
         Ok(CompileCache { dir })
     }
 
+    /// The cache's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -220,54 +234,10 @@ impl CompileCache {
         let key = Self::key_of_source(runtime, &source);
         let path = self.artifact_path(&key);
 
-        // Set when the cache cannot be used for this load.
-        let mut bypass = None;
-        let reading = path.clone();
-        let read = tokio::task::spawn_blocking(move || read_artifact_file(&reading))
-            .await
-            .unwrap_or_else(|e| {
-                Err(Unusable::Unreadable(io::Error::other(format!(
-                    "the read task failed: {e}"
-                ))))
-            });
-        match read {
-            Ok(file) => match verified_artifact(&file, &source) {
-                Ok(artifact) => {
-                    // SAFETY: `Component::deserialize` trusts its input to be
-                    // code compiled by wasmtime for a compatible engine. This
-                    // file is ours: a regular file of the agent's user that
-                    // no one else may write, in a directory only the agent's
-                    // user may write ([`CompileCache::open`]), opened without
-                    // following links. Only this cache writes `<key>.cwasm`,
-                    // from `precompile_component` of an engine whose
-                    // compatibility hash is part of `key`; the checksum just
-                    // verified says it is whole and was compiled from exactly
-                    // these bytes (not another plugin's artifact under this
-                    // key). wasmtime checks the engine settings again while
-                    // deserializing.
-                    match unsafe { Plugin::load_precompiled(runtime, artifact) }.await {
-                        Ok(mut plugin) => {
-                            plugin.source = Some(source);
-                            return Ok((plugin, CacheOutcome::Hit));
-                        }
-                        // `load_precompiled` only says `Compile` when
-                        // wasmtime refuses the artifact.
-                        Err(LoadError::Compile(why)) => {
-                            self.discard(&path, &format!("wasmtime refused it: {why}"));
-                        }
-                        // The plugin itself was refused (contract, describe,
-                        // ...): compiling again would not change that.
-                        Err(err) => return Err(err),
-                    }
-                }
-                Err(why) => self.discard(&path, &why),
-            },
-            Err(Unusable::Missing) => {}
-            Err(Unusable::Refused(why)) => self.discard(&path, &why),
-            Err(Unusable::Unreadable(err)) => {
-                bypass = Some(format!("could not read {}: {err}", path.display()));
-            }
-        }
+        let mut bypass = match self.load_stored(runtime, &path, &source).await? {
+            Stored::Loaded(plugin) => return Ok((*plugin, CacheOutcome::Hit)),
+            Stored::Absent { bypass } => bypass,
+        };
 
         let engine = runtime.engine().clone();
         let owned = bytes.to_vec();
@@ -295,6 +265,67 @@ impl CompileCache {
                 Ok((plugin, CacheOutcome::Bypassed { reason }))
             }
         }
+    }
+
+    /// The plugin from its stored artifact, if there is one wasmtime
+    /// accepts and that was compiled from exactly these bytes (`source`,
+    /// their SHA-256). An unusable artifact is discarded; a cache that
+    /// cannot be read says why in `bypass`.
+    async fn load_stored(
+        &self,
+        runtime: &Arc<Runtime>,
+        path: &Path,
+        source: &[u8; 32],
+    ) -> Result<Stored, LoadError> {
+        // Set when the cache cannot be used for this load.
+        let mut bypass = None;
+        let reading = path.to_path_buf();
+        let read = tokio::task::spawn_blocking(move || read_artifact_file(&reading))
+            .await
+            .unwrap_or_else(|e| {
+                Err(Unusable::Unreadable(io::Error::other(format!(
+                    "the read task failed: {e}"
+                ))))
+            });
+        match read {
+            Ok(file) => match verified_artifact(&file, source) {
+                Ok(artifact) => {
+                    // SAFETY: `Component::deserialize` trusts its input to be
+                    // code compiled by wasmtime for a compatible engine. This
+                    // file is ours: a regular file of the agent's user that
+                    // no one else may write, in a directory only the agent's
+                    // user may write ([`CompileCache::open`]), opened without
+                    // following links. Only this cache writes `<key>.cwasm`,
+                    // from `precompile_component` of an engine whose
+                    // compatibility hash is part of `key`; the checksum just
+                    // verified says it is whole and was compiled from exactly
+                    // these bytes (not another plugin's artifact under this
+                    // key). wasmtime checks the engine settings again while
+                    // deserializing.
+                    match unsafe { Plugin::load_precompiled(runtime, artifact) }.await {
+                        Ok(mut plugin) => {
+                            plugin.source = Some(*source);
+                            return Ok(Stored::Loaded(Box::new(plugin)));
+                        }
+                        // `load_precompiled` only says `Compile` when
+                        // wasmtime refuses the artifact.
+                        Err(LoadError::Compile(why)) => {
+                            self.discard(path, &format!("wasmtime refused it: {why}"));
+                        }
+                        // The plugin itself was refused (contract, describe,
+                        // ...): compiling again would not change that.
+                        Err(err) => return Err(err),
+                    }
+                }
+                Err(why) => self.discard(path, &why),
+            },
+            Err(Unusable::Missing) => {}
+            Err(Unusable::Refused(why)) => self.discard(path, &why),
+            Err(Unusable::Unreadable(err)) => {
+                bypass = Some(format!("could not read {}: {err}", path.display()));
+            }
+        }
+        Ok(Stored::Absent { bypass })
     }
 
     /// Remove every artifact whose key is not in `keep`, and temporary files

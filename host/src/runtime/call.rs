@@ -14,17 +14,51 @@ use super::limits::MemoryLimitReached;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
     #[error("{call} timed out after {}", human(*after))]
-    TimedOut { call: &'static str, after: Duration },
+    /// The call did not end within its deadline.
+    TimedOut {
+        /// The call into the plugin.
+        call: &'static str,
+        /// How long it ran.
+        after: Duration,
+    },
     #[error("{call} was cancelled by the operator after {}", human(*after))]
-    Cancelled { call: &'static str, after: Duration },
+    /// The operator cancelled the call.
+    Cancelled {
+        /// The call into the plugin.
+        call: &'static str,
+        /// How long it ran.
+        after: Duration,
+    },
     #[error("{call} trapped: {detail}")]
-    Trapped { call: &'static str, detail: String },
+    /// The plugin trapped.
+    Trapped {
+        /// The call into the plugin.
+        call: &'static str,
+        /// What the trap said.
+        detail: String,
+    },
     #[error("{call} stopped: {detail}")]
-    MemoryLimit { call: &'static str, detail: String },
+    /// The plugin grew its memory past its limit.
+    MemoryLimit {
+        /// The call into the plugin.
+        call: &'static str,
+        /// What the trap said.
+        detail: String,
+    },
     #[error("{call} overflowed its stack (unbounded recursion?)")]
-    StackOverflow { call: &'static str },
+    /// The plugin overflowed its stack.
+    StackOverflow {
+        /// The call into the plugin.
+        call: &'static str,
+    },
     #[error("open refused property {property:?}: {reason}")]
-    OpenRefused { property: String, reason: String },
+    /// `open` refused the resource's configuration.
+    OpenRefused {
+        /// The property, by name.
+        property: String,
+        /// Why, in words an operator can act on.
+        reason: String,
+    },
 }
 
 impl CallError {
@@ -58,7 +92,7 @@ impl CallError {
 }
 
 /// `5s`, `1.5s`, `250ms`: durations as an operator writes them.
-pub fn human(d: Duration) -> String {
+pub(super) fn human(d: Duration) -> String {
     let ms = d.as_millis();
     if ms >= 1000 && ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)

@@ -62,6 +62,7 @@ pub const CHECKPOINT_FILE: &str = ".warden-checkpoint.json";
 const MAX_RECORD_FILE: u64 = (MAX_CHECKPOINT_BYTES as u64) * 6 + 4096;
 
 impl FileCheckpoints {
+    /// Checkpoints in the resource's private directory (a node alone).
     pub fn new(dirs: &ResourceDirs) -> FileCheckpoints {
         FileCheckpoints {
             dir: dirs.private.clone(),
@@ -149,6 +150,7 @@ pub struct Checkpoints {
 }
 
 impl Checkpoints {
+    /// Checkpoints of `resource` in `store`.
     pub fn new(resource: Arc<str>, store: Arc<dyn CheckpointStore>) -> Checkpoints {
         Checkpoints {
             resource,

@@ -55,6 +55,7 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// The engine, linker and epoch ticker for `config`.
     pub fn new(config: RuntimeConfig) -> Result<Arc<Runtime>> {
         let mut pool = PoolingAllocationConfig::new();
         let instances = config.max_instances;
@@ -113,10 +114,12 @@ impl Runtime {
         }))
     }
 
+    /// The wasmtime engine, for compiling.
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
 
+    /// The settings it was made with.
     pub fn config(&self) -> &RuntimeConfig {
         &self.config
     }

@@ -63,7 +63,7 @@ struct Bucket {
 /// [`LINES_PER_SECOND`] (burst [`LINE_BURST`]) and [`BYTES_PER_SECOND`]
 /// (burst [`BYTE_BURST`]).
 #[derive(Debug)]
-pub struct OutputBudget {
+pub(crate) struct OutputBudget {
     bucket: Mutex<Bucket>,
 }
 
@@ -87,7 +87,7 @@ impl OutputBudget {
 
     /// Whether a line of `len` bytes from `resource`'s plugin may go to the
     /// log now. Logs the start and the end of a suppression itself.
-    pub fn admit(&self, resource: &str, len: usize) -> bool {
+    pub(crate) fn admit(&self, resource: &str, len: usize) -> bool {
         match self.admit_at(len, Instant::now()) {
             Admission::Log { suppressed } => {
                 if suppressed > 0 {
@@ -150,7 +150,7 @@ struct Lines {
 
 /// One stream (stdout or stderr) of one resource's plugin.
 #[derive(Debug, Clone)]
-pub struct GuestOutput {
+pub(crate) struct GuestOutput {
     resource: Arc<str>,
     stream: &'static str,
     lines: Arc<Mutex<Lines>>,
@@ -159,7 +159,11 @@ pub struct GuestOutput {
 
 impl GuestOutput {
     /// A stream of `resource`'s plugin whose lines spend from `budget`.
-    pub fn new(resource: Arc<str>, stream: &'static str, budget: Arc<OutputBudget>) -> GuestOutput {
+    pub(crate) fn new(
+        resource: Arc<str>,
+        stream: &'static str,
+        budget: Arc<OutputBudget>,
+    ) -> GuestOutput {
         GuestOutput {
             resource,
             stream,
@@ -169,13 +173,13 @@ impl GuestOutput {
     }
 
     /// How many lines have been printed so far.
-    pub fn line_count(&self) -> u64 {
+    pub(crate) fn line_count(&self) -> u64 {
         self.lock().count
     }
 
     /// The lines printed after `since` (a value of [`Self::line_count`]),
     /// of the last few kept, joined with " | ".
-    pub fn lines_since(&self, since: u64) -> Option<String> {
+    pub(crate) fn lines_since(&self, since: u64) -> Option<String> {
         let mut lines = self.lock();
         // A trap may come right after a write without a newline.
         if !lines.partial.is_empty() {

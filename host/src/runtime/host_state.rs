@@ -71,7 +71,9 @@ pub struct LaunchGrants {
 pub struct RunAs {
     /// The user's name, for messages.
     pub user: String,
+    /// The user's id.
     pub uid: u32,
+    /// The group's id.
     pub gid: u32,
 }
 
@@ -84,7 +86,9 @@ pub struct RunAs {
 /// read or write through a link it planted.
 #[derive(Debug, Clone, Default)]
 pub struct ResourceDirs {
+    /// The plugin's `/data`.
     pub data: PathBuf,
+    /// The agent's own files about the resource, out of the plugin's reach.
     pub private: PathBuf,
 }
 
@@ -128,13 +132,18 @@ impl ResourceDirs {
 /// One resource, as the host capabilities see it.
 #[derive(Debug)]
 pub struct ResourceContext {
+    /// The resource's name.
     pub name: Arc<str>,
+    /// Its type's name.
     pub type_name: Arc<str>,
+    /// What the operator granted.
     pub grants: Grants,
     /// The plugin's directory (`dirs.data`, its `/data`; the managed
     /// process runs there) and the agent's own (`dirs.private`).
     pub dirs: ResourceDirs,
+    /// The program it manages, which outlives its instances.
     pub process: ProcessSlot,
+    /// Its checkpoint record.
     pub checkpoints: Checkpoints,
     /// The quota on `dirs.data` and its running estimate of usage, kept
     /// here so that a new store does not start counting from nothing.
@@ -172,9 +181,53 @@ impl ResourceContext {
         exits: mpsc::UnboundedSender<ProcessExit>,
         store: Arc<dyn CheckpointStore>,
     ) -> Arc<ResourceContext> {
-        let name: Arc<str> = name.into();
         let output = Arc::<OutputBudget>::default();
-        Arc::new(ResourceContext {
+        Arc::new(ResourceContext::build(
+            name.into(),
+            type_name,
+            grants,
+            dirs,
+            exits,
+            store,
+            output,
+        ))
+    }
+
+    /// A context for type-level calls (describe, validate), which belong to
+    /// no resource and are granted nothing: no directory, no checkpoints.
+    /// Their output spends from `output`, the budget of the loaded plugin
+    /// (see [`super::Plugin`]), not a fresh one: a store is thrown away
+    /// after each call, and a type validated at every configuration change
+    /// must not get a new burst of log lines with each.
+    pub(crate) fn for_type(type_name: &str, output: Arc<OutputBudget>) -> Arc<ResourceContext> {
+        let (exits, _) = mpsc::unbounded_channel();
+        // No directory is opened for type-level calls: nothing to count.
+        let mut context = ResourceContext::build(
+            format!("({type_name})").into(),
+            type_name,
+            Grants::default(),
+            ResourceDirs::default(),
+            exits,
+            Arc::new(NoCheckpoints),
+            output,
+        );
+        context.has_data_dir = false;
+        Arc::new(context)
+    }
+
+    /// The context every constructor makes, with a directory (`dirs.data`,
+    /// counted against `grants.data_quota`) and the output budget
+    /// `output`.
+    fn build(
+        name: Arc<str>,
+        type_name: &str,
+        grants: Grants,
+        dirs: ResourceDirs,
+        exits: mpsc::UnboundedSender<ProcessExit>,
+        store: Arc<dyn CheckpointStore>,
+        output: Arc<OutputBudget>,
+    ) -> ResourceContext {
+        ResourceContext {
             checkpoints: Checkpoints::new(name.clone(), store),
             data_quota: Arc::new(DataQuota::new(
                 name.clone(),
@@ -190,36 +243,7 @@ impl ResourceContext {
             type_name: type_name.into(),
             grants,
             dirs,
-        })
-    }
-
-    /// A context for type-level calls (describe, validate), which belong to
-    /// no resource and are granted nothing: no directory, no checkpoints.
-    /// Their output spends from `output`, the budget of the loaded plugin
-    /// (see [`super::Plugin`]), not a fresh one: a store is thrown away
-    /// after each call, and a type validated at every configuration change
-    /// must not get a new burst of log lines with each.
-    pub(crate) fn for_type(type_name: &str, output: Arc<OutputBudget>) -> Arc<ResourceContext> {
-        let (exits, _) = mpsc::unbounded_channel();
-        let name: Arc<str> = format!("({type_name})").into();
-        Arc::new(ResourceContext {
-            checkpoints: Checkpoints::new(name.clone(), Arc::new(NoCheckpoints)),
-            // No directory is opened for type-level calls: nothing to count.
-            data_quota: Arc::new(DataQuota::new(
-                name.clone(),
-                std::path::PathBuf::new(),
-                QuotaLimits::default(),
-            )),
-            has_data_dir: false,
-            process: ProcessSlot::new(name.clone(), exits),
-            stdout: GuestOutput::new(name.clone(), "stdout", output.clone()),
-            stderr: GuestOutput::new(name.clone(), "stderr", output.clone()),
-            output,
-            name,
-            type_name: type_name.into(),
-            grants: Grants::default(),
-            dirs: ResourceDirs::default(),
-        })
+        }
     }
 }
 
@@ -238,7 +262,7 @@ impl CheckpointStore for NoCheckpoints {
 }
 
 /// The data of one store.
-pub struct HostState {
+pub(crate) struct HostState {
     pub(crate) resource: Arc<ResourceContext>,
     wasi: WasiCtx,
     table: ResourceTable,
@@ -251,7 +275,7 @@ impl HostState {
     /// The data of a new store for `resource`, whose TCP connections are
     /// limited to `network`. Fails, naming the directory, if the data
     /// directory cannot be opened.
-    pub fn new(
+    pub(crate) fn new(
         resource: Arc<ResourceContext>,
         memory_limit: usize,
         network: Arc<NetworkGrant>,

@@ -64,6 +64,15 @@ pub struct Instance {
     network: Option<Arc<NetworkGrant>>,
 }
 
+/// The closure [`Instance::call`] runs for an export of the resource's
+/// instance that takes nothing but its handle (online, offline, terminate,
+/// the two checks): the same for each, but the export's method.
+macro_rules! export {
+    ($method:ident) => {
+        |store, b, h| Box::pin(async move { b.$method(store, h).await })
+    };
+}
+
 impl Instance {
     /// A sandbox for the resource `context` of type `plugin`. Nothing is
     /// instantiated until the first call. Bumping `cancel` cuts off the
@@ -87,6 +96,7 @@ impl Instance {
         }
     }
 
+    /// The plugin this instance runs.
     pub fn plugin(&self) -> &Arc<Plugin> {
         &self.plugin
     }
@@ -104,6 +114,8 @@ impl Instance {
         )
     }
 
+    /// What outlives the instance: the resource's name, grants, directories
+    /// and process.
     pub fn context(&self) -> &Arc<ResourceContext> {
         &self.context
     }
@@ -256,53 +268,56 @@ impl Instance {
         self.live = None;
     }
 
+    /// Bring the resource online within `deadline` (which progress reports
+    /// may extend, up to a cap).
     pub async fn online(
         &mut self,
         deadline: CallDeadline,
     ) -> Result<Result<(), String>, CallError> {
-        self.call("online", deadline, |store, b, h| {
-            Box::pin(async move { b.online(store, h).await })
-        })
-        .await
-        .map(plugin_text::outcome)
+        self.call("online", deadline, export!(online))
+            .await
+            .map(plugin_text::outcome)
     }
 
+    /// Take the resource offline within `deadline`.
     pub async fn offline(
         &mut self,
         deadline: CallDeadline,
     ) -> Result<Result<(), String>, CallError> {
-        self.call("offline", deadline, |store, b, h| {
-            Box::pin(async move { b.offline(store, h).await })
-        })
-        .await
-        .map(plugin_text::outcome)
+        self.call("offline", deadline, export!(offline))
+            .await
+            .map(plugin_text::outcome)
     }
 
+    /// Terminate the resource at once, within `timeout`.
     pub async fn terminate(&mut self, timeout: Duration) -> Result<(), CallError> {
-        self.call("terminate", CallDeadline::fixed(timeout), |store, b, h| {
-            Box::pin(async move { b.terminate(store, h).await })
-        })
+        self.call(
+            "terminate",
+            CallDeadline::fixed(timeout),
+            export!(terminate),
+        )
         .await
     }
 
+    /// The cheap health check, within `timeout`.
     pub async fn looks_alive(&mut self, timeout: Duration) -> Result<Health, CallError> {
         self.call(
             "looks-alive",
             CallDeadline::fixed(timeout),
-            |store, b, h| Box::pin(async move { b.looks_alive(store, h).await }),
+            export!(looks_alive),
         )
         .await
         .map(plugin_text::health)
     }
 
+    /// The thorough health check, within `timeout`.
     pub async fn is_alive(&mut self, timeout: Duration) -> Result<Health, CallError> {
-        self.call("is-alive", CallDeadline::fixed(timeout), |store, b, h| {
-            Box::pin(async move { b.is_alive(store, h).await })
-        })
-        .await
-        .map(plugin_text::health)
+        self.call("is-alive", CallDeadline::fixed(timeout), export!(is_alive))
+            .await
+            .map(plugin_text::health)
     }
 
+    /// Run the type's control `code` with `payload`, within `timeout`.
     pub async fn control(
         &mut self,
         code: &str,

@@ -7,7 +7,7 @@ use wasmtime::ResourceLimiter;
 /// reached" rather than a generic trap.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("memory limit of {} reached (the plugin asked for {})", mib(*limit), mib(*wanted))]
-pub struct MemoryLimitReached {
+pub(super) struct MemoryLimitReached {
     pub limit: usize,
     pub wanted: usize,
 }
@@ -20,7 +20,7 @@ fn mib(bytes: usize) -> String {
 /// instead of returning -1 to the guest: a Rust guest would abort anyway,
 /// and the trap carries a reason an operator can read.
 #[derive(Debug)]
-pub struct MemoryLimit {
+pub(crate) struct MemoryLimit {
     pub limit: usize,
 }
 

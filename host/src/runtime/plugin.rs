@@ -17,7 +17,7 @@ use super::network::{NetworkGrant, parse_address};
 use crate::contract::{self, ContractError, PluginPre, PropertyKind, TypeInfo};
 
 /// How long `describe` and `validate` may take.
-pub const TYPE_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const TYPE_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Memory limit for type-level calls (describe, validate).
 const TYPE_CALL_MEMORY: usize = 64 << 20;
 
@@ -25,21 +25,28 @@ const TYPE_CALL_MEMORY: usize = 64 << 20;
 /// wrong; the file's name is added by whoever read the file.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// Not a WebAssembly file; its first bytes.
     #[error("not a WebAssembly file (it starts with {0:02x?}, not \\0asm)")]
     NotWasm(Vec<u8>),
     #[error(
         "a core WebAssembly module, not a component: build the plugin for wasm32-wasip2 \
          (cargo build --target wasm32-wasip2) so that it is a component"
     )]
+    /// A core module, not a component.
     CoreModule,
+    /// wasmtime could not compile it.
     #[error("could not compile the component: {0}")]
     Compile(String),
+    /// It does not implement an accepted contract.
     #[error(transparent)]
     Contract(#[from] ContractError),
+    /// It imports what the host does not give.
     #[error("the plugin imports something this agent does not provide: {0}")]
     Link(String),
+    /// Its `describe` failed or was cut off.
     #[error("describe() failed: {0}")]
     Describe(CallError),
+    /// Its property schema or timers are not valid.
     #[error("the type's description is not valid: {0}")]
     Schema(String),
 }
@@ -144,6 +151,7 @@ impl Plugin {
         &self.info
     }
 
+    /// The type's name, as it describes itself.
     pub fn name(&self) -> &str {
         &self.info.name
     }
@@ -279,7 +287,7 @@ pub(crate) fn check_schema(info: &TypeInfo) -> Result<(), String> {
 /// refused at load, naming the field and the limit (not clamped: a silent
 /// clamp would hide a plugin bug, and refusing changes nothing running).
 /// An operator who wants longer sets it per resource in the configuration.
-pub const TIMING_LIMITS: [(&str, u64); 4] = [
+pub(super) const TIMING_LIMITS: [(&str, u64); 4] = [
     // An online or offline may take an hour, each progress report
     // extending it by the pending timeout up to ten of them.
     ("pending-timeout-ms", 3_600_000),
@@ -392,6 +400,7 @@ pub fn check_kind(kind: PropertyKind, value: &str) -> Result<(), String> {
     }
 }
 
+/// A property kind's name, as schemas and messages write it.
 pub fn kind_name(kind: PropertyKind) -> &'static str {
     match kind {
         PropertyKind::String => "string",

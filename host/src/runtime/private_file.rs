@@ -45,7 +45,7 @@ fn open_regular(path: &Path) -> io::Result<Option<File>> {
 /// The contents of the regular file `path`, at most `max` bytes; `Ok(None)`
 /// if it does not exist. A link, a non-regular file or a larger file is an
 /// error naming the path.
-pub fn read_bounded(path: &Path, max: u64) -> io::Result<Option<Vec<u8>>> {
+pub(super) fn read_bounded(path: &Path, max: u64) -> io::Result<Option<Vec<u8>>> {
     let Some(file) = open_regular(path)? else {
         return Ok(None);
     };
@@ -72,7 +72,7 @@ pub fn read_bounded(path: &Path, max: u64) -> io::Result<Option<Vec<u8>>> {
 /// file (created exclusively, never through a link), fsync, rename over
 /// the old one, fsync of the directory. A crash leaves the old file or the
 /// new one, never a torn one.
-pub fn replace(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+pub(super) fn replace(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     let temp = dir.join(format!("{name}.tmp"));
     // A temp file left by a crash; unlinking a link removes the link only.
     match std::fs::remove_file(&temp) {
@@ -95,7 +95,7 @@ pub fn replace(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
 /// Open `path` for appending (created owner-only if absent), never through
 /// a link and only if it is a regular file: the service log, which the
 /// service writes through the descriptor the agent hands it.
-pub fn open_append(path: &Path) -> io::Result<File> {
+pub(super) fn open_append(path: &Path) -> io::Result<File> {
     let file = OpenOptions::new()
         .create(true)
         .append(true)

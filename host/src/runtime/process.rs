@@ -38,13 +38,14 @@ use nix::unistd::Pid;
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
-use super::host_state::{Grants, ResourceDirs, RunAs};
+use super::host_state::{Grants, LaunchGrants, ResourceDirs, RunAs};
 use super::private_file;
 use crate::contract::bindings::current::warden::resource::process::{ProcessState, SpawnSpec};
 
 /// An exit of a managed process that nobody asked for.
 #[derive(Debug, Clone)]
 pub struct ProcessExit {
+    /// The process id.
     pub pid: u32,
     /// "exited with status 1", "killed by signal 9".
     pub how: String,
@@ -178,54 +179,10 @@ impl ProcessSlot {
             *current = Some(adopted);
             return Ok(pid);
         }
-        let log_path = dirs.private.join(SERVICE_LOG);
-        let log = private_file::open_append(&log_path)
-            .map_err(|err| format!("could not open {}: {err}", log_path.display()))?;
         let launch = &grants.launch;
+        let mut command = command_for(spec, launch, &dirs.private, checked.cwd)?;
         if let Some(run_as) = &launch.run_as {
             hand_over(&dirs.data, run_as)?;
-        }
-        let mut command = Command::new(&spec.program);
-        command
-            .args(&spec.args)
-            // The agent's environment may hold secrets, and a variable like
-            // LD_PRELOAD runs code of the plugin's choosing: start empty.
-            .env_clear()
-            .envs(launch.env.iter().map(|(k, v)| (k, v)))
-            .envs(spec.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(
-                log.try_clone()
-                    .map_err(|e| format!("{}: {e}", log_path.display()))?,
-            ))
-            .stderr(Stdio::from(log))
-            // Its own process group, so that stop reaches what it forks.
-            .process_group(0)
-            .kill_on_drop(false);
-        if let Some(run_as) = &launch.run_as {
-            // std drops the supplementary groups when root sets a uid.
-            command.uid(run_as.uid).gid(run_as.gid);
-        }
-        let cwd = checked.cwd;
-        let die_with_agent = DIE_WITH_AGENT.load(Ordering::SeqCst);
-        let agent = std::process::id();
-        // SAFETY: between fork and exec only async-signal-safe calls
-        // (fchdir, prctl, getppid) are made, and nothing is allocated
-        // (the error values are made from raw OS codes).
-        unsafe {
-            command.pre_exec(move || {
-                // A descriptor opened beneath the data directory without
-                // following links: no path the plugin can swap in between.
-                nix::unistd::fchdir(&cwd)?;
-                if die_with_agent {
-                    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-                    // The agent may have died before the call above.
-                    if std::os::unix::process::parent_id() != agent {
-                        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-                    }
-                }
-                Ok(())
-            });
         }
         let mut child = command
             .spawn()
@@ -348,6 +305,64 @@ fn remove_pid_record(pid_file: &Path, pid: u32) {
     {
         let _ = std::fs::remove_file(pid_file);
     }
+}
+
+/// The command that starts `spec`: an empty environment but for what the
+/// operator granted and the plugin set, output to the service log in
+/// `private_dir`, a process group of its own, the granted user, and, between
+/// fork and exec, the working directory `cwd` (opened beneath the data
+/// directory) and death with the agent.
+fn command_for(
+    spec: &SpawnSpec,
+    launch: &LaunchGrants,
+    private_dir: &Path,
+    cwd: OwnedFd,
+) -> Result<Command, String> {
+    let log_path = private_dir.join(SERVICE_LOG);
+    let log = private_file::open_append(&log_path)
+        .map_err(|err| format!("could not open {}: {err}", log_path.display()))?;
+    let mut command = Command::new(&spec.program);
+    command
+        .args(&spec.args)
+        // The agent's environment may hold secrets, and a variable like
+        // LD_PRELOAD runs code of the plugin's choosing: start empty.
+        .env_clear()
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(
+            log.try_clone()
+                .map_err(|e| format!("{}: {e}", log_path.display()))?,
+        ))
+        .stderr(Stdio::from(log))
+        // Its own process group, so that stop reaches what it forks.
+        .process_group(0)
+        .kill_on_drop(false);
+    if let Some(run_as) = &launch.run_as {
+        // std drops the supplementary groups when root sets a uid.
+        command.uid(run_as.uid).gid(run_as.gid);
+    }
+    let die_with_agent = DIE_WITH_AGENT.load(Ordering::SeqCst);
+    let agent = std::process::id();
+    // SAFETY: between fork and exec only async-signal-safe calls
+    // (fchdir, prctl, getppid) are made, and nothing is allocated
+    // (the error values are made from raw OS codes).
+    unsafe {
+        command.pre_exec(move || {
+            // A descriptor opened beneath the data directory without
+            // following links: no path the plugin can swap in between.
+            nix::unistd::fchdir(&cwd)?;
+            if die_with_agent {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+                // The agent may have died before the call above.
+                if std::os::unix::process::parent_id() != agent {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+            }
+            Ok(())
+        });
+    }
+    Ok(command)
 }
 
 /// A spawn request that passed every check.

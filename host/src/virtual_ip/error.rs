@@ -16,21 +16,32 @@ pub enum AddressError {
     /// which would claim every address there is).
     #[error("{address}/{prefix_len}: the prefix length must be 1 to {max} for this address")]
     PrefixLength {
+        /// The address in question.
         address: IpAddr,
+        /// The prefix length asked for.
         prefix_len: u8,
+        /// The largest value allowed.
         max: u8,
     },
 
     /// Multicast, unspecified, loopback, link-local or broadcast: no
     /// address a group could move between hosts.
     #[error("{address} is not an address a virtual server can hold ({why})")]
-    NotAssignable { address: IpAddr, why: &'static str },
+    NotAssignable {
+        /// The address in question.
+        address: IpAddr,
+        /// Why it cannot.
+        why: &'static str,
+    },
 
     /// The address is in none of the grant's ranges.
     #[error("{address} is outside the grant [{section}]: its ranges are {ranges}")]
     OutsideGrant {
+        /// The address in question.
         address: IpAddr,
+        /// The configuration section of the grant.
         section: String,
+        /// The grant's ranges.
         ranges: String,
     },
 
@@ -42,18 +53,26 @@ pub enum AddressError {
          {range} takes prefix lengths of {shortest} or more"
     )]
     SubnetOutsideGrant {
+        /// The address in question.
         address: IpAddr,
+        /// The prefix length asked for.
         prefix_len: u8,
+        /// The configuration section of the grant.
         section: String,
+        /// The widest granted range holding the address.
         range: String,
+        /// That range's prefix length: the shortest one allowed.
         shortest: u8,
     },
 
     /// The interface is not one the grant names.
     #[error("interface {interface:?} is not granted by [{section}]: its interfaces are {granted}")]
     InterfaceNotGranted {
+        /// The interface in question.
         interface: String,
+        /// The configuration section of the grant.
         section: String,
+        /// What the grant allows.
         granted: String,
     },
 
@@ -62,8 +81,11 @@ pub enum AddressError {
         "interface {interface:?} does not exist on this node (granted by [{section}]; of its interfaces this node has {present})"
     )]
     UnknownInterface {
+        /// The interface in question.
         interface: String,
+        /// The configuration section of the grant.
         section: String,
+        /// The granted interfaces this node has.
         present: String,
     },
 
@@ -72,15 +94,21 @@ pub enum AddressError {
     #[error(
         "interface {interface} has no Ethernet hardware address: ARP and neighbour discovery cannot run on it"
     )]
-    NoHardwareAddress { interface: String },
+    NoHardwareAddress {
+        /// The interface in question.
+        interface: String,
+    },
 
     /// This node already holds the address on another interface.
     #[error(
         "{address} is already on interface {other} of this node; refusing to add it to {interface} as well"
     )]
     HeldOnOtherInterface {
+        /// The address in question.
         address: IpAddr,
+        /// The interface in question.
         interface: String,
+        /// The other interface that holds it.
         other: String,
     },
 
@@ -90,9 +118,13 @@ pub enum AddressError {
         "{address} is already on {interface} as {address}/{held_prefix}, not /{prefix_len}; not changing an address configured otherwise"
     )]
     HeldWithOtherPrefix {
+        /// The address in question.
         address: IpAddr,
+        /// The interface in question.
         interface: String,
+        /// The prefix length asked for.
         prefix_len: u8,
+        /// The prefix length the address is held with.
         held_prefix: u8,
     },
 
@@ -101,8 +133,11 @@ pub enum AddressError {
         "{address} is already in use on {interface}'s network: the host with hardware address {answered_by} answered for it"
     )]
     Duplicate {
+        /// The address in question.
         address: IpAddr,
+        /// The interface in question.
         interface: String,
+        /// The hardware address of the host that answered.
         answered_by: MacAddr,
     },
 
@@ -111,39 +146,56 @@ pub enum AddressError {
     #[error(
         "refusing to announce {address} on {interface}: it is not on that interface (add it first)"
     )]
-    NotHeld { address: IpAddr, interface: String },
+    NotHeld {
+        /// The address in question.
+        address: IpAddr,
+        /// The interface in question.
+        interface: String,
+    },
 
     /// A count or a duration outside what the agent accepts.
     #[error("{what} {value} is out of range ({limit})")]
     OutOfRange {
+        /// What was out of range.
         what: &'static str,
+        /// The value given.
         value: String,
+        /// The most allowed.
         limit: &'static str,
     },
 
     /// The kernel refused for lack of a capability.
     #[error("{operation} on {interface}: not permitted, the agent needs {capability}")]
     NotPermitted {
+        /// What the agent was doing.
         operation: &'static str,
+        /// The interface in question.
         interface: String,
+        /// The capability the agent lacks.
         capability: &'static str,
     },
 
     /// A netlink request failed for another reason.
     #[error("{operation} on {interface}: netlink: {source}")]
     Netlink {
+        /// What the agent was doing.
         operation: &'static str,
+        /// The interface in question.
         interface: String,
         #[source]
+        /// The underlying error.
         source: io::Error,
     },
 
     /// A packet or ICMPv6 socket failed (open, bind, send, receive).
     #[error("{operation} on {interface}: {source}")]
     Socket {
+        /// What the agent was doing.
         operation: &'static str,
+        /// The interface in question.
         interface: String,
         #[source]
+        /// The underlying error.
         source: io::Error,
     },
 }

@@ -50,7 +50,7 @@ pub(crate) struct Assigned {
 impl Netlink {
     /// A connection in the calling thread's network namespace; its task
     /// runs on the current tokio runtime.
-    pub fn open() -> io::Result<Netlink> {
+    pub(crate) fn open() -> io::Result<Netlink> {
         let (connection, handle, _) = rtnetlink::new_connection()?;
         Ok(Netlink {
             handle,
@@ -59,7 +59,7 @@ impl Netlink {
     }
 
     /// The interface called `name`, or `None` if there is none.
-    pub async fn link(&self, name: &str) -> io::Result<Option<Link>> {
+    pub(crate) async fn link(&self, name: &str) -> io::Result<Option<Link>> {
         let found = self
             .handle
             .link()
@@ -80,7 +80,7 @@ impl Netlink {
 
     /// The name of the interface with index `index` (for errors); its
     /// number if it has gone meanwhile.
-    pub async fn link_name(&self, index: u32) -> String {
+    pub(crate) async fn link_name(&self, index: u32) -> String {
         let found = self
             .handle
             .link()
@@ -102,7 +102,7 @@ impl Netlink {
     }
 
     /// Every address of every interface of the namespace holding `address`.
-    pub async fn holders(&self, address: IpAddr) -> io::Result<Vec<Assigned>> {
+    pub(crate) async fn holders(&self, address: IpAddr) -> io::Result<Vec<Assigned>> {
         let mut found = Vec::new();
         let mut dump = self.handle.address().get().execute();
         while let Some(message) = dump.try_next().await.map_err(to_io)? {
@@ -118,7 +118,7 @@ impl Netlink {
     /// Add `address/prefix_len` to interface `index`. IPv6 addresses are
     /// added with `IFA_F_NODAD`: the caller probed the network itself, and
     /// the address is usable (and can be announced from) at once.
-    pub async fn add(&self, index: u32, address: IpAddr, prefix_len: u8) -> io::Result<()> {
+    pub(crate) async fn add(&self, index: u32, address: IpAddr, prefix_len: u8) -> io::Result<()> {
         let mut request = self.handle.address().add(index, address, prefix_len);
         if address.is_ipv6() {
             let message = request.message_mut();
@@ -131,7 +131,7 @@ impl Netlink {
     }
 
     /// Remove one address, as the kernel listed it.
-    pub async fn remove(&self, assigned: &Assigned) -> io::Result<()> {
+    pub(crate) async fn remove(&self, assigned: &Assigned) -> io::Result<()> {
         self.handle
             .address()
             .del(assigned.message.clone())

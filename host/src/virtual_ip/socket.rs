@@ -51,7 +51,7 @@ impl PacketSocket {
     /// Open and bind. The socket is made with protocol 0, which receives
     /// nothing, and bound to the interface and EtherType after: no frame
     /// of another interface slips in between.
-    pub fn open(ifindex: u32, ethertype: u16) -> io::Result<PacketSocket> {
+    pub(crate) fn open(ifindex: u32, ethertype: u16) -> io::Result<PacketSocket> {
         // SAFETY: plain socket(2); the descriptor is owned at once.
         let raw = unsafe {
             libc::socket(
@@ -83,7 +83,7 @@ impl PacketSocket {
     }
 
     /// Send one whole frame on the interface.
-    pub async fn send(&self, frame: &[u8]) -> io::Result<()> {
+    pub(crate) async fn send(&self, frame: &[u8]) -> io::Result<()> {
         self.fd
             .async_io(Interest::WRITABLE, |fd| {
                 // SAFETY: the buffer is valid for its length.
@@ -105,7 +105,7 @@ impl PacketSocket {
 
     /// Receive one frame into `buf` (cut to its length): its length and
     /// whether it was this host's own.
-    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, Direction)> {
+    pub(crate) async fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, Direction)> {
         self.fd
             .async_io(Interest::READABLE, |fd| {
                 // SAFETY: a zeroed sockaddr_ll is valid; recvfrom writes at
@@ -158,7 +158,7 @@ pub(crate) struct Icmp6Socket {
 impl Icmp6Socket {
     /// Open, bind to `interface` and to `source` (an address this host
     /// holds on it), and set the hop limits.
-    pub fn open(interface: &str, ifindex: u32, source: Ipv6Addr) -> io::Result<Icmp6Socket> {
+    pub(crate) fn open(interface: &str, ifindex: u32, source: Ipv6Addr) -> io::Result<Icmp6Socket> {
         // SAFETY: plain socket(2); the descriptor is owned at once.
         let raw = unsafe {
             libc::socket(
@@ -210,7 +210,7 @@ impl Icmp6Socket {
 
     /// Send one ICMPv6 message (checksum left zero: the kernel fills it)
     /// to `to` on the socket's interface.
-    pub async fn send_to(&self, message: &[u8], to: Ipv6Addr) -> io::Result<()> {
+    pub(crate) async fn send_to(&self, message: &[u8], to: Ipv6Addr) -> io::Result<()> {
         let destination = sockaddr_in6(to, self.ifindex);
         self.fd
             .async_io(Interest::WRITABLE, |fd| {

@@ -25,7 +25,7 @@ use super::stream::QuotaStream;
 use super::{DataQuota, Growth, Verdict};
 
 /// wasmtime-wasi's filesystem view of one store, with its resource's quota.
-pub struct QuotaFilesystem<'a> {
+pub(crate) struct QuotaFilesystem<'a> {
     pub fs: WasiFilesystemCtxView<'a>,
     pub quota: &'a Arc<DataQuota>,
 }
@@ -40,7 +40,7 @@ impl HasData for WithQuota {
 /// Replace `wasi:filesystem/types` in `linker` (added by
 /// `wasmtime_wasi::p2::add_to_linker_async`) with the quota-checking one.
 /// Every other WASI interface stays wasmtime-wasi's.
-pub fn add_to_linker<T: Send + 'static>(
+pub(crate) fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     view: fn(&mut T) -> QuotaFilesystem<'_>,
 ) -> wasmtime::Result<()> {

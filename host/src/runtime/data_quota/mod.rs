@@ -74,15 +74,19 @@ impl Default for QuotaLimits {
 /// What one call would add to `/data`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Growth {
+    /// Bytes added.
     pub bytes: u64,
+    /// Entries added (files, directories, links).
     pub entries: u64,
 }
 
 impl Growth {
+    /// A growth of `bytes` bytes and no entry.
     pub fn bytes(bytes: u64) -> Growth {
         Growth { bytes, entries: 0 }
     }
 
+    /// A new entry of `bytes` bytes.
     pub fn entry(bytes: u64) -> Growth {
         Growth { bytes, entries: 1 }
     }

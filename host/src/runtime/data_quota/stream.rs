@@ -19,7 +19,7 @@ use wasmtime_wasi::p2::{DynOutputStream, OutputStream, Pollable, StreamError, St
 
 use super::{DataQuota, Growth, Permit, Verdict};
 
-pub struct QuotaStream {
+pub(super) struct QuotaStream {
     inner: DynOutputStream,
     quota: Arc<DataQuota>,
     /// `check-write` found the estimate full and stale: the next wait walks.
@@ -27,7 +27,7 @@ pub struct QuotaStream {
 }
 
 impl QuotaStream {
-    pub fn new(inner: DynOutputStream, quota: Arc<DataQuota>) -> QuotaStream {
+    pub(super) fn new(inner: DynOutputStream, quota: Arc<DataQuota>) -> QuotaStream {
         QuotaStream {
             inner,
             quota,

@@ -23,11 +23,11 @@ use super::QuotaLimits;
 /// The deepest a walk descends below the data directory. A tree deeper
 /// than this is counted as full: its depth is the plugin's doing, and
 /// counting it as empty would let it hide data from the quota.
-pub const MAX_DEPTH: usize = 64;
+pub(super) const MAX_DEPTH: usize = 64;
 
 /// What a walk found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Found {
+pub(super) struct Found {
     pub bytes: u64,
     pub entries: u64,
 }
@@ -35,7 +35,7 @@ pub struct Found {
 impl Found {
     /// A directory the walk could not see to the end: full on both counts,
     /// so nothing more is admitted until a walk sees it all.
-    pub fn full(limits: QuotaLimits) -> Found {
+    pub(super) fn full(limits: QuotaLimits) -> Found {
         Found {
             bytes: limits.bytes,
             entries: limits.entries.saturating_add(1),
@@ -46,7 +46,7 @@ impl Found {
 /// Measure `dir`: bytes (apparent sizes of files and links) and entries
 /// (everything beneath it, not itself). A directory that does not exist
 /// yet holds nothing.
-pub fn measure(dir: &Path, limits: QuotaLimits) -> nix::Result<Found> {
+pub(super) fn measure(dir: &Path, limits: QuotaLimits) -> nix::Result<Found> {
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     // The directory itself is the operator's (it may be a link to another
     // disk) and the plugin cannot replace it: only what is beneath it is

@@ -34,19 +34,22 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::config::ResourceConfig;
-use crate::node::NodeSettings;
 use crate::runtime::Plugin;
 use crate::store::Store;
 
+mod choose;
+mod semver;
+
+pub(crate) use choose::{Note, choose};
+pub(crate) use semver::compare_versions;
+
 /// The most rejected builds remembered; the oldest are forgotten first
 /// (each is a few hundred bytes, and the list must not grow without end).
-pub const MAX_REJECTED: usize = 256;
+pub(crate) const MAX_REJECTED: usize = 256;
 
 /// What the node remembers about its types' versions across restarts.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -132,7 +135,7 @@ impl<'a> Build<'a> {
 
 /// Keep `type_name`'s pin (to `version`, or none) in the store, so that
 /// the agent starts on the pinned version after a restart.
-pub fn save_pin(store: &Store, type_name: &str, version: Option<&str>) -> Result<()> {
+pub(crate) fn save_pin(store: &Store, type_name: &str, version: Option<&str>) -> Result<()> {
     let mut record = store.load_versions()?;
     match version {
         Some(version) => record
@@ -148,7 +151,7 @@ pub fn save_pin(store: &Store, type_name: &str, version: Option<&str>) -> Result
 /// Remember across restarts that a swap rejected this build, so that
 /// start-up does not run it. A store that fails is logged: the swap's
 /// outcome stands regardless.
-pub fn remember_rejection(store: &Store, plugin: &Plugin, reason: &str, at_ms: u64) {
+pub(crate) fn remember_rejection(store: &Store, plugin: &Plugin, reason: &str, at_ms: u64) {
     let sha256 = plugin.source_sha256();
     let saved = store.load_versions().and_then(|mut record| {
         record.reject(Build::of(plugin, &sha256), reason, at_ms);
@@ -164,7 +167,7 @@ pub fn remember_rejection(store: &Store, plugin: &Plugin, reason: &str, at_ms: u
 }
 
 /// A swap to this build succeeded: forget that an earlier one rejected it.
-pub fn forget_rejection(store: &Store, plugin: &Plugin) {
+pub(crate) fn forget_rejection(store: &Store, plugin: &Plugin) {
     let sha256 = plugin.source_sha256();
     let forgotten = store.load_versions().and_then(|mut record| {
         if record.forgive(Build::of(plugin, &sha256)) {
@@ -210,14 +213,14 @@ pub struct Candidate<P> {
 /// A candidate in its place in the order of preference, with the reason it
 /// is not even tried, if so.
 #[derive(Debug, Clone)]
-pub struct Ranked<P> {
+pub(crate) struct Ranked<P> {
     pub candidate: Candidate<P>,
     pub skip: Option<String>,
 }
 
 /// Order `candidates` of `type_name` by preference (see the module
 /// documentation) and mark the builds a swap rejected.
-pub fn rank<P>(
+pub(crate) fn rank<P>(
     type_name: &str,
     mut candidates: Vec<Candidate<P>>,
     record: &VersionRecord,
@@ -258,277 +261,6 @@ fn preference<P>(a: &Candidate<P>, b: &Candidate<P>, pin: Option<&str>) -> Order
 
 fn origin_name<P>(c: &Candidate<P>) -> String {
     c.origin.to_string()
-}
-
-/// Semver precedence; a version that is not semver is below every one
-/// that is, and such versions compare as text.
-pub fn compare_versions(a: &str, b: &str) -> Ordering {
-    match (Semver::parse(a), Semver::parse(b)) {
-        (Some(a), Some(b)) => a.cmp(&b),
-        (Some(_), None) => Ordering::Greater,
-        (None, Some(_)) => Ordering::Less,
-        (None, None) => a.cmp(b),
-    }
-}
-
-/// `MAJOR.MINOR.PATCH[-PRE][+BUILD]`, ordered by semver precedence (build
-/// metadata ignored). Small enough not to need a crate (one with other
-/// features than wasmtime's would rebuild wasmtime).
-#[derive(Debug, PartialEq, Eq)]
-struct Semver<'a> {
-    core: [u64; 3],
-    pre: Vec<Identifier<'a>>,
-}
-
-/// A pre-release identifier: numeric ones rank below alphanumeric ones.
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Identifier<'a> {
-    Numeric(u64),
-    Text(&'a str),
-}
-
-impl<'a> Semver<'a> {
-    fn parse(text: &'a str) -> Option<Semver<'a>> {
-        let text = text.split_once('+').map_or(text, |(version, _)| version);
-        let (core, pre) = match text.split_once('-') {
-            Some((core, pre)) => (core, Some(pre)),
-            None => (text, None),
-        };
-        let number = |part: &str| {
-            let leading_zero = part.len() > 1 && part.starts_with('0');
-            let digits = !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
-            (digits && !leading_zero).then(|| part.parse::<u64>().ok())?
-        };
-        let mut parts = core.split('.');
-        let core = [
-            number(parts.next()?)?,
-            number(parts.next()?)?,
-            number(parts.next()?)?,
-        ];
-        if parts.next().is_some() {
-            return None;
-        }
-        let pre = match pre {
-            None => Vec::new(),
-            Some(pre) => pre
-                .split('.')
-                .map(|id| match number(id) {
-                    Some(n) => Some(Identifier::Numeric(n)),
-                    None => (!id.is_empty()
-                        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
-                    .then_some(Identifier::Text(id)),
-                })
-                .collect::<Option<Vec<_>>>()?,
-        };
-        Some(Semver { core, pre })
-    }
-}
-
-impl Ord for Semver<'_> {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.core.cmp(&other.core).then_with(|| {
-            match (self.pre.is_empty(), other.pre.is_empty()) {
-                // A release is above its pre-releases.
-                (true, true) => Ordering::Equal,
-                (true, false) => Ordering::Greater,
-                (false, true) => Ordering::Less,
-                (false, false) => self.pre.cmp(&other.pre),
-            }
-        })
-    }
-}
-
-impl PartialOrd for Semver<'_> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-/// Why a candidate did not run: skipped or failed its checks.
-#[derive(Debug, Clone)]
-pub struct PassedOver {
-    pub origin: Origin,
-    pub version: String,
-    pub reason: String,
-}
-
-/// The one sentence that says a type started on another version than the
-/// one it would have preferred, and why.
-pub fn fallback_note(
-    type_name: &str,
-    chosen_version: &str,
-    chosen_origin: &Origin,
-    passed_over: &[PassedOver],
-) -> String {
-    let why: Vec<String> = passed_over
-        .iter()
-        .map(|p| format!("{} from {}: {}", p.version, p.origin, p.reason))
-        .collect();
-    format!(
-        "type {type_name} runs {chosen_version} from {chosen_origin}, not the version it \
-         would have preferred; passed over: {}",
-        why.join("; ")
-    )
-}
-
-/// What start-up chose for every type.
-#[derive(Default)]
-pub struct Chosen {
-    /// The version each type runs.
-    pub plugins: BTreeMap<String, Arc<Plugin>>,
-    /// The other versions that may run (not rejected, not tried), for `pin`
-    /// and roll-back; a swap to one checks it as any swap does.
-    pub alternatives: BTreeMap<String, Vec<Arc<Plugin>>>,
-    /// What the event history must say about the choice (the log has said
-    /// it already).
-    pub notes: Vec<Note>,
-}
-
-/// One thing start-up says about a type's versions: a plugin event.
-#[derive(Debug, Clone)]
-pub struct Note {
-    /// The type's name.
-    pub subject: String,
-    /// `chosen`, `rejected` (passed over at start), `fallback` (runs
-    /// another version than the preferred one) or `unavailable`.
-    pub action: &'static str,
-    pub version: Option<String>,
-    pub reason: String,
-}
-
-/// Choose the version of every type in `candidates` (see the module
-/// documentation): rank them, skip rejected builds, and check the rest in
-/// order against `resources` (those of the type) until one passes.
-pub async fn choose(
-    candidates: BTreeMap<String, Vec<Candidate<Arc<Plugin>>>>,
-    record: &VersionRecord,
-    resources: &[ResourceConfig],
-    settings: &NodeSettings,
-) -> Chosen {
-    let mut chosen = Chosen::default();
-    for (type_name, of_type) in candidates {
-        let count = of_type.len();
-        let mut passed_over: Vec<PassedOver> = Vec::new();
-        let mut running: Option<Candidate<Arc<Plugin>>> = None;
-        // The best version that only the configuration's check refused
-        // (not a record of a rejected swap): if every version refuses the
-        // configuration, the configuration is what is wrong, and this one
-        // runs so that its errors are reported resource by resource.
-        let mut best_refusing_config: Option<Candidate<Arc<Plugin>>> = None;
-        for ranked in rank(&type_name, of_type, record) {
-            let candidate = ranked.candidate;
-            if running.is_some() {
-                if ranked.skip.is_none() {
-                    chosen
-                        .alternatives
-                        .entry(type_name.clone())
-                        .or_default()
-                        .push(candidate.plugin);
-                }
-                continue;
-            }
-            let (refusal, by_config) = match ranked.skip {
-                Some(skip) => (Some(skip), false),
-                None => (
-                    check(&candidate.plugin, resources, settings).await.err(),
-                    true,
-                ),
-            };
-            match refusal {
-                Some(reason) => {
-                    if by_config && best_refusing_config.is_none() {
-                        best_refusing_config = Some(candidate.clone());
-                    }
-                    passed_over.push(PassedOver {
-                        origin: candidate.origin,
-                        version: candidate.version,
-                        reason,
-                    });
-                }
-                None => running = Some(candidate),
-            }
-        }
-        if running.is_none()
-            && let Some(best) = best_refusing_config
-        {
-            passed_over.retain(|p| p.origin != best.origin);
-            running = Some(best);
-        }
-        for passed in &passed_over {
-            let reason = format!("{} not run: {}", passed.origin, passed.reason);
-            tracing::warn!(plugin = %type_name, version = %passed.version, "passed over at start: {reason}");
-            chosen.notes.push(Note {
-                subject: type_name.clone(),
-                action: "rejected",
-                version: Some(passed.version.clone()),
-                reason,
-            });
-        }
-        let Some(running) = running else {
-            let reason = format!(
-                "no version of type {type_name} passed its checks at start; its resources \
-                 cannot be built until a good one is in the plugins directory"
-            );
-            tracing::error!(plugin = %type_name, "{reason}");
-            chosen.notes.push(Note {
-                subject: type_name,
-                action: "unavailable",
-                version: None,
-                reason,
-            });
-            continue;
-        };
-        let pin = record.pins.get(&type_name);
-        if !passed_over.is_empty() {
-            let reason = fallback_note(&type_name, &running.version, &running.origin, &passed_over);
-            tracing::warn!(plugin = %type_name, version = %running.version, "{reason}");
-            chosen.notes.push(Note {
-                subject: type_name.clone(),
-                action: "fallback",
-                version: Some(running.version.clone()),
-                reason,
-            });
-        } else if count > 1 || pin.is_some() {
-            let why = match pin {
-                Some(pin) if *pin == running.version => "the pinned version".to_string(),
-                Some(pin) => format!(
-                    "the highest of {count}; the pinned version {pin} is in no file, \
-                     and the pin stays"
-                ),
-                None => format!("the highest of {count}"),
-            };
-            let reason = format!("from {}: {why}", running.origin);
-            tracing::info!(plugin = %type_name, version = %running.version, "chosen at start {reason}");
-            chosen.notes.push(Note {
-                subject: type_name.clone(),
-                action: "chosen",
-                version: Some(running.version.clone()),
-                reason,
-            });
-        }
-        chosen.plugins.insert(type_name, running.plugin);
-    }
-    for versions in chosen.alternatives.values_mut() {
-        versions.sort_by(|a, b| compare_versions(&a.info().version, &b.info().version));
-    }
-    chosen
-}
-
-/// The checks a swap makes before anything moves: every configured
-/// resource of the type valid for this version (schema and the plugin's
-/// own `validate`, bounded by its fixed deadline).
-async fn check(
-    plugin: &Arc<Plugin>,
-    resources: &[ResourceConfig],
-    settings: &NodeSettings,
-) -> Result<(), String> {
-    for resource in resources.iter().filter(|r| r.type_name == plugin.name()) {
-        let spec = crate::node::spec_of(settings, resource);
-        if let Err(err) = crate::monitor::validate_spec(&spec, plugin).await {
-            return Err(format!("not valid for resource {}: {err}", resource.name));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -723,62 +455,8 @@ mod tests {
     }
 
     #[test]
-    fn versions_compare_by_semver_precedence() {
-        // The order semver.org gives, lowest first.
-        let ordered = [
-            "not-a-version",
-            "0.9.0",
-            "0.10.0",
-            "1.0.0-alpha",
-            "1.0.0-alpha.1",
-            "1.0.0-alpha.beta",
-            "1.0.0-beta",
-            "1.0.0-beta.2",
-            "1.0.0-beta.11",
-            "1.0.0-rc.1",
-            "1.0.0",
-            "1.0.1",
-            "2.0.0",
-        ];
-        for (i, a) in ordered.iter().enumerate() {
-            for (j, b) in ordered.iter().enumerate() {
-                assert_eq!(compare_versions(a, b), i.cmp(&j), "{a} against {b}");
-            }
-        }
-        assert_eq!(compare_versions("1.0.0+build.5", "1.0.0"), Ordering::Equal);
-        for bad in ["1.0", "1.0.0.0", "01.0.0", "1.0.0-", "1.0.0-a..b", "v1.0.0"] {
-            assert_eq!(
-                compare_versions(bad, "0.0.1"),
-                Ordering::Less,
-                "{bad} is not semver"
-            );
-        }
-    }
-
-    #[test]
     fn the_record_reads_back_what_older_agents_wrote() {
         let record: VersionRecord = serde_json::from_str("{}").expect("empty record");
         assert_eq!(record, VersionRecord::default());
-    }
-
-    #[test]
-    fn the_fallback_note_names_what_was_passed_over_and_why() {
-        let note = fallback_note(
-            "chaos",
-            "0.1.0",
-            &Origin::File(PathBuf::from("/p/chaos.wasm")),
-            &[PassedOver {
-                origin: Origin::File(PathBuf::from("/p/chaos@0.3.0.wasm")),
-                version: "0.3.0".into(),
-                reason: "a swap rejected this build".into(),
-            }],
-        );
-        for part in [
-            "chaos",
-            "0.1.0 from /p/chaos.wasm",
-            "0.3.0 from /p/chaos@0.3.0.wasm: a swap rejected this build",
-        ] {
-            assert!(note.contains(part), "{note} lacks {part}");
-        }
     }
 }

@@ -1,0 +1,86 @@
+//! `[node]` and `[runtime]`: this agent's own name, directories and
+//! shutdown, and the room its plugins get.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use serde::Deserialize;
+
+/// `[node]`: this agent's name, directories and shutdown.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The node's name: in a cluster, one of `[cluster] nodes`.
+    pub name: String,
+    /// Where the agent keeps its store, history, compiled plugins and the
+    /// resources' directories.
+    pub data_dir: PathBuf,
+    /// A directory of `.wasm` resource types to load and watch; none: the
+    /// built-in types only.
+    #[serde(default)]
+    pub plugins_dir: Option<PathBuf>,
+    /// What SIGTERM does to the services: take every group offline in
+    /// reverse dependency order ("offline", the default), or leave them
+    /// running for the next agent to adopt ("leave-running": restart the
+    /// agent alone).
+    #[serde(default)]
+    pub on_shutdown: OnShutdown,
+}
+
+/// What SIGTERM does to the services (`[node] on_shutdown`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnShutdown {
+    /// Take every group offline in reverse dependency order (the default).
+    #[default]
+    Offline,
+    /// Leave the services running for the next agent to adopt: restart the
+    /// agent alone.
+    LeaveRunning,
+}
+
+/// `[runtime]`: the room plugins get.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSection {
+    /// Room in the instance pool: how many resources' stores may exist at
+    /// once (default 1024).
+    #[serde(default = "default_max_instances")]
+    pub max_instances: u32,
+    /// The default memory limit of a resource's store, in MiB (default 64).
+    #[serde(default = "default_memory_limit_mib")]
+    pub memory_limit_mib: u64,
+}
+
+impl Default for RuntimeSection {
+    fn default() -> Self {
+        RuntimeSection {
+            max_instances: default_max_instances(),
+            memory_limit_mib: default_memory_limit_mib(),
+        }
+    }
+}
+
+fn default_max_instances() -> u32 {
+    1024
+}
+
+fn default_memory_limit_mib() -> u64 {
+    64
+}
+
+/// The largest memory limit, in MiB, that a resource may be given: what
+/// the runtime's instance pool gives any one store.
+pub fn max_memory_limit_mib() -> u64 {
+    (crate::runtime::RuntimeConfig::default().max_memory_bytes >> 20) as u64
+}
+
+/// A memory limit in MiB is 1 to [`max_memory_limit_mib`]: 0 would let no
+/// plugin instantiate, and more than the pool gives is never reached.
+pub(super) fn check_memory_limit_mib(mib: u64) -> Result<()> {
+    let max = max_memory_limit_mib();
+    if !(1..=max).contains(&mib) {
+        bail!("{mib} is not a memory limit: give 1 to {max} (MiB)");
+    }
+    Ok(())
+}
