@@ -271,6 +271,8 @@ fn bad_lines_are_refused_and_change_nothing() {
         "vouch 99999999999".to_string(),
         "vouch soon".to_string(),
         "fire".to_string(),
+        "hold-address 198.18.0.1/33 eth0".to_string(),
+        "hold-address 198.18.0.1/24 no/slash".to_string(),
         "x".repeat(100_000),
     ] {
         guard.send(&line);
@@ -290,7 +292,9 @@ fn bad_lines_are_refused_and_change_nothing() {
         "\"vouch 99999999999\": a vouch longer than",
         "\"vouch soon\"",
         "\"fire\": not a command",
-        "a line longer than 64 bytes",
+        "the prefix length is 1 to 32",
+        "an interface name is 1 to 15 bytes",
+        "a line longer than 128 bytes",
         "a line that is not UTF-8",
     ] {
         guard.wait_logged(refused);
