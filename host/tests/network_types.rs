@@ -322,7 +322,10 @@ async fn network_name_resources_register_check_and_remove_their_name() {
 
 #[test]
 fn the_example_virtual_server_parses_with_its_grants_and_dependency_chain() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/virtual-server.toml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/virtual-server.toml"
+    );
     let text = std::fs::read_to_string(path).expect("examples/virtual-server.toml");
     // The key file the example names, made here: the grant reads it.
     let dir = tempfile::tempdir().expect("tempdir");
@@ -363,7 +366,8 @@ fn the_example_virtual_server_parses_with_its_grants_and_dependency_chain() {
         warden::config::AgentConfig::parse(&missing).expect_err("no key file")
     );
     assert!(
-        error.contains("[plugins.network-name.dns]") && error.contains("/nonexistent/dns-update.key"),
+        error.contains("[plugins.network-name.dns]")
+            && error.contains("/nonexistent/dns-update.key"),
         "{error}"
     );
 }
