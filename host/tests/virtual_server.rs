@@ -318,3 +318,40 @@ fn the_virtual_server_answers_by_name_over_smtp_from_one_node_at_a_time() {
         "answered 250 but not in the store: probes {lost:?}"
     );
 }
+
+/// The judge the test relies on fails when two nodes answered in turns, or
+/// when the last to answer is not the one expected, and measures the
+/// outage between the good answers of the old and the new node.
+#[test]
+fn the_judge_fails_when_two_nodes_answer_for_the_address() {
+    use std::time::Instant;
+    let start = Instant::now();
+    let at = |ms: u64| start + Duration::from_millis(ms);
+    let answer = |ms: u64, node: Option<&str>, good: bool| Answer {
+        n: ms,
+        started: at(ms),
+        address: Some(IpAddr::V4(VIP)),
+        greeted: node.map(|n| (at(ms), n.to_string())),
+        good: (good && node.is_some()).then(|| at(ms)),
+        failure: None,
+    };
+    let moved = [
+        answer(0, Some("n1"), true),
+        answer(100, Some("n1"), true),
+        answer(200, None, false),
+        answer(300, Some("n2"), false),
+        answer(400, Some("n2"), true),
+    ];
+    let verdict = judge(&moved, "n2");
+    assert_eq!(verdict.order, ["n1", "n2"]);
+    assert_eq!(verdict.outage, Some(Duration::from_millis(300)));
+    assert_eq!((verdict.good, verdict.failed), (3, 2));
+
+    let mut in_turns = moved.to_vec();
+    in_turns.push(answer(500, Some("n1"), true));
+    in_turns.push(answer(600, Some("n2"), true));
+    let two = std::panic::catch_unwind(|| judge(&in_turns, "n2"));
+    assert!(two.is_err(), "n1 answered again after n2");
+    let elsewhere = std::panic::catch_unwind(|| judge(&moved, "n3"));
+    assert!(elsewhere.is_err(), "n3 never answered");
+}

@@ -150,15 +150,27 @@ pub fn probing<T>(lab: &Lab, probe: &Probe, during: impl FnOnce() -> T) -> (T, V
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
         let prober = scope.spawn(|| lab.within(CLIENT, || probe_until(probe, &stop)));
+        // Stops the prober also when `during` panics: the scope would
+        // otherwise wait for it for ever.
+        let stopping = StopOnDrop(&stop);
         std::thread::sleep(PROBE_AROUND);
         let result = during();
         std::thread::sleep(PROBE_AROUND);
-        stop.store(true, Ordering::Relaxed);
+        drop(stopping);
         let answers = prober
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
         (result, answers)
     })
+}
+
+/// Sets its flag when dropped, panicking or not.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Start a probe every [`PROBE_EVERY`] until `stop`, each on a thread of
