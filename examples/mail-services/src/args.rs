@@ -220,12 +220,27 @@ pub fn resolve(s: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| "resolves to no address".to_string())
 }
 
-/// The machine's host name (Linux), else `localhost`.
+/// The variable naming the node a service runs on, for its banners, when
+/// `--hostname` is not given.
+pub const HOSTNAME_VAR: &str = "MAIL_HOSTNAME";
+
+/// The host name for banners without `--hostname`: `MAIL_HOSTNAME` if set
+/// (a cluster node's agent sets it per node, `[plugins.TYPE] env`, since
+/// one virtual server's command line is the same on every node), else the
+/// machine's host name (Linux), else `localhost`. A value that is not a
+/// host name (empty, spaces, longer than 255) is passed over.
 pub fn default_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
+    let valid =
+        |h: &String| !h.is_empty() && h.len() <= 255 && h.bytes().all(|b| b.is_ascii_graphic());
+    std::env::var(HOSTNAME_VAR)
         .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(valid)
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(valid)
+        })
         .unwrap_or_else(|| "localhost".to_string())
 }
 

@@ -162,3 +162,48 @@ fn smtp_to_store_to_index_and_http() {
     assert_eq!(ix.cmd("INDEXED"), "INDEXED 1");
     assert_eq!(ix.cmd("LAG"), "LAG 0");
 }
+
+/// A cluster node's agent names the node to its services through
+/// `MAIL_HOSTNAME` (the command line is the virtual server's, the same on
+/// every node): the banner and EHLO say it, `--hostname` overrides it, and
+/// a value that is no host name is passed over for the machine's.
+#[test]
+fn the_banner_names_the_node_from_mail_hostname() {
+    let dir = TempDir::new("banner");
+    let store = Service::start(
+        STORE,
+        &["--data", &dir.arg("store"), "--listen", "127.0.0.1:0"],
+    );
+    let s = store.addr.to_string();
+    let smtp_args = ["--listen", "127.0.0.1:0", "--store", s.as_str()];
+    let banner = |smtp: &Service| {
+        let mut line = Line::connect(smtp.addr).unwrap();
+        let banner = line.smtp_reply();
+        let ehlo = line.smtp("EHLO client.test");
+        (banner, ehlo)
+    };
+
+    let named = Service::start_env(SMTP, &smtp_args, &[("MAIL_HOSTNAME", "n7")]);
+    let (greeting, _) = banner(&named);
+    assert_eq!(greeting, "220 n7 ESMTP warden-mail");
+    let mut line = Line::connect(named.addr).unwrap();
+    line.smtp_reply();
+    line.send(b"EHLO client.test\r\n").unwrap();
+    assert_eq!(line.line().unwrap(), "250-n7");
+
+    let mut with_flag = smtp_args.to_vec();
+    with_flag.extend(["--hostname", "mx.test"]);
+    let flagged = Service::start_env(SMTP, &with_flag, &[("MAIL_HOSTNAME", "n7")]);
+    assert_eq!(banner(&flagged).0, "220 mx.test ESMTP warden-mail");
+
+    let machine = Service::start(SMTP, &smtp_args);
+    let machine_name = banner(&machine).0;
+    for bad in ["two words", ""] {
+        let passed_over = Service::start_env(SMTP, &smtp_args, &[("MAIL_HOSTNAME", bad)]);
+        assert_eq!(
+            banner(&passed_over).0,
+            machine_name,
+            "MAIL_HOSTNAME={bad:?}"
+        );
+    }
+}

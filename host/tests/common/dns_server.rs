@@ -1,7 +1,8 @@
 //! A real DNS server for the dynamic update tests: Debian's Knot DNS
-//! (`knotd`, `.ci/run` installs the package `knot`), serving the zone
-//! `warden.test.` from a directory of the test's, on the address given (a
-//! free loopback port here; a lab host's address in the network lab).
+//! (`knotd`, `.ci/run` installs the package `knot`), serving one zone
+//! (`warden.test.` unless told another, [`DnsServer::start_zone`]) from a
+//! directory of the test's, on the address given (a free loopback port
+//! here; a lab host's address in the network lab).
 //!
 //! Three TSIG keys, each with a fresh random secret:
 //! - `warden-key` (hmac-sha256) may query and update the zone;
@@ -43,6 +44,8 @@ pub const READER_KEY: &str = "reader-key";
 pub struct DnsServer {
     pub address: SocketAddr,
     pub dir: PathBuf,
+    /// The zone it serves, absolute (`warden.test.`).
+    pub zone: String,
     config: PathBuf,
     log: PathBuf,
     child: Child,
@@ -52,6 +55,13 @@ impl DnsServer {
     /// Start knotd on `listen` (UDP and TCP) with the zone and keys above,
     /// and wait until it answers for the zone.
     pub fn start(dir: &Path, listen: SocketAddr) -> DnsServer {
+        DnsServer::start_zone(dir, listen, ZONE)
+    }
+
+    /// As [`DnsServer::start`], serving `zone` (absolute, e.g. `mail.test.`)
+    /// instead of `warden.test.`.
+    pub fn start_zone(dir: &Path, listen: SocketAddr, zone: &str) -> DnsServer {
+        assert!(zone.ends_with('.'), "{zone:?}: give the zone absolute");
         assert!(
             Path::new(KNOTD).exists(),
             "{KNOTD} is missing: install the package knot (.ci/run does)"
@@ -70,12 +80,14 @@ impl DnsServer {
                 "  - id: {name}\n    algorithm: {algorithm}\n    secret: {secret}\n"
             ));
         }
-        let zone_file = dir.join("warden.test.zone");
+        let zone_file = format!("{zone}zone");
         std::fs::write(
-            &zone_file,
-            "$ORIGIN warden.test.\n$TTL 300\n\
-             @ SOA ns.warden.test. hostmaster.warden.test. 1 3600 900 604800 300\n\
-             @ NS ns\nns A 198.18.0.53\n",
+            dir.join(&zone_file),
+            format!(
+                "$ORIGIN {zone}\n$TTL 300\n\
+                 @ SOA ns.{zone} hostmaster.{zone} 1 3600 900 604800 300\n\
+                 @ NS ns\nns A 198.18.0.53\n"
+            ),
         )
         .expect("write the zone file");
         let config = dir.join("knot.conf");
@@ -90,7 +102,7 @@ impl DnsServer {
                  key:\n{keys}\
                  acl:\n  - id: update\n    key: [{KEY}, {KEY_512}]\n    action: [query, update]\n\
                  \x20 - id: query\n    key: {READER_KEY}\n    action: query\n\
-                 zone:\n  - domain: {ZONE}\n    storage: {dir}\n    file: warden.test.zone\n    \
+                 zone:\n  - domain: {zone}\n    storage: {dir}\n    file: {zone_file}\n    \
                  acl: [update, query]\n",
                 listen.ip(),
                 listen.port(),
@@ -103,18 +115,19 @@ impl DnsServer {
         let mut server = DnsServer {
             address: listen,
             dir: dir.to_path_buf(),
+            zone: zone.to_string(),
             config,
             log,
             child,
         };
         wait_until(
-            "knotd to answer for warden.test.",
+            &format!("knotd to answer for {zone}"),
             Duration::from_secs(30),
             || {
                 if let Ok(Some(status)) = server.child.try_wait() {
                     panic!("knotd exited ({status}): {}", server.log_text());
                 }
-                answers_for_zone(listen).then_some(())
+                answers_for_zone(listen, zone).then_some(())
             },
         );
         server
@@ -138,7 +151,7 @@ impl DnsServer {
     /// when there is no such name. Read with knotc, not through DNS.
     pub fn records(&self, name: &str, kind: &str) -> Vec<String> {
         let output = self
-            .knotc(&["zone-read", ZONE, name, kind])
+            .knotc(&["zone-read", &self.zone, name, kind])
             .expect("run knotc zone-read");
         let text = String::from_utf8_lossy(&output.stdout).to_string()
             + &String::from_utf8_lossy(&output.stderr);
@@ -169,11 +182,11 @@ impl DnsServer {
                 String::from_utf8_lossy(&output.stderr)
             );
         };
-        run(&["zone-begin", ZONE]);
+        run(&["zone-begin", &self.zone]);
         for value in values {
-            run(&["zone-set", ZONE, name, "300", kind, value]);
+            run(&["zone-set", &self.zone, name, "300", kind, value]);
         }
-        run(&["zone-commit", ZONE]);
+        run(&["zone-commit", &self.zone]);
     }
 
     fn knotc(&self, args: &[&str]) -> std::io::Result<std::process::Output> {
@@ -265,7 +278,7 @@ fn random_secret() -> String {
 
 /// Whether the server at `address` answers an SOA query for the zone with
 /// authority (built here with hickory, not with the code under test).
-fn answers_for_zone(address: SocketAddr) -> bool {
+fn answers_for_zone(address: SocketAddr, zone: &str) -> bool {
     let Ok(socket) = UdpSocket::bind(match address {
         SocketAddr::V4(_) => "0.0.0.0:0",
         SocketAddr::V6(_) => "[::]:0",
@@ -281,7 +294,7 @@ fn answers_for_zone(address: SocketAddr) -> bool {
     }
     let mut query = Message::query();
     query.add_query(Query::query(
-        Name::from_ascii(ZONE).expect("the zone's name"),
+        Name::from_ascii(zone).expect("the zone's name"),
         RecordType::SOA,
     ));
     let Ok(bytes) = query.to_vec() else {

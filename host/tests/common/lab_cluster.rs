@@ -9,6 +9,10 @@
 //! the loopback cluster's do (`cluster.rs`, whose configuration, etcd
 //! flags and record reading this reuses). The test reaches the hosts from
 //! the client's namespace (`Lab::within`).
+//!
+//! A test may add hosts of its own beside these ([`LabCluster::with_hosts`],
+//! e.g. a DNS server), and give a resource a directory every node shares, as
+//! a shared disk would ([`LabCluster::share_resource_dir`]).
 #![allow(dead_code)]
 
 use std::ffi::OsString;
@@ -33,6 +37,10 @@ pub const ETCD_PEER_PORT: u16 = 2380;
 pub const SERVICE_PORT: u16 = 8080;
 /// Each agent's admin API, on the loopback of its own namespace.
 pub const API: &str = "127.0.0.1:7070";
+/// Written in `Setup::extra_config`, it becomes each node's own name in
+/// that node's configuration (for what differs per node, such as the
+/// `MAIL_HOSTNAME` a node's mail services name themselves by).
+pub const NODE_NAME: &str = "@NODE@";
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -48,6 +56,9 @@ pub struct LabCluster {
     member_args: Vec<Vec<OsString>>,
     pub agents: Vec<Option<Killed>>,
     pub setup: Setup,
+    /// Resources whose data directory every node shares: each agent sees
+    /// `dir/shared/NAME` as its `data/resources/NAME`.
+    shared: Vec<String>,
     _one_at_a_time: MutexGuard<'static, ()>,
 }
 
@@ -56,8 +67,17 @@ impl LabCluster {
     /// made here (said, or a failure under `WARDEN_NETLAB_REQUIRED=1`).
     /// The service records its runs whatever `setup.recorded` says.
     pub fn new(test: &str, setup: Setup) -> Option<LabCluster> {
+        LabCluster::with_hosts(test, setup, &[])
+    }
+
+    /// As [`LabCluster::new`], with `extra` hosts on the lab's network
+    /// beside the nodes and the client (addresses after theirs: the first
+    /// extra host is 198.18.0.5), for the test's own servers.
+    pub fn with_hosts(test: &str, setup: Setup, extra: &[&str]) -> Option<LabCluster> {
         let one_at_a_time = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-        let lab = Lab::or_skip(test, &["n1", "n2", "n3", CLIENT])?;
+        let mut hosts = vec!["n1", "n2", "n3", CLIENT];
+        hosts.extend_from_slice(extra);
+        let lab = Lab::or_skip(test, &hosts)?;
         let dir = tempfile::tempdir().expect("tempdir");
         let on = |port: u16| -> Vec<SocketAddr> {
             NODES
@@ -82,6 +102,7 @@ impl LabCluster {
                 recorded: true,
                 ..setup
             },
+            shared: Vec::new(),
             _one_at_a_time: one_at_a_time,
         };
         for i in 0..NODES.len() {
@@ -187,14 +208,33 @@ impl LabCluster {
             self.records_file().display()
         );
         let api = API.parse().expect("an address");
-        let text =
-            Cluster::config_text(&self.setup, i, api, &endpoints, &args) + &self.setup.extra_config;
+        let text = Cluster::config_text(&self.setup, i, api, &endpoints, &args)
+            + &self.setup.extra_config.replace(NODE_NAME, NODES[i]);
         let path = dir.join("node.toml");
         std::fs::write(&path, text).expect("config");
         path
     }
 
+    /// Resource `name`'s data directory shared by every node, as a shared
+    /// disk holds a virtual server's store: agents started from now on see
+    /// `dir/shared/NAME` (made here) as their `data/resources/NAME`. The
+    /// directory; the resource's service on one node finds what it left on
+    /// another.
+    pub fn share_resource_dir(&mut self, name: &str) -> PathBuf {
+        let shared = self.dir.path().join("shared").join(name);
+        std::fs::create_dir_all(&shared).expect("the shared directory");
+        self.shared.push(name.to_string());
+        shared
+    }
+
     /// Start agent `i` in node `i`'s namespace.
+    ///
+    /// With shared resource directories, the agent is started by a shell
+    /// that bind-mounts each one over the resource's directory, then execs
+    /// the agent (same pid). `ip netns exec` runs its program in a mount
+    /// namespace of its own, a slave of the machine's: the mounts are the
+    /// agent's and its children's alone, never the machine's, and go with
+    /// them; nothing is left to unmount.
     pub fn start_agent(&mut self, i: usize) {
         let config = self.config(i);
         let log = std::fs::OpenOptions::new()
@@ -202,9 +242,27 @@ impl LabCluster {
             .append(true)
             .open(self.agent_log(i))
             .expect("log");
-        let child = self
-            .lab
-            .command(NODES[i], WARDEN)
+        let mut command = if self.shared.is_empty() {
+            self.lab.command(NODES[i], WARDEN)
+        } else {
+            let mut command = self.lab.command(NODES[i], "/bin/sh");
+            command.args([
+                "-c",
+                r#"set -e
+while [ "$1" != "--" ]; do mkdir -p "$1"; mount --bind "$2" "$1"; shift 2; done
+shift
+exec "$@""#,
+                "mount-shared",
+            ]);
+            for name in &self.shared {
+                command
+                    .arg(self.node_dir(i).join("data").join("resources").join(name))
+                    .arg(self.dir.path().join("shared").join(name));
+            }
+            command.arg("--").arg(WARDEN);
+            command
+        };
+        let child = command
             .args(["agent", "--config"])
             .arg(&config)
             .env("RUST_LOG", "info,warden=debug")

@@ -11,6 +11,7 @@ pub mod lab_cluster;
 pub mod netlab;
 pub mod redfish;
 pub mod systemd;
+pub mod virtual_server;
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};

@@ -85,10 +85,16 @@ pub struct Service {
 impl Service {
     /// Starts `bin` and waits for its `listening on` line.
     pub fn start(bin: &str, args: &[&str]) -> Service {
+        Service::start_env(bin, args, &[])
+    }
+
+    /// As [`Service::start`], with these variables added to its environment.
+    pub fn start_env(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Service {
         let name = Path::new(bin).file_name().unwrap().to_str().unwrap();
         let name: &'static str = Box::leak(name.to_string().into_boxed_str());
         let mut child = Command::new(bin)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
