@@ -266,8 +266,31 @@ async fn network_name_resources_register_check_and_remove_their_name() {
     );
     assert_eq!(online(&name).await, None, "registered again");
     assert_eq!(server.records("evs1", "A"), ["30 A 198.18.0.100"]);
+    // Offline leaves the record: the address moves with the group.
     name.offline().expect("actor runs");
     wait_state(&name, ResourceState::Offline, WITHIN).await;
+    assert_eq!(server.records("evs1", "A"), ["30 A 198.18.0.100"]);
+    // With remove-on-offline, offline removes it.
+    let removing = [
+        ("name", "evs1"),
+        ("address", "198.18.0.100"),
+        ("ttl-s", "30"),
+        ("remove-on-offline", "true"),
+    ];
+    let removing = monitor
+        .add(
+            plugin.clone(),
+            resource(
+                "evs1-removing",
+                &removing,
+                dns_grants(&server, &server.key_file(KEY)),
+            ),
+        )
+        .await
+        .expect("valid spec");
+    assert_eq!(online(&removing).await, None, "{:?}", removing.status());
+    removing.offline().expect("actor runs");
+    wait_state(&removing, ResourceState::Offline, WITHIN).await;
     assert!(server.records("evs1", "A").is_empty(), "offline removed it");
 
     // A key the server does not know: refused, the zone unchanged.

@@ -2,8 +2,12 @@
 //! group (the Network Name resource of a Windows cluster).
 //!
 //! Online registers NAME -> ADDRESS with the DNS server by a dynamic update
-//! (RFC 2136) signed with TSIG, and reads it back; offline removes the
-//! record; is-alive asks the server and expects the address. Clients that
+//! (RFC 2136) signed with TSIG, and reads it back; is-alive asks the server
+//! and expects the address. Offline leaves the record by default: the
+//! group's address moves with it, and a name removed during a move would
+//! be cached as nonexistent by resolvers for the zone's negative TTL, far
+//! longer than the move (`remove-on-offline` removes it, for a virtual
+//! server taken down for good). Clients that
 //! connect by the name follow the group to whichever node runs it.
 //!
 //! The host does the DNS work (`network` import): the node configuration
@@ -19,6 +23,7 @@ struct NetworkName {
     name: String,
     address: String,
     ttl_s: u32,
+    remove_on_offline: bool,
 }
 
 impl NetworkName {
@@ -62,6 +67,11 @@ impl ResourceType for NetworkName {
             ),
             Property::string("address", "The address it names (the group's ip-address)"),
             Property::integer("ttl-s", "The record's time to live, in seconds").default("60"),
+            Property::boolean(
+                "remove-on-offline",
+                "Remove the record when the resource goes offline (default: leave it, so a move does not make the name vanish)",
+            )
+            .default("false"),
         ]
     }
 
@@ -83,6 +93,7 @@ impl ResourceType for NetworkName {
             name,
             address: parsed.to_string(),
             ttl_s,
+            remove_on_offline: props.bool("remove-on-offline")?,
         })
     }
 
@@ -97,11 +108,21 @@ impl ResourceType for NetworkName {
     }
 
     fn offline(&self) -> Result<(), String> {
-        network::remove_name(&self.name, &self.address)
+        if self.remove_on_offline {
+            return network::remove_name(&self.name, &self.address);
+        }
+        host::log(
+            Level::Info,
+            &format!("{} -> {} left registered", self.name, self.address),
+        );
+        Ok(())
     }
 
+    /// Fast: nothing to stop, and the record is left as offline leaves it.
     fn terminate(&self) {
-        if let Err(reason) = network::remove_name(&self.name, &self.address) {
+        if self.remove_on_offline
+            && let Err(reason) = network::remove_name(&self.name, &self.address)
+        {
             host::log(Level::Warn, &reason);
         }
     }
