@@ -19,8 +19,10 @@ const RECORD_EVERY: Duration = Duration::from_millis(50);
 
 /// Serve until killed. With `record`, append `start DIR PID MS` once the
 /// port is bound and `alive DIR PID MS` every 50 ms to that file (DIR the
-/// working directory, MS wall-clock milliseconds): the cluster tests judge
-/// from these lines when each node's service ran.
+/// working directory, MS wall-clock milliseconds), and `stop DIR PID MS`
+/// at SIGTERM before exiting: the cluster tests judge from these lines when
+/// each node's service ran (a run that ends with `stop` ended exactly
+/// then; one killed otherwise, up to 50 ms after its last line).
 pub(crate) async fn serve(name: &str, addr: SocketAddr, record: Option<PathBuf>) -> Result<()> {
     let listener = TcpListener::bind(addr)
         .await
@@ -32,6 +34,17 @@ pub(crate) async fn serve(name: &str, addr: SocketAddr, record: Option<PathBuf>)
     );
     if let Some(record) = record {
         append_record(&record, "start")?;
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .context("handling SIGTERM")?;
+        let stopping = record.clone();
+        tokio::spawn(async move {
+            terminate.recv().await;
+            if let Err(err) = append_record(&stopping, "stop") {
+                eprintln!("{err:#}");
+            }
+            std::process::exit(0);
+        });
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(RECORD_EVERY).await;

@@ -239,10 +239,15 @@ fn handed_over(cluster: &LabCluster, from: &Run) -> Run {
         .find(|r| r.node == from.node && r.pid == from.pid)
         .expect("the old owner's run");
     assert!(
-        ended.to + RECORD_PERIOD_MS < taken.from,
-        "{} served until {} (plus up to {RECORD_PERIOD_MS} ms) while {} served from {}; logs in {}",
+        ended.ended_by() < taken.from,
+        "{} served until {} ({}) while {} served from {}; logs in {}",
         from.node,
         ended.to,
+        if ended.stopped {
+            "its recorded stop".to_string()
+        } else {
+            format!("plus up to {RECORD_PERIOD_MS} ms")
+        },
         taken.node,
         taken.from,
         cluster.dir.path().display()

@@ -858,6 +858,20 @@ pub struct Run {
     pub pid: u32,
     pub from: u64,
     pub to: u64,
+    /// The run recorded its own stop (SIGTERM): it ended at `to` exactly.
+    pub stopped: bool,
+}
+
+impl Run {
+    /// The latest moment the run may have served: `to` if it recorded its
+    /// stop, else up to a record period after its last line.
+    pub fn ended_by(&self) -> u64 {
+        if self.stopped {
+            self.to
+        } else {
+            self.to + RECORD_PERIOD_MS
+        }
+    }
 }
 
 /// The run recorded alive within the last `within_ms`, if exactly one is:
@@ -908,11 +922,16 @@ pub fn runs(records: &Path) -> Vec<Run> {
             .find(|r| r.pid == pid && r.node == *node)
         {
             Some(run) if what == "alive" => run.to = run.to.max(ms),
+            Some(run) if what == "stop" => {
+                run.to = run.to.max(ms);
+                run.stopped = true;
+            }
             _ if what == "start" => runs.push(Run {
                 node: node.to_string(),
                 pid,
                 from: ms,
                 to: ms,
+                stopped: false,
             }),
             _ => {}
         }
