@@ -28,9 +28,8 @@ use std::time::Duration;
 
 use common::cluster::{LEASE_TTL_S, NODES, Setup};
 use common::lab_cluster::{LabCluster, SERVICE_PORT};
-use common::netlab::IFACE;
 use common::virtual_server::{
-    Probe, VIP, index, judge, probing, wait_answered, wait_held_by, wait_served_by,
+    Probe, VIP, index, judge, probing, vip_config, wait_answered, wait_held_by, wait_served_by,
 };
 
 /// The modes, in the order they run and are printed.
@@ -98,20 +97,7 @@ fn main() {
 /// demo service, granted on every node.
 fn setup() -> Setup {
     Setup {
-        extra_config: format!(
-            r#"
-[plugins.ip-address.ip]
-interfaces = ["{IFACE}"]
-ranges = ["198.18.0.0/24"]
-
-[[resource]]
-name = "vip"
-type = "ip-address"
-group = "web"
-is_alive_interval_ms = 500
-properties = {{ address = "{VIP}", prefix-length = 24, interface = "{IFACE}", probe-ms = 300 }}
-"#
-        ),
+        extra_config: vip_config("vip", "web"),
         // Every round is a failover; the default threshold (10 within
         // 6 h) would leave the group Failed in the second mode.
         failover_threshold: 1000,

@@ -18,9 +18,9 @@ use std::time::Duration;
 
 use common::cluster::{NODES, Setup};
 use common::lab_cluster::{LabCluster, SERVICE_PORT};
-use common::netlab::IFACE;
 use common::virtual_server::{
-    Probe, VIP, holders, holds, index, judge, probing, wait_answered, wait_held_by, wait_served_by,
+    Probe, VIP, holders, holds, index, judge, probing, vip_config, wait_answered, wait_held_by,
+    wait_served_by,
 };
 use common::wait_until;
 
@@ -29,20 +29,7 @@ const MINUTE: Duration = Duration::from_secs(60);
 /// The address resource, its grant, and the service depending on it.
 fn setup() -> Setup {
     Setup {
-        extra_config: format!(
-            r#"
-[plugins.ip-address.ip]
-interfaces = ["{IFACE}"]
-ranges = ["198.18.0.192/26", "198.18.0.0/24"]
-
-[[resource]]
-name = "vip"
-type = "ip-address"
-group = "web"
-is_alive_interval_ms = 500
-properties = {{ address = "{VIP}", prefix-length = 24, interface = "{IFACE}", probe-ms = 300 }}
-"#
-        ),
+        extra_config: vip_config("vip", "web"),
         ..Setup::default()
     }
 }

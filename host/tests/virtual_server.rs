@@ -38,10 +38,10 @@ use std::time::Duration;
 use common::cluster::{NODES, Setup};
 use common::dns_server::{DnsServer, KEY};
 use common::lab_cluster::{CLIENT, LabCluster, NODE_NAME};
-use common::netlab::{IFACE, Lab};
+use common::netlab::Lab;
 use common::virtual_server::{
     Answer, Probe, VIP, Verdict, holders, holds, index, judge, lookup_a, message_text, probing,
-    wait_answered, wait_held_by, wait_served_by,
+    vip_config, wait_answered, wait_held_by, wait_served_by,
 };
 use common::wait_until;
 
@@ -63,13 +63,11 @@ fn setup(dns: &DnsServer) -> Setup {
     let key_file = key_file.display();
     let server = dns.address;
     let nodes = NODES.map(|n| format!("{n:?}")).join(", ");
+    let vip = vip_config("evs1-ip", "evs1");
     Setup {
         extra_config: format!(
             r#"
-[plugins.ip-address.ip]
-interfaces = ["{IFACE}"]
-ranges = ["198.18.0.0/24"]
-
+{vip}
 [plugins.network-name.dns]
 server = "{server}"
 zone = "{ZONE}"
@@ -89,13 +87,6 @@ name = "evs1"
 preferred_owners = [{nodes}]
 failback = "off"
 failover_threshold = 10
-
-[[resource]]
-name = "evs1-ip"
-type = "ip-address"
-group = "evs1"
-is_alive_interval_ms = 500
-properties = {{ address = "{VIP}", prefix-length = 24, interface = "{IFACE}", probe-ms = 300 }}
 
 [[resource]]
 name = "evs1-name"

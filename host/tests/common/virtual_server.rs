@@ -29,6 +29,26 @@ use super::lab_cluster::CLIENT;
 use super::netlab::{IFACE, Lab};
 use super::wait_until;
 
+/// The configuration every node gets for the virtual address: the
+/// ip-address type's grant of the lab's subnet on its interface, and the
+/// resource `name` in `group` holding [`VIP`] there, checked every 500 ms.
+pub fn vip_config(name: &str, group: &str) -> String {
+    format!(
+        r#"
+[plugins.ip-address.ip]
+interfaces = ["{IFACE}"]
+ranges = ["198.18.0.0/24"]
+
+[[resource]]
+name = "{name}"
+type = "ip-address"
+group = "{group}"
+is_alive_interval_ms = 500
+properties = {{ address = "{VIP}", prefix-length = {VIP_PREFIX}, interface = "{IFACE}", probe-ms = 300 }}
+"#
+    )
+}
+
 /// The virtual server's address in every lab test (inside the lab's
 /// 198.18.0.0/24, above the hosts' own).
 pub const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 200);
