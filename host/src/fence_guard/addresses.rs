@@ -5,9 +5,9 @@
 //! the next address is tried: the guard never stops fencing for one error.
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::HeldAddress;
+use crate::virtual_ip::{AddressGrant, AddressSpec};
 
 /// Take each address off its interface; one already gone is no error.
 pub(super) fn take_off(addresses: &BTreeSet<HeldAddress>) {
@@ -37,39 +37,19 @@ pub(super) fn take_off(addresses: &BTreeSet<HeldAddress>) {
 }
 
 /// Take one address off. The agent's word is the grant: a grant of this
-/// address's subnet on this one interface, so the checks and the removal
-/// are exactly those a plugin's call goes through.
+/// address's own subnet on its interface ([`AddressGrant::exactly`]), so
+/// the checks and the removal are exactly those a plugin's call goes
+/// through.
 async fn remove(held: &HeldAddress) -> anyhow::Result<()> {
-    let grant = crate::virtual_ip::IpGrant {
-        interfaces: vec![held.interface.clone()],
-        ranges: vec![format!("{}/{}", subnet(held), held.prefix_len)],
-    }
-    .resolve("fence guard")?;
-    let spec = crate::virtual_ip::AddressSpec {
+    let spec = AddressSpec {
         address: held.address,
         prefix_len: held.prefix_len,
         interface: held.interface.clone(),
     };
+    let grant = AddressGrant::exactly(&spec, "fence guard")
+        .ok_or_else(|| anyhow::anyhow!("{held} is not an address an interface can hold"))?;
     grant.remove(&spec).await?;
     Ok(())
-}
-
-/// The network address of the held address's subnet (host bits zero).
-fn subnet(held: &HeldAddress) -> IpAddr {
-    match held.address {
-        IpAddr::V4(a) => {
-            let mask = u32::MAX
-                .checked_shl(32 - u32::from(held.prefix_len))
-                .unwrap_or(0);
-            IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask))
-        }
-        IpAddr::V6(a) => {
-            let mask = u128::MAX
-                .checked_shl(128 - u32::from(held.prefix_len))
-                .unwrap_or(0);
-            IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
-        }
-    }
 }
 
 /// The addresses, for messages.

@@ -99,6 +99,22 @@ pub struct AddressGrant {
 }
 
 impl AddressGrant {
+    /// A grant of exactly `spec`: its interface and its own subnet. The
+    /// fence guard takes a held address off through it, so that removal
+    /// goes through the same checks as a plugin's call. `None` if the spec
+    /// is not an address a grant could hold (a prefix that does not fit).
+    pub fn exactly(spec: &AddressSpec, section: &str) -> Option<AddressGrant> {
+        let max = if spec.address.is_ipv4() { 32 } else { 128 };
+        (1..=max).contains(&spec.prefix_len).then(|| AddressGrant {
+            section: section.to_string(),
+            interfaces: vec![spec.interface.clone()],
+            ranges: vec![IpRange {
+                network: network_of(spec.address, spec.prefix_len),
+                prefix_len: spec.prefix_len,
+            }],
+        })
+    }
+
     /// The configuration section the grant came from, as errors name it.
     pub fn section(&self) -> &str {
         &self.section
@@ -210,6 +226,15 @@ impl IpRange {
     }
 }
 
+/// The network address of `address`'s subnet of `prefix_len` (host bits
+/// zero).
+fn network_of(address: IpAddr, prefix_len: u8) -> IpAddr {
+    match address {
+        IpAddr::V4(a) => IpAddr::V4((u32::from(a) & mask_u32(prefix_len)).into()),
+        IpAddr::V6(a) => IpAddr::V6((u128::from(a) & mask_u128(prefix_len)).into()),
+    }
+}
+
 fn mask_u32(prefix_len: u8) -> u32 {
     u32::MAX
         .checked_shl(32 - u32::from(prefix_len))
@@ -241,10 +266,7 @@ impl std::str::FromStr for IpRange {
             prefix.parse().ok().filter(|p| *p <= max).with_context(|| {
                 format!("prefix length {prefix:?} is not a number from 0 to {max}")
             })?;
-        let masked = match network {
-            IpAddr::V4(a) => IpAddr::V4((u32::from(a) & mask_u32(prefix_len)).into()),
-            IpAddr::V6(a) => IpAddr::V6((u128::from(a) & mask_u128(prefix_len)).into()),
-        };
+        let masked = network_of(network, prefix_len);
         if masked != network {
             bail!("host bits are set: the range is written {masked}/{prefix_len}");
         }
@@ -328,6 +350,32 @@ mod tests {
             .check(&spec("fd00::1", 64, "eth0"))
             .expect_err("other family");
         assert!(matches!(e, AddressError::OutsideGrant { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_grant_of_exactly_one_spec_admits_it_and_nothing_wider_or_elsewhere() {
+        for (address, prefix) in [
+            ("198.18.0.200", 24),
+            ("198.18.0.200", 32),
+            ("fd00:1::5", 64),
+        ] {
+            let spec = spec(address, prefix, "eth0");
+            let g = AddressGrant::exactly(&spec, "fence guard").expect("a grant");
+            g.check(&spec)
+                .unwrap_or_else(|e| panic!("{address}/{prefix}: {e}"));
+            let wider = AddressSpec {
+                prefix_len: prefix - 1,
+                ..spec.clone()
+            };
+            assert!(g.check(&wider).is_err(), "{address}/{}", prefix - 1);
+            let elsewhere = AddressSpec {
+                interface: "eth1".to_string(),
+                ..spec.clone()
+            };
+            assert!(g.check(&elsewhere).is_err(), "{address} on eth1");
+        }
+        assert!(AddressGrant::exactly(&spec("198.18.0.1", 33, "eth0"), "x").is_none());
+        assert!(AddressGrant::exactly(&spec("198.18.0.1", 0, "eth0"), "x").is_none());
     }
 
     #[test]
