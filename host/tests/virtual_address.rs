@@ -3,7 +3,8 @@
 //! lab's three-node cluster. A client in its own namespace asks the
 //! address every 100 ms which node answers (each node's service names its
 //! node), while the group is moved, its owner's agent is killed with
-//! kill -9, and its owner is cut off. After each, the address answers from
+//! kill -9, its owner is cut off, and its owner's agent is frozen (its fence
+//! guard takes the address off). After each, the address answers from
 //! the new node, the old node no longer holds it, and the client never saw
 //! an earlier node answer again once a later one had (two nodes never
 //! answered for the address).
@@ -35,7 +36,7 @@ fn setup() -> Setup {
 }
 
 #[test]
-fn the_address_moves_with_its_group_on_a_move_a_killed_agent_and_a_cut_off_owner() {
+fn the_address_moves_with_its_group_on_a_move_a_killed_agent_a_cut_off_owner_and_a_frozen_agent() {
     let Some(mut cluster) = LabCluster::new("vip-moves", setup()) else {
         return;
     };
@@ -89,4 +90,39 @@ fn the_address_moves_with_its_group_on_a_move_a_killed_agent_and_a_cut_off_owner
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(holders(&cluster.lab), [then.as_str()], "after the heal");
     wait_served_by(&cluster.lab, &probe, &then);
+
+    // The owner's agent frozen (SIGSTOP): it can neither fence itself nor
+    // take the address off; its fence guard (a process of its own) does,
+    // when the vouch runs out, before the lease expires and another node
+    // probes for the address.
+    let frozen = index(&then);
+    let pid = cluster.agents[frozen]
+        .as_ref()
+        .map(|agent| agent.0.id().to_string())
+        .expect("the owner's agent runs");
+    let signal = |name: &str| {
+        let sent = std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill {name} {pid}");
+    };
+    let (last, answers) = probing(&cluster.lab, &probe, || {
+        signal("-STOP");
+        wait_answered(&cluster.lab, &probe, "an unfrozen node to serve", |n| {
+            n != NODES[frozen]
+        })
+    });
+    let verdict = judge(&answers, &last);
+    eprintln!("owner {}'s agent frozen: {verdict:?}", NODES[frozen]);
+    assert!(
+        !holds(&cluster.lab, NODES[frozen]),
+        "{} still holds {VIP} with its agent frozen",
+        NODES[frozen]
+    );
+    // Thawed, it finds its lease gone and does not put the address back.
+    signal("-CONT");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(holders(&cluster.lab), [last.as_str()], "after the thaw");
+    wait_served_by(&cluster.lab, &probe, &last);
 }
