@@ -316,3 +316,64 @@ async fn a_plugin_cannot_hoard_descriptors() {
     );
     monitor.shutdown().await;
 }
+
+/// The `network` import, abused: without a grant every call is refused
+/// naming the section; with one, an interface or address outside it, and
+/// megabytes where a name or address belongs, are refused with a bounded
+/// answer. The granted interface does not exist on this machine, so
+/// nothing here can configure the machine's own network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_network_import_refuses_what_is_not_granted_and_bounds_what_it_is_given() {
+    let mut monitor = Monitor::new(64 << 20);
+    let (bare, _) = hostile(&mut monitor, "bare", Grants::default(), &[]).await;
+    let refused = ask(&bare, "net-add", "198.18.0.9 24 eth0")
+        .await
+        .unwrap_err();
+    assert!(
+        refused.contains("no [plugins.") && refused.contains(".ip] section"),
+        "{refused}"
+    );
+    let refused = ask(&bare, "net-register", "evs1 198.18.0.9")
+        .await
+        .unwrap_err();
+    assert!(refused.contains(".dns] section"), "{refused}");
+
+    let grant = warden::virtual_ip::IpGrant {
+        interfaces: vec!["wl-none0".to_string()],
+        ranges: vec!["198.18.255.0/24".to_string()],
+    }
+    .resolve("plugins.hostile-host.ip")
+    .expect("grant");
+    let granted = Grants {
+        ip: Some(std::sync::Arc::new(grant)),
+        ..Grants::default()
+    };
+    let (held, _) = hostile(&mut monitor, "granted", granted, &[]).await;
+    let huge = "x".repeat(4 << 20);
+    for (payload, expected) in [
+        ("198.18.0.9 24 wl-none0".to_string(), "outside the grant"),
+        ("198.18.255.9 24 eth0".to_string(), "is not granted"),
+        ("198.18.255.9 16 wl-none0".to_string(), "wider subnet"),
+        ("198.18.255.9 33 wl-none0".to_string(), "33"),
+        ("198.18.255.9 24 wl-none0".to_string(), "wl-none0"),
+        (format!("{huge} 24 wl-none0"), "is not an IP address"),
+        (
+            format!("198.18.255.9 24 {huge}"),
+            "an interface name of 4194304 bytes",
+        ),
+    ] {
+        let answer = ask(&held, "net-add", &payload).await.unwrap_err();
+        assert!(
+            answer.contains(expected),
+            "{}: {answer}",
+            &payload[..payload.len().min(40)]
+        );
+        assert!(
+            answer.len() < 64 << 10,
+            "an answer of {} bytes",
+            answer.len()
+        );
+    }
+    assert_eq!(held.status().state, ResourceState::Online);
+    monitor.shutdown().await;
+}

@@ -27,6 +27,9 @@ use crate::dns_update::DnsUpdater;
 use crate::fence_guard::{self, HeldAddress};
 use crate::virtual_ip::{AddressGrant, AddressSpec};
 
+/// The longest interface name Linux takes (IFNAMSIZ less its terminator).
+const MAX_INTERFACE_NAME: usize = 15;
+
 /// What a call into the network import answers.
 type Answer<T> = wasmtime::Result<Result<T, String>>;
 
@@ -58,9 +61,17 @@ impl HostState {
             .ok_or_else(|| self.not_granted("dns"))
     }
 
-    /// The grant and the plugin's spec, parsed.
+    /// The grant and the plugin's spec, parsed. An interface name longer
+    /// than the kernel takes is refused here, without being echoed: every
+    /// later error names the interface, and the plugin chose its length.
     fn address_call(&self, spec: &WitSpec) -> Result<(Arc<AddressGrant>, AddressSpec), String> {
         let grant = self.ip_grant()?;
+        if spec.interface.is_empty() || spec.interface.len() > MAX_INTERFACE_NAME {
+            return Err(format!(
+                "an interface name of {} bytes: Linux takes 1 to {MAX_INTERFACE_NAME}",
+                spec.interface.len()
+            ));
+        }
         let spec = AddressSpec {
             address: parse_address(&spec.address)?,
             prefix_len: spec.prefix_length,

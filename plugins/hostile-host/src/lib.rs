@@ -15,6 +15,8 @@
 //! | `read-file`      | path                                 | read a file                |
 //! | `hoard-files`    | count                                | open that many files and keep them open |
 //! | `disk`           | `HOW NAME SIZE [COUNT]`              | grow `/data` one way (see [`disk`]) |
+//! | `net-add`        | `ADDRESS PREFIX INTERFACE`           | put an address on an interface (`network` import) |
+//! | `net-register`   | `NAME ADDRESS`                       | register a DNS name |
 //!
 //! Its schema gives the address property `target` a default the operator
 //! never chose (`127.0.0.1:9`): connecting there must be denied.
@@ -138,6 +140,20 @@ impl GuestInstance for HostileInstance {
                 Ok(format!("holding {} files", hoard.len()))
             }
             "disk" => disk::attack(&payload),
+            "net-add" => {
+                let mut words = payload.split(' ');
+                let spec = warden_sdk::network::AddressSpec {
+                    address: words.next().unwrap_or_default().to_string(),
+                    prefix_length: words.next().and_then(|p| p.parse().ok()).unwrap_or(0),
+                    interface: words.next().unwrap_or_default().to_string(),
+                };
+                warden_sdk::network::add_address(&spec).map(|()| "added".to_string())
+            }
+            "net-register" => {
+                let (name, address) = payload.split_once(' ').unwrap_or((&payload, ""));
+                warden_sdk::network::register_name(name, address, 60)
+                    .map(|()| "registered".to_string())
+            }
             other => Err(format!("unknown control code {other:?}")),
         }
     }
