@@ -32,6 +32,8 @@ const TEST_ONLY: &[&str] = &[
     "describe_traps",
     "future_contract",
     "contract_0_1",
+    "contract_0_2",
+    "replica",
     "hostile_host",
     "hostile_output",
     "hostile_describe",

@@ -92,7 +92,7 @@ pub use service::{Managed, ServiceType};
 /// ```
 /// assert!(warden_sdk::CONTRACT_VERSION.starts_with("0."));
 /// ```
-pub const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = "0.3.0";
 
 /// Where the resource's own data directory appears to the plugin (through
 /// WASI; `std::fs` works). It is the only directory a plugin can see.

@@ -1,13 +1,15 @@
 //! The bindings generated from each contract version the agent runs.
 //!
-//! `current` is `wit/resource.wit`; `v0_1` is the frozen copy of 0.1.0 in
-//! `wit/released/0.1.0/`. The two differ in their interface names' version
-//! and in what 0.2.0 added (the `network` import); their shared types are
-//! the same, so `v0_1` uses `current`'s Rust types for the `types`
-//! interface: a 0.1.0 plugin's `describe` returns the very `TypeInfo` a
-//! 0.2.0 one does, and the rest of the agent never asks which it was.
+//! `current` is `wit/resource.wit` (world `plugin`); `replicated` is its
+//! world `replicated-plugin`, of which only the `replication` export is
+//! used (a type has it or not: [`super::Replication`]); `v0_2` and `v0_1`
+//! are the frozen copies in `wit/released/`. The versions differ in their
+//! interface names' version and in what each added; their shared types are
+//! the same, so the older ones use `current`'s Rust types for the `types`
+//! interface: an older plugin's `describe` returns the very `TypeInfo` a
+//! current one does, and the rest of the agent never asks which it was.
 
-/// `warden:resource@0.2.0`, the contract of `wit/resource.wit`.
+/// `warden:resource@0.3.0`, the contract of `wit/resource.wit`.
 #[allow(missing_docs, unreachable_pub, clippy::all)] // generated code
 pub mod current {
     wasmtime::component::bindgen!({
@@ -15,6 +17,39 @@ pub mod current {
         world: "plugin",
         imports: { default: async | trappable },
         exports: { default: async },
+    });
+}
+
+/// The `replication` export of `warden:resource@0.3.0` (world
+/// `replicated-plugin`); its imports are `current`'s.
+#[allow(missing_docs, unreachable_pub, clippy::all)] // generated code
+pub mod replicated {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "replicated-plugin",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        with: {
+            "warden:resource/types": crate::contract::bindings::current::warden::resource::types,
+            "warden:resource/host": crate::contract::bindings::current::warden::resource::host,
+            "warden:resource/process": crate::contract::bindings::current::warden::resource::process,
+            "warden:resource/checkpoint": crate::contract::bindings::current::warden::resource::checkpoint,
+            "warden:resource/network": crate::contract::bindings::current::warden::resource::network,
+        },
+    });
+}
+
+/// `warden:resource@0.2.0`, frozen in `wit/released/0.2.0/`.
+#[allow(missing_docs, unreachable_pub, clippy::all)] // generated code
+pub mod v0_2 {
+    wasmtime::component::bindgen!({
+        path: "../wit/released/0.2.0",
+        world: "plugin",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        with: {
+            "warden:resource/types": crate::contract::bindings::current::warden::resource::types,
+        },
     });
 }
 

@@ -21,16 +21,21 @@ pub use bindings::current::exports::warden::resource::resource_type::{
 pub use bindings::current::warden::resource::types::{
     PropertyKind, PropertySpec, Timing, TypeFlags,
 };
+pub use bindings::replicated::exports::warden::resource::replication::{
+    CopyHealth, CopyRole, CopySource, CopyState,
+};
 pub use export::{Line, PluginBindings, PluginPre};
 
 /// The package every plugin's export belongs to.
 pub const PACKAGE: &str = "warden:resource";
 /// The interface a plugin exports.
 pub const EXPORT: &str = "warden:resource/resource-type";
+/// The interface a replicated type exports beside [`EXPORT`] (new in 0.3.0).
+pub const REPLICATION_EXPORT: &str = "warden:resource/replication@0.3.0";
 /// The contract version this agent implements (`wit/resource.wit`).
 pub const VERSION: ContractVersion = ContractVersion {
     major: 0,
-    minor: 2,
+    minor: 3,
     patch: 0,
 };
 
@@ -39,8 +44,16 @@ pub const VERSION: ContractVersion = ContractVersion {
 /// these [accepts](ContractVersion::accepts) its version. Released versions
 /// stay here, frozen in `wit/released/`, so that a plugin built once keeps
 /// loading on newer agents.
-pub const SUPPORTED: [(ContractVersion, Line); 2] = [
+pub const SUPPORTED: [(ContractVersion, Line); 3] = [
     (VERSION, Line::Current),
+    (
+        ContractVersion {
+            major: 0,
+            minor: 2,
+            patch: 0,
+        },
+        Line::V0_2,
+    ),
     (
         ContractVersion {
             major: 0,
@@ -121,7 +134,7 @@ pub enum ContractError {
     },
 }
 
-/// The released versions this agent still runs, for messages: `0.1.0`.
+/// The released versions this agent still runs, for messages: `0.2.0, 0.1.0`.
 fn older_supported() -> String {
     SUPPORTED[1..]
         .iter()
@@ -175,7 +188,11 @@ mod tests {
 
     #[test]
     fn parses_versions() {
-        assert_eq!(v("0.2.0"), VERSION);
+        assert_eq!(v("0.3.0"), VERSION);
+        assert_eq!(
+            REPLICATION_EXPORT,
+            format!("warden:resource/replication@{VERSION}")
+        );
         assert_eq!(ContractVersion::parse("0.1"), None);
         assert_eq!(ContractVersion::parse("0.1.0.1"), None);
         assert_eq!(ContractVersion::parse("x.1.0"), None);
@@ -196,7 +213,7 @@ mod tests {
         for (version, _) in SUPPORTED {
             assert!(version.accepts(version), "{version}");
         }
-        assert_eq!(older_supported(), "0.1.0");
+        assert_eq!(older_supported(), "0.2.0, 0.1.0");
     }
 
     /// The SHA-256 of each released contract's WIT. Plugins in the field
@@ -204,10 +221,15 @@ mod tests {
     /// To change the contract, copy `wit/resource.wit` to
     /// `wit/released/VERSION/`, bump its version, link the copy's bindings
     /// (`bindings.rs`, `export.rs`, `SUPPORTED`) and add its digest here.
-    const RELEASED: [(&str, &[u8], &str); 2] = [
+    const RELEASED: [(&str, &[u8], &str); 3] = [
         (
-            "wit/resource.wit (0.2.0)",
+            "wit/resource.wit (0.3.0)",
             include_bytes!("../../../wit/resource.wit"),
+            "ffb2b1eebfbf0224a8f829d054bd0e54a448a84d9016262f9043de4c2d68b1b4",
+        ),
+        (
+            "wit/released/0.2.0/resource.wit",
+            include_bytes!("../../../wit/released/0.2.0/resource.wit"),
             "62430724319ebf59658bdf1fa00f7a2704ee80ddcaf4b55e7a501e2358525fde",
         ),
         (

@@ -552,7 +552,8 @@ fn err_call(err: &CallError) -> &'static str {
         | CallError::Cancelled { call, .. }
         | CallError::Trapped { call, .. }
         | CallError::MemoryLimit { call, .. }
-        | CallError::StackOverflow { call } => call,
+        | CallError::StackOverflow { call }
+        | CallError::NotReplicated { call, .. } => call,
         CallError::OpenRefused { .. } => "open",
     }
 }

@@ -59,6 +59,17 @@ pub enum CallError {
         /// Why, in words an operator can act on.
         reason: String,
     },
+    #[error(
+        "{call} needs a replicated type, and {type_name} does not export {}",
+        crate::contract::REPLICATION_EXPORT
+    )]
+    /// A copy call to a type that is not replicated (nothing was called).
+    NotReplicated {
+        /// The call that was asked for.
+        call: &'static str,
+        /// The resource's type.
+        type_name: String,
+    },
 }
 
 impl CallError {

@@ -100,9 +100,9 @@ impl Runtime {
         )
         .map_err(anyhow::Error::from)
         .context("linking the warden:resource host interfaces")?;
-        super::contract_0_1::add_to_linker(&mut linker)
+        super::older_contracts::add_to_linker(&mut linker)
             .map_err(anyhow::Error::from)
-            .context("linking the warden:resource@0.1.0 host interfaces")?;
+            .context("linking the host interfaces of the older contract versions")?;
 
         let ticker = EpochTicker::start(&engine, config.epoch_tick)
             .context("starting the epoch ticker thread")?;

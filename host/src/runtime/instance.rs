@@ -16,7 +16,7 @@ use super::host_state::{HostState, ResourceContext};
 use super::network::NetworkGrant;
 use super::plugin::Plugin;
 use super::plugin_text;
-use crate::contract::{Health, PluginBindings};
+use crate::contract::{CopySource, CopyState, Health, PluginBindings};
 
 /// Per-resource sandbox settings.
 #[derive(Debug, Clone)]
@@ -214,6 +214,19 @@ impl Instance {
         Ok(grant)
     }
 
+    /// Refuse a copy call to a type that is not replicated before anything
+    /// is instantiated or called.
+    fn replicated(&self, call: &'static str) -> Result<(), CallError> {
+        if self.is_replicated() {
+            Ok(())
+        } else {
+            Err(CallError::NotReplicated {
+                call,
+                type_name: self.plugin.name().to_string(),
+            })
+        }
+    }
+
     /// Call `f` on the live instance within `deadline`. On any failure the
     /// instance is discarded.
     async fn call<T>(
@@ -332,6 +345,78 @@ impl Instance {
         )
         .await
         .map(plugin_text::answer)
+    }
+
+    /// Whether the resource's type is replicated (exports `replication`).
+    pub fn is_replicated(&self) -> bool {
+        self.plugin.pre.is_replicated()
+    }
+
+    /// Start (or re-point) this resource as a passive copy following
+    /// `source`, within `deadline` (which progress reports may extend).
+    pub async fn start_passive(
+        &mut self,
+        source: CopySource,
+        deadline: CallDeadline,
+    ) -> Result<Result<(), String>, CallError> {
+        self.replicated("start-passive")?;
+        self.call("start-passive", deadline, move |store, b, h| {
+            Box::pin(async move { b.start_passive(store, h, &source).await })
+        })
+        .await
+        .map(plugin_text::outcome)
+    }
+
+    /// Stop following the active copy, within `deadline`.
+    pub async fn stop_passive(
+        &mut self,
+        deadline: CallDeadline,
+    ) -> Result<Result<(), String>, CallError> {
+        self.replicated("stop-passive")?;
+        self.call("stop-passive", deadline, export!(stop_passive))
+            .await
+            .map(plugin_text::outcome)
+    }
+
+    /// Make this copy the active one with `generation`, within `deadline`.
+    pub async fn activate(
+        &mut self,
+        generation: u64,
+        deadline: CallDeadline,
+    ) -> Result<Result<(), String>, CallError> {
+        self.replicated("activate")?;
+        self.call("activate", deadline, move |store, b, h| {
+            Box::pin(async move { b.activate(store, h, generation).await })
+        })
+        .await
+        .map(plugin_text::outcome)
+    }
+
+    /// Stop taking writes, `generation` being the one that replaces this
+    /// copy's, within `deadline`.
+    pub async fn deactivate(
+        &mut self,
+        generation: u64,
+        deadline: CallDeadline,
+    ) -> Result<Result<(), String>, CallError> {
+        self.replicated("deactivate")?;
+        self.call("deactivate", deadline, move |store, b, h| {
+            Box::pin(async move { b.deactivate(store, h, generation).await })
+        })
+        .await
+        .map(plugin_text::outcome)
+    }
+
+    /// Where this copy stands, within `timeout` (a health check's).
+    pub async fn copy_status(&mut self, timeout: Duration) -> Result<CopyState, CallError> {
+        self.replicated("copy-status")?;
+        self.call(
+            "copy-status",
+            CallDeadline::fixed(timeout),
+            export!(copy_status),
+        )
+        .await
+        .map(plugin_text::copy_status)
     }
 
     /// Close the resource (drop its handle in the guest) and the store.

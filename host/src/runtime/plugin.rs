@@ -161,6 +161,12 @@ impl Plugin {
         self.contract
     }
 
+    /// Whether the type is replicated: it exports `replication` (contract
+    /// 0.3.0), so its resources can have active and passive copies.
+    pub fn is_replicated(&self) -> bool {
+        self.pre.is_replicated()
+    }
+
     /// The SHA-256 (hex) of the component this was loaded from, if known.
     pub fn source_sha256(&self) -> Option<String> {
         self.source

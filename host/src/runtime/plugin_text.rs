@@ -10,7 +10,7 @@
 //!
 //! | text                                   | at most          | where            |
 //! |----------------------------------------|------------------|------------------|
-//! | failure reason (health, online, offline, control error, property error, trap output) | [`MAX_REASON`] | `instance.rs`, `plugin.rs`, `call.rs` |
+//! | failure reason (health, copy health, online, offline, control error, property error, trap output) | [`MAX_REASON`] | `instance.rs`, `plugin.rs`, `call.rs` |
 //! | control answer (to the operator)       | [`MAX_ANSWER`]   | `instance.rs`    |
 //! | log message                            | [`MAX_LOG_MESSAGE`] | `host_state.rs` |
 //! | progress message                       | [`MAX_REASON`]   | `host_state.rs`  |
@@ -21,7 +21,7 @@
 //! the Unicode line and paragraph separators) as `\u{XX}`, so a text that
 //! reaches the log is always one line and shows what the plugin sent.
 
-use crate::contract::{Health, PropertyError};
+use crate::contract::{CopyHealth, CopyState, Health, PropertyError};
 
 /// The longest failure reason (or progress message) kept from a plugin.
 pub const MAX_REASON: usize = 4 * 1024;
@@ -102,6 +102,16 @@ pub fn health(health: Health) -> Health {
         Health::Healthy => Health::Healthy,
         Health::Failed(text) => Health::Failed(reason(text)),
     }
+}
+
+/// A copy's status with its failure reason made safe.
+pub fn copy_status(mut status: CopyState) -> CopyState {
+    status.health = match status.health {
+        CopyHealth::Healthy => CopyHealth::Healthy,
+        CopyHealth::Failed(text) => CopyHealth::Failed(reason(text)),
+        CopyHealth::Diverged(text) => CopyHealth::Diverged(reason(text)),
+    };
+    status
 }
 
 /// An `online`/`offline` answer with its reason made safe.

@@ -132,11 +132,22 @@ pub async fn chaos_instance(
     dir: &std::path::Path,
     properties: &[(&str, &str)],
 ) -> Instance {
+    plugin_instance(CHAOS, name, dir, properties).await
+}
+
+/// A sandbox, as [`chaos_instance`] builds one, for the resource `name` of
+/// the plugin built at `path`.
+pub async fn plugin_instance(
+    path: &str,
+    name: &str,
+    dir: &std::path::Path,
+    properties: &[(&str, &str)],
+) -> Instance {
     let (exits, _) = mpsc::unbounded_channel();
-    let plugin = load(CHAOS).await;
+    let plugin = load(path).await;
     let dirs = dirs_at(dir);
     dirs.create().expect("resource directories");
-    let context = ResourceContext::new(name, "chaos", Grants::default(), dirs, exits);
+    let context = ResourceContext::new(name, plugin.name(), Grants::default(), dirs, exits);
     let properties = properties
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
