@@ -9,7 +9,6 @@
 //! rest; `validate` is `open` run without keeping the result, and
 //! `describe` is built from the type's constants and its schema.
 
-use crate::bindings::exports::warden::resource::resource_type::{GuestInstance, Instance};
 use crate::host::{self, Level};
 use crate::process;
 use crate::types::{Health, PropertyError, Timing, TypeFlags, TypeInfo};
@@ -271,37 +270,59 @@ impl<T: ResourceType> Exported<T> {
     }
 }
 
-impl<T: ResourceType> GuestInstance for Exported<T> {
-    fn open(name: String, properties: Vec<(String, String)>) -> Result<Instance, PropertyError> {
-        let schema = T::properties();
-        let resource = T::open(&name, &Props::new(&properties, &schema))?;
-        Ok(Instance::new(Exported(resource)))
-    }
+/// The contract's `instance` for a wrapper `$wrapper<T>` (a tuple struct
+/// around a [`ResourceType`]), in the bindings module `$bindings`: the
+/// plain world's ([`Exported`]) and `warden-sdk-replication`'s each have
+/// their own `GuestInstance` trait and `Instance` type.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __guest_instance {
+    ($bindings:path, $wrapper:ident) => {
+        const _: () = {
+            use $bindings as exported;
+            use $crate::types::{Health, PropertyError};
+            use $crate::{Props, ResourceType};
+            use exported::{GuestInstance, Instance};
 
-    fn online(&self) -> Result<(), String> {
-        self.0.online()
-    }
+            impl<T: ResourceType> GuestInstance for $wrapper<T> {
+                fn open(
+                    name: String,
+                    properties: Vec<(String, String)>,
+                ) -> Result<Instance, PropertyError> {
+                    let schema = T::properties();
+                    let resource = T::open(&name, &Props::new(&properties, &schema))?;
+                    Ok(Instance::new($wrapper(resource)))
+                }
 
-    fn offline(&self) -> Result<(), String> {
-        self.0.offline()
-    }
+                fn online(&self) -> Result<(), String> {
+                    self.0.online()
+                }
 
-    fn terminate(&self) {
-        self.0.terminate()
-    }
+                fn offline(&self) -> Result<(), String> {
+                    self.0.offline()
+                }
 
-    fn looks_alive(&self) -> Health {
-        self.0.looks_alive()
-    }
+                fn terminate(&self) {
+                    self.0.terminate()
+                }
 
-    fn is_alive(&self) -> Health {
-        self.0.is_alive()
-    }
+                fn looks_alive(&self) -> Health {
+                    self.0.looks_alive()
+                }
 
-    fn control(&self, code: String, payload: String) -> Result<String, String> {
-        self.0.control(&code, &payload)
-    }
+                fn is_alive(&self) -> Health {
+                    self.0.is_alive()
+                }
+
+                fn control(&self, code: String, payload: String) -> Result<String, String> {
+                    self.0.control(&code, &payload)
+                }
+            }
+        };
+    };
 }
+
+crate::__guest_instance!(crate::bindings::exports::warden::resource::resource_type, Exported);
 
 /// Export a [`ResourceType`] as the plugin's `resource-type`: the one
 /// line that makes a crate a Warden plugin. Use it once, at the crate's
