@@ -253,8 +253,7 @@ impl Engine {
             return Err(invalid("the store is dismounted".into()));
         }
         let mut bytes = Vec::new();
-        let mut expected = self.position() + 1;
-        for rec in &records {
+        for (expected, rec) in (self.position() + 1..).zip(&records) {
             if rec.seq != expected {
                 return Err(invalid(format!(
                     "copied record has seq {} where {expected} was expected",
@@ -265,7 +264,6 @@ impl Engine {
                 return Err(invalid(format!("copied record {} is malformed", rec.seq)));
             }
             bytes.extend(wal::encode(rec.seq, &rec.mailbox, &rec.body));
-            expected += 1;
         }
         if bytes.is_empty() {
             return Ok(self.position());

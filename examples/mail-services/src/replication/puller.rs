@@ -154,14 +154,20 @@ fn session(node: &Node, source: SocketAddr, backoff: &mut Duration) -> Result<En
         match Frame::parse(&text)? {
             Frame::Position(p) => {
                 node.lock_progress().source_position = Some(p);
-                if !batch.is_empty() {
+                let wrote = !batch.is_empty();
+                if wrote {
                     match write_batch(node, &mut batch, &mut position)? {
                         Some(ended) => return Ok(ended),
                         None => batch_bytes = 0,
                     }
                 }
+                // Also the heartbeat's answer, so the active can tell a
+                // stalled passive from an idle one.
                 send(&mut writer, &Ack(position).line())
                     .map_err(|e| format!("acknowledging: {e}"))?;
+                if wrote {
+                    node.lock_copy().engine.replay();
+                }
             }
             Frame::Record { len } => {
                 let mut bytes = vec![0; len];
@@ -238,7 +244,7 @@ fn read_line(
         )),
         Ok(ReadLine::Eof) => Err(format!("the connection closed before {what}")),
         Err(e) if lineio::is_timeout(&e) => Err(format!(
-            "the active sent nothing for {} ms",
+            "the active sent no complete line within {} ms (waiting for {what})",
             node.config.peer_timeout.as_millis()
         )),
         Err(e) => Err(format!("reading {what}: {e}")),

@@ -42,7 +42,10 @@ pub fn serve(node: &Arc<Node>, stream: TcpStream, peer: SocketAddr) -> Result<()
         Ok(ReadLine::TooLong) => Err(format!("a hello line over {} bytes", wire::MAX_LINE)),
         Ok(ReadLine::Eof) => return Err("closed before its HELLO".into()),
         Err(e) if lineio::is_timeout(&e) => {
-            return Err(format!("sent no HELLO within {} ms", timeout.as_millis()));
+            return Err(format!(
+                "sent no complete HELLO line within {} ms",
+                timeout.as_millis()
+            ));
         }
         Err(e) => return Err(io("reading HELLO", e)),
     };
@@ -249,7 +252,7 @@ fn read_acks(
             Ok(ReadLine::Eof) => return Ok(()),
             Err(e) if lineio::is_timeout(&e) => {
                 return Err(format!(
-                    "acknowledged nothing for {} ms: dropped",
+                    "sent no complete acknowledgement within {} ms: dropped",
                     node.config.peer_timeout.as_millis()
                 ));
             }
