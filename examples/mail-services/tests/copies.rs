@@ -418,6 +418,77 @@ fn async_writes_resume_when_the_passive_catches_up() {
 }
 
 #[test]
+fn a_passive_waits_for_its_active_and_resumes_from_its_own_position() {
+    let dir = TempDir::new("copies-resume-position");
+    // The passive starts first: nobody listens there yet.
+    let repl: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut passive = Copy::passive(&dir, "p", repl, &[]);
+    let status = passive.wait_reason("cannot reach the active copy");
+    assert_eq!(
+        (status["health"].as_str(), status["lag"].as_str()),
+        ("failed", "unknown")
+    );
+    let repl_arg = repl.to_string();
+    let active = Copy::start(
+        &dir,
+        "a",
+        &["--replication-listen", &repl_arg, "--sync-mode", "async"],
+    );
+    for i in 1..=3 {
+        assert_eq!(
+            active.put("lena", format!("m{i}").as_bytes()),
+            format!("OK {i}")
+        );
+    }
+    passive.wait_status("replayed", "3");
+
+    // Stopped cleanly, it misses two; back, it asks from its own position.
+    assert!(passive.svc.terminate().success());
+    for i in 4..=5 {
+        assert_eq!(
+            active.put("lena", format!("m{i}").as_bytes()),
+            format!("OK {i}")
+        );
+    }
+    let mut passive = Copy::passive(&dir, "p", repl, &[]);
+    passive.svc.wait_log("following the active copy at");
+    assert!(
+        passive
+            .svc
+            .logs()
+            .iter()
+            .any(|l| l.contains(": its position 5, mine 3")),
+        "{:?}",
+        passive.svc.logs()
+    );
+    passive.wait_status("replayed", "5");
+    assert_eq!(passive.all(), active.all());
+    assert_eq!(active.wait_status("lag", "0")["passives"], "1");
+}
+
+#[test]
+fn a_sync_write_waiting_for_a_copy_fails_when_the_active_is_deposed() {
+    let dir = TempDir::new("copies-deposed-waiting");
+    let active = Copy::active(&dir, "a", &["--sync-timeout-ms", "60000"]);
+    let addr = active.addr();
+    let waiting = thread::spawn(move || {
+        let mut c = Line::connect(addr).unwrap();
+        c.put("mona", b"waits for a copy").unwrap()
+    });
+    // Appended, not acknowledged: no passive has it.
+    active.wait_status("written", "1");
+    assert_eq!(
+        active.cmd("DEACTIVATE 1"),
+        "OK deposed generation=0 newest=1 position=1"
+    );
+    let reply = waiting.join().unwrap();
+    assert_eq!(
+        reply,
+        "UNAVAILABLE deposed before a passive copy confirmed message 1; it may not survive"
+    );
+}
+
+#[test]
 fn a_deposed_active_refuses_writes_and_stays_deposed() {
     let dir = TempDir::new("copies-deposed");
     let mut old = Copy::active(&dir, "a", &["--sync-mode", "async", "--generation", "1"]);

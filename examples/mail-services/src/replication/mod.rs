@@ -402,7 +402,10 @@ impl Node {
                 ));
             }
         }
-        self.stop_puller();
+        // Not waiting for the puller: it may be inside a connect to an
+        // active that is gone (up to the peer timeout), and the copy lock
+        // already orders a batch it is writing before or after this.
+        self.stop_puller(Wait::No);
         let mut copy = self.lock_copy();
         if copy.role == Role::Active || generation <= copy.newest {
             return Err(format!(
@@ -489,7 +492,8 @@ impl Node {
         if self.lock_copy().role != Role::Passive {
             return Err("only a passive copy can be reseeded".into());
         }
-        self.stop_puller();
+        // Two pullers must never write at once: wait for this one to end.
+        self.stop_puller(Wait::Yes);
         let mut copy = self.lock_copy();
         if copy.role != Role::Passive {
             return Err("activated meanwhile: not reseeded".into());
@@ -529,9 +533,10 @@ impl Node {
         }
     }
 
-    /// Stops the puller and waits until it has: after this no copied record
-    /// is written until [`Node::start_puller`].
-    fn stop_puller(&self) {
+    /// Stops the puller: from the next write of a batch on (checked under
+    /// the copy lock) it writes nothing; with [`Wait::Yes`] this returns
+    /// only once its thread has ended.
+    fn stop_puller(&self, wait: Wait) {
         {
             let mut p = self.lock_progress();
             p.stop_pulling = true;
@@ -541,10 +546,23 @@ impl Node {
             self.changed.notify_all();
         }
         let handle = self.puller.lock().ok().and_then(|mut slot| slot.take());
-        if let Some(handle) = handle
+        if let (Some(handle), Wait::Yes) = (handle, wait)
             && handle.join().is_err()
         {
             log!("the replication puller had panicked");
         }
     }
+
+    /// Whether the puller must stop (checked by the puller under the copy
+    /// lock before it changes anything).
+    fn pulling_stopped(&self) -> bool {
+        self.lock_progress().stop_pulling
+    }
+}
+
+/// Whether [`Node::stop_puller`] waits for the thread to end.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    Yes,
+    No,
 }

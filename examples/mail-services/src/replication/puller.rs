@@ -119,6 +119,9 @@ fn session(node: &Node, source: SocketAddr, backoff: &mut Duration) -> Result<En
             position,
         } => {
             let mut copy = node.lock_copy();
+            if node.pulling_stopped() {
+                return Ok(Ended::Stopped); // activated meanwhile: touch nothing
+            }
             if generation < copy.newest {
                 return Err(format!(
                     "the active copy has generation {generation}, older than {}: its log is refused",
@@ -141,6 +144,9 @@ fn session(node: &Node, source: SocketAddr, backoff: &mut Duration) -> Result<En
     );
     {
         let mut p = node.lock_progress();
+        if p.stop_pulling {
+            return Ok(Ended::Stopped);
+        }
         p.source_position = Some(active_position);
         p.health = Health::Healthy;
     }
@@ -212,7 +218,7 @@ fn write_batch(
     position: &mut u64,
 ) -> Result<Option<Ended>, String> {
     let mut copy = node.lock_copy();
-    if node.lock_progress().stop_pulling {
+    if node.pulling_stopped() {
         return Ok(Some(Ended::Stopped));
     }
     match copy.engine.append_replicated(std::mem::take(batch)) {
