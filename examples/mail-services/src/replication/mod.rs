@@ -163,6 +163,9 @@ pub struct Node {
     changed: Condvar,
     pub config: Config,
     puller: Mutex<Option<JoinHandle<()>>>,
+    /// Held through a whole RESEED, so two never interleave (two pullers
+    /// would write the same log).
+    reseeding: Mutex<()>,
 }
 
 impl Node {
@@ -216,6 +219,7 @@ impl Node {
             changed: Condvar::new(),
             config,
             puller: Mutex::new(None),
+            reseeding: Mutex::new(()),
         });
         Ok((node, note))
     }
@@ -387,34 +391,28 @@ impl Node {
     /// pulling, replays what it has, then serves writes (and its log, with
     /// `--replication-listen`).
     pub fn activate(&self, generation: u64) -> Result<String, String> {
-        {
-            let copy = self.lock_copy();
-            if copy.role == Role::Active {
-                return Err(format!(
-                    "already the active copy, generation {}",
-                    copy.generation
-                ));
-            }
-            if generation <= copy.newest {
-                return Err(format!(
-                    "generation {generation} is not newer than {}, the newest this copy knows",
-                    copy.newest
-                ));
-            }
-        }
-        // Not waiting for the puller: it may be inside a connect to an
-        // active that is gone (up to the peer timeout), and the copy lock
-        // already orders a batch it is writing before or after this.
-        self.stop_puller(Wait::No);
         let mut copy = self.lock_copy();
-        if copy.role == Role::Active || generation <= copy.newest {
+        if copy.role == Role::Active {
             return Err(format!(
-                "another ACTIVATE came first: generation {}",
+                "already the active copy, generation {}",
+                copy.generation
+            ));
+        }
+        if generation <= copy.newest {
+            return Err(format!(
+                "generation {generation} is not newer than {}, the newest this copy knows",
                 copy.newest
             ));
         }
         copy.learn(generation)
             .map_err(|e| format!("cannot record generation {generation}: {e}"))?;
+        // Stopped under the copy lock, which the puller holds to write a
+        // batch and checks the stop under: a batch it is writing came
+        // before, nothing it receives after is written. Its thread is not
+        // waited for: it may be inside a connect to an active that is gone.
+        self.signal_puller_stop();
+        // Dropping the handle detaches the thread; it ends on its own.
+        drop(self.puller.lock().ok().and_then(|mut slot| slot.take()));
         let replayed = copy.engine.replay();
         copy.role = Role::Active;
         copy.generation = generation;
@@ -489,11 +487,15 @@ impl Node {
         let Some(source) = self.config.source else {
             return Err("RESEED needs a passive copy started with --replicate-from".into());
         };
+        let _one_at_a_time = self
+            .reseeding
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if self.lock_copy().role != Role::Passive {
             return Err("only a passive copy can be reseeded".into());
         }
         // Two pullers must never write at once: wait for this one to end.
-        self.stop_puller(Wait::Yes);
+        self.stop_puller();
         let mut copy = self.lock_copy();
         if copy.role != Role::Passive {
             return Err("activated meanwhile: not reseeded".into());
@@ -533,24 +535,27 @@ impl Node {
         }
     }
 
-    /// Stops the puller: from the next write of a batch on (checked under
-    /// the copy lock) it writes nothing; with [`Wait::Yes`] this returns
-    /// only once its thread has ended.
-    fn stop_puller(&self, wait: Wait) {
-        {
-            let mut p = self.lock_progress();
-            p.stop_pulling = true;
-            if let Some(stream) = p.pull_stream.take() {
-                let _ = stream.shutdown(Shutdown::Both);
-            }
-            self.changed.notify_all();
-        }
+    /// Stops the puller and waits until its thread has ended: after this
+    /// no copied record is written until [`Node::start_puller`]. The caller
+    /// must not hold the copy lock (the puller may need it to finish).
+    fn stop_puller(&self) {
+        self.signal_puller_stop();
         let handle = self.puller.lock().ok().and_then(|mut slot| slot.take());
-        if let (Some(handle), Wait::Yes) = (handle, wait)
+        if let Some(handle) = handle
             && handle.join().is_err()
         {
             log!("the replication puller had panicked");
         }
+    }
+
+    /// Tells the puller to stop and cuts its connection, without waiting.
+    fn signal_puller_stop(&self) {
+        let mut p = self.lock_progress();
+        p.stop_pulling = true;
+        if let Some(stream) = p.pull_stream.take() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        self.changed.notify_all();
     }
 
     /// Whether the puller must stop (checked by the puller under the copy
@@ -558,11 +563,4 @@ impl Node {
     fn pulling_stopped(&self) -> bool {
         self.lock_progress().stop_pulling
     }
-}
-
-/// Whether [`Node::stop_puller`] waits for the thread to end.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Wait {
-    Yes,
-    No,
 }

@@ -79,6 +79,9 @@ pub fn serve(node: &Arc<Node>, stream: TcpStream, peer: SocketAddr) -> Result<()
                 let result = read_acks(&node, reader, &shipped);
                 dead.store(true, Ordering::SeqCst);
                 let _ = stream.shutdown(Shutdown::Both);
+                // Under the lock, so the shipper cannot miss it between its
+                // check and its wait.
+                let _progress = node.lock_progress();
                 node.changed.notify_all();
                 result
             })
@@ -206,6 +209,11 @@ fn ship(
             }
             (copy.engine.since(next, BATCH), copy.engine.position())
         };
+        // Raised before the bytes go out: a quick passive's ACK may be read
+        // before this thread returns from the write.
+        if let Some(last) = records.last() {
+            shipped.store(last.seq, Ordering::SeqCst);
+        }
         let write = |writer: &mut BufWriter<TcpStream>| -> std::io::Result<()> {
             for rec in &records {
                 let bytes = wal::encode(rec.seq, &rec.mailbox, &rec.body);
@@ -229,7 +237,6 @@ fn ship(
         }
         if let Some(last) = records.last() {
             next = last.seq;
-            shipped.store(next, Ordering::SeqCst);
         }
     }
 }
