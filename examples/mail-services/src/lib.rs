@@ -35,6 +35,7 @@ pub mod lineio;
 pub mod mailbox;
 pub mod programs;
 pub mod queue;
+pub mod replication;
 pub mod server;
 pub mod signals;
 pub mod smtp;

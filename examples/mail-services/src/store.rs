@@ -99,7 +99,12 @@ pub struct Engine {
     dir: PathBuf,
     wal: File,
     wal_len: u64,
+    /// Replayed records: what GET, SINCE and SEQ see.
     records: Vec<Arc<Record>>,
+    /// Records durable in the log but not replayed yet (a passive copy's
+    /// replay queue, see [`Engine::append_replicated`]); always empty on an
+    /// active copy. They follow `records` in seq order.
+    pending: Vec<Arc<Record>>,
     by_mailbox: HashMap<String, Vec<usize>>,
     clean_start: bool,
     dismounted: bool,
@@ -192,6 +197,7 @@ impl Engine {
             wal,
             wal_len: scan.good_len,
             records,
+            pending: Vec::new(),
             by_mailbox,
             clean_start: clean,
             dismounted: false,
@@ -220,9 +226,56 @@ impl Engine {
                 wal::MAX_BODY
             )));
         }
-        let seq = self.last_seq() + 1;
+        // A copy just activated replays what it had copied before it writes.
+        self.replay();
+        let seq = self.position() + 1;
         let bytes = wal::encode(seq, mailbox, body);
-        if let Err(e) = self.wal.write_all_at(&bytes, self.wal_len) {
+        self.write_durably(&bytes)?;
+        self.apply(Arc::new(Record {
+            seq,
+            mailbox: mailbox.to_string(),
+            body: body.to_vec(),
+        }));
+        Ok(seq)
+    }
+
+    /// Appends records copied from the active copy with one fsync, and queues
+    /// them for [`Engine::replay`]; returns the new log position. Why not
+    /// replay at once: the passive acknowledges as soon as the records are
+    /// durable, and the replay (copy queue vs replay queue, as Exchange
+    /// reports them) follows. Each record must carry the next seq.
+    pub fn append_replicated(&mut self, records: Vec<Record>) -> Result<u64, AppendError> {
+        let invalid = |msg: String| AppendError {
+            error: io::Error::new(io::ErrorKind::InvalidData, msg),
+            fatal: false,
+        };
+        if self.dismounted {
+            return Err(invalid("the store is dismounted".into()));
+        }
+        let mut bytes = Vec::new();
+        for (expected, rec) in (self.position() + 1..).zip(&records) {
+            if rec.seq != expected {
+                return Err(invalid(format!(
+                    "copied record has seq {} where {expected} was expected",
+                    rec.seq
+                )));
+            }
+            if !crate::mailbox::is_valid(&rec.mailbox) || rec.body.len() > wal::MAX_BODY {
+                return Err(invalid(format!("copied record {} is malformed", rec.seq)));
+            }
+            bytes.extend(wal::encode(rec.seq, &rec.mailbox, &rec.body));
+        }
+        if bytes.is_empty() {
+            return Ok(self.position());
+        }
+        self.write_durably(&bytes)?;
+        self.pending.extend(records.into_iter().map(Arc::new));
+        Ok(self.position())
+    }
+
+    /// Writes `bytes` at the end of the log and fdatasyncs it.
+    fn write_durably(&mut self, bytes: &[u8]) -> Result<(), AppendError> {
+        if let Err(e) = self.wal.write_all_at(bytes, self.wal_len) {
             // Undo a partial write so that later records do not land after
             // garbage (which the next mount would rightly call corruption).
             let undone = self
@@ -243,17 +296,64 @@ impl Engine {
             });
         }
         self.wal_len += bytes.len() as u64;
-        let rec = Arc::new(Record {
-            seq,
-            mailbox: mailbox.to_string(),
-            body: body.to_vec(),
-        });
+        Ok(())
+    }
+
+    fn apply(&mut self, rec: Arc<Record>) {
         self.by_mailbox
             .entry(rec.mailbox.clone())
             .or_default()
             .push(self.records.len());
         self.records.push(rec);
-        Ok(seq)
+    }
+
+    /// Replays every copied record into the messages served; returns how many.
+    pub fn replay(&mut self) -> usize {
+        let pending = std::mem::take(&mut self.pending);
+        let n = pending.len();
+        for rec in pending {
+            self.apply(rec);
+        }
+        n
+    }
+
+    /// Drops the whole log and every message (a passive copy's reseed): the
+    /// log is cut to nothing and fsync'ed before this returns `Ok`.
+    pub fn reset(&mut self) -> io::Result<()> {
+        self.wal
+            .set_len(0)
+            .and_then(|()| self.wal.sync_all())
+            .with_context(|| format!("truncate {}", self.dir.join(WAL_FILE).display()))?;
+        self.wal_len = 0;
+        self.records.clear();
+        self.pending.clear();
+        self.by_mailbox.clear();
+        Ok(())
+    }
+
+    /// The log position: the seq of the last durable record (replayed or not).
+    pub fn position(&self) -> u64 {
+        (self.records.len() + self.pending.len()) as u64
+    }
+
+    /// Records durable but not replayed yet.
+    pub fn replay_queue(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The CRC of the record at `position` (`None` for 0 or past the end).
+    pub fn crc_at(&self, position: u64) -> Option<u32> {
+        let i = usize::try_from(position.checked_sub(1)?).ok()?;
+        let rec = match self.records.get(i) {
+            Some(r) => r,
+            None => self.pending.get(i - self.records.len())?,
+        };
+        Some(wal::record_crc(rec))
+    }
+
+    /// The data directory this engine mounted.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The messages of one mailbox, oldest first.
@@ -293,6 +393,7 @@ impl Engine {
     /// Clean dismount: makes the log durable and writes `CLEAN`. Refuses
     /// further appends; the caller exits right after.
     pub fn dismount(&mut self) -> io::Result<()> {
+        self.replay();
         self.dismounted = true;
         self.wal
             .sync_all()
@@ -449,6 +550,41 @@ mod tests {
         assert!(r.clean && !r.created);
         assert_eq!((e.len(), e.last_seq()), (3, 3));
         assert!(!dir.join(CLEAN_FILE).exists());
+        drop(e);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn copied_records_are_durable_before_they_are_replayed() {
+        let dir = tempdir("copied");
+        let (mut e, _) = Engine::open(&dir).unwrap();
+        let rec = |seq: u64| Record {
+            seq,
+            mailbox: "carol".into(),
+            body: format!("copy {seq}").into_bytes(),
+        };
+        assert_eq!(e.append_replicated(vec![rec(1), rec(2)]).unwrap(), 2);
+        assert_eq!((e.position(), e.last_seq(), e.replay_queue()), (2, 0, 2));
+        assert_eq!(e.crc_at(2), Some(wal::record_crc(&rec(2))));
+        assert_eq!((e.crc_at(0), e.crc_at(3)), (None, None));
+        // A gap or a repeat is refused and writes nothing.
+        assert!(e.append_replicated(vec![rec(4)]).is_err());
+        assert!(e.append_replicated(vec![rec(2)]).is_err());
+        assert_eq!(e.replay(), 2);
+        assert_eq!(
+            (e.position(), e.last_seq(), e.mailbox("carol").len()),
+            (2, 2, 2)
+        );
+        assert_eq!(e.append("carol", b"own").unwrap(), 3);
+        drop(e);
+        let (mut e, _) = Engine::open(&dir).unwrap();
+        assert_eq!(e.position(), 3);
+        e.reset().unwrap();
+        assert_eq!(
+            (e.position(), e.last_seq(), e.mailbox("carol").len()),
+            (0, 0, 0)
+        );
+        assert_eq!(fs::metadata(dir.join(WAL_FILE)).unwrap().len(), 0);
         drop(e);
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -124,7 +124,8 @@ impl Conn {
         r.map_err(|e| self.io(e))
     }
 
-    /// Reads one reply line; `ERR ...` becomes [`ClientError::Rejected`].
+    /// Reads one reply line; `ERR ...` becomes [`ClientError::Rejected`],
+    /// `UNAVAILABLE ...` [`ClientError::Unavailable`].
     fn reply(&mut self) -> Result<String, ClientError> {
         match lineio::read_line(&mut self.r, MAX_REPLY_LINE, &mut self.line) {
             Ok(ReadLine::Line) => {}
@@ -140,6 +141,15 @@ impl Conn {
             Err(e) => return Err(self.io(e)),
         }
         let text = String::from_utf8_lossy(&self.line).into_owned();
+        if let Some(rest) = text.strip_prefix("UNAVAILABLE") {
+            // Not this copy, not now (a passive or deposed copy, a sync
+            // write no passive confirmed in time): try again later.
+            return Err(ClientError::Unavailable(format!(
+                "{}: {}",
+                self.addr,
+                rest.trim()
+            )));
+        }
         match text.strip_prefix("ERR") {
             Some(rest) => Err(ClientError::Rejected(rest.trim().to_string())),
             None => Ok(text),

@@ -101,6 +101,36 @@ fn decode(buf: &[u8]) -> Decoded {
     Decoded::Record(record, end + TRAILER_LEN)
 }
 
+/// Decodes exactly one record that fills `buf` (a record shipped to a
+/// passive copy, see `crate::replication::wire`). Why separate from
+/// [`scan`]: a shipped record comes from a peer, not from our own disk, so
+/// anything but one whole, intact record is refused with the reason.
+pub fn decode_one(buf: &[u8]) -> Result<Record, String> {
+    if buf.is_empty() {
+        return Err("empty record".into());
+    }
+    match decode(buf) {
+        Decoded::Record(rec, len) if len == buf.len() => Ok(rec),
+        Decoded::Record(_, len) => Err(format!(
+            "{} bytes after the end of the record ({len} bytes)",
+            buf.len() - len
+        )),
+        Decoded::Short => Err(format!("a record cut short at {} bytes", buf.len())),
+        Decoded::Bad(reason) => Err(reason.to_string()),
+    }
+}
+
+/// The CRC-32 stored in the trailer of `seq`'s record: what a passive copy
+/// and the active compare to tell whether their logs agree at a position.
+pub fn record_crc(rec: &Record) -> u32 {
+    let bytes = encode(rec.seq, &rec.mailbox, &rec.body);
+    let n = bytes.len();
+    u32::from_le_bytes([bytes[n - 4], bytes[n - 3], bytes[n - 2], bytes[n - 1]])
+}
+
+/// Largest encoded record: what a shipped record may claim as its length.
+pub const MAX_RECORD: usize = HEADER_LEN + crate::mailbox::MAX_LEN + MAX_BODY + TRAILER_LEN;
+
 /// What follows the last good record.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Tail {
@@ -275,6 +305,31 @@ mod tests {
             Tail::Corrupt { offset: 0, reason } => assert!(reason.contains("seq 2"), "{reason}"),
             other => panic!("expected corruption, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn decode_one_takes_one_whole_record_and_nothing_else() {
+        let rec = encode(7, "bob", b"shipped");
+        let got = decode_one(&rec).unwrap();
+        assert_eq!((got.seq, got.mailbox.as_str()), (7, "bob"));
+        assert_eq!(record_crc(&got), crc32(&rec[..rec.len() - 4]));
+        assert!(
+            decode_one(&rec[..rec.len() - 1])
+                .unwrap_err()
+                .contains("cut short")
+        );
+        let mut two = rec.clone();
+        two.push(0);
+        assert!(decode_one(&two).unwrap_err().contains("after the end"));
+        let mut bad = rec.clone();
+        bad[20] ^= 1;
+        assert_eq!(decode_one(&bad).unwrap_err(), "checksum mismatch");
+        assert!(decode_one(b"").is_err());
+        assert_eq!(decode_one(b"GARBAGE!").unwrap_err(), "bad magic");
+        // A header claiming a 4 GiB body is refused from the header alone.
+        let mut huge = encode(1, "a", b"");
+        huge[13..17].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(decode_one(&huge).unwrap_err(), "bad body length");
     }
 
     #[test]

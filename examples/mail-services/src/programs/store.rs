@@ -1,30 +1,56 @@
 //! mail-store: the Store. Messages in a write-ahead log, served over a line
-//! protocol; clean dismount on SIGTERM or DISMOUNT, recovery after a crash.
-//! The protocol and file formats are in README.md.
+//! protocol; clean dismount on SIGTERM or DISMOUNT, recovery after a crash;
+//! optionally one copy of several, active or passive, shipping or pulling
+//! the log ([`crate::replication`]). The protocol and file formats are in
+//! README.md.
 
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::TcpStream;
 use std::process;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+use std::thread;
 use std::time::Duration;
 
 use crate::args::{Args, Spec};
 use crate::lineio::{self, ReadLine};
+use crate::replication::{self, Node, Role, SyncMode, WriteError};
 use crate::store::{self, Engine, OpenError};
 use crate::{log, mailbox, server, signals, wal};
 
 const USAGE: &str = "\
-usage: mail-store --data DIR --listen ADDR
+usage: mail-store --data DIR --listen ADDR [COPY OPTIONS]
        mail-store --data DIR --verify
 
 Serves the mail store in DIR on ADDR (HOST:PORT), or with --verify checks
 DIR without serving: exit 0 clean, 3 recovery needed, 4 corrupt.
+
+Copy options (README.md, \"Copies\"):
+  --role active|passive        default active
+  --generation N               this copy's generation (default 0)
+  --replication-listen ADDR    serve the log to passive copies (when active)
+  --replicate-from ADDR        the active copy to follow (passive only)
+  --sync-mode sync|async       with --replication-listen; default sync
+  --sync-timeout-ms N          sync: how long a write waits for a copy (default 5000)
+  --max-async-lag N            async: refuse writes past N uncopied records
+  --replication-timeout-ms N   drop a silent replication peer (default 10000)
 ";
 
 const SPEC: Spec = Spec {
     program: "mail-store",
     usage: USAGE,
-    flags: &[("--data", true), ("--listen", true), ("--verify", false)],
+    flags: &[
+        ("--data", true),
+        ("--listen", true),
+        ("--verify", false),
+        ("--role", true),
+        ("--generation", true),
+        ("--replication-listen", true),
+        ("--replicate-from", true),
+        ("--sync-mode", true),
+        ("--sync-timeout-ms", true),
+        ("--max-async-lag", true),
+        ("--replication-timeout-ms", true),
+    ],
 };
 
 /// Exit status when the log is corrupt beyond a torn tail.
@@ -33,7 +59,60 @@ const MAX_LINE: usize = 1024;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
-type Shared = Arc<Mutex<Engine>>;
+type Shared = Arc<Node>;
+
+/// The role and replication settings from the command line, or exit 2
+/// naming the flag that does not fit.
+fn copy_options(args: &Args) -> (Role, u64, replication::Config) {
+    let role = match args.value("--role") {
+        None | Some("active") => Role::Active,
+        Some("passive") => Role::Passive,
+        Some(other) => args.fail(&format!("`--role {other}`: expected active or passive")),
+    };
+    let generation = args.number_or("--generation", 0, 0);
+    let listen = args
+        .addr("--replication-listen")
+        .unwrap_or_else(|e| args.fail(&e.to_string()));
+    let source = args
+        .addr("--replicate-from")
+        .unwrap_or_else(|e| args.fail(&e.to_string()));
+    match (role, source) {
+        (Role::Passive, None) => args.fail("`--role passive` needs `--replicate-from ADDR`"),
+        (Role::Active, Some(_)) => args.fail("`--replicate-from` is for `--role passive`"),
+        _ => {}
+    }
+    let mode = match args.value("--sync-mode") {
+        None | Some("sync") => SyncMode::Sync,
+        Some("async") => SyncMode::Async,
+        Some(other) => args.fail(&format!("`--sync-mode {other}`: expected sync or async")),
+    };
+    let tuned = ["--sync-mode", "--sync-timeout-ms", "--max-async-lag"]
+        .into_iter()
+        .find(|f| args.value(f).is_some());
+    if let (None, Some(flag)) = (listen, tuned) {
+        args.fail(&format!(
+            "`{flag}` needs `--replication-listen`: without it no copy follows this one"
+        ));
+    }
+    if mode == SyncMode::Sync && args.value("--max-async-lag").is_some() {
+        args.fail("`--max-async-lag` is for `--sync-mode async`");
+    }
+    let config = replication::Config {
+        listen,
+        source,
+        mode,
+        sync_timeout: Duration::from_millis(args.number_or("--sync-timeout-ms", 5000, 1)),
+        max_async_lag: args
+            .value("--max-async-lag")
+            .map(|_| args.number_or("--max-async-lag", 0, 1)),
+        peer_timeout: Duration::from_millis(args.number_or(
+            "--replication-timeout-ms",
+            10_000,
+            100,
+        )),
+    };
+    (role, generation, config)
+}
 
 pub fn main(argv: impl IntoIterator<Item = String>) {
     log::init("mail-store");
@@ -48,6 +127,7 @@ pub fn main(argv: impl IntoIterator<Item = String>) {
         process::exit(verdict.exit_code());
     }
     let listen = args.need_addr("--listen");
+    let (role, generation, config) = copy_options(&args);
 
     let (engine, report) = match Engine::open(&data) {
         Ok(x) => x,
@@ -88,12 +168,47 @@ pub fn main(argv: impl IntoIterator<Item = String>) {
     }
 
     let listener = super::listen_or_exit(listen);
-    let shared: Shared = Arc::new(Mutex::new(engine));
-    let on_signal = Arc::clone(&shared);
+    let repl_listener = config.listen.map(super::listen_or_exit);
+    let (node, note) = Node::new(engine, role, generation, config).unwrap_or_else(|e| {
+        log!(
+            "cannot read or record the generation in {}: {e}",
+            data.display()
+        );
+        process::exit(1)
+    });
+    log!("{note}");
+    let on_signal = Arc::clone(&node);
     if let Err(e) = signals::on_terminate(move |sig| dismount_and_exit(&on_signal, sig, || Ok(())))
     {
         log!("cannot install signal handlers: {e}");
         process::exit(1);
+    }
+    if let Some(repl) = repl_listener {
+        match repl.local_addr() {
+            Ok(a) => log!("replication on {a}"),
+            Err(e) => log!("replication listener: {e}"),
+        }
+        let node = Arc::clone(&node);
+        let spawned = thread::Builder::new()
+            .name("replication".into())
+            .spawn(move || {
+                server::serve(
+                    repl,
+                    b"REFUSED busy: too many connections\n",
+                    move |stream, peer| {
+                        if let Err(why) = replication::shipper::serve(&node, stream, peer) {
+                            log!("replication peer {peer}: {why}");
+                        }
+                    },
+                )
+            });
+        if let Err(e) = spawned {
+            log!("cannot start the replication listener: {e}");
+            process::exit(1);
+        }
+    }
+    if role == Role::Passive {
+        node.start_puller();
     }
     match listener.local_addr() {
         Ok(a) => log!("listening on {a}"),
@@ -103,7 +218,7 @@ pub fn main(argv: impl IntoIterator<Item = String>) {
         listener,
         b"ERR busy: too many connections\n",
         move |stream, peer| {
-            if let Err(e) = handle(stream, &shared)
+            if let Err(e) = handle(stream, &node)
                 && !lineio::is_disconnect(&e)
                 && !lineio::is_timeout(&e)
             {
@@ -113,27 +228,17 @@ pub fn main(argv: impl IntoIterator<Item = String>) {
     )
 }
 
-/// Locks the engine. A poisoned lock means a thread panicked mid-append:
-/// the in-memory view may disagree with the log, so stop without CLEAN and
-/// let the next mount recover from the log.
-fn lock(shared: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
-    shared.lock().unwrap_or_else(|_| {
-        log!("a request thread panicked while holding the store; exiting without CLEAN");
-        process::exit(1)
-    })
-}
-
 /// Clean dismount, then exit 0. `ack` runs after CLEAN is durable and
 /// before the exit (DISMOUNT's `OK`). The lock is held to the end, so no
 /// append can slip in after the marker.
-fn dismount_and_exit(shared: &Mutex<Engine>, why: &str, ack: impl FnOnce() -> io::Result<()>) -> ! {
-    let mut engine = lock(shared);
-    match engine.dismount() {
+fn dismount_and_exit(shared: &Node, why: &str, ack: impl FnOnce() -> io::Result<()>) -> ! {
+    let mut copy = shared.lock_copy();
+    match copy.engine.dismount() {
         Ok(()) => {
             log!(
                 "clean dismount ({why}): {} records, seq {}",
-                engine.len(),
-                engine.last_seq()
+                copy.engine.len(),
+                copy.engine.last_seq()
             );
             let _ = ack();
             process::exit(0)
@@ -151,7 +256,7 @@ enum Flow {
     Close,
 }
 
-fn handle(stream: TcpStream, shared: &Mutex<Engine>) -> io::Result<()> {
+fn handle(stream: TcpStream, shared: &Shared) -> io::Result<()> {
     stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
     let _ = stream.set_nodelay(true);
@@ -179,30 +284,34 @@ fn handle(stream: TcpStream, shared: &Mutex<Engine>) -> io::Result<()> {
             "GET" => get(args, &mut w, shared)?,
             "SINCE" => since(args, &mut w, shared)?,
             "SEQ" if args.is_empty() => {
-                let seq = lock(shared).last_seq();
+                let seq = shared.lock_copy().engine.last_seq();
                 reply(&mut w, &format!("SEQ {seq}"))
             }
             "STATUS" if args.is_empty() => {
-                let e = lock(shared);
+                let copy = shared.lock_copy();
                 let line = format!(
                     "STATUS clean={} records={} seq={}",
-                    e.clean_start(),
-                    e.len(),
-                    e.last_seq()
+                    copy.engine.clean_start(),
+                    copy.engine.len(),
+                    copy.engine.last_seq()
                 );
-                drop(e);
+                drop(copy);
                 reply(&mut w, &line)
             }
+            "COPY-STATUS" if args.is_empty() => reply(&mut w, &shared.status_line()),
+            "ACTIVATE" => control(&mut w, args, "ACTIVATE", |g| shared.activate(g)),
+            "DEACTIVATE" => control(&mut w, args, "DEACTIVATE", |g| shared.deactivate(g)),
+            "RESEED" if args.is_empty() => answer(&mut w, shared.reseed()),
             "DISMOUNT" if args.is_empty() => dismount_and_exit(shared, "DISMOUNT", || {
                 w.write_all(b"OK\n")?;
                 w.flush()
             }),
-            "PING" | "SEQ" | "STATUS" | "DISMOUNT" => {
+            "PING" | "SEQ" | "STATUS" | "DISMOUNT" | "COPY-STATUS" | "RESEED" => {
                 reply(&mut w, &format!("ERR {cmd} takes no arguments"))
             }
             _ => reply(
                 &mut w,
-                "ERR unknown command (PING PUT GET SINCE SEQ STATUS DISMOUNT)",
+                "ERR unknown command (PING PUT GET SINCE SEQ STATUS DISMOUNT COPY-STATUS ACTIVATE DEACTIVATE RESEED)",
             ),
         };
         w.flush()?;
@@ -220,6 +329,33 @@ fn reply<W: Write>(w: &mut W, line: &str) -> Flow {
     Flow::Continue
 }
 
+/// `ACTIVATE <generation>` / `DEACTIVATE <generation>`.
+fn control<W: Write>(
+    w: &mut W,
+    args: &[&str],
+    cmd: &str,
+    run: impl FnOnce(u64) -> Result<String, String>,
+) -> Flow {
+    match args {
+        [generation] => match generation.parse::<u64>() {
+            Ok(g) => answer(w, run(g)),
+            Err(_) => reply(
+                w,
+                &format!("ERR {cmd}: generation {generation:?} is not a number"),
+            ),
+        },
+        _ => reply(w, &format!("ERR usage: {cmd} <generation>")),
+    }
+}
+
+/// `OK ...` as the control returned it, or `ERR <reason>`.
+fn answer<W: Write>(w: &mut W, result: Result<String, String>) -> Flow {
+    match result {
+        Ok(line) => reply(w, &line),
+        Err(why) => reply(w, &format!("ERR {}", replication::wire::one_line(why))),
+    }
+}
+
 fn close_with<W: Write>(w: &mut W, line: &str) -> Flow {
     reply(w, line);
     Flow::Close
@@ -229,7 +365,7 @@ fn put<R: Read, W: Write>(
     args: &[&str],
     r: &mut R,
     w: &mut W,
-    shared: &Mutex<Engine>,
+    shared: &Shared,
 ) -> io::Result<Flow> {
     // Without a trustworthy length the body's end cannot be found, so the
     // connection is closed after the error.
@@ -256,21 +392,24 @@ fn put<R: Read, W: Write>(
             "ERR invalid mailbox name (1-64 of a-z 0-9 . _ + -)",
         ));
     }
-    let result = lock(shared).append(name, &body);
-    Ok(match result {
+    Ok(match shared.write(name, &body) {
         Ok(seq) => reply(w, &format!("OK {seq}")),
-        Err(e) if e.fatal => {
+        Err(WriteError::Fatal(e)) => {
             log!("write to the log failed: {e}; exiting without CLEAN, the next start recovers");
             process::exit(1);
         }
-        Err(e) => {
-            log!("PUT refused: {e}");
-            reply(w, &format!("ERR {e}"))
+        Err(WriteError::Unavailable(why)) => {
+            log!("PUT not acknowledged: {why}");
+            reply(w, &format!("UNAVAILABLE {why}"))
+        }
+        Err(WriteError::Refused(why)) => {
+            log!("PUT refused: {why}");
+            reply(w, &format!("ERR {why}"))
         }
     })
 }
 
-fn get<W: Write>(args: &[&str], w: &mut W, shared: &Mutex<Engine>) -> io::Result<Flow> {
+fn get<W: Write>(args: &[&str], w: &mut W, shared: &Shared) -> io::Result<Flow> {
     let [name] = args else {
         return Ok(reply(w, "ERR usage: GET <mailbox>"));
     };
@@ -281,7 +420,7 @@ fn get<W: Write>(args: &[&str], w: &mut W, shared: &Mutex<Engine>) -> io::Result
         ));
     }
     // Copy the list (cheap Arcs) so the socket is written without the lock.
-    let records = lock(shared).mailbox(name);
+    let records = shared.lock_copy().engine.mailbox(name);
     writeln!(w, "MSGS {}", records.len())?;
     for rec in records {
         writeln!(w, "{} {}", rec.seq, rec.body.len())?;
@@ -291,7 +430,7 @@ fn get<W: Write>(args: &[&str], w: &mut W, shared: &Mutex<Engine>) -> io::Result
     Ok(Flow::Continue)
 }
 
-fn since<W: Write>(args: &[&str], w: &mut W, shared: &Mutex<Engine>) -> io::Result<Flow> {
+fn since<W: Write>(args: &[&str], w: &mut W, shared: &Shared) -> io::Result<Flow> {
     let (seq, max) = match args {
         [seq] => (seq.parse::<u64>().ok(), Some(usize::MAX)),
         [seq, max] => (seq.parse::<u64>().ok(), max.parse::<usize>().ok()),
@@ -300,7 +439,7 @@ fn since<W: Write>(args: &[&str], w: &mut W, shared: &Mutex<Engine>) -> io::Resu
     let (Some(seq), Some(max)) = (seq, max) else {
         return Ok(reply(w, "ERR usage: SINCE <seq> [<max>]"));
     };
-    let records = lock(shared).since(seq, max);
+    let records = shared.lock_copy().engine.since(seq, max);
     writeln!(w, "MSGS {}", records.len())?;
     for rec in records {
         writeln!(w, "{} {} {}", rec.seq, rec.mailbox, rec.body.len())?;
