@@ -279,10 +279,10 @@ impl<T: ResourceType> Exported<T> {
 macro_rules! __guest_instance {
     ($bindings:path, $wrapper:ident) => {
         const _: () = {
+            use exported::{GuestInstance, Instance};
             use $bindings as exported;
             use $crate::types::{Health, PropertyError};
             use $crate::{Props, ResourceType};
-            use exported::{GuestInstance, Instance};
 
             impl<T: ResourceType> GuestInstance for $wrapper<T> {
                 fn open(
@@ -322,7 +322,10 @@ macro_rules! __guest_instance {
     };
 }
 
-crate::__guest_instance!(crate::bindings::exports::warden::resource::resource_type, Exported);
+crate::__guest_instance!(
+    crate::bindings::exports::warden::resource::resource_type,
+    Exported
+);
 
 /// Export a [`ResourceType`] as the plugin's `resource-type`: the one
 /// line that makes a crate a Warden plugin. Use it once, at the crate's

@@ -386,6 +386,26 @@ impl Service {
     /// # }
     /// ```
     pub fn start(&self, ready: impl Fn() -> Result<(), String>) -> Result<(), String> {
+        self.start_with(&[], ready)
+    }
+
+    /// [`Service::start`], with `extra` arguments after the template's (a
+    /// replicated type starting its service as a passive copy, say). A
+    /// service that runs already is left as it is, whatever it was started
+    /// with.
+    ///
+    /// ```no_run
+    /// # use warden_sdk::service::Service;
+    /// # fn passive(service: &Service) -> Result<(), String> {
+    /// let role = ["--role".to_string(), "passive".to_string()];
+    /// service.start_with(&role, || Ok(()))
+    /// # }
+    /// ```
+    pub fn start_with(
+        &self,
+        extra: &[String],
+        ready: impl Fn() -> Result<(), String>,
+    ) -> Result<(), String> {
         if let Some(spawn) = &self.spawn {
             match process::state() {
                 ProcessState::Running(pid) => host::log(
@@ -393,7 +413,9 @@ impl Service {
                     &format!("{} already runs as pid {pid}", spawn.program),
                 ),
                 _ => {
-                    let pid = process::spawn(spawn)?;
+                    let mut spawn = spawn.clone();
+                    spawn.args.extend_from_slice(extra);
+                    let pid = process::spawn(&spawn)?;
                     host::log(
                         Level::Info,
                         &format!("started {} as pid {pid}", spawn.program),

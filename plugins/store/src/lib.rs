@@ -14,6 +14,12 @@
 //!   which the exit could be taken for a crash); offline checks the marker.
 //! - Terminate kills the service without the clean mark; the next online
 //!   recovers.
+//! - With `replication-listen` and `replicate-from` set, the store has
+//!   copies on several nodes, active and passive (`copies.rs`): the type
+//!   is replicated (contract 0.3.0), and the agent starts, activates and
+//!   deactivates copies through it.
+
+mod copies;
 
 use std::time::Duration;
 
@@ -23,9 +29,12 @@ use warden_sdk::service::{Managed, Service, ServiceDefaults, ServiceType};
 use warden_sdk::types::{PropertyError, TypeFlags};
 use warden_sdk::{DATA_DIR, Property, Props, checkpoint, unknown_control};
 
+use copies::CopySettings;
+
 struct Store {
     address: String,
     answer: Duration,
+    copies: CopySettings,
 }
 
 fn exists(file: &str) -> bool {
@@ -80,6 +89,28 @@ impl ServiceType for Store {
         Property::address("address", "Where the store listens (host:port)"),
         Property::duration_ms("answer-timeout-ms", "How long a check waits for answers")
             .default("3000"),
+        Property::string(
+            "replication-listen",
+            "Copies only: where this copy serves its log to passive copies once active \
+             (host:port); empty: no copies",
+        )
+        .default(""),
+        Property::string(
+            "replicate-from",
+            "Copies only: where a passive copy pulls the log from (host:port of the active \
+             copy, e.g. the group's virtual address)",
+        )
+        .default(""),
+        Property::string(
+            "sync-mode",
+            "Copies only: sync (a write is acknowledged once a passive copy has it) or async",
+        )
+        .default("sync"),
+        Property::string(
+            "max-async-lag",
+            "Copies only, async: refuse writes while this many records are on no passive copy",
+        )
+        .default(""),
     ];
     const FLAGS: TypeFlags = TypeFlags::ONLINE_NO_PENDING_TIMEOUT;
     const CONTROLS: &'static [&'static str] = &["verify", "status"];
@@ -88,6 +119,7 @@ impl ServiceType for Store {
         Ok(Store {
             address: props.address("address")?,
             answer: props.duration("answer-timeout-ms")?,
+            copies: CopySettings::from_props(props)?,
         })
     }
 
@@ -151,4 +183,4 @@ impl ServiceType for Store {
     }
 }
 
-warden_sdk::export_type!(Managed<Store>);
+warden_sdk_replication::export_replicated_type!(Managed<Store>);

@@ -50,7 +50,10 @@ pub use bindings::exports::warden::resource::replication::{
 /// do not use it yourself.
 pub struct Copy<T>(T);
 
-warden_sdk::__guest_instance!(crate::bindings::exports::warden::resource::resource_type, Copy);
+warden_sdk::__guest_instance!(
+    crate::bindings::exports::warden::resource::resource_type,
+    Copy
+);
 
 impl<T> Copy<T> {
     /// The opened resource (for the `replication` export's glue).
@@ -170,7 +173,9 @@ macro_rules! export_replicated_type {
             for __WardenReplicatedType
         {
             fn start_passive(
-                copy: $crate::bindings::exports::warden::resource::resource_type::InstanceBorrow<'_>,
+                copy: $crate::bindings::exports::warden::resource::resource_type::InstanceBorrow<
+                    '_,
+                >,
                 source: $crate::bindings::exports::warden::resource::replication::CopySource,
             ) -> Result<(), String> {
                 let copy = copy.get::<$crate::Copy<$ty>>().resource();
@@ -178,14 +183,18 @@ macro_rules! export_replicated_type {
             }
 
             fn stop_passive(
-                copy: $crate::bindings::exports::warden::resource::resource_type::InstanceBorrow<'_>,
+                copy: $crate::bindings::exports::warden::resource::resource_type::InstanceBorrow<
+                    '_,
+                >,
             ) -> Result<(), String> {
                 let copy = copy.get::<$crate::Copy<$ty>>().resource();
                 $crate::ReplicatedType::stop_passive(copy)
             }
 
             fn activate(
-                copy: $crate::bindings::exports::warden::resource::resource_type::InstanceBorrow<'_>,
+                copy: $crate::bindings::exports::warden::resource::resource_type::InstanceBorrow<
+                    '_,
+                >,
                 generation: u64,
             ) -> Result<(), String> {
                 let copy = copy.get::<$crate::Copy<$ty>>().resource();
@@ -193,7 +202,9 @@ macro_rules! export_replicated_type {
             }
 
             fn deactivate(
-                copy: $crate::bindings::exports::warden::resource::resource_type::InstanceBorrow<'_>,
+                copy: $crate::bindings::exports::warden::resource::resource_type::InstanceBorrow<
+                    '_,
+                >,
                 generation: u64,
             ) -> Result<(), String> {
                 let copy = copy.get::<$crate::Copy<$ty>>().resource();
@@ -201,7 +212,9 @@ macro_rules! export_replicated_type {
             }
 
             fn copy_status(
-                copy: $crate::bindings::exports::warden::resource::resource_type::InstanceBorrow<'_>,
+                copy: $crate::bindings::exports::warden::resource::resource_type::InstanceBorrow<
+                    '_,
+                >,
             ) -> $crate::bindings::exports::warden::resource::replication::CopyState {
                 let copy = copy.get::<$crate::Copy<$ty>>().resource();
                 $crate::ReplicatedType::copy_status(copy)
