@@ -164,7 +164,7 @@ async fn copy_calls_keep_the_generation_rules_and_refuse_a_type_without_them() {
 
     // A fresh copy follows generation 1 of n1, then is made active with 2.
     let source = contract::CopySource {
-        node: "n1".to_string(),
+        node: Some("n1".to_string()),
         generation: 1,
     };
     copy.start_passive(source.clone(), deadline())

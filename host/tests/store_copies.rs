@@ -80,7 +80,7 @@ fn deadline() -> CallDeadline {
 
 fn source(node: &str, generation: u64) -> CopySource {
     CopySource {
-        node: node.to_string(),
+        node: Some(node.to_string()),
         generation,
     }
 }

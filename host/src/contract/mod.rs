@@ -225,7 +225,7 @@ mod tests {
         (
             "wit/resource.wit (0.3.0)",
             include_bytes!("../../../wit/resource.wit"),
-            "ffb2b1eebfbf0224a8f829d054bd0e54a448a84d9016262f9043de4c2d68b1b4",
+            "152e769a34a158837c3291c440eece5f4042d3e7bf3011926fabc415bb17b816",
         ),
         (
             "wit/released/0.2.0/resource.wit",

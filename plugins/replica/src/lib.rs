@@ -174,10 +174,11 @@ impl ReplicationGuest for Replica {
         if source.generation < own {
             return Err(format!(
                 "the source on {} has generation {}, older than this copy's {own}",
-                source.node, source.generation
+                source.node.as_deref().unwrap_or("no node"),
+                source.generation
             ));
         }
-        checkpoint::set("source", &source.node)?;
+        checkpoint::set("source", source.node.as_deref().unwrap_or(""))?;
         set_role("passive", source.generation)
     }
 

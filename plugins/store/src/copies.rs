@@ -194,7 +194,9 @@ impl ReplicatedService for Store {
                         Level::Info,
                         &format!(
                             "restarting the {:?} copy of generation {} as a passive one following {}",
-                            state.role, state.generation, source.node
+                            state.role,
+                            state.generation,
+                            source.node.as_deref().unwrap_or("no active copy yet")
                         ),
                     );
                     service.stop()?;
