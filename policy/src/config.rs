@@ -323,11 +323,17 @@ pub enum ConfigError {
     #[error(
         "resource {resource} in group {group}: copies is an empty list (say \"all\", name nodes, or leave copies out)"
     )]
-    NoCopyNodes { group: GroupId, resource: ResourceId },
+    NoCopyNodes {
+        group: GroupId,
+        resource: ResourceId,
+    },
     #[error(
         "resource {resource} in group {group} sets max_lag_on_failover but has no copies (set copies too, or leave max_lag_on_failover out)"
     )]
-    MaxLagWithoutCopies { group: GroupId, resource: ResourceId },
+    MaxLagWithoutCopies {
+        group: GroupId,
+        resource: ResourceId,
+    },
     /// Reconfiguration only: the change would orphan something that is running.
     #[error("cannot apply configuration: {0}")]
     Conflicts(String),

@@ -423,7 +423,9 @@ impl fmt::Display for Event {
                 node,
                 status,
             } => write!(f, "copy-status {resource} {node} {status}"),
-            Event::CopyActivated { resource, node } => write!(f, "copy-activated {resource} {node}"),
+            Event::CopyActivated { resource, node } => {
+                write!(f, "copy-activated {resource} {node}")
+            }
             Event::CopyDeactivated { resource, node } => {
                 write!(f, "copy-deactivated {resource} {node}")
             }

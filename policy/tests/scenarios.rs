@@ -11,8 +11,8 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::path::Path;
 use warden_policy::{
-    Action, ClusterConfig, CopyHealth, CopyNodes, CopyStatus, Engine, Event, Failback,
-    GroupConfig, Millis, ResourceConfig, RestartAction,
+    Action, ClusterConfig, CopyHealth, CopyNodes, CopyStatus, Engine, Event, Failback, GroupConfig,
+    Millis, ResourceConfig, RestartAction,
 };
 
 #[test]
@@ -197,7 +197,7 @@ impl Runner {
             | Event::PassiveCopyStopped { resource, node }
             | Event::CopyFailed { resource, node, .. } => self
                 .outstanding
-                .retain(|o| !(answer_about(o).is_some_and(|a| a == (resource, node)))),
+                .retain(|o| answer_about(o).is_none_or(|a| a != (resource, node))),
             Event::NodeDown(n) => self.outstanding.retain(|o| !on_node(o, n)),
             _ => {}
         }

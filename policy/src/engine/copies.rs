@@ -293,8 +293,8 @@ impl Engine {
             // The owner's copy is the resource's: left to its requests.
             return false;
         }
-        let wanted = !goal_offline
-            && matches!(self.nodes[node].status, NodeStatus::Up | NodeStatus::Paused);
+        let wanted =
+            !goal_offline && matches!(self.nodes[node].status, NodeStatus::Up | NodeStatus::Paused);
         // The owner's copy is active exactly while the resource is online.
         let active_source =
             owner.filter(|_| self.resources[resource].state == ResourceState::Online);

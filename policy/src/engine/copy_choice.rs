@@ -219,7 +219,11 @@ impl Engine {
     /// other candidate is up: each copy that may not be activated on a
     /// candidate that is up, and why. `None` when the group has no copies
     /// or no other candidate is up (then the usual reasons apply).
-    pub(super) fn copies_blocking(&self, group: GroupIx, exclude: Option<NodeIx>) -> Option<String> {
+    pub(super) fn copies_blocking(
+        &self,
+        group: GroupIx,
+        exclude: Option<NodeIx>,
+    ) -> Option<String> {
         if !self.has_copies(group) {
             return None;
         }

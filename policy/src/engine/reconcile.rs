@@ -231,14 +231,14 @@ impl Engine {
         reason: String,
         out: &mut Vec<Action>,
     ) {
-        let why = format!(
-            "not activated on {}: {reason}",
-            self.node_name(owner)
-        );
+        let why = format!("not activated on {}: {reason}", self.node_name(owner));
         Self::decision(out, self.resource_name(resource), why);
-        let reason = self
-            .copies_blocking(group, None)
-            .unwrap_or_else(|| format!("{} may not be activated: {reason}", self.resource_name(resource)));
+        let reason = self.copies_blocking(group, None).unwrap_or_else(|| {
+            format!(
+                "{} may not be activated: {reason}",
+                self.resource_name(resource)
+            )
+        });
         let retry = Some(self.now + self.model.groups[group].retry_period);
         self.fail_group(group, reason, retry, None, out);
     }
@@ -377,7 +377,11 @@ impl Engine {
             let why = format!(
                 "{} is not available and no other possible owner {}",
                 self.node_name(to),
-                if blocking.is_some() { "may take it" } else { "is up" }
+                if blocking.is_some() {
+                    "may take it"
+                } else {
+                    "is up"
+                }
             );
             Self::decision(out, self.group_name(group), why);
             let reason = blocking.unwrap_or_else(|| "no other possible owner is up".to_string());

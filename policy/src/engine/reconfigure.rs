@@ -246,10 +246,14 @@ impl Engine {
         let renumber = |node: NodeIx| model.node_ix.get(&old.nodes[node]).copied();
         let mut record = self.groups[group].clone();
         record.owner = record.owner.and_then(renumber);
-        record.loss_accepted = record.loss_accepted.and_then(|accepted| match accepted.node {
-            None => Some(accepted),
-            Some(node) => renumber(node).map(|node| super::state::AcceptedLoss { node: Some(node) }),
-        });
+        record.loss_accepted = record
+            .loss_accepted
+            .and_then(|accepted| match accepted.node {
+                None => Some(accepted),
+                Some(node) => {
+                    renumber(node).map(|node| super::state::AcceptedLoss { node: Some(node) })
+                }
+            });
         record.goal = match record.goal {
             Goal::Moving { to, kind } => match renumber(to) {
                 Some(to) => Goal::Moving { to, kind },
