@@ -1738,16 +1738,20 @@ fn a_snapshot_of_another_format_or_with_missing_records_is_refused() {
     assert!(err.to_string().contains("twice"), "{err}");
 }
 
-/// A snapshot an engine of format 1 wrote (before copies: no copy state,
-/// no field for it) still restores, to the same engine; one of format 1
+/// Without copies the engine writes format 1, what an engine before copies
+/// wrote (no copy state, no field for it), and restores it to the same
+/// engine; with copies it writes format 2; one of format 1
 /// whose configuration gives a resource copies is refused, naming it,
 /// since format 1 cannot have held their state.
 #[test]
 fn a_snapshot_of_format_1_restores_and_refuses_copies_it_cannot_hold() {
     let sim = engine_midway(11).expect("sequence 11 runs");
-    let mut json = serde_json::to_value(sim.engine.snapshot()).expect("encodes");
-    assert_eq!(json["format"], serde_json::json!(SNAPSHOT_FORMAT));
-    json["format"] = serde_json::json!(1);
+    let json = serde_json::to_value(sim.engine.snapshot()).expect("encodes");
+    assert_eq!(
+        json["format"],
+        serde_json::json!(1),
+        "without copies, the format an older engine reads"
+    );
     let text = json.to_string();
     assert!(
         !text.contains("copies") && !text.contains("loss_accepted"),
@@ -1763,6 +1767,7 @@ fn a_snapshot_of_format_1_restores_and_refuses_copies_it_cannot_hold() {
     let name = cfg.groups[0].resources[0].name.clone();
     let engine = Engine::new(cfg.clone()).expect("valid");
     let mut json = serde_json::to_value(engine.snapshot()).expect("encodes");
+    assert_eq!(json["format"], serde_json::json!(SNAPSHOT_FORMAT));
     assert!(json["copies"].is_array(), "format 2 carries the copies");
     json["format"] = serde_json::json!(1);
     json.as_object_mut().map(|o| o.remove("copies"));

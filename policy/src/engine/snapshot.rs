@@ -31,16 +31,19 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// The version of the snapshot's format this engine writes. Raised
-/// whenever a field changes meaning or a record gains state that an older
-/// engine would drop, so an older engine refuses the snapshot instead of
-/// half reading it. 2: the state of copies (generations, copy states and
-/// statuses, the operator's accepted data loss).
+/// The newest version of the snapshot's format, which this engine writes
+/// when the state needs it. Raised whenever a field changes meaning or a
+/// record gains state that an older engine would drop, so an older engine
+/// refuses the snapshot instead of half reading it. 2: the state of copies
+/// (generations, copy states and statuses, the operator's accepted data
+/// loss).
 pub const SNAPSHOT_FORMAT: u32 = 2;
 
-/// The oldest format this engine still reads: a format 1 snapshot is one
-/// without copies, restored as such (refused if its configuration gives a
-/// resource copies, which format 1 cannot hold the state of).
+/// The oldest format this engine reads, and the one it writes while no
+/// resource has copies: such a snapshot is exactly what an engine of
+/// format 1 wrote, so agents of either version read it during a rolling
+/// upgrade. A format 1 snapshot whose configuration gives a resource copies
+/// is refused (format 1 cannot hold their state).
 pub const OLDEST_SNAPSHOT_FORMAT: u32 = 1;
 
 /// The engine's state at one moment, by name (see the module's docs).
@@ -179,8 +182,13 @@ impl Engine {
     /// The engine's whole state, to rebuild it with [`Engine::restore`].
     pub fn snapshot(&self) -> EngineSnapshot {
         let node = |ix: NodeIx| self.model.nodes[ix].clone();
+        let copies = self.model.resources.iter().any(|r| r.copies.is_some());
         EngineSnapshot {
-            format: SNAPSHOT_FORMAT,
+            format: if copies {
+                SNAPSHOT_FORMAT
+            } else {
+                OLDEST_SNAPSHOT_FORMAT
+            },
             config: self.model.config.clone(),
             now: self.now,
             nodes: self
