@@ -217,8 +217,9 @@ impl Engine {
 
     /// Why a group with copies cannot go anywhere but `exclude`, when some
     /// other candidate is up: each copy that may not be activated on a
-    /// candidate that is up, and why. `None` when the group has no copies
-    /// or no other candidate is up (then the usual reasons apply).
+    /// candidate that is up, and why. `None` when the group has no copies,
+    /// no other candidate is up, or the copies are not what keeps it (then
+    /// the usual reasons apply).
     pub(super) fn copies_blocking(
         &self,
         group: GroupIx,
@@ -240,6 +241,10 @@ impl Engine {
             .into_iter()
             .filter_map(|node| self.group_copy_verdict(group, node).err())
             .collect();
+        if reasons.is_empty() {
+            // The copies are not what keeps it: the usual reasons apply.
+            return None;
+        }
         let resources: Vec<&str> = self.model.groups[group]
             .copied
             .iter()
