@@ -1,6 +1,8 @@
 //! Which copy may become the active one: the lag rule.
 //!
-//! A copy of a resource may be activated on a node without the operator's
+//! A resource with copies is activated only on a node that holds a copy
+//! (never elsewhere, not even with the operator's word: there would be no
+//! data at all). There, its copy may be activated without the operator's
 //! word only if nothing the engine knows of would be lost beyond the
 //! resource's `max_lag_on_failover`:
 //! - the resource was never activated (generation 0): no active copy ever
@@ -105,13 +107,13 @@ impl Engine {
         waived: bool,
     ) -> Result<Lag, String> {
         let set = &self.copies[resource];
-        if set.generation == 0 {
-            return Ok(Some(0));
-        }
         let name = self.copy_name(resource, node);
         let Some(position) = self.copy_position(resource, node) else {
             return Err(format!("no {name}"));
         };
+        if set.generation == 0 {
+            return Ok(Some(0));
+        }
         let record = &set.copies[position];
         if record.state == CopyState::Failed {
             let reason = record.failed_reason.as_deref().unwrap_or("failed");
@@ -237,6 +239,7 @@ impl Engine {
         if up.is_empty() {
             return None;
         }
+        let word_helps = up.iter().any(|&node| self.waivable(group, node));
         let reasons: Vec<String> = up
             .into_iter()
             .filter_map(|node| self.group_copy_verdict(group, node).err())
@@ -251,8 +254,13 @@ impl Engine {
             .map(|&resource| self.model.resources[resource].name.as_str())
             .collect();
         Some(format!(
-            "no copy of {} may be activated without the operator's word: {}",
+            "no copy of {} may be activated{}: {}",
             resources.join(", "),
+            if word_helps {
+                " without the operator's word"
+            } else {
+                ""
+            },
             reasons.join("; ")
         ))
     }
