@@ -46,17 +46,22 @@ impl Engine {
                     self.move_requested(group, to.clone(), what, out);
                 }
             }
-            Event::CopyActivated { resource, node } if self.copies_named(resource, what, out) => {
-                if let Some((found, _)) = self.lookup_report(resource, node, what, out) {
+            // The owner's copy is the resource: its answers are the
+            // resource's.
+            Event::CopyActivated { resource, node } => {
+                if self.copies_named(resource, what, out)
+                    && let Some((found, _)) = self.lookup_report(resource, node, what, out)
+                {
                     self.online_reported(found, what, out);
                 }
             }
-            Event::CopyDeactivated { resource, node } if self.copies_named(resource, what, out) => {
-                if let Some((found, on)) = self.lookup_report(resource, node, what, out) {
+            Event::CopyDeactivated { resource, node } => {
+                if self.copies_named(resource, what, out)
+                    && let Some((found, on)) = self.lookup_report(resource, node, what, out)
+                {
                     self.offline_reported(found, on, what, out);
                 }
             }
-            Event::CopyActivated { .. } | Event::CopyDeactivated { .. } => {}
             Event::CopyFailed {
                 resource,
                 node,

@@ -10,6 +10,7 @@ impl Engine {
     /// Gives `group` to `node` and wants it online there. Only called when no
     /// resource of `group` is active. A new placement starts with clean
     /// restart counts.
+    ///
     /// The operator's accepted data loss, if it covers `node`, now covers
     /// this placement's activations only (and is recorded).
     pub(super) fn place(&mut self, group: GroupIx, node: NodeIx, out: &mut Vec<Action>) {
