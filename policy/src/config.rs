@@ -131,16 +131,94 @@ pub struct ResourceConfig {
     /// What happens when it fails.
     #[serde(default)]
     pub restart: RestartPolicy,
+    /// Where the resource keeps copies of its data (Exchange's active and
+    /// passive copies, Pacemaker's promotable clone with one promoted
+    /// instance): `None`, the resource has none and runs as it always did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copies: Option<CopyNodes>,
+    /// How many log positions a copy may lag behind the active one and still
+    /// be activated without the operator's word (`None`:
+    /// [`DEFAULT_MAX_LAG_ON_FAILOVER`]). Only for a resource with copies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lag_on_failover: Option<u64>,
+}
+
+/// The lag limit of a resource with copies that does not set one: 100 log
+/// positions.
+///
+/// Why not 0: an asynchronous copy is almost never exactly caught up when its
+/// active dies, since it learns the active's position only as often as it
+/// reports, so 0 would leave the group Failed at nearly every failover.
+/// Why 100: the spirit of Exchange's AutoDatabaseMountDial "good
+/// availability" (mount automatically with up to 6 transaction logs of 1 MB
+/// missing) and of Patroni's `maximum_lag_on_failover` (1 MiB): a small,
+/// bounded loss. A position of the mail store is one message; at tens of KB
+/// a message, 100 of them is a few MB, a few seconds of a busy server's
+/// mail. A copy further behind than that has stopped copying, and its
+/// activation waits for the operator.
+pub const DEFAULT_MAX_LAG_ON_FAILOVER: u64 = 100;
+
+/// The nodes that hold copies of a resource's data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CopyNodes {
+    /// Every possible owner of the resource's group (`copies = "all"`).
+    All,
+    /// These nodes, each a possible owner of the group
+    /// (`copies = ["n1", "n2"]`).
+    Listed(Vec<NodeId>),
+}
+
+impl Serialize for CopyNodes {
+    /// `"all"`, or the list of node names: what the operator writes.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            CopyNodes::All => serializer.serialize_str("all"),
+            CopyNodes::Listed(nodes) => nodes.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CopyNodes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CopyNodesVisitor;
+        impl<'de> serde::de::Visitor<'de> for CopyNodesVisitor {
+            type Value = CopyNodes;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("\"all\" or a list of node names")
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<CopyNodes, E> {
+                if value == "all" {
+                    Ok(CopyNodes::All)
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Str(value), &self))
+                }
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<CopyNodes, A::Error> {
+                let mut nodes = Vec::new();
+                while let Some(node) = seq.next_element::<NodeId>()? {
+                    nodes.push(node);
+                }
+                Ok(CopyNodes::Listed(nodes))
+            }
+        }
+        deserializer.deserialize_any(CopyNodesVisitor)
+    }
 }
 
 impl ResourceConfig {
-    /// A resource with the default restart policy and no dependencies.
+    /// A resource with the default restart policy, no dependencies and no
+    /// copies.
     pub fn new(name: impl Into<String>, type_name: impl Into<String>) -> Self {
         ResourceConfig {
             name: name.into(),
             type_name: type_name.into(),
             depends_on: Vec::new(),
             restart: RestartPolicy::default(),
+            copies: None,
+            max_lag_on_failover: None,
         }
     }
 }
@@ -227,6 +305,34 @@ pub enum ConfigError {
         resource: ResourceId,
         dependency: ResourceId,
         other_group: GroupId,
+    },
+    #[error(
+        "resource {resource} in group {group}: copies names {node}, which is not a possible owner of {group}"
+    )]
+    CopyNodeNotPossibleOwner {
+        group: GroupId,
+        resource: ResourceId,
+        node: NodeId,
+    },
+    #[error("resource {resource} in group {group}: copies names {node} twice")]
+    DuplicateCopyNode {
+        group: GroupId,
+        resource: ResourceId,
+        node: NodeId,
+    },
+    #[error(
+        "resource {resource} in group {group}: copies is an empty list (say \"all\", name nodes, or leave copies out)"
+    )]
+    NoCopyNodes {
+        group: GroupId,
+        resource: ResourceId,
+    },
+    #[error(
+        "resource {resource} in group {group} sets max_lag_on_failover but has no copies (set copies too, or leave max_lag_on_failover out)"
+    )]
+    MaxLagWithoutCopies {
+        group: GroupId,
+        resource: ResourceId,
     },
     /// Reconfiguration only: the change would orphan something that is running.
     #[error("cannot apply configuration: {0}")]

@@ -63,6 +63,108 @@ pub enum Event {
     },
     /// Time passed: restart delays, retry periods and failback windows fire.
     Tick,
+    /// A copy of a resource with copies said how far it is (the host relays
+    /// the plugin's report, periodically and whenever it changes much).
+    CopyStatusReported {
+        /// The resource the copy is of.
+        resource: ResourceId,
+        /// The node the copy is on.
+        node: NodeId,
+        /// What the copy said.
+        status: CopyStatus,
+    },
+    /// An `ActivateCopy` finished: the copy serves as the active one, so the
+    /// resource is online (the same as `ResourceOnline`, which the host may
+    /// send instead).
+    CopyActivated {
+        /// The resource now online.
+        resource: ResourceId,
+        /// Where its copy is now active.
+        node: NodeId,
+    },
+    /// A `DeactivateCopy` finished: the copy no longer serves and runs on as
+    /// a passive copy, so the resource is offline there (the same as
+    /// `ResourceOffline`, which the host may send instead).
+    CopyDeactivated {
+        /// The resource now offline.
+        resource: ResourceId,
+        /// Where its copy is now passive.
+        node: NodeId,
+    },
+    /// A `StartPassiveCopy` finished: the copy runs and follows the source
+    /// it was given.
+    PassiveCopyStarted {
+        /// The resource the copy is of.
+        resource: ResourceId,
+        /// The node the copy runs on.
+        node: NodeId,
+    },
+    /// A `StopPassiveCopy` finished (or, unexpectedly, the copy stopped).
+    PassiveCopyStopped {
+        /// The resource the copy is of.
+        resource: ResourceId,
+        /// The node it no longer runs on.
+        node: NodeId,
+    },
+    /// A copy failed and the host threw it away: a passive copy that
+    /// crashed or could not start, or, on the owner, an activation or a
+    /// deactivation that failed (there the same as `ResourceFailed`).
+    CopyFailed {
+        /// The resource the copy is of.
+        resource: ResourceId,
+        /// The node the copy was on.
+        node: NodeId,
+        /// What the host saw, for the operator.
+        reason: String,
+    },
+    /// The operator's word (Exchange's `Move-ActiveMailboxDatabase
+    /// -SkipLagChecks`, Patroni's manual failover): bring the group online,
+    /// or move it, on `node` (`None`: the node whose copies lag least),
+    /// accepting that its copies there may lack what their lag says. Once:
+    /// the next placement of the group only.
+    AcceptDataLoss {
+        /// The group, or a resource with copies (meaning its group).
+        group_or_resource: String,
+        /// Where to activate; `None`: the copy with least lag.
+        node: Option<NodeId>,
+    },
+}
+
+/// What a copy of a resource reported about itself: how much of the active
+/// copy's log it holds and has applied, and whether it can be used.
+///
+/// Positions count the resource's log (for the mail store, one message is
+/// one position) and compare only within one `generation`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyStatus {
+    /// The generation of the log the copy holds: the active copy's own, or
+    /// the generation of the active copy a passive one follows. A status of
+    /// an older generation than the resource's last activation says
+    /// nothing about the current log, and counts for nothing.
+    pub generation: u64,
+    /// The last log position the copy holds durably (the active copy: the
+    /// last it wrote).
+    pub copied: u64,
+    /// The last log position the copy has applied to its data.
+    pub replayed: u64,
+    /// How far the copy is behind the active copy, as the copy last learned
+    /// the active's position (0 for the active copy itself).
+    pub lag: u64,
+    /// Whether the copy's data can be used.
+    pub health: CopyHealth,
+}
+
+/// Whether a copy's data can be used.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CopyHealth {
+    /// It copies (or waits for an active copy to copy from) and its data is
+    /// sound. A passive copy that cannot reach its source is still healthy:
+    /// it holds what it copied.
+    Healthy,
+    /// Its data cannot be used (diverged from the active copy's, a disk
+    /// error...): never activated, even with the operator's word.
+    Failed(String),
 }
 
 /// How a group comes to change owner.
@@ -174,6 +276,58 @@ pub enum Action {
         /// Why it did not match.
         reason: String,
     },
+    /// Run a passive copy of `resource` on `node` that follows the active
+    /// copy on `source` (`None`: there is no active copy now; hold the data
+    /// and wait). Sent again, with a new source, to a passive copy that
+    /// runs, when the active copy moves: the host re-points it without
+    /// starting it again. Answered by `PassiveCopyStarted` or `CopyFailed`.
+    StartPassiveCopy {
+        /// The resource the copy is of.
+        resource: ResourceId,
+        /// The node that carries it out.
+        node: NodeId,
+        /// The node of the active copy it follows.
+        source: Option<NodeId>,
+    },
+    /// Stop the passive copy of `resource` on `node` (its data stays on
+    /// disk). Answered by `PassiveCopyStopped` or `CopyFailed`.
+    StopPassiveCopy {
+        /// The resource the copy is of.
+        resource: ResourceId,
+        /// The node that carries it out.
+        node: NodeId,
+    },
+    /// Bring `resource` online on `node` as its active copy, with
+    /// `generation`: where a resource without copies would get
+    /// `BringOnline`, in the same dependency order. The host promotes the
+    /// passive copy running there (or, if none runs, starts the resource on
+    /// the data the node holds), after the copy has applied everything it
+    /// holds and pulled what its source can still give; it fences with
+    /// `generation` (strictly increasing per resource: take it in the
+    /// cluster store, refuse to serve if a newer one is there, and a copy
+    /// of an older generation is refused by the others). Answered by
+    /// `CopyActivated` (or `ResourceOnline`) or `CopyFailed` (or
+    /// `ResourceFailed`).
+    ActivateCopy {
+        /// The resource to bring online.
+        resource: ResourceId,
+        /// The node that carries it out (the group's owner).
+        node: NodeId,
+        /// The generation this activation takes.
+        generation: u64,
+    },
+    /// Take `resource` offline on `node` by making its active copy passive:
+    /// where a resource without copies would get `TakeOffline`. The host
+    /// stops serving and writing, and the copy runs on as a passive one
+    /// (with no source until the engine names one). Answered by
+    /// `CopyDeactivated` (or `ResourceOffline`) or `CopyFailed` (or
+    /// `ResourceFailed`).
+    DeactivateCopy {
+        /// The resource to take offline.
+        resource: ResourceId,
+        /// The node that carries it out (the group's owner).
+        node: NodeId,
+    },
     /// A decision worth recording in the event history.
     Decision {
         /// The group, resource or node the decision is about.
@@ -212,6 +366,28 @@ impl fmt::Display for Action {
             Action::Refused { what, reason } => write!(f, "refused {what}: {reason}"),
             Action::Ignored { what, reason } => write!(f, "ignored {what}: {reason}"),
             Action::Decision { subject, reason } => write!(f, "decision {subject}: {reason}"),
+            Action::StartPassiveCopy {
+                resource,
+                node,
+                source,
+            } => {
+                let source = source.as_deref().unwrap_or("-");
+                write!(f, "start-passive-copy {resource} on {node} from {source}")
+            }
+            Action::StopPassiveCopy { resource, node } => {
+                write!(f, "stop-passive-copy {resource} on {node}")
+            }
+            Action::ActivateCopy {
+                resource,
+                node,
+                generation,
+            } => write!(
+                f,
+                "activate-copy {resource} on {node} generation {generation}"
+            ),
+            Action::DeactivateCopy { resource, node } => {
+                write!(f, "deactivate-copy {resource} on {node}")
+            }
         }
     }
 }
@@ -242,6 +418,51 @@ impl fmt::Display for Event {
                 reason,
             } => write!(f, "failed {resource} {node} {reason}"),
             Event::Tick => write!(f, "tick"),
+            Event::CopyStatusReported {
+                resource,
+                node,
+                status,
+            } => write!(f, "copy-status {resource} {node} {status}"),
+            Event::CopyActivated { resource, node } => {
+                write!(f, "copy-activated {resource} {node}")
+            }
+            Event::CopyDeactivated { resource, node } => {
+                write!(f, "copy-deactivated {resource} {node}")
+            }
+            Event::PassiveCopyStarted { resource, node } => {
+                write!(f, "passive-started {resource} {node}")
+            }
+            Event::PassiveCopyStopped { resource, node } => {
+                write!(f, "passive-stopped {resource} {node}")
+            }
+            Event::CopyFailed {
+                resource,
+                node,
+                reason,
+            } => write!(f, "copy-failed {resource} {node} {reason}"),
+            Event::AcceptDataLoss {
+                group_or_resource,
+                node,
+            } => match node {
+                Some(node) => write!(f, "accept-data-loss {group_or_resource} {node}"),
+                None => write!(f, "accept-data-loss {group_or_resource}"),
+            },
+        }
+    }
+}
+
+impl fmt::Display for CopyStatus {
+    /// `generation=2 copied=120 replayed=118 lag=3 healthy` (or
+    /// `failed: REASON`): the form scenario files use.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "generation={} copied={} replayed={} lag={} ",
+            self.generation, self.copied, self.replayed, self.lag
+        )?;
+        match &self.health {
+            CopyHealth::Healthy => f.write_str("healthy"),
+            CopyHealth::Failed(reason) => write!(f, "failed: {reason}"),
         }
     }
 }

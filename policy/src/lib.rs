@@ -18,12 +18,12 @@ mod model;
 mod time;
 
 pub use config::{
-    ClusterConfig, ConfigError, Failback, GroupConfig, GroupId, NodeId, ResourceConfig, ResourceId,
-    RestartAction, RestartPolicy,
+    ClusterConfig, ConfigError, CopyNodes, DEFAULT_MAX_LAG_ON_FAILOVER, Failback, GroupConfig,
+    GroupId, NodeId, ResourceConfig, ResourceId, RestartAction, RestartPolicy,
 };
 pub use engine::{
-    Engine, EngineSnapshot, GroupState, GroupView, NodeStatus, NodeView, ResourceState,
-    ResourceView, RestoreError, SNAPSHOT_FORMAT,
+    CopiesView, CopyState, CopyView, Engine, EngineSnapshot, GroupState, GroupView, NodeStatus,
+    NodeView, OLDEST_SNAPSHOT_FORMAT, ResourceState, ResourceView, RestoreError, SNAPSHOT_FORMAT,
 };
-pub use event::{Action, Event, MoveKind};
+pub use event::{Action, CopyHealth, CopyStatus, Event, MoveKind};
 pub use time::{Millis, ParseMillisError};

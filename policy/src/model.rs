@@ -4,8 +4,8 @@
 //! nothing.
 
 use crate::config::{
-    ClusterConfig, ConfigError, Failback, GroupConfig, GroupId, NodeId, ResourceConfig, ResourceId,
-    RestartPolicy,
+    ClusterConfig, ConfigError, CopyNodes, DEFAULT_MAX_LAG_ON_FAILOVER, Failback, GroupConfig,
+    GroupId, NodeId, ResourceConfig, ResourceId, RestartPolicy,
 };
 use crate::index::{GroupIx, NodeIx, ResourceIx, Table};
 use crate::time::Millis;
@@ -43,6 +43,19 @@ pub(crate) struct GroupModel {
     /// Longest retry period of its resources: how long a group left Failed with
     /// no owner waits before trying again where it is.
     pub retry_period: Millis,
+    /// Its resources with copies, in configuration order: empty for a group
+    /// that places as it always did.
+    pub copied: Vec<ResourceIx>,
+}
+
+/// Where a resource keeps copies of its data, and how far one may lag and
+/// still be activated without the operator's word.
+#[derive(Debug)]
+pub(crate) struct CopiesModel {
+    /// The nodes holding a copy, in the group's placement order (its
+    /// candidates): the order copies are listed in views and reasons.
+    pub nodes: Vec<NodeIx>,
+    pub max_lag_on_failover: u64,
 }
 
 #[derive(Debug)]
@@ -57,6 +70,7 @@ pub(crate) struct ResourceModel {
     pub singleton_peers: Vec<ResourceIx>,
     pub singleton: bool,
     pub restart: RestartPolicy,
+    pub copies: Option<CopiesModel>,
 }
 
 /// Validates `config` and resolves it. The first problem found is returned.
@@ -67,10 +81,15 @@ pub(crate) fn compile(config: &ClusterConfig) -> Result<Model, ConfigError> {
         .iter()
         .map(|group| compile_group(config, group, &names.node_ix))
         .collect::<Result<Table<GroupIx, GroupModel>, ConfigError>>()?;
-    let mut resources = compile_resources(config, &names)?;
+    let mut resources = compile_resources(config, &names, &groups)?;
     link_dependents(&mut resources);
     link_singleton_peers(&mut resources);
     order_groups(&mut groups, &resources)?;
+    for (resource, resource_model) in resources.iter_indexed() {
+        if resource_model.copies.is_some() {
+            groups[resource_model.group].copied.push(resource);
+        }
+    }
     let mut node_groups: Table<NodeIx, Vec<GroupIx>> =
         names.nodes.iter().map(|_| Vec::new()).collect();
     for (group, group_model) in groups.iter_indexed() {
@@ -166,6 +185,7 @@ fn compile_group(
         failover_threshold: group.failover_threshold,
         failover_period: group.failover_period,
         failback: group.failback,
+        copied: Vec::new(),
         retry_period: group
             .resources
             .iter()
@@ -238,11 +258,13 @@ fn check_failback_window(group: &GroupConfig) -> Result<(), ConfigError> {
 fn compile_resources(
     config: &ClusterConfig,
     names: &Names,
+    groups: &Table<GroupIx, GroupModel>,
 ) -> Result<Table<ResourceIx, ResourceModel>, ConfigError> {
     let mut resources = Table::new();
     for (group, group_config) in names.group_names.indices().zip(&config.groups) {
         for resource_config in &group_config.resources {
             let dependencies = resolve_dependencies(group, resource_config, names)?;
+            let copies = compile_copies(&groups[group], resource_config, &names.node_ix)?;
             resources.push(ResourceModel {
                 name: resource_config.name.clone(),
                 group,
@@ -252,10 +274,75 @@ fn compile_resources(
                 singleton_peers: Vec::new(),
                 singleton: config.singleton_types.contains(&resource_config.type_name),
                 restart: resource_config.restart,
+                copies,
             });
         }
     }
     Ok(resources)
+}
+
+/// Where `resource` keeps copies: every candidate of its group for
+/// `"all"`, or the nodes listed, each of which must be a possible owner of
+/// the group, named once. `max_lag_on_failover` without copies is refused:
+/// it would silently mean nothing.
+fn compile_copies(
+    group: &GroupModel,
+    resource: &ResourceConfig,
+    node_ix: &HashMap<NodeId, NodeIx>,
+) -> Result<Option<CopiesModel>, ConfigError> {
+    let Some(copies) = &resource.copies else {
+        if resource.max_lag_on_failover.is_some() {
+            return Err(ConfigError::MaxLagWithoutCopies {
+                group: group.name.clone(),
+                resource: resource.name.clone(),
+            });
+        }
+        return Ok(None);
+    };
+    let nodes = match copies {
+        CopyNodes::All => group.candidates.clone(),
+        CopyNodes::Listed(names) => {
+            if names.is_empty() {
+                return Err(ConfigError::NoCopyNodes {
+                    group: group.name.clone(),
+                    resource: resource.name.clone(),
+                });
+            }
+            let mut listed = Vec::new();
+            for name in names {
+                let node = node_ix
+                    .get(name)
+                    .copied()
+                    .filter(|node| group.candidates.contains(node))
+                    .ok_or_else(|| ConfigError::CopyNodeNotPossibleOwner {
+                        group: group.name.clone(),
+                        resource: resource.name.clone(),
+                        node: name.clone(),
+                    })?;
+                if listed.contains(&node) {
+                    return Err(ConfigError::DuplicateCopyNode {
+                        group: group.name.clone(),
+                        resource: resource.name.clone(),
+                        node: name.clone(),
+                    });
+                }
+                listed.push(node);
+            }
+            // In placement order, whatever order the operator wrote.
+            group
+                .candidates
+                .iter()
+                .copied()
+                .filter(|node| listed.contains(node))
+                .collect()
+        }
+    };
+    Ok(Some(CopiesModel {
+        nodes,
+        max_lag_on_failover: resource
+            .max_lag_on_failover
+            .unwrap_or(DEFAULT_MAX_LAG_ON_FAILOVER),
+    }))
 }
 
 /// The resources `resource` depends on, each once; all must be in its own

@@ -11,8 +11,8 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::path::Path;
 use warden_policy::{
-    Action, ClusterConfig, Engine, Event, Failback, GroupConfig, Millis, ResourceConfig,
-    RestartAction,
+    Action, ClusterConfig, CopyHealth, CopyNodes, CopyStatus, Engine, Event, Failback, GroupConfig,
+    Millis, ResourceConfig, RestartAction,
 };
 
 #[test]
@@ -191,6 +191,13 @@ impl Runner {
             | Event::ResourceFailed { resource, .. } => {
                 self.outstanding.retain(|o| !about(o, resource))
             }
+            Event::CopyActivated { resource, node }
+            | Event::CopyDeactivated { resource, node }
+            | Event::PassiveCopyStarted { resource, node }
+            | Event::PassiveCopyStopped { resource, node }
+            | Event::CopyFailed { resource, node, .. } => self
+                .outstanding
+                .retain(|o| answer_about(o).is_none_or(|a| a != (resource, node))),
             Event::NodeDown(n) => self.outstanding.retain(|o| !on_node(o, n)),
             _ => {}
         }
@@ -212,6 +219,35 @@ impl Runner {
                 }
                 Action::TakeOffline { resource, node } => {
                     self.outstanding.push_back(Event::ResourceOffline {
+                        resource: resource.clone(),
+                        node: node.clone(),
+                    })
+                }
+                Action::ActivateCopy { resource, node, .. } => {
+                    self.outstanding.push_back(Event::CopyActivated {
+                        resource: resource.clone(),
+                        node: node.clone(),
+                    })
+                }
+                Action::DeactivateCopy { resource, node } => {
+                    self.outstanding.push_back(Event::CopyDeactivated {
+                        resource: resource.clone(),
+                        node: node.clone(),
+                    })
+                }
+                Action::StartPassiveCopy { resource, node, .. } => {
+                    // A re-pointed copy answers once: the request replaces
+                    // one still outstanding.
+                    let answer = Event::PassiveCopyStarted {
+                        resource: resource.clone(),
+                        node: node.clone(),
+                    };
+                    if !self.outstanding.contains(&answer) {
+                        self.outstanding.push_back(answer);
+                    }
+                }
+                Action::StopPassiveCopy { resource, node } => {
+                    self.outstanding.push_back(Event::PassiveCopyStopped {
                         resource: resource.clone(),
                         node: node.clone(),
                     })
@@ -246,6 +282,48 @@ impl Runner {
                 Some(t) => format!("next deadline {t}"),
                 None => "next deadline none".to_string(),
             }),
+            ["copies", name] => {
+                let c = engine
+                    .copies(name)
+                    .ok_or_else(|| format!("{name} is not a resource with copies"))?;
+                let mut head = format!("copies {} generation={}", c.resource, c.generation);
+                if let Some(a) = &c.active {
+                    let _ = write!(head, " active={a}");
+                }
+                if let Some(p) = c.newest_position {
+                    let _ = write!(head, " newest={p}");
+                }
+                let _ = write!(head, " max-lag={}", c.max_lag_on_failover);
+                lines.push(head);
+                for copy in &c.copies {
+                    let mut l = format!("copy {} {}", copy.node, copy.state);
+                    if let Some(source) = &copy.source {
+                        let _ = write!(l, " source={source}");
+                    }
+                    if let Some(status) = &copy.status {
+                        let _ = write!(l, " [{status}]");
+                    }
+                    if let Some(lag) = copy.lag {
+                        let _ = write!(l, " lag={lag}");
+                    }
+                    if let Some(q) = copy.copy_queue_length {
+                        let _ = write!(l, " copy-queue={q}");
+                    }
+                    if let Some(q) = copy.replay_queue_length {
+                        let _ = write!(l, " replay-queue={q}");
+                    }
+                    if let Some(r) = &copy.failed_reason {
+                        let _ = write!(l, " reason=\"{r}\"");
+                    }
+                    if let Some(t) = copy.retry_at {
+                        let _ = write!(l, " retry-at={t}");
+                    }
+                    if let Some(b) = &copy.activation_blocked {
+                        let _ = write!(l, " blocked=\"{b}\"");
+                    }
+                    lines.push(l);
+                }
+            }
             ["nodes"] => {
                 for n in engine.nodes() {
                     let rec = if n.recovery_enabled {
@@ -279,7 +357,9 @@ impl Runner {
                     return Err(format!("nothing named {name}"));
                 }
             }
-            _ => return Err("show NAME | show nodes | show deadline".into()),
+            _ => {
+                return Err("show NAME | show copies RESOURCE | show nodes | show deadline".into());
+            }
         }
         for l in lines {
             self.emit(&l);
@@ -306,12 +386,64 @@ fn resource_line(r: &warden_policy::ResourceView) -> String {
     s
 }
 
+/// An outstanding answer about the resource `r` itself (on its owner).
 fn about(ev: &Event, r: &str) -> bool {
-    matches!(ev, Event::ResourceOnline { resource, .. } | Event::ResourceOffline { resource, .. } if resource == r)
+    matches!(ev, Event::ResourceOnline { resource, .. }
+        | Event::ResourceOffline { resource, .. }
+        | Event::CopyActivated { resource, .. }
+        | Event::CopyDeactivated { resource, .. } if resource == r)
+}
+
+/// The resource and node an outstanding answer is about.
+fn answer_about(ev: &Event) -> Option<(&String, &String)> {
+    match ev {
+        Event::ResourceOnline { resource, node }
+        | Event::ResourceOffline { resource, node }
+        | Event::CopyActivated { resource, node }
+        | Event::CopyDeactivated { resource, node }
+        | Event::PassiveCopyStarted { resource, node }
+        | Event::PassiveCopyStopped { resource, node } => Some((resource, node)),
+        _ => None,
+    }
 }
 
 fn on_node(ev: &Event, n: &str) -> bool {
-    matches!(ev, Event::ResourceOnline { node, .. } | Event::ResourceOffline { node, .. } if node == n)
+    answer_about(ev).is_some_and(|(_, node)| node == n)
+}
+
+/// `generation=G copied=C [replayed=R] [lag=L] healthy|failed: REASON`
+/// (replayed defaults to copied, lag to 0).
+fn parse_status(w: &[&str]) -> Result<CopyStatus, String> {
+    let mut status = CopyStatus {
+        generation: 0,
+        copied: 0,
+        replayed: 0,
+        lag: 0,
+        health: CopyHealth::Healthy,
+    };
+    let mut replayed = None;
+    for (i, word) in w.iter().enumerate() {
+        if *word == "healthy" {
+            break;
+        }
+        if *word == "failed:" {
+            status.health = CopyHealth::Failed(w[i + 1..].join(" "));
+            break;
+        }
+        let (k, v) = word
+            .split_once('=')
+            .ok_or_else(|| format!("expected key=value, healthy or failed:, got {word}"))?;
+        let v: u64 = v.parse().map_err(|_| format!("not a number: {v}"))?;
+        match k {
+            "generation" => status.generation = v,
+            "copied" => status.copied = v,
+            "replayed" => replayed = Some(v),
+            "lag" => status.lag = v,
+            _ => return Err(format!("unknown status key {k}")),
+        }
+    }
+    status.replayed = replayed.unwrap_or(status.copied);
+    Ok(status)
 }
 
 fn parse_event(w: &[&str]) -> Result<Event, String> {
@@ -358,6 +490,40 @@ fn parse_event(w: &[&str]) -> Result<Event, String> {
             },
         },
         "tick" => Event::Tick,
+        "copy-status" => Event::CopyStatusReported {
+            resource: s(1)?,
+            node: s(2)?,
+            status: parse_status(w.get(3..).unwrap_or_default())?,
+        },
+        "copy-activated" => Event::CopyActivated {
+            resource: s(1)?,
+            node: s(2)?,
+        },
+        "copy-deactivated" => Event::CopyDeactivated {
+            resource: s(1)?,
+            node: s(2)?,
+        },
+        "passive-started" => Event::PassiveCopyStarted {
+            resource: s(1)?,
+            node: s(2)?,
+        },
+        "passive-stopped" => Event::PassiveCopyStopped {
+            resource: s(1)?,
+            node: s(2)?,
+        },
+        "copy-failed" => Event::CopyFailed {
+            resource: s(1)?,
+            node: s(2)?,
+            reason: if w.len() > 3 {
+                w[3..].join(" ")
+            } else {
+                "failed".to_string()
+            },
+        },
+        "accept-data-loss" => Event::AcceptDataLoss {
+            group_or_resource: s(1)?,
+            node: w.get(2).map(|x| x.to_string()),
+        },
         other => return Err(format!("unknown command {other}")),
     })
 }
@@ -441,6 +607,17 @@ fn config_line(cfg: &mut ClusterConfig, w: &[&str]) -> Result<(), String> {
                     "period" => r.restart.period = dur(v)?,
                     "delay" => r.restart.delay = dur(v)?,
                     "retry" => r.restart.retry_period = dur(v)?,
+                    "copies" => {
+                        r.copies = Some(if v == "all" {
+                            CopyNodes::All
+                        } else {
+                            CopyNodes::Listed(list(v))
+                        })
+                    }
+                    "max-lag" => {
+                        r.max_lag_on_failover =
+                            Some(v.parse().map_err(|_| format!("not a number: {v}"))?)
+                    }
                     _ => return Err(format!("unknown resource option {k}")),
                 }
             }

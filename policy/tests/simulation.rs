@@ -9,9 +9,9 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use warden_policy::{
-    Action, ClusterConfig, Engine, EngineSnapshot, Event, Failback, GroupConfig, GroupState,
-    Millis, MoveKind, NodeStatus, ResourceConfig, ResourceState, RestartAction, RestoreError,
-    SNAPSHOT_FORMAT,
+    Action, ClusterConfig, CopyHealth, CopyNodes, CopyState, CopyStatus, Engine, EngineSnapshot,
+    Event, Failback, GroupConfig, GroupState, Millis, MoveKind, NodeStatus, ResourceConfig,
+    ResourceState, RestartAction, RestoreError, SNAPSHOT_FORMAT,
 };
 
 const STEPS: usize = 20;
@@ -46,6 +46,9 @@ struct Shape {
     spread: usize,
     /// Groups below this index may hold a resource of the singleton type.
     singleton_groups: usize,
+    /// Some resources keep copies (drawn after everything else, so the
+    /// rest of the cluster is the one the same seed gives without).
+    copies: bool,
 }
 
 /// The shape every invariant test has always used: 2 or 3 groups.
@@ -53,6 +56,13 @@ const SMALL: Shape = Shape {
     min_groups: 2,
     spread: 2,
     singleton_groups: 2,
+    copies: false,
+};
+
+/// The small shape with resources keeping copies.
+const COPIES: Shape = Shape {
+    copies: true,
+    ..SMALL
 };
 
 /// Up to a dozen groups, any of them holding a singleton: where reconciling
@@ -61,6 +71,7 @@ const WIDE: Shape = Shape {
     min_groups: 4,
     spread: 9,
     singleton_groups: 12,
+    copies: false,
 };
 
 fn random_config(rng: &mut Rng) -> ClusterConfig {
@@ -131,10 +142,44 @@ fn random_config_of(rng: &mut Rng, shape: Shape) -> ClusterConfig {
         }
         groups.push(g);
     }
+    if shape.copies {
+        add_copies(rng, &nodes, &mut groups);
+    }
     ClusterConfig {
         nodes,
         singleton_types: vec!["mta".to_string()],
         groups,
+    }
+}
+
+/// Gives some resources of most groups copies: on every possible owner or
+/// on some of them, with a lag limit from strict to the default.
+fn add_copies(rng: &mut Rng, nodes: &[String], groups: &mut [GroupConfig]) {
+    for g in groups {
+        if rng.chance(1, 4) {
+            continue;
+        }
+        let possible: Vec<String> = g.possible_owners.clone().unwrap_or_else(|| nodes.to_vec());
+        let n = g.resources.len();
+        for r in &mut g.resources {
+            if !rng.chance(2, n as u64) {
+                continue;
+            }
+            r.copies = Some(if rng.chance(1, 2) {
+                CopyNodes::All
+            } else {
+                let mut listed: Vec<String> = possible
+                    .iter()
+                    .filter(|_| rng.chance(2, 3))
+                    .cloned()
+                    .collect();
+                if listed.is_empty() {
+                    listed.push(possible[0].clone());
+                }
+                CopyNodes::Listed(listed)
+            });
+            r.max_lag_on_failover = *rng.pick(&[Some(0), Some(5), Some(50), None]);
+        }
     }
 }
 
@@ -170,6 +215,35 @@ struct Sim {
     trace: Option<String>,
     /// The last random event is a report about an instance that does not exist.
     stale: bool,
+    /// What the simulated hosts know of copies (all empty without copies).
+    copies: CopyWorld,
+}
+
+/// The copies as the simulated hosts see them, kept apart from the engine
+/// so that its invariants are checked against an independent account.
+#[derive(Default)]
+struct CopyWorld {
+    /// Per resource: its copy nodes and lag limit, if it has copies.
+    of: Vec<Option<(Vec<String>, u64)>>,
+    /// Passive copies that run: (resource, node).
+    passive: std::collections::BTreeSet<(usize, String)>,
+    /// Copy requests not yet answered: (resource, node, start or stop).
+    outstanding: Vec<(usize, String, CopyReq)>,
+    /// Per resource, the generation of its last activation and its node.
+    generation: Vec<u64>,
+    last_active: Vec<Option<String>>,
+    /// The statuses the engine took, by (resource, node).
+    statuses: HashMap<(usize, String), CopyStatus>,
+    /// Per resource, how far its log has come (to make statuses of).
+    head: Vec<u64>,
+    /// Per group, the operator's accepted loss: on a node, or anywhere.
+    waiver: HashMap<String, Option<String>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum CopyReq {
+    Start,
+    Stop,
 }
 
 impl Sim {
@@ -198,7 +272,35 @@ impl Sim {
                 dependents[idx[d]].push(idx[&r.name]);
             }
         }
+        let copies = CopyWorld {
+            of: cfg
+                .groups
+                .iter()
+                .flat_map(|g| {
+                    g.resources.iter().map(|r| {
+                        let possible: Vec<String> = match &g.possible_owners {
+                            Some(p) => p.clone(),
+                            None => cfg.nodes.clone(),
+                        };
+                        let nodes = match r.copies.as_ref()? {
+                            CopyNodes::All => possible,
+                            CopyNodes::Listed(listed) => listed.clone(),
+                        };
+                        Some((
+                            nodes,
+                            r.max_lag_on_failover
+                                .unwrap_or(warden_policy::DEFAULT_MAX_LAG_ON_FAILOVER),
+                        ))
+                    })
+                })
+                .collect(),
+            generation: vec![0; names.len()],
+            last_active: vec![None; names.len()],
+            head: vec![0; names.len()],
+            ..CopyWorld::default()
+        };
         Sim {
+            copies,
             engine,
             reference: None,
             cfg,
@@ -267,11 +369,99 @@ impl Sim {
             }
             _ => {}
         }
+        self.note_copy_event(&ev, &actions);
         for a in &actions {
             self.check_action(a)?;
         }
         self.check_state(&actions)?;
         Ok(actions)
+    }
+
+    /// What the engine took of a copy event: a status it did not ignore,
+    /// the operator's word it did not refuse.
+    fn note_copy_event(&mut self, ev: &Event, actions: &[Action]) {
+        let ignored = actions.iter().any(|a| matches!(a, Action::Ignored { .. }));
+        let refused = actions.iter().any(|a| matches!(a, Action::Refused { .. }));
+        match ev {
+            Event::CopyStatusReported {
+                resource,
+                node,
+                status,
+            } if !ignored => {
+                self.copies
+                    .statuses
+                    .insert((self.idx[resource], node.clone()), status.clone());
+            }
+            Event::AcceptDataLoss {
+                group_or_resource,
+                node,
+            } if !refused => {
+                let group = match self.idx.get(group_or_resource) {
+                    Some(&r) => self.cfg.groups[self.group_of[r]].name.clone(),
+                    None => group_or_resource.clone(),
+                };
+                self.copies.waiver.insert(group, node.clone());
+            }
+            _ => {}
+        }
+    }
+
+    /// The lag rule, counted independently: an activation of generation 2
+    /// or later on another node than the last activation's needs a status
+    /// of the current generation that is healthy and within the lag limit,
+    /// or the operator's word (which waives the limit and the status, not
+    /// the health).
+    fn check_activation(&self, r: usize, node: &str, group: &str) -> Result<(), String> {
+        let world = &self.copies;
+        let Some((_, max)) = &world.of[r] else {
+            return Err(format!(
+                "activate-copy of {}, which has no copies",
+                self.names[r]
+            ));
+        };
+        let generation = world.generation[r];
+        let status = world
+            .statuses
+            .get(&(r, node.to_string()))
+            .filter(|s| s.generation == generation && generation > 0);
+        if let Some(CopyStatus {
+            health: CopyHealth::Failed(why),
+            ..
+        }) = status
+        {
+            return Err(format!(
+                "activated a copy whose data cannot be used ({why})"
+            ));
+        }
+        if generation == 0 || world.last_active[r].as_deref() == Some(node) {
+            return Ok(());
+        }
+        let waived = world
+            .waiver
+            .get(group)
+            .is_some_and(|on| on.as_deref().is_none_or(|on| on == node));
+        let Some(status) = status else {
+            if waived {
+                return Ok(());
+            }
+            return Err(format!(
+                "activated on {node} with no status of generation {generation}, without the operator's word"
+            ));
+        };
+        let newest = world
+            .statuses
+            .iter()
+            .filter(|((res, _), s)| *res == r && s.generation == generation)
+            .map(|(_, s)| s.copied)
+            .max()
+            .unwrap_or(0);
+        let lag = status.lag.max(newest.saturating_sub(status.copied));
+        if lag > *max && !waived {
+            return Err(format!(
+                "activated on {node} lagging {lag} > max {max} without the operator's word"
+            ));
+        }
+        Ok(())
     }
 
     fn node_down(&self, n: &str) -> bool {
@@ -315,6 +505,115 @@ impl Sim {
                 if self.running[r].as_ref() == Some(node) {
                     self.running[r] = None;
                 }
+                self.copies.passive.remove(&(r, node.clone()));
+            }
+            Action::ActivateCopy {
+                resource,
+                node,
+                generation,
+            } => {
+                let r = self.idx[resource];
+                if self.node_down(node) {
+                    return Err(format!("{a}: node is down"));
+                }
+                if let Some(n) = &self.running[r] {
+                    return Err(format!(
+                        "{a}: a copy is already active or activating on {n}"
+                    ));
+                }
+                if *generation != self.copies.generation[r] + 1 {
+                    return Err(format!(
+                        "{a}: the generation before was {}",
+                        self.copies.generation[r]
+                    ));
+                }
+                if self
+                    .copies
+                    .outstanding
+                    .iter()
+                    .any(|o| o.0 == r && &o.1 == node)
+                {
+                    return Err(format!("{a}: a copy request is outstanding there"));
+                }
+                let group = self.cfg.groups[self.group_of[r]].name.clone();
+                self.check_activation(r, node, &group)
+                    .map_err(|e| format!("{a}: {e}"))?;
+                self.copies.generation[r] = *generation;
+                self.copies.last_active[r] = Some(node.clone());
+                self.copies.passive.remove(&(r, node.clone()));
+                self.running[r] = Some(node.clone());
+                self.outstanding
+                    .push((resource.clone(), node.clone(), Req::Online));
+            }
+            Action::DeactivateCopy { resource, node } => {
+                if self.node_down(node) {
+                    return Err(format!("{a}: node is down"));
+                }
+                if self.running[self.idx[resource]].as_ref() != Some(node) {
+                    return Err(format!("{a}: not active there"));
+                }
+                if self.outstanding.iter().any(|o| &o.0 == resource) {
+                    return Err(format!("{a}: a request for it is still outstanding"));
+                }
+                self.outstanding
+                    .push((resource.clone(), node.clone(), Req::Offline));
+            }
+            Action::StartPassiveCopy {
+                resource,
+                node,
+                source,
+            } => {
+                let r = self.idx[resource];
+                if self.node_down(node) {
+                    return Err(format!("{a}: node is down"));
+                }
+                if self.running[r].as_ref() == Some(node) {
+                    return Err(format!("{a}: the active copy is there"));
+                }
+                if source.is_some() && *source != self.running[r] {
+                    return Err(format!("{a}: the active copy is on {:?}", self.running[r]));
+                }
+                if self
+                    .copies
+                    .outstanding
+                    .iter()
+                    .any(|o| o.0 == r && &o.1 == node)
+                {
+                    return Err(format!("{a}: a copy request is outstanding there"));
+                }
+                self.copies
+                    .outstanding
+                    .push((r, node.clone(), CopyReq::Start));
+            }
+            Action::StopPassiveCopy { resource, node } => {
+                let r = self.idx[resource];
+                if self.node_down(node) {
+                    return Err(format!("{a}: node is down"));
+                }
+                if !self.copies.passive.contains(&(r, node.clone())) {
+                    return Err(format!("{a}: no passive copy runs there"));
+                }
+                if self
+                    .copies
+                    .outstanding
+                    .iter()
+                    .any(|o| o.0 == r && &o.1 == node)
+                {
+                    return Err(format!("{a}: a copy request is outstanding there"));
+                }
+                self.copies
+                    .outstanding
+                    .push((r, node.clone(), CopyReq::Stop));
+            }
+            Action::Placed { group, node } => {
+                if let Some(on) = self.copies.waiver.remove(group)
+                    && on.as_ref().is_none_or(|on| on == node)
+                {
+                    self.copies.waiver.insert(group.clone(), Some(node.clone()));
+                }
+            }
+            Action::GroupFailed { group, .. } => {
+                self.copies.waiver.remove(group);
             }
             Action::MoveGroup {
                 group,
@@ -445,9 +744,12 @@ impl Sim {
                 ));
             }
         }
+        self.check_copies()?;
         // Nothing stuck: with no request out and no deadline ahead, no group
         // may be left pending. (Also checks the engine's own failover count.)
-        let quiet = self.outstanding.is_empty() && self.engine.next_deadline().is_none();
+        let quiet = self.outstanding.is_empty()
+            && self.copies.outstanding.is_empty()
+            && self.engine.next_deadline().is_none();
         if quiet
             || actions
                 .iter()
@@ -471,22 +773,247 @@ impl Sim {
         Ok(())
     }
 
+    /// Engine and hosts agree on every copy: a pending copy state has its
+    /// request out, a passive one runs, an active (or activating or
+    /// deactivating) one is the resource's instance, at most one per
+    /// resource; nothing else runs.
+    fn check_copies(&self) -> Result<(), String> {
+        for view in self.engine.all_copies() {
+            let r = self.idx[&view.resource];
+            let mut active = Vec::new();
+            for copy in &view.copies {
+                let key = (r, copy.node.clone());
+                let out = self
+                    .copies
+                    .outstanding
+                    .iter()
+                    .find(|o| o.0 == r && o.1 == copy.node)
+                    .map(|o| o.2);
+                let passive = self.copies.passive.contains(&key);
+                let ok = match copy.state {
+                    CopyState::StartingPassive => out == Some(CopyReq::Start),
+                    CopyState::StoppingPassive => out == Some(CopyReq::Stop) && passive,
+                    CopyState::Passive => out.is_none() && passive,
+                    CopyState::None | CopyState::Failed => out.is_none() && !passive,
+                    CopyState::Activating | CopyState::Active | CopyState::Deactivating => {
+                        active.push(copy.node.clone());
+                        out.is_none() && !passive && self.running[r].as_ref() == Some(&copy.node)
+                    }
+                };
+                if !ok {
+                    return Err(format!(
+                        "engine has the copy of {} on {} {}; hosts have request {out:?}, passive {passive}, active on {:?}",
+                        view.resource, copy.node, copy.state, self.running[r]
+                    ));
+                }
+            }
+            if active.len() > 1 {
+                return Err(format!(
+                    "{} has more than one active copy: {active:?}",
+                    view.resource
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A random event about copies, or `None` to draw an ordinary one.
+    fn random_copy_event(&mut self, rng: &mut Rng, node: &str, group: &str) -> Option<Event> {
+        let copied: Vec<usize> = (0..self.names.len())
+            .filter(|&r| self.copies.of[r].is_some())
+            .collect();
+        let r = *rng.pick(&copied);
+        let resource = self.names[r].clone();
+        match rng.below(8) {
+            0..=2 if !self.copies.outstanding.is_empty() => {
+                let i = rng.below(self.copies.outstanding.len());
+                let (r, node, req) = self.copies.outstanding.remove(i);
+                let resource = self.names[r].clone();
+                let key = (r, node.clone());
+                if rng.chance(1, 6) {
+                    self.copies.passive.remove(&key);
+                    return Some(Event::CopyFailed {
+                        resource,
+                        node,
+                        reason: "copy failed".into(),
+                    });
+                }
+                Some(match req {
+                    CopyReq::Start => {
+                        self.copies.passive.insert(key);
+                        Event::PassiveCopyStarted { resource, node }
+                    }
+                    CopyReq::Stop => {
+                        self.copies.passive.remove(&key);
+                        Event::PassiveCopyStopped { resource, node }
+                    }
+                })
+            }
+            3..=4 => {
+                // A status from a copy that runs (passive, or the active).
+                let mut running: Vec<String> = self
+                    .copies
+                    .passive
+                    .iter()
+                    .filter(|(res, _)| *res == r)
+                    .map(|(_, n)| n.clone())
+                    .collect();
+                running.extend(self.running[r].clone());
+                if running.is_empty() {
+                    return None;
+                }
+                let at = rng.pick(&running).clone();
+                let is_active = self.running[r].as_ref() == Some(&at);
+                if is_active {
+                    self.copies.head[r] += rng.below(40) as u64;
+                }
+                let head = self.copies.head[r];
+                let copied = if is_active {
+                    head
+                } else {
+                    head.saturating_sub(rng.below(80) as u64)
+                };
+                let generation = match rng.below(10) {
+                    0 => self.copies.generation[r].saturating_sub(1),
+                    1 => self.copies.generation[r] + 1,
+                    _ => self.copies.generation[r],
+                };
+                let health = if rng.chance(1, 8) {
+                    CopyHealth::Failed("diverged".into())
+                } else {
+                    CopyHealth::Healthy
+                };
+                Some(Event::CopyStatusReported {
+                    resource,
+                    node: at,
+                    status: CopyStatus {
+                        generation,
+                        copied,
+                        replayed: copied.saturating_sub(rng.below(5) as u64),
+                        lag: if is_active { 0 } else { rng.below(60) as u64 },
+                        health,
+                    },
+                })
+            }
+            5 => Some(Event::AcceptDataLoss {
+                group_or_resource: if rng.chance(1, 2) {
+                    group.to_string()
+                } else {
+                    resource
+                },
+                node: rng.chance(2, 3).then(|| node.to_string()),
+            }),
+            6 => {
+                // A passive copy stops or fails of itself.
+                let idle: Vec<(usize, String)> = self
+                    .copies
+                    .passive
+                    .iter()
+                    .filter(|(res, n)| {
+                        !self
+                            .copies
+                            .outstanding
+                            .iter()
+                            .any(|o| o.0 == *res && &o.1 == n)
+                    })
+                    .cloned()
+                    .collect();
+                if idle.is_empty() {
+                    return None;
+                }
+                let (r, node) = rng.pick(&idle).clone();
+                self.copies.passive.remove(&(r, node.clone()));
+                let resource = self.names[r].clone();
+                Some(if rng.chance(1, 2) {
+                    Event::PassiveCopyStopped { resource, node }
+                } else {
+                    Event::CopyFailed {
+                        resource,
+                        node,
+                        reason: "disk full".into(),
+                    }
+                })
+            }
+            7 => {
+                // A stale report: about a copy of which nothing runs.
+                let key = (r, node.to_string());
+                if self.copies.passive.contains(&key)
+                    || self.running[r].as_deref() == Some(node)
+                    || self
+                        .copies
+                        .outstanding
+                        .iter()
+                        .any(|o| o.0 == r && o.1 == node)
+                {
+                    return None;
+                }
+                self.stale = true;
+                let node = node.to_string();
+                Some(match rng.below(5) {
+                    0 => Event::PassiveCopyStarted { resource, node },
+                    1 => Event::PassiveCopyStopped { resource, node },
+                    2 => Event::CopyActivated { resource, node },
+                    3 => Event::CopyFailed {
+                        resource,
+                        node,
+                        reason: "stale".into(),
+                    },
+                    _ => Event::CopyStatusReported {
+                        resource,
+                        node,
+                        status: CopyStatus {
+                            generation: self.copies.generation[r],
+                            copied: 1,
+                            replayed: 1,
+                            lag: 0,
+                            health: CopyHealth::Healthy,
+                        },
+                    },
+                })
+            }
+            _ => None,
+        }
+    }
+
     fn random_event(&mut self, rng: &mut Rng) -> Event {
         let node = self.cfg.nodes[rng.below(self.cfg.nodes.len())].clone();
         let group = self.cfg.groups[rng.below(self.cfg.groups.len())]
             .name
             .clone();
+        // Only a configuration with copies draws for them: every other one
+        // sees exactly the sequence it always did.
+        if self.copies.of.iter().any(Option::is_some)
+            && rng.chance(1, 4)
+            && let Some(event) = self.random_copy_event(rng, &node, &group)
+        {
+            return event;
+        }
         loop {
             match rng.below(100) {
                 0..=39 if !self.outstanding.is_empty() => {
                     let i = rng.below(self.outstanding.len());
                     let (resource, node, req) = self.outstanding.remove(i);
+                    let r = self.idx[&resource];
+                    // A resource with copies answers as a copy or as a
+                    // resource: the engine takes either.
+                    let as_copy = self.copies.of[r].is_some() && rng.chance(1, 2);
                     return match req {
+                        Req::Online if as_copy => Event::CopyActivated { resource, node },
                         Req::Online => Event::ResourceOnline { resource, node },
                         Req::Offline => {
-                            let r = self.idx[&resource];
                             self.running[r] = None;
-                            Event::ResourceOffline { resource, node }
+                            if self.copies.of[r]
+                                .as_ref()
+                                .is_some_and(|(nodes, _)| nodes.contains(&node))
+                            {
+                                // A deactivated copy runs on as a passive one.
+                                self.copies.passive.insert((r, node.clone()));
+                            }
+                            if as_copy {
+                                Event::CopyDeactivated { resource, node }
+                            } else {
+                                Event::ResourceOffline { resource, node }
+                            }
                         }
                     };
                 }
@@ -500,6 +1027,13 @@ impl Sim {
                     }
                     .to_string();
                     // The engine answers with Terminate, which removes the instance.
+                    if self.copies.of[self.idx[&resource]].is_some() && rng.chance(1, 2) {
+                        return Event::CopyFailed {
+                            resource,
+                            node,
+                            reason,
+                        };
+                    }
                     return Event::ResourceFailed {
                         resource,
                         node,
@@ -532,6 +1066,8 @@ impl Sim {
                             *r = None;
                         }
                     }
+                    self.copies.outstanding.retain(|o| o.1 != node);
+                    self.copies.passive.retain(|(_, n)| *n != node);
                     return Event::NodeDown(node);
                 }
                 61..=67 => return Event::NodeUp(node),
@@ -628,6 +1164,16 @@ fn scenario_config(cfg: &ClusterConfig) -> String {
             );
             if !r.depends_on.is_empty() {
                 let _ = write!(s, " depends={}", r.depends_on.join(","));
+            }
+            match &r.copies {
+                None => {}
+                Some(CopyNodes::All) => s.push_str(" copies=all"),
+                Some(CopyNodes::Listed(nodes)) => {
+                    let _ = write!(s, " copies={}", nodes.join(","));
+                }
+            }
+            if let Some(max) = r.max_lag_on_failover {
+                let _ = write!(s, " max-lag={max}");
             }
             s.push('\n');
         }
@@ -782,9 +1328,88 @@ fn random_sequences_keep_the_invariants() {
     );
 }
 
+/// Random clusters whose resources keep copies, played with copy requests
+/// answered (or failed), statuses reported (of the current generation,
+/// an older or a newer one; healthy or not), passive copies dying and the
+/// operator accepting data loss, besides everything the other sequences
+/// do. Every step checks, besides the invariants of every sequence, that
+/// at most one copy of a resource is active or activating, that the engine
+/// and the hosts agree on every copy, that generations increase by one per
+/// activation, and that no copy is activated past its lag limit (counted
+/// by the test itself) without the operator's word.
+#[test]
+fn random_sequences_with_copies_keep_the_invariants() {
+    if let Ok(seed) = std::env::var("WARDEN_SIM_COPIES_SEED") {
+        let seed: u64 = seed.parse().expect("WARDEN_SIM_COPIES_SEED is a number");
+        match run_sequence_of(seed, true, COPIES, false) {
+            Ok(trace) => println!("seed {seed}: ok\n{trace}"),
+            Err(e) => panic!("seed {seed}: {e}"),
+        }
+        return;
+    }
+    let count: u64 = std::env::var("WARDEN_SIM_SEQUENCES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(30_000, |n: u64| n.min(30_000));
+    let started = std::time::Instant::now();
+    let failure = in_parallel(count, |seed| {
+        run_sequence_of(seed, false, COPIES, false).map(|_| ())
+    });
+    if let Some((i, seed, failure)) = failure {
+        let detail = run_sequence_of(seed, true, COPIES, false)
+            .err()
+            .unwrap_or(failure);
+        panic!("sequence {i} failed; replay with WARDEN_SIM_COPIES_SEED={seed}\n{detail}");
+    }
+    println!(
+        "{count} sequences with copies of {STEPS} steps in {:?}",
+        started.elapsed()
+    );
+}
+
+/// The sequences with copies reach what the rules are about: failovers to
+/// a copy, groups waiting for one, the operator's word taken, passive
+/// copies re-pointed. (Otherwise the test above would pass vacuously.)
+#[test]
+fn sequences_with_copies_reach_every_rule() {
+    let mut seen = [0u32; 4];
+    for i in 0..3_000u64 {
+        let seed = i.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0x5eed;
+        let trace = run_sequence_of(seed, true, COPIES, false)
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        for line in trace.lines() {
+            let line = line.trim();
+            if line.starts_with("activate-copy") && !line.ends_with("generation 1") {
+                seen[0] += 1;
+            }
+            if line.starts_with("group-failed") && line.contains("without the operator's word") {
+                seen[1] += 1;
+            }
+            if line.contains("data loss accepted by the operator") {
+                seen[2] += 1;
+            }
+            if line.starts_with("start-passive-copy") && !line.ends_with("from -") {
+                seen[3] += 1;
+            }
+        }
+    }
+    println!(
+        "activations after the first, waits, accepted losses, passive copies following: {seen:?}"
+    );
+    assert!(seen.iter().all(|&n| n > 0), "{seen:?}");
+}
+
 /// Two engines show the same state and wait for the same deadline.
 fn agree(a: &Engine, b: &Engine, when: &str) -> Result<(), String> {
-    let view = |e: &Engine| (e.nodes(), e.groups(), e.resources(), e.next_deadline());
+    let view = |e: &Engine| {
+        (
+            e.nodes(),
+            e.groups(),
+            e.resources(),
+            e.all_copies(),
+            e.next_deadline(),
+        )
+    };
     if view(a) != view(b) {
         return Err(format!(
             "{when}: engines differ\n{:?}\n{:?}",
@@ -807,7 +1432,11 @@ fn reconciling_what_an_event_touches_decides_as_reconciling_everything() {
         .and_then(|s| s.parse().ok())
         .map_or(30_000, |n: u64| n.min(30_000));
     let started = std::time::Instant::now();
-    for (shape, name, count) in [(SMALL, "small", count), (WIDE, "wide", count / 3)] {
+    for (shape, name, count) in [
+        (SMALL, "small", count),
+        (WIDE, "wide", count / 3),
+        (COPIES, "copies", count / 3),
+    ] {
         let failure = in_parallel(count, |seed| {
             run_sequence_of(seed, false, shape, true).map(|_| ())
         });
@@ -915,9 +1544,9 @@ fn the_engine_is_deterministic() {
 /// stores it), restore it, and feed the original and the restored engine
 /// the rest of the sequence: at every step both must decide the same and
 /// show the same, down to their next snapshot.
-fn run_restored(seed: u64) -> Result<(), String> {
+fn run_restored(seed: u64, shape: Shape) -> Result<(), String> {
     let mut rng = Rng(seed);
-    let mut sim = Sim::new(random_config(&mut rng));
+    let mut sim = Sim::new(random_config_of(&mut rng, shape));
     for n in sim.cfg.nodes.clone() {
         if rng.chance(4, 5) {
             sim.send(Event::NodeUp(n))?;
@@ -972,6 +1601,7 @@ fn same(a: &Engine, b: &Engine, when: &str) -> Result<(), String> {
             e.nodes(),
             e.groups(),
             e.resources(),
+            e.all_copies(),
             e.next_deadline(),
             e.now(),
         )
@@ -998,8 +1628,11 @@ fn a_restored_snapshot_continues_exactly_as_the_original() {
     let started = std::time::Instant::now();
     for i in 0..count {
         let seed = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5_7a9e;
-        if let Err(e) = run_restored(seed) {
+        if let Err(e) = run_restored(seed, SMALL) {
             panic!("sequence {i} (seed {seed}): {e}");
+        }
+        if let Err(e) = run_restored(seed, COPIES) {
+            panic!("sequence {i} with copies (seed {seed}): {e}");
         }
     }
     println!(
@@ -1079,7 +1712,8 @@ fn a_snapshot_of_another_format_or_with_missing_records_is_refused() {
             found: SNAPSHOT_FORMAT + 1
         }
     );
-    assert!(err.to_string().contains("format 2"), "{err}");
+    let named = format!("format {}", SNAPSHOT_FORMAT + 1);
+    assert!(err.to_string().contains(&named), "{err}");
 
     json["format"] = serde_json::json!(SNAPSHOT_FORMAT);
     let removed = json["resources"]
@@ -1102,4 +1736,45 @@ fn a_snapshot_of_another_format_or_with_missing_records_is_refused() {
     let twice: EngineSnapshot = serde_json::from_value(json.clone()).expect("decodes");
     let err = Engine::restore(sim.cfg.clone(), twice).expect_err("refused");
     assert!(err.to_string().contains("twice"), "{err}");
+}
+
+/// Without copies the engine writes format 1, what an engine before copies
+/// wrote (no copy state, no field for it), and restores it to the same
+/// engine; with copies it writes format 2; one of format 1
+/// whose configuration gives a resource copies is refused, naming it,
+/// since format 1 cannot have held their state.
+#[test]
+fn a_snapshot_of_format_1_restores_and_refuses_copies_it_cannot_hold() {
+    let sim = engine_midway(11).expect("sequence 11 runs");
+    let json = serde_json::to_value(sim.engine.snapshot()).expect("encodes");
+    assert_eq!(
+        json["format"],
+        serde_json::json!(1),
+        "without copies, the format an older engine reads"
+    );
+    let text = json.to_string();
+    assert!(
+        !text.contains("copies") && !text.contains("loss_accepted"),
+        "a snapshot without copies carries nothing format 1 did not: {text}"
+    );
+    let old: EngineSnapshot = serde_json::from_str(&text).expect("decodes");
+    let restored = Engine::restore(sim.cfg.clone(), old).expect("format 1 restores");
+    same(&sim.engine, &restored, "restored from format 1").unwrap_or_else(|e| panic!("{e}"));
+
+    let mut rng = Rng(3);
+    let mut cfg = random_config_of(&mut rng, SMALL);
+    cfg.groups[0].resources[0].copies = Some(CopyNodes::All);
+    let name = cfg.groups[0].resources[0].name.clone();
+    let engine = Engine::new(cfg.clone()).expect("valid");
+    let mut json = serde_json::to_value(engine.snapshot()).expect("encodes");
+    assert_eq!(json["format"], serde_json::json!(SNAPSHOT_FORMAT));
+    assert!(json["copies"].is_array(), "format 2 carries the copies");
+    json["format"] = serde_json::json!(1);
+    json.as_object_mut().map(|o| o.remove("copies"));
+    let old: EngineSnapshot = serde_json::from_value(json).expect("decodes");
+    let err = Engine::restore(cfg, old).expect_err("refused");
+    assert!(
+        matches!(&err, RestoreError::Inconsistent(why) if why.contains(&name) && why.contains("format 1")),
+        "{err}"
+    );
 }

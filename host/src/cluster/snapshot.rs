@@ -16,7 +16,8 @@ use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use warden_policy::{
-    ClusterConfig, Engine, EngineSnapshot, Millis, NodeStatus, RestoreError, SNAPSHOT_FORMAT,
+    ClusterConfig, Engine, EngineSnapshot, Millis, NodeStatus, OLDEST_SNAPSHOT_FORMAT,
+    RestoreError, SNAPSHOT_FORMAT,
 };
 
 use super::Keys;
@@ -148,11 +149,14 @@ impl LogSnapshot {
             }
             None => bail!("{key} is not a log snapshot (it has no format number)"),
         }
+        // The engine reads its older formats too (format 1: before copies),
+        // so a snapshot an older agent wrote still starts a newer one.
+        let readable = u64::from(OLDEST_SNAPSHOT_FORMAT)..=u64::from(SNAPSHOT_FORMAT);
         match value.pointer("/engine/format").and_then(Value::as_u64) {
-            Some(format) if format == u64::from(SNAPSHOT_FORMAT) => {}
+            Some(format) if readable.contains(&format) => {}
             found => bail!(
-                "{key}: the engine state in it is of format {}; this agent reads format \
-                 {SNAPSHOT_FORMAT}",
+                "{key}: the engine state in it is of format {}; this agent reads formats \
+                 {OLDEST_SNAPSHOT_FORMAT} to {SNAPSHOT_FORMAT}",
                 found.map_or("(none)".to_string(), |f| f.to_string())
             ),
         }

@@ -487,6 +487,19 @@ impl Driver {
             Action::Ignored { what, reason } => {
                 tracing::debug!("ignored {what}: {reason}");
             }
+            // Resources with copies (issue #16) are not wired into the agent
+            // yet: its configuration cannot declare copies, so its engine
+            // never asks for these. Said loudly, should one come anyway.
+            Action::StartPassiveCopy { resource, node, .. }
+            | Action::StopPassiveCopy { resource, node }
+            | Action::ActivateCopy { resource, node, .. }
+            | Action::DeactivateCopy { resource, node } => {
+                if node == self.settings.name {
+                    let reason = "copies are not yet supported by this agent".to_string();
+                    tracing::error!(resource = %resource, "{reason}");
+                    self.record(&resource, "copy-refused", reason);
+                }
+            }
         }
     }
 

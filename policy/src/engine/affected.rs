@@ -41,8 +41,22 @@ impl Engine {
             Event::MoveRequested { group, .. } => return group_named(group).into_iter().collect(),
             Event::ResourceOnline { resource, .. }
             | Event::ResourceOffline { resource, .. }
-            | Event::ResourceFailed { resource, .. } => {
+            | Event::ResourceFailed { resource, .. }
+            | Event::CopyStatusReported { resource, .. }
+            | Event::CopyActivated { resource, .. }
+            | Event::CopyDeactivated { resource, .. }
+            | Event::PassiveCopyStarted { resource, .. }
+            | Event::PassiveCopyStopped { resource, .. }
+            | Event::CopyFailed { resource, .. } => {
                 return resource_group(resource).into_iter().collect();
+            }
+            Event::AcceptDataLoss {
+                group_or_resource, ..
+            } => {
+                return group_named(group_or_resource)
+                    .or_else(|| resource_group(group_or_resource))
+                    .into_iter()
+                    .collect();
             }
             Event::Tick => return Vec::new(),
         };

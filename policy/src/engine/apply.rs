@@ -3,7 +3,7 @@
 //! `reconcile`.
 
 use super::Engine;
-use super::state::{Goal, NodeStatus, Recovery, ResourceState};
+use super::state::{AcceptedLoss, CopyState, Goal, NodeStatus, Recovery, ResourceState};
 use crate::config::NodeId;
 use crate::event::{Action, Event, MoveKind};
 use crate::index::{GroupIx, NodeIx, ResourceIx};
@@ -46,6 +46,63 @@ impl Engine {
                     self.move_requested(group, to.clone(), what, out);
                 }
             }
+            // The owner's copy is the resource: its answers are the
+            // resource's.
+            Event::CopyActivated { resource, node } => {
+                if self.copies_named(resource, what, out)
+                    && let Some((found, _)) = self.lookup_report(resource, node, what, out)
+                {
+                    self.online_reported(found, what, out);
+                }
+            }
+            Event::CopyDeactivated { resource, node } => {
+                if self.copies_named(resource, what, out)
+                    && let Some((found, on)) = self.lookup_report(resource, node, what, out)
+                {
+                    self.offline_reported(found, on, what, out);
+                }
+            }
+            Event::CopyFailed {
+                resource,
+                node,
+                reason,
+            } if self.is_owner_copy_report(resource, node) => {
+                if let Some((found, on)) = self.lookup_report(resource, node, what, out) {
+                    self.failure_reported(found, on, reason, what, out);
+                }
+            }
+            Event::CopyFailed {
+                resource,
+                node,
+                reason,
+            } => {
+                if let Some((found, on, position)) = self.lookup_copy(resource, node, what, out) {
+                    self.copy_failed(found, on, position, reason, what, out);
+                }
+            }
+            Event::CopyStatusReported {
+                resource,
+                node,
+                status,
+            } => {
+                if let Some((found, _, position)) = self.lookup_copy(resource, node, what, out) {
+                    self.copy_status_reported(found, position, status, what, out);
+                }
+            }
+            Event::PassiveCopyStarted { resource, node } => {
+                if let Some((found, _, position)) = self.lookup_copy(resource, node, what, out) {
+                    self.passive_started(found, position, what, out);
+                }
+            }
+            Event::PassiveCopyStopped { resource, node } => {
+                if let Some((found, on, position)) = self.lookup_copy(resource, node, what, out) {
+                    self.passive_stopped(found, on, position, what, out);
+                }
+            }
+            Event::AcceptDataLoss {
+                group_or_resource,
+                node,
+            } => self.accept_data_loss(group_or_resource, node.as_ref(), what, out),
             Event::ResourceOnline { resource, node } => {
                 if let Some((found, _)) = self.lookup_report(resource, node, what, out) {
                     self.online_reported(found, what, out);
@@ -67,6 +124,23 @@ impl Engine {
             }
             Event::Tick => {}
         }
+    }
+
+    /// Whether `resource` is a resource with copies; an `Ignored` action if
+    /// it is not (an answer about copies of a resource without any).
+    fn copies_named(&self, resource: &str, what: &Event, out: &mut Vec<Action>) -> bool {
+        let copied = self
+            .model
+            .resource_ix
+            .get(resource)
+            .is_some_and(|&found| self.model.resources[found].copies.is_some());
+        if !copied {
+            out.push(Action::Ignored {
+                what: what.to_string(),
+                reason: format!("{resource} is not a resource with copies"),
+            });
+        }
+        copied
     }
 
     fn lookup_node(&self, name: &str, what: &Event, out: &mut Vec<Action>) -> Option<NodeIx> {
@@ -157,6 +231,9 @@ impl Engine {
             return;
         }
         self.nodes[node].status = NodeStatus::Down;
+        for resource in self.copies.indices() {
+            self.copy_gone(resource, node);
+        }
         let name = self.node_name(node);
         for group in self.groups.indices() {
             if self.groups[group].owner != Some(node) {
@@ -226,7 +303,9 @@ impl Engine {
         match target {
             None => out.push(Action::Refused {
                 what: what.to_string(),
-                reason: format!("no possible owner of {} is up", self.group_name(group)),
+                reason: self.copies_blocking(group, None).unwrap_or_else(|| {
+                    format!("no possible owner of {} is up", self.group_name(group))
+                }),
             }),
             Some(node) => {
                 // An operator's online is a fresh start: forget past failures.
@@ -246,24 +325,27 @@ impl Engine {
         }
         self.groups[group].goal = Goal::Offline;
         self.groups[group].failed_over = false;
+        self.groups[group].loss_accepted = None;
         for &resource in &self.model.groups[group].resources {
             self.resources[resource].recovery = Recovery::None;
         }
     }
 
+    /// An operator's move; whether it was taken (not refused).
     fn move_requested(
         &mut self,
         group: GroupIx,
         to: Option<NodeId>,
         what: &Event,
         out: &mut Vec<Action>,
-    ) {
+    ) -> bool {
         let group_name = self.group_name(group);
         let refuse = |out: &mut Vec<Action>, reason: String| {
             out.push(Action::Refused {
                 what: what.to_string(),
                 reason,
-            })
+            });
+            false
         };
         if let Goal::Moving { to, .. } = self.groups[group].goal {
             return refuse(
@@ -293,11 +375,13 @@ impl Engine {
             Goal::Online => {
                 move_group(out);
                 self.groups[group].goal = planned;
+                true
             }
             Goal::Failed { .. } => {
                 move_group(out);
                 self.groups[group].failovers.clear();
                 self.groups[group].goal = planned;
+                true
             }
             Goal::Offline | Goal::Moving { .. } if !self.all_down(group) => {
                 // Changing the owner now would leave resources running on a
@@ -305,7 +389,7 @@ impl Engine {
                 refuse(
                     out,
                     format!("{group_name} is still going offline; move it once it is offline"),
-                );
+                )
             }
             Goal::Offline | Goal::Moving { .. } => {
                 self.groups[group].owner = Some(target);
@@ -314,7 +398,86 @@ impl Engine {
                     self.node_name(target)
                 );
                 Self::decision(out, group_name, reason);
+                true
             }
+        }
+    }
+
+    /// The operator's word that copies may be activated past their lag
+    /// limit, once: an offline group is brought online, an online or
+    /// Failed one moved, on the node named or where its copies lag least.
+    fn accept_data_loss(
+        &mut self,
+        name: &str,
+        node: Option<&NodeId>,
+        what: &Event,
+        out: &mut Vec<Action>,
+    ) {
+        let refuse = |out: &mut Vec<Action>, reason: String| {
+            out.push(Action::Refused {
+                what: what.to_string(),
+                reason,
+            })
+        };
+        let group = self.model.group_ix.get(name).copied().or_else(|| {
+            self.model
+                .resource_ix
+                .get(name)
+                .map(|&resource| self.model.resources[resource].group)
+        });
+        let Some(group) = group else {
+            return refuse(out, format!("unknown group or resource {name}"));
+        };
+        if !self.has_copies(group) {
+            let reason = format!(
+                "{} has no resource with copies: there is no data loss to accept",
+                self.group_name(group)
+            );
+            return refuse(out, reason);
+        }
+        let named = match node {
+            Some(node_name) => match self.model.node_ix.get(node_name) {
+                Some(&node) => Some(node),
+                None => return refuse(out, format!("unknown node {node_name}")),
+            },
+            None => None,
+        };
+        let before = self.groups[group].loss_accepted;
+        self.groups[group].loss_accepted = Some(AcceptedLoss { node: named });
+        let taken = match self.groups[group].goal {
+            Goal::Offline if self.all_down(group) => {
+                let target = match node {
+                    Some(_) => self.move_target(group, node.cloned()),
+                    None => self
+                        .best_node(group, None)
+                        .ok_or_else(|| format!("no possible owner of {name} is up")),
+                };
+                match target {
+                    Ok(target) => {
+                        self.groups[group].failovers.clear();
+                        self.place(group, target, out);
+                        true
+                    }
+                    Err(reason) => {
+                        refuse(out, reason);
+                        false
+                    }
+                }
+            }
+            Goal::Online | Goal::Failed { .. } => {
+                self.move_requested(group, node.cloned(), what, out)
+            }
+            Goal::Offline | Goal::Moving { .. } => {
+                let reason = format!(
+                    "{} is going offline or moving; accept data loss once it has",
+                    self.group_name(group)
+                );
+                refuse(out, reason);
+                false
+            }
+        };
+        if !taken {
+            self.groups[group].loss_accepted = before;
         }
     }
 
@@ -325,9 +488,10 @@ impl Engine {
         let group_name = &self.model.groups[group].name;
         let owner = self.groups[group].owner;
         let Some(name) = to else {
-            return self
-                .best_node(group, owner)
-                .ok_or_else(|| "no other possible owner is up".to_string());
+            return self.best_node(group, owner).ok_or_else(|| {
+                self.copies_blocking(group, owner)
+                    .unwrap_or_else(|| "no other possible owner is up".to_string())
+            });
         };
         let Some(&node) = self.model.node_ix.get(&name) else {
             return Err(format!("unknown node {name}"));
@@ -342,6 +506,16 @@ impl Engine {
             let status = self.nodes[node].status;
             return Err(format!("{name} is {status} and takes no new groups"));
         }
+        if self.has_copies(group)
+            && let Err(reason) = self.group_copy_verdict(group, node)
+        {
+            let hint = if self.waivable(group, node) {
+                " (the operator's accept-data-loss moves it anyway)"
+            } else {
+                ""
+            };
+            return Err(format!("{reason}{hint}"));
+        }
         Ok(node)
     }
 
@@ -349,6 +523,10 @@ impl Engine {
         let record = &mut self.resources[resource];
         if record.state == ResourceState::OnlinePending {
             record.state = ResourceState::Online;
+            let group = self.model.resources[resource].group;
+            if let Some(owner) = self.groups[group].owner {
+                self.set_owner_copy(resource, owner, CopyState::Active);
+            }
         } else {
             let reason = format!(
                 "{} is {}, not pending online",
@@ -371,6 +549,8 @@ impl Engine {
         match self.resources[resource].state {
             ResourceState::OfflinePending => {
                 self.resources[resource].state = ResourceState::Offline;
+                // A deactivated copy runs on as a passive one.
+                self.set_owner_copy(resource, node, CopyState::Passive);
             }
             ResourceState::Online | ResourceState::OnlinePending => {
                 self.terminate(resource, node, out);
@@ -421,7 +601,10 @@ impl Engine {
         }
     }
 
-    fn terminate(&self, resource: ResourceIx, node: NodeIx, out: &mut Vec<Action>) {
+    /// Throws the instance away; for a resource with copies, its copy there
+    /// with it.
+    fn terminate(&mut self, resource: ResourceIx, node: NodeIx, out: &mut Vec<Action>) {
+        self.copy_gone(resource, node);
         out.push(Action::Terminate {
             resource: self.resource_name(resource),
             node: self.node_name(node),

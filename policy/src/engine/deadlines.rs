@@ -110,6 +110,9 @@ impl Engine {
             } => consider(*t),
             _ => {}
         }
+        for t in self.copy_retries(group) {
+            consider(t);
+        }
         best
     }
 

@@ -155,7 +155,9 @@ impl Engine {
         let Some(to) = self.failover_target(group, from) else {
             let subject = self.group_name(group);
             Self::decision(out, subject, format!("{cause}: cannot fail over"));
-            let reason = "no other possible owner is up".to_string();
+            let reason = self
+                .copies_blocking(group, Some(from))
+                .unwrap_or_else(|| "no other possible owner is up".to_string());
             let avoid = if avoid_from { Some(from) } else { None };
             return self.fail_group(group, reason, Some(now + retry), avoid, out);
         };
@@ -198,6 +200,7 @@ impl Engine {
             avoid,
         };
         record.failed_over = false;
+        record.loss_accepted = None;
         for &resource in &self.model.groups[group].resources {
             self.resources[resource].recovery = Recovery::None;
         }

@@ -23,6 +23,8 @@
 
 mod affected;
 mod apply;
+mod copies;
+mod copy_choice;
 mod deadlines;
 mod failure;
 mod placement;
@@ -32,9 +34,9 @@ mod snapshot;
 mod state;
 mod views;
 
-pub use snapshot::{EngineSnapshot, RestoreError, SNAPSHOT_FORMAT};
-pub use state::{GroupState, NodeStatus, ResourceState};
-pub use views::{GroupView, NodeView, ResourceView};
+pub use snapshot::{EngineSnapshot, OLDEST_SNAPSHOT_FORMAT, RestoreError, SNAPSHOT_FORMAT};
+pub use state::{CopyState, GroupState, NodeStatus, ResourceState};
+pub use views::{CopiesView, CopyView, GroupView, NodeView, ResourceView};
 
 use crate::config::{ClusterConfig, ConfigError};
 use crate::event::{Action, Event};
@@ -42,7 +44,7 @@ use crate::index::{GroupIx, NodeIx, ResourceIx, Table};
 use crate::model::{Model, compile};
 use crate::time::Millis;
 use deadlines::Deadlines;
-use state::{GroupRecord, NodeRecord, Recovery, ResourceRecord};
+use state::{CopySet, GroupRecord, NodeRecord, Recovery, ResourceRecord};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -54,6 +56,9 @@ pub struct Engine {
     nodes: Table<NodeIx, NodeRecord>,
     groups: Table<GroupIx, GroupRecord>,
     resources: Table<ResourceIx, ResourceRecord>,
+    /// The copies of each resource (empty for a resource without copies):
+    /// kept apart from the resource's record, which a new placement resets.
+    copies: Table<ResourceIx, CopySet>,
     now: Millis,
     /// Each group's next deadline, sorted (kept only when not `full`).
     deadlines: Deadlines,
@@ -72,6 +77,7 @@ impl Engine {
             nodes: Table::filled(NodeRecord::new(), model.nodes.len()),
             groups: Table::filled(GroupRecord::new(), model.groups.len()),
             resources: Table::filled(ResourceRecord::new(), model.resources.len()),
+            copies: new_copy_sets(&model),
             deadlines: Deadlines::new(model.groups.len()),
             model: Arc::new(model),
             now: Millis::ZERO,
@@ -186,4 +192,13 @@ impl Engine {
     fn decision(out: &mut Vec<Action>, subject: String, reason: String) {
         out.push(Action::Decision { subject, reason });
     }
+}
+
+/// A copy set per resource of `model`, none started, never activated.
+fn new_copy_sets(model: &Model) -> Table<ResourceIx, CopySet> {
+    model
+        .resources
+        .iter()
+        .map(|resource| CopySet::new(resource.copies.as_ref().map_or(0, |c| c.nodes.len())))
+        .collect()
 }

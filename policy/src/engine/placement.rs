@@ -2,7 +2,7 @@
 //! or a move picks, and a settled group leaving its owner.
 
 use super::Engine;
-use super::state::{Goal, NodeStatus, ResourceRecord};
+use super::state::{AcceptedLoss, Goal, NodeStatus, ResourceRecord};
 use crate::event::{Action, MoveKind};
 use crate::index::{GroupIx, NodeIx};
 
@@ -10,9 +10,24 @@ impl Engine {
     /// Gives `group` to `node` and wants it online there. Only called when no
     /// resource of `group` is active. A new placement starts with clean
     /// restart counts.
+    ///
+    /// The operator's accepted data loss, if it covers `node`, now covers
+    /// this placement's activations only (and is recorded).
     pub(super) fn place(&mut self, group: GroupIx, node: NodeIx, out: &mut Vec<Action>) {
         for &resource in &self.model.groups[group].resources {
             self.resources[resource] = ResourceRecord::new();
+        }
+        let accepted = self.groups[group]
+            .loss_accepted
+            .take()
+            .filter(|accepted| accepted.covers(node));
+        if accepted.is_some() {
+            self.groups[group].loss_accepted = Some(AcceptedLoss { node: Some(node) });
+            Self::decision(
+                out,
+                self.group_name(group),
+                self.accepted_loss_text(group, node),
+            );
         }
         let record = &mut self.groups[group];
         record.owner = Some(node);
@@ -25,16 +40,22 @@ impl Engine {
         });
     }
 
-    /// Whether `node` may take `group` now (a new placement).
+    /// Whether `node` may take `group` now (a new placement): it is up, a
+    /// candidate, and every copy of the group may be activated there.
     pub(super) fn accepts(&self, group: GroupIx, node: NodeIx) -> bool {
         self.nodes[node].status == NodeStatus::Up
             && self.model.groups[group].candidates.contains(&node)
+            && (!self.has_copies(group) || self.group_copy_verdict(group, node).is_ok())
     }
 
     /// The best node for `group` other than `exclude`: the first candidate
     /// (the preferred owners in order, then the other possible owners) that is
-    /// up.
+    /// up; for a group with copies, the one whose copies lag least
+    /// ([`Engine::best_copy_node`]).
     pub(super) fn best_node(&self, group: GroupIx, exclude: Option<NodeIx>) -> Option<NodeIx> {
+        if self.has_copies(group) {
+            return self.best_copy_node(group, exclude);
+        }
         self.model.groups[group]
             .candidates
             .iter()
@@ -44,7 +65,12 @@ impl Engine {
 
     /// Failover target: the next candidate after `from`, wrapping around, that
     /// is up (so A -> B -> C -> A along the preferred owners list).
+    /// A group with copies goes where its copies lag least instead
+    /// ([`Engine::best_copy_node`]).
     pub(super) fn failover_target(&self, group: GroupIx, from: NodeIx) -> Option<NodeIx> {
+        if self.has_copies(group) {
+            return self.best_copy_node(group, Some(from));
+        }
         let candidates = &self.model.groups[group].candidates;
         let start = candidates
             .iter()
@@ -56,7 +82,8 @@ impl Engine {
     }
 
     /// Where failback would take `group`: the most preferred owner that is
-    /// up, if that is not where it is.
+    /// up, if that is not where it is (and, for a group with copies, once
+    /// its copies there may be activated).
     pub(super) fn failback_target(&self, group: GroupIx, owner: NodeIx) -> Option<NodeIx> {
         self.model.groups[group]
             .preferred
@@ -64,6 +91,9 @@ impl Engine {
             .copied()
             .find(|&node| self.nodes[node].status == NodeStatus::Up)
             .filter(|&preferred| preferred != owner)
+            .filter(|&preferred| {
+                !self.has_copies(group) || self.group_copy_verdict(group, preferred).is_ok()
+            })
     }
 
     /// A settled online group may have to leave its owner: the owner is

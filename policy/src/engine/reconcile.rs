@@ -4,7 +4,7 @@
 //! (`reconcile_groups`).
 
 use super::Engine;
-use super::state::{Goal, Recovery, ResourceState};
+use super::state::{CopyState, Goal, Recovery, ResourceState};
 use crate::event::{Action, MoveKind};
 use crate::index::{GroupIx, NodeIx, ResourceIx};
 use crate::time::Millis;
@@ -81,11 +81,19 @@ impl Engine {
         }
     }
 
-    /// One step of one group: recoveries that are due, then resources down
-    /// (reverse dependency order) and up (dependency order) on its owner;
-    /// a settled online group may move, and a group entirely down goes where
-    /// its goal says. Whether anything changed.
+    /// One step of one group: its resources (see
+    /// [`Engine::reconcile_resources`]), then the passive copies of those
+    /// with copies (`copies.rs`). Whether anything changed.
     fn reconcile_group(&mut self, group: GroupIx, out: &mut Vec<Action>) -> bool {
+        let changed = self.reconcile_resources(group, out);
+        self.reconcile_copies(group, out) || changed
+    }
+
+    /// Recoveries that are due, then resources down (reverse dependency
+    /// order) and up (dependency order) on its owner; a settled online
+    /// group may move, and a group entirely down goes where its goal says.
+    /// Whether anything changed.
+    fn reconcile_resources(&mut self, group: GroupIx, out: &mut Vec<Action>) -> bool {
         let online = self.groups[group].goal == Goal::Online;
         let owner = self.groups[group].owner;
         let mut changed = false;
@@ -145,7 +153,7 @@ impl Engine {
     /// For each resource of `group`, in dependency order, whether it is wanted
     /// online: the group is, the resource has not failed, and neither has
     /// anything it depends on (transitively).
-    fn wanted_online(&self, group: GroupIx, online: bool) -> Vec<bool> {
+    pub(super) fn wanted_online(&self, group: GroupIx, online: bool) -> Vec<bool> {
         let members = &self.model.groups[group].resources;
         let mut wanted = Vec::with_capacity(members.len());
         for &resource in members {
@@ -196,9 +204,16 @@ impl Engine {
         }
         for (position, &resource) in members.iter().enumerate() {
             if wanted[position]
-                && self.ready_to_come_up(resource)
+                && self.ready_to_come_up(resource, owner)
                 && !self.singleton_held(resource, owner, out)
             {
+                if let Err(reason) = self.activation_allowed(resource, owner) {
+                    // What was true when the group was placed no longer is
+                    // (a copy failed or reported since): wait Failed, as a
+                    // failover finding no copy would.
+                    self.activation_refused(group, resource, owner, reason, out);
+                    return true;
+                }
                 self.request(resource, owner, ResourceState::OnlinePending, out);
                 changed = true;
             }
@@ -206,9 +221,39 @@ impl Engine {
         changed
     }
 
-    /// Offline, and every dependency online.
-    fn ready_to_come_up(&self, resource: ResourceIx) -> bool {
-        self.resources[resource].state == ResourceState::Offline
+    /// A resource with copies may not be activated on `owner`: the group
+    /// waits Failed (for a copy that may, or the operator's word).
+    fn activation_refused(
+        &mut self,
+        group: GroupIx,
+        resource: ResourceIx,
+        owner: NodeIx,
+        reason: String,
+        out: &mut Vec<Action>,
+    ) {
+        let why = format!("not activated on {}: {reason}", self.node_name(owner));
+        Self::decision(out, self.resource_name(resource), why);
+        let reason = self.copies_blocking(group, None).unwrap_or_else(|| {
+            format!(
+                "{} may not be activated: {reason}",
+                self.resource_name(resource)
+            )
+        });
+        let retry = Some(self.now + self.model.groups[group].retry_period);
+        self.fail_group(group, reason, retry, None, out);
+    }
+
+    /// Offline, every dependency online, and, for a resource with copies, no
+    /// copy request outstanding on `owner`.
+    fn ready_to_come_up(&self, resource: ResourceIx, owner: NodeIx) -> bool {
+        let copy_busy = self.copy_position(resource, owner).is_some_and(|position| {
+            matches!(
+                self.copies[resource].copies[position].state,
+                CopyState::StartingPassive | CopyState::StoppingPassive
+            )
+        });
+        !copy_busy
+            && self.resources[resource].state == ResourceState::Offline
             && self.model.resources[resource]
                 .dependencies
                 .iter()
@@ -230,6 +275,18 @@ impl Engine {
         let coming_up = pending == ResourceState::OnlinePending;
         if coming_up {
             record.refused = false;
+        }
+        if self.model.resources[resource].copies.is_some() {
+            let action = if coming_up {
+                self.activate_copy(resource, owner)
+            } else {
+                self.set_owner_copy(resource, owner, CopyState::Deactivating);
+                Action::DeactivateCopy {
+                    resource: self.resource_name(resource),
+                    node: self.node_name(owner),
+                }
+            };
+            return out.push(action);
         }
         let (resource, node) = (self.resource_name(resource), self.node_name(owner));
         out.push(if coming_up {
@@ -316,12 +373,18 @@ impl Engine {
             })
         };
         let Some(target) = target else {
+            let blocking = self.copies_blocking(group, None);
             let why = format!(
-                "{} is not available and no other possible owner is up",
-                self.node_name(to)
+                "{} is not available and no other possible owner {}",
+                self.node_name(to),
+                if blocking.is_some() {
+                    "may take it"
+                } else {
+                    "is up"
+                }
             );
             Self::decision(out, self.group_name(group), why);
-            let reason = "no other possible owner is up".to_string();
+            let reason = blocking.unwrap_or_else(|| "no other possible owner is up".to_string());
             let retry = Some(self.now + self.model.groups[group].retry_period);
             return self.fail_group(group, reason, retry, Some(owner), out);
         };

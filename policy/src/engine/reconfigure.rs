@@ -3,10 +3,10 @@
 //! state by name.
 
 use super::Engine;
-use super::state::{Goal, GroupRecord, NodeRecord, ResourceRecord};
+use super::state::{CopyRecord, CopySet, Goal, GroupRecord, NodeRecord, ResourceRecord};
 use crate::config::{ClusterConfig, ConfigError};
 use crate::event::Action;
-use crate::index::NodeIx;
+use crate::index::{NodeIx, ResourceIx};
 use crate::model::{GroupModel, Model, compile};
 use crate::time::Millis;
 use std::sync::Arc;
@@ -26,6 +26,7 @@ impl Engine {
         let model = compile(&config)?;
         self.check_groups_kept(&model)
             .and_then(|()| self.check_running_resources_kept(&model))
+            .and_then(|()| self.check_running_copies_kept(&model))
             .and_then(|()| self.check_new_singletons(&model))
             .map_err(ConfigError::Conflicts)?;
         self.carry_over(model);
@@ -100,6 +101,35 @@ impl Engine {
         Ok(())
     }
 
+    /// A resource of which a copy runs (or that runs, as its active copy)
+    /// keeps its copies on the same nodes: a copy left running on a node no
+    /// longer listed would be orphaned, and a running resource cannot turn
+    /// into an active copy (or back) under the host's feet.
+    fn check_running_copies_kept(&self, model: &Model) -> Result<(), String> {
+        let old = &self.model;
+        for resource in self.resources.indices() {
+            let copy_runs = self.copies[resource]
+                .copies
+                .iter()
+                .any(|record| record.state.runs());
+            if !copy_runs && !self.resources[resource].state.is_active() {
+                continue;
+            }
+            let name = &old.resources[resource].name;
+            let before = copy_node_names(old, resource);
+            let after = model
+                .resource_ix
+                .get(name)
+                .and_then(|&kept| copy_node_names(model, kept));
+            if before != after {
+                return Err(format!(
+                    "resource {name} runs or has copies running: take its group offline before changing where it keeps copies"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// A type becomes a cluster singleton only while at most one of its
     /// resources runs.
     fn check_new_singletons(&self, model: &Model) -> Result<(), String> {
@@ -155,10 +185,54 @@ impl Engine {
                 },
             )
             .collect();
+        let copies = model
+            .resources
+            .iter()
+            .map(|resource_model| self.carry_copies(resource_model, &model))
+            .collect();
         self.model = Arc::new(model);
         self.nodes = nodes;
         self.groups = groups;
         self.resources = resources;
+        self.copies = copies;
+    }
+
+    /// The copies of a resource under the new `model`: its old ones by node
+    /// name (generation and last activation kept, so generations never go
+    /// back), new ones for nodes it had no copy on.
+    fn carry_copies(&self, resource_model: &crate::model::ResourceModel, model: &Model) -> CopySet {
+        let Some(copies) = &resource_model.copies else {
+            return CopySet::new(0);
+        };
+        let old = &self.model;
+        let Some(&resource) = old.resource_ix.get(&resource_model.name) else {
+            return CopySet::new(copies.nodes.len());
+        };
+        let set = &self.copies[resource];
+        let renumber = |node: NodeIx| model.node_ix.get(&old.nodes[node]).copied();
+        let records = copies
+            .nodes
+            .iter()
+            .map(|&node| {
+                let before = old
+                    .node_ix
+                    .get(&model.nodes[node])
+                    .and_then(|&old_node| self.copy_position(resource, old_node));
+                match before {
+                    Some(position) => {
+                        let mut record = set.copies[position].clone();
+                        record.source = record.source.and_then(renumber);
+                        record
+                    }
+                    None => CopyRecord::new(),
+                }
+            })
+            .collect();
+        CopySet {
+            generation: set.generation,
+            last_active: set.last_active.and_then(renumber),
+            copies: records,
+        }
     }
 
     /// The record of a group under the new `model`: its old one, with its
@@ -172,6 +246,14 @@ impl Engine {
         let renumber = |node: NodeIx| model.node_ix.get(&old.nodes[node]).copied();
         let mut record = self.groups[group].clone();
         record.owner = record.owner.and_then(renumber);
+        record.loss_accepted = record
+            .loss_accepted
+            .and_then(|accepted| match accepted.node {
+                None => Some(accepted),
+                Some(node) => {
+                    renumber(node).map(|node| super::state::AcceptedLoss { node: Some(node) })
+                }
+            });
         record.goal = match record.goal {
             Goal::Moving { to, kind } => match renumber(to) {
                 Some(to) => Goal::Moving { to, kind },
@@ -190,4 +272,16 @@ impl Engine {
         };
         record
     }
+}
+
+/// The names of the nodes `resource` keeps copies on in `model`, in order;
+/// `None` for a resource without copies.
+fn copy_node_names(model: &Model, resource: ResourceIx) -> Option<Vec<&str>> {
+    model.resources[resource].copies.as_ref().map(|copies| {
+        copies
+            .nodes
+            .iter()
+            .map(|&node| model.nodes[node].as_str())
+            .collect()
+    })
 }

@@ -17,10 +17,13 @@
 
 use super::Engine;
 use super::deadlines::Deadlines;
-use super::state::{Goal, GroupRecord, NodeRecord, Recovery, ResourceRecord};
+use super::state::{
+    AcceptedLoss, CopyRecord, CopySet, CopyState, Goal, GroupRecord, NodeRecord, Recovery,
+    ResourceRecord,
+};
 use crate::config::{ClusterConfig, ConfigError, GroupId, NodeId, ResourceId};
-use crate::event::MoveKind;
-use crate::index::{GroupIx, NodeIx, ResourceIx, TableIndex};
+use crate::event::{CopyStatus, MoveKind};
+use crate::index::{GroupIx, NodeIx, ResourceIx, Table, TableIndex};
 use crate::model::{Model, compile};
 use crate::time::Millis;
 use crate::{NodeStatus, ResourceState};
@@ -28,11 +31,20 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// The version of the snapshot's format this engine writes and reads.
-/// Raised whenever a field changes meaning or a record gains state that
-/// an older engine would drop: a snapshot of any other version is refused,
-/// never half read.
-pub const SNAPSHOT_FORMAT: u32 = 1;
+/// The newest version of the snapshot's format, which this engine writes
+/// when the state needs it. Raised whenever a field changes meaning or a
+/// record gains state that an older engine would drop, so an older engine
+/// refuses the snapshot instead of half reading it. 2: the state of copies
+/// (generations, copy states and statuses, the operator's accepted data
+/// loss).
+pub const SNAPSHOT_FORMAT: u32 = 2;
+
+/// The oldest format this engine reads, and the one it writes while no
+/// resource has copies: such a snapshot is exactly what an engine of
+/// format 1 wrote, so agents of either version read it during a rolling
+/// upgrade. A format 1 snapshot whose configuration gives a resource copies
+/// is refused (format 1 cannot hold their state).
+pub const OLDEST_SNAPSHOT_FORMAT: u32 = 1;
 
 /// The engine's state at one moment, by name (see the module's docs).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +55,32 @@ pub struct EngineSnapshot {
     nodes: Vec<NodeSnapshot>,
     groups: Vec<GroupSnapshot>,
     resources: Vec<ResourceSnapshot>,
+    /// One per resource with copies (none in format 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    copies: Vec<CopySetSnapshot>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct CopySetSnapshot {
+    resource: ResourceId,
+    generation: u64,
+    last_active: Option<NodeId>,
+    copies: Vec<CopySnapshot>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct CopySnapshot {
+    node: NodeId,
+    state: CopyState,
+    source: Option<NodeId>,
+    status: Option<CopyStatus>,
+    failed_reason: Option<String>,
+    retry_at: Option<Millis>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct AcceptedLossSnapshot {
+    node: Option<NodeId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +98,8 @@ struct GroupSnapshot {
     failovers: Vec<Millis>,
     failed_over: bool,
     drain_noted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    loss_accepted: Option<AcceptedLossSnapshot>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,7 +141,9 @@ enum RecoverySnapshot {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[allow(missing_docs)]
 pub enum RestoreError {
-    #[error("the snapshot is of format {found}; this engine reads format {SNAPSHOT_FORMAT} only")]
+    #[error(
+        "the snapshot is of format {found}; this engine reads formats {OLDEST_SNAPSHOT_FORMAT} to {SNAPSHOT_FORMAT}"
+    )]
     Format { found: u32 },
     #[error(
         "the snapshot was taken under another configuration ({0}); restore it under its own \
@@ -140,8 +182,13 @@ impl Engine {
     /// The engine's whole state, to rebuild it with [`Engine::restore`].
     pub fn snapshot(&self) -> EngineSnapshot {
         let node = |ix: NodeIx| self.model.nodes[ix].clone();
+        let copies = self.model.resources.iter().any(|r| r.copies.is_some());
         EngineSnapshot {
-            format: SNAPSHOT_FORMAT,
+            format: if copies {
+                SNAPSHOT_FORMAT
+            } else {
+                OLDEST_SNAPSHOT_FORMAT
+            },
             config: self.model.config.clone(),
             now: self.now,
             nodes: self
@@ -179,6 +226,9 @@ impl Engine {
                     failovers: record.failovers.clone(),
                     failed_over: record.failed_over,
                     drain_noted: record.drain_noted,
+                    loss_accepted: record.loss_accepted.map(|accepted| AcceptedLossSnapshot {
+                        node: accepted.node.map(node),
+                    }),
                 })
                 .collect(),
             resources: self
@@ -197,6 +247,31 @@ impl Engine {
                     failed_reason: record.failed_reason.clone(),
                 })
                 .collect(),
+            copies: self
+                .copies
+                .iter_indexed()
+                .filter_map(|(resource, set)| {
+                    let copies = self.model.resources[resource].copies.as_ref()?;
+                    Some(CopySetSnapshot {
+                        resource: self.model.resources[resource].name.clone(),
+                        generation: set.generation,
+                        last_active: set.last_active.map(node),
+                        copies: copies
+                            .nodes
+                            .iter()
+                            .zip(&set.copies)
+                            .map(|(&at, record)| CopySnapshot {
+                                node: node(at),
+                                state: record.state,
+                                source: record.source.map(node),
+                                status: record.status.clone(),
+                                failed_reason: record.failed_reason.clone(),
+                                retry_at: record.retry_at,
+                            })
+                            .collect(),
+                    })
+                })
+                .collect(),
         }
     }
 
@@ -207,7 +282,7 @@ impl Engine {
         config: ClusterConfig,
         snapshot: EngineSnapshot,
     ) -> Result<Engine, RestoreError> {
-        if snapshot.format != SNAPSHOT_FORMAT {
+        if !(OLDEST_SNAPSHOT_FORMAT..=SNAPSHOT_FORMAT).contains(&snapshot.format) {
             return Err(RestoreError::Format {
                 found: snapshot.format,
             });
@@ -216,6 +291,7 @@ impl Engine {
             return Err(RestoreError::OtherConfiguration(difference));
         }
         let model = compile(&config)?;
+        let copies = copy_sets(&model, snapshot.format, snapshot.copies)?;
         let nodes = in_model_order("node", &model.node_ix, snapshot.nodes, |n| &n.name)?
             .into_iter()
             .map(|n| NodeRecord {
@@ -249,6 +325,7 @@ impl Engine {
             nodes,
             groups,
             resources,
+            copies,
             now: snapshot.now,
             full: false,
         };
@@ -347,13 +424,117 @@ fn group_record(model: &Model, group: GroupSnapshot) -> Result<GroupRecord, Rest
             avoid: avoid.as_ref().map(node).transpose()?,
         },
     };
+    let loss_accepted = match &group.loss_accepted {
+        Some(accepted) => Some(AcceptedLoss {
+            node: accepted.node.as_ref().map(node).transpose()?,
+        }),
+        None => None,
+    };
     Ok(GroupRecord {
         owner: group.owner.as_ref().map(node).transpose()?,
         goal,
         failovers: group.failovers,
         failed_over: group.failed_over,
         drain_noted: group.drain_noted,
+        loss_accepted,
     })
+}
+
+/// The copy sets of `snapshot` (of `format`), one per resource with copies
+/// of `model` and its copies on exactly the model's copy nodes, in order;
+/// a format 1 snapshot holds none, so its configuration may give no
+/// resource copies.
+fn copy_sets(
+    model: &Model,
+    format: u32,
+    snapshot: Vec<CopySetSnapshot>,
+) -> Result<Table<ResourceIx, CopySet>, RestoreError> {
+    let inconsistent = |why: String| Err(RestoreError::Inconsistent(why));
+    let mut sets: Table<ResourceIx, Option<CopySet>> = model
+        .resources
+        .iter()
+        .map(|resource| match resource.copies {
+            Some(_) => None,
+            None => Some(CopySet::new(0)),
+        })
+        .collect();
+    for set in snapshot {
+        let Some(&resource) = model.resource_ix.get(&set.resource) else {
+            return inconsistent(format!(
+                "copies of {}, which is not in its configuration",
+                set.resource
+            ));
+        };
+        let Some(copies) = &model.resources[resource].copies else {
+            return inconsistent(format!(
+                "copies of {}, which has none in its configuration",
+                set.resource
+            ));
+        };
+        if sets[resource].is_some() {
+            return inconsistent(format!("the copies of {} are recorded twice", set.resource));
+        }
+        let node = |name: &NodeId| {
+            model.node_ix.get(name).copied().ok_or_else(|| {
+                RestoreError::Inconsistent(format!(
+                    "the copies of {} name node {name}, which is not in its configuration",
+                    set.resource
+                ))
+            })
+        };
+        let recorded: Vec<&NodeId> = set.copies.iter().map(|copy| &copy.node).collect();
+        let configured: Vec<&NodeId> = copies.nodes.iter().map(|&n| &model.nodes[n]).collect();
+        if recorded != configured {
+            return inconsistent(format!(
+                "the copies of {} are recorded on {} but configured on {}",
+                set.resource,
+                join(&recorded),
+                join(&configured)
+            ));
+        }
+        let mut records = Vec::with_capacity(set.copies.len());
+        for copy in set.copies {
+            records.push(CopyRecord {
+                state: copy.state,
+                source: copy.source.as_ref().map(node).transpose()?,
+                status: copy.status,
+                failed_reason: copy.failed_reason,
+                retry_at: copy.retry_at,
+            });
+        }
+        sets[resource] = Some(CopySet {
+            generation: set.generation,
+            last_active: set.last_active.as_ref().map(node).transpose()?,
+            copies: records,
+        });
+    }
+    sets.iter_indexed()
+        .map(|(resource, set)| {
+            set.clone().ok_or_else(|| {
+                let name = &model.resources[resource].name;
+                RestoreError::Inconsistent(if format < 2 {
+                    format!(
+                        "a snapshot of format {format} holds no state of copies, but its configuration gives {name} copies"
+                    )
+                } else {
+                    format!("resource {name} has copies and no record of them")
+                })
+            })
+        })
+        .collect()
+}
+
+/// `n1,n2`, or `none`.
+fn join(names: &[&NodeId]) -> String {
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names
+            .iter()
+            .map(|name| name.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 /// What differs between the configuration a snapshot was taken under and

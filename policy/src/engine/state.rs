@@ -1,7 +1,7 @@
 //! What the engine knows about each node, group and resource: the states the
 //! public API shows, and the records behind them.
 
-use crate::event::MoveKind;
+use crate::event::{CopyStatus, MoveKind};
 use crate::index::NodeIx;
 use crate::time::Millis;
 use serde::{Deserialize, Serialize};
@@ -84,7 +84,41 @@ macro_rules! kebab_display {
         }
     )*};
 }
-kebab_display!(NodeStatus, ResourceState, GroupState);
+/// What runs of one copy of a resource with copies, on one node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CopyState {
+    /// Nothing runs (its data, if any, stays on the node's disk).
+    None,
+    /// `StartPassiveCopy` was requested (to start it, or to re-point it to
+    /// a new source) and not yet confirmed.
+    StartingPassive,
+    /// Runs as a passive copy, following its source if it has one.
+    Passive,
+    /// `StopPassiveCopy` was requested and not yet confirmed.
+    StoppingPassive,
+    /// `ActivateCopy` was requested and not yet confirmed: the resource is
+    /// pending online on this node.
+    Activating,
+    /// The active copy: the resource is online on this node.
+    Active,
+    /// `DeactivateCopy` was requested and not yet confirmed: the resource
+    /// is pending offline on this node.
+    Deactivating,
+    /// The copy failed (the reason is in its view); it is started again
+    /// after the resource's retry period.
+    Failed,
+}
+
+impl CopyState {
+    /// Something of the copy runs (or may run) on its node: a status report
+    /// about it is believed, and a copy request to it may be outstanding.
+    pub fn runs(self) -> bool {
+        !matches!(self, CopyState::None | CopyState::Failed)
+    }
+}
+
+kebab_display!(NodeStatus, ResourceState, GroupState, CopyState);
 
 /// What the engine records about a node.
 #[derive(Clone, Debug)]
@@ -134,6 +168,23 @@ pub(super) struct GroupRecord {
     pub failed_over: bool,
     /// "Cannot drain" was already recorded; don't repeat it on every event.
     pub drain_noted: bool,
+    /// The operator accepted data loss for the group's next placement (and,
+    /// once placed, for the activations of that placement).
+    pub loss_accepted: Option<AcceptedLoss>,
+}
+
+/// The operator's word that copies may be activated past their lag limit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct AcceptedLoss {
+    /// On this node only; `None`: wherever the copies lag least.
+    pub node: Option<NodeIx>,
+}
+
+impl AcceptedLoss {
+    /// Whether the word covers an activation on `node`.
+    pub(super) fn covers(self, node: NodeIx) -> bool {
+        self.node.is_none_or(|named| named == node)
+    }
 }
 
 impl GroupRecord {
@@ -145,6 +196,7 @@ impl GroupRecord {
             failovers: Vec::new(),
             failed_over: false,
             drain_noted: false,
+            loss_accepted: None,
         }
     }
 }
@@ -180,6 +232,68 @@ impl ResourceRecord {
             failures: Vec::new(),
             refused: false,
             failed_reason: None,
+        }
+    }
+}
+
+/// What the engine records about one copy of a resource, on one node.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct CopyRecord {
+    pub state: CopyState,
+    /// The node of the active copy it follows (or was last told to follow),
+    /// while it runs as a passive copy.
+    pub source: Option<NodeIx>,
+    /// The copy's last report, kept while it is stopped or its node is
+    /// down: the data on disk does not change meanwhile.
+    pub status: Option<CopyStatus>,
+    /// Why it failed, while Failed.
+    pub failed_reason: Option<String>,
+    /// When a Failed copy is started again.
+    pub retry_at: Option<Millis>,
+}
+
+impl CopyRecord {
+    /// A copy never started, never heard of.
+    pub(super) fn new() -> Self {
+        CopyRecord {
+            state: CopyState::None,
+            source: None,
+            status: None,
+            failed_reason: None,
+            retry_at: None,
+        }
+    }
+
+    /// Nothing runs any more (stopped, thrown away, or its node died); what
+    /// it reported stays.
+    pub(super) fn stopped(&mut self) {
+        self.state = CopyState::None;
+        self.source = None;
+        self.failed_reason = None;
+        self.retry_at = None;
+    }
+}
+
+/// The copies of one resource (empty for a resource without copies).
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct CopySet {
+    /// The generation of the last activation (0: never activated). Strictly
+    /// increasing: every `ActivateCopy` takes the next one.
+    pub generation: u64,
+    /// The node the last `ActivateCopy` went to: its copy holds the newest
+    /// data the engine knows of.
+    pub last_active: Option<NodeIx>,
+    /// One per copy node, in the order of the model's copy nodes.
+    pub copies: Vec<CopyRecord>,
+}
+
+impl CopySet {
+    /// `nodes` copies, none started, never activated.
+    pub(super) fn new(nodes: usize) -> Self {
+        CopySet {
+            generation: 0,
+            last_active: None,
+            copies: vec![CopyRecord::new(); nodes],
         }
     }
 }

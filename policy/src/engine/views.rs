@@ -2,8 +2,9 @@
 //! checkers. Nothing here changes anything.
 
 use super::Engine;
-use super::state::{Goal, GroupState, NodeStatus, Recovery, ResourceState, within};
-use crate::config::{NodeId, ResourceId};
+use super::state::{CopyState, Goal, GroupState, NodeStatus, Recovery, ResourceState, within};
+use crate::config::{GroupId, NodeId, ResourceId};
+use crate::event::CopyStatus;
 use crate::index::{GroupIx, NodeIx, ResourceIx};
 use crate::time::Millis;
 use serde::Serialize;
@@ -57,7 +58,130 @@ pub struct ResourceView {
     pub failed_reason: Option<String>,
 }
 
+/// Read-only view of the copies of one resource with copies: what status
+/// views show (Exchange's copy status: queue lengths per copy).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CopiesView {
+    /// The resource's name.
+    pub resource: ResourceId,
+    /// The group it belongs to.
+    pub group: GroupId,
+    /// The generation of its last activation (0: never activated).
+    pub generation: u64,
+    /// How far a copy may lag and still be activated without the
+    /// operator's word.
+    pub max_lag_on_failover: u64,
+    /// The node of the active copy (active, or on its way up or down).
+    pub active: Option<NodeId>,
+    /// The furthest log position any copy reported in this generation: the
+    /// active copy's position, as far as the engine knows.
+    pub newest_position: Option<u64>,
+    /// One per copy node, in the group's placement order.
+    pub copies: Vec<CopyView>,
+}
+
+/// Read-only view of one copy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CopyView {
+    /// The node it is on.
+    pub node: NodeId,
+    /// What of it runs there.
+    pub state: CopyState,
+    /// The node of the active copy it follows, while passive.
+    pub source: Option<NodeId>,
+    /// Its last report (kept while it is stopped: its data does not change).
+    pub status: Option<CopyStatus>,
+    /// How far it lags behind the newest data, as the engine counts it for
+    /// failover (see `copy_choice.rs`); `None` without a status of the
+    /// current generation.
+    pub lag: Option<u64>,
+    /// Exchange's copy queue length: the active copy's position minus the
+    /// position this copy copied (current generation only).
+    pub copy_queue_length: Option<u64>,
+    /// Exchange's replay queue length: the position copied minus the
+    /// position replayed.
+    pub replay_queue_length: Option<u64>,
+    /// Why it failed, while Failed.
+    pub failed_reason: Option<String>,
+    /// When a Failed copy is started again.
+    pub retry_at: Option<Millis>,
+    /// Why it may not be activated now without the operator's word; `None`
+    /// when it may.
+    pub activation_blocked: Option<String>,
+}
+
 impl Engine {
+    /// The copies of every resource with copies, in configuration order.
+    pub fn all_copies(&self) -> Vec<CopiesView> {
+        self.resources
+            .indices()
+            .filter(|&resource| self.model.resources[resource].copies.is_some())
+            .map(|resource| self.copies_view(resource))
+            .collect()
+    }
+
+    /// The copies of the resource named `name`, if it is a resource with
+    /// copies.
+    pub fn copies(&self, name: &str) -> Option<CopiesView> {
+        self.model
+            .resource_ix
+            .get(name)
+            .filter(|&&resource| self.model.resources[resource].copies.is_some())
+            .map(|&resource| self.copies_view(resource))
+    }
+
+    fn copies_view(&self, resource: ResourceIx) -> CopiesView {
+        let resource_model = &self.model.resources[resource];
+        let set = &self.copies[resource];
+        let group = resource_model.group;
+        let newest_position = self.newest_position(resource);
+        let nodes = resource_model
+            .copies
+            .as_ref()
+            .map_or(&[][..], |copies| &copies.nodes[..]);
+        let copies = nodes
+            .iter()
+            .zip(&set.copies)
+            .enumerate()
+            .map(|(position, (&node, record))| {
+                let current = record
+                    .status
+                    .as_ref()
+                    .filter(|status| status.generation == set.generation);
+                CopyView {
+                    node: self.model.nodes[node].clone(),
+                    state: record.state,
+                    source: record.source.map(|source| self.model.nodes[source].clone()),
+                    status: record.status.clone(),
+                    lag: self.copy_lag(resource, position),
+                    copy_queue_length: current.and_then(|status| {
+                        newest_position.map(|newest| newest.saturating_sub(status.copied))
+                    }),
+                    replay_queue_length: record
+                        .status
+                        .as_ref()
+                        .map(|status| status.copied.saturating_sub(status.replayed)),
+                    failed_reason: record.failed_reason.clone(),
+                    retry_at: record.retry_at,
+                    activation_blocked: self.copy_verdict(resource, node, false).err(),
+                }
+            })
+            .collect();
+        let active = self.groups[group]
+            .owner
+            .filter(|_| self.resources[resource].state.is_active())
+            .map(|owner| self.model.nodes[owner].clone());
+        CopiesView {
+            resource: resource_model.name.clone(),
+            group: self.model.groups[group].name.clone(),
+            generation: set.generation,
+            max_lag_on_failover: self.max_lag(resource),
+            active,
+            newest_position,
+            copies,
+        }
+    }
+
     /// Every node, in configuration order.
     pub fn nodes(&self) -> Vec<NodeView> {
         self.nodes
