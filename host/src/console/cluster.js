@@ -94,7 +94,7 @@ function resourcesSection(ctx) {
   return h("section", { "aria-labelledby": "resources-title" },
     h("h2", { id: "resources-title" }, "Resources"),
     rows.length
-      ? table(null, ["Resource", "Group", "Type", "State", "Failures in period", "Checks", "Reason", "Actions"],
+      ? table(null, ["Resource", "Group", "Type", "State on this node", "Failures in period", "Checks", "Reason", "Actions"],
         rows, { id: "resources" })
       : h("p", null, "No resources are configured."));
 }

@@ -1,6 +1,7 @@
 // The console's shell: the token form, the router (#/view/name in the
-// fragment, never the token), the live event stream, and refreshing the
-// view in place when the agent reports a change.
+// fragment, never the token), the live event stream (and a poll of the
+// status for what the stream does not carry), and refreshing the view in
+// place when the agent reports a change.
 
 import { ApiError, follow, forgetToken, get, setToken, token } from "./api.js";
 import { h } from "./dom.js";
@@ -142,12 +143,28 @@ async function start() {
       askToken(state.describe());
     } else {
       live.textContent = state === "live" ? "live: changes appear as they happen" : "reconnecting to the agent…";
-      live.dataset.state = state;
+      live.dataset.stream = state;
       // Whatever happened while the stream was down.
       if (state === "live") scheduleRefresh();
     }
   });
 }
+
+/**
+ * What the event stream does not carry (a group's state or owner decided
+ * through the cluster's log, a node paused elsewhere): the status is read
+ * every second and the view redrawn when it differs from what is shown.
+ */
+const STATUS_POLL_MS = 1000;
+setInterval(async () => {
+  if (!stopStream || document.hidden || refreshTimer) return;
+  try {
+    const status = await get("/v1/status");
+    if (JSON.stringify(status) !== JSON.stringify(ctx.status)) scheduleRefresh();
+  } catch (_) {
+    // The stream's state line and the next refresh say what is wrong.
+  }
+}, STATUS_POLL_MS);
 
 window.addEventListener("hashchange", () => {
   notice.hidden = true;

@@ -18,6 +18,8 @@ use serde_json::{Value, json};
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// The Escape key, as WebDriver's key codes write it.
 pub const ESCAPE: &str = "\u{E00C}";
+/// The Tab key.
+pub const TAB: &str = "\u{E004}";
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
