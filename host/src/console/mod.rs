@@ -161,14 +161,18 @@ mod tests {
                 continue;
             };
             for piece in text.split(['"', '\'']) {
-                if let Some(name) = piece.strip_prefix("./").or(piece.strip_prefix("/ui/")) {
-                    if name.ends_with(".js") || name.ends_with(".css") || name.ends_with(".svg") {
-                        assert!(
-                            names.contains(&name),
-                            "{} refers to {name}, not served",
-                            asset.name
-                        );
-                    }
+                let Some(name) = piece.strip_prefix("./").or(piece.strip_prefix("/ui/")) else {
+                    continue;
+                };
+                if [".js", ".css", ".svg"]
+                    .iter()
+                    .any(|ext| name.ends_with(ext))
+                {
+                    assert!(
+                        names.contains(&name),
+                        "{} refers to {name}, not served",
+                        asset.name
+                    );
                 }
             }
         }

@@ -72,10 +72,9 @@ impl Driver {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(status) = driver.request("GET", "/status", None) {
-                if status["ready"] == true {
-                    return driver;
-                }
+            let ready = driver.request("GET", "/status", None);
+            if ready.is_ok_and(|status| status["ready"] == true) {
+                return driver;
             }
             assert!(
                 Instant::now() < deadline,
