@@ -3,7 +3,8 @@
 //!
 //! Handlers only translate: requests into [`Node`] changes and operations,
 //! answers and refusals into JSON. The OpenAPI document that describes the
-//! routes lives in `docs/openapi.json` and is served as it is.
+//! routes lives in `docs/openapi.json` and is served as it is. The web
+//! console (`crate::console`) is served on the same listener at `/ui`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -89,6 +90,7 @@ pub(crate) async fn serve(
         .route("/metrics", get(render_metrics))
         .route("/v1/openapi.json", get(openapi))
         .merge(guarded)
+        .merge(crate::console::routes())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(json_errors))
         .with_state(api);

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod cluster;
 pub(crate) mod components;
 pub mod config;
+pub(crate) mod console;
 pub mod contract;
 pub(crate) mod demo_service;
 pub mod desired;

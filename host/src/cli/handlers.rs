@@ -252,6 +252,10 @@ fn print_operate(config: &AgentConfig, commands: &str) {
             api.listen,
             api.token_file.display()
         );
+        println!(
+            "  web console:    http://{}/ui (it asks for the token in that file)",
+            api.listen
+        );
         println!("Operate it from another shell:");
         println!(
             "  export WARDEN_API=http://{} WARDEN_TOKEN=$(cat {})",
