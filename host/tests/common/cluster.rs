@@ -32,10 +32,19 @@ pub const NODES: [&str; 3] = ["n1", "n2", "n3"];
 /// The admin API's bearer token, the same for every agent.
 pub const TOKEN: &str = "cluster-test-token";
 
-/// One cluster at a time in a test binary: three etcd members and three
-/// agents each are a lot for a 2-core CI machine, and etcd's elections
-/// (500 ms) must not starve.
+/// One etcd with its agents at a time in a test binary: three etcd members
+/// and three agents each are a lot for a 2-core CI machine, and etcd's
+/// elections (500 ms) must not starve. Shared by every harness that starts
+/// etcd (`Cluster`, `LabCluster`, the watchdog and log tests), so that no
+/// two of them run side by side in the cluster binary.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Wait for this test's turn to run an etcd (see `ONE_AT_A_TIME`); the
+/// turn lasts as long as the guard. A test that failed while holding the
+/// lock poisons it; the next test's etcd is its own all the same.
+pub fn one_at_a_time() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A child process killed (and reaped) when dropped.
 pub struct Killed(pub Child);
@@ -428,9 +437,7 @@ impl Cluster {
     }
 
     pub fn with(setup: Setup) -> Cluster {
-        // A test that failed while holding the lock poisons it; the next
-        // test's cluster is its own all the same.
-        let one_at_a_time = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let one_at_a_time = one_at_a_time();
         let dir = tempfile::tempdir().expect("tempdir");
         let etcd = start_etcd(dir.path());
         // Agent i is given every member, starting with member i (so that

@@ -19,7 +19,7 @@ use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Output, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::MutexGuard;
 use std::time::Duration;
 
 use super::cluster::{
@@ -43,10 +43,6 @@ pub const API: &str = "127.0.0.1:7070";
 pub const NODE_NAME: &str = "@NODE@";
 
 const MINUTE: Duration = Duration::from_secs(60);
-
-/// One lab cluster at a time in a test binary (as `cluster.rs`): three
-/// etcd members and three agents are a lot for a 2-core machine.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 pub struct LabCluster {
     pub lab: Lab,
@@ -74,7 +70,10 @@ impl LabCluster {
     /// beside the nodes and the client (addresses after theirs: the first
     /// extra host is 198.18.0.5), for the test's own servers.
     pub fn with_hosts(test: &str, setup: Setup, extra: &[&str]) -> Option<LabCluster> {
-        let one_at_a_time = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        // One at a time with every other etcd of the binary (loopback
+        // clusters included): three etcd members and three agents are a
+        // lot for a 2-core machine.
+        let one_at_a_time = super::cluster::one_at_a_time();
         let mut hosts = vec!["n1", "n2", "n3", CLIENT];
         hosts.extend_from_slice(extra);
         let lab = Lab::or_skip(test, &hosts)?;
