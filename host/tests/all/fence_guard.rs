@@ -4,7 +4,7 @@
 //! killed at the deadline; bad lines change nothing; a watchdog device
 //! (the stand-in of `common::fake_watchdog`) armed only under a vouch and
 //! never fed after it ran out. The agent's side, and a frozen agent in a
-//! real cluster, are in `cluster.rs` and `watchdog.rs`.
+//! real cluster, are in `cluster/cluster.rs` and `cluster/watchdog.rs`.
 
 use crate::common;
 use std::io::Write;

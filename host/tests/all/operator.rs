@@ -483,7 +483,7 @@ fn raw_request(api: SocketAddr, head: &[u8], body: &[u8], length: usize) -> (u16
     (status, head.to_lowercase(), body.to_string())
 }
 
-/// What the schemathesis run (host/tests/api_fuzz.rs) found: requests the
+/// What the schemathesis run (host/tests/all/api_fuzz.rs) found: requests the
 /// API could not read were answered by axum in plain text (or not at all),
 /// and a resource's memory limit and a group's failback window were taken
 /// in forms the API's document refuses, a huge memory limit wrapping

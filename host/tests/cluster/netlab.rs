@@ -196,7 +196,7 @@ fn leftovers_of_a_run_whose_process_is_gone_are_removed_and_live_labs_kept() {
 }
 
 /// The command that removes leftovers of interrupted runs by hand
-/// (`cargo test -p warden --test netlab remove_netlab_leftovers`); every
+/// (`cargo test -p warden --test cluster netlab::remove_netlab_leftovers`); every
 /// new lab does it too.
 #[test]
 fn remove_netlab_leftovers() {

@@ -1,4 +1,4 @@
-//! A cluster on the network lab (`netlab.rs`): hosts `n1`, `n2`, `n3` and
+//! A cluster on the network lab (`cluster/netlab.rs`): hosts `n1`, `n2`, `n3` and
 //! `client`, each a network namespace. Node `nK` runs etcd member `m(K-1)`
 //! (client port 2379, peer port 2380 on its lab address), its agent (given
 //! every member's lab address, its own first, as an operator configures
@@ -6,7 +6,7 @@
 //! `ip netns exec` and the CLI) and the group's service, which listens on
 //! port 8080 of every address of its host and records its runs
 //! (`demo-service --record`), so tests judge from the services' side, as
-//! the loopback cluster's do (`cluster.rs`, whose configuration, etcd
+//! the loopback cluster's do (`cluster/cluster.rs`, whose configuration, etcd
 //! flags and record reading this reuses). The test reaches the hosts from
 //! the client's namespace (`Lab::within`).
 //!

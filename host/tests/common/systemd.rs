@@ -1,6 +1,6 @@
 //! A real systemd booted as PID 1 of namespaces of its own
 //! (`tests/systemd/boot.sh`), for the tests of the unit
-//! (`systemd_unit.rs`) and of the Debian package (`package.rs`).
+//! (`all/systemd_unit.rs`) and of the Debian package (`all/package.rs`).
 //!
 //! `boot.sh` boots `/lib/systemd/systemd` over an overlay of `/`, so it
 //! runs on a machine (or container) whose own PID 1 is not systemd, and
