@@ -3,55 +3,19 @@
 
 use crate::common;
 use crate::common::dev_agent::{DevAgent, http_get, pid_in};
+use crate::common::process::{Killed, events};
 use crate::common::wait_until;
 
 use std::io::{BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 const WARDEN: &str = env!("CARGO_BIN_EXE_warden");
-
-/// An agent process, killed if the test ends early.
-struct AgentProcess {
-    child: Child,
-}
-
-impl Drop for AgentProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl AgentProcess {
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the agent did not stop after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-fn events(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect()
-}
 
 #[test]
 fn dev_mode_supervises_real_processes_and_restarts_a_killed_one() {
@@ -214,8 +178,8 @@ is_alive_interval_ms = 100
         .stderr(Stdio::piped())
         .spawn()
         .expect("start");
-    let mut agent = AgentProcess { child };
-    let stderr = agent.child.stderr.take().expect("stderr");
+    let mut agent = Killed(child);
+    let stderr = agent.0.stderr.take().expect("stderr");
     let history = dir.path().join("data/events.jsonl");
     wait_until("steady to come online", Duration::from_secs(20), || {
         events(&history)
@@ -223,7 +187,7 @@ is_alive_interval_ms = 100
             .any(|e| e["resource"] == "steady" && e["to"] == "Online")
             .then_some(())
     });
-    let status = agent.terminate();
+    let status = agent.terminate(Duration::from_secs(20));
     assert!(status.success());
     let mut log = String::new();
     BufReader::new(stderr)
@@ -286,7 +250,7 @@ fn config_file(config: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
-fn start_agent(config: &Path) -> AgentProcess {
+fn start_agent(config: &Path) -> Killed {
     let child = Command::new(WARDEN)
         .args(["agent", "--config"])
         .arg(config)
@@ -294,7 +258,7 @@ fn start_agent(config: &Path) -> AgentProcess {
         .stderr(Stdio::null())
         .spawn()
         .expect("start the agent");
-    AgentProcess { child }
+    Killed(child)
 }
 
 fn pid_of(dir: &Path, resource: &str) -> Option<i32> {
@@ -394,7 +358,7 @@ properties = {{ program = "{WARDEN}", args = "demo-service --name flaky --listen
     // No fourth start.
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(pid_of(dir.path(), "flaky"), None);
-    assert!(agent.terminate().success());
+    assert!(agent.terminate(Duration::from_secs(20)).success());
 }
 
 #[test]
@@ -485,7 +449,7 @@ name = "evs"
             == 3)
             .then_some(())
     });
-    assert!(agent.terminate().success());
+    assert!(agent.terminate(Duration::from_secs(20)).success());
     let seen = events(&history);
     let at = |resource: &str, to: &str| {
         seen.iter()
@@ -525,7 +489,7 @@ fn systemd_hears_ready_watchdog_and_stopping() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start");
-    let agent = AgentProcess { child };
+    let agent = Killed(child);
     let mut heard = Vec::new();
     let mut buf = [0u8; 512];
     while !(heard.iter().any(|m: &String| m.starts_with("READY=1"))
@@ -534,7 +498,7 @@ fn systemd_hears_ready_watchdog_and_stopping() {
         let n = socket.recv(&mut buf).expect("a notification");
         heard.push(String::from_utf8_lossy(&buf[..n]).into_owned());
     }
-    assert!(agent.terminate().success());
+    assert!(agent.terminate(Duration::from_secs(20)).success());
     loop {
         let n = socket.recv(&mut buf).expect("STOPPING=1");
         let message = String::from_utf8_lossy(&buf[..n]).into_owned();

@@ -36,13 +36,7 @@ async fn resource(
         ..Grants::default()
     };
     let data = spec.dirs.data.clone();
-    let handle = monitor
-        .add(load(HOSTILE).await, spec)
-        .await
-        .expect("valid spec");
-    handle.online().expect("actor runs");
-    wait_state(&handle, ResourceState::Online, Duration::from_secs(10)).await;
-    (handle, data)
+    (online_resource(monitor, HOSTILE, spec).await, data)
 }
 
 async fn disk(handle: &ResourceHandle, attack: &str) -> Result<String, String> {

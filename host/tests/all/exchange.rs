@@ -14,12 +14,14 @@
 //! Self-contained: the helpers follow agent.rs and mail.rs.
 
 use crate::common;
+use crate::common::mail_client::{ask, http_get, smtp_ehlo, smtp_send, try_smtp_send};
+use crate::common::process::{Killed, events, oldest_pid_of};
 use crate::common::{free_address, wait_until};
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -28,52 +30,16 @@ use nix::unistd::Pid;
 const WARDEN: &str = env!("CARGO_BIN_EXE_warden");
 const NGINX: &str = "/usr/sbin/nginx";
 
-/// An agent process, killed if the test ends early.
-struct AgentProcess {
-    child: Child,
-}
-
-impl Drop for AgentProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl AgentProcess {
-    fn start(config: &Path) -> AgentProcess {
-        let child = Command::new(WARDEN)
-            .args(["agent", "--config"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the agent");
-        AgentProcess { child }
-    }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the agent did not stop after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-fn events(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect()
+/// `warden agent --config CONFIG`, its output dropped.
+fn start_agent(config: &Path) -> Killed {
+    let child = Command::new(WARDEN)
+        .args(["agent", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the agent");
+    Killed(child)
 }
 
 fn count(history: &Path, resource: &str, to: &str) -> usize {
@@ -81,122 +47,6 @@ fn count(history: &Path, resource: &str, to: &str) -> usize {
         .iter()
         .filter(|e| e["resource"] == resource && e["to"] == to)
         .count()
-}
-
-/// The pid of the process whose command line contains `pattern`.
-fn pid_of(pattern: &str) -> Option<i32> {
-    let out = Command::new("pgrep")
-        .args(["-o", "-f", pattern])
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
-        .and_then(|l| l.trim().parse().ok())
-}
-
-/// A whole SMTP dialogue delivering `text` to `mailbox`.
-fn smtp_send(address: &str, mailbox: &str, text: &str) {
-    if let Err(why) = try_smtp_send(address, mailbox, text) {
-        panic!("sending to {mailbox} over {address}: {why}");
-    }
-}
-
-/// One SMTP reply (`250-...` lines, then `250 ...`) with the code `code`.
-fn smtp_reply(reader: &mut impl BufRead, code: &str) -> Result<Vec<String>, String> {
-    let mut lines = Vec::new();
-    loop {
-        let mut line = String::new();
-        match reader.read_line(&mut line) {
-            Ok(0) => return Err(format!("closed while waiting for {code}")),
-            Ok(_) => {}
-            Err(e) => return Err(format!("reading the {code} reply: {e}")),
-        }
-        if !line.starts_with(code) {
-            return Err(format!("wanted {code}, got {line:?}"));
-        }
-        let more = line.as_bytes().get(3) == Some(&b'-');
-        lines.push(line.trim_end().to_string());
-        if !more {
-            return Ok(lines);
-        }
-    }
-}
-
-/// Like [`smtp_send`], but a refusal or a broken connection is an error:
-/// `Ok` means the server acknowledged the message (250 after the data).
-fn try_smtp_send(address: &str, mailbox: &str, text: &str) -> Result<(), String> {
-    let stream = TcpStream::connect(address).map_err(|e| format!("connect: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    let mut reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
-    let mut writer = stream;
-    smtp_reply(&mut reader, "220")?;
-    for (line, code) in [
-        ("EHLO test".to_string(), "250"),
-        ("MAIL FROM:<test@example.com>".to_string(), "250"),
-        (format!("RCPT TO:<{mailbox}@example.com>"), "250"),
-        ("DATA".to_string(), "354"),
-        (format!("Subject: test\r\n\r\n{text}\r\n."), "250"),
-    ] {
-        writer
-            .write_all(format!("{line}\r\n").as_bytes())
-            .map_err(|e| format!("sending {line:?}: {e}"))?;
-        smtp_reply(&mut reader, code)?;
-    }
-    // Acknowledged; how the connection ends does not change that.
-    let _ = writer.write_all(b"QUIT\r\n");
-    let _ = smtp_reply(&mut reader, "221");
-    Ok(())
-}
-
-/// The greeting part of an SMTP dialogue: the 220 banner, the reply to
-/// EHLO (its lines), and QUIT answered 221.
-fn smtp_ehlo(address: &str) -> Result<Vec<String>, String> {
-    let stream = TcpStream::connect(address).map_err(|e| format!("connect: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    let mut reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
-    let mut writer = stream;
-    smtp_reply(&mut reader, "220")?;
-    writer
-        .write_all(b"EHLO test\r\n")
-        .map_err(|e| e.to_string())?;
-    let ehlo = smtp_reply(&mut reader, "250")?;
-    writer.write_all(b"QUIT\r\n").map_err(|e| e.to_string())?;
-    smtp_reply(&mut reader, "221")?;
-    Ok(ehlo)
-}
-
-/// GET `path`; the whole response, or None if nothing answered.
-fn http_get(address: &str, path: &str) -> Option<String> {
-    let addr = address.parse().ok()?;
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    Some(answer)
-}
-
-/// One request line, one reply line.
-fn ask(address: &str, request: &str) -> String {
-    let stream = TcpStream::connect(address).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    writeln!(writer, "{request}").unwrap();
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    line.trim_end().to_string()
 }
 
 /// The node configuration of one Exchange virtual server, `evs1`. `bin` is
@@ -282,7 +132,7 @@ fn an_exchange_virtual_server_runs_under_the_real_agent() {
         evs_config(&bin, &store_at, &smtp_at, &http_at, &search_at),
     )
     .expect("write config");
-    let agent = AgentProcess::start(&config);
+    let agent = start_agent(&config);
     let history = dir.path().join("data/events.jsonl");
 
     // The group comes online, the Store before the others start.
@@ -326,7 +176,7 @@ fn an_exchange_virtual_server_runs_under_the_real_agent() {
     // kill -9 of mail-smtp: seen through the exit event (checks are 60 s
     // apart) and the service back online within seconds.
     let smtp_program = format!("{}/mail-smtp --listen {smtp_at}", bin.display());
-    let pid = pid_of(&smtp_program).expect("mail-smtp runs");
+    let pid = oldest_pid_of(&smtp_program).expect("mail-smtp runs");
     let onlines = count(&history, "smtp", "Online");
     let killed = Instant::now();
     kill(Pid::from_raw(pid), Signal::SIGKILL).expect("kill -9 mail-smtp");
@@ -340,7 +190,7 @@ fn an_exchange_virtual_server_runs_under_the_real_agent() {
             .any(|e| e["resource"] == "smtp" && e["event"] == "process-exited"),
         "no process-exited for smtp: {seen:#?}"
     );
-    let new_pid = pid_of(&smtp_program).expect("mail-smtp runs again");
+    let new_pid = oldest_pid_of(&smtp_program).expect("mail-smtp runs again");
     assert_ne!(pid, new_pid, "the same mail-smtp process");
     assert!(back < Duration::from_secs(5), "back after {back:?}");
     // The others were not touched.
@@ -383,7 +233,7 @@ fn an_exchange_virtual_server_runs_under_the_real_agent() {
         (acked_count() >= 20).then_some(())
     });
     let store_program = format!("{}/mail-store --data . --listen {store_at}", bin.display());
-    let store_pid = pid_of(&store_program).expect("mail-store runs");
+    let store_pid = oldest_pid_of(&store_program).expect("mail-store runs");
     let store_onlines = count(&history, "store", "Online");
     kill(Pid::from_raw(store_pid), Signal::SIGKILL).expect("kill -9 mail-store");
     let at_kill = acked_count();
@@ -427,7 +277,7 @@ fn an_exchange_virtual_server_runs_under_the_real_agent() {
     );
 
     // SIGTERM: a clean exit, and the store dismounted cleanly.
-    let status = agent.terminate();
+    let status = agent.terminate(Duration::from_secs(30));
     assert!(status.success(), "clean shutdown: {status:?}");
     let clean = dir.path().join("data/resources/store/CLEAN");
     assert!(
@@ -437,7 +287,7 @@ fn an_exchange_virtual_server_runs_under_the_real_agent() {
             .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
     );
     assert!(
-        pid_of(&format!("{}/mail-", bin.display())).is_none(),
+        oldest_pid_of(&format!("{}/mail-", bin.display())).is_none(),
         "a mail service survived the agent"
     );
 }
@@ -530,7 +380,7 @@ properties = {{ program = "{NGINX}", args = "-c {conf} -p {n} -e {n}/error.log",
         ),
     )
     .expect("write config");
-    let agent = AgentProcess::start(&config);
+    let agent = start_agent(&config);
     let history = dir.path().join("data/events.jsonl");
     wait_until("web online", Duration::from_secs(30), || {
         (count(&history, "web", "Online") >= 1).then_some(())
@@ -539,7 +389,7 @@ properties = {{ program = "{NGINX}", args = "-c {conf} -p {n} -e {n}/error.log",
     assert!(answer.contains("warden nginx ok"), "{answer}");
 
     let master = format!("nginx: master process {NGINX} -c {}", conf.display());
-    let pid = pid_of(&master).expect("the nginx master runs");
+    let pid = oldest_pid_of(&master).expect("the nginx master runs");
     let killed = Instant::now();
     kill(Pid::from_raw(pid), Signal::SIGKILL).expect("kill -9 nginx");
     let exited = wait_until("the exit event", Duration::from_secs(5), || {
@@ -585,7 +435,7 @@ properties = {{ program = "{NGINX}", args = "-c {conf} -p {n} -e {n}/error.log",
         http_get(&address, "/").filter(|a| a.contains("warden nginx ok"))
     });
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    let new_pid = pid_of(&master).unwrap_or_else(|| {
+    let new_pid = oldest_pid_of(&master).unwrap_or_else(|| {
         let ps = Command::new("ps")
             .args(["-eo", "pid,ppid,pgid,args"])
             .output();
@@ -601,9 +451,9 @@ properties = {{ program = "{NGINX}", args = "-c {conf} -p {n} -e {n}/error.log",
         exited < Duration::from_secs(3),
         "exit seen after {exited:?}"
     );
-    let status = agent.terminate();
+    let status = agent.terminate(Duration::from_secs(30));
     assert!(status.success(), "clean shutdown: {status:?}");
-    assert!(pid_of(&master).is_none(), "nginx survived the agent");
+    assert!(oldest_pid_of(&master).is_none(), "nginx survived the agent");
 }
 
 const PYTHON: &str = "/usr/bin/python3";
@@ -697,7 +547,7 @@ properties = {{ program = "{PYTHON}", args = "-m aiosmtpd -n -l {{address}}", ad
         ),
     )
     .expect("write config");
-    let agent = AgentProcess::start(&config);
+    let agent = start_agent(&config);
     let history = dir.path().join("data/events.jsonl");
     wait_until("mx online", Duration::from_secs(30), || {
         (count(&history, "mx", "Online") >= 1).then_some(())
@@ -723,7 +573,7 @@ properties = {{ program = "{PYTHON}", args = "-m aiosmtpd -n -l {{address}}", ad
     // the exit event.
     set_component(&api, TOKEN, "Monitoring", "Inactive");
     let server = format!("{PYTHON} -m aiosmtpd -n -l {address}");
-    let pid = pid_of(&server).expect("aiosmtpd runs");
+    let pid = oldest_pid_of(&server).expect("aiosmtpd runs");
     kill(Pid::from_raw(pid), Signal::SIGKILL).expect("kill -9 aiosmtpd");
     wait_until("mx online again", Duration::from_secs(30), || {
         (count(&history, "mx", "Online") >= 2).then_some(())
@@ -738,7 +588,7 @@ properties = {{ program = "{PYTHON}", args = "-m aiosmtpd -n -l {{address}}", ad
         !seen.iter().any(|e| e["event"] == "check"),
         "a health check ran while Monitoring was inactive: {seen:#?}"
     );
-    let new_pid = pid_of(&server).expect("aiosmtpd runs again");
+    let new_pid = oldest_pid_of(&server).expect("aiosmtpd runs again");
     assert_ne!(pid, new_pid, "the same aiosmtpd process");
     let ehlo = smtp_ehlo(&address).expect("the restarted aiosmtpd answers EHLO");
     assert!(ehlo.len() > 1, "{ehlo:?}");
@@ -751,7 +601,10 @@ properties = {{ program = "{PYTHON}", args = "-m aiosmtpd -n -l {{address}}", ad
     });
     assert_eq!(is_alive_checks(&api, TOKEN, "failed"), 0);
 
-    let status = agent.terminate();
+    let status = agent.terminate(Duration::from_secs(30));
     assert!(status.success(), "clean shutdown: {status:?}");
-    assert!(pid_of(&server).is_none(), "aiosmtpd survived the agent");
+    assert!(
+        oldest_pid_of(&server).is_none(),
+        "aiosmtpd survived the agent"
+    );
 }

@@ -5,6 +5,7 @@
 //! of the Store loses nothing, and Ctrl-C stops every service.
 
 use crate::common::dev_agent::{DevAgent, http_get_path};
+use crate::common::process::events;
 use crate::common::wait_until;
 
 use std::io::{BufRead, BufReader, Write};
@@ -38,14 +39,6 @@ fn service_of(resource: &str) -> &str {
         "search" => "indexer",
         other => other,
     }
-}
-
-fn events(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect()
 }
 
 /// The `at_ms` of the `nth` (from 0) change of `resource` to `to`.

@@ -8,7 +8,6 @@
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::time::Duration;
 
 use crate::common::*;
 use warden::monitor::{Monitor, ResourceHandle, ResourceState};
@@ -26,13 +25,7 @@ async fn hostile(
     let mut spec = spec(name, props);
     spec.grants = grants;
     let dirs = spec.dirs.clone();
-    let handle = monitor
-        .add(load(HOSTILE).await, spec)
-        .await
-        .expect("valid spec");
-    handle.online().expect("actor runs");
-    wait_state(&handle, ResourceState::Online, Duration::from_secs(10)).await;
-    (handle, dirs)
+    (online_resource(monitor, HOSTILE, spec).await, dirs)
 }
 
 async fn ask(handle: &ResourceHandle, code: &str, payload: &str) -> Result<String, String> {

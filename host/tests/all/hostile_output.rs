@@ -8,12 +8,11 @@
 
 use crate::common;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::process::Killed;
 use crate::common::{load, ms, runtime, spec, wait_until};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use warden::monitor::{EventKind, Monitor, ResourceState};
@@ -56,27 +55,6 @@ fn assert_safe_text(what: &str, reason: &str, bound: usize) {
     );
 }
 
-/// An agent process, killed if the test ends early.
-struct AgentProcess {
-    child: Child,
-}
-
-impl Drop for AgentProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl AgentProcess {
-    fn terminate(mut self) {
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-        wait_until("the agent to stop", Duration::from_secs(60), || {
-            self.child.try_wait().ok().flatten().map(drop)
-        });
-    }
-}
-
 /// `warden status --json` against the agent; None if it did not answer.
 fn status(api: &str) -> Option<Value> {
     let out = Command::new(WARDEN)
@@ -99,7 +77,7 @@ fn resource<'a>(status: &'a Value, name: &str) -> Option<&'a Value> {
         .find(|r| r["name"] == name)
 }
 
-fn start_agent(dir: &Path) -> (AgentProcess, String) {
+fn start_agent(dir: &Path) -> (Killed, String) {
     let plugins = dir.join("plugins");
     std::fs::create_dir(&plugins).expect("mkdir plugins");
     std::fs::copy(HOSTILE, plugins.join("hostile-output.wasm")).expect("copy hostile");
@@ -148,7 +126,7 @@ looks_alive_interval_ms = 100
         .stderr(Stdio::from(log))
         .spawn()
         .expect("start the agent");
-    (AgentProcess { child }, format!("http://{api}"))
+    (Killed(child), format!("http://{api}"))
 }
 
 #[test]
@@ -190,7 +168,7 @@ fn a_flooding_forging_plugin_leaves_the_log_bounded_and_the_agent_answering() {
         "the neighbour ran {checks} checks in {elapsed:?} (schedule: {expected:.0})"
     );
     let hostile = resource(&last, "hostile").cloned().unwrap_or_default();
-    agent.terminate();
+    agent.terminate(Duration::from_secs(60));
 
     let log = std::fs::read(dir.path().join("agent.log")).expect("read log");
     let log = String::from_utf8_lossy(&log);

@@ -9,11 +9,12 @@
 //! if they are not next to this test's binary already.
 
 use crate::common;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::common::mail_client::{ask, http_get};
 use crate::common::*;
 use warden::monitor::{Monitor, ResourceHandle, ResourceSpec, ResourceState, TimingOverrides};
 use warden::runtime::Grants;
@@ -82,28 +83,6 @@ fn smtp_send(address: &str, mailbox: &str, text: &str) {
     }
 }
 
-fn http_get(address: &str, path: &str) -> String {
-    let mut stream = TcpStream::connect(address).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    answer
-}
-
-fn ask(address: &str, request: &str) -> String {
-    let stream = TcpStream::connect(address).unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    writeln!(writer, "{request}").unwrap();
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    line.trim_end().to_string()
-}
-
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     for _ in 0..100 {
         if check() {
@@ -159,7 +138,7 @@ async fn a_virtual_server_stores_indexes_serves_and_survives_kill_9() {
     }
 
     smtp_send(&smtp_at, "alice", "warden zebra crossing");
-    let mailbox = http_get(&http_at, "/mailbox/alice");
+    let mailbox = http_get(&http_at, "/mailbox/alice").expect("the HTTP service answers");
     assert!(
         mailbox.starts_with("HTTP/1.1 200") && mailbox.contains("zebra"),
         "{mailbox}"
@@ -190,7 +169,7 @@ async fn a_virtual_server_stores_indexes_serves_and_survives_kill_9() {
         );
         online(handle).await;
     }
-    let mailbox = http_get(&http_at, "/mailbox/alice");
+    let mailbox = http_get(&http_at, "/mailbox/alice").expect("the HTTP service answers");
     assert!(
         mailbox.contains("zebra"),
         "lost after the store's kill -9: {mailbox}"

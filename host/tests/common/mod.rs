@@ -8,8 +8,10 @@ pub mod dev_agent;
 pub mod dns_server;
 pub mod fake_watchdog;
 pub mod lab_cluster;
+pub mod mail_client;
 pub mod netlab;
 pub mod ports;
+pub mod process;
 pub mod redfish;
 pub mod systemd;
 pub mod virtual_server;
@@ -113,19 +115,29 @@ pub async fn wait_state(handle: &ResourceHandle, state: ResourceState, within: D
     }
 }
 
+/// A resource of the plugin file `plugin` added to `monitor` as `spec`
+/// says and brought Online (within 10 s, or the test fails).
+pub async fn online_resource(
+    monitor: &mut Monitor,
+    plugin: &str,
+    spec: ResourceSpec,
+) -> ResourceHandle {
+    let handle = monitor
+        .add(load(plugin).await, spec)
+        .await
+        .expect("valid spec");
+    handle.online().expect("actor runs");
+    wait_state(&handle, ResourceState::Online, Duration::from_secs(10)).await;
+    handle
+}
+
 /// A monitor with one chaos resource online.
 pub async fn online_chaos(
     monitor: &mut Monitor,
     name: &str,
     props: &[(&str, &str)],
 ) -> ResourceHandle {
-    let handle = monitor
-        .add(load(CHAOS).await, spec(name, props))
-        .await
-        .expect("valid spec");
-    handle.online().expect("actor runs");
-    wait_state(&handle, ResourceState::Online, Duration::from_secs(10)).await;
-    handle
+    online_resource(monitor, CHAOS, spec(name, props)).await
 }
 
 /// A sandbox for the chaos resource `name` with `properties` in `dir`, as
