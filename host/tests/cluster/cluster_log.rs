@@ -9,10 +9,9 @@
 
 use crate::common;
 use std::collections::BTreeMap;
-use std::sync::MutexGuard;
 use std::time::Instant;
 
-use crate::common::cluster::{one_at_a_time, start_single_etcd};
+use crate::common::cluster::{EtcdTurn, one_at_a_time, start_single_etcd};
 use etcd_client::{GetOptions, PutOptions, Txn, TxnOp};
 use warden::cluster::Keys;
 use warden::cluster::compact::compact;
@@ -38,7 +37,7 @@ struct Log {
     desired: Desired,
     /// Dropped last: no other etcd of the binary runs meanwhile (this
     /// one's batched writes would starve a cluster test's lease renewals).
-    _one_at_a_time: MutexGuard<'static, ()>,
+    _one_at_a_time: EtcdTurn,
 }
 
 impl Log {

@@ -93,7 +93,7 @@ properties = {{ program = "{WARDEN}", args = "demo-service --name web --listen {
 /// the stand-in device: what most tests here start from. Bound in this
 /// order, the parts drop agent first, the device and the lock last.
 struct Owning {
-    _one: std::sync::MutexGuard<'static, ()>,
+    _one: crate::common::cluster::EtcdTurn,
     device: FakeWatchdog,
     dir: tempfile::TempDir,
     etcd: common::cluster::Etcd,

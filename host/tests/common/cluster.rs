@@ -39,11 +39,18 @@ pub const TOKEN: &str = "cluster-test-token";
 /// two of them run side by side in the cluster binary.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// Wait for this test's turn to run an etcd (see `ONE_AT_A_TIME`); the
-/// turn lasts as long as the guard. A test that failed while holding the
-/// lock poisons it; the next test's etcd is its own all the same.
-pub fn one_at_a_time() -> MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+/// A test's turn to run an etcd: it lasts as long as this value.
+///
+/// Async tests hold it across their awaits, on purpose: the lock orders
+/// whole tests, each on a runtime of its own, and no task of any runtime
+/// takes it, so holding it cannot block a task that would release it.
+pub struct EtcdTurn(#[allow(dead_code)] MutexGuard<'static, ()>);
+
+/// Wait for this test's turn to run an etcd (see `ONE_AT_A_TIME`). A test
+/// that failed during its turn poisons the lock; the next test's etcd is
+/// its own all the same.
+pub fn one_at_a_time() -> EtcdTurn {
+    EtcdTurn(ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 pub use super::process::Killed;
@@ -420,7 +427,7 @@ pub struct Cluster {
     /// Where the MTAs of `mx1` and `mx2` listen (`Setup::mtas`).
     pub mtas: Vec<SocketAddr>,
     pub setup: Setup,
-    _one_at_a_time: MutexGuard<'static, ()>,
+    _one_at_a_time: EtcdTurn,
 }
 
 impl Cluster {

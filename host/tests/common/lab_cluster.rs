@@ -19,12 +19,11 @@ use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Output, Stdio};
-use std::sync::MutexGuard;
 use std::time::Duration;
 
 use super::cluster::{
-    Cluster, ETCD, Killed, NODES, Run, Setup, TOKEN, WARDEN, etcd_member_args, fences_in, http_get,
-    http_post, joins_in, served_by, serving_now,
+    Cluster, ETCD, EtcdTurn, Killed, NODES, Run, Setup, TOKEN, WARDEN, etcd_member_args, fences_in,
+    http_get, http_post, joins_in, served_by, serving_now,
 };
 use super::netlab::{Lab, Way};
 use super::wait_until;
@@ -55,7 +54,7 @@ pub struct LabCluster {
     /// Resources whose data directory every node shares: each agent sees
     /// `dir/shared/NAME` as its `data/resources/NAME`.
     shared: Vec<String>,
-    _one_at_a_time: MutexGuard<'static, ()>,
+    _one_at_a_time: EtcdTurn,
 }
 
 impl LabCluster {
