@@ -2,6 +2,7 @@
 //! services, real plugin files.
 
 use crate::common;
+use crate::common::agent_process::start_agent;
 use crate::common::dev_agent::{DevAgent, http_get, pid_in};
 use crate::common::process::{Killed, events};
 use crate::common::wait_until;
@@ -248,17 +249,6 @@ fn config_file(config: &str) -> (tempfile::TempDir, PathBuf) {
     let path = dir.path().join("node.toml");
     std::fs::write(&path, config).expect("write config");
     (dir, path)
-}
-
-fn start_agent(config: &Path) -> Killed {
-    let child = Command::new(WARDEN)
-        .args(["agent", "--config"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the agent");
-    Killed(child)
 }
 
 fn pid_of(dir: &Path, resource: &str) -> Option<i32> {

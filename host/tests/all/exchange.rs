@@ -14,33 +14,22 @@
 //! Self-contained: the helpers follow agent.rs and mail.rs.
 
 use crate::common;
+use crate::common::agent_process::start_agent;
 use crate::common::mail_client::{ask, http_get, smtp_ehlo, smtp_send, try_smtp_send};
-use crate::common::process::{Killed, events, oldest_pid_of};
+use crate::common::nginx::{NGINX, nginx_config};
+use crate::common::process::{events, oldest_pid_of};
 use crate::common::{free_address, wait_until};
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 const WARDEN: &str = env!("CARGO_BIN_EXE_warden");
-const NGINX: &str = "/usr/sbin/nginx";
-
-/// `warden agent --config CONFIG`, its output dropped.
-fn start_agent(config: &Path) -> Killed {
-    let child = Command::new(WARDEN)
-        .args(["agent", "--config"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the agent");
-    Killed(child)
-}
 
 fn count(history: &Path, resource: &str, to: &str) -> usize {
     events(history)
@@ -310,38 +299,6 @@ fn the_example_configuration_parses_and_names_the_four_types() {
         types,
         ["store", "smtp-instance", "http-instance", "ms-search"]
     );
-}
-
-/// An nginx configuration in `dir`: everything inside it, in the foreground.
-fn nginx_config(dir: &Path, address: &str) -> PathBuf {
-    let d = dir.display();
-    let conf = dir.join("nginx.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            r#"daemon off;
-master_process on;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 64; }}
-http {{
-    access_log {d}/access.log;
-    client_body_temp_path {d}/client_body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    server {{
-        listen {address};
-        location / {{ return 200 "warden nginx ok\n"; }}
-    }}
-}}
-"#
-        ),
-    )
-    .expect("write nginx.conf");
-    conf
 }
 
 #[test]

@@ -10,6 +10,7 @@ pub mod fake_watchdog;
 pub mod lab_cluster;
 pub mod mail_client;
 pub mod netlab;
+pub mod nginx;
 pub mod ports;
 pub mod process;
 pub mod redfish;
