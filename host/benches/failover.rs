@@ -2,7 +2,7 @@
 //! group, to the group's service answering again from another node.
 //!
 //! A real 3-member etcd and three real agents on loopback (the harness of
-//! `tests/cluster.rs`). Each round kills the current owner, waits until
+//! `tests/cluster/cluster.rs`). Each round kills the current owner, waits until
 //! another node serves, then starts the killed agent again so that three
 //! nodes are up for the next round. The time is dominated by the lease
 //! TTL: the other nodes learn of the death when etcd expires the lease.

@@ -3,7 +3,7 @@
 //! another node, at the same lease TTL.
 //!
 //! A real 3-member etcd and three real agents (the harness of
-//! `tests/cluster.rs`). Lease expiry alone: the other nodes learn of the
+//! `tests/cluster/cluster.rs`). Lease expiry alone: the other nodes learn of the
 //! frozen owner when etcd expires its lease (its fence guard has stopped
 //! its service before). With a fence device (sushy-tools' Redfish
 //! emulator, `tests/common/redfish.rs`, whose power-off the lab turns into

@@ -2,7 +2,7 @@
 //! orders through the log's one compare-and-swap on its head, and what one
 //! append costs, as the number of agents appending at once grows.
 //!
-//! A real 3-member etcd on loopback (the harness of `tests/cluster.rs`).
+//! A real 3-member etcd on loopback (the harness of `tests/cluster/cluster.rs`).
 //! Each writer is what an agent is to the log: a client of every member of
 //! its own, appending with `warden::cluster::log::append` (read the head,
 //! then a transaction that writes the entry and moves the head only if the

@@ -36,6 +36,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::nginx::{NGINX, nginx_config};
 use tokio::sync::{broadcast, mpsc, watch};
 use warden::agent::Agent;
 use warden::config::AgentConfig;
@@ -55,7 +59,6 @@ const FORK_WARMUP: usize = 20;
 /// Kill -9 rounds of part 2.
 const ROUNDS: usize = 12;
 
-const NGINX: &str = "/usr/sbin/nginx";
 const SLEEP: &str = "/usr/bin/sleep";
 const CURL: &str = "/usr/bin/curl";
 const BASH: &str = "/usr/bin/bash";
@@ -625,39 +628,6 @@ fn served_by(address: &str) -> Option<i32> {
     answer
         .rsplit_once("worker ")
         .and_then(|(_, pid)| pid.trim().parse().ok())
-}
-
-/// An nginx configuration in `dir`: everything inside it, in the
-/// foreground; `GET /` answers 200 with the worker's pid.
-fn nginx_config(dir: &Path, address: &str) -> PathBuf {
-    let d = dir.display();
-    let conf = dir.join("nginx.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            r#"daemon off;
-master_process on;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/client_body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    server {{
-        listen {address};
-        location / {{ return 200 "warden nginx worker $pid\n"; }}
-    }}
-}}
-"#
-        ),
-    )
-    .expect("write nginx.conf");
-    conf
 }
 
 /// The mail services' binaries, built for this profile if needed.

@@ -3,7 +3,7 @@
 //! by a client in the network lab that asks the address every 100 ms.
 //!
 //! The lab's three-node cluster (`tests/common/lab_cluster.rs`) with the
-//! group `web` of `tests/virtual_address.rs`: an `ip-address`
+//! group `web` of `tests/cluster/virtual_address.rs`: an `ip-address`
 //! (198.18.0.200/24) beside the demo service, which answers on every
 //! address of its host and names its node. Three modes, each for
 //! `WARDEN_BENCH_ROUNDS` rounds (default 10):
@@ -93,7 +93,7 @@ fn main() {
     }
 }
 
-/// The group `web` of `tests/virtual_address.rs`: the address beside the
+/// The group `web` of `tests/cluster/virtual_address.rs`: the address beside the
 /// demo service, granted on every node.
 fn setup() -> Setup {
     Setup {

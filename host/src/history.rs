@@ -27,7 +27,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::monitor::Record;
+use crate::monitor::{Event, Record};
 
 /// At most this many events go into one write.
 const BATCH: usize = 4096;
@@ -114,11 +114,37 @@ pub enum Start {
 /// follower's stream.
 pub async fn spawn_writer(record: Record, dir: &Path) -> Result<(Writer, History)> {
     let path = dir.join(FILE);
+    let (file, lines) = open_for_append(&path).await?;
+    let (announce, written) = watch::channel(lines);
+    let Record { events, queued } = record;
+    let taken = Arc::new(AtomicU64::new(0));
+    let task = tokio::spawn(write_batches(
+        BatchWriter {
+            file,
+            path: path.clone(),
+            lines,
+            announce,
+            taken: taken.clone(),
+        },
+        events,
+    ));
+    let writer = Writer {
+        task,
+        queued,
+        taken,
+    };
+    Ok((writer, History { path, written }))
+}
+
+/// The history file at `path` opened to append, and how many lines it
+/// holds. A line torn by a crash is ended, so the next event starts a line
+/// of its own and line numbers stay sequence numbers.
+async fn open_for_append(path: &Path) -> Result<(tokio::fs::File, u64)> {
     let mut file = tokio::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .read(true)
-        .open(&path)
+        .open(path)
         .await
         .with_context(|| format!("opening the event history {}", path.display()))?;
     let mut existing = Vec::new();
@@ -126,72 +152,84 @@ pub async fn spawn_writer(record: Record, dir: &Path) -> Result<(Writer, History
         .await
         .with_context(|| format!("reading the event history {}", path.display()))?;
     let mut lines = existing.iter().filter(|b| **b == b'\n').count() as u64;
-    // A line torn by a crash is ended, so the next event starts a line of
-    // its own and line numbers stay sequence numbers.
     if existing.last().is_some_and(|b| *b != b'\n') {
         file.write_all(b"\n")
             .await
             .with_context(|| format!("ending a torn line of {}", path.display()))?;
         lines += 1;
     }
-    drop(existing);
-    let (announce, written) = watch::channel(lines);
-    let writer_path = path.clone();
-    let Record {
-        events: mut queue,
-        queued,
-    } = record;
-    let taken = Arc::new(AtomicU64::new(0));
-    let taken_by_writer = taken.clone();
-    let task = tokio::spawn(async move {
-        let mut torn = false;
-        let mut batch = Vec::with_capacity(BATCH);
-        loop {
-            if queue.recv_many(&mut batch, BATCH).await == 0 {
-                return;
-            }
-            // After a failed write the file may end in part of a line:
-            // end it first, so this batch is not glued onto it (the torn
-            // line keeps its number and is skipped by readers).
-            let mut bytes = Vec::with_capacity(batch.len() * 160 + 1);
-            if torn {
-                bytes.push(b'\n');
-            }
-            let count = batch.len() as u64;
-            for event in batch.drain(..) {
-                // An event is plain data: serializing it cannot fail, and a
-                // line that did would still keep the numbering.
-                let line = serde_json::to_vec(&event).unwrap_or_default();
-                bytes.extend_from_slice(&line);
-                bytes.push(b'\n');
-            }
-            let written = async {
-                file.write_all(&bytes).await?;
-                file.flush().await
-            };
-            match written.await {
-                Ok(()) => {
-                    torn = false;
-                    lines += count;
-                    announce.send_replace(lines);
-                }
-                Err(err) => {
-                    torn = true;
-                    tracing::error!(
-                        "writing {count} event(s) to the event history {}: {err}",
-                        writer_path.display()
-                    )
-                }
-            }
-            taken_by_writer.fetch_add(count, Ordering::SeqCst);
+    Ok((file, lines))
+}
+
+/// The writer task's state: the file, its line count (announced to
+/// readers after each batch lands) and how many events it has taken.
+struct BatchWriter {
+    file: tokio::fs::File,
+    path: PathBuf,
+    lines: u64,
+    announce: watch::Sender<u64>,
+    taken: Arc<AtomicU64>,
+}
+
+/// The writer task: the queued events in batches of up to [`BATCH`], each
+/// batch one write, until the queue closes.
+async fn write_batches(mut writer: BatchWriter, mut queue: mpsc::UnboundedReceiver<Event>) {
+    let mut torn = false;
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        if queue.recv_many(&mut batch, BATCH).await == 0 {
+            return;
         }
-    });
-    let writer = Writer {
-        task,
-        queued,
-        taken,
-    };
-    Ok((writer, History { path, written }))
+        let count = batch.len() as u64;
+        let bytes = encode(batch.drain(..), torn);
+        torn = !writer.append(&bytes, count).await;
+        writer.taken.fetch_add(count, Ordering::SeqCst);
+    }
+}
+
+/// `events` as the history's lines. After a failed write the file may end
+/// in part of a line (`torn`): a newline first ends it, so these are not
+/// glued onto it (the torn line keeps its number and is skipped by
+/// readers).
+fn encode(events: impl ExactSizeIterator<Item = Event>, torn: bool) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(events.len() * 160 + 1);
+    if torn {
+        bytes.push(b'\n');
+    }
+    for event in events {
+        // An event is plain data: serializing it cannot fail, and a line
+        // that did would still keep the numbering.
+        let line = serde_json::to_vec(&event).unwrap_or_default();
+        bytes.extend_from_slice(&line);
+        bytes.push(b'\n');
+    }
+    bytes
+}
+
+impl BatchWriter {
+    /// Write `bytes` (`count` events) and, once they are in the file,
+    /// announce the new line count; whether they were written. A failed
+    /// write is logged: the events are lost, the agent goes on.
+    async fn append(&mut self, bytes: &[u8], count: u64) -> bool {
+        let written = async {
+            self.file.write_all(bytes).await?;
+            self.file.flush().await
+        };
+        match written.await {
+            Ok(()) => {
+                self.lines += count;
+                self.announce.send_replace(self.lines);
+                true
+            }
+            Err(err) => {
+                tracing::error!(
+                    "writing {count} event(s) to the event history {}: {err}",
+                    self.path.display()
+                );
+                false
+            }
+        }
+    }
 }
 
 impl History {

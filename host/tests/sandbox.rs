@@ -3,7 +3,12 @@
 //! to the addresses its properties name, and the log says what was denied;
 //! its checkpoint survives a new instance and a restart of the agent. A
 //! neighbour stays Online throughout. (A program that is not allowed is
-//! refused: see loading.rs.)
+//! refused: see `all/loading.rs`.)
+//!
+//! A binary of its own, not a module of `tests/all`: to read what the agent
+//! logs it installs the process's global tracing subscriber, which would
+//! take every other test's log too (theirs in its buffer, and a denial
+//! another test provoked could satisfy a check here).
 
 mod common;
 

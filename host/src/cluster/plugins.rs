@@ -384,48 +384,16 @@ impl ClusterPlugins {
         let mut chunks_written = false;
         for _ in 0..3 {
             let (current, revision) = self.announcement(type_name).await?;
-            if let Some(current) = &current {
-                if current.sha256 == sha256 {
-                    return Ok(Stored::AlreadyAnnounced);
-                }
-                match compare_versions(&current.version, version) {
-                    std::cmp::Ordering::Greater => {
-                        return Ok(Stored::NewerAnnounced(current.version.clone()));
-                    }
-                    std::cmp::Ordering::Equal if replace == Replace::LowerOnly => {
-                        return Ok(Stored::SameVersionAnnounced);
-                    }
-                    _ => {}
-                }
+            if let Some(current) = &current
+                && let Some(outcome) = already_settled(current, &sha256, version, replace)
+            {
+                return Ok(outcome);
             }
             if !chunks_written {
-                for (index, chunk) in chunks.iter().enumerate() {
-                    let key = self.keys.blob_chunk(&sha256, index);
-                    self.etcd
-                        .request("storing a plugin component", |mut client| {
-                            let (key, chunk) = (key.clone(), chunk.to_vec());
-                            async move { client.put(key, chunk, None).await }
-                        })
-                        .await?;
-                }
+                self.put_chunks(&sha256, &chunks).await?;
                 chunks_written = true;
             }
-            let key = self.keys.rollout(type_name);
-            let swapped = self
-                .etcd
-                .request("announcing a plugin build", |mut client| {
-                    let txn = Txn::new()
-                        .when([Compare::mod_revision(
-                            key.clone(),
-                            CompareOp::Equal,
-                            revision,
-                        )])
-                        .and_then([TxnOp::put(key.clone(), value.clone(), None)]);
-                    async move { client.txn(txn).await }
-                })
-                .await?
-                .succeeded();
-            if swapped {
+            if self.announce(type_name, &value, revision).await? {
                 if let Some(old) = current.filter(|old| old.sha256 != sha256) {
                     self.delete_blob(&old.sha256).await;
                 }
@@ -435,6 +403,41 @@ impl ClusterPlugins {
             // (the same SHA-256 announced).
         }
         bail!("the announcement of {type_name} {version} kept changing under this node")
+    }
+
+    /// Write a component's chunks under its SHA-256 (before it is
+    /// announced: a node that reads the announcement finds them all).
+    async fn put_chunks(&self, sha256: &str, chunks: &[&[u8]]) -> Result<()> {
+        for (index, chunk) in chunks.iter().enumerate() {
+            let key = self.keys.blob_chunk(sha256, index);
+            self.etcd
+                .request("storing a plugin component", |mut client| {
+                    let (key, chunk) = (key.clone(), chunk.to_vec());
+                    async move { client.put(key, chunk, None).await }
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Put `value` as the announcement of `type_name` if its key is still
+    /// at `revision` (0: absent); whether it was.
+    async fn announce(&self, type_name: &str, value: &str, revision: i64) -> Result<bool> {
+        let key = self.keys.rollout(type_name);
+        Ok(self
+            .etcd
+            .request("announcing a plugin build", |mut client| {
+                let txn = Txn::new()
+                    .when([Compare::mod_revision(
+                        key.clone(),
+                        CompareOp::Equal,
+                        revision,
+                    )])
+                    .and_then([TxnOp::put(key.clone(), value.to_string(), None)]);
+                async move { client.txn(txn).await }
+            })
+            .await?
+            .succeeded())
     }
 
     /// Delete a component's chunks (best effort: an orphan only costs
@@ -492,6 +495,28 @@ impl ClusterPlugins {
             bytes.extend_from_slice(chunk.value());
         }
         Ok(bytes)
+    }
+}
+
+/// What storing the build `sha256` of `version` comes to, given the
+/// announcement `current`, without writing anything: already announced,
+/// a higher version announced, or the same version announced and
+/// `replace` keeps it. `None`: announce it.
+fn already_settled(
+    current: &Announcement,
+    sha256: &str,
+    version: &str,
+    replace: Replace,
+) -> Option<Stored> {
+    if current.sha256 == sha256 {
+        return Some(Stored::AlreadyAnnounced);
+    }
+    match compare_versions(&current.version, version) {
+        std::cmp::Ordering::Greater => Some(Stored::NewerAnnounced(current.version.clone())),
+        std::cmp::Ordering::Equal if replace == Replace::LowerOnly => {
+            Some(Stored::SameVersionAnnounced)
+        }
+        _ => None,
     }
 }
 

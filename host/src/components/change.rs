@@ -8,9 +8,7 @@ use super::{Component, State};
 /// A component's effective state before and after an operation.
 ///
 /// [`ComponentStates::set`](super::ComponentStates::set) always returns one
-/// (`before == after` when the effective state did not move);
-/// [`ComponentStates::merge`](super::ComponentStates::merge) returns only those
-/// that moved.
+/// (`before == after` when the effective state did not move).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
     pub component: Component,

@@ -44,8 +44,7 @@ pub enum ParseError {
 /// A part of a node that can be taken out of service on its own.
 ///
 /// The declaration order is the order of
-/// [`ComponentStates::list`](super::ComponentStates::list) and of the changes
-/// [`ComponentStates::merge`](super::ComponentStates::merge) returns: the
+/// [`ComponentStates::list`](super::ComponentStates::list): the
 /// node-wide switch first, then the two that govern the agent's own automation,
 /// then the resource types by name.
 ///

@@ -22,10 +22,10 @@
 //! most restrictive request wins, so one requester cannot undo what another
 //! asked for.
 //!
-//! Two copies of the states exist: the node's local store and the cluster
-//! store (Exchange keeps them in the registry and in Active Directory).
-//! [`ComponentStates::merge`] reconciles them entry by entry, the newer
-//! timestamp winning, as Exchange does.
+//! The states are the node's own, kept in its store (`crate::store`).
+//! Exchange keeps a second copy in Active Directory and reconciles the two;
+//! a Warden cluster shares no component states (each node's govern that
+//! node alone), so there is one copy and nothing to reconcile.
 //!
 //! The module is pure: no clock, no I/O. Timestamps (milliseconds since the
 //! Unix epoch) are passed in, and every change of an effective state comes
@@ -33,7 +33,6 @@
 
 mod change;
 mod component;
-mod merge;
 mod request;
 mod states;
 
@@ -63,18 +62,6 @@ mod testing {
         for (at, (component, requester, state)) in ops.iter().enumerate() {
             states.set(c(component), *requester, *state, 1_000 + at as u64);
         }
-        states
-    }
-
-    /// One request on a fresh node.
-    pub(super) fn one(
-        component: &str,
-        requester: Requester,
-        state: State,
-        at_ms: u64,
-    ) -> ComponentStates {
-        let mut states = ComponentStates::new();
-        states.set(c(component), requester, state, at_ms);
         states
     }
 }

@@ -134,21 +134,8 @@ impl FromStr for Requester {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub state: State,
-    /// Milliseconds since the Unix epoch; decides which copy wins a merge.
+    /// Milliseconds since the Unix epoch: when it was asked.
     pub at_ms: u64,
-}
-
-impl Entry {
-    /// Whether this copy of an entry replaces `current` in a merge: the
-    /// newer timestamp wins; on equal timestamps the more restrictive state
-    /// wins (Inactive, then Draining, then Active), so that a tie can only
-    /// err towards keeping a node out of service, never towards putting it
-    /// back by accident. This is a total order on (timestamp, restriction),
-    /// so merging is commutative, associative and idempotent: both copies
-    /// end up the same whichever merges into which, and however often.
-    pub(super) fn supersedes(&self, current: &Entry) -> bool {
-        (self.at_ms, self.state.restriction()) > (current.at_ms, current.state.restriction())
-    }
 }
 
 #[cfg(test)]

@@ -54,7 +54,7 @@ impl ComponentStates {
     /// The entry replaces that requester's previous one whatever the
     /// timestamps say: this is a new command and must win. Its timestamp is
     /// raised to one past the replaced entry's if the clock stepped back, so
-    /// that the newest command also wins when the two stores are merged.
+    /// that a requester's newest command always carries its newest time.
     /// Setting the state a requester already has only refreshes the
     /// timestamp; the returned change then has `before == after`.
     pub fn set(

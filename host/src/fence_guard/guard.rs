@@ -288,6 +288,7 @@ impl Guard {
         }
     }
 
+    /// Carry out one line of the agent's.
     fn take(&mut self, line: &str) {
         let command = match Command::parse(line) {
             Ok(command) => command,
@@ -297,76 +298,91 @@ impl Guard {
             }
         };
         match command {
-            Command::Vouch(vouch) => {
-                if matches!(self.vouch, Vouch::Lapsed) {
-                    tracing::info!("fence guard: the agent vouches for its lease again");
-                }
-                let until = Instant::now() + vouch;
-                self.vouch = Vouch::Until(until);
-                self.fresh_until = Some(until);
-            }
-            Command::Grace(grace) => {
-                let until = Instant::now() + grace;
-                self.vouch = Vouch::Until(until);
-                // Fed so that it still fires before the grace ends, and
-                // not past what the last vouch allowed.
-                if let Some(watchdog) = &self.watchdog
-                    && let Some(last_feed) = until.checked_sub(watchdog.timeout())
-                {
-                    self.fresh_until = self.fresh_until.max(Some(last_feed));
-                }
-            }
+            Command::Vouch(vouch) => self.vouch_for(vouch),
+            Command::Grace(grace) => self.grace(grace),
             Command::Owns(groups) => self.owned = groups,
-            Command::Hold(pgid) if self.spared.contains(&Some(pgid)) => {
-                tracing::warn!(
-                    "fence guard: refused to hold process group {pgid}: it is the guard's or the agent's own"
-                );
-            }
-            Command::Hold(pgid) => {
-                if matches!(self.vouch, Vouch::Lapsed) {
-                    tracing::error!(
-                        "fence guard: process group {pgid} held while no vouch is in force: killing it"
-                    );
-                    kill_groups([pgid]);
-                } else {
-                    self.held.insert(pgid);
-                }
-            }
+            Command::Hold(pgid) => self.hold(pgid),
             Command::Release(pgid) => {
                 self.held.remove(&pgid);
             }
-            Command::HoldAddress(address) => {
-                if matches!(self.vouch, Vouch::Lapsed) {
-                    tracing::error!(
-                        "fence guard: address {address} held while no vouch is in force: \
-                         taking it off"
-                    );
-                    addresses::take_off(&BTreeSet::from([address]));
-                } else {
-                    self.addresses.insert(address);
-                }
-            }
+            Command::HoldAddress(address) => self.hold_address(address),
             Command::ReleaseAddress(address) => {
                 self.addresses.remove(&address);
             }
-            Command::ReleaseAll => {
-                if !self.holds_nothing() {
-                    tracing::info!(
-                        "fence guard: released {} process group(s) and {} address(es) at the \
-                         agent's goodbye",
-                        self.held.len(),
-                        self.addresses.len()
-                    );
-                }
-                self.held.clear();
-                self.addresses.clear();
-                self.owned = 0;
-                if let Some(watchdog) = self.watchdog.as_mut()
-                    && watchdog.armed.is_some()
-                {
-                    disarm(watchdog, "the agent said goodbye");
-                }
-            }
+            Command::ReleaseAll => self.goodbye(),
+        }
+    }
+
+    /// `vouch`: the agent renewed its lease; nothing is killed for `vouch`.
+    fn vouch_for(&mut self, vouch: Duration) {
+        if matches!(self.vouch, Vouch::Lapsed) {
+            tracing::info!("fence guard: the agent vouches for its lease again");
+        }
+        let until = Instant::now() + vouch;
+        self.vouch = Vouch::Until(until);
+        self.fresh_until = Some(until);
+    }
+
+    /// `grace`: the agent fences itself; kill after `grace` if it froze.
+    fn grace(&mut self, grace: Duration) {
+        let until = Instant::now() + grace;
+        self.vouch = Vouch::Until(until);
+        // Fed so that it still fires before the grace ends, and not past
+        // what the last vouch allowed.
+        if let Some(watchdog) = &self.watchdog
+            && let Some(last_feed) = until.checked_sub(watchdog.timeout())
+        {
+            self.fresh_until = self.fresh_until.max(Some(last_feed));
+        }
+    }
+
+    /// `hold`: never the guard's or the agent's own group; killed at once
+    /// while no vouch is in force.
+    fn hold(&mut self, pgid: i32) {
+        if self.spared.contains(&Some(pgid)) {
+            tracing::warn!(
+                "fence guard: refused to hold process group {pgid}: it is the guard's or the agent's own"
+            );
+        } else if matches!(self.vouch, Vouch::Lapsed) {
+            tracing::error!(
+                "fence guard: process group {pgid} held while no vouch is in force: killing it"
+            );
+            kill_groups([pgid]);
+        } else {
+            self.held.insert(pgid);
+        }
+    }
+
+    /// `hold-address`: taken off at once while no vouch is in force.
+    fn hold_address(&mut self, address: HeldAddress) {
+        if matches!(self.vouch, Vouch::Lapsed) {
+            tracing::error!(
+                "fence guard: address {address} held while no vouch is in force: taking it off"
+            );
+            addresses::take_off(&BTreeSet::from([address]));
+        } else {
+            self.addresses.insert(address);
+        }
+    }
+
+    /// `release-all`, the agent's goodbye: hold nothing, own nothing, and
+    /// disarm the watchdog.
+    fn goodbye(&mut self) {
+        if !self.holds_nothing() {
+            tracing::info!(
+                "fence guard: released {} process group(s) and {} address(es) at the \
+                 agent's goodbye",
+                self.held.len(),
+                self.addresses.len()
+            );
+        }
+        self.held.clear();
+        self.addresses.clear();
+        self.owned = 0;
+        if let Some(watchdog) = self.watchdog.as_mut()
+            && watchdog.armed.is_some()
+        {
+            disarm(watchdog, "the agent said goodbye");
         }
     }
 

@@ -239,41 +239,31 @@ impl Instance {
             ResourceAny,
         ) -> CallFuture<'a, T>,
     ) -> Result<T, CallError> {
-        let result = self.try_call(call, deadline, f).await;
+        let deadline = Arc::new(deadline);
+        let stderr = self.context.stderr.clone();
+        let result: Result<T, CallError> = async {
+            self.ensure_live().await?;
+            let Some(live) = self.live.as_mut() else {
+                unreachable!("ensure_live succeeded")
+            };
+            live.store.data_mut().deadline = Some(deadline.clone());
+            let handle = live.handle;
+            let work = f(&mut live.store, &live.bindings, handle);
+            bounded(
+                &self.plugin.runtime,
+                call,
+                &deadline,
+                &mut self.cancel,
+                &stderr,
+                work,
+            )
+            .await
+        }
+        .await;
         if result.is_err() {
             self.discard();
         }
         result
-    }
-
-    async fn try_call<T>(
-        &mut self,
-        call: &'static str,
-        deadline: CallDeadline,
-        f: impl for<'a> FnOnce(
-            &'a mut Store<HostState>,
-            &'a PluginBindings,
-            ResourceAny,
-        ) -> CallFuture<'a, T>,
-    ) -> Result<T, CallError> {
-        let deadline = Arc::new(deadline);
-        let stderr = self.context.stderr.clone();
-        self.ensure_live().await?;
-        let Some(live) = self.live.as_mut() else {
-            unreachable!("ensure_live succeeded")
-        };
-        live.store.data_mut().deadline = Some(deadline.clone());
-        let handle = live.handle;
-        let work = f(&mut live.store, &live.bindings, handle);
-        bounded(
-            &self.plugin.runtime,
-            call,
-            &deadline,
-            &mut self.cancel,
-            &stderr,
-            work,
-        )
-        .await
     }
 
     /// Throw the store away; the next call starts from a fresh instance.

@@ -11,10 +11,24 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 
+use super::process::Killed;
 use super::{free_port, wait_until};
 
 pub const WARDEN: &str = env!("CARGO_BIN_EXE_warden");
 pub const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+/// `warden agent --config CONFIG` as written (its `[api]`, if any, the
+/// caller's), its output dropped; killed if the test ends while it runs.
+pub fn start_agent(config: &Path) -> Killed {
+    let child = Command::new(WARDEN)
+        .args(["agent", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the agent");
+    Killed(child)
+}
 
 /// A running agent; killed if the test ends while it runs.
 pub struct AgentProcess {

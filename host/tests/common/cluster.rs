@@ -11,7 +11,7 @@ use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -32,20 +32,28 @@ pub const NODES: [&str; 3] = ["n1", "n2", "n3"];
 /// The admin API's bearer token, the same for every agent.
 pub const TOKEN: &str = "cluster-test-token";
 
-/// One cluster at a time in a test binary: three etcd members and three
-/// agents each are a lot for a 2-core CI machine, and etcd's elections
-/// (500 ms) must not starve.
+/// One etcd with its agents at a time in a test binary: three etcd members
+/// and three agents each are a lot for a 2-core CI machine, and etcd's
+/// elections (500 ms) must not starve. Shared by every harness that starts
+/// etcd (`Cluster`, `LabCluster`, the watchdog and log tests), so that no
+/// two of them run side by side in the cluster binary.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// A child process killed (and reaped) when dropped.
-pub struct Killed(pub Child);
+/// A test's turn to run an etcd: it lasts as long as this value.
+///
+/// Async tests hold it across their awaits, on purpose: the lock orders
+/// whole tests, each on a runtime of its own, and no task of any runtime
+/// takes it, so holding it cannot block a task that would release it.
+pub struct EtcdTurn(#[allow(dead_code)] MutexGuard<'static, ()>);
 
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// Wait for this test's turn to run an etcd (see `ONE_AT_A_TIME`). A test
+/// that failed during its turn poisons the lock; the next test's etcd is
+/// its own all the same.
+pub fn one_at_a_time() -> EtcdTurn {
+    EtcdTurn(ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner()))
 }
+
+pub use super::process::Killed;
 
 /// An etcd cluster on loopback (3 members, or 1). Each member's command line is
 /// kept, so that a killed member can be started again as it was (same name,
@@ -419,7 +427,7 @@ pub struct Cluster {
     /// Where the MTAs of `mx1` and `mx2` listen (`Setup::mtas`).
     pub mtas: Vec<SocketAddr>,
     pub setup: Setup,
-    _one_at_a_time: MutexGuard<'static, ()>,
+    _one_at_a_time: EtcdTurn,
 }
 
 impl Cluster {
@@ -428,9 +436,7 @@ impl Cluster {
     }
 
     pub fn with(setup: Setup) -> Cluster {
-        // A test that failed while holding the lock poisons it; the next
-        // test's cluster is its own all the same.
-        let one_at_a_time = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let one_at_a_time = one_at_a_time();
         let dir = tempfile::tempdir().expect("tempdir");
         let etcd = start_etcd(dir.path());
         // Agent i is given every member, starting with member i (so that

@@ -230,11 +230,7 @@ pub fn free_dns_address() -> SocketAddr {
 /// further on, so tests running side by side get different ports.
 pub fn free_dns_address_on(ip: IpAddr) -> std::io::Result<SocketAddr> {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse().ok())
-        .unwrap_or(32768);
-    let low = ephemeral_low.saturating_sub(10_000).max(1024);
+    let (low, ephemeral_low) = super::ports::below_ephemeral_range();
     let width = u32::from(ephemeral_low.saturating_sub(low)).max(1);
     let start = std::process::id()
         .wrapping_mul(7919)
@@ -247,7 +243,7 @@ pub fn free_dns_address_on(ip: IpAddr) -> std::io::Result<SocketAddr> {
         let Ok(_udp) = UdpSocket::bind(address) else {
             continue;
         };
-        if TcpListener::bind(address).is_ok() {
+        if TcpListener::bind(address).is_ok() && super::ports::claim(port) {
             return Ok(address);
         }
     }

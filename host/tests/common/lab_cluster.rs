@@ -1,4 +1,4 @@
-//! A cluster on the network lab (`netlab.rs`): hosts `n1`, `n2`, `n3` and
+//! A cluster on the network lab (`cluster/netlab.rs`): hosts `n1`, `n2`, `n3` and
 //! `client`, each a network namespace. Node `nK` runs etcd member `m(K-1)`
 //! (client port 2379, peer port 2380 on its lab address), its agent (given
 //! every member's lab address, its own first, as an operator configures
@@ -6,7 +6,7 @@
 //! `ip netns exec` and the CLI) and the group's service, which listens on
 //! port 8080 of every address of its host and records its runs
 //! (`demo-service --record`), so tests judge from the services' side, as
-//! the loopback cluster's do (`cluster.rs`, whose configuration, etcd
+//! the loopback cluster's do (`cluster/cluster.rs`, whose configuration, etcd
 //! flags and record reading this reuses). The test reaches the hosts from
 //! the client's namespace (`Lab::within`).
 //!
@@ -19,12 +19,11 @@ use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Output, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::cluster::{
-    Cluster, ETCD, Killed, NODES, Run, Setup, TOKEN, WARDEN, etcd_member_args, fences_in, http_get,
-    http_post, joins_in, served_by, serving_now,
+    Cluster, ETCD, EtcdTurn, Killed, NODES, Run, Setup, TOKEN, WARDEN, etcd_member_args, fences_in,
+    http_get, http_post, joins_in, served_by, serving_now,
 };
 use super::netlab::{Lab, Way};
 use super::wait_until;
@@ -44,10 +43,6 @@ pub const NODE_NAME: &str = "@NODE@";
 
 const MINUTE: Duration = Duration::from_secs(60);
 
-/// One lab cluster at a time in a test binary (as `cluster.rs`): three
-/// etcd members and three agents are a lot for a 2-core machine.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
 pub struct LabCluster {
     pub lab: Lab,
     pub dir: tempfile::TempDir,
@@ -59,7 +54,7 @@ pub struct LabCluster {
     /// Resources whose data directory every node shares: each agent sees
     /// `dir/shared/NAME` as its `data/resources/NAME`.
     shared: Vec<String>,
-    _one_at_a_time: MutexGuard<'static, ()>,
+    _one_at_a_time: EtcdTurn,
 }
 
 impl LabCluster {
@@ -74,7 +69,10 @@ impl LabCluster {
     /// beside the nodes and the client (addresses after theirs: the first
     /// extra host is 198.18.0.5), for the test's own servers.
     pub fn with_hosts(test: &str, setup: Setup, extra: &[&str]) -> Option<LabCluster> {
-        let one_at_a_time = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        // One at a time with every other etcd of the binary (loopback
+        // clusters included): three etcd members and three agents are a
+        // lot for a 2-core machine.
+        let one_at_a_time = super::cluster::one_at_a_time();
         let mut hosts = vec!["n1", "n2", "n3", CLIENT];
         hosts.extend_from_slice(extra);
         let lab = Lab::or_skip(test, &hosts)?;

@@ -8,10 +8,19 @@ pub mod dev_agent;
 pub mod dns_server;
 pub mod fake_watchdog;
 pub mod lab_cluster;
+pub mod mail_client;
 pub mod netlab;
+pub mod nginx;
+pub mod ports;
+pub mod process;
 pub mod redfish;
 pub mod systemd;
 pub mod virtual_server;
+pub mod webdriver;
+
+// Not every binary that includes this module uses each of them.
+#[allow(unused_imports)]
+pub use ports::{free_address, free_port, service_ports};
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -108,19 +117,29 @@ pub async fn wait_state(handle: &ResourceHandle, state: ResourceState, within: D
     }
 }
 
+/// A resource of the plugin file `plugin` added to `monitor` as `spec`
+/// says and brought Online (within 10 s, or the test fails).
+pub async fn online_resource(
+    monitor: &mut Monitor,
+    plugin: &str,
+    spec: ResourceSpec,
+) -> ResourceHandle {
+    let handle = monitor
+        .add(load(plugin).await, spec)
+        .await
+        .expect("valid spec");
+    handle.online().expect("actor runs");
+    wait_state(&handle, ResourceState::Online, Duration::from_secs(10)).await;
+    handle
+}
+
 /// A monitor with one chaos resource online.
 pub async fn online_chaos(
     monitor: &mut Monitor,
     name: &str,
     props: &[(&str, &str)],
 ) -> ResourceHandle {
-    let handle = monitor
-        .add(load(CHAOS).await, spec(name, props))
-        .await
-        .expect("valid spec");
-    handle.online().expect("actor runs");
-    wait_state(&handle, ResourceState::Online, Duration::from_secs(10)).await;
-    handle
+    online_resource(monitor, CHAOS, spec(name, props)).await
 }
 
 /// A sandbox for the chaos resource `name` with `properties` in `dir`, as
@@ -160,56 +179,6 @@ pub async fn plugin_instance(
         InstanceConfig::default(),
         cancel,
     )
-}
-
-/// A port on 127.0.0.1 that was free a moment ago.
-pub fn free_port() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-}
-
-/// `N` distinct ports on 127.0.0.1, each free a moment ago, for services a
-/// test stops and starts again over a long run: taken below the kernel's
-/// ephemeral range (`ip_local_port_range`). A port from [`free_port`] is an
-/// ephemeral one: while the test's service is down, any process's outgoing
-/// connection may be given it as its local port, and holds it while it
-/// lasts and for 60 s of TIME_WAIT after, so the service can no longer bind
-/// it. Below the range only an explicit bind takes a port. Falls back to
-/// [`free_port`] where the range leaves no room below it.
-pub fn service_ports<const N: usize>() -> [std::net::SocketAddr; N] {
-    use std::net::{SocketAddr, TcpListener};
-    let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse().ok())
-        .unwrap_or(32768);
-    // 10 000 ports just below the range (never the privileged ones).
-    let low = ephemeral_low.saturating_sub(10_000).max(1024);
-    let width = ephemeral_low.saturating_sub(low);
-    if width < 1000 {
-        return std::array::from_fn(|_| free_port());
-    }
-    // Start somewhere of this process's own, so that tests running side by
-    // side do not walk the same ports in the same order.
-    let start = (free_port().port() as u32 ^ std::process::id()) % width as u32;
-    // Each kept bound until all are chosen, so that none is chosen twice.
-    let mut held: Vec<TcpListener> = Vec::with_capacity(N);
-    for step in 0..width as u32 {
-        let port = low + ((start + step) % width as u32) as u16;
-        if let Ok(listener) = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))) {
-            held.push(listener);
-            if held.len() == N {
-                break;
-            }
-        }
-    }
-    assert_eq!(held.len(), N, "{N} free ports in {low}..{ephemeral_low}");
-    std::array::from_fn(|i| held[i].local_addr().expect("a bound port"))
-}
-
-/// `free_port` as `host:port` text, for `address` properties.
-pub fn free_address() -> String {
-    free_port().to_string()
 }
 
 /// Poll `probe` until it gives a value, or fail naming `what`.

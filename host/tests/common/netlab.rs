@@ -422,7 +422,7 @@ pub fn owner_of(ns: &str) -> Option<u32> {
 /// process is gone (what runs in it is killed first). Labs of live
 /// processes are left alone. The names removed.
 ///
-/// By hand: `cargo test -p warden --test netlab remove_netlab_leftovers`.
+/// By hand: `cargo test -p warden --test cluster netlab::remove_netlab_leftovers`.
 pub fn remove_leftovers() -> Vec<String> {
     let mut removed = Vec::new();
     for ns in lab_namespaces() {

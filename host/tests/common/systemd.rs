@@ -1,6 +1,6 @@
 //! A real systemd booted as PID 1 of namespaces of its own
 //! (`tests/systemd/boot.sh`), for the tests of the unit
-//! (`systemd_unit.rs`) and of the Debian package (`package.rs`).
+//! (`all/systemd_unit.rs`) and of the Debian package (`all/package.rs`).
 //!
 //! `boot.sh` boots `/lib/systemd/systemd` over an overlay of `/`, so it
 //! runs on a machine (or container) whose own PID 1 is not systemd, and
@@ -9,6 +9,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -56,6 +58,16 @@ fn cgroup2_root() -> Option<PathBuf> {
         .find(|dir| dir.join("cgroup.controllers").exists())
 }
 
+/// One booted systemd at a time in a test binary (the unit's test and the
+/// package's share `tests/all`): each is a whole system booting, within
+/// a deadline, on a 2-core machine.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Boots of this process so far: each boot's cgroup is named by the pid
+/// and this count, so that no boot finds another's cgroup in its place
+/// (one left behind by a failed test included).
+static BOOTS: AtomicUsize = AtomicUsize::new(0);
+
 /// A systemd booted by `boot.sh`; on drop its namespace's PID 1 is killed
 /// (and with it every process in the namespace, its mounts with them) and
 /// its cgroup removed.
@@ -65,6 +77,8 @@ pub struct BootedSystemd {
     pub init: u32,
     cgroup: PathBuf,
     _dir: tempfile::TempDir,
+    /// Released after `drop` has killed the system and removed its cgroup.
+    _one_at_a_time: MutexGuard<'static, ()>,
 }
 
 impl Drop for BootedSystemd {
@@ -101,14 +115,19 @@ impl BootedSystemd {
     /// `warden-test.target`, the unit systemd boots into), and `warden`,
     /// if any, bound read-only to `/usr/bin/warden`.
     pub fn boot(write_files: impl FnOnce(&Path), warden: Option<&str>) -> BootedSystemd {
+        // A test that failed while holding the lock poisons it; the next
+        // boot is its own all the same.
+        let one_at_a_time = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().expect("tempdir");
         let (stage, files) = (dir.path().join("stage"), dir.path().join("files"));
         std::fs::create_dir(&stage).expect("mkdir stage");
         std::fs::create_dir(&files).expect("mkdir files");
         write_files(&files);
-        let cgroup = cgroup2_root()
-            .expect("a cgroup v2 hierarchy")
-            .join(format!("warden-systemd-unit-{}", std::process::id()));
+        let cgroup = cgroup2_root().expect("a cgroup v2 hierarchy").join(format!(
+            "warden-systemd-unit-{}-{}",
+            std::process::id(),
+            BOOTS.fetch_add(1, Ordering::Relaxed)
+        ));
         std::fs::create_dir(&cgroup).expect("make the test's cgroup");
         let log = std::fs::File::create(dir.path().join("boot.log")).expect("boot log");
         let unshare = Command::new("bash")
@@ -127,6 +146,7 @@ impl BootedSystemd {
             unshare,
             cgroup,
             _dir: dir,
+            _one_at_a_time: one_at_a_time,
         };
         let started = Instant::now();
         booted.init = loop {

@@ -1,6 +1,6 @@
 //! A client of a virtual server on the network lab, and the judge of what
-//! it saw: shared by the tests of a virtual address (`virtual_address.rs`,
-//! `virtual_server.rs`) and the outage benchmark (`benches/vip_outage.rs`).
+//! it saw: shared by the tests of a virtual address (`cluster/virtual_address.rs`,
+//! `cluster/virtual_server.rs`) and the outage benchmark (`benches/vip_outage.rs`).
 //!
 //! From the lab's client host, a new probe starts every 100 ms, each on a
 //! thread of its own (a probe waiting out a timeout never delays the next

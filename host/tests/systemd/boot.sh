@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Boot a real systemd as PID 1 of namespaces of its own, for
-# host/tests/systemd_unit.rs, with the unit under test installed.
+# host/tests/all/systemd_unit.rs, with the unit under test installed.
 #
 #   boot.sh CGROUP STAGE FILES WARDEN
 #
@@ -13,7 +13,7 @@
 # FILES: a directory laid out like the root: its files are copied over the
 #   new root (the unit, the agent's configuration, the token).
 # WARDEN: the agent binary, bound read-only to /usr/bin/warden (where the
-#   unit's ExecStart= looks for it); empty for none (host/tests/package.rs
+#   unit's ExecStart= looks for it); empty for none (host/tests/all/package.rs
 #   installs the Debian package inside instead).
 #
 # What the machine shares with the booted system is kept read-only or

@@ -1,4 +1,4 @@
-//! A fence type that attacks the host, for `host/tests/fence.rs`. The
+//! A fence type that attacks the host, for `host/tests/all/fence.rs`. The
 //! target names the attack, so one device can try them all:
 //! - `spin`: a pure-wasm loop; `sleep`: the host's sleep for an hour;
 //! - `flood`: an error of 16 MiB; `memory`: allocate until refused;

@@ -21,8 +21,7 @@ mod requests;
 mod shared;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -218,48 +217,14 @@ pub async fn join(
     let (start, created) = read_or_configure(&etcd, &keys, me, section, seed).await?;
     let (nodes, desired) = start_configuration(&start, section, me)?;
     let next = start.last_seq() + 1;
-    let up = Arc::new(Mutex::new(nodes_up(&start)));
 
     let (tx, messages) = mpsc::unbounded_channel();
     let (requests, requests_rx) = mpsc::unbounded_channel();
     let (lease_tx, lease_rx) = watch::channel(Some(lease));
-    let shared = Shared {
-        keys,
-        me: me.to_string(),
-        tx,
-        lease: lease_rx,
-        up,
-        compacting: Arc::new(AtomicBool::new(false)),
-        read: Arc::new(AtomicU64::new(next - 1)),
-        behind: Arc::new(AtomicBool::new(false)),
-        marked_down: Arc::new(AtomicU64::new(0)),
-        fencing,
-        fencing_now: Arc::default(),
-    };
-    // Before any compaction can take the entries after the start away; if
-    // it fails (the lease expired while a slow etcd answered the reading),
-    // the lease keeper registers anew and `keep_progress` reports then.
-    let reported = match progress::report(&etcd, &shared.keys, me, lease, next - 1).await {
-        Ok(()) => Some((next - 1, lease)),
-        Err(err) => {
-            tracing::warn!("{err:#}");
-            None
-        }
-    };
+    let shared = Shared::new(keys, me, tx, lease_rx, nodes_up(&start), next - 1, fencing);
+    let reported = report_start(&etcd, &shared, lease, next - 1).await;
     let up_at = members::announce(&etcd, &shared).await?;
-    let checkpoints = Arc::new(EtcdCheckpoints::new(
-        etcd.clone(),
-        shared.keys.clone(),
-        me,
-        shared.lease.clone(),
-        &desired,
-    ));
-    let plugins = Arc::new(ClusterPlugins::new(
-        etcd.clone(),
-        shared.keys.clone(),
-        me,
-        shared.lease.clone(),
-    ));
+    let (checkpoints, plugins) = cluster_stores(&etcd, &shared, &desired);
     spawn_tasks(
         etcd,
         shared,
@@ -284,6 +249,45 @@ pub async fn join(
         checkpoints,
         plugins,
     })
+}
+
+/// This node's reading progress at its start (`read`, the entry before the
+/// first it will follow), reported before any compaction can take the
+/// entries after the start away: `Some((read, lease))` once reported. If it
+/// fails (the lease expired while a slow etcd answered the reading), the
+/// lease keeper registers anew and `progress::keep` reports then.
+async fn report_start(etcd: &Etcd, shared: &Shared, lease: i64, read: u64) -> Option<(u64, i64)> {
+    match progress::report(etcd, &shared.keys, &shared.me, lease, read).await {
+        Ok(()) => Some((read, lease)),
+        Err(err) => {
+            tracing::warn!("{err:#}");
+            None
+        }
+    }
+}
+
+/// What this node keeps in etcd besides the log: the resources'
+/// checkpoints (fenced by the groups' ownership keys) and its plugin
+/// builds, both on this node's lease.
+fn cluster_stores(
+    etcd: &Etcd,
+    shared: &Shared,
+    desired: &Desired,
+) -> (Arc<EtcdCheckpoints>, Arc<ClusterPlugins>) {
+    let checkpoints = Arc::new(EtcdCheckpoints::new(
+        etcd.clone(),
+        shared.keys.clone(),
+        &shared.me,
+        shared.lease.clone(),
+        desired,
+    ));
+    let plugins = Arc::new(ClusterPlugins::new(
+        etcd.clone(),
+        shared.keys.clone(),
+        &shared.me,
+        shared.lease.clone(),
+    ));
+    (checkpoints, plugins)
 }
 
 /// Where the log starts (its snapshot and the entries after it), with the

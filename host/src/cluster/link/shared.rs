@@ -45,6 +45,34 @@ pub(in crate::cluster) struct Shared {
 }
 
 impl Shared {
+    /// The state of a node that has just joined: `up` as the log's start
+    /// says, `read` up to the entry before the first it will follow, its
+    /// lease `lease` (`None` while fenced), not compacting, behind or
+    /// marked down, fencing no one.
+    pub(super) fn new(
+        keys: Keys,
+        me: &str,
+        tx: mpsc::UnboundedSender<LinkMessage>,
+        lease: watch::Receiver<Option<i64>>,
+        up: BTreeMap<String, u64>,
+        read: u64,
+        fencing: fence::Devices,
+    ) -> Shared {
+        Shared {
+            keys,
+            me: me.to_string(),
+            tx,
+            lease,
+            up: Arc::new(Mutex::new(up)),
+            compacting: Arc::new(AtomicBool::new(false)),
+            read: Arc::new(AtomicU64::new(read)),
+            behind: Arc::new(AtomicBool::new(false)),
+            marked_down: Arc::new(AtomicU64::new(0)),
+            fencing,
+            fencing_now: Arc::default(),
+        }
+    }
+
     pub(in crate::cluster) fn lease(&self) -> Option<i64> {
         *self.lease.borrow()
     }

@@ -1,0 +1,48 @@
+//! The host's integration tests, one module per concern, in one binary
+//! (as wasmtime's `tests/all`): linking the agent and wasmtime once, not
+//! once per file. Run one concern with
+//! `cargo test -p warden --test all faults::`, one test by its full name.
+//!
+//! Tests of one binary run two at a time (the default on two cores); a
+//! module whose tests must not overlap keeps a static lock of its own
+//! (`common::cluster`, `common::systemd`). What all modules share — ports,
+//! namespaces, cgroups, temporary directories — is named per test, never
+//! fixed (`common::free_port`, `common::service_ports`).
+//!
+//! Elsewhere: the cluster's tests (several agents against etcd) are the
+//! binary `tests/cluster/`; `tests/sandbox.rs` stands alone (it installs
+//! the process's tracing subscriber).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod agent;
+mod api_fuzz;
+mod cache;
+mod console;
+mod contract_versions;
+mod data_quota;
+mod dns_update;
+mod exchange;
+mod exchange_demo;
+mod faults;
+mod fence;
+mod fence_guard;
+mod history_flood;
+mod hostile_calls;
+mod hostile_claims;
+mod hostile_host;
+mod hostile_output;
+mod hotswap;
+mod loading;
+mod mail;
+mod network_types;
+mod operator;
+mod package;
+mod readme;
+mod sdk;
+mod signals;
+mod startup_versions;
+mod store_copies;
+mod systemd_unit;
+mod virtual_ip;

@@ -1,0 +1,42 @@
+//! Debian's nginx as the `http-instance` type runs it in the tests and the
+//! benchmarks: everything in a directory of the test's, in the foreground.
+
+use std::path::{Path, PathBuf};
+
+/// Debian's nginx (`nginx-light`; `.ci/run` installs it).
+pub const NGINX: &str = "/usr/sbin/nginx";
+
+/// Write an nginx configuration into `dir` (pid file, logs and temporary
+/// files all inside it; `daemon off`, one worker) listening on `address`;
+/// its path. `GET /` answers 200 `warden nginx ok, worker PID`: the test
+/// knows it is this nginx, the benchmark which worker answered.
+pub fn nginx_config(dir: &Path, address: &str) -> PathBuf {
+    let d = dir.display();
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"daemon off;
+master_process on;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    server {{
+        listen {address};
+        location / {{ return 200 "warden nginx ok, worker $pid\n"; }}
+    }}
+}}
+"#
+        ),
+    )
+    .expect("write nginx.conf");
+    conf
+}
