@@ -23,6 +23,7 @@ mod guest_output;
 mod host_state;
 mod instance;
 mod limits;
+pub mod map_count;
 mod network;
 mod plugin;
 pub mod plugin_text;
@@ -42,7 +43,7 @@ pub use data_quota::{
     MAX_DATA_QUOTA_ENTRIES, QuotaLimits,
 };
 pub use deadline::CallDeadline;
-pub use engine::{Runtime, RuntimeConfig};
+pub use engine::{Allocator, ON_DEMAND_RESERVATION, Runtime, RuntimeConfig};
 pub(crate) use guest_output::OutputBudget;
 pub use guest_output::{BYTE_BURST, BYTES_PER_SECOND, LINE_BURST, LINES_PER_SECOND};
 pub(crate) use host_state::HostState;
