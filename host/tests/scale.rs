@@ -70,6 +70,57 @@ fn more_resources_than_the_old_pool_held_all_come_online() {
         "a resource was instantiated more than once: {:?}",
         all.iter().find(|r| r["instances"] != 1)
     );
+    // Above 100 groups `warden status` summarises; --all lists them all.
+    let summary = agent.ok(&["status"]);
+    assert!(
+        summary.contains(&format!("Groups: {RESOURCES} ({RESOURCES} online)")),
+        "{summary}"
+    );
+    assert!(summary.contains("Every group is Online."), "{summary}");
+    assert!(summary.lines().count() < 10, "{summary}");
+    let all = agent.ok(&["status", "--all"]);
+    assert_eq!(
+        all.lines().filter(|l| l.starts_with("Group ")).count(),
+        RESOURCES
+    );
+    agent.stop();
+}
+
+#[test]
+fn a_large_node_s_status_is_summarised_with_what_is_not_online_listed() {
+    const GROUPS: usize = 105;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = node(dir.path(), "");
+    for i in 0..GROUPS - 1 {
+        config.push_str(&chaos(&format!("r{i}"), ""));
+    }
+    config.push_str(&chaos(
+        "broken",
+        "restart = { action = \"do-not-restart\" }\nproperties = { fault = \"trap:online\" }",
+    ));
+    let agent = AgentProcess::start(dir.path(), &config);
+    wait_until("every resource settled", Duration::from_secs(120), || {
+        let all = resources(&agent);
+        (count_in(&all, "Online") == GROUPS - 1 && count_in(&all, "Failed") == 1).then_some(())
+    });
+    let summary: Value =
+        serde_json::from_str(&agent.ok(&["status", "--summary", "--json"])).expect("json");
+    assert_eq!(summary["groups"]["total"], GROUPS);
+    assert_eq!(summary["resources"]["by_state"]["Online"], GROUPS - 1);
+    assert_eq!(summary["resources"]["by_state"]["Failed"], 1);
+    let listed = summary["not_online"].as_array().expect("not_online");
+    assert_eq!(listed.len(), 1, "{summary:#}");
+    assert_eq!(listed[0]["resources"][0]["name"], "broken");
+    let printed = agent.ok(&["status"]);
+    assert!(printed.contains("Not Online:"), "{printed}");
+    assert!(printed.contains("  broken "), "{printed}");
+    assert!(
+        !printed.contains("  r0 "),
+        "an Online resource was listed: {printed}"
+    );
+    // `--json` without `--summary` stays the whole status scripts read.
+    let whole: Value = serde_json::from_str(&agent.ok(&["status", "--json"])).expect("json");
+    assert_eq!(whole["groups"].as_array().map(Vec::len), Some(GROUPS));
     agent.stop();
 }
 
