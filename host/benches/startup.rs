@@ -262,7 +262,10 @@ fn timed_start(dir: &Path, resources: usize, api: SocketAddr) -> Option<Row> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let (answered, online) = (answered?, online?);
+    let (Some(answered), Some(online)) = (answered, online) else {
+        stop(child);
+        return None;
+    };
     let memory = memory(child.id());
     let ticks = cpu_ticks(child.id());
     let window = Instant::now();

@@ -25,7 +25,7 @@ use crate::desired::Desired;
 use crate::monitor::{Event, EventKind};
 use crate::node::{Node, NodeSettings};
 use crate::plugin_versions::{Candidate, Origin, VersionRecord, choose, rank};
-use crate::runtime::map_count::{self, MapBudget};
+use crate::runtime::process_limits::{self, MapBudget};
 use crate::runtime::{Allocator, CompileCache, Plugin, Runtime, RuntimeConfig};
 use crate::store::Store;
 use crate::type_sources::TypeSources;
@@ -205,10 +205,16 @@ fn prepare(config: &AgentConfig) -> Result<(Arc<Runtime>, CompileCache)> {
     std::fs::create_dir_all(data_dir.join("resources"))
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
     let resources = config.resources.len();
-    if let Some(budget) = MapBudget::read(resources, Path::new(map_count::MAX_MAP_COUNT))
+    if let Some(budget) = MapBudget::read(resources, Path::new(process_limits::MAX_MAP_COUNT))
         && !budget.fits()
     {
         tracing::warn!("{}", budget.shortfall(resources));
+    }
+    if let Ok((soft, _)) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        && let Some(shortfall) = process_limits::open_files_shortfall(resources, soft)
+    {
+        tracing::warn!("{shortfall}");
     }
     let runtime = Runtime::new(runtime_config(&config.runtime))?;
     let cache = CompileCache::open(data_dir.join("compiled"))?;

@@ -23,12 +23,12 @@ mod guest_output;
 mod host_state;
 mod instance;
 mod limits;
-pub mod map_count;
 mod network;
 mod plugin;
 pub mod plugin_text;
 mod private_file;
 mod process;
+pub mod process_limits;
 mod virtual_network;
 
 pub(crate) use bounded::{Instantiate, call_in_fresh_store};

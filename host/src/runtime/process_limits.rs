@@ -1,14 +1,17 @@
-//! The kernel's limit on one process's memory mappings, against what a
-//! node's resources need.
+//! The kernel's per-process limits that a node's resources use up one by
+//! one: memory mappings and open files.
 //!
 //! Every live resource holds a store, and a store holds mappings of its
-//! own: the linear memory (with its guard regions) and the stack its calls
-//! run on (with a guard page). Linux refuses a process more mappings than
-//! `vm.max_map_count` (65 530 by default), and the refusal surfaces deep in
-//! an instantiation as "Cannot allocate memory". At tens of thousands of
-//! resources that limit, not memory or address space, is what runs out
-//! first, so the agent compares the two at start and says which setting to
-//! raise.
+//! own (the linear memory with its guard regions, the stack its calls run
+//! on with a guard page) and one open file (its `/data` directory,
+//! preopened for the sandbox). Linux refuses a process more mappings than
+//! `vm.max_map_count` (65 530 by default) and more files than its
+//! `RLIMIT_NOFILE` (the agent raises the soft limit to the hard one; the
+//! hard one is systemd's `LimitNOFILE`). The refusals surface deep in an
+//! instantiation, as "Cannot allocate memory" or "Too many open files" for
+//! each resource past the limit. At tens of thousands of resources these
+//! limits, not memory or address space, run out first, so the agent
+//! compares at start and says which setting to raise.
 
 use std::path::Path;
 
@@ -25,6 +28,30 @@ pub const BASE_MAPPINGS: usize = 4_000;
 
 /// Where Linux says how many mappings a process may have.
 pub const MAX_MAP_COUNT: &str = "/proc/sys/vm/max_map_count";
+
+/// The open files one live resource costs: its `/data` directory, held by
+/// its store's sandbox.
+pub const FILES_PER_RESOURCE: u64 = 1;
+
+/// The open files of an agent with no resource (its history, store,
+/// sockets, plugins, the runtime's), with room.
+pub const BASE_FILES: u64 = 1_000;
+
+/// What `resources` resources need of open files against `allowed` (the
+/// soft `RLIMIT_NOFILE` after the agent raised it). `None` if they fit,
+/// else what an operator reads.
+pub fn open_files_shortfall(resources: usize, allowed: u64) -> Option<String> {
+    let needed = BASE_FILES.saturating_add((resources as u64).saturating_mul(FILES_PER_RESOURCE));
+    (needed > allowed).then(|| {
+        format!(
+            "{resources} resources need about {needed} open files (one each for its /data \
+             directory), more than this process may have (RLIMIT_NOFILE = {allowed}); resources \
+             past the limit will fail with \"Too many open files\". Raise the hard limit \
+             (systemd: LimitNOFILE={} in the unit)",
+            needed.checked_next_power_of_two().unwrap_or(needed)
+        )
+    })
+}
 
 /// What `resources` resources need against what the kernel allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,5 +130,14 @@ mod tests {
     #[test]
     fn a_huge_resource_count_does_not_overflow() {
         assert_eq!(needed(usize::MAX), usize::MAX);
+        assert!(open_files_shortfall(usize::MAX, u64::MAX - 1).is_some());
+    }
+
+    #[test]
+    fn open_files_are_one_per_resource_past_the_base() {
+        assert_eq!(open_files_shortfall(19_000, 20_000), None);
+        let said = open_files_shortfall(50_000, 20_000).expect("short");
+        assert!(said.contains("RLIMIT_NOFILE = 20000"), "{said}");
+        assert!(said.contains("LimitNOFILE=65536"), "{said}");
     }
 }
