@@ -83,7 +83,17 @@ fn more_resources_than_the_old_pool_held_all_come_online() {
         all.lines().filter(|l| l.starts_with("Group ")).count(),
         RESOURCES
     );
+    // SIGTERM takes every one offline before the agent exits (the loop
+    // asks whether all are offline now and then, not after each change).
+    let history_of = agent.dir.clone();
     agent.stop();
+    let offline = std::fs::read_to_string(history_of.join("data/events.jsonl"))
+        .expect("the history")
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|e| e["event"] == "state" && e["to"] == "Offline")
+        .count();
+    assert_eq!(offline, RESOURCES, "not every resource went offline");
 }
 
 #[test]
