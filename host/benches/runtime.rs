@@ -36,8 +36,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use warden::contract::Health;
 use warden::runtime::{
-    CallError, Grants, Instance, InstanceConfig, Plugin, ResourceContext, ResourceDirs, Runtime,
-    RuntimeConfig,
+    Allocator, CallError, Grants, Instance, InstanceConfig, Plugin, ResourceContext, ResourceDirs,
+    Runtime, RuntimeConfig,
 };
 
 const CHAOS: &str = env!("WARDEN_PLUGIN_CHAOS");
@@ -73,7 +73,12 @@ fn main() {
 
 async fn run() {
     let started = Instant::now();
+    let allocator = match std::env::var("WARDEN_BENCH_ALLOCATOR").as_deref() {
+        Ok("pool") => Allocator::Pool,
+        _ => Allocator::OnDemand,
+    };
     let runtime = Runtime::new(RuntimeConfig {
+        allocator,
         max_instances: 64,
         ..RuntimeConfig::default()
     })
@@ -197,7 +202,14 @@ async fn run() {
     ));
     drop(hung);
 
-    // 5. Resident memory per open resource (rough: the pool reserves address
+    // 5. Guest code that does nothing but load and store at computed
+    // addresses: what the on-demand allocator's explicit bounds checks cost.
+    rows.push(Row::new(
+        format!("{SWEEP_MIB} MiB load-add-store sweep in wasm"),
+        memory_sweeps(&runtime),
+    ));
+
+    // 6. Resident memory per open resource (rough: the pool reserves address
     // space up front; this counts only the pages the instances touch).
     let before = resident_bytes();
     let mut held = Vec::with_capacity(MEMORY_RESOURCES);
@@ -224,6 +236,7 @@ async fn run() {
         ),
         _ => println!("- resident memory per open resource: /proc/self/status not readable"),
     }
+    println!("- allocator: {allocator:?} (WARDEN_BENCH_ALLOCATOR=pool for the pool)");
     println!(
         "- machine: {} CPUs, {}; tokio multi-thread, 2 workers; epoch tick {:?}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -231,6 +244,47 @@ async fn run() {
         runtime.config().epoch_tick
     );
     println!("- total run time: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// The memory one sweep walks, and how many sweeps are timed.
+const SWEEP_MIB: u32 = 16;
+const SWEEPS: usize = 30;
+
+/// A core module, compiled by `runtime`'s engine (so with its memory
+/// settings), that walks its memory four bytes at a time: load, add,
+/// store. Guest code, so optimised by Cranelift whatever the host's build.
+fn memory_sweeps(runtime: &Runtime) -> Vec<Duration> {
+    let pages = SWEEP_MIB * 16;
+    let bytes = SWEEP_MIB << 20;
+    let wat = format!(
+        r#"(module
+          (memory {pages})
+          (func (export "sweep") (result i32)
+            (local $i i32) (local $acc i32)
+            (loop $next
+              (local.set $acc (i32.add (local.get $acc) (i32.load (local.get $i))))
+              (i32.store (local.get $i) (local.get $acc))
+              (local.set $i (i32.add (local.get $i) (i32.const 4)))
+              (br_if $next (i32.lt_u (local.get $i) (i32.const {bytes}))))
+            (local.get $acc)))"#
+    );
+    let module = wasmtime::Module::new(runtime.engine(), wat).expect("the sweep compiles");
+    let mut store = wasmtime::Store::new(runtime.engine(), ());
+    // The epoch advances only while a `bounded` call holds the ticker; none
+    // does here, and a sweep is never cut off.
+    store.set_epoch_deadline(1 << 40);
+    let instance = wasmtime::Instance::new(&mut store, &module, &[]).expect("instantiate");
+    let sweep = instance
+        .get_typed_func::<(), i32>(&mut store, "sweep")
+        .expect("sweep export");
+    sweep.call(&mut store, ()).expect("warm-up sweep");
+    (0..SWEEPS)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(sweep.call(&mut store, ()).expect("sweep"));
+            t.elapsed()
+        })
+        .collect()
 }
 
 /// One chaos resource: its sandbox and the channels the sandbox needs.

@@ -11,7 +11,16 @@
 //! - "all Online": the moment the history holds a `state … to Online` line
 //!   for every resource of this start (read every 20 ms);
 //! - "history": the events this start wrote, and how many `history-lagged`
-//!   lines (events dropped) are among them.
+//!   lines (events dropped) are among them;
+//! - once every resource is Online, the agent's memory: `VmRSS` from
+//!   `/proc/PID/status`, its split into anonymous and file-backed pages and
+//!   the number of mappings (`/proc/PID/smaps_rollup`, `/proc/PID/maps`),
+//!   each also per resource;
+//! - its CPU over a 10 s window after that (`utime + stime` from
+//!   `/proc/PID/stat`, 10 ms ticks);
+//! - `GET /v1/status`: how long it takes and how many bytes it answers;
+//! - SIGTERM: from the signal until the process has exited (with the
+//!   shipped `on_shutdown = "offline"`: every chaos resource taken offline).
 //!
 //! The resources are `chaos` ones (the test plugin: online at once, is-alive
 //! every 10 s, no looks-alive), each in a group of its own.
@@ -20,7 +29,11 @@
 //! debug build, `cargo bench --profile dev -p warden --bench startup`.
 //! `WARDEN_BENCH_SIZES=100,1000` chooses the sizes (default 100, 1000,
 //! 5000); `WARDEN_BENCH_AGENT=/path/to/warden` times another build of the
-//! agent (an older one, for a before/after).
+//! agent (an older one, for a before/after); `WARDEN_BENCH_EVERY_MS` sets
+//! the is-alive interval (default 10 000); `WARDEN_BENCH_MAX_INSTANCES`
+//! writes `[runtime] max_instances` (the pool; default: not written, which
+//! agents from before the on-demand allocator took as 1024, so set it
+//! to time them above that).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -48,14 +61,21 @@ fn free_port() -> SocketAddr {
 /// A node configuration with `resources` chaos resources, each in a group
 /// of its own, and its API on `api`.
 fn write_config(dir: &Path, resources: usize, api: SocketAddr) {
+    let runtime = match std::env::var("WARDEN_BENCH_MAX_INSTANCES") {
+        Ok(n) => format!("[runtime]\nmax_instances = {n}\n"),
+        Err(_) => String::new(),
+    };
+    let every: u64 = std::env::var("WARDEN_BENCH_EVERY_MS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000);
     let mut text = format!(
         "[node]\nname = \"bench\"\ndata_dir = \"data\"\nplugins_dir = \"plugins\"\n\
-         [runtime]\nmax_instances = {}\n[api]\nlisten = \"{api}\"\ntoken_file = \"token\"\n",
-        resources + 64
+         {runtime}[api]\nlisten = \"{api}\"\ntoken_file = \"token\"\n"
     );
     for i in 0..resources {
         text.push_str(&format!(
-            "[[resource]]\nname = \"r{i}\"\ntype = \"chaos\"\nis_alive_interval_ms = 10000\nlooks_alive_interval_ms = 0\n"
+            "[[resource]]\nname = \"r{i}\"\ntype = \"chaos\"\nis_alive_interval_ms = {every}\nlooks_alive_interval_ms = 0\n"
         ));
     }
     std::fs::write(dir.join("node.toml"), text).expect("config");
@@ -92,6 +112,89 @@ fn status_answers(api: SocketAddr) -> bool {
     stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
 }
 
+/// `GET path` answered whole: how long it took and how many bytes came
+/// back (head and body). `None` if it did not answer 200.
+fn timed_get(api: SocketAddr, path: &str) -> Option<(Duration, usize)> {
+    let started = Instant::now();
+    let mut stream = TcpStream::connect_timeout(&api, Duration::from_secs(5)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .ok()?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {api}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).ok()?;
+    let took = started.elapsed();
+    answer
+        .starts_with(b"HTTP/1.1 200")
+        .then_some((took, answer.len()))
+}
+
+/// A `kB` field of a `/proc` file (`VmRSS:   1234 kB`), in bytes.
+fn proc_kb(text: &str, field: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// The agent's memory once every resource is Online.
+struct Memory {
+    rss: u64,
+    anon: u64,
+    file: u64,
+    maps: usize,
+}
+
+fn memory(pid: u32) -> Memory {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    Memory {
+        rss: proc_kb(&status, "VmRSS"),
+        anon: proc_kb(&status, "RssAnon"),
+        file: proc_kb(&status, "RssFile") + proc_kb(&status, "RssShmem"),
+        maps: maps.lines().count(),
+    }
+    .with_rollup_check(&rollup)
+}
+
+impl Memory {
+    /// `smaps_rollup`'s `Rss` agrees with `VmRSS` (both count the same
+    /// pages); when it is readable and differs, take it (it is exact where
+    /// `VmRSS` is a per-thread cached counter).
+    fn with_rollup_check(mut self, rollup: &str) -> Memory {
+        let rss = proc_kb(rollup, "Rss");
+        if rss > 0 {
+            self.rss = rss;
+            self.anon = proc_kb(rollup, "Anonymous");
+            self.file = rss.saturating_sub(self.anon);
+        }
+        self
+    }
+}
+
+/// The process's `utime + stime`, in clock ticks (10 ms).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
+}
+
+/// How long the CPU window after all Online is.
+const CPU_WINDOW: Duration = Duration::from_secs(10);
+
 /// The history's lines from byte `from` on.
 fn history_since(dir: &Path, from: usize) -> String {
     let bytes = std::fs::read(dir.join("data/events.jsonl")).unwrap_or_default();
@@ -109,17 +212,21 @@ fn online_count(history: &str) -> usize {
         .count()
 }
 
-fn stop(mut child: Child) {
+/// SIGTERM, and the time until the process has exited (`None`: not
+/// within two minutes, and then killed).
+fn stop(mut child: Child) -> Option<Duration> {
+    let signalled = Instant::now();
     let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = signalled + Duration::from_secs(120);
     while Instant::now() < deadline {
         if child.try_wait().ok().flatten().is_some() {
-            return;
+            return Some(signalled.elapsed());
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(1));
     }
     let _ = child.kill();
     let _ = child.wait();
+    None
 }
 
 struct Row {
@@ -127,6 +234,11 @@ struct Row {
     online: Duration,
     events: usize,
     lagged: usize,
+    memory: Memory,
+    /// CPU over [`CPU_WINDOW`], in ms a second.
+    cpu: f64,
+    status: Option<(Duration, usize)>,
+    sigterm: Option<Duration>,
 }
 
 /// One start, timed: until the API answers and until every resource is
@@ -150,11 +262,25 @@ fn timed_start(dir: &Path, resources: usize, api: SocketAddr) -> Option<Row> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    stop(child);
+    let (Some(answered), Some(online)) = (answered, online) else {
+        stop(child);
+        return None;
+    };
+    let memory = memory(child.id());
+    let ticks = cpu_ticks(child.id());
+    let window = Instant::now();
+    std::thread::sleep(CPU_WINDOW);
+    let cpu = (cpu_ticks(child.id()) - ticks) as f64 * 10.0 / window.elapsed().as_secs_f64();
+    let status = timed_get(api, "/v1/status");
+    let sigterm = stop(child);
     let history = history_since(dir, before);
     Some(Row {
-        api: answered?,
-        online: online?,
+        api: answered,
+        online,
+        memory,
+        cpu,
+        status,
+        sigterm,
         events: history.lines().count(),
         lagged: history
             .lines()
@@ -169,6 +295,10 @@ fn timed_start(dir: &Path, resources: usize, api: SocketAddr) -> Option<Row> {
     })
 }
 
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1 << 20) as f64
+}
+
 fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
@@ -179,8 +309,10 @@ fn main() {
         .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![100, 1000, 5000]);
     eprintln!("agent: {}", agent_binary());
-    println!("| resources | API answers | all Online | events recorded | events missed |");
-    println!("|---:|---:|---:|---:|---:|");
+    println!(
+        "| resources | API answers | all Online | events recorded | events missed | RSS | per resource | anon / file | maps | CPU after | GET /v1/status | SIGTERM to exit |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for resources in sizes {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir(dir.path().join("plugins")).expect("plugins dir");
@@ -195,11 +327,23 @@ fn main() {
         }
         match timed_start(dir.path(), resources, api) {
             Some(row) => println!(
-                "| {resources} | {} | {} | {} | {} |",
+                "| {resources} | {} | {} | {} | {} | {:.1} MiB | {:.1} KiB | {:.1} / {:.1} MiB | {} | {:.1} ms/s | {} | {} |",
                 secs(row.api),
                 secs(row.online),
                 row.events,
-                row.lagged
+                row.lagged,
+                mib(row.memory.rss),
+                row.memory.rss as f64 / 1024.0 / resources.max(1) as f64,
+                mib(row.memory.anon),
+                mib(row.memory.file),
+                row.memory.maps,
+                row.cpu,
+                row.status.map_or("failed".into(), |(took, bytes)| format!(
+                    "{:.1} ms, {} KiB",
+                    took.as_secs_f64() * 1000.0,
+                    bytes / 1024
+                )),
+                row.sigterm.map_or("over 120 s".into(), secs),
             ),
             None => println!("| {resources} | over {} | | | |", secs(PATIENCE)),
         }

@@ -20,12 +20,13 @@ use anyhow::{Context, Result};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use crate::config::{AgentConfig, PluginGrants};
+use crate::config::{AgentConfig, AllocatorChoice, PluginGrants, RuntimeSection};
 use crate::desired::Desired;
 use crate::monitor::{Event, EventKind};
 use crate::node::{Node, NodeSettings};
 use crate::plugin_versions::{Candidate, Origin, VersionRecord, choose, rank};
-use crate::runtime::{CompileCache, Plugin, Runtime, RuntimeConfig};
+use crate::runtime::process_limits::{self, MapBudget};
+use crate::runtime::{Allocator, CompileCache, Plugin, Runtime, RuntimeConfig};
 use crate::store::Store;
 use crate::type_sources::TypeSources;
 
@@ -203,12 +204,45 @@ fn prepare(config: &AgentConfig) -> Result<(Arc<Runtime>, CompileCache)> {
     let data_dir = &config.node.data_dir;
     std::fs::create_dir_all(data_dir.join("resources"))
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
-    let runtime = Runtime::new(RuntimeConfig {
-        max_instances: config.runtime.max_instances,
-        ..RuntimeConfig::default()
-    })?;
+    let resources = config.resources.len();
+    if let Some(budget) = MapBudget::read(resources, Path::new(process_limits::MAX_MAP_COUNT))
+        && !budget.fits()
+    {
+        tracing::warn!("{}", budget.shortfall(resources));
+    }
+    if let Ok((soft, _)) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        && let Some(shortfall) = process_limits::open_files_shortfall(resources, soft)
+    {
+        tracing::warn!("{shortfall}");
+    }
+    let runtime = Runtime::new(runtime_config(&config.runtime))?;
     let cache = CompileCache::open(data_dir.join("compiled"))?;
     Ok((runtime, cache))
+}
+
+/// The runtime `[runtime]` asks for. `max_instances` sizes the pool only;
+/// given with the on-demand allocator it is said once and ignored, so that
+/// a configuration written for the pool still starts (with no cap).
+fn runtime_config(section: &RuntimeSection) -> RuntimeConfig {
+    let allocator = match section.allocator {
+        AllocatorChoice::OnDemand => {
+            if let Some(n) = section.max_instances {
+                tracing::warn!(
+                    "[runtime] max_instances = {n} sizes the pool allocator only; the on-demand \
+                     allocator has no slots to size, so it is ignored (set allocator = \"pool\" \
+                     to reserve slots, or remove it)"
+                );
+            }
+            Allocator::OnDemand
+        }
+        AllocatorChoice::Pool => Allocator::Pool,
+    };
+    RuntimeConfig {
+        allocator,
+        max_instances: section.pool_instances(),
+        ..RuntimeConfig::default()
+    }
 }
 
 /// The types the node runs, by name, at the version it chose.

@@ -615,10 +615,27 @@ pub fn plugin_verb(
     Ok(())
 }
 
+/// Which view `warden status` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusView {
+    /// Every group and resource.
+    All,
+    /// Counts per state and the groups not Online.
+    Summary,
+    /// Every group and resource up to [`SUMMARY_ABOVE`] groups, the
+    /// summary above.
+    BySize,
+}
+
+/// Above this many groups `warden status` prints the summary unless asked
+/// for `--all`: a line per resource stops being readable long before, and
+/// the whole status of 10 000 resources is 2 MB of JSON.
+pub const SUMMARY_ABOVE: u64 = 100;
+
 /// The crm_mon view, once or refreshed every two seconds.
-pub fn status(client: &Client, watch: bool, as_json: bool) -> Result<()> {
+pub fn status(client: &Client, watch: bool, as_json: bool, view: StatusView) -> Result<()> {
     loop {
-        let status = client.call("GET", "/v1/status", None)?;
+        let (whole, status) = fetch_status(client, as_json, view)?;
         if as_json {
             println!("{status:#}");
         } else {
@@ -626,7 +643,11 @@ pub fn status(client: &Client, watch: bool, as_json: bool) -> Result<()> {
                 // Clear the screen and go home, as watch(1) does.
                 print!("\x1b[2J\x1b[H");
             }
-            print_status(&status);
+            if whole {
+                print_status(&status);
+            } else {
+                print_summary(&status);
+            }
         }
         if !watch {
             return Ok(());
@@ -635,7 +656,69 @@ pub fn status(client: &Client, watch: bool, as_json: bool) -> Result<()> {
     }
 }
 
+/// The status to print, and whether it is the whole one (else the
+/// summary). By size: the summary first (small), then the whole status if
+/// the node is small. An agent from before the summary (404) gets the
+/// whole status asked.
+fn fetch_status(client: &Client, as_json: bool, view: StatusView) -> Result<(bool, Value)> {
+    let whole = || client.call("GET", "/v1/status", None).map(|s| (true, s));
+    match view {
+        StatusView::All => whole(),
+        StatusView::Summary => client
+            .call("GET", "/v1/status/summary", None)
+            .map(|s| (false, s)),
+        // `--json` keeps printing what scripts read: the whole status.
+        StatusView::BySize if as_json => whole(),
+        StatusView::BySize => match client.call("GET", "/v1/status/summary", None) {
+            Ok(summary) if summary["groups"]["total"].as_u64() > Some(SUMMARY_ABOVE) => {
+                Ok((false, summary))
+            }
+            _ => whole(),
+        },
+    }
+}
+
+/// The summary: counts per state, then the groups not Online with their
+/// resources not Online.
+fn print_summary(summary: &Value) {
+    print_node_line(summary);
+    let counts = |c: &Value| {
+        let by_state = c["by_state"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(state, n)| format!("{n} {state}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        format!("{} ({by_state})", c["total"])
+    };
+    println!("Groups: {}", counts(&summary["groups"]));
+    println!("Resources: {}", counts(&summary["resources"]));
+    let listed = summary["not_online"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if listed.is_empty() {
+        println!("Every group is Online.");
+    } else {
+        println!("Not Online:");
+        print_groups(&listed);
+        let unlisted = summary["not_online_unlisted"].as_u64().unwrap_or(0);
+        if unlisted > 0 {
+            println!("... and {unlisted} more groups not Online (warden status --all)");
+        }
+    }
+    println!("(a summary: warden status --all shows every group and resource)");
+}
+
 fn print_status(status: &Value) {
+    print_node_line(status);
+    print_groups(&status["groups"].as_array().cloned().unwrap_or_default());
+}
+
+fn print_node_line(status: &Value) {
     println!(
         "Node {}: {}, recovery actions {}",
         text(&status["node"]),
@@ -650,7 +733,10 @@ fn print_status(status: &Value) {
             "on"
         },
     );
-    for group in status["groups"].as_array().cloned().unwrap_or_default() {
+}
+
+fn print_groups(groups: &[Value]) {
+    for group in groups {
         println!(
             "Group {}: {}{} (failovers in period {}){}",
             text(&group["name"]),

@@ -41,9 +41,18 @@ pub enum Command {
         /// Refresh every two seconds.
         #[arg(long)]
         watch: bool,
-        /// Print the agent's answer as JSON.
+        /// Print the agent's answer as JSON (the whole status, or with
+        /// --summary the summary).
         #[arg(long)]
         json: bool,
+        /// Every group and resource, however many (the default above
+        /// 100 groups is a summary: counts per state, the groups not
+        /// Online).
+        #[arg(long, conflicts_with = "summary")]
+        all: bool,
+        /// The summary, however few groups.
+        #[arg(long)]
+        summary: bool,
         /// Where the agent's API is and its token.
         #[command(flatten)]
         connection: Connection,

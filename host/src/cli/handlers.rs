@@ -127,8 +127,17 @@ pub async fn run(command: Command) -> Result<()> {
         Command::Status {
             watch,
             json,
+            all,
+            summary,
             connection,
-        } => blocking(move || client::status(&Client::new(&connection), watch, json)).await,
+        } => {
+            let view = match (all, summary) {
+                (true, _) => client::StatusView::All,
+                (_, true) => client::StatusView::Summary,
+                _ => client::StatusView::BySize,
+            };
+            blocking(move || client::status(&Client::new(&connection), watch, json, view)).await
+        }
         Command::Group {
             command,
             connection,

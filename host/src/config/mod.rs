@@ -7,7 +7,8 @@
 //! plugins_dir = "/etc/warden/plugins" # optional: extra .wasm resource types
 //!
 //! [runtime]
-//! max_instances = 1024   # room in the instance pool
+//! allocator = "on-demand" # or "pool": instance slots reserved at start
+//! max_instances = 1024   # with "pool": room in the instance pool
 //! memory_limit_mib = 64  # default per-resource memory limit
 //!
 //! [plugins.process]      # grants to the plugin of type "process"
@@ -56,7 +57,7 @@ use serde::Deserialize;
 pub use api::{ApiSection, write_token_file};
 pub use cluster::ClusterSection;
 pub use group::{GroupConfig, parse_failback};
-pub use node::{NodeConfig, OnShutdown, RuntimeSection, max_memory_limit_mib};
+pub use node::{AllocatorChoice, NodeConfig, OnShutdown, RuntimeSection, max_memory_limit_mib};
 pub use plugin_grants::PluginGrants;
 pub use resource::{PropertyValue, ResourceConfig, RestartConfig};
 
@@ -148,7 +149,7 @@ impl AgentConfig {
                 api.listen
             );
         }
-        if self.runtime.max_instances == 0 {
+        if self.runtime.max_instances == Some(0) {
             bail!("[runtime] max_instances must be above 0");
         }
         check_memory_limit_mib(self.runtime.memory_limit_mib)

@@ -43,27 +43,52 @@ pub enum OnShutdown {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeSection {
-    /// Room in the instance pool: how many resources' stores may exist at
-    /// once (default 1024).
-    #[serde(default = "default_max_instances")]
-    pub max_instances: u32,
+    /// Where instances' memories come from: "on-demand" (the default),
+    /// mapped per store with no count set aside up front, or "pool", slots
+    /// reserved at start (see docs/operating.md).
+    #[serde(default)]
+    pub allocator: AllocatorChoice,
+    /// With `allocator = "pool"`: its room, how many resources' stores
+    /// may exist at once (default 1024; about 10 500 at most, each slot
+    /// reserving 8 GiB of address space). Ignored, with a warning at
+    /// start, by the on-demand allocator, which has no slots.
+    #[serde(default)]
+    pub max_instances: Option<u32>,
     /// The default memory limit of a resource's store, in MiB (default 64).
     #[serde(default = "default_memory_limit_mib")]
     pub memory_limit_mib: u64,
 }
 
+/// `[runtime] allocator`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AllocatorChoice {
+    /// Memories mapped per store: no cap on the count (the default).
+    #[default]
+    OnDemand,
+    /// Slots reserved at start: no bounds checks in guest code.
+    Pool,
+}
+
+impl RuntimeSection {
+    /// The pool's room: `max_instances`, or 1024.
+    pub fn pool_instances(&self) -> u32 {
+        self.max_instances.unwrap_or(DEFAULT_POOL_INSTANCES)
+    }
+}
+
 impl Default for RuntimeSection {
     fn default() -> Self {
         RuntimeSection {
-            max_instances: default_max_instances(),
+            allocator: AllocatorChoice::default(),
+            max_instances: None,
             memory_limit_mib: default_memory_limit_mib(),
         }
     }
 }
 
-fn default_max_instances() -> u32 {
-    1024
-}
+/// The pool's room when `max_instances` is not given.
+const DEFAULT_POOL_INSTANCES: u32 = 1024;
 
 fn default_memory_limit_mib() -> u64 {
     64

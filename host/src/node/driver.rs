@@ -81,6 +81,9 @@ pub(super) fn now() -> Millis {
     )
 }
 
+/// How often a shutting-down node asks whether every resource is offline.
+const ALL_OFFLINE_EVERY: Duration = Duration::from_millis(10);
+
 impl Driver {
     pub(super) async fn run(mut self) {
         if self.sequencing.cluster().is_none() {
@@ -98,11 +101,19 @@ impl Driver {
             self.carry_out(Consequence::Monitoring(false));
         }
         let mut shutdown: Option<(oneshot::Sender<()>, tokio::time::Instant)> = None;
+        // When shutting down, whether everything is offline is asked at
+        // most every ALL_OFFLINE_EVERY: it walks every resource, and asked
+        // after each of the N offline changes it made the shutdown
+        // quadratic (13 s at 18 000 resources).
+        let mut asked_offline: Option<tokio::time::Instant> = None;
         loop {
             if let Some((_, started)) = &shutdown
-                && (self.all_offline() || started.elapsed() > SHUTDOWN_LIMIT)
+                && asked_offline.is_none_or(|at| at.elapsed() >= ALL_OFFLINE_EVERY)
             {
-                break;
+                asked_offline = Some(tokio::time::Instant::now());
+                if self.all_offline() || started.elapsed() > SHUTDOWN_LIMIT {
+                    break;
+                }
             }
             let wait = self
                 .sequencing
@@ -131,10 +142,19 @@ impl Driver {
                 },
                 () = sleep_opt(wait) => self.on_deadline(),
                 // Re-check the shutdown condition now and then.
-                () = tokio::time::sleep(Duration::from_millis(100)), if shutdown.is_some() => {}
+                () = tokio::time::sleep(ALL_OFFLINE_EVERY), if shutdown.is_some() => {}
             }
         }
+        if let Some((_, started)) = &shutdown {
+            tracing::info!(
+                "groups offline after {:?}; closing the resources",
+                started.elapsed()
+            );
+        }
         self.monitor.shutdown().await;
+        if let Some((_, started)) = &shutdown {
+            tracing::info!("resources closed after {:?}", started.elapsed());
+        }
         if let Some(link) = self.sequencing.link() {
             link.leave().await;
         }

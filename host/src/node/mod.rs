@@ -57,7 +57,7 @@ pub(crate) use config_change::spec_of;
 use config_change::{Checked, prepare, unavailable_type};
 use driver::Driver;
 use sequencing::Sequencing;
-pub use status::{GroupStatus, ResourceStatusView, Status};
+pub use status::{Counts, GroupStatus, ResourceStatusView, SUMMARY_LISTED, Status, Summary};
 pub use versions::VersionView;
 use versions::{AfterSwap, SwapOutcome};
 

@@ -10,7 +10,44 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use super::data_quota;
 use super::epoch::{EpochTicker, Ticking};
 use super::host_state::HostState;
+use super::limits;
 use crate::contract::bindings::current;
+
+/// Where the linear memories, tables and stacks of instances come from.
+///
+/// The choice trades address space for bounds checks; docs/operating.md and
+/// docs/benchmarks.md ("The instance allocator at 50 000 resources") give
+/// the measurements.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Allocator {
+    /// Each store maps its memories when it is made and unmaps them when it
+    /// is dropped, reserving [`ON_DEMAND_RESERVATION`] of address space per
+    /// memory (more only for a memory that grows past it). Nothing is set
+    /// aside up front, so the number of instances is bounded by what they
+    /// use (and the kernel's `vm.max_map_count`), not by a slot count.
+    /// Guest code checks its memory accesses explicitly.
+    #[default]
+    OnDemand,
+    /// A pool of [`RuntimeConfig::max_instances`] slots reserved when the
+    /// runtime starts, each memory slot the full 4 GiB a 32-bit memory can
+    /// address plus guard pages: guest code needs no bounds checks, and a
+    /// store reuses a slot instead of mapping memory. About 8 GiB of address
+    /// space per slot, so a few thousand slots at most (about 10 500 on a
+    /// 47-bit address space).
+    Pool,
+}
+
+/// The address space reserved for each linear memory by the on-demand
+/// allocator: the default per-resource memory limit, so a resource within
+/// the default limit never moves its memory as it grows. A memory that
+/// outgrows it is moved to a new mapping with this much room again
+/// ([`Config::memory_reservation_for_growth`]).
+pub const ON_DEMAND_RESERVATION: u64 = 64 << 20;
+
+/// The unmapped guard after each linear memory with the on-demand
+/// allocator: an access at a constant offset below it needs no check of
+/// its own once its base address was checked.
+const ON_DEMAND_GUARD: u64 = 64 << 10;
 
 /// Settings of the runtime, shared by every plugin and resource on a node.
 #[derive(Debug, Clone)]
@@ -20,7 +57,10 @@ pub struct RuntimeConfig {
     /// loop yields to the scheduler once per tick, so this is also the
     /// precision with which a hung call is cut off.
     pub epoch_tick: Duration,
-    /// How many resource instances the pooling allocator has room for.
+    /// Where instances' memories come from.
+    pub allocator: Allocator,
+    /// How many resource instances the pool has room for; used only with
+    /// [`Allocator::Pool`].
     pub max_instances: u32,
     /// The largest memory limit any resource may be given, in bytes. Each
     /// resource's own limit (default 64 MiB) is enforced per store.
@@ -31,19 +71,54 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             epoch_tick: Duration::from_millis(1),
+            allocator: Allocator::default(),
             max_instances: 1024,
             max_memory_bytes: 1 << 30,
         }
     }
 }
 
-/// The most core instances one component may have. A Rust component has
-/// about five (its module and wit-component's adapters); an interpreter
-/// packaged as a component (componentize-py, componentize-js) a dozen or so.
-const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+/// The on-demand allocator's memories: [`ON_DEMAND_RESERVATION`] each, a
+/// small guard, moved when they outgrow it. Each resource's own limit is
+/// enforced by its store's limiter (`limits.rs`) whichever allocator.
+fn on_demand(wasm: &mut Config) {
+    wasm.allocation_strategy(InstanceAllocationStrategy::OnDemand)
+        .memory_reservation(ON_DEMAND_RESERVATION)
+        .memory_reservation_for_growth(ON_DEMAND_RESERVATION)
+        .memory_guard_size(ON_DEMAND_GUARD)
+        .memory_may_move(true)
+        // A memory initialised by copying its data segments is one mapping;
+        // mapping the module's image copy-on-write splits it into three
+        // (the image, the rest of its first page, the rest). Mappings, not
+        // bytes, are what runs out first at tens of thousands of resources
+        // (`vm.max_map_count`, 65 530 by default), and a plugin's data
+        // segments are a few KiB.
+        .memory_init_cow(false);
+}
 
-/// The most tables one component may have (about two per core instance).
-const MAX_TABLES_PER_COMPONENT: u32 = 64;
+/// The pool for `config.max_instances` instances.
+fn pool(config: &RuntimeConfig) -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::new();
+    let instances = config.max_instances;
+    // A Rust component has one component instance, a few core instances
+    // (the module plus wit-component's shims), one memory and a couple of
+    // tables. Leave headroom: a plugin that needs more than this fails to
+    // instantiate with wasmtime's message, it does not corrupt others.
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(8))
+        .total_memories(instances.saturating_mul(2))
+        .total_tables(instances.saturating_mul(4))
+        .total_stacks(instances)
+        // One component's share of the pool: without these a single
+        // plugin could take every core instance and table slot (the
+        // defaults are unlimited per component) and no other resource
+        // could instantiate.
+        .max_core_instances_per_component(limits::MAX_CORE_INSTANCES as u32)
+        .max_tables_per_component(limits::MAX_TABLES as u32)
+        .max_memories_per_component(limits::MAX_MEMORIES as u32)
+        .max_memory_size(config.max_memory_bytes);
+    pool
+}
 
 /// The engine, the linker with every host capability, and the ticker that
 /// drives epoch interruption. Cheap to share: clone the `Arc`.
@@ -57,30 +132,14 @@ pub struct Runtime {
 impl Runtime {
     /// The engine, linker and epoch ticker for `config`.
     pub fn new(config: RuntimeConfig) -> Result<Arc<Runtime>> {
-        let mut pool = PoolingAllocationConfig::new();
-        let instances = config.max_instances;
-        // A Rust component has one component instance, a few core instances
-        // (the module plus wit-component's shims), one memory and a couple of
-        // tables. Leave headroom: a plugin that needs more than this fails to
-        // instantiate with wasmtime's message, it does not corrupt others.
-        pool.total_component_instances(instances)
-            .total_core_instances(instances.saturating_mul(8))
-            .total_memories(instances.saturating_mul(2))
-            .total_tables(instances.saturating_mul(4))
-            .total_stacks(instances)
-            // One component's share of the pool: without these a single
-            // plugin could take every core instance and table slot (the
-            // defaults are unlimited per component) and no other resource
-            // could instantiate.
-            .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
-            .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
-            .max_memories_per_component(2)
-            .max_memory_size(config.max_memory_bytes);
-
         let mut wasm = Config::new();
-        wasm.wasm_component_model(true)
-            .epoch_interruption(true)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        wasm.wasm_component_model(true).epoch_interruption(true);
+        match config.allocator {
+            Allocator::OnDemand => on_demand(&mut wasm),
+            Allocator::Pool => {
+                wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool(&config)));
+            }
+        }
         let engine = Engine::new(&wasm)
             .map_err(anyhow::Error::from)
             .context("creating the wasmtime engine")?;

@@ -28,6 +28,7 @@ mod plugin;
 pub mod plugin_text;
 mod private_file;
 mod process;
+pub mod process_limits;
 mod virtual_network;
 
 pub(crate) use bounded::{Instantiate, call_in_fresh_store};
@@ -42,7 +43,7 @@ pub use data_quota::{
     MAX_DATA_QUOTA_ENTRIES, QuotaLimits,
 };
 pub use deadline::CallDeadline;
-pub use engine::{Runtime, RuntimeConfig};
+pub use engine::{Allocator, ON_DEMAND_RESERVATION, Runtime, RuntimeConfig};
 pub(crate) use guest_output::OutputBudget;
 pub use guest_output::{BYTE_BURST, BYTES_PER_SECOND, LINE_BURST, LINES_PER_SECOND};
 pub(crate) use host_state::HostState;
