@@ -40,6 +40,7 @@ mod network_types;
 mod operator;
 mod package;
 mod readme;
+mod scale;
 mod sdk;
 mod signals;
 mod startup_versions;

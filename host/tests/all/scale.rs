@@ -9,13 +9,11 @@
 //! tested here is the mechanism at a size past the old default pool (1 024
 //! slots), and `host/benches/startup.rs` runs the large sizes.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::agent_process::AgentProcess;
-use common::wait_until;
+use crate::common::agent_process::AgentProcess;
+use crate::common::wait_until;
 use serde_json::Value;
 
 const CHAOS: &str = env!("WARDEN_PLUGIN_CHAOS");
