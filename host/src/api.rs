@@ -312,7 +312,11 @@ async fn group_verb(
 
 async fn create_resource(State(api): State<Api>, body: String) -> Response {
     match parse::<ResourceConfig>(&body, "resource") {
-        Ok(resource) => done(api.node.change(Change::AddResource(Box::new(resource))).await),
+        Ok(resource) => done(
+            api.node
+                .change(Change::AddResource(Box::new(resource)))
+                .await,
+        ),
         Err(message) => bad_request(message),
     }
 }
