@@ -262,9 +262,9 @@ fn lagging_setup(max_lag: u64) -> Setup {
     setup
 }
 
-/// The over-limit case end to end: n2's passive copy stops following (the
-/// virtual address is blackholed in n2's namespace, so it cannot reach the
-/// active: healthy, holding what it copied), the writer goes on, the active
+/// The over-limit case end to end: n2's passive copy stops following (its
+/// replication traffic is dropped in n2's namespace, so it cannot reach
+/// the active: healthy, holding what it copied), the writer goes on, the active
 /// reports its position, and n2's copy falls past the limit. kill -9 of
 /// n1's agent: the group waits Failed with a reason naming n2's lag; the
 /// operator's `warden group accept-data-loss` brings it online on n2, and
@@ -288,17 +288,34 @@ fn a_copy_past_its_lag_limit_waits_for_the_operators_word() {
     });
     wait_served_by(&cluster.lab, &probe, "n1");
 
-    // n2 can no longer reach the virtual address: its copy stops following.
-    let blackhole = cluster
+    // n2's copy stops following: its replication traffic is dropped both
+    // ways in n2's namespace (a table of this test's own, beside the lab's).
+    let rules = format!(
+        "table inet copies_lag {{\n\
+         chain input {{ type filter hook input priority -10; tcp sport {REPLICATION_PORT} drop; }}\n\
+         chain output {{ type filter hook output priority -10; tcp dport {REPLICATION_PORT} drop; }}\n\
+         }}\n"
+    );
+    let mut nft = cluster
         .lab
-        .command("n2", "ip")
-        .args(["route", "add", "blackhole", &format!("{VIP}/32")])
-        .status()
-        .expect("ip route");
-    assert!(blackhole.success(), "blackholing {VIP} in n2");
+        .command("n2", "nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("nft");
+    nft.stdin
+        .take()
+        .expect("nft's stdin")
+        .write_all(rules.as_bytes())
+        .expect("the rules to nft");
+    let dropped = nft.wait().expect("nft");
+    assert!(dropped.success(), "dropping n2's replication traffic");
     let mut sent = 0;
     let lag = wait_until("n2's copy to lag past the limit", MINUTE * 2, || {
-        if probe.run().good.is_some() {
+        let answer = cluster
+            .lab
+            .within(common::lab_cluster::CLIENT, || probe.run());
+        if answer.good.is_some() {
             sent += 1;
         }
         let (_, copies) = copies(&cluster, 0)?;
