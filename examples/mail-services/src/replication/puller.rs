@@ -274,9 +274,7 @@ fn read_line(
             "the active sent a line over {} bytes",
             wire::MAX_LINE
         ))),
-        Ok(ReadLine::Eof) => Err(Broken::Lost(format!(
-            "the connection closed before {what}"
-        ))),
+        Ok(ReadLine::Eof) => Err(Broken::Lost(format!("the connection closed before {what}"))),
         Err(e) if lineio::is_timeout(&e) => Err(Broken::Lost(format!(
             "the active sent no complete line within {} ms (waiting for {what})",
             node.config.peer_timeout.as_millis()
