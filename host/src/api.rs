@@ -264,6 +264,14 @@ struct MoveBody {
     to: Option<String>,
 }
 
+/// The body of `accept-data-loss`: where to activate.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AcceptBody {
+    #[serde(default)]
+    node: Option<String>,
+}
+
 async fn group_verb(
     State(api): State<Api>,
     Path((name, verb)): Path<(String, String)>,
@@ -286,10 +294,26 @@ async fn group_verb(
                 to: target.to,
             }
         }
+        "accept-data-loss" => {
+            let target = if body.trim().is_empty() {
+                AcceptBody::default()
+            } else {
+                match parse::<AcceptBody>(&body, "accept-data-loss") {
+                    Ok(target) => target,
+                    Err(message) => return bad_request(message),
+                }
+            };
+            Operation::AcceptDataLoss {
+                group: name,
+                node: target.node,
+            }
+        }
         other => {
             return error(
                 StatusCode::NOT_FOUND,
-                format!("unknown group operation {other:?}: online, offline or move"),
+                format!(
+                    "unknown group operation {other:?}: online, offline, move or accept-data-loss"
+                ),
             );
         }
     };
@@ -298,7 +322,11 @@ async fn group_verb(
 
 async fn create_resource(State(api): State<Api>, body: String) -> Response {
     match parse::<ResourceConfig>(&body, "resource") {
-        Ok(resource) => done(api.node.change(Change::AddResource(resource)).await),
+        Ok(resource) => done(
+            api.node
+                .change(Change::AddResource(Box::new(resource)))
+                .await,
+        ),
         Err(message) => bad_request(message),
     }
 }

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 use warden_policy::{ClusterConfig, Millis};
 
@@ -85,6 +85,11 @@ impl Desired {
             );
             r.depends_on = resource.depends_on.clone();
             r.restart = resource.restart_policy()?;
+            if resource.copies.is_some() {
+                check_replicated(resource, plugins)?;
+            }
+            r.copies = resource.copies.clone();
+            r.max_lag_on_failover = resource.max_lag_on_failover;
             match groups.iter_mut().find(|g| g.name == resource.group_name()) {
                 Some(group) => group.resources.push(r),
                 None => {
@@ -104,5 +109,25 @@ impl Desired {
             singleton_types,
             groups,
         })
+    }
+}
+
+/// Refuse copies of a resource whose type cannot keep them: only a type
+/// that exports the replication interface can start a passive copy,
+/// activate one and say how far it is. A type not loaded here is left to
+/// the check that makes the resource wait for its type.
+fn check_replicated(
+    resource: &ResourceConfig,
+    plugins: &BTreeMap<String, Arc<Plugin>>,
+) -> Result<()> {
+    match plugins.get(&resource.type_name) {
+        Some(plugin) if !plugin.is_replicated() => bail!(
+            "resource {:?}: copies: type {:?} is not replicated (it does not export {}), so it \
+             cannot keep copies; leave copies out",
+            resource.name,
+            resource.type_name,
+            crate::contract::REPLICATION_EXPORT
+        ),
+        _ => Ok(()),
     }
 }

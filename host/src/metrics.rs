@@ -100,7 +100,7 @@ impl Metrics {
             }
             EventKind::ProcessExited { .. } => c.process_exits += 1,
             EventKind::Plugin { action, .. } => *c.plugins.entry(action.clone()).or_default() += 1,
-            EventKind::TerminateFailed { .. } => {}
+            EventKind::TerminateFailed { .. } | EventKind::Copy { .. } => {}
         }
     }
 
@@ -162,6 +162,46 @@ impl Exposition {
                     "warden_resource_failures_in_period{{resource=\"{}\"}} {}",
                     r.name, r.failures_in_period
                 ));
+            }
+        }
+        self.copy_gauges(status);
+    }
+
+    /// Each copy's queues and lag (resources with copies), as the engine
+    /// counts them: a copy without a status of the current generation has
+    /// no sample.
+    fn copy_gauges(&mut self, status: &Status) {
+        type Pick = fn(&crate::node::CopyStatusView) -> Option<u64>;
+        let families: [(&str, &str, Pick); 3] = [
+            (
+                "warden_copy_queue_length",
+                "Log positions the active copy holds that this copy has not copied yet.",
+                |c| c.copy_queue_length,
+            ),
+            (
+                "warden_replay_queue_length",
+                "Log positions this copy holds and has not replayed yet.",
+                |c| c.replay_queue_length,
+            ),
+            (
+                "warden_copy_lag",
+                "How far this copy lags behind the newest data, as failover counts it.",
+                |c| c.lag,
+            ),
+        ];
+        for (name, help, pick) in families {
+            self.family(name, "gauge", help);
+            for group in &status.groups {
+                for r in &group.resources {
+                    for copy in &r.copies {
+                        if let Some(value) = pick(copy) {
+                            self.line(format!(
+                                "{name}{{resource=\"{}\",node=\"{}\"}} {value}",
+                                r.name, copy.node
+                            ));
+                        }
+                    }
+                }
             }
         }
     }

@@ -423,10 +423,13 @@ fn a_passive_waits_for_its_active_and_resumes_from_its_own_position() {
     // The passive starts first: nobody listens there yet.
     let repl: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut passive = Copy::passive(&dir, "p", repl, &[]);
-    let status = passive.wait_reason("cannot reach the active copy");
+    // Not reaching its active says nothing against its data: healthy,
+    // with a lag nobody knows yet (the reason is in its log).
+    passive.svc.wait_log("cannot reach the active copy");
+    let status = passive.status();
     assert_eq!(
         (status["health"].as_str(), status["lag"].as_str()),
-        ("failed", "unknown")
+        ("healthy", "unknown")
     );
     let repl_arg = repl.to_string();
     let active = Copy::start(
@@ -800,10 +803,12 @@ fn a_hostile_active_cannot_write_into_a_passive() {
         passive.svc.wait_log(why);
         assert_eq!(passive.cmd("PING"), "PONG");
     }
-    let status = passive.wait_status("health", "failed");
+    // The last attack is silence: a peer that does not answer is lost,
+    // not a fault of this copy, which took nothing from the hostile one.
+    let status = passive.wait_status("health", "healthy");
     assert_eq!(
         (status["written"].as_str(), status["health"].as_str()),
-        ("0", "failed"),
+        ("0", "healthy"),
         "{status:?}"
     );
     assert_eq!(passive.cmd("SEQ"), "SEQ 0");

@@ -68,6 +68,16 @@ pub enum GroupCommand {
         #[arg(long)]
         to: Option<String>,
     },
+    /// Bring the group online (or move it) although its copies lag past
+    /// their `max_lag_on_failover`: the operator accepts losing what the
+    /// lag says (recorded in the event history).
+    AcceptDataLoss {
+        /// The group's name (or a resource with copies, meaning its group).
+        name: String,
+        /// The node whose copy to activate; none: the copy that lags least.
+        #[arg(long)]
+        node: Option<String>,
+    },
 }
 
 /// `warden resource ...`: the operations on resources, each one request
@@ -424,6 +434,11 @@ pub fn group(client: &Client, command: GroupCommand) -> Result<()> {
             &format!("/v1/groups/{name}/move"),
             Some(json!({ "to": to })),
         )?,
+        GroupCommand::AcceptDataLoss { name, node } => client.call(
+            "POST",
+            &format!("/v1/groups/{name}/accept-data-loss"),
+            Some(json!({ "node": node })),
+        )?,
     };
     ok_message(&answer);
     Ok(())
@@ -764,6 +779,47 @@ fn print_groups(groups: &[Value]) {
                     .map(|x| format!(" {x}"))
                     .unwrap_or_default(),
             );
+            print_copies(&r);
         }
+    }
+}
+
+/// A resource's copies under it: node, state, generation, copy and replay
+/// queue lengths, lag, health (and why), `-` for what is not known yet.
+fn print_copies(resource: &Value) {
+    let Some(copies) = resource["copies"].as_array() else {
+        return;
+    };
+    let known = |v: &Value| v.as_u64().map_or("-".to_string(), |n| n.to_string());
+    println!(
+        "    copies (generation {}): {:<12} {:<16} {:>5} {:>10} {:>12} {:>8}  health",
+        known(&resource["generation"]),
+        "node",
+        "state",
+        "gen",
+        "copy-queue",
+        "replay-queue",
+        "lag"
+    );
+    for copy in copies {
+        println!(
+            "    {:<30} {:<12} {:<16} {:>5} {:>10} {:>12} {:>8}  {}{}{}",
+            "",
+            text(&copy["node"]),
+            text(&copy["state"]),
+            known(&copy["generation"]),
+            known(&copy["copy_queue_length"]),
+            known(&copy["replay_queue_length"]),
+            known(&copy["lag"]),
+            copy["health"].as_str().unwrap_or("-"),
+            copy["reason"]
+                .as_str()
+                .map(|x| format!(": {x}"))
+                .unwrap_or_default(),
+            copy["activation_blocked"]
+                .as_str()
+                .map(|x| format!(" (not activated without the operator's word: {x})"))
+                .unwrap_or_default(),
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
-use warden_policy::{Millis, RestartAction, RestartPolicy};
+use warden_policy::{CopyNodes, Millis, RestartAction, RestartPolicy};
 
 use super::node::check_memory_limit_mib;
 use crate::monitor::TimingOverrides;
@@ -51,6 +51,47 @@ pub struct ResourceConfig {
     /// What to do when it fails.
     #[serde(default)]
     pub restart: RestartConfig,
+    /// Where the resource keeps copies of its data: `"all"` (every possible
+    /// owner of its group) or a list of nodes. Only for a replicated type;
+    /// without it the resource has one copy, where it runs.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "named::copies"
+    )]
+    pub copies: Option<CopyNodes>,
+    /// How many log positions a copy may lag and still be activated
+    /// without the operator's word (default
+    /// [`warden_policy::DEFAULT_MAX_LAG_ON_FAILOVER`]); only with `copies`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "named::max_lag_on_failover"
+    )]
+    pub max_lag_on_failover: Option<u64>,
+}
+
+/// Deserializers that name their key in the error: serde's own message
+/// for a wrong value ("invalid value: string \"some\"") does not say which
+/// key of the resource it was.
+mod named {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer};
+    use warden_policy::CopyNodes;
+
+    pub(super) fn copies<'de, D: Deserializer<'de>>(d: D) -> Result<Option<CopyNodes>, D::Error> {
+        Option::<CopyNodes>::deserialize(d).map_err(|e| D::Error::custom(format!("copies: {e}")))
+    }
+
+    pub(super) fn max_lag_on_failover<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<u64>, D::Error> {
+        Option::<u64>::deserialize(d).map_err(|e| {
+            D::Error::custom(format!(
+                "max_lag_on_failover: {e} (a number of log positions, 0 or more)"
+            ))
+        })
+    }
 }
 
 /// A property value as written in TOML: text, a number or a boolean. The

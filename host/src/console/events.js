@@ -4,7 +4,7 @@
 import { get } from "./api.js";
 import { ago, h, link, table, when } from "./dom.js";
 
-const KINDS = ["state", "check", "cut-off", "process-exited", "policy", "plugin", "terminate-failed"];
+const KINDS = ["state", "check", "cut-off", "process-exited", "policy", "plugin", "copy", "terminate-failed"];
 const LIMIT = 500;
 
 /** The filters, kept across refreshes of the view. */

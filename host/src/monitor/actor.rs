@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until};
 
+use super::copies::{CopyAnswer, CopyCommand, CopyReport, StatusFilter};
 use super::events::{Event, EventKind};
 use super::spec::Timers;
 use super::state::{ResourceState, ResourceStatus};
@@ -24,6 +25,8 @@ use crate::contract::Health;
 use crate::runtime::{CallDeadline, CallError, Instance, Plugin, ProcessExit};
 
 use super::spec::TimingOverrides;
+
+mod copy_calls;
 
 /// A request to a resource's actor.
 #[derive(Debug)]
@@ -56,6 +59,8 @@ pub(crate) enum Command {
         started: oneshot::Sender<()>,
         reply: oneshot::Sender<Result<String, SwapFailure>>,
     },
+    /// One of the copy calls of a resource with copies.
+    Copy(CopyCommand),
     /// Take the resource offline if it is not, close it, and stop.
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -125,11 +130,38 @@ pub(crate) struct Actor {
     pub events: super::EventBus,
     /// Whether health checks run (the node's Monitoring component).
     pub monitoring: bool,
-    /// Every state change, lossless, for the group policy.
-    pub changes: mpsc::UnboundedSender<StateChange>,
+    /// Every state change and copy answer, lossless, in order, for the
+    /// group policy.
+    pub changes: mpsc::UnboundedSender<Report>,
     /// When each check is next due; `None` while the resource is not Online.
     pub next_looks_alive: Option<Instant>,
     pub next_is_alive: Option<Instant>,
+    /// Which copy of the resource's data runs here, if any.
+    pub copy: Option<CopyRun>,
+    /// Which of its `copy-status` polls are reported.
+    pub copy_filter: StatusFilter,
+    /// When `copy-status` is next polled; `None` while no copy runs.
+    pub next_copy_status: Option<Instant>,
+}
+
+/// The copy of a resource's data that runs on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CopyRun {
+    /// A passive copy: the resource is Offline here, its service runs and
+    /// follows the active copy.
+    Passive,
+    /// The active copy: the resource is Online (or on its way) here.
+    Active,
+}
+
+/// What a resource's actor tells the node's loop, on one lossless channel
+/// so that a copy's answer and its resource's state changes stay in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Report {
+    /// The resource reached a new state.
+    State(StateChange),
+    /// A copy call finished, a passive copy failed, or a copy's status moved.
+    Copy(CopyReport),
 }
 
 /// A resource reached a new state; sent to the group policy.
@@ -162,6 +194,7 @@ impl Actor {
                     }
                 },
                 Some(exit) = self.exits.recv() => self.on_exit(exit).await,
+                () = sleep_until_opt(self.next_copy_status) => self.poll_copy_status().await,
                 () = sleep_until_opt(check.map(|(_, at)| at)) => {
                     if let Some((check, at)) = check {
                         self.run_check(check, at).await;
@@ -180,6 +213,12 @@ impl Actor {
     }
 
     fn set_state(&mut self, to: ResourceState, reason: Option<String>) {
+        self.set_state_reporting(to, reason, true);
+    }
+
+    /// [`Actor::set_state`]; `report`: whether the group policy hears of
+    /// it as a state change (not when a copy call's answer says it).
+    fn set_state_reporting(&mut self, to: ResourceState, reason: Option<String>, report: bool) {
         let from = self.state();
         let instances = self.instance.generations();
         self.status.send_modify(|status| {
@@ -190,12 +229,21 @@ impl Actor {
                 status.failures += 1;
             }
         });
+        if matches!(to, ResourceState::Failed | ResourceState::Offline)
+            && self.copy == Some(CopyRun::Active)
+        {
+            // An active copy that failed was terminated with its resource,
+            // and one taken offline stopped with it.
+            self.stop_copy();
+        }
         if from != to {
-            let _ = self.changes.send(StateChange {
-                resource: self.name.clone(),
-                state: to,
-                reason: reason.clone(),
-            });
+            if report {
+                let _ = self.changes.send(Report::State(StateChange {
+                    resource: self.name.clone(),
+                    state: to,
+                    reason: reason.clone(),
+                }));
+            }
             match &reason {
                 Some(reason) => tracing::info!(resource = %self.name, "{from} -> {to}: {reason}"),
                 None => tracing::info!(resource = %self.name, "{from} -> {to}"),
@@ -253,8 +301,9 @@ impl Actor {
                 }
             }
             Command::Terminate => {
-                if self.state() != ResourceState::Offline {
+                if self.state() != ResourceState::Offline || self.copy.is_some() {
                     self.terminate().await;
+                    self.stop_copy();
                     self.set_state(ResourceState::Offline, Some("terminated".to_string()));
                 }
             }
@@ -316,6 +365,7 @@ impl Actor {
                 };
                 let _ = reply.send(outcome);
             }
+            Command::Copy(command) => self.copy_call(command).await,
             Command::Shutdown { .. } => unreachable!("handled in run"),
         }
     }
@@ -485,6 +535,18 @@ impl Actor {
             pid: exit.pid,
             how: exit.how.clone(),
         });
+        if self.copy == Some(CopyRun::Passive) {
+            self.terminate().await;
+            self.stop_copy();
+            self.answer_copy(
+                "start-passive",
+                CopyAnswer::Failed(format!(
+                    "the passive copy's managed process {} {}",
+                    exit.pid, exit.how
+                )),
+            );
+            return;
+        }
         if matches!(
             self.state(),
             ResourceState::Online | ResourceState::OnlinePending
@@ -533,6 +595,8 @@ impl Actor {
             ResourceState::Online | ResourceState::OnlinePending | ResourceState::Failed
         ) {
             self.take_offline().await;
+        } else if self.copy == Some(CopyRun::Passive) {
+            self.copy_call(CopyCommand::StopPassive).await;
         }
         if let Err(err) = self.instance.close(CLOSE_TIMEOUT).await {
             tracing::warn!(resource = %self.name, "close failed: {err}");
@@ -621,6 +685,12 @@ impl ResourceHandle {
         self.send(Command::Fail {
             reason: reason.to_string(),
         })
+    }
+
+    /// Carry out a copy call (a resource with copies); the answer comes as
+    /// a [`Report::Copy`] on the monitor's report stream.
+    pub fn copy(&self, command: CopyCommand) -> Result<(), Gone> {
+        self.send(Command::Copy(command))
     }
 
     /// Move the resource to another version of its type; waits for the

@@ -103,6 +103,15 @@ pub enum EventKind {
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// A copy of the resource's data (a resource with copies) answered a
+    /// copy call, failed, or reported a status worth recording.
+    Copy {
+        /// `start-passive`, `stop-passive`, `activate`, `deactivate`, or
+        /// `copy-status` for a reported status.
+        call: &'static str,
+        /// What came of it, for the operator.
+        outcome: String,
+    },
     /// Terminate after a failure did not succeed either.
     TerminateFailed {
         /// Terminate failed; the resource may still hold what it started.

@@ -5,10 +5,12 @@
 //! health checks, offline, terminate, close) with every call bounded, and
 //! reports what happens as [`Event`]s. It decides nothing beyond one
 //! resource: restarts, dependencies and failover belong to the group policy
-//! (`crate::node`), which reads the lossless [`StateChange`] stream.
+//! (`crate::node`), which reads the lossless [`Report`] stream (state
+//! changes, and the answers of a resource's copies).
 
 mod actor;
 mod bus;
+mod copies;
 mod events;
 mod spec;
 mod state;
@@ -18,8 +20,12 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc, watch};
 
-pub use actor::{Gone, ResourceHandle, StateChange, SwapFailure};
+pub use actor::{Gone, Report, ResourceHandle, StateChange, SwapFailure};
 pub use bus::{EventBus, Record};
+pub use copies::{
+    CopyAnswer, CopyCommand, CopyReading, CopyReport, REPORT_POSITION_STEP, REPORT_REFRESH,
+    StatusFilter,
+};
 pub use events::{Event, EventKind};
 pub use spec::{
     ResourceSpec, SpecError, Timers, TimingOverrides, check_schema, plugin_validate,
@@ -66,8 +72,8 @@ pub struct Monitor {
     events: EventBus,
     /// The record's receiving side, until the history writer takes it.
     record: Option<Record>,
-    changes: mpsc::UnboundedSender<StateChange>,
-    changes_rx: Option<mpsc::UnboundedReceiver<StateChange>>,
+    changes: mpsc::UnboundedSender<Report>,
+    changes_rx: Option<mpsc::UnboundedReceiver<Report>>,
     default_memory_limit: usize,
     /// Where checkpoints live when not in each data directory.
     checkpoints: Option<Arc<dyn CheckpointStore>>,
@@ -109,10 +115,10 @@ impl Monitor {
         self.checkpoints = Some(store);
     }
 
-    /// Every state change of every resource, lossless, for the one reader
-    /// that drives the resources (the group policy). `None` after the first
-    /// call.
-    pub fn take_state_changes(&mut self) -> Option<mpsc::UnboundedReceiver<StateChange>> {
+    /// Every state change and copy answer of every resource, lossless and
+    /// in order per resource, for the one reader that drives the resources
+    /// (the group policy). `None` after the first call.
+    pub fn take_state_changes(&mut self) -> Option<mpsc::UnboundedReceiver<Report>> {
         self.changes_rx.take()
     }
 
@@ -241,6 +247,9 @@ impl Monitor {
             monitoring: true,
             next_looks_alive: None,
             next_is_alive: None,
+            copy: None,
+            copy_filter: StatusFilter::default(),
+            next_copy_status: None,
         };
         let actor = async move {
             if let Some(stopping) = predecessor {

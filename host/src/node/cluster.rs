@@ -31,9 +31,9 @@ pub(super) struct ClusterState {
     pub(super) joined_at: Option<u64>,
     /// Groups whose ownership key this node holds.
     pub(super) held: std::collections::BTreeSet<String>,
-    /// Resources the engine asked online, by group, until the group's
-    /// ownership key is held.
-    pub(super) waiting: BTreeMap<String, Vec<String>>,
+    /// Resources the engine asked online (or their copy activated, with
+    /// that generation), by group, until the group's ownership key is held.
+    pub(super) waiting: BTreeMap<String, Vec<(String, Option<u64>)>>,
     /// The engine's clock: the latest entry time seen (entries from nodes
     /// with skewed clocks never move it back).
     pub(super) last_at: Millis,
@@ -360,8 +360,13 @@ impl Driver {
         let waiting = cluster.waiting.remove(&group).unwrap_or_default();
         self.record(&group, "owned", format!("{group}: ownership key held"));
         let me = self.settings.name.clone();
-        for resource in waiting {
-            self.on_resource(&resource, &me, |h| h.online());
+        for (resource, activate) in waiting {
+            match activate {
+                None => self.on_resource(&resource, &me, |h| h.online()),
+                Some(generation) => self.on_resource(&resource, &me, |h| {
+                    h.copy(crate::monitor::CopyCommand::Activate(generation))
+                }),
+            }
         }
     }
 

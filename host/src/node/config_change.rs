@@ -324,7 +324,7 @@ impl Driver {
         reply: oneshot::Sender<Result<String>>,
     ) -> Option<(Change, oneshot::Sender<Result<String>>)> {
         let resource = match &change {
-            Change::AddResource(resource) => Some(resource.clone()),
+            Change::AddResource(resource) => Some((**resource).clone()),
             Change::SetProperties {
                 resource,
                 properties,

@@ -12,8 +12,12 @@ use warden_policy::{Action, Engine, Event as PolicyEvent, Millis};
 use crate::components::{
     Component, ComponentStates, Consequence, Requester, State as ComponentState,
 };
+use crate::contract::CopySource;
 use crate::desired::Desired;
-use crate::monitor::{Event, EventKind, Monitor, ResourceHandle, ResourceState, StateChange};
+use crate::monitor::{
+    CopyAnswer, CopyCommand, CopyReport, Event, EventKind, Monitor, Report, ResourceHandle,
+    ResourceState, StateChange,
+};
 use crate::plugin_versions;
 use crate::runtime::Plugin;
 use crate::store::Store;
@@ -35,7 +39,7 @@ pub(super) struct Driver {
     /// Types that plugins-directory upgrades may not swap.
     pub(super) pinned: std::collections::BTreeSet<String>,
     pub(super) store: Store,
-    pub(super) changes: mpsc::UnboundedReceiver<StateChange>,
+    pub(super) changes: mpsc::UnboundedReceiver<Report>,
     pub(super) commands: mpsc::UnboundedReceiver<Command>,
     /// The loop's own command channel, for the swaps it runs off the loop
     /// to report back on (weak: the loop ends once every `Node` is gone).
@@ -124,7 +128,10 @@ impl Driver {
                 )
                 .map(|at| Duration::from_millis(at.0.saturating_sub(now().0)));
             tokio::select! {
-                Some(change) = self.changes.recv() => self.on_change(change),
+                Some(report) = self.changes.recv() => match report {
+                    Report::State(change) => self.on_change(change),
+                    Report::Copy(report) => self.on_copy_report(report),
+                },
                 Some(message) = link_message(&mut self.sequencing) => self.on_link(message),
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown { reply }) => {
@@ -453,7 +460,7 @@ impl Driver {
                         .resource(&resource)
                         .map(|r| r.group)
                         .unwrap_or_default();
-                    if !self.sequencing.may_bring_online(&group, &resource) {
+                    if !self.sequencing.may_bring_online(&group, &resource, None) {
                         return;
                     }
                 }
@@ -507,20 +514,131 @@ impl Driver {
             Action::Ignored { what, reason } => {
                 tracing::debug!("ignored {what}: {reason}");
             }
-            // Resources with copies (issue #16) are not wired into the agent
-            // yet: its configuration cannot declare copies, so its engine
-            // never asks for these. Said loudly, should one come anyway.
-            Action::StartPassiveCopy { resource, node, .. }
-            | Action::StopPassiveCopy { resource, node }
-            | Action::ActivateCopy { resource, node, .. }
-            | Action::DeactivateCopy { resource, node } => {
+            Action::StartPassiveCopy {
+                resource,
+                node,
+                source,
+            } => {
+                // The passive copy follows the resource's newest log: the
+                // generation of its last activation.
+                let generation = self.engine.copies(&resource).map_or(0, |c| c.generation);
+                let following = source
+                    .as_deref()
+                    .unwrap_or("no active copy yet")
+                    .to_string();
+                self.copy_action(
+                    &resource,
+                    &node,
+                    format!("start-passive following {following} (generation {generation})"),
+                    CopyCommand::StartPassive(CopySource {
+                        node: source,
+                        generation,
+                    }),
+                );
+            }
+            Action::StopPassiveCopy { resource, node } => {
+                self.copy_action(
+                    &resource,
+                    &node,
+                    "stop-passive".to_string(),
+                    CopyCommand::StopPassive,
+                );
+            }
+            Action::ActivateCopy {
+                resource,
+                node,
+                generation,
+            } => {
                 if node == self.settings.name {
-                    let reason = "copies are not yet supported by this agent".to_string();
-                    tracing::error!(resource = %resource, "{reason}");
-                    self.record(&resource, "copy-refused", reason);
+                    let group = self
+                        .engine
+                        .resource(&resource)
+                        .map(|r| r.group)
+                        .unwrap_or_default();
+                    if !self
+                        .sequencing
+                        .may_bring_online(&group, &resource, Some(generation))
+                    {
+                        self.record(
+                            &resource,
+                            "copy",
+                            format!(
+                                "activate with generation {generation}: waits for {group}'s \
+                                 ownership key"
+                            ),
+                        );
+                        return;
+                    }
                 }
+                self.copy_action(
+                    &resource,
+                    &node,
+                    format!("activate with generation {generation}"),
+                    CopyCommand::Activate(generation),
+                );
+            }
+            Action::DeactivateCopy { resource, node } => {
+                // The store refuses to step down for its own generation: it
+                // is deposed by the one the next activation takes.
+                let next = self
+                    .engine
+                    .copies(&resource)
+                    .map_or(1, |c| c.generation.saturating_add(1));
+                self.copy_action(
+                    &resource,
+                    &node,
+                    format!("deactivate for generation {next}"),
+                    CopyCommand::Deactivate(next),
+                );
             }
         }
+    }
+
+    /// Carry out a copy action if it is this node's, recording it in the
+    /// event history.
+    fn copy_action(&self, resource: &str, node: &str, what: String, command: CopyCommand) {
+        if node != self.settings.name {
+            return;
+        }
+        tracing::info!(resource, "copy: {what}");
+        self.record(resource, "copy", what);
+        self.on_resource(resource, node, |h| h.copy(command));
+    }
+
+    /// A copy's answer, for the engine: what the policy's copy events say.
+    pub(super) fn on_copy_report(&mut self, report: CopyReport) {
+        let CopyReport { resource, answer } = report;
+        let node = self.settings.name.clone();
+        let event = match answer {
+            CopyAnswer::PassiveStarted => PolicyEvent::PassiveCopyStarted { resource, node },
+            CopyAnswer::PassiveStopped => PolicyEvent::PassiveCopyStopped { resource, node },
+            CopyAnswer::Activated => PolicyEvent::CopyActivated { resource, node },
+            CopyAnswer::Deactivated => PolicyEvent::CopyDeactivated { resource, node },
+            CopyAnswer::Failed(reason) => PolicyEvent::CopyFailed {
+                resource,
+                node,
+                reason,
+            },
+            CopyAnswer::Status(reading) => PolicyEvent::CopyStatusReported {
+                resource,
+                node,
+                status: warden_policy::CopyStatus {
+                    generation: reading.generation,
+                    copied: reading.copied,
+                    replayed: reading.replayed,
+                    lag: reading.lag,
+                    health: match reading.unhealthy {
+                        None => warden_policy::CopyHealth::Healthy,
+                        Some(reason) => warden_policy::CopyHealth::Failed(reason),
+                    },
+                },
+            },
+        };
+        if !self.sequencing.reports() {
+            tracing::debug!("not reported to the cluster: {event:?}");
+            return;
+        }
+        self.apply(event);
     }
 
     /// Carry out a request for a resource on this node.

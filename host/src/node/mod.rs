@@ -57,7 +57,9 @@ pub(crate) use config_change::spec_of;
 use config_change::{Checked, prepare, unavailable_type};
 use driver::Driver;
 use sequencing::Sequencing;
-pub use status::{Counts, GroupStatus, ResourceStatusView, SUMMARY_LISTED, Status, Summary};
+pub use status::{
+    CopyStatusView, Counts, GroupStatus, ResourceStatusView, SUMMARY_LISTED, Status, Summary,
+};
 pub use versions::VersionView;
 use versions::{AfterSwap, SwapOutcome};
 
@@ -90,7 +92,7 @@ pub enum Change {
     /// Delete a group (it must hold no resource).
     RemoveGroup(String),
     /// Create a resource.
-    AddResource(ResourceConfig),
+    AddResource(Box<ResourceConfig>),
     /// Delete a resource.
     RemoveResource(String),
     /// Replace some properties of a resource; its group must be offline.
@@ -115,6 +117,15 @@ pub enum Operation {
         group: String,
         /// The node; none: the best one the policy finds.
         to: Option<String>,
+    },
+    /// The operator's word for a group whose copies lag past their limit:
+    /// bring it online, or move it, on `node` (none: where the copies lag
+    /// least), accepting the loss (Exchange's `-SkipLagChecks`).
+    AcceptDataLoss {
+        /// The group, or a resource with copies (meaning its group).
+        group: String,
+        /// The node to activate on.
+        node: Option<String>,
     },
     /// Fault injection: fail a resource as if a check had failed.
     Fail {

@@ -56,6 +56,24 @@ impl Driver {
                 );
                 (PolicyEvent::MoveRequested { group, to }, text)
             }
+            Operation::AcceptDataLoss { group, node } => {
+                if self.engine.group(&group).is_none() && self.engine.copies(&group).is_none() {
+                    return Err(not_found(format!(
+                        "no group or resource with copies {group:?}"
+                    )));
+                }
+                let text = format!(
+                    "group {group}: data loss accepted by the operator, activating on {}",
+                    node.as_deref().unwrap_or("the node whose copies lag least")
+                );
+                (
+                    PolicyEvent::AcceptDataLoss {
+                        group_or_resource: group,
+                        node,
+                    },
+                    text,
+                )
+            }
             Operation::Fail { resource } => {
                 let Some(handle) = self.monitor.get(&resource) else {
                     return Err(not_found(format!("no resource {resource:?}")));
@@ -110,6 +128,13 @@ impl Driver {
     fn remember_online(&mut self, event: &PolicyEvent) -> Result<()> {
         let change = match event {
             PolicyEvent::GroupOnlineRequested(g) if !self.desired.online.contains(g) => {
+                Some((g.clone(), true))
+            }
+            // Accepting the loss brings the group online: it stays so.
+            PolicyEvent::AcceptDataLoss {
+                group_or_resource: g,
+                ..
+            } if self.engine.group(g).is_some() && !self.desired.online.contains(g) => {
                 Some((g.clone(), true))
             }
             PolicyEvent::GroupOfflineRequested(g) if self.desired.online.contains(g) => {

@@ -119,10 +119,16 @@ impl Sequencing {
         }
     }
 
-    /// Whether `resource` of `group` may come online here now. In a
-    /// cluster only under the group's ownership key: until it is held the
-    /// resource waits, and comes online when the key is claimed.
-    pub(super) fn may_bring_online(&mut self, group: &str, resource: &str) -> bool {
+    /// Whether `resource` of `group` may come online here now (`activate`:
+    /// as its active copy, with that generation). In a cluster only under
+    /// the group's ownership key: until it is held the resource waits, and
+    /// comes online (or its copy is activated) when the key is claimed.
+    pub(super) fn may_bring_online(
+        &mut self,
+        group: &str,
+        resource: &str,
+        activate: Option<u64>,
+    ) -> bool {
         match self {
             Sequencing::Alone => true,
             Sequencing::Cluster(cluster) => {
@@ -133,7 +139,7 @@ impl Sequencing {
                     .waiting
                     .entry(group.to_string())
                     .or_default()
-                    .push(resource.to_string());
+                    .push((resource.to_string(), activate));
                 false
             }
         }

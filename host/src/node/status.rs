@@ -58,6 +58,73 @@ pub struct ResourceStatusView {
     pub instances: u64,
     /// The version of its type the resource runs on.
     pub version: String,
+    /// The generation of its last activation (resources with copies only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
+    /// Its copies, one per copy node (resources with copies only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub copies: Vec<CopyStatusView>,
+}
+
+/// One copy of a resource's data, as `warden status` shows it: where it
+/// is, what runs there, and how far behind it is (Exchange's copy and
+/// replay queue lengths).
+#[derive(Debug, Clone, Serialize)]
+pub struct CopyStatusView {
+    /// The node it is on.
+    pub node: String,
+    /// What of it runs there: none, starting-passive, passive,
+    /// stopping-passive, activating, active, deactivating, failed.
+    pub state: warden_policy::CopyState,
+    /// The node of the active copy it follows, while passive.
+    pub source: Option<String>,
+    /// The generation of its last status.
+    pub generation: Option<u64>,
+    /// The last log position it holds (its last status).
+    pub copied: Option<u64>,
+    /// The last log position it applied (its last status).
+    pub replayed: Option<u64>,
+    /// The active copy's position minus what this one copied.
+    pub copy_queue_length: Option<u64>,
+    /// What it copied minus what it replayed.
+    pub replay_queue_length: Option<u64>,
+    /// How far it lags, as failover counts it.
+    pub lag: Option<u64>,
+    /// `healthy` or `failed` (its last status, or the copy failing).
+    pub health: Option<String>,
+    /// Why it failed or is unhealthy.
+    pub reason: Option<String>,
+    /// Why it may not be activated now without the operator's word.
+    pub activation_blocked: Option<String>,
+}
+
+impl CopyStatusView {
+    fn from_view(copy: warden_policy::CopyView) -> CopyStatusView {
+        let status = copy.status.as_ref();
+        let unhealthy = status.and_then(|s| match &s.health {
+            warden_policy::CopyHealth::Healthy => None,
+            warden_policy::CopyHealth::Failed(reason) => Some(reason.clone()),
+        });
+        let failed = copy.failed_reason.is_some() || unhealthy.is_some();
+        CopyStatusView {
+            health: if failed {
+                Some("failed".to_string())
+            } else {
+                status.map(|_| "healthy".to_string())
+            },
+            reason: copy.failed_reason.or(unhealthy),
+            node: copy.node,
+            state: copy.state,
+            source: copy.source,
+            generation: status.map(|s| s.generation),
+            copied: status.map(|s| s.copied),
+            replayed: status.map(|s| s.replayed),
+            copy_queue_length: copy.copy_queue_length,
+            replay_queue_length: copy.replay_queue_length,
+            lag: copy.lag,
+            activation_blocked: copy.activation_blocked,
+        }
+    }
 }
 
 impl Driver {
@@ -75,6 +142,7 @@ impl Driver {
         let mut by_group: HashMap<String, Vec<ResourceStatusView>> = HashMap::new();
         for r in self.engine.resources() {
             let live = self.monitor.get(&r.name).map(|h| h.status());
+            let copies = self.engine.copies(&r.name);
             let view = ResourceStatusView {
                 type_name: types
                     .get(r.name.as_str())
@@ -93,6 +161,15 @@ impl Driver {
                 checks: live.as_ref().map(|s| s.checks).unwrap_or(0),
                 instances: live.as_ref().map(|s| s.instances).unwrap_or(0),
                 version: live.map(|s| s.version).unwrap_or_default(),
+                generation: copies.as_ref().map(|c| c.generation),
+                copies: copies
+                    .map(|c| {
+                        c.copies
+                            .into_iter()
+                            .map(CopyStatusView::from_view)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
                 name: r.name,
             };
             by_group.entry(r.group).or_default().push(view);
@@ -235,6 +312,8 @@ mod tests {
                     checks: 0,
                     instances: 0,
                     version: String::new(),
+                    generation: None,
+                    copies: Vec::new(),
                 })
                 .collect(),
         }

@@ -21,6 +21,7 @@ mod api_fuzz;
 mod cache;
 mod console;
 mod contract_versions;
+mod copies;
 mod data_quota;
 mod dns_update;
 mod exchange;

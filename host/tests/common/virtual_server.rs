@@ -81,6 +81,8 @@ pub enum Probe {
         name: String,
         port: u16,
     },
+    /// As [`Probe::Smtp`], to this address directly (no DNS server).
+    SmtpAt(SocketAddr),
 }
 
 /// One probe, as the client saw it.
@@ -136,6 +138,12 @@ impl Probe {
                         answer.good = Some(now);
                     }
                     None => answer.failure = Some(format!("no answer from {address}")),
+                }
+            }
+            Probe::SmtpAt(server) => {
+                answer.address = Some(server.ip());
+                if let Err(why) = send_one_message(*server, n, &mut answer) {
+                    answer.failure = Some(why);
                 }
             }
             Probe::Smtp {

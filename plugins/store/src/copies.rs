@@ -153,10 +153,18 @@ fn parse_status(line: &str) -> Result<CopyState, String> {
         Some("failed") => CopyHealth::Failed(reason),
         other => return Err(format!("COPY-STATUS with health {other:?}: {line:?}")),
     };
+    // The contract counts the active copy's own log: the last position it
+    // wrote, and no lag. The store's `copied` and `lag` of an active copy
+    // are its best passive's (its copy queue), which the host learns from
+    // the passives' own reports.
+    let (copied, lag) = match role {
+        CopyRole::Active => (number("written")?, 0),
+        _ => (number("copied")?, lag),
+    };
     Ok(CopyState {
         role,
         generation: number("generation")?,
-        copied: number("copied")?,
+        copied,
         replayed: number("replayed")?,
         lag,
         health,
@@ -266,6 +274,18 @@ impl ReplicatedService for Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_active_copy_reports_what_it_wrote_and_no_lag() {
+        let line = "COPY-STATUS role=active generation=2 written=25 copied=3 replayed=25 lag=22 \
+                    copy_queue=22 replay_queue=0 passives=1 mode=async health=healthy";
+        let state = parse_status(line).expect("parses");
+        assert!(matches!(state.role, CopyRole::Active));
+        assert_eq!(
+            (state.generation, state.copied, state.replayed, state.lag),
+            (2, 25, 25, 0)
+        );
+    }
 
     #[test]
     fn a_passive_status_line_reads_as_the_contracts_state() {

@@ -33,6 +33,25 @@ enum Ended {
     Diverged(String),
 }
 
+/// Why a session with the active ended in error.
+enum Broken {
+    /// The active could not be reached, or the connection to it was lost
+    /// (refused, reset, closed, silent past the peer timeout): the copy
+    /// still holds what it copied and can be activated on it; it is only
+    /// not following. Reported healthy, with the reason in the log.
+    Lost(String),
+    /// Something about this copy or what the active sent is wrong (its
+    /// disk, a refused generation, a bad record): its data cannot be
+    /// trusted to follow. Reported failed.
+    Failed(String),
+}
+
+impl From<String> for Broken {
+    fn from(why: String) -> Self {
+        Broken::Failed(why)
+    }
+}
+
 /// The puller thread: sessions with the active until told to stop.
 pub fn run(node: &Node) {
     let Some(source) = node.config.source else {
@@ -48,14 +67,18 @@ pub fn run(node: &Node) {
                 node.lock_progress().health = Health::Diverged(why);
                 return;
             }
-            Err(why) => {
+            Err(broken) => {
+                let (why, health) = match broken {
+                    Broken::Lost(why) => (why, Health::Healthy),
+                    Broken::Failed(why) => (why.clone(), Health::Failed(why)),
+                };
                 // One line per change of reason, not one per retry.
                 if why != last_failure {
                     log!("following {source}: {why}; retrying");
                     last_failure.clone_from(&why);
                 }
                 let mut p = node.lock_progress();
-                p.health = Health::Failed(why);
+                p.health = health;
                 let deadline = Instant::now() + backoff;
                 while !p.stop_pulling {
                     let now = Instant::now();
@@ -77,10 +100,10 @@ pub fn run(node: &Node) {
     }
 }
 
-fn session(node: &Node, source: SocketAddr, backoff: &mut Duration) -> Result<Ended, String> {
+fn session(node: &Node, source: SocketAddr, backoff: &mut Duration) -> Result<Ended, Broken> {
     let timeout = node.config.peer_timeout;
     let stream = TcpStream::connect_timeout(&source, timeout)
-        .map_err(|e| format!("cannot reach the active copy: {e}"))?;
+        .map_err(|e| Broken::Lost(format!("cannot reach the active copy: {e}")))?;
     stream
         .set_read_timeout(Some(timeout))
         .and_then(|()| stream.set_write_timeout(Some(timeout)))
@@ -110,7 +133,7 @@ fn session(node: &Node, source: SocketAddr, backoff: &mut Duration) -> Result<En
             crc: copy.engine.crc_at(position).unwrap_or(0),
         }
     };
-    send(&mut writer, &hello.line()).map_err(|e| format!("sending HELLO: {e}"))?;
+    send(&mut writer, &hello.line()).map_err(|e| Broken::Lost(format!("sending HELLO: {e}")))?;
     let mut line = Vec::new();
     let answer = read_line(&mut reader, &mut line, node, "its answer to HELLO")?;
     let active_position = match Answer::parse(&answer)? {
@@ -123,10 +146,10 @@ fn session(node: &Node, source: SocketAddr, backoff: &mut Duration) -> Result<En
                 return Ok(Ended::Stopped); // activated meanwhile: touch nothing
             }
             if generation < copy.newest {
-                return Err(format!(
+                return Err(Broken::Failed(format!(
                     "the active copy has generation {generation}, older than {}: its log is refused",
                     copy.newest
-                ));
+                )));
             }
             copy.learn(generation)
                 .map_err(|e| format!("cannot record generation {generation}: {e}"))?;
@@ -135,7 +158,10 @@ fn session(node: &Node, source: SocketAddr, backoff: &mut Duration) -> Result<En
         }
         Answer::Diverged(why) => return Ok(Ended::Diverged(why)),
         Answer::Deposed(why) | Answer::Refused(why) | Answer::Err(why) => {
-            return Err(format!("the copy there refused: {}", wire::shorten(&why)));
+            return Err(Broken::Failed(format!(
+                "the copy there refused: {}",
+                wire::shorten(&why)
+            )));
         }
     };
     log!(
@@ -170,7 +196,7 @@ fn session(node: &Node, source: SocketAddr, backoff: &mut Duration) -> Result<En
                 // Also the heartbeat's answer, so the active can tell a
                 // stalled passive from an idle one.
                 send(&mut writer, &Ack(position).line())
-                    .map_err(|e| format!("acknowledging: {e}"))?;
+                    .map_err(|e| Broken::Lost(format!("acknowledging: {e}")))?;
                 if wrote {
                     node.lock_copy().engine.replay();
                 }
@@ -179,14 +205,14 @@ fn session(node: &Node, source: SocketAddr, backoff: &mut Duration) -> Result<En
                 let mut bytes = vec![0; len];
                 reader
                     .read_exact(&mut bytes)
-                    .map_err(|e| format!("reading a record of {len} bytes: {e}"))?;
+                    .map_err(|e| Broken::Lost(format!("reading a record of {len} bytes: {e}")))?;
                 let rec = wal::decode_one(&bytes).map_err(|why| format!("a bad record: {why}"))?;
                 let expected = position + batch.len() as u64 + 1;
                 if rec.seq != expected {
-                    return Err(format!(
+                    return Err(Broken::Failed(format!(
                         "the active sent seq {} where {expected} was expected",
                         rec.seq
-                    ));
+                    )));
                 }
                 batch.push(rec);
                 batch_bytes += len;
@@ -197,15 +223,15 @@ fn session(node: &Node, source: SocketAddr, backoff: &mut Duration) -> Result<En
                         None => batch_bytes = 0,
                     }
                     send(&mut writer, &Ack(position).line())
-                        .map_err(|e| format!("acknowledging: {e}"))?;
+                        .map_err(|e| Broken::Lost(format!("acknowledging: {e}")))?;
                     node.lock_copy().engine.replay();
                 }
             }
             Frame::Bye(why) => {
-                return Err(format!(
+                return Err(Broken::Lost(format!(
                     "the active stopped shipping: {}",
                     wire::shorten(&why)
-                ));
+                )));
             }
         }
     }
@@ -241,19 +267,19 @@ fn read_line(
     line: &mut Vec<u8>,
     node: &Node,
     what: &str,
-) -> Result<String, String> {
+) -> Result<String, Broken> {
     match lineio::read_line(reader, wire::MAX_LINE, line) {
         Ok(ReadLine::Line) => Ok(String::from_utf8_lossy(line).into_owned()),
-        Ok(ReadLine::TooLong) => Err(format!(
+        Ok(ReadLine::TooLong) => Err(Broken::Failed(format!(
             "the active sent a line over {} bytes",
             wire::MAX_LINE
-        )),
-        Ok(ReadLine::Eof) => Err(format!("the connection closed before {what}")),
-        Err(e) if lineio::is_timeout(&e) => Err(format!(
+        ))),
+        Ok(ReadLine::Eof) => Err(Broken::Lost(format!("the connection closed before {what}"))),
+        Err(e) if lineio::is_timeout(&e) => Err(Broken::Lost(format!(
             "the active sent no complete line within {} ms (waiting for {what})",
             node.config.peer_timeout.as_millis()
-        )),
-        Err(e) => Err(format!("reading {what}: {e}")),
+        ))),
+        Err(e) => Err(Broken::Lost(format!("reading {what}: {e}"))),
     }
 }
 
