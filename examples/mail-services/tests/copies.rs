@@ -516,8 +516,8 @@ fn a_deposed_active_refuses_writes_and_stays_deposed() {
             .starts_with("ERR already the active copy")
     );
     assert!(
-        old.cmd("DEACTIVATE 1")
-            .starts_with("ERR generation 1 is not newer")
+        old.cmd("DEACTIVATE 0")
+            .starts_with("ERR generation 0 is older than this copy's 1")
     );
     assert!(
         old.cmd("DEACTIVATE x")
@@ -853,4 +853,26 @@ fn copy_options_that_do_not_fit_are_a_bad_command_line() {
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(err.contains(why), "{args:?}: {err}");
     }
+}
+
+/// A planned step-down (the group goes offline where it is): DEACTIVATE at
+/// the copy's own generation deposes it, and the next activation on the
+/// same copy, at the next generation, serves writes again.
+#[test]
+fn a_planned_step_down_at_its_own_generation_and_the_next_activation_here() {
+    let dir = TempDir::new("copies-step-down");
+    let copy = Copy::active(&dir, "a", &["--sync-mode", "async", "--generation", "1"]);
+    assert_eq!(copy.put("gina", b"one"), "OK 1");
+    assert_eq!(
+        copy.cmd("DEACTIVATE 1"),
+        "OK deposed generation=1 newest=1 position=1"
+    );
+    let refused = copy.put("gina", b"two");
+    assert!(refused.starts_with("UNAVAILABLE"), "{refused}");
+    assert!(
+        copy.cmd("ACTIVATE 1")
+            .starts_with("ERR generation 1 is not newer than 1")
+    );
+    assert!(copy.cmd("ACTIVATE 2").starts_with("OK active generation=2"));
+    assert_eq!(copy.put("gina", b"two"), "OK 2");
 }

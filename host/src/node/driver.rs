@@ -578,17 +578,16 @@ impl Driver {
                 );
             }
             Action::DeactivateCopy { resource, node } => {
-                // The store refuses to step down for its own generation: it
-                // is deposed by the one the next activation takes.
-                let next = self
-                    .engine
-                    .copies(&resource)
-                    .map_or(1, |c| c.generation.saturating_add(1));
+                // A planned step-down at the copy's own generation: the
+                // next activation, here or elsewhere, takes a newer one (a
+                // newer generation passed here would make that activation,
+                // on this node, look stale to the copy).
+                let generation = self.engine.copies(&resource).map_or(0, |c| c.generation);
                 self.copy_action(
                     &resource,
                     &node,
-                    format!("deactivate for generation {next}"),
-                    CopyCommand::Deactivate(next),
+                    format!("deactivate at generation {generation}"),
+                    CopyCommand::Deactivate(generation),
                 );
             }
         }

@@ -211,6 +211,28 @@ fn a_lone_agent_activates_its_store_copy_and_shows_where_it_stands() {
     assert_eq!(code, 400, "an unknown key is refused: {body}");
     assert!(body.contains("nodes"), "{body}");
 
+    // Offline where it is (a planned step-down at generation 1: writes
+    // refused), then online again on the same copy with generation 2.
+    agent.ok(&["group", "offline", "store"]);
+    wait_until("the group offline", MINUTE, || {
+        let (resource, _) = copies(&agent)?;
+        (resource["state"] == "Offline").then_some(())
+    });
+    // Offline deactivates the copy, then stops it: no write is taken.
+    if TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_ok() {
+        let refused = put(address, "alice", "while offline");
+        assert!(refused.starts_with("UNAVAILABLE"), "{refused}");
+    }
+    agent.ok(&["group", "online", "store"]);
+    wait_until("the copy active again, with generation 2", MINUTE, || {
+        let (resource, copies) = copies(&agent)?;
+        let copy = copies.first()?;
+        (resource["state"] == "Online" && copy["state"] == "active" && copy["generation"] == 2)
+            .then_some(())
+    });
+    let answer = put(address, "alice", "after the step-down");
+    assert!(answer.starts_with("OK "), "{answer}");
+
     // The agent's shutdown stops the active copy's service: the port closes.
     agent.stop();
     assert!(

@@ -445,9 +445,11 @@ impl Node {
             Role::Passive => {
                 return Err("this is a passive copy: there is nothing to deactivate".into());
             }
-            Role::Active if generation <= copy.generation => {
+            // Its own generation is a planned step-down (the group goes
+            // offline, or moves and the next activation takes a newer one).
+            Role::Active if generation < copy.generation => {
                 return Err(format!(
-                    "generation {generation} is not newer than this copy's {}",
+                    "generation {generation} is older than this copy's {}",
                     copy.generation
                 ));
             }
@@ -470,7 +472,7 @@ impl Node {
     fn depose(&self, copy: &mut Copy, why: &str) {
         if copy.role != Role::Deposed {
             log!(
-                "deposed ({why}): generation {} is newer than this copy's {}; refusing writes, shipping nothing",
+                "deposed ({why}): the newest generation is {}, this copy's {}; refusing writes, shipping nothing",
                 copy.newest,
                 copy.generation
             );
