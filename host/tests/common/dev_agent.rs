@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-/// A `warden agent --dev`, killed (and its data directory removed) if the
-/// test ends before it was stopped.
+/// A `warden agent --dev`, stopped (and its data directory removed) if the
+/// test ends before it was.
 pub struct DevAgent {
     child: Child,
     /// The demo services as the banner lists them: name and address.
@@ -129,10 +129,21 @@ impl DevAgent {
 }
 
 impl Drop for DevAgent {
+    /// Stop the agent as an operator does, SIGTERM, so that it stops its
+    /// services (a SIGKILL would leave them running, adoptable, and a test
+    /// that ends without stopping its agent would leak them); SIGKILL only
+    /// when it has not exited 10 s later.
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if let Ok(None) = self.child.try_wait() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
         }
         if let Some(dir) = self.data_dir() {
             let _ = std::fs::remove_dir_all(dir);
