@@ -98,10 +98,23 @@ fn neighbour(lab: &Lab, host: &str, address: &str) -> Option<String> {
 
 /// Whether `from` opens a TCP connection to `address`'s test port within
 /// a second.
+/// Whether `from` connects to `address`, trying for up to 5 s: the first
+/// SYN waits for neighbour resolution (ARP, or IPv6 neighbour discovery),
+/// which on a loaded 2-core machine can take longer than one connect's
+/// second. An address that must not answer is asked as patiently.
 fn reaches(lab: &Lab, from: &str, address: &str) -> bool {
     let to = SocketAddr::new(address.parse().expect("address"), PORT);
+    let until = std::time::Instant::now() + Duration::from_secs(5);
     lab.within(from, || {
-        TcpStream::connect_timeout(&to, Duration::from_secs(1)).is_ok()
+        loop {
+            if TcpStream::connect_timeout(&to, Duration::from_secs(1)).is_ok() {
+                return true;
+            }
+            if std::time::Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     })
 }
 
