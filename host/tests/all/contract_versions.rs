@@ -254,3 +254,72 @@ async fn copy_calls_keep_the_generation_rules_and_refuse_a_type_without_them() {
     );
     assert_eq!(plain.generations(), 0, "nothing was instantiated");
 }
+
+/// The replication export is the plugin's code like any other: a copy call
+/// that spins is cut off at its deadline and one that traps is reported
+/// with the plugin's message; either way the sandbox is thrown away and the
+/// next call runs on a fresh instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_call_that_hangs_or_traps_is_cut_off_and_the_next_runs_fresh() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut copy = plugin_instance(REPLICA, "db", dir.path(), &[]).await;
+    let short = Duration::from_millis(500);
+
+    copy.control("misbehave", "copy-status spin", short)
+        .await
+        .expect("control runs")
+        .expect("set");
+    let hung = copy
+        .copy_status(short)
+        .await
+        .expect_err("a spinning copy-status");
+    assert!(
+        matches!(
+            hung,
+            warden::runtime::CallError::TimedOut {
+                call: "copy-status",
+                ..
+            }
+        ),
+        "{hung:?}"
+    );
+    let before = copy.generations();
+    copy.control("misbehave", "activate trap", short)
+        .await
+        .expect("control runs on a fresh instance")
+        .expect("set");
+    assert_eq!(
+        copy.generations(),
+        before + 1,
+        "a new sandbox after the cut-off"
+    );
+    let trapped = copy
+        .activate(1, warden::runtime::CallDeadline::fixed(short))
+        .await
+        .expect_err("a trapping activate");
+    let text = trapped.to_string();
+    assert!(
+        text.contains("activate") && text.contains("deliberate trap in activate"),
+        "{text}"
+    );
+
+    copy.control("misbehave", "", short)
+        .await
+        .expect("control runs")
+        .expect("cleared");
+    copy.activate(
+        1,
+        warden::runtime::CallDeadline::fixed(Duration::from_secs(5)),
+    )
+    .await
+    .expect("activate runs")
+    .expect("generation 1 on a fresh copy");
+    let status = copy
+        .copy_status(Duration::from_secs(5))
+        .await
+        .expect("copy-status runs");
+    assert!(
+        matches!(status.role, contract::CopyRole::Active),
+        "{status:?}"
+    );
+}

@@ -18,8 +18,8 @@
 //! (CI) makes that a failure.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::common;
@@ -27,7 +27,7 @@ use crate::common::cluster::Setup;
 use crate::common::lab_cluster::{LabCluster, NODE_NAME};
 use crate::common::netlab::Lab;
 use crate::common::virtual_server::{
-    Answer, Probe, VIP, message_text, probing, vip_config, wait_answered, wait_served_by,
+    Answer, Probe, VIP, probing, stored_probes_at, vip_config, wait_answered, wait_served_by,
 };
 use crate::common::wait_until;
 use serde_json::Value;
@@ -103,46 +103,8 @@ fn on<'a>(copies: &'a [Value], node: &str) -> Option<&'a Value> {
 /// (`SINCE 0`, asked on that node's loopback, where each node's store
 /// listens: the configuration is the cluster's, the same on every node).
 fn stored_probes(lab: &Lab, node: &str) -> BTreeSet<u64> {
-    lab.within(node, || {
-        let address = SocketAddr::from(([127, 0, 0, 1], STORE_PORT));
-        let mut stream =
-            TcpStream::connect_timeout(&address, Duration::from_secs(2)).expect("the store");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("a timeout");
-        stream.write_all(b"SINCE 0\n").expect("ask the store");
-        let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        reader.read_line(&mut line).expect("the store's answer");
-        let count: usize = line
-            .trim_end()
-            .strip_prefix("MSGS ")
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("SINCE 0 answered {line:?}"));
-        let mut found = BTreeSet::new();
-        for _ in 0..count {
-            line.clear();
-            reader.read_line(&mut line).expect("a message's header");
-            let len: usize = line
-                .split_whitespace()
-                .nth(2)
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| panic!("a message header {line:?}"));
-            let mut body = vec![0; len + 1];
-            reader.read_exact(&mut body).expect("a message's body");
-            let body = String::from_utf8_lossy(&body);
-            found.extend(body.lines().filter_map(|text| {
-                let n = text
-                    .strip_prefix("probe ")?
-                    .split(' ')
-                    .next()?
-                    .parse()
-                    .ok()?;
-                (text.trim_end() == message_text(n)).then_some(n)
-            }));
-        }
-        found
-    })
+    let address = SocketAddr::from(([127, 0, 0, 1], STORE_PORT));
+    lab.within(node, || stored_probes_at(address))
 }
 
 fn accepted(answers: &[Answer]) -> BTreeSet<u64> {

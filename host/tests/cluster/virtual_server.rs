@@ -30,8 +30,7 @@
 
 use crate::common;
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::common::cluster::{NODES, Setup};
@@ -39,7 +38,7 @@ use crate::common::dns_server::{DnsServer, KEY};
 use crate::common::lab_cluster::{CLIENT, LabCluster, NODE_NAME};
 use crate::common::netlab::Lab;
 use crate::common::virtual_server::{
-    Answer, Probe, VIP, Verdict, holders, holds, index, judge, lookup_a, message_text, probing,
+    Answer, Probe, VIP, Verdict, holders, holds, index, judge, lookup_a, probing, stored_probes_at,
     vip_config, wait_answered, wait_held_by, wait_served_by,
 };
 use crate::common::wait_until;
@@ -157,48 +156,8 @@ fn report(what: &str, answers: &[Answer], from: &str, to: &str) -> Verdict {
 /// The numbers of the probes whose message the store holds: every
 /// message (`SINCE 0`), asked at the virtual address from the client host.
 fn stored_probes(lab: &Lab) -> BTreeSet<u64> {
-    lab.within(CLIENT, || {
-        let address = SocketAddr::new(IpAddr::V4(VIP), STORE_PORT);
-        let mut stream =
-            TcpStream::connect_timeout(&address, Duration::from_secs(2)).expect("the store");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("a timeout");
-        stream.write_all(b"SINCE 0\n").expect("ask the store");
-        let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        reader.read_line(&mut line).expect("the store's answer");
-        let count: usize = line
-            .trim_end()
-            .strip_prefix("MSGS ")
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("SINCE 0 answered {line:?}"));
-        let mut found = BTreeSet::new();
-        for _ in 0..count {
-            // `SEQ MAILBOX LEN`, then LEN bytes and a line end.
-            line.clear();
-            reader.read_line(&mut line).expect("a message's header");
-            let len: usize = line
-                .split_whitespace()
-                .nth(2)
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| panic!("a message header {line:?}"));
-            let mut body = vec![0; len + 1];
-            reader.read_exact(&mut body).expect("a message's body");
-            // The line `message_text(N)`, wherever the server put it.
-            let body = String::from_utf8_lossy(&body);
-            found.extend(body.lines().filter_map(|text| {
-                let n = text
-                    .strip_prefix("probe ")?
-                    .split(' ')
-                    .next()?
-                    .parse()
-                    .ok()?;
-                (text.trim_end() == message_text(n)).then_some(n)
-            }));
-        }
-        found
-    })
+    let address = SocketAddr::new(IpAddr::V4(VIP), STORE_PORT);
+    lab.within(CLIENT, || stored_probes_at(address))
 }
 
 #[test]

@@ -14,7 +14,8 @@
 //! long the client went without a good answer.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Write};
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::process::Command;
 use std::sync::Mutex;
@@ -449,4 +450,49 @@ fn reply(reader: &mut impl BufRead, server: SocketAddr) -> Result<String, String
             return Ok(line);
         }
     }
+}
+
+/// The numbers of the probes whose message the mail store at `address`
+/// holds: every message (`SINCE 0`), each `SEQ MAILBOX LEN` header followed
+/// by LEN bytes and a line end, and in each body the line
+/// `message_text(N)`, wherever the server put it. Call it inside the lab
+/// host that should ask.
+pub fn stored_probes_at(address: SocketAddr) -> BTreeSet<u64> {
+    let mut stream =
+        TcpStream::connect_timeout(&address, Duration::from_secs(2)).expect("the store");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a timeout");
+    stream.write_all(b"SINCE 0\n").expect("ask the store");
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("the store's answer");
+    let count: usize = line
+        .trim_end()
+        .strip_prefix("MSGS ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("SINCE 0 answered {line:?}"));
+    let mut found = BTreeSet::new();
+    for _ in 0..count {
+        line.clear();
+        reader.read_line(&mut line).expect("a message's header");
+        let len: usize = line
+            .split_whitespace()
+            .nth(2)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("a message header {line:?}"));
+        let mut body = vec![0; len + 1];
+        reader.read_exact(&mut body).expect("a message's body");
+        let body = String::from_utf8_lossy(&body);
+        found.extend(body.lines().filter_map(|text| {
+            let n = text
+                .strip_prefix("probe ")?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()?;
+            (text.trim_end() == message_text(n)).then_some(n)
+        }));
+    }
+    found
 }

@@ -9,7 +9,9 @@
 //! source older than it knows; only the active copy takes writes. `control`
 //! answers `write TEXT` (append a line, the active only: the new position),
 //! `lag N` and `health healthy|failed REASON|diverged REASON` (what
-//! copy-status will report) and `checkpoint`.
+//! copy-status will report), `misbehave CALL spin|trap` (that copy call
+//! then spins forever or traps, to be cut off; `misbehave` alone stops it)
+//! and `checkpoint`.
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -81,6 +83,21 @@ fn write(line: &str) -> Result<String, String> {
         .map_err(|e| format!("opening {LOG}: {e}"))?;
     writeln!(log, "{line}").map_err(|e| format!("writing {LOG}: {e}"))?;
     Ok(position()?.to_string())
+}
+
+/// Spin or trap in `call` if the test asked for it (`misbehave`).
+fn misbehave(call: &str) {
+    match checkpoint::get("misbehave").ok().flatten().as_deref() {
+        Some(asked) if asked == format!("{call} spin") =>
+        {
+            #[allow(clippy::empty_loop, reason = "a hung call, for the host to cut off")]
+            loop {}
+        }
+        Some(asked) if asked == format!("{call} trap") => {
+            panic!("replica: deliberate trap in {call}")
+        }
+        _ => {}
+    }
 }
 
 fn health() -> Result<CopyHealth, String> {
@@ -157,12 +174,16 @@ impl GuestInstance for Copy {
                 checkpoint::set("lag", &lag.to_string()).map(|()| String::new())
             }
             "health" => checkpoint::set("health", &payload).map(|()| String::new()),
+            "misbehave" if payload.is_empty() => {
+                checkpoint::delete("misbehave").map(|()| String::new())
+            }
+            "misbehave" => checkpoint::set("misbehave", &payload).map(|()| String::new()),
             "checkpoint" => Ok(checkpoint::list()?
                 .into_iter()
                 .map(|(key, value)| format!("{key}={value}\n"))
                 .collect()),
             other => Err(format!(
-                "unknown control code {other:?}: try write, lag, health or checkpoint"
+                "unknown control code {other:?}: try write, lag, health, misbehave or checkpoint"
             )),
         }
     }
@@ -188,6 +209,7 @@ impl ReplicationGuest for Replica {
     }
 
     fn activate(_copy: InstanceBorrow<'_>, generation: u64) -> Result<(), String> {
+        misbehave("activate");
         let own = number("generation")?;
         if generation <= own {
             return Err(format!(
@@ -209,6 +231,7 @@ impl ReplicationGuest for Replica {
     }
 
     fn copy_status(_copy: InstanceBorrow<'_>) -> CopyState {
+        misbehave("copy-status");
         let read = || -> Result<CopyState, String> {
             let position = position()?;
             Ok(CopyState {
