@@ -91,7 +91,7 @@ impl Agent {
         let settings = node_settings(&config)?;
         // Bind before starting anything, so a taken port starts nothing.
         let api = match &config.api {
-            Some(api) => Some((crate::api::bind(api.listen).await?, api.token()?)),
+            Some(api) => Some((crate::api::bind(api.listen).await?, api.token_or_create()?)),
             None => None,
         };
         let started = start_node(&config, &runtime, candidates, settings, desired, store).await?;

@@ -123,7 +123,8 @@ pub enum ResourceCommand {
         /// The resource's name.
         name: String,
     },
-    /// Show the resource's properties.
+    /// Show the resource: its type and version, its state, and every
+    /// property's effective value (defaults marked).
     Get {
         /// The resource's name.
         name: String,
@@ -488,14 +489,11 @@ pub fn resource(client: &Client, command: ResourceCommand, as_json: bool) -> Res
             client.call("POST", &format!("/v1/resources/{name}/cancel"), None)?
         }
         ResourceCommand::Get { name } => {
-            let properties =
-                client.call("GET", &format!("/v1/resources/{name}/properties"), None)?;
+            let view = super::resource_view::fetch(client, &name)?;
             if as_json {
-                println!("{properties:#}");
-            } else if let Some(map) = properties.as_object() {
-                for (key, value) in map {
-                    println!("{key:<20} {}", text(value));
-                }
+                println!("{:#}", view.to_json());
+            } else {
+                print!("{}", view.render());
             }
             return Ok(());
         }

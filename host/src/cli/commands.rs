@@ -267,6 +267,15 @@ pub enum PluginCommand {
         /// Override the type's pending timeout, to see a hang sooner.
         #[arg(long)]
         pending_timeout_ms: Option<u64>,
+        /// Run the managed program as this user (a name or uid), as the
+        /// node configuration's `[plugins.TYPE] user` does; default: this
+        /// command's user.
+        #[arg(long)]
+        user: Option<String>,
+        /// Keep the resource's data directory (its /data, the service's
+        /// output) after the test, and print where it is.
+        #[arg(long)]
+        keep_data: bool,
     },
     /// The resource types a running agent has loaded.
     List {

@@ -68,6 +68,8 @@ pub async fn run(command: Command) -> Result<()> {
                     grant_programs,
                     check_interval_ms,
                     pending_timeout_ms,
+                    user,
+                    keep_data,
                 },
         } => {
             let args = plugin_test::TestArgs {
@@ -76,6 +78,8 @@ pub async fn run(command: Command) -> Result<()> {
                 grant_programs,
                 check_interval: std::time::Duration::from_millis(check_interval_ms),
                 pending_timeout: pending_timeout_ms.map(std::time::Duration::from_millis),
+                user,
+                keep_data,
             };
             plugin_test::check_args(&args)?;
             plugin_test::run(args).await
@@ -317,15 +321,48 @@ async fn check_plugin(file: &PathBuf) -> Result<()> {
     );
     println!("flags: {:?}", info.flags);
     println!("properties:");
-    for p in &info.properties {
-        println!(
-            "  {:<16} {:<28} {:<9} default {:<10} {}",
-            p.name,
-            crate::runtime::kind_name(p.kind),
-            if p.required { "required" } else { "optional" },
-            p.default_value.as_deref().unwrap_or("-"),
-            p.description
-        );
+    for line in property_table(&info.properties) {
+        println!("  {line}");
     }
     Ok(())
+}
+
+/// The rows of `plugin check`'s property table: each column as wide as
+/// its longest entry (names, kinds and defaults of any length stay in
+/// their columns), the description last.
+fn property_table(properties: &[crate::contract::PropertySpec]) -> Vec<String> {
+    let rows: Vec<[String; 4]> = properties
+        .iter()
+        .map(|p| {
+            [
+                p.name.clone(),
+                crate::runtime::kind_name(p.kind).to_string(),
+                if p.required { "required" } else { "optional" }.to_string(),
+                match p.default_value.as_deref() {
+                    None => "default -".to_string(),
+                    Some("") => "default \"\"".to_string(),
+                    Some(value) => format!("default {value}"),
+                },
+            ]
+        })
+        .collect();
+    let width = |column: usize| {
+        rows.iter()
+            .map(|row| row[column].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let widths = [width(0), width(1), width(2), width(3)];
+    rows.iter()
+        .zip(properties)
+        .map(|(row, p)| {
+            let mut line = String::new();
+            for (cell, width) in row.iter().zip(widths) {
+                line.push_str(cell);
+                line.extend(std::iter::repeat_n(' ', width - cell.chars().count() + 1));
+            }
+            line.push_str(&p.description);
+            line.trim_end().to_string()
+        })
+        .collect()
 }

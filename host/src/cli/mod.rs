@@ -1,7 +1,7 @@
 //! The `warden` command line: its command tree ([`commands`]), what each
 //! command does ([`handlers`]), the operator's client of the admin API
 //! ([`client`], re-exported here), `warden plugin test` ([`plugin_test`]),
-//! `warden plugin new` ([`plugin_new`])
+//! `warden plugin new` ([`plugin_new`]), `warden resource get` ([`resource_view`])
 //! and the stop signals ([`signals`]). `main.rs` only sets up the process.
 
 pub mod client;
@@ -10,6 +10,7 @@ mod fence;
 mod handlers;
 pub mod plugin_new;
 pub mod plugin_test;
+pub mod resource_view;
 pub mod signals;
 
 pub use client::*;

@@ -6,7 +6,10 @@
 //! checks, kill of the managed service (its pid from the `pid` control
 //! code), recovery (online again), offline, close. A step that does not
 //! finish in time (a hang) or ends the resource Failed (a trap, an error)
-//! fails the test with the reason.
+//! fails the test with the reason, followed by the tail of the managed
+//! program's output. A step waits as long as the agent would: a pending
+//! online or offline that reports progress gets the agent's extensions,
+//! up to the agent's cap ([`Timers`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,8 +19,11 @@ use anyhow::{Context, Result, anyhow, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::monitor::{Monitor, ResourceHandle, ResourceSpec, ResourceState, TimingOverrides};
-use crate::runtime::{Grants, Plugin, ResourceDirs, Runtime, RuntimeConfig};
+use crate::config::PluginGrants;
+use crate::monitor::{
+    Monitor, ResourceHandle, ResourceSpec, ResourceState, Timers, TimingOverrides,
+};
+use crate::runtime::{Grants, Plugin, ResourceDirs, Runtime, RuntimeConfig, SERVICE_LOG};
 
 /// What `warden plugin test` was asked.
 pub struct TestArgs {
@@ -34,7 +40,21 @@ pub struct TestArgs {
     /// Overrides the type's pending timeout (online and offline), so that
     /// a hang shows quickly.
     pub pending_timeout: Option<Duration>,
+    /// Run the managed program as this user (`--user`, a name or uid), as
+    /// the node configuration's `[plugins.TYPE] user` does.
+    pub user: Option<String>,
+    /// Keep the resource's data directory after the test and print where
+    /// it is (`--keep-data`).
+    pub keep_data: bool,
 }
+
+/// How many of the managed program's last output lines a failed step
+/// prints.
+pub const OUTPUT_TAIL_LINES: usize = 40;
+/// The most of the service log's end that is read for them.
+const OUTPUT_TAIL_BYTES: u64 = 64 * 1024;
+/// A line of the tail is cut to this many characters.
+const OUTPUT_LINE_CHARS: usize = 400;
 
 /// Health checks run this often during a test unless asked otherwise.
 pub const DEFAULT_CHECK_INTERVAL_MS: u64 = 500;
@@ -159,11 +179,31 @@ async fn life_cycle(args: &TestArgs) -> Result<()> {
     let info = plugin.info().clone();
     step("load", started, &format!("{} {}", info.name, info.version));
 
-    let grants = grants(args);
+    let grants = grants(args, &info.name)?;
     let dir = data_dir()?;
     let dirs = ResourceDirs::inside(dir.path());
+    let log = dirs.private.join(SERVICE_LOG);
+    let result = run_resource(args, plugin, dirs, grants).await;
+    if result.is_err() {
+        print_output_tail(&log);
+    }
+    if args.keep_data {
+        let kept = dir.keep();
+        println!("note data kept     {}", kept.display());
+    }
+    result
+}
+
+/// Validate, drive and close the one resource of the test.
+async fn run_resource(
+    args: &TestArgs,
+    plugin: Arc<Plugin>,
+    dirs: ResourceDirs,
+    grants: Grants,
+) -> Result<()> {
+    let info = plugin.info().clone();
     dirs.create()
-        .with_context(|| format!("creating {}", dir.path().display()))?;
+        .with_context(|| format!("creating {}", dirs.data.display()))?;
     let interval = args.check_interval;
     let spec = ResourceSpec {
         name: "plugin-test".to_string(),
@@ -179,15 +219,23 @@ async fn life_cycle(args: &TestArgs) -> Result<()> {
         dirs,
         grants,
     };
-    // Each step may take its timeout plus a margin; past that it hangs
-    // (the monitor cuts calls off itself, so this is a second line).
-    let pending = args
-        .pending_timeout
-        .unwrap_or(Duration::from_millis(info.timing.pending_timeout_ms))
-        .max(Duration::from_secs(1));
+    // The agent's timers for this resource: the monitor cuts a pending
+    // call off at its timeout unless progress reports extend it, up to
+    // the cap. A step waits for that (plus a margin) before it calls the
+    // resource hung, so a slow online that reports progress passes here
+    // exactly when it would pass in the agent.
+    let timers = Timers::resolve(&plugin, &spec.timing);
+    let pending = timers.pending_cap.max(Duration::from_secs(1));
     println!(
-        "note timeouts      online/offline {} ms (--pending-timeout-ms), checks every {} ms",
-        pending.as_millis(),
+        "note timeouts      online/offline {} ms (--pending-timeout-ms){}, \
+         extended by progress reports up to {} ms; checks every {} ms",
+        timers.offline_timeout.as_millis(),
+        if timers.online_timeout.is_none() {
+            " (online: none, the type's own rule)"
+        } else {
+            ""
+        },
+        timers.pending_cap.as_millis(),
         interval.as_millis()
     );
     let check_time = interval * 3 + Duration::from_millis(info.timing.check_timeout_ms) * 2;
@@ -340,7 +388,7 @@ async fn load(file: &Path) -> Result<Arc<Plugin>> {
 /// the plugin's own description would let it name any program (`/bin/sh`)
 /// and have it started. Without a grant a spawn is refused, and the refusal
 /// (the resource failing to go online) says which flag grants it.
-fn grants(args: &TestArgs) -> Grants {
+fn grants(args: &TestArgs, type_name: &str) -> Result<Grants> {
     if args.grant_programs.is_empty() {
         println!(
             "note grant         none: the plugin may start no program \
@@ -350,10 +398,82 @@ fn grants(args: &TestArgs) -> Grants {
     for program in &args.grant_programs {
         println!("note grant         {}", program.display());
     }
-    Grants {
+    // The node configuration's own grant, resolved as the agent resolves
+    // it: the user looked up now, an unknown one refused naming it.
+    let grants = PluginGrants {
         allow_programs: args.grant_programs.clone(),
-        ..Grants::default()
+        user: args.user.clone(),
+        ..PluginGrants::default()
     }
+    .resolve(type_name)
+    .context("--user")?;
+    if let Some(run_as) = &grants.launch.run_as {
+        println!(
+            "note user          {} (uid {}, gid {}; no supplementary groups)",
+            run_as.user, run_as.uid, run_as.gid
+        );
+    }
+    Ok(grants)
+}
+
+/// Print the last [`OUTPUT_TAIL_LINES`] lines the managed program wrote
+/// (its stdout and stderr both go to the service log), each cut to a
+/// readable length with control characters escaped: the program's output
+/// is the program's, and must not drive the terminal.
+fn print_output_tail(log: &Path) {
+    match output_tail(log, OUTPUT_TAIL_LINES) {
+        Ok(lines) if lines.is_empty() => {
+            println!("note output        the managed program wrote nothing")
+        }
+        Ok(lines) => {
+            println!(
+                "note output        the last {} lines of the managed program's output:",
+                lines.len()
+            );
+            for line in lines {
+                println!("  | {line}");
+            }
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            println!("note output        no managed program was started")
+        }
+        Err(err) => println!("note output        could not read {}: {err}", log.display()),
+    }
+}
+
+/// The last `count` lines of the file at `log` (its last
+/// [`OUTPUT_TAIL_BYTES`] at most), escaped to plain text.
+pub fn output_tail(log: &Path, count: usize) -> std::io::Result<Vec<String>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(log)?;
+    let len = file.metadata()?.len();
+    let start = len.saturating_sub(OUTPUT_TAIL_BYTES);
+    file.seek(SeekFrom::Start(start))?;
+    let mut bytes = Vec::new();
+    file.take(OUTPUT_TAIL_BYTES).read_to_end(&mut bytes)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let mut lines: Vec<&str> = text.lines().collect();
+    // A read that began mid-file began mid-line: drop that piece.
+    if start > 0 && !lines.is_empty() {
+        lines.remove(0);
+    }
+    let skip = lines.len().saturating_sub(count);
+    Ok(lines[skip..].iter().map(|line| printable(line)).collect())
+}
+
+fn printable(line: &str) -> String {
+    let mut out = String::new();
+    for c in line.chars().take(OUTPUT_LINE_CHARS) {
+        if c.is_control() && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if line.chars().count() > OUTPUT_LINE_CHARS {
+        out.push_str(" [...]");
+    }
+    out
 }
 
 /// The resource's data directory for the test: a fresh directory with an
