@@ -202,3 +202,59 @@ fn plugin_new_refuses_an_occupied_directory_and_bad_names_writing_nothing() {
         .collect();
     assert_eq!(entries, ["occupied"]);
 }
+
+/// The ```sh block of docs/sdk.md's "Start a new type" section.
+fn docs_start_block() -> String {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/sdk.md"))
+        .expect("docs/sdk.md");
+    let section = doc
+        .split_once("\n## Start a new type: `warden plugin new`\n")
+        .expect("docs/sdk.md has the section")
+        .1;
+    let section = section.split("\n## ").next().unwrap_or(section);
+    let block = section
+        .split_once("```sh\n")
+        .and_then(|(_, after)| after.split_once("```"))
+        .expect("a ```sh block")
+        .0;
+    block.to_string()
+}
+
+#[test]
+fn the_start_of_docs_sdk_md_works_as_written_outside_the_repository() {
+    let tmp = outside_the_repository();
+    let block = docs_start_block();
+    assert!(block.contains("warden plugin new"), "{block}");
+    let bin = Path::new(WARDEN).parent().expect("the binary's directory");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut run = Command::new("bash");
+    run.args(["-euo", "pipefail", "-c", &block])
+        .current_dir(tmp.path())
+        .env("PATH", &path)
+        .env("WARDEN_LOG", "warn");
+    // The reader's shell has none of the outer cargo's settings.
+    for (var, _) in std::env::vars_os() {
+        let name = var.to_string_lossy();
+        if (name.starts_with("CARGO_") && name != "CARGO_HOME")
+            || name.starts_with("RUSTC")
+            || name == "RUSTFLAGS"
+        {
+            run.env_remove(&var);
+        }
+    }
+    let out = run.output().expect("run bash");
+    assert!(
+        out.status.success(),
+        "the block failed:\n{block}\n{}",
+        text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("memcache 0.1.0"),
+        "{}",
+        text(&out)
+    );
+}
