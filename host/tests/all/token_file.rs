@@ -47,6 +47,14 @@ fn a_missing_token_file_is_created_owner_only_and_works() {
             .spawn()
             .expect("start the agent"),
     );
+    // The API binds before the token is read: wait for the log line that
+    // says the file is written, then for the API.
+    let logged = wait_until("the token file logged", Duration::from_secs(60), || {
+        std::fs::read_to_string(tmp.path().join("agent.log"))
+            .ok()
+            .filter(|log| log.contains("created the API token file"))
+    });
+    assert!(logged.contains("api-token"), "{logged}");
     wait_until("the admin API", Duration::from_secs(60), || {
         std::net::TcpStream::connect(api).ok().map(drop)
     });
@@ -58,11 +66,6 @@ fn a_missing_token_file_is_created_owner_only_and_works() {
     assert_eq!(mode(&token_file), 0o600);
     assert_eq!(mode(token_file.parent().expect("dir")), 0o700);
     assert_eq!(mode(&tmp.path().join("secrets")), 0o700);
-    let logged = std::fs::read_to_string(tmp.path().join("agent.log")).expect("log");
-    assert!(
-        logged.contains("created the API token file") && logged.contains("api-token"),
-        "{logged}"
-    );
 
     // The token opens the API; another does not.
     let status = |token: &str| {
