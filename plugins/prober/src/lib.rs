@@ -6,10 +6,14 @@
 //! - `connect ADDR MS`
 //! - `line ADDR MS SEND PREFIX` (an empty SEND sends nothing)
 //! - `http ADDR MS PATH STATUS`
+//! - `net-line ADDR MS SEND PREFIX`: the same exchange as `line` through
+//!   the plugin's own WASI socket (`warden_sdk::net`), for comparison
+//!   (`host/benches/probe.rs`)
 //!
 //! `is-alive` (and looks-alive) runs the probe of the `check` property
 //! (`none`: healthy). `control` runs one: the code names the probe and the
-//! payload holds the rest of the fields (`connect`, `line`, `http`), or
+//! payload holds the rest of the fields (`connect`, `line`, `http`,
+//! `net-line`), or
 //! `check` runs the `check` property's. An answer is `ok VALUE`; an error
 //! is the SDK's text (`denied: ...`, `timed out: ...`).
 //!
@@ -18,9 +22,9 @@
 
 use std::time::Duration;
 
-use warden_sdk::probe;
 use warden_sdk::types::{Health, PropertyError};
 use warden_sdk::{Property, Props, ResourceType, unknown_control};
+use warden_sdk::{net, probe};
 
 /// One open resource: the probe is-alive runs.
 struct Prober {
@@ -61,11 +65,11 @@ impl ResourceType for Prober {
 
     fn control(&self, code: &str, payload: &str) -> Result<String, String> {
         match code {
-            "connect" | "line" | "http" => run(&format!("{code}\t{payload}")),
+            "connect" | "line" | "http" | "net-line" => run(&format!("{code}\t{payload}")),
             "check" => run(&self.check),
             other => Err(unknown_control(
                 other,
-                &["connect", "line", "http", "check"],
+                &["connect", "line", "http", "net-line", "check"],
             )),
         }
     }
@@ -88,6 +92,11 @@ fn run(spec: &str) -> Result<String, String> {
         ["line", address, ms, send, prefix] => {
             let send = (!send.is_empty()).then_some(*send);
             let line = probe::exchange_line(address, send, prefix, timeout(Some(ms))?)?;
+            Ok(format!("ok {line}"))
+        }
+        ["net-line", address, ms, send, prefix] => {
+            let deadline = net::Deadline::after(timeout(Some(ms))?);
+            let line = net::ask_once(address, send, prefix, deadline)?;
             Ok(format!("ok {line}"))
         }
         ["http", address, ms, path, status] => {
