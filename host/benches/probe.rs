@@ -30,8 +30,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use warden::contract::Health;
 use warden::runtime::{
-    Grants, Instance, InstanceConfig, Plugin, ResourceContext, ResourceDirs, Runtime,
-    RuntimeConfig,
+    Grants, Instance, InstanceConfig, Plugin, ResourceContext, ResourceDirs, Runtime, RuntimeConfig,
 };
 
 const PROBER: &str = env!("WARDEN_PLUGIN_PROBER");

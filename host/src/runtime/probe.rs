@@ -116,6 +116,13 @@ impl HostState {
                 quote(address.as_bytes())
             )));
         }
+        if address.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+            // It is also the `Host` of an HTTP probe: no line may be forged.
+            return Err(ProbeError::Invalid(format!(
+                "the address {} holds spaces or control characters",
+                quote(address.as_bytes())
+            )));
+        }
         parse_address(&address).map_err(|why| {
             ProbeError::Invalid(format!("the address {} {why}", quote(address.as_bytes())))
         })?;

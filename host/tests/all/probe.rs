@@ -292,7 +292,14 @@ async fn every_address_not_named_by_an_address_property_is_denied() {
     );
 
     // Not an address at all: invalid, and a huge one is quoted cut.
-    for bad in ["127.0.0.1", "::1:80", ":80", "127.0.0.1:99999"] {
+    for bad in [
+        "127.0.0.1",
+        "::1:80",
+        ":80",
+        "127.0.0.1:99999",
+        "a\r\nX-Forged: 1\r\n:80",
+        "local host:80",
+    ] {
         refused(&mut probe, "connect", &[bad, "2000"], "invalid: ").await;
     }
     let huge = format!("{}:80", "a".repeat(1 << 20));
