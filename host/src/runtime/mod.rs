@@ -27,6 +27,7 @@ mod older_contracts;
 mod plugin;
 pub mod plugin_text;
 mod private_file;
+pub mod probe;
 mod process;
 pub mod process_limits;
 mod virtual_network;
@@ -51,7 +52,7 @@ pub use host_state::{
     GUEST_DATA_DIR, Grants, LaunchGrants, MAX_HANDLES, ResourceContext, ResourceDirs, RunAs,
 };
 pub use instance::{Instance, InstanceConfig};
-pub use network::{NetworkGrant, parse_address};
+pub use network::{Denied, NetworkGrant, parse_address};
 pub use plugin::{LoadError, Plugin, check_kind, kind_name};
 pub(crate) use plugin::{check_header, check_schema};
 pub use process::{

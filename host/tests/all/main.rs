@@ -42,6 +42,7 @@ mod operator;
 mod package;
 mod plugin_new;
 mod plugin_test_cli;
+mod probe;
 mod readme;
 mod resource_get;
 mod run_as;
