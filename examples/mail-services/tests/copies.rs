@@ -893,7 +893,10 @@ fn a_planned_step_down_ships_the_rest_of_the_log_before_it_answers() {
     let passive = Copy::passive(&dir, "p", active.repl.unwrap(), &[]);
     active.wait_status("passives", "1");
     for i in 1..=WRITES {
-        assert_eq!(active.put("hana", format!("m{i}").as_bytes()), format!("OK {i}"));
+        assert_eq!(
+            active.put("hana", format!("m{i}").as_bytes()),
+            format!("OK {i}")
+        );
     }
     assert_eq!(
         active.cmd("DEACTIVATE 1"),
@@ -902,7 +905,14 @@ fn a_planned_step_down_ships_the_rest_of_the_log_before_it_answers() {
     // Durable on the passive before the answer: no waiting here.
     assert_eq!(passive.status()["copied"], WRITES.to_string());
     let refused = active.put("hana", b"late");
-    assert!(refused.starts_with("UNAVAILABLE this copy stepped down"), "{refused}");
-    assert!(passive.cmd("ACTIVATE 2").starts_with(&format!("OK active generation=2 position={WRITES}")));
+    assert!(
+        refused.starts_with("UNAVAILABLE this copy stepped down"),
+        "{refused}"
+    );
+    assert!(
+        passive
+            .cmd("ACTIVATE 2")
+            .starts_with(&format!("OK active generation=2 position={WRITES}"))
+    );
     assert_eq!(passive.all().len() as u64, WRITES);
 }
