@@ -23,6 +23,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::common::cluster::Setup;
 use crate::common::copies_lab::{
     Mode, SMTP_PORT, STORE_PORT, Write1, activated_at, copies, now_ms, on, setup, stored_at,
     wait_settled, write_to,
@@ -177,12 +178,19 @@ fn a_frozen_agents_async_active_acknowledges_nothing_after_another_copy_is_activ
 /// (its agent reaches only its own etcd member, a minority) and fences
 /// itself. Its passive copy is stopped with everything else (it would
 /// otherwise serve reads of data nobody tells it is stale), the others
-/// see the copy gone, and when n1's agent is then killed the group goes to
-/// n2, never to n3. Healed, n3 rejoins and its copy follows n2 again.
+/// see the copy gone, a move to n3 is refused and a move anywhere goes to
+/// n2. Healed, n3 rejoins and its copy follows n2 again.
+///
+/// Without fence guards: a guard kills everything its agent holds once the
+/// agent stops vouching (7/12 of the TTL), passive copies included; this
+/// is the agent's own fence (half the TTL), which must stop them too.
 #[test]
 fn a_fenced_nodes_passive_copy_stops_and_is_never_activated() {
-    let Some(mut cluster) = LabCluster::new("copies-fence-passive", setup(Mode::Sync, "\"all\""))
-    else {
+    let setup = Setup {
+        fence_guard: false,
+        ..setup(Mode::Sync, "\"all\"")
+    };
+    let Some(mut cluster) = LabCluster::new("copies-fence-passive", setup) else {
         return;
     };
     cluster.start_three();
@@ -200,15 +208,23 @@ fn a_fenced_nodes_passive_copy_stops_and_is_never_activated() {
         (on(&copies, "n3")?["state"] == "none").then_some(())
     });
 
-    // The active's node dies: n2 takes the group; n3's copy is not a
-    // candidate while its node is down, and nothing starts it.
-    cluster.kill_agent(0);
+    // n3's copy is no candidate while its node is down: a move there is
+    // refused, a move anywhere goes to n2, and nothing starts n3's copy.
+    // (The request goes into the log; the engine refuses it there.)
+    cluster.ok(0, &["group", "move", "evs1", "--to", "n3"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let (store, copies_now) = copies(&cluster, 1).expect("n2's status");
+    assert!(
+        store["generation"] == 1 && on(&copies_now, "n1").is_some_and(|c| c["state"] == "active"),
+        "the group moved toward the fenced n3: {store:#}\n{copies_now:#?}"
+    );
+    cluster.ok(0, &["group", "move", "evs1"]);
     let (store, copies_now) = wait_until("n2 active with generation 2", MINUTE, || {
         let (store, copies) = copies(&cluster, 1)?;
         (store["generation"] == 2 && on(&copies, "n2")?["state"] == "active")
             .then_some((store, copies))
     });
-    eprintln!("after the kill: {store:#}\n{copies_now:#?}");
+    eprintln!("after the move: {store:#}\n{copies_now:#?}");
     assert!(
         !store_answers(&cluster, "n3"),
         "the store on the fenced n3 runs again"
