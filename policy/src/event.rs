@@ -165,6 +165,13 @@ pub enum CopyHealth {
     /// Its data cannot be used (diverged from the active copy's, a disk
     /// error...): never activated, even with the operator's word.
     Failed(String),
+    /// The active copy serves and its data is the newest there is, but it
+    /// refuses writes for now, for the reason given (synchronous with no
+    /// passive copy connected, asynchronous at its lag limit). Not a
+    /// failure: nothing is restarted or failed over for it, and the copy may
+    /// be activated again; writes pass again once a passive copy connects
+    /// or catches up.
+    Refusing(String),
 }
 
 /// How a group comes to change owner.
@@ -463,6 +470,7 @@ impl fmt::Display for CopyStatus {
         match &self.health {
             CopyHealth::Healthy => f.write_str("healthy"),
             CopyHealth::Failed(reason) => write!(f, "failed: {reason}"),
+            CopyHealth::Refusing(reason) => write!(f, "healthy, refusing writes: {reason}"),
         }
     }
 }

@@ -411,7 +411,7 @@ fn on_node(ev: &Event, n: &str) -> bool {
     answer_about(ev).is_some_and(|(_, node)| node == n)
 }
 
-/// `generation=G copied=C [replayed=R] [lag=L] healthy|failed: REASON`
+/// `generation=G copied=C [replayed=R] [lag=L] healthy|failed: REASON|refusing: REASON`
 /// (replayed defaults to copied, lag to 0).
 fn parse_status(w: &[&str]) -> Result<CopyStatus, String> {
     let mut status = CopyStatus {
@@ -428,6 +428,10 @@ fn parse_status(w: &[&str]) -> Result<CopyStatus, String> {
         }
         if *word == "failed:" {
             status.health = CopyHealth::Failed(w[i + 1..].join(" "));
+            break;
+        }
+        if *word == "refusing:" {
+            status.health = CopyHealth::Refusing(w[i + 1..].join(" "));
             break;
         }
         let (k, v) = word

@@ -880,6 +880,9 @@ impl Sim {
                 };
                 let health = if rng.chance(1, 8) {
                     CopyHealth::Failed("diverged".into())
+                } else if is_active && rng.chance(1, 4) {
+                    // Sync with no passive connected: serving, not failed.
+                    CopyHealth::Refusing("no passive copy connected: writes refused".into())
                 } else {
                     CopyHealth::Healthy
                 };

@@ -267,9 +267,10 @@ fn sync_mode_without_a_passive_answers_4xx_and_acknowledges_nothing() {
     let active = Copy::active(&dir, "a", &["--sync-timeout-ms", "300"]);
     let status = active.status();
     assert_eq!(status["mode"], "sync");
-    assert_eq!(status["health"], "failed");
+    assert_eq!(status["role"], "active");
+    assert_eq!(status["health"], "refusing");
     assert!(
-        status["reason"].contains("no passive copy connected"),
+        status["reason"].contains("no passive copy connected: writes refused"),
         "{status:?}"
     );
     let smtp = Service::start(
@@ -356,7 +357,7 @@ fn async_mode_loss_is_bounded_by_the_limit_and_reported() {
         (status["lag"].as_str(), status["copy_queue"].as_str()),
         ("5", "5")
     );
-    assert_eq!(status["health"], "failed");
+    assert_eq!(status["health"], "refusing");
     assert!(status["reason"].contains("--max-async-lag"), "{status:?}");
 
     // The active dies too; the passive comes back on its own data and is
@@ -865,14 +866,53 @@ fn a_planned_step_down_at_its_own_generation_and_the_next_activation_here() {
     assert_eq!(copy.put("gina", b"one"), "OK 1");
     assert_eq!(
         copy.cmd("DEACTIVATE 1"),
-        "OK deposed generation=1 newest=1 position=1"
+        "OK deposed generation=1 newest=1 position=1 caught_up=0/0"
     );
     let refused = copy.put("gina", b"two");
-    assert!(refused.starts_with("UNAVAILABLE"), "{refused}");
+    assert!(
+        refused.starts_with("UNAVAILABLE this copy stepped down (generation 1)"),
+        "{refused}"
+    );
     assert!(
         copy.cmd("ACTIVATE 1")
             .starts_with("ERR generation 1 is not newer than 1")
     );
     assert!(copy.cmd("ACTIVATE 2").starts_with("OK active generation=2"));
     assert_eq!(copy.put("gina", b"two"), "OK 2");
+}
+
+/// A planned step-down is a switchover: writes stop at once, and the
+/// DEACTIVATE is answered only once every connected passive copy holds the
+/// last position, so the copy activated next loses nothing (deposing at
+/// once would say BYE with records still unshipped).
+#[test]
+fn a_planned_step_down_ships_the_rest_of_the_log_before_it_answers() {
+    const WRITES: u64 = 300;
+    let dir = TempDir::new("copies-switchover");
+    let active = Copy::active(&dir, "a", &["--sync-mode", "async", "--generation", "1"]);
+    let passive = Copy::passive(&dir, "p", active.repl.unwrap(), &[]);
+    active.wait_status("passives", "1");
+    for i in 1..=WRITES {
+        assert_eq!(
+            active.put("hana", format!("m{i}").as_bytes()),
+            format!("OK {i}")
+        );
+    }
+    assert_eq!(
+        active.cmd("DEACTIVATE 1"),
+        format!("OK deposed generation=1 newest=1 position={WRITES} caught_up=1/1")
+    );
+    // Durable on the passive before the answer: no waiting here.
+    assert_eq!(passive.status()["copied"], WRITES.to_string());
+    let refused = active.put("hana", b"late");
+    assert!(
+        refused.starts_with("UNAVAILABLE this copy stepped down"),
+        "{refused}"
+    );
+    assert!(
+        passive
+            .cmd("ACTIVATE 2")
+            .starts_with(&format!("OK active generation=2 position={WRITES}"))
+    );
+    assert_eq!(passive.all().len() as u64, WRITES);
 }

@@ -85,10 +85,23 @@ pub struct CopyReading {
     /// `None` when healthy; else why its data cannot be used (diverged
     /// copies say so in the reason).
     pub unhealthy: Option<String>,
+    /// The active copy only: why it refuses writes for now, though it
+    /// serves and its data is the newest (a sync copy with no passive
+    /// connected). The contract's `failed` from a copy whose role is
+    /// `active`: an active copy's own failure is its resource failing its
+    /// health checks, never its copy status.
+    pub refusing: Option<String>,
 }
 
 impl From<CopyState> for CopyReading {
     fn from(state: CopyState) -> Self {
+        let active = matches!(state.role, CopyRole::Active);
+        let (unhealthy, refusing) = match state.health {
+            CopyHealth::Healthy => (None, None),
+            CopyHealth::Failed(reason) if active => (None, Some(reason)),
+            CopyHealth::Failed(reason) => (Some(reason), None),
+            CopyHealth::Diverged(reason) => (Some(format!("diverged: {reason}")), None),
+        };
         CopyReading {
             role: match state.role {
                 CopyRole::None => "none",
@@ -100,11 +113,8 @@ impl From<CopyState> for CopyReading {
             copied: state.copied,
             replayed: state.replayed,
             lag: state.lag,
-            unhealthy: match state.health {
-                CopyHealth::Healthy => None,
-                CopyHealth::Failed(reason) => Some(reason),
-                CopyHealth::Diverged(reason) => Some(format!("diverged: {reason}")),
-            },
+            unhealthy,
+            refusing,
         }
     }
 }
@@ -146,6 +156,7 @@ impl StatusFilter {
                 last.role != reading.role
                     || last.generation != reading.generation
                     || last.unhealthy != reading.unhealthy
+                    || last.refusing != reading.refusing
                     || (last.lag == 0) != (reading.lag == 0)
                     || step >= REPORT_POSITION_STEP
                     || (step > 0 && now.duration_since(*at) >= REPORT_REFRESH)
@@ -176,6 +187,7 @@ mod tests {
             replayed: copied,
             lag,
             unhealthy: None,
+            refusing: None,
         }
     }
 

@@ -12,7 +12,7 @@ use crate::cluster::checkpoints::EtcdCheckpoints;
 use crate::cluster::{ClusterLink, Joined, LinkMessage, LogEntry, LogEvent};
 use crate::config::ResourceConfig;
 use crate::desired::Desired;
-use crate::monitor::Monitor;
+use crate::monitor::{Monitor, ResourceState};
 
 use super::config_change::{Unvalidated, prepare_unvalidated};
 use super::driver::{Driver, policy_event};
@@ -371,7 +371,11 @@ impl Driver {
     }
 
     /// Renewals stopped: terminate everything here before the lease can
-    /// expire and another node take the groups over.
+    /// expire and another node take the groups over. Passive copies too: a
+    /// node without its lease is down to the cluster, which will activate
+    /// none of its copies and tells them nothing (a newer generation, a new
+    /// source), so they must not serve their stale data meanwhile; the node
+    /// starts them again when it has rejoined.
     pub(super) fn on_fenced(&mut self, reason: String) {
         if let Some(cluster) = self.sequencing.cluster_mut() {
             cluster.joined_at = None;
@@ -381,7 +385,12 @@ impl Driver {
             cluster.fenced = Some(reason.clone());
         }
         for handle in self.monitor.resources() {
-            if handle.status().state.is_active()
+            let state = handle.status().state;
+            // A resource with copies may run a passive copy while Offline
+            // (the actor terminates one, and does nothing without one).
+            let copy =
+                state == ResourceState::Offline && self.engine.copies(handle.name()).is_some();
+            if (state.is_active() || copy)
                 && let Err(err) = handle.terminate()
             {
                 tracing::error!("{err}");

@@ -626,9 +626,10 @@ impl Driver {
                     copied: reading.copied,
                     replayed: reading.replayed,
                     lag: reading.lag,
-                    health: match reading.unhealthy {
-                        None => warden_policy::CopyHealth::Healthy,
-                        Some(reason) => warden_policy::CopyHealth::Failed(reason),
+                    health: match (reading.unhealthy, reading.refusing) {
+                        (Some(reason), _) => warden_policy::CopyHealth::Failed(reason),
+                        (None, Some(reason)) => warden_policy::CopyHealth::Refusing(reason),
+                        (None, None) => warden_policy::CopyHealth::Healthy,
                     },
                 },
             },

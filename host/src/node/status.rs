@@ -90,10 +90,16 @@ pub struct CopyStatusView {
     pub replay_queue_length: Option<u64>,
     /// How far it lags, as failover counts it.
     pub lag: Option<u64>,
-    /// `healthy` or `failed` (its last status, or the copy failing).
+    /// `healthy` or `failed` (its last status, or the copy failing). An
+    /// active copy that refuses writes for now (sync with no passive copy
+    /// connected) is `healthy`, with the reason and `writes_refused`.
     pub health: Option<String>,
-    /// Why it failed or is unhealthy.
+    /// Why it failed, is unhealthy, or refuses writes.
     pub reason: Option<String>,
+    /// The active copy only: it serves, but refuses writes for now, and
+    /// why (writes are answered 451 until a passive copy connects or
+    /// catches up). Not a failure: nothing is restarted or moved for it.
+    pub writes_refused: Option<String>,
     /// Why it may not be activated now without the operator's word.
     pub activation_blocked: Option<String>,
 }
@@ -102,9 +108,17 @@ impl CopyStatusView {
     fn from_view(copy: warden_policy::CopyView) -> CopyStatusView {
         let status = copy.status.as_ref();
         let unhealthy = status.and_then(|s| match &s.health {
-            warden_policy::CopyHealth::Healthy => None,
             warden_policy::CopyHealth::Failed(reason) => Some(reason.clone()),
+            _ => None,
         });
+        // Only while the copy is the active one: a refusal reported before
+        // it stepped down says nothing now.
+        let writes_refused = status
+            .filter(|_| copy.state == warden_policy::CopyState::Active)
+            .and_then(|s| match &s.health {
+                warden_policy::CopyHealth::Refusing(reason) => Some(reason.clone()),
+                _ => None,
+            });
         let failed = copy.failed_reason.is_some() || unhealthy.is_some();
         CopyStatusView {
             health: if failed {
@@ -112,7 +126,11 @@ impl CopyStatusView {
             } else {
                 status.map(|_| "healthy".to_string())
             },
-            reason: copy.failed_reason.or(unhealthy),
+            reason: copy
+                .failed_reason
+                .or(unhealthy)
+                .or_else(|| writes_refused.clone()),
+            writes_refused,
             node: copy.node,
             state: copy.state,
             source: copy.source,

@@ -22,6 +22,7 @@ mod cache;
 mod console;
 mod contract_versions;
 mod copies;
+mod copies_refusing;
 mod data_quota;
 mod dns_update;
 mod exchange;

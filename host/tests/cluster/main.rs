@@ -18,6 +18,7 @@ mod cluster_checkpoints;
 mod cluster_log;
 mod console_cluster;
 mod copies_failover;
+mod copies_fencing;
 mod fence_cluster;
 mod netlab;
 mod rollout;

@@ -9,10 +9,15 @@
 //! - `activate` sends `ACTIVATE G` to a running copy, or starts a stopped
 //!   one as the active copy of generation G (it mounts its own log first).
 //! - `deactivate` sends `DEACTIVATE G`; a stopped copy takes no writes
-//!   already.
+//!   already. At the copy's own generation (a planned move or the group
+//!   going offline) the store answers once its passive copies hold its last
+//!   position: the copy activated next loses nothing.
 //! - `copy-status` reads `COPY-STATUS`. The store's `lag=unknown` (a
 //!   passive that has not heard from its active yet) is reported as the
-//!   largest lag there is, so that no policy takes it for caught up.
+//!   largest lag there is, so that no policy takes it for caught up. An
+//!   active copy's `health=refusing` (it serves, but refuses writes for
+//!   now) is the contract's `failed` of an active copy, which the agent
+//!   reads as that.
 
 use warden_sdk::host::{self, Level};
 use warden_sdk::service::{Service, ServiceType};
@@ -21,6 +26,11 @@ use warden_sdk::{Props, refuse};
 use warden_sdk_replication::{CopyHealth, CopyRole, CopySource, CopyState, ReplicatedService};
 
 use crate::Store;
+
+/// The longest a planned step-down waits for the passive copies to catch
+/// up: the store's `--sync-timeout-ms`, which the plugin leaves at its
+/// default.
+const STEP_DOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How the store's copies are set up, from the resource's properties.
 pub(crate) struct CopySettings {
@@ -151,6 +161,12 @@ fn parse_status(line: &str) -> Result<CopyState, String> {
         Some("healthy") => CopyHealth::Healthy,
         Some("diverged") => CopyHealth::Diverged(reason),
         Some("failed") => CopyHealth::Failed(reason),
+        // The active copy serves but refuses writes for now (sync with no
+        // passive connected, async at its lag limit). Contract 0.3.0 has
+        // no word of its own for it: an active copy's `failed` is read by
+        // the agent as exactly this (its own failures are its health
+        // checks'), shown healthy with the reason, and never failed over.
+        Some("refusing") if field(line, "role") == Some("active") => CopyHealth::Failed(reason),
         other => return Err(format!("COPY-STATUS with health {other:?}: {line:?}")),
     };
     // The contract counts the active copy's own log: the last position it
@@ -255,7 +271,16 @@ impl ReplicatedService for Store {
         if service.running().is_err() {
             return Ok(());
         }
-        self.command(&format!("DEACTIVATE {generation}")).map(drop)
+        // A planned step-down answers once the passive copies hold its
+        // last position, which the store waits for up to its sync timeout
+        // (5 s): the answer may take that long beyond the usual.
+        let answer = self.ask_within(
+            &format!("DEACTIVATE {generation}"),
+            "OK ",
+            self.answer + STEP_DOWN_WAIT,
+        )?;
+        host::log(Level::Info, &format!("stepped down: {answer}"));
+        Ok(())
     }
 
     fn copy_status(&self, service: &Service) -> CopyState {
@@ -302,6 +327,21 @@ mod tests {
             panic!("not failed");
         };
         assert_eq!(reason, "active unreachable: connection refused");
+    }
+
+    #[test]
+    fn an_active_copy_refusing_writes_is_its_failed_health_and_no_other_copy_may_say_it() {
+        let line = "COPY-STATUS role=active generation=1 written=4 copied=0 replayed=4 lag=4 \
+                    copy_queue=4 replay_queue=0 passives=0 mode=sync health=refusing \
+                    reason=no passive copy connected: writes refused";
+        let state = parse_status(line).expect("parses");
+        assert!(matches!(state.role, CopyRole::Active));
+        let CopyHealth::Failed(reason) = state.health else {
+            panic!("not the active's refusal");
+        };
+        assert_eq!(reason, "no passive copy connected: writes refused");
+        let passive = line.replace("role=active", "role=passive");
+        assert!(parse_status(&passive).is_err());
     }
 
     #[test]

@@ -55,7 +55,12 @@ fn verify() -> String {
 
 impl Store {
     fn ask(&self, request: &str, prefix: &str) -> Result<String, String> {
-        Dialogue::connect(&self.address, Deadline::after(self.answer))?.ask(request, prefix)
+        self.ask_within(request, prefix, self.answer)
+    }
+
+    /// As [`Store::ask`], waiting up to `within` for the answer.
+    fn ask_within(&self, request: &str, prefix: &str, within: Duration) -> Result<String, String> {
+        Dialogue::connect(&self.address, Deadline::after(within))?.ask(request, prefix)
     }
 
     /// `seq` from the store's `STATUS` line.

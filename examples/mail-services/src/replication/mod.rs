@@ -22,6 +22,7 @@ pub mod puller;
 pub mod shipper;
 pub mod wire;
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process;
@@ -98,6 +99,11 @@ pub enum Health {
     Failed(String),
     /// Its log disagrees with the active's: it stops until `RESEED`.
     Diverged(String),
+    /// The active copy only: it serves, its data is the newest there is,
+    /// but it refuses writes for now (sync with no passive connected, async
+    /// at its lag limit). Not a failure: it passes as soon as a passive
+    /// copy connects or catches up.
+    Refusing(String),
 }
 
 /// The store and the copy's role, under one lock so that a role change and
@@ -109,6 +115,10 @@ pub struct Copy {
     pub generation: u64,
     /// The newest generation this copy knows (persisted, never decreases).
     pub newest: u64,
+    /// A planned step-down (`DEACTIVATE` of its own generation) is under
+    /// way: the role is `Deposed` (no write lands), but the shippers go on
+    /// until the connected passives have the last position.
+    pub draining: bool,
 }
 
 impl Copy {
@@ -132,6 +142,11 @@ struct Progress {
     best_copied: u64,
     /// Active: passive copies connected now.
     passives: usize,
+    /// Active: what each connected passive copy has acknowledged, by
+    /// connection (its position at the handshake to begin with).
+    acked: HashMap<u64, u64>,
+    /// Active: the number the next passive connection is known by.
+    next_connection: u64,
     /// Not active any more: shippers say BYE, sync writes stop waiting.
     fenced: bool,
     /// Passive: the active's position as last heard.
@@ -185,6 +200,7 @@ impl Node {
             role,
             generation,
             newest,
+            draining: false,
         };
         let note = match role {
             Role::Active if generation < newest => {
@@ -207,6 +223,8 @@ impl Node {
             written: copy.engine.position(),
             best_copied: 0,
             passives: 0,
+            acked: HashMap::new(),
+            next_connection: 0,
             fenced: copy.role != Role::Active,
             source_position: None,
             health: Health::Failed("not connected to the active copy yet".into()),
@@ -256,6 +274,12 @@ impl Node {
                 Role::Passive => {
                     return Err(WriteError::Unavailable(format!(
                         "this is a passive copy (generation {}): writes go to the active copy",
+                        copy.generation
+                    )));
+                }
+                Role::Deposed if copy.newest == copy.generation => {
+                    return Err(WriteError::Unavailable(format!(
+                        "this copy stepped down (generation {}): writes go to the active copy",
                         copy.generation
                     )));
                 }
@@ -344,13 +368,13 @@ impl Node {
                 let lag = position.saturating_sub(p.best_copied);
                 let health = match (self.replicating(), self.config.mode) {
                     (true, SyncMode::Sync) if p.passives == 0 => {
-                        Health::Failed("no passive copy connected: sync writes fail".into())
+                        Health::Refusing("no passive copy connected: writes refused".into())
                     }
                     (true, SyncMode::Async)
                         if self.config.max_async_lag.is_some_and(|max| lag >= max) =>
                     {
-                        Health::Failed(format!(
-                            "lag {lag} has reached --max-async-lag: writes are refused"
+                        Health::Refusing(format!(
+                            "lag {lag} has reached --max-async-lag: writes refused"
                         ))
                     }
                     _ => Health::Healthy,
@@ -360,10 +384,14 @@ impl Node {
             Role::Deposed => (
                 p.best_copied,
                 Some(position.saturating_sub(p.best_copied)),
-                Health::Failed(format!(
-                    "deposed: generation {} is newer than this copy's {}",
-                    copy.newest, copy.generation
-                )),
+                Health::Failed(if copy.newest == copy.generation {
+                    format!("stepped down from generation {}", copy.generation)
+                } else {
+                    format!(
+                        "deposed: generation {} is newer than this copy's {}",
+                        copy.newest, copy.generation
+                    )
+                }),
             ),
             Role::Passive => (
                 position,
@@ -376,6 +404,7 @@ impl Node {
             Health::Healthy => "healthy".to_string(),
             Health::Failed(why) => format!("failed reason={}", wire::one_line(why)),
             Health::Diverged(why) => format!("diverged reason={}", wire::one_line(why)),
+            Health::Refusing(why) => format!("refusing reason={}", wire::one_line(why)),
         };
         format!(
             "COPY-STATUS role={} generation={} written={position} copied={copied} replayed={replayed} lag={lag_text} copy_queue={lag_text} replay_queue={} passives={} mode={mode} health={health_text}",
@@ -415,6 +444,7 @@ impl Node {
         drop(self.puller.lock().ok().and_then(|mut slot| slot.take()));
         let replayed = copy.engine.replay();
         copy.role = Role::Active;
+        copy.draining = false;
         copy.generation = generation;
         let position = copy.engine.position();
         let mut p = self.lock_progress();
@@ -422,6 +452,8 @@ impl Node {
             written: position,
             best_copied: 0,
             passives: p.passives,
+            acked: std::mem::take(&mut p.acked),
+            next_connection: p.next_connection,
             fenced: false,
             source_position: None,
             health: Health::Healthy,
@@ -445,13 +477,16 @@ impl Node {
             Role::Passive => {
                 return Err("this is a passive copy: there is nothing to deactivate".into());
             }
-            // Its own generation is a planned step-down (the group goes
-            // offline, or moves and the next activation takes a newer one).
             Role::Active if generation < copy.generation => {
                 return Err(format!(
                     "generation {generation} is older than this copy's {}",
                     copy.generation
                 ));
+            }
+            // Its own generation is a planned step-down (the group goes
+            // offline, or moves and the next activation takes a newer one).
+            Role::Active if generation == copy.generation => {
+                return Ok(self.step_down(copy));
             }
             Role::Active | Role::Deposed => {}
         }
@@ -466,6 +501,55 @@ impl Node {
         ))
     }
 
+    /// A planned step-down, as Exchange's switchover: no write lands from
+    /// here on, then the connected passive copies get the rest of the log,
+    /// each up to this copy's last position (for at most
+    /// `--sync-timeout-ms`), and only then is the copy deposed (its
+    /// shippers say BYE). A passive activated next loses nothing. The
+    /// answer says how many of the connected passives had it all.
+    fn step_down(&self, mut copy: MutexGuard<'_, Copy>) -> String {
+        copy.role = Role::Deposed;
+        copy.draining = true;
+        let (generation, position) = (copy.generation, copy.engine.position());
+        drop(copy);
+        let (caught_up, connected) = self.wait_passives_at(position);
+        let mut copy = self.lock_copy();
+        if copy.draining {
+            copy.draining = false;
+            self.depose(
+                &mut copy,
+                &format!(
+                    "DEACTIVATE {generation}, a planned step-down: {caught_up} of {connected} passive copies have position {position}"
+                ),
+            );
+        }
+        format!(
+            "OK deposed generation={generation} newest={} position={position} caught_up={caught_up}/{connected}",
+            copy.newest
+        )
+    }
+
+    /// Waits until every connected passive copy has acknowledged
+    /// `position`, the copy is deposed, or `--sync-timeout-ms` passes;
+    /// how many had it, of how many connected.
+    fn wait_passives_at(&self, position: u64) -> (usize, usize) {
+        let deadline = Instant::now() + self.config.sync_timeout;
+        let mut p = self.lock_progress();
+        loop {
+            let connected = p.acked.len();
+            let caught_up = p.acked.values().filter(|&&at| at >= position).count();
+            let now = Instant::now();
+            if caught_up == connected || p.fenced || now >= deadline {
+                return (caught_up, connected);
+            }
+            p = self
+                .changed
+                .wait_timeout(p, deadline - now)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+    }
+
     /// Marks the copy deposed (the caller holds the copy lock and has
     /// recorded the newer generation): shippers say BYE, waiting sync
     /// writes fail, no write is accepted from here on.
@@ -478,6 +562,7 @@ impl Node {
             );
         }
         copy.role = Role::Deposed;
+        copy.draining = false;
         let mut p = self.lock_progress();
         p.fenced = true;
         self.changed.notify_all();

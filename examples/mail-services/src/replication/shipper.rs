@@ -67,7 +67,8 @@ pub fn serve(node: &Arc<Node>, stream: TcpStream, peer: SocketAddr) -> Result<()
         hello.generation
     );
 
-    let _connected = Connected::new(node, hello.position);
+    let connected = Connected::new(node, hello.position);
+    let connection = connected.1;
     let shipped = Arc::new(AtomicU64::new(hello.position));
     let dead = Arc::new(AtomicBool::new(false));
     let acks = {
@@ -76,7 +77,7 @@ pub fn serve(node: &Arc<Node>, stream: TcpStream, peer: SocketAddr) -> Result<()
         thread::Builder::new()
             .name(format!("acks-{peer}"))
             .spawn(move || {
-                let result = read_acks(&node, reader, &shipped);
+                let result = read_acks(&node, reader, &shipped, connection);
                 dead.store(true, Ordering::SeqCst);
                 let _ = stream.shutdown(Shutdown::Both);
                 // Under the lock, so the shipper cannot miss it between its
@@ -148,17 +149,21 @@ fn handshake(node: &Node, hello: &Hello, peer: SocketAddr) -> Answer {
     }
 }
 
-/// Counts a connected passive copy for as long as it lives; its starting
-/// position counts as copied (it is durable there).
-struct Connected<'a>(&'a Node);
+/// Counts a connected passive copy for as long as it lives, under a
+/// number of its own; its starting position counts as copied (it is
+/// durable there).
+struct Connected<'a>(&'a Node, u64);
 
 impl<'a> Connected<'a> {
     fn new(node: &'a Node, position: u64) -> Self {
         let mut p = node.lock_progress();
         p.passives += 1;
         p.best_copied = p.best_copied.max(position);
+        let id = p.next_connection;
+        p.next_connection += 1;
+        p.acked.insert(id, position);
         node.changed.notify_all();
-        Connected(node)
+        Connected(node, id)
     }
 }
 
@@ -166,6 +171,7 @@ impl Drop for Connected<'_> {
     fn drop(&mut self) {
         let mut p = self.0.lock_progress();
         p.passives = p.passives.saturating_sub(1);
+        p.acked.remove(&self.1);
         self.0.changed.notify_all();
     }
 }
@@ -201,7 +207,9 @@ fn ship(
         }
         let (records, position) = {
             let copy = node.lock_copy();
-            if copy.role != Role::Active {
+            // A planned step-down ships the rest of the log before it
+            // deposes the copy.
+            if copy.role != Role::Active && !copy.draining {
                 let why = format!("deposed by generation {}", copy.newest);
                 drop(copy);
                 let _ = send(writer, &Frame::Bye(why.clone()).line());
@@ -248,6 +256,7 @@ fn read_acks(
     node: &Node,
     mut reader: BufReader<TcpStream>,
     shipped: &AtomicU64,
+    connection: u64,
 ) -> Result<(), String> {
     let mut line = Vec::new();
     loop {
@@ -274,10 +283,13 @@ fn read_acks(
             ));
         }
         let mut p = node.lock_progress();
+        if let Some(acked) = p.acked.get_mut(&connection) {
+            *acked = (*acked).max(position);
+        }
         if position > p.best_copied {
             p.best_copied = position;
-            node.changed.notify_all();
         }
+        node.changed.notify_all();
     }
 }
 

@@ -191,9 +191,11 @@ impl Actor {
                 r.copied,
                 r.replayed,
                 r.lag,
-                r.unhealthy
-                    .as_deref()
-                    .map_or("healthy".to_string(), |why| format!("unhealthy: {why}"))
+                match (&r.unhealthy, &r.refusing) {
+                    (Some(why), _) => format!("unhealthy: {why}"),
+                    (None, Some(why)) => format!("healthy, refusing writes: {why}"),
+                    (None, None) => "healthy".to_string(),
+                }
             ),
         };
         self.emit(EventKind::Copy { call, outcome });
