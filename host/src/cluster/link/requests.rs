@@ -336,3 +336,84 @@ async fn release(etcd: &Etcd, shared: &Shared, group: &str) -> Result<()> {
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(n: usize) -> LogEvent {
+        LogEvent::Policy(PolicyEvent::ResourceOnline {
+            resource: format!("r{n}"),
+            node: "n1".to_string(),
+        })
+    }
+
+    fn events(batch: &[Queued]) -> Vec<LogEvent> {
+        batch.iter().map(|q| q.event().clone()).collect()
+    }
+
+    #[test]
+    fn a_batch_takes_the_queued_appends_and_stops_at_anything_else() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (reply, _told) = oneshot::channel();
+        tx.send(Request::AppendTold(report(1), reply))
+            .expect("queued");
+        tx.send(Request::Claim("g".to_string())).expect("queued");
+        tx.send(Request::Append(report(2))).expect("queued");
+        let mut held = None;
+        let batch = gather(Queued::Plain(report(0)), &mut rx, &mut held);
+        assert_eq!(events(&batch), vec![report(0), report(1)]);
+        assert!(matches!(held, Some(Request::Claim(ref g)) if g == "g"));
+        // What follows the claim is the next batch, in order.
+        let Ok(Request::Append(next)) = rx.try_recv() else {
+            panic!("the append behind the claim is still queued");
+        };
+        assert_eq!(next, report(2));
+    }
+
+    #[test]
+    fn a_batch_stops_at_its_limits_and_keeps_the_rest_in_order() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        for n in 1..=log::BATCH_ENTRIES + 5 {
+            tx.send(Request::Append(report(n))).expect("queued");
+        }
+        let mut held = None;
+        let batch = gather(Queued::Plain(report(0)), &mut rx, &mut held);
+        assert_eq!(batch.len(), log::BATCH_ENTRIES);
+        assert_eq!(
+            events(&batch),
+            (0..log::BATCH_ENTRIES).map(report).collect::<Vec<_>>()
+        );
+        assert!(held.is_none(), "nothing taken that does not go");
+        let Ok(Request::Append(next)) = rx.try_recv() else {
+            panic!("the rest is still queued");
+        };
+        assert_eq!(next, report(log::BATCH_ENTRIES));
+
+        // Bytes: an event that would pass the limit waits for the next
+        // batch (held, in its place); one larger than the limit goes alone.
+        let big = |n: usize| {
+            LogEvent::Policy(PolicyEvent::ResourceFailed {
+                resource: format!("r{n}"),
+                node: "n1".to_string(),
+                reason: "x".repeat(log::BATCH_BYTES / 2),
+            })
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        tx.send(Request::Append(big(1))).expect("queued");
+        tx.send(Request::Append(big(2))).expect("queued");
+        let mut held = None;
+        let batch = gather(Queued::Plain(big(0)), &mut rx, &mut held);
+        assert_eq!(events(&batch), vec![big(0)]);
+        assert!(matches!(held, Some(Request::Append(ref e)) if *e == big(1)));
+        let huge = LogEvent::Policy(PolicyEvent::ResourceFailed {
+            resource: "r".to_string(),
+            node: "n1".to_string(),
+            reason: "x".repeat(log::BATCH_BYTES * 2),
+        });
+        let mut held = None;
+        let batch = gather(Queued::Plain(huge.clone()), &mut rx, &mut held);
+        assert_eq!(events(&batch), vec![huge]);
+        assert!(matches!(held, Some(Request::Append(ref e)) if *e == big(2)));
+    }
+}
