@@ -86,6 +86,28 @@ fn append_id() -> String {
     format!("{incarnation}.{}", COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
+/// At most this many entries go into one append's transaction: etcd takes
+/// at most 128 operations in one (`--max-txn-ops`), and the head's move is
+/// one more.
+pub const BATCH_ENTRIES: usize = 64;
+
+/// At most this many bytes of events go into one append's transaction (as
+/// JSON), far below etcd's 1.5 MiB request limit (`--max-request-bytes`).
+/// One event larger than this still goes, alone.
+pub const BATCH_BYTES: usize = 256 * 1024;
+
+/// Where an append landed, and what it cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The first entry written.
+    pub first: u64,
+    /// The last entry written (`first` for a single event).
+    pub last: u64,
+    /// Attempts refused because another writer moved the head first: the
+    /// price of contention, each one a raft proposal spent for nothing.
+    pub races: usize,
+}
+
 /// Append `event`; returns its sequence number.
 ///
 /// Exactly once, also when etcd carried out an attempt whose answer was
@@ -98,8 +120,39 @@ fn append_id() -> String {
 /// attempt goes at once, without reading the head again: under contention
 /// each attempt costs one round trip, not two.
 pub async fn append(etcd: &Etcd, keys: &Keys, origin: &str, event: &LogEvent) -> Result<u64> {
-    match append_unless(etcd, keys, origin, event, None).await? {
-        Some(seq) => Ok(seq),
+    Ok(
+        append_batch(etcd, keys, origin, std::slice::from_ref(event))
+            .await?
+            .first,
+    )
+}
+
+/// Append `events` as consecutive entries, in their order, in one
+/// transaction: one compare-and-swap on the head for all of them, so a
+/// burst of reports costs one raft proposal instead of one each. The same
+/// guarantees as [`append`]: the entries land together or not at all,
+/// exactly once, and nothing another writer appends falls between them.
+///
+/// The caller keeps a batch within [`BATCH_ENTRIES`] and [`BATCH_BYTES`];
+/// a batch beyond them is refused before anything is sent (etcd would
+/// refuse it whole).
+pub async fn append_batch(
+    etcd: &Etcd,
+    keys: &Keys,
+    origin: &str,
+    events: &[LogEvent],
+) -> Result<Appended> {
+    if events.is_empty() {
+        bail!("an append of no events");
+    }
+    if events.len() > BATCH_ENTRIES {
+        bail!(
+            "an append of {} events; at most {BATCH_ENTRIES} go in one transaction",
+            events.len()
+        );
+    }
+    match append_unless(etcd, keys, origin, events, None).await? {
+        Some(appended) => Ok(appended),
         None => bail!("etcd refused an unconditional append"),
     }
 }
@@ -122,17 +175,25 @@ pub async fn append_while_absent(
     event: &LogEvent,
     key: String,
 ) -> Result<Option<u64>> {
-    append_unless(etcd, keys, origin, event, Some(key)).await
+    Ok(
+        append_unless(etcd, keys, origin, std::slice::from_ref(event), Some(key))
+            .await?
+            .map(|appended| appended.first),
+    )
 }
 
 async fn append_unless(
     etcd: &Etcd,
     keys: &Keys,
     origin: &str,
-    event: &LogEvent,
+    events: &[LogEvent],
     present: Option<String>,
-) -> Result<Option<u64>> {
-    let id = append_id();
+) -> Result<Option<Appended>> {
+    // One id per entry; the batch lands whole, so finding the first finds
+    // them all.
+    let ids: Vec<String> = events.iter().map(|_| append_id()).collect();
+    let count = events.len() as u64;
+    let mut races = 0;
     // The head seen by the first attempt whose outcome is unknown.
     let mut uncertain_after: Option<u64> = None;
     let mut head = read_head(etcd, keys).await?;
@@ -141,34 +202,47 @@ async fn append_unless(
             && head.last > after
         {
             let (written, _) = read_from(etcd, keys, after + 1).await?;
-            if let Some(entry) = written.iter().find(|e| e.id == id) {
-                return Ok(Some(entry.seq));
+            if let Some(entry) = written.iter().find(|e| e.id == ids[0]) {
+                return Ok(Some(Appended {
+                    first: entry.seq,
+                    last: entry.seq + count - 1,
+                    races,
+                }));
             }
         }
-        let entry = LogEntry {
-            seq: head.last + 1,
-            at: now(),
-            origin: origin.to_string(),
-            id: id.clone(),
-            event: event.clone(),
-        };
-        let body = serde_json::to_vec(&entry).context("encoding a log entry")?;
+        let at = now();
+        let mut writes = vec![TxnOp::put(
+            keys.log_head(),
+            (head.last + count).to_string(),
+            None,
+        )];
+        for (k, (event, id)) in events.iter().zip(&ids).enumerate() {
+            let entry = LogEntry {
+                seq: head.last + 1 + k as u64,
+                at,
+                origin: origin.to_string(),
+                id: id.clone(),
+                event: event.clone(),
+            };
+            let body = serde_json::to_vec(&entry).context("encoding a log entry")?;
+            writes.push(TxnOp::put(keys.entry(entry.seq), body, None));
+        }
         let mut when = vec![head.unchanged(keys)];
         let mut otherwise = vec![TxnOp::get(keys.log_head(), None)];
         if let Some(key) = &present {
             when.push(Compare::create_revision(key.clone(), CompareOp::Equal, 0));
             otherwise.push(TxnOp::get(key.clone(), None));
         }
-        let txn = Txn::new()
-            .when(when)
-            .and_then([
-                TxnOp::put(keys.log_head(), entry.seq.to_string(), None),
-                TxnOp::put(keys.entry(entry.seq), body, None),
-            ])
-            .or_else(otherwise);
+        let txn = Txn::new().when(when).and_then(writes).or_else(otherwise);
         let (index, mut client) = etcd.preferred();
         match tokio::time::timeout(super::etcd::ATTEMPT, client.txn(txn)).await {
-            Ok(Ok(answer)) if answer.succeeded() => return Ok(Some(entry.seq)),
+            Ok(Ok(answer)) if answer.succeeded() => {
+                return Ok(Some(Appended {
+                    first: head.last + 1,
+                    last: head.last + count,
+                    races,
+                }));
+            }
             Ok(Ok(answer)) => {
                 // The condition did not hold: the key is there (nothing
                 // to append), or someone else appended first (its answer
@@ -177,6 +251,7 @@ async fn append_unless(
                 if key_present {
                     return Ok(None);
                 }
+                races += 1;
                 head = won;
             }
             Ok(Err(err)) => {

@@ -16,6 +16,7 @@ mod common;
 mod cluster;
 mod cluster_checkpoints;
 mod cluster_log;
+mod cluster_log_batch;
 mod console_cluster;
 mod copies_failover;
 mod copies_fencing;

@@ -397,6 +397,10 @@ pub struct Setup {
     pub chaos: bool,
     /// TOML appended to every agent's configuration (fence devices).
     pub extra_config: String,
+    /// Programs the `process` type may run besides `warden` itself
+    /// (`[plugins.process] allow_programs`, which `extra_config` cannot
+    /// give again: a TOML table is written once).
+    pub process_programs: Vec<String>,
 }
 
 impl Default for Setup {
@@ -410,6 +414,7 @@ impl Default for Setup {
             fence_guard: true,
             chaos: false,
             extra_config: String::new(),
+            process_programs: Vec::new(),
         }
     }
 }
@@ -560,7 +565,7 @@ lease_ttl_s = {lease_ttl_s}
 fence_guard = {fence_guard}
 
 [plugins.process]
-allow_programs = ["{WARDEN}"]
+allow_programs = [{programs}]
 
 [[group]]
 name = "web"
@@ -580,6 +585,11 @@ properties = {{ program = "{WARDEN}", args = "{args}", stop-grace-ms = 1000 }}
             threshold = setup.failover_threshold,
             lease_ttl_s = setup.lease_ttl_s,
             fence_guard = setup.fence_guard,
+            programs = std::iter::once(WARDEN)
+                .chain(setup.process_programs.iter().map(String::as_str))
+                .map(|p| format!("{p:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
         )
     }
 

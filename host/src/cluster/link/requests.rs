@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use anyhow::Result;
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::sleep;
 use warden_policy::Event as PolicyEvent;
 
@@ -19,40 +19,32 @@ use crate::cluster::fence;
 use crate::cluster::log::{self, LogEvent};
 use crate::cluster::snapshot::{self, LogSnapshot, Written};
 
-/// Carry out the node's requests, one at a time and in order.
+/// Carry out the node's requests, one at a time and in order. Appends
+/// queued one behind the other go into the log together ([`append_queued`]).
 pub(super) async fn serve(
     etcd: Etcd,
     shared: Shared,
     mut requests: mpsc::UnboundedReceiver<Request>,
 ) {
-    while let Some(request) = requests.recv().await {
-        match request {
-            Request::Append(event) => loop {
-                if shared.lease().is_none() {
-                    tracing::debug!("fenced: dropped {event:?}");
-                    break;
-                }
-                match log::append(&etcd, &shared.keys, &shared.me, &event).await {
-                    Ok(_) => break,
-                    Err(err) => {
-                        tracing::warn!("appending to the log: {err:#}");
-                        sleep(RETRY).await;
-                    }
-                }
+    // A request taken off the queue while gathering a batch, not an append:
+    // the next one to carry out.
+    let mut held: Option<Request> = None;
+    loop {
+        let request = match held.take() {
+            Some(request) => request,
+            None => match requests.recv().await {
+                Some(request) => request,
+                None => return,
             },
+        };
+        match request {
+            Request::Append(event) => {
+                let batch = gather(Queued::Plain(event), &mut requests, &mut held);
+                append_queued(&etcd, &shared, batch).await;
+            }
             Request::AppendTold(event, reply) => {
-                if reply.is_closed() {
-                    // Its asker gave up waiting and said it was not taken.
-                    continue;
-                }
-                let told = if shared.lease().is_none() {
-                    Err("this node is fenced (cut off from etcd)".to_string())
-                } else {
-                    log::append(&etcd, &shared.keys, &shared.me, &event)
-                        .await
-                        .map_err(|err| format!("{err:#}"))
-                };
-                let _ = reply.send(told);
+                let batch = gather(Queued::Told(event, reply), &mut requests, &mut held);
+                append_queued(&etcd, &shared, batch).await;
             }
             Request::Claim(group) => {
                 tokio::spawn(claim(etcd.clone(), shared.clone(), group));
@@ -88,6 +80,123 @@ pub(super) async fn serve(
                         .await;
                 }
                 let _ = reply.send(());
+            }
+        }
+    }
+}
+
+/// An append waiting in the queue: the node's own report, appended until
+/// it lands (or the node is fenced), or a request whose asker waits to be
+/// told where it landed.
+enum Queued {
+    Plain(LogEvent),
+    Told(LogEvent, oneshot::Sender<Result<u64, String>>),
+}
+
+impl Queued {
+    fn event(&self) -> &LogEvent {
+        match self {
+            Queued::Plain(event) | Queued::Told(event, _) => event,
+        }
+    }
+}
+
+/// `first` and the appends queued right behind it, as many as one
+/// transaction takes ([`log::BATCH_ENTRIES`], [`log::BATCH_BYTES`]): a
+/// burst of reports (a mass failover, a large configuration coming
+/// online) costs one compare-and-swap on the log's head per batch, not one
+/// per event. Only what is already queued is taken, so a lone append waits
+/// for nothing. The first request that is not an append, or does not fit,
+/// is left in `held`, to be carried out next: the queue's order is kept.
+fn gather(
+    first: Queued,
+    requests: &mut mpsc::UnboundedReceiver<Request>,
+    held: &mut Option<Request>,
+) -> Vec<Queued> {
+    let mut bytes = encoded_len(first.event());
+    let mut batch = vec![first];
+    while batch.len() < log::BATCH_ENTRIES {
+        let Ok(next) = requests.try_recv() else { break };
+        let queued = match next {
+            Request::Append(event) => Queued::Plain(event),
+            Request::AppendTold(event, reply) => Queued::Told(event, reply),
+            other => {
+                *held = Some(other);
+                break;
+            }
+        };
+        let size = encoded_len(queued.event());
+        if bytes + size > log::BATCH_BYTES {
+            *held = Some(match queued {
+                Queued::Plain(event) => Request::Append(event),
+                Queued::Told(event, reply) => Request::AppendTold(event, reply),
+            });
+            break;
+        }
+        bytes += size;
+        batch.push(queued);
+    }
+    batch
+}
+
+/// The size of `event` in an entry, near enough to keep a batch within
+/// etcd's request limit.
+fn encoded_len(event: &LogEvent) -> usize {
+    serde_json::to_vec(event).map_or(log::BATCH_BYTES, |bytes| bytes.len())
+}
+
+/// Append `batch` in one transaction, in order. Each asker is told where
+/// its entry landed. If the append fails, the askers are told why (as a
+/// lone append's asker was: nothing of theirs is retried behind their
+/// back) and the node's own reports are tried again, until they land or
+/// the node is fenced (a fenced node's reports are dropped: it rejoins
+/// with a `NodeUp`, and its engine is rebuilt from the log).
+async fn append_queued(etcd: &Etcd, shared: &Shared, mut batch: Vec<Queued>) {
+    // Askers that gave up waiting were told theirs was not taken.
+    batch.retain(|queued| !matches!(queued, Queued::Told(_, reply) if reply.is_closed()));
+    while !batch.is_empty() {
+        if shared.lease().is_none() {
+            for queued in batch {
+                match queued {
+                    Queued::Plain(event) => tracing::debug!("fenced: dropped {event:?}"),
+                    Queued::Told(_, reply) => {
+                        let _ = reply.send(Err("this node is fenced (cut off from etcd)".into()));
+                    }
+                }
+            }
+            return;
+        }
+        let events: Vec<LogEvent> = batch.iter().map(|q| q.event().clone()).collect();
+        match log::append_batch(etcd, &shared.keys, &shared.me, &events).await {
+            Ok(appended) => {
+                if appended.races > 0 {
+                    tracing::debug!(
+                        entries = events.len(),
+                        races = appended.races,
+                        "appended after losing the race for the log's head"
+                    );
+                }
+                for (seq, queued) in (appended.first..).zip(batch) {
+                    if let Queued::Told(_, reply) = queued {
+                        let _ = reply.send(Ok(seq));
+                    }
+                }
+                return;
+            }
+            Err(err) => {
+                let reason = format!("{err:#}");
+                tracing::warn!(entries = events.len(), "appending to the log: {reason}");
+                let mut own = Vec::new();
+                for queued in batch {
+                    match queued {
+                        Queued::Plain(event) => own.push(Queued::Plain(event)),
+                        Queued::Told(_, reply) => {
+                            let _ = reply.send(Err(reason.clone()));
+                        }
+                    }
+                }
+                batch = own;
+                sleep(RETRY).await;
             }
         }
     }
@@ -226,4 +335,85 @@ async fn release(etcd: &Etcd, shared: &Shared, group: &str) -> Result<()> {
     })
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(n: usize) -> LogEvent {
+        LogEvent::Policy(PolicyEvent::ResourceOnline {
+            resource: format!("r{n}"),
+            node: "n1".to_string(),
+        })
+    }
+
+    fn events(batch: &[Queued]) -> Vec<LogEvent> {
+        batch.iter().map(|q| q.event().clone()).collect()
+    }
+
+    #[test]
+    fn a_batch_takes_the_queued_appends_and_stops_at_anything_else() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (reply, _told) = oneshot::channel();
+        tx.send(Request::AppendTold(report(1), reply))
+            .expect("queued");
+        tx.send(Request::Claim("g".to_string())).expect("queued");
+        tx.send(Request::Append(report(2))).expect("queued");
+        let mut held = None;
+        let batch = gather(Queued::Plain(report(0)), &mut rx, &mut held);
+        assert_eq!(events(&batch), vec![report(0), report(1)]);
+        assert!(matches!(held, Some(Request::Claim(ref g)) if g == "g"));
+        // What follows the claim is the next batch, in order.
+        let Ok(Request::Append(next)) = rx.try_recv() else {
+            panic!("the append behind the claim is still queued");
+        };
+        assert_eq!(next, report(2));
+    }
+
+    #[test]
+    fn a_batch_stops_at_its_limits_and_keeps_the_rest_in_order() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        for n in 1..=log::BATCH_ENTRIES + 5 {
+            tx.send(Request::Append(report(n))).expect("queued");
+        }
+        let mut held = None;
+        let batch = gather(Queued::Plain(report(0)), &mut rx, &mut held);
+        assert_eq!(batch.len(), log::BATCH_ENTRIES);
+        assert_eq!(
+            events(&batch),
+            (0..log::BATCH_ENTRIES).map(report).collect::<Vec<_>>()
+        );
+        assert!(held.is_none(), "nothing taken that does not go");
+        let Ok(Request::Append(next)) = rx.try_recv() else {
+            panic!("the rest is still queued");
+        };
+        assert_eq!(next, report(log::BATCH_ENTRIES));
+
+        // Bytes: an event that would pass the limit waits for the next
+        // batch (held, in its place); one larger than the limit goes alone.
+        let big = |n: usize| {
+            LogEvent::Policy(PolicyEvent::ResourceFailed {
+                resource: format!("r{n}"),
+                node: "n1".to_string(),
+                reason: "x".repeat(log::BATCH_BYTES / 2),
+            })
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        tx.send(Request::Append(big(1))).expect("queued");
+        tx.send(Request::Append(big(2))).expect("queued");
+        let mut held = None;
+        let batch = gather(Queued::Plain(big(0)), &mut rx, &mut held);
+        assert_eq!(events(&batch), vec![big(0)]);
+        assert!(matches!(held, Some(Request::Append(ref e)) if *e == big(1)));
+        let huge = LogEvent::Policy(PolicyEvent::ResourceFailed {
+            resource: "r".to_string(),
+            node: "n1".to_string(),
+            reason: "x".repeat(log::BATCH_BYTES * 2),
+        });
+        let mut held = None;
+        let batch = gather(Queued::Plain(huge.clone()), &mut rx, &mut held);
+        assert_eq!(events(&batch), vec![huge]);
+        assert!(matches!(held, Some(Request::Append(ref e)) if *e == big(2)));
+    }
 }
