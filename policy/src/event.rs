@@ -162,9 +162,14 @@ pub enum CopyHealth {
     /// sound. A passive copy that cannot reach its source is still healthy:
     /// it holds what it copied.
     Healthy,
-    /// Its data cannot be used (diverged from the active copy's, a disk
-    /// error...): never activated, even with the operator's word.
+    /// Its data cannot be used (a disk error, a refused peer...): never
+    /// activated, even with the operator's word.
     Failed(String),
+    /// Its log has gone past or away from the active copy's (a deposed
+    /// active that took writes no other copy saw): never activated, and a
+    /// passive copy in this state is reseeded from the active copy (its
+    /// data dropped and copied again), since it cannot follow otherwise.
+    Diverged(String),
 }
 
 /// How a group comes to change owner.
@@ -453,7 +458,7 @@ impl fmt::Display for Event {
 
 impl fmt::Display for CopyStatus {
     /// `generation=2 copied=120 replayed=118 lag=3 healthy` (or
-    /// `failed: REASON`): the form scenario files use.
+    /// `failed: REASON`, `diverged: REASON`): the form scenario files use.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -463,6 +468,7 @@ impl fmt::Display for CopyStatus {
         match &self.health {
             CopyHealth::Healthy => f.write_str("healthy"),
             CopyHealth::Failed(reason) => write!(f, "failed: {reason}"),
+            CopyHealth::Diverged(reason) => write!(f, "diverged: {reason}"),
         }
     }
 }
