@@ -82,9 +82,11 @@ pub struct CopyReading {
     pub replayed: u64,
     /// How far it is behind the active copy (0 for the active copy).
     pub lag: u64,
-    /// `None` when healthy; else why its data cannot be used (diverged
-    /// copies say so in the reason).
+    /// `None` when healthy; else why its data cannot be used.
     pub unhealthy: Option<String>,
+    /// Whether it is unhealthy because its log diverged from the active
+    /// copy's (then the policy has it reseeded).
+    pub diverged: bool,
 }
 
 impl From<CopyState> for CopyReading {
@@ -100,10 +102,10 @@ impl From<CopyState> for CopyReading {
             copied: state.copied,
             replayed: state.replayed,
             lag: state.lag,
+            diverged: matches!(state.health, CopyHealth::Diverged(_)),
             unhealthy: match state.health {
                 CopyHealth::Healthy => None,
-                CopyHealth::Failed(reason) => Some(reason),
-                CopyHealth::Diverged(reason) => Some(format!("diverged: {reason}")),
+                CopyHealth::Failed(reason) | CopyHealth::Diverged(reason) => Some(reason),
             },
         }
     }
@@ -146,6 +148,7 @@ impl StatusFilter {
                 last.role != reading.role
                     || last.generation != reading.generation
                     || last.unhealthy != reading.unhealthy
+                    || last.diverged != reading.diverged
                     || (last.lag == 0) != (reading.lag == 0)
                     || step >= REPORT_POSITION_STEP
                     || (step > 0 && now.duration_since(*at) >= REPORT_REFRESH)
@@ -176,6 +179,7 @@ mod tests {
             replayed: copied,
             lag,
             unhealthy: None,
+            diverged: false,
         }
     }
 
@@ -192,8 +196,10 @@ mod tests {
         assert!(filter.report(&active, now));
         active.unhealthy = Some("disk full".into());
         assert!(filter.report(&active, now));
-        active.unhealthy = Some("diverged: forked at 4".into());
+        active.unhealthy = Some("forked at 4".into());
         assert!(filter.report(&active, now), "a new reason is news");
+        active.diverged = true;
+        assert!(filter.report(&active, now), "diverged is news");
         filter.reset();
         assert!(filter.report(&active, now), "first again after a reset");
     }

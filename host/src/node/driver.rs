@@ -626,9 +626,10 @@ impl Driver {
                     copied: reading.copied,
                     replayed: reading.replayed,
                     lag: reading.lag,
-                    health: match reading.unhealthy {
-                        None => warden_policy::CopyHealth::Healthy,
-                        Some(reason) => warden_policy::CopyHealth::Failed(reason),
+                    health: match (reading.unhealthy, reading.diverged) {
+                        (None, _) => warden_policy::CopyHealth::Healthy,
+                        (Some(reason), true) => warden_policy::CopyHealth::Diverged(reason),
+                        (Some(reason), false) => warden_policy::CopyHealth::Failed(reason),
                     },
                 },
             },

@@ -90,10 +90,15 @@ pub struct CopyStatusView {
     pub replay_queue_length: Option<u64>,
     /// How far it lags, as failover counts it.
     pub lag: Option<u64>,
-    /// `healthy` or `failed` (its last status, or the copy failing).
+    /// `healthy`, `failed` (its last status, or the copy failing) or
+    /// `diverged` (its log went past or away from the active copy's: it is
+    /// reseeded).
     pub health: Option<String>,
     /// Why it failed or is unhealthy.
     pub reason: Option<String>,
+    /// Why it was last reseeded (dropped and copied again from the active
+    /// copy), if it ever was.
+    pub reseeded: Option<String>,
     /// Why it may not be activated now without the operator's word.
     pub activation_blocked: Option<String>,
 }
@@ -101,18 +106,22 @@ pub struct CopyStatusView {
 impl CopyStatusView {
     fn from_view(copy: warden_policy::CopyView) -> CopyStatusView {
         let status = copy.status.as_ref();
-        let unhealthy = status.and_then(|s| match &s.health {
-            warden_policy::CopyHealth::Healthy => None,
-            warden_policy::CopyHealth::Failed(reason) => Some(reason.clone()),
-        });
-        let failed = copy.failed_reason.is_some() || unhealthy.is_some();
+        let (unhealthy, diverged) = match status.map(|s| &s.health) {
+            Some(warden_policy::CopyHealth::Failed(reason)) => (Some(reason.clone()), false),
+            Some(warden_policy::CopyHealth::Diverged(reason)) => (Some(reason.clone()), true),
+            Some(warden_policy::CopyHealth::Healthy) | None => (None, false),
+        };
+        let health = if copy.failed_reason.is_some() {
+            Some("failed")
+        } else if unhealthy.is_some() {
+            Some(if diverged { "diverged" } else { "failed" })
+        } else {
+            status.map(|_| "healthy")
+        };
         CopyStatusView {
-            health: if failed {
-                Some("failed".to_string())
-            } else {
-                status.map(|_| "healthy".to_string())
-            },
+            health: health.map(str::to_string),
             reason: copy.failed_reason.or(unhealthy),
+            reseeded: copy.reseeded,
             node: copy.node,
             state: copy.state,
             source: copy.source,

@@ -191,9 +191,11 @@ impl Actor {
                 r.copied,
                 r.replayed,
                 r.lag,
-                r.unhealthy
-                    .as_deref()
-                    .map_or("healthy".to_string(), |why| format!("unhealthy: {why}"))
+                match (&r.unhealthy, r.diverged) {
+                    (None, _) => "healthy".to_string(),
+                    (Some(why), true) => format!("unhealthy: diverged: {why}"),
+                    (Some(why), false) => format!("unhealthy: {why}"),
+                }
             ),
         };
         self.emit(EventKind::Copy { call, outcome });
