@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -185,6 +185,19 @@ impl Writer {
     /// The probes answered 250 so far.
     pub fn accepted(&self) -> BTreeSet<u64> {
         accepted(&self.answers.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// When the first message after `after` was answered 250 by a node
+    /// other than `not`, if one was.
+    pub fn first_accepted_elsewhere(&self, after: Instant, not: &str) -> Option<Instant> {
+        self.answers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(|a| a.good_from())
+            .filter(|(at, node)| *at > after && *node != not)
+            .map(|(at, _)| at)
+            .min()
     }
 
     /// Run `during` while writing; what it returned and every answer.
