@@ -437,9 +437,9 @@ fn parse_status(w: &[&str]) -> Result<CopyStatus, String> {
             status.health = CopyHealth::Diverged(w[i + 1..].join(" "));
             break;
         }
-        let (k, v) = word
-            .split_once('=')
-            .ok_or_else(|| format!("expected key=value, healthy, failed: or diverged:, got {word}"))?;
+        let (k, v) = word.split_once('=').ok_or_else(|| {
+            format!("expected key=value, healthy, failed: or diverged:, got {word}")
+        })?;
         let v: u64 = v.parse().map_err(|_| format!("not a number: {v}"))?;
         match k {
             "generation" => status.generation = v,

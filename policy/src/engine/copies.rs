@@ -312,7 +312,9 @@ impl Engine {
         let record = &self.copies[resource].copies[position];
         match record.state {
             CopyState::Passive if wanted => {
-                if let (Some(source), Some(reason)) = (active_source, self.divergence(resource, position)) {
+                if let (Some(source), Some(reason)) =
+                    (active_source, self.divergence(resource, position))
+                {
                     self.reseed(resource, position, node, source, reason, out);
                     return true;
                 }

@@ -277,7 +277,11 @@ impl Engine {
     /// In asynchronous replication those writes are lost with the old
     /// copy; so may be any it took after its last report. `None` for a
     /// first activation, or one on the node of the last.
-    pub(super) fn activation_loss_text(&self, resource: ResourceIx, node: NodeIx) -> Option<String> {
+    pub(super) fn activation_loss_text(
+        &self,
+        resource: ResourceIx,
+        node: NodeIx,
+    ) -> Option<String> {
         let set = &self.copies[resource];
         let previous = set.last_active.filter(|&last| last != node)?;
         let name = self.copy_name(resource, node);
