@@ -162,8 +162,8 @@ pub enum CopyHealth {
     /// sound. A passive copy that cannot reach its source is still healthy:
     /// it holds what it copied.
     Healthy,
-    /// Its data cannot be used (diverged from the active copy's, a disk
-    /// error...): never activated, even with the operator's word.
+    /// Its data cannot be used (a disk error, a refused peer...): never
+    /// activated, even with the operator's word.
     Failed(String),
     /// The active copy serves and its data is the newest there is, but it
     /// refuses writes for now, for the reason given (synchronous with no
@@ -172,6 +172,11 @@ pub enum CopyHealth {
     /// be activated again; writes pass again once a passive copy connects
     /// or catches up.
     Refusing(String),
+    /// Its log has gone past or away from the active copy's (a deposed
+    /// active that took writes no other copy saw): never activated, and a
+    /// passive copy in this state is reseeded from the active copy (its
+    /// data dropped and copied again), since it cannot follow otherwise.
+    Diverged(String),
 }
 
 /// How a group comes to change owner.
@@ -460,7 +465,7 @@ impl fmt::Display for Event {
 
 impl fmt::Display for CopyStatus {
     /// `generation=2 copied=120 replayed=118 lag=3 healthy` (or
-    /// `failed: REASON`): the form scenario files use.
+    /// `failed: REASON`, `diverged: REASON`): the form scenario files use.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -471,6 +476,7 @@ impl fmt::Display for CopyStatus {
             CopyHealth::Healthy => f.write_str("healthy"),
             CopyHealth::Failed(reason) => write!(f, "failed: {reason}"),
             CopyHealth::Refusing(reason) => write!(f, "healthy, refusing writes: {reason}"),
+            CopyHealth::Diverged(reason) => write!(f, "diverged: {reason}"),
         }
     }
 }

@@ -318,6 +318,9 @@ impl Runner {
                     if let Some(t) = copy.retry_at {
                         let _ = write!(l, " retry-at={t}");
                     }
+                    if let Some(r) = &copy.reseeded {
+                        let _ = write!(l, " reseeded=\"{r}\"");
+                    }
                     if let Some(b) = &copy.activation_blocked {
                         let _ = write!(l, " blocked=\"{b}\"");
                     }
@@ -434,9 +437,13 @@ fn parse_status(w: &[&str]) -> Result<CopyStatus, String> {
             status.health = CopyHealth::Refusing(w[i + 1..].join(" "));
             break;
         }
-        let (k, v) = word
-            .split_once('=')
-            .ok_or_else(|| format!("expected key=value, healthy or failed:, got {word}"))?;
+        if *word == "diverged:" {
+            status.health = CopyHealth::Diverged(w[i + 1..].join(" "));
+            break;
+        }
+        let (k, v) = word.split_once('=').ok_or_else(|| {
+            format!("expected key=value, healthy, failed:, refusing: or diverged:, got {word}")
+        })?;
         let v: u64 = v.parse().map_err(|_| format!("not a number: {v}"))?;
         match k {
             "generation" => status.generation = v,

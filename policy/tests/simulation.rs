@@ -425,7 +425,7 @@ impl Sim {
             .get(&(r, node.to_string()))
             .filter(|s| s.generation == generation && generation > 0);
         if let Some(CopyStatus {
-            health: CopyHealth::Failed(why),
+            health: CopyHealth::Failed(why) | CopyHealth::Diverged(why),
             ..
         }) = status
         {
@@ -580,6 +580,15 @@ impl Sim {
                     .any(|o| o.0 == r && &o.1 == node)
                 {
                     return Err(format!("{a}: a copy request is outstanding there"));
+                }
+                // A copy whose log diverged is reseeded by this start: its
+                // data is dropped, and with it what its status said.
+                let key = (r, node.clone());
+                if self.copies.statuses.get(&key).is_some_and(|status| {
+                    matches!(status.health, CopyHealth::Diverged(_))
+                        && status.generation == self.copies.generation[r]
+                }) {
+                    self.copies.statuses.remove(&key);
                 }
                 self.copies
                     .outstanding
@@ -878,8 +887,10 @@ impl Sim {
                     1 => self.copies.generation[r] + 1,
                     _ => self.copies.generation[r],
                 };
-                let health = if rng.chance(1, 8) {
-                    CopyHealth::Failed("diverged".into())
+                let health = if rng.chance(1, 16) {
+                    CopyHealth::Failed("disk error".into())
+                } else if rng.chance(1, 16) {
+                    CopyHealth::Diverged("forked at the head".into())
                 } else if is_active && rng.chance(1, 4) {
                     // Sync with no passive connected: serving, not failed.
                     CopyHealth::Refusing("no passive copy connected: writes refused".into())

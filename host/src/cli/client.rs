@@ -783,7 +783,8 @@ fn print_groups(groups: &[Value]) {
 }
 
 /// A resource's copies under it: node, state, generation, copy and replay
-/// queue lengths, lag, health (and why), `-` for what is not known yet.
+/// queue lengths, lag, health (and why), why it was reseeded if it was,
+/// `-` for what is not known yet.
 fn print_copies(resource: &Value) {
     let Some(copies) = resource["copies"].as_array() else {
         return;
@@ -801,7 +802,7 @@ fn print_copies(resource: &Value) {
     );
     for copy in copies {
         println!(
-            "    {:<30} {:<12} {:<16} {:>5} {:>10} {:>12} {:>8}  {}{}{}",
+            "    {:<30} {:<12} {:<16} {:>5} {:>10} {:>12} {:>8}  {}{}{}{}",
             "",
             text(&copy["node"]),
             text(&copy["state"]),
@@ -817,6 +818,10 @@ fn print_copies(resource: &Value) {
             copy["activation_blocked"]
                 .as_str()
                 .map(|x| format!(" (not activated without the operator's word: {x})"))
+                .unwrap_or_default(),
+            copy["reseeded"]
+                .as_str()
+                .map(|x| format!(" (reseeded: {x})"))
                 .unwrap_or_default(),
         );
     }

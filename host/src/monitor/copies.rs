@@ -82,8 +82,7 @@ pub struct CopyReading {
     pub replayed: u64,
     /// How far it is behind the active copy (0 for the active copy).
     pub lag: u64,
-    /// `None` when healthy; else why its data cannot be used (diverged
-    /// copies say so in the reason).
+    /// `None` when healthy; else why its data cannot be used.
     pub unhealthy: Option<String>,
     /// The active copy only: why it refuses writes for now, though it
     /// serves and its data is the newest (a sync copy with no passive
@@ -91,16 +90,19 @@ pub struct CopyReading {
     /// `active`: an active copy's own failure is its resource failing its
     /// health checks, never its copy status.
     pub refusing: Option<String>,
+    /// Whether it is unhealthy because its log diverged from the active
+    /// copy's (then the policy has it reseeded).
+    pub diverged: bool,
 }
 
 impl From<CopyState> for CopyReading {
     fn from(state: CopyState) -> Self {
         let active = matches!(state.role, CopyRole::Active);
+        let diverged = matches!(state.health, CopyHealth::Diverged(_));
         let (unhealthy, refusing) = match state.health {
             CopyHealth::Healthy => (None, None),
             CopyHealth::Failed(reason) if active => (None, Some(reason)),
-            CopyHealth::Failed(reason) => (Some(reason), None),
-            CopyHealth::Diverged(reason) => (Some(format!("diverged: {reason}")), None),
+            CopyHealth::Failed(reason) | CopyHealth::Diverged(reason) => (Some(reason), None),
         };
         CopyReading {
             role: match state.role {
@@ -115,6 +117,7 @@ impl From<CopyState> for CopyReading {
             lag: state.lag,
             unhealthy,
             refusing,
+            diverged,
         }
     }
 }
@@ -157,6 +160,7 @@ impl StatusFilter {
                     || last.generation != reading.generation
                     || last.unhealthy != reading.unhealthy
                     || last.refusing != reading.refusing
+                    || last.diverged != reading.diverged
                     || (last.lag == 0) != (reading.lag == 0)
                     || step >= REPORT_POSITION_STEP
                     || (step > 0 && now.duration_since(*at) >= REPORT_REFRESH)
@@ -188,6 +192,7 @@ mod tests {
             lag,
             unhealthy: None,
             refusing: None,
+            diverged: false,
         }
     }
 
@@ -204,8 +209,10 @@ mod tests {
         assert!(filter.report(&active, now));
         active.unhealthy = Some("disk full".into());
         assert!(filter.report(&active, now));
-        active.unhealthy = Some("diverged: forked at 4".into());
+        active.unhealthy = Some("forked at 4".into());
         assert!(filter.report(&active, now), "a new reason is news");
+        active.diverged = true;
+        assert!(filter.report(&active, now), "diverged is news");
         filter.reset();
         assert!(filter.report(&active, now), "first again after a reset");
     }

@@ -626,10 +626,11 @@ impl Driver {
                     copied: reading.copied,
                     replayed: reading.replayed,
                     lag: reading.lag,
-                    health: match (reading.unhealthy, reading.refusing) {
-                        (Some(reason), _) => warden_policy::CopyHealth::Failed(reason),
-                        (None, Some(reason)) => warden_policy::CopyHealth::Refusing(reason),
-                        (None, None) => warden_policy::CopyHealth::Healthy,
+                    health: match (reading.unhealthy, reading.refusing, reading.diverged) {
+                        (Some(reason), _, true) => warden_policy::CopyHealth::Diverged(reason),
+                        (Some(reason), _, false) => warden_policy::CopyHealth::Failed(reason),
+                        (None, Some(reason), _) => warden_policy::CopyHealth::Refusing(reason),
+                        (None, None, _) => warden_policy::CopyHealth::Healthy,
                     },
                 },
             },

@@ -90,9 +90,11 @@ pub struct CopyStatusView {
     pub replay_queue_length: Option<u64>,
     /// How far it lags, as failover counts it.
     pub lag: Option<u64>,
-    /// `healthy` or `failed` (its last status, or the copy failing). An
-    /// active copy that refuses writes for now (sync with no passive copy
-    /// connected) is `healthy`, with the reason and `writes_refused`.
+    /// `healthy`, `failed` (its last status, or the copy failing) or
+    /// `diverged` (its log went past or away from the active copy's: it is
+    /// reseeded). An active copy that refuses writes for now (sync with no
+    /// passive copy connected) is `healthy`, with the reason and
+    /// `writes_refused`.
     pub health: Option<String>,
     /// Why it failed, is unhealthy, or refuses writes.
     pub reason: Option<String>,
@@ -100,6 +102,9 @@ pub struct CopyStatusView {
     /// why (writes are answered 451 until a passive copy connects or
     /// catches up). Not a failure: nothing is restarted or moved for it.
     pub writes_refused: Option<String>,
+    /// Why it was last reseeded (dropped and copied again from the active
+    /// copy), if it ever was.
+    pub reseeded: Option<String>,
     /// Why it may not be activated now without the operator's word.
     pub activation_blocked: Option<String>,
 }
@@ -107,10 +112,12 @@ pub struct CopyStatusView {
 impl CopyStatusView {
     fn from_view(copy: warden_policy::CopyView) -> CopyStatusView {
         let status = copy.status.as_ref();
-        let unhealthy = status.and_then(|s| match &s.health {
-            warden_policy::CopyHealth::Failed(reason) => Some(reason.clone()),
-            _ => None,
-        });
+        let (unhealthy, diverged) = match status.map(|s| &s.health) {
+            Some(warden_policy::CopyHealth::Failed(reason)) => (Some(reason.clone()), false),
+            Some(warden_policy::CopyHealth::Diverged(reason)) => (Some(reason.clone()), true),
+            Some(warden_policy::CopyHealth::Healthy | warden_policy::CopyHealth::Refusing(_))
+            | None => (None, false),
+        };
         // Only while the copy is the active one: a refusal reported before
         // it stepped down says nothing now.
         let writes_refused = status
@@ -119,18 +126,21 @@ impl CopyStatusView {
                 warden_policy::CopyHealth::Refusing(reason) => Some(reason.clone()),
                 _ => None,
             });
-        let failed = copy.failed_reason.is_some() || unhealthy.is_some();
+        let health = if copy.failed_reason.is_some() {
+            Some("failed")
+        } else if unhealthy.is_some() {
+            Some(if diverged { "diverged" } else { "failed" })
+        } else {
+            status.map(|_| "healthy")
+        };
         CopyStatusView {
-            health: if failed {
-                Some("failed".to_string())
-            } else {
-                status.map(|_| "healthy".to_string())
-            },
+            health: health.map(str::to_string),
             reason: copy
                 .failed_reason
                 .or(unhealthy)
                 .or_else(|| writes_refused.clone()),
             writes_refused,
+            reseeded: copy.reseeded,
             node: copy.node,
             state: copy.state,
             source: copy.source,

@@ -18,6 +18,7 @@ mod cluster_checkpoints;
 mod cluster_log;
 mod cluster_log_batch;
 mod console_cluster;
+mod copies_async;
 mod copies_failover;
 mod copies_fencing;
 mod fence_cluster;

@@ -15,6 +15,7 @@ pub mod nginx;
 pub mod ports;
 pub mod process;
 pub mod redfish;
+pub mod store_copies;
 pub mod systemd;
 pub mod virtual_server;
 pub mod webdriver;

@@ -17,7 +17,7 @@
 
 use super::Engine;
 use super::state::{CopyState, Goal, NodeStatus, ResourceState};
-use crate::event::{Action, CopyStatus, Event};
+use crate::event::{Action, CopyHealth, CopyStatus, Event};
 use crate::index::{GroupIx, NodeIx, ResourceIx};
 use std::sync::Arc;
 
@@ -218,18 +218,29 @@ impl Engine {
     }
 
     /// The resource with copies comes online on `owner`: its copy there is
-    /// activated with the next generation.
-    pub(super) fn activate_copy(&mut self, resource: ResourceIx, owner: NodeIx) -> Action {
+    /// activated with the next generation. When the last active copy was
+    /// elsewhere, the history first says how much of its data this copy
+    /// was last known to lack ([`Engine::activation_loss_text`]): in
+    /// asynchronous replication, that is what the activation loses.
+    pub(super) fn activate_copy(
+        &mut self,
+        resource: ResourceIx,
+        owner: NodeIx,
+        out: &mut Vec<Action>,
+    ) {
+        if let Some(loss) = self.activation_loss_text(resource, owner) {
+            Self::decision(out, self.resource_name(resource), loss);
+        }
         let set = &mut self.copies[resource];
         set.generation += 1;
         set.last_active = Some(owner);
         let generation = set.generation;
         self.set_owner_copy(resource, owner, CopyState::Activating);
-        Action::ActivateCopy {
+        out.push(Action::ActivateCopy {
             resource: self.resource_name(resource),
             node: self.node_name(owner),
             generation,
-        }
+        });
     }
 
     /// Starts, re-points, stops and retries the passive copies of `group`'s
@@ -300,6 +311,19 @@ impl Engine {
             owner.filter(|_| self.resources[resource].state == ResourceState::Online);
         let record = &self.copies[resource].copies[position];
         match record.state {
+            CopyState::Passive if wanted => {
+                if let (Some(source), Some(reason)) =
+                    (active_source, self.divergence(resource, position))
+                {
+                    self.reseed(resource, position, node, source, reason, out);
+                    return true;
+                }
+                if active_source.is_some() && record.source != active_source {
+                    self.start_passive(resource, position, node, active_source, out);
+                    return true;
+                }
+                false
+            }
             CopyState::None if wanted && !coming_up => {
                 self.start_passive(resource, position, node, active_source, out);
                 true
@@ -312,12 +336,54 @@ impl Engine {
                 });
                 true
             }
-            CopyState::Passive if active_source.is_some() && record.source != active_source => {
-                self.start_passive(resource, position, node, active_source, out);
-                true
-            }
             _ => false,
         }
+    }
+
+    /// Why the copy of `resource` at `position` cannot follow the active
+    /// copy, if its status of the current generation says it diverged.
+    fn divergence(&self, resource: ResourceIx, position: usize) -> Option<String> {
+        let set = &self.copies[resource];
+        match &set.copies[position].status {
+            Some(CopyStatus {
+                generation,
+                health: CopyHealth::Diverged(reason),
+                ..
+            }) if *generation == set.generation => Some(reason.clone()),
+            _ => None,
+        }
+    }
+
+    /// A passive copy whose log diverged from the active copy's on
+    /// `source` is reseeded: asked to start again following `source`, which
+    /// for a diverged copy drops its data and copies everything again (the
+    /// contract's `start-passive`). Its diverged status is forgotten (it
+    /// described the data being dropped) and the reason is kept for status
+    /// views.
+    fn reseed(
+        &mut self,
+        resource: ResourceIx,
+        position: usize,
+        node: NodeIx,
+        source: NodeIx,
+        reason: String,
+        out: &mut Vec<Action>,
+    ) {
+        let why = format!(
+            "the copy on {} diverged from the active copy on {} ({reason}): reseeding it from \
+             {}: its own log is dropped, with whatever it held that the active copy does not",
+            self.node_name(node),
+            self.node_name(source),
+            self.node_name(source)
+        );
+        Self::decision(out, self.resource_name(resource), why);
+        let record = &mut self.copies[resource].copies[position];
+        record.status = None;
+        record.reseeded = Some(format!(
+            "diverged from the copy on {}: {reason}",
+            self.model.nodes[source]
+        ));
+        self.start_passive(resource, position, node, Some(source), out);
     }
 
     /// Asks `node` to run a passive copy following `source` (or to follow

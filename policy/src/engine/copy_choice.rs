@@ -121,9 +121,14 @@ impl Engine {
         }
         if let Some(status) = &record.status
             && status.generation == set.generation
-            && let CopyHealth::Failed(reason) = &status.health
         {
-            return Err(format!("{name} failed: {reason}"));
+            match &status.health {
+                CopyHealth::Healthy => {}
+                CopyHealth::Failed(reason) => return Err(format!("{name} failed: {reason}")),
+                CopyHealth::Diverged(reason) => {
+                    return Err(format!("{name} diverged: {reason}"));
+                }
+            }
         }
         if set.last_active == Some(node) {
             return Ok(Some(0));
@@ -263,6 +268,43 @@ impl Engine {
             },
             reasons.join("; ")
         ))
+    }
+
+    /// For the event history, before `resource`'s copy on `node` is
+    /// activated in place of the last active copy elsewhere: how far it was
+    /// last known to lag behind that copy, that is, how many positions the
+    /// deposed copy held that this one had not confirmed ([`Engine::copy_lag`]).
+    /// In asynchronous replication those writes are lost with the old
+    /// copy; so may be any it took after its last report. `None` for a
+    /// first activation, or one on the node of the last.
+    pub(super) fn activation_loss_text(
+        &self,
+        resource: ResourceIx,
+        node: NodeIx,
+    ) -> Option<String> {
+        let set = &self.copies[resource];
+        let previous = set.last_active.filter(|&last| last != node)?;
+        let name = self.copy_name(resource, node);
+        let previous = &self.model.nodes[previous];
+        let next = set.generation + 1;
+        let lag = self
+            .copy_position(resource, node)
+            .and_then(|position| self.copy_lag(resource, position))
+            .filter(|&lag| lag != u64::MAX);
+        Some(match lag {
+            Some(lag) => format!(
+                "activating the {name} with generation {next} in place of the copy on \
+                 {previous}: last known lag {lag} (log positions the copy on {previous} held \
+                 that it had not confirmed: lost with that copy, as are any writes it took after \
+                 its last report)"
+            ),
+            None => format!(
+                "activating the {name} with generation {next} in place of the copy on \
+                 {previous}: its lag is unknown (no usable status of generation {}): whatever the copy \
+                 on {previous} held beyond it is lost",
+                set.generation
+            ),
+        })
     }
 
     /// For the event history: what the operator's word lets an activation

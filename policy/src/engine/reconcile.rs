@@ -277,16 +277,14 @@ impl Engine {
             record.refused = false;
         }
         if self.model.resources[resource].copies.is_some() {
-            let action = if coming_up {
-                self.activate_copy(resource, owner)
-            } else {
-                self.set_owner_copy(resource, owner, CopyState::Deactivating);
-                Action::DeactivateCopy {
-                    resource: self.resource_name(resource),
-                    node: self.node_name(owner),
-                }
-            };
-            return out.push(action);
+            if coming_up {
+                return self.activate_copy(resource, owner, out);
+            }
+            self.set_owner_copy(resource, owner, CopyState::Deactivating);
+            return out.push(Action::DeactivateCopy {
+                resource: self.resource_name(resource),
+                node: self.node_name(owner),
+            });
         }
         let (resource, node) = (self.resource_name(resource), self.node_name(owner));
         out.push(if coming_up {

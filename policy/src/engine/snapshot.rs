@@ -76,6 +76,10 @@ struct CopySnapshot {
     status: Option<CopyStatus>,
     failed_reason: Option<String>,
     retry_at: Option<Millis>,
+    /// Absent unless the copy was reseeded: snapshots of copies never
+    /// reseeded stay as they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reseeded: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -267,6 +271,7 @@ impl Engine {
                                 status: record.status.clone(),
                                 failed_reason: record.failed_reason.clone(),
                                 retry_at: record.retry_at,
+                                reseeded: record.reseeded.clone(),
                             })
                             .collect(),
                     })
@@ -500,6 +505,7 @@ fn copy_sets(
                 status: copy.status,
                 failed_reason: copy.failed_reason,
                 retry_at: copy.retry_at,
+                reseeded: copy.reseeded,
             });
         }
         sets[resource] = Some(CopySet {

@@ -250,6 +250,9 @@ pub(super) struct CopyRecord {
     pub failed_reason: Option<String>,
     /// When a Failed copy is started again.
     pub retry_at: Option<Millis>,
+    /// Why the copy was last reseeded (its data dropped and copied again
+    /// from the active copy), if it ever was: kept for status views.
+    pub reseeded: Option<String>,
 }
 
 impl CopyRecord {
@@ -261,6 +264,7 @@ impl CopyRecord {
             status: None,
             failed_reason: None,
             retry_at: None,
+            reseeded: None,
         }
     }
 

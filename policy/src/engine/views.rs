@@ -105,6 +105,9 @@ pub struct CopyView {
     pub failed_reason: Option<String>,
     /// When a Failed copy is started again.
     pub retry_at: Option<Millis>,
+    /// Why it was last reseeded (its data dropped and copied again from
+    /// the active copy), if it ever was.
+    pub reseeded: Option<String>,
     /// Why it may not be activated now without the operator's word; `None`
     /// when it may.
     pub activation_blocked: Option<String>,
@@ -163,6 +166,7 @@ impl Engine {
                         .map(|status| status.copied.saturating_sub(status.replayed)),
                     failed_reason: record.failed_reason.clone(),
                     retry_at: record.retry_at,
+                    reseeded: record.reseeded.clone(),
                     activation_blocked: self.copy_verdict(resource, node, false).err(),
                 }
             })

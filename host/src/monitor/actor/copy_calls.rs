@@ -191,10 +191,11 @@ impl Actor {
                 r.copied,
                 r.replayed,
                 r.lag,
-                match (&r.unhealthy, &r.refusing) {
-                    (Some(why), _) => format!("unhealthy: {why}"),
-                    (None, Some(why)) => format!("healthy, refusing writes: {why}"),
-                    (None, None) => "healthy".to_string(),
+                match (&r.unhealthy, &r.refusing, r.diverged) {
+                    (Some(why), _, true) => format!("unhealthy: diverged: {why}"),
+                    (Some(why), _, false) => format!("unhealthy: {why}"),
+                    (None, Some(why), _) => format!("healthy, refusing writes: {why}"),
+                    (None, None, _) => "healthy".to_string(),
                 }
             ),
         };
