@@ -123,7 +123,9 @@ impl Engine {
             && status.generation == set.generation
         {
             match &status.health {
-                CopyHealth::Healthy => {}
+                // An active copy refusing writes for now still holds the
+                // newest data: nothing blocks activating it again.
+                CopyHealth::Healthy | CopyHealth::Refusing(_) => {}
                 CopyHealth::Failed(reason) => return Err(format!("{name} failed: {reason}")),
                 CopyHealth::Diverged(reason) => {
                     return Err(format!("{name} diverged: {reason}"));
