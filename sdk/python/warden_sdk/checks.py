@@ -19,8 +19,10 @@ from typing import List, Optional, Tuple
 from .properties import quote
 
 try:  # the bindings of a contract with the probe import (0.4.0 and later)
+    from componentize_py_types import Err as _Err  # type: ignore
     from wit_world.imports import probe as _probe  # type: ignore
 except ImportError:  # 0.3.0, or plain CPython (the SDK's unit tests)
+    _Err = None
     _probe = None
 
 #: The longest answer line read, as the probe import reads it.
@@ -116,7 +118,7 @@ def connect(address: str, timeout_ms: int) -> int:
     if _probe is not None:
         try:
             return _probe.connect(address, timeout_ms)
-        except Exception as err:  # componentize-py raises Err(probe-error)
+        except _Err as err:  # componentize-py raises Err(probe-error)
             raise _probe_failure(err) from None
     started = time.monotonic()
     _connect(address, _Deadline(timeout_ms)).close()
@@ -133,7 +135,7 @@ def exchange_line(address: str, send: Optional[str], expect_prefix: str, timeout
     if _probe is not None:
         try:
             return _probe.exchange_line(address, send, expect_prefix, timeout_ms)
-        except Exception as err:
+        except _Err as err:
             raise _probe_failure(err) from None
     deadline = _Deadline(timeout_ms)
     sock = _connect(address, deadline)
@@ -162,7 +164,7 @@ def http_get(address: str, path: str, expect_status: int, timeout_ms: int) -> in
     if _probe is not None:
         try:
             return _probe.http_get(address, path, expect_status, timeout_ms)
-        except Exception as err:
+        except _Err as err:
             raise _probe_failure(err) from None
     deadline = _Deadline(timeout_ms)
     sock = _connect(address, deadline)
