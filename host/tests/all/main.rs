@@ -41,6 +41,7 @@ mod mail;
 mod network_types;
 mod operator;
 mod package;
+mod plugin_new;
 mod readme;
 mod scale;
 mod sdk;

@@ -61,16 +61,23 @@ fn template_plugin() -> PathBuf {
 /// `{wasm_name}.wasm`. The crates share target/wasm-examples, so the SDK
 /// and its dependencies are built once.
 fn build_plugin_crate(dir: &str, wasm_name: &str) -> PathBuf {
+    build_plugin_crate_at(&root().join(dir), wasm_name)
+}
+
+/// Build the plugin crate at `dir` (anywhere, e.g. a project `warden
+/// plugin new` wrote outside the repository) as [`build_plugin_crate`]
+/// does, in the shared target/wasm-examples.
+pub(crate) fn build_plugin_crate_at(dir: &Path, wasm_name: &str) -> PathBuf {
     let root = root();
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .map(|d| if d.is_absolute() { d } else { root.join(d) })
         .unwrap_or_else(|| root.join("target"))
         .join("wasm-examples");
-    let manifest = root.join(dir).join("Cargo.toml");
+    let manifest = dir.join("Cargo.toml");
     let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     build
-        .current_dir(root.join(dir))
+        .current_dir(dir)
         .args(["build", "--release", "--target", "wasm32-wasip2"])
         .arg("--manifest-path")
         .arg(&manifest)
@@ -95,10 +102,11 @@ fn build_plugin_crate(dir: &str, wasm_name: &str) -> PathBuf {
     }
     let out = build
         .output()
-        .unwrap_or_else(|err| panic!("run cargo for {dir}: {err}"));
+        .unwrap_or_else(|err| panic!("run cargo for {}: {err}", dir.display()));
     assert!(
         out.status.success(),
-        "building {dir} failed:\n{}",
+        "building {} failed:\n{}",
+        dir.display(),
         String::from_utf8_lossy(&out.stderr)
     );
     let wasm = target_dir.join(format!("wasm32-wasip2/release/{wasm_name}.wasm"));
