@@ -587,3 +587,189 @@ fn a_python_exception_is_reported_with_its_message_and_the_next_call_runs() {
     let (_, stderr) = text(&out);
     assert!(stderr.contains("known: raise, echo, calls"), "{stderr}");
 }
+
+/// The ```sh blocks of the "Quick start" of the "Python" section of
+/// docs/sdk.md.
+fn python_quick_start() -> Vec<String> {
+    let doc = std::fs::read_to_string(root().join("docs/sdk.md")).expect("docs/sdk.md");
+    let section = doc
+        .split_once("\n## Python\n")
+        .expect("docs/sdk.md has a Python section")
+        .1;
+    let section = section.split("\n## ").next().unwrap_or(section);
+    let quick = section
+        .split_once("\n### Quick start\n")
+        .expect("the Python section has a Quick start")
+        .1;
+    let mut blocks = Vec::new();
+    let mut rest = quick;
+    while let Some((_, after)) = rest.split_once("```sh\n") {
+        let (block, after) = after.split_once("```").expect("a closed ```sh block");
+        blocks.push(block.trim().to_string());
+        rest = after;
+    }
+    blocks
+}
+
+/// `command` in bash as a reader runs it: in `dir`, with warden and the
+/// tool on `PATH` and none of the outer cargo's settings.
+fn run_as_a_reader(command: &str, dir: &Path, tool: &Path) -> Output {
+    let bin = Path::new(WARDEN).parent().expect("the binary's directory");
+    let tool_dir = tool
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let path = format!(
+        "{}:{}:{}",
+        bin.display(),
+        tool_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut run = Command::new("bash");
+    run.args(["-euo", "pipefail", "-c", command])
+        .current_dir(dir)
+        .env("PATH", &path)
+        .env_remove("COMPONENTIZE_PY")
+        .env("WARDEN_LOG", "warn");
+    for (var, _) in std::env::vars_os() {
+        let name = var.to_string_lossy();
+        if (name.starts_with("CARGO_") && name != "CARGO_HOME")
+            || name.starts_with("RUSTC")
+            || name == "RUSTFLAGS"
+        {
+            run.env_remove(&var);
+        }
+    }
+    run.output().expect("run bash")
+}
+
+#[test]
+fn the_python_quick_start_of_docs_sdk_md_works_as_written() {
+    let Some(tool) = tool_or_skip("the_python_quick_start_of_docs_sdk_md_works_as_written") else {
+        return;
+    };
+    require_redis();
+    let commands = python_quick_start();
+    assert_eq!(commands.len(), 3, "build, check, test: {commands:#?}");
+    assert!(commands[1].starts_with("warden plugin check"));
+    assert!(commands[2].starts_with("warden plugin test"));
+    for command in commands {
+        let out = run_as_a_reader(&command, &root(), &tool);
+        let (stdout, stderr) = text(&out);
+        assert!(
+            out.status.success(),
+            "quick start command failed: {command}\n{stdout}\n{stderr}"
+        );
+        if command.starts_with("warden plugin test") {
+            assert!(stdout.contains("PASS"), "{stdout}");
+        }
+    }
+}
+
+#[test]
+fn a_new_python_type_builds_from_its_project_alone_and_passes_plugin_test() {
+    let Some(tool) =
+        tool_or_skip("a_new_python_type_builds_from_its_project_alone_and_passes_plugin_test")
+    else {
+        return;
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix("warden-plugin-new-py-")
+        .tempdir()
+        .expect("tempdir");
+    assert!(
+        !tmp.path().starts_with(root()),
+        "{} is inside the repository",
+        tmp.path().display()
+    );
+    let out = Command::new(WARDEN)
+        .args(["plugin", "new", "my-py-cache", "--lang", "py"])
+        .current_dir(tmp.path())
+        .output()
+        .expect("run warden plugin new");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let project = tmp.path().join("my-py-cache");
+    for file in [
+        "app.py",
+        "build.sh",
+        "requirements.txt",
+        "README.md",
+        "wit/resource.wit",
+        "resource_type.py",
+        "warden_sdk/__init__.py",
+    ] {
+        assert!(project.join(file).is_file(), "{file} missing:\n{stdout}");
+    }
+    let app = std::fs::read_to_string(project.join("app.py")).expect("app.py");
+    assert!(
+        app.contains("NAME = \"my-py-cache\"") && app.contains("class MyPyCache("),
+        "{app}"
+    );
+    // The pin is the example's.
+    assert_eq!(
+        std::fs::read_to_string(project.join("requirements.txt")).expect("requirements.txt"),
+        std::fs::read_to_string(root().join("examples/redis-type-py/requirements.txt"))
+            .expect("the example's requirements.txt")
+    );
+
+    // Built from what it wrote alone, with the command it printed.
+    assert!(stdout.contains("bash build.sh"), "{stdout}");
+    let out = run_as_a_reader(
+        &format!("COMPONENTIZE_PY={} bash build.sh", tool.display()),
+        &project,
+        &tool,
+    );
+    let (built, why) = text(&out);
+    assert!(out.status.success(), "build.sh failed:\n{built}\n{why}");
+    let wasm = project.join("build/my_py_cache.wasm");
+    assert!(wasm.is_file(), "no {}", wasm.display());
+
+    // The README's plugin test, as written, against Python's HTTP server
+    // on a free port instead of the README's 8099.
+    let readme = std::fs::read_to_string(project.join("README.md")).expect("README.md");
+    let test_block = readme
+        .split("```sh\n")
+        .skip(1)
+        .filter_map(|b| b.split_once("```").map(|(block, _)| block.trim()))
+        .find(|b| b.starts_with("warden plugin test"))
+        .expect("README.md has a plugin test block")
+        .to_string();
+    let address = free_port().to_string();
+    let command = test_block.replace("127.0.0.1:8099", &address);
+    assert_ne!(command, test_block, "the README tests on 127.0.0.1:8099");
+    let out = run_as_a_reader(&command, &project, &tool);
+    let (stdout, stderr) = text(&out);
+    assert!(
+        out.status.success() && stdout.contains("PASS"),
+        "plugin test of the new type failed:\n{stdout}\n{stderr}"
+    );
+    for step in ["ok   open+online", "ok   kill", "ok   recovery"] {
+        assert!(stdout.contains(step), "{step:?} missing from:\n{stdout}");
+    }
+}
+
+#[test]
+fn the_python_sdks_own_unit_tests_pass() {
+    // Plain CPython: the parts of the SDK that need no component (schema,
+    // getters, the args template, the checks' addresses and failures).
+    let out = Command::new("/usr/bin/python3")
+        .args(["-B", "-m", "unittest", "discover", "-s", "tests", "-v"])
+        .current_dir(root().join("sdk/python"))
+        .output()
+        .expect("run /usr/bin/python3 (Debian's python3)");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let ran: usize = stderr
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Ran ")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no 'Ran N tests' in:\n{stderr}"));
+    assert!(ran >= 9, "only {ran} tests ran:\n{stderr}");
+}

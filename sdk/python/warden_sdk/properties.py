@@ -27,10 +27,27 @@ _KIND_NAMES = {
 }
 
 
+#: The largest whole number a property holds (the contract's u64).
+MAX_WHOLE = 2**64 - 1
+#: How much of a value an error quotes.
+MAX_QUOTED = 100
+
+
 def quote(text: str) -> str:
     """`text` quoted as the Rust SDK's messages quote it (`"a lot"`), so
-    both SDKs' errors read the same."""
+    both SDKs' errors read the same; a long one is cut."""
+    if len(text) > MAX_QUOTED:
+        text = text[:MAX_QUOTED] + "..."
     return json.dumps(text, ensure_ascii=False)
+
+
+def _whole(text: str) -> int:
+    """`text` as a u64, or None: ASCII digits only, no sign, in range
+    (checked before conversion, which refuses very long numbers)."""
+    if not text.isascii() or not text.isdigit() or len(text) > len(str(MAX_WHOLE)):
+        return None
+    value = int(text)
+    return value if value <= MAX_WHOLE else None
 
 
 class PropertyRefused(Exception):
@@ -174,16 +191,18 @@ class Props:
     def integer(self, name: str) -> int:
         """A whole number (a property of kind integer or duration-ms)."""
         text = self._typed(name, (INTEGER, DURATION_MS), "a whole number")
-        if not text.isdigit() or not text.isascii():
+        value = _whole(text)
+        if value is None:
             raise PropertyRefused(name, f"expected a whole number, got {quote(text)}")
-        return int(text)
+        return value
 
     def duration_ms(self, name: str) -> int:
         """A duration in milliseconds, from a property of kind duration-ms."""
         text = self._typed(name, (DURATION_MS,), "a duration")
-        if not text.isdigit() or not text.isascii():
+        value = _whole(text)
+        if value is None:
             raise PropertyRefused(name, f"expected a number of milliseconds, got {quote(text)}")
-        return int(text)
+        return value
 
     def boolean(self, name: str) -> bool:
         """`true` or `false`, from a property of kind boolean."""
