@@ -42,6 +42,7 @@ mod network_types;
 mod operator;
 mod package;
 mod plugin_new;
+mod probe;
 mod readme;
 mod scale;
 mod sdk;
