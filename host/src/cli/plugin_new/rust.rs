@@ -15,6 +15,7 @@ pub(super) struct Rust;
 const SDK_SOURCES: &[(&str, &str)] = &[
     ("lib.rs", include_str!("../../../../sdk/src/lib.rs")),
     ("net.rs", include_str!("../../../../sdk/src/net.rs")),
+    ("probe.rs", include_str!("../../../../sdk/src/probe.rs")),
     (
         "properties.rs",
         include_str!("../../../../sdk/src/properties.rs"),
