@@ -36,6 +36,7 @@ mod hostile_claims;
 mod hostile_host;
 mod hostile_output;
 mod hotswap;
+mod lang_py;
 mod loading;
 mod mail;
 mod network_types;

@@ -38,8 +38,9 @@ fn require_redis() {
     );
 }
 
-/// Build examples/redis-type once per test binary; the path of its .wasm.
-fn redis_plugin() -> PathBuf {
+/// Build examples/redis-type once per test binary; the path of its .wasm
+/// (lang_py compares the Python type with it).
+pub(crate) fn redis_plugin() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| build_plugin_crate("examples/redis-type", "redis_type"))
