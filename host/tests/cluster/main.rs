@@ -17,6 +17,7 @@ mod cluster;
 mod cluster_checkpoints;
 mod cluster_log;
 mod console_cluster;
+mod console_nodes;
 mod copies_failover;
 mod fence_cluster;
 mod netlab;
