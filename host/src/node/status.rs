@@ -64,6 +64,11 @@ pub struct ResourceStatusView {
     /// Where `state` and `reason` come from: this node's monitor, or the
     /// owner's reports as the cluster's log carries them.
     pub state_from: StateSource,
+    /// The state this node's monitor holds, whoever owns the group: what
+    /// `/metrics` exposes, so that its gauges stay this node's and summing
+    /// them over the nodes counts each resource once (not in the JSON).
+    #[serde(skip)]
+    pub on_this_node: ResourceState,
     /// The last health check run on this node (none on a node that does
     /// not run the resource: the cluster's log does not carry checks).
     pub last_check: Option<LastCheck>,
@@ -179,13 +184,15 @@ impl Driver {
             let live = self.monitor.get(&r.name).map(|h| h.status());
             let copies = self.engine.copies(&r.name);
             let elsewhere = owned_elsewhere.contains(r.group.as_str());
+            let on_this_node = live
+                .as_ref()
+                .map(|s| s.state)
+                .unwrap_or(ResourceState::Offline);
             let (state, reason, state_from) = if elsewhere {
                 (r.state.into(), r.failed_reason, StateSource::OwnerReports)
             } else {
                 (
-                    live.as_ref()
-                        .map(|s| s.state)
-                        .unwrap_or(ResourceState::Offline),
+                    on_this_node,
                     live.as_ref()
                         .and_then(|s| s.reason.clone())
                         .or(r.failed_reason),
@@ -201,6 +208,7 @@ impl Driver {
                 state,
                 reason,
                 state_from,
+                on_this_node,
                 failures_in_period: r.failures_in_period,
                 checks: live.as_ref().map(|s| s.checks).unwrap_or(0),
                 instances: live.as_ref().map(|s| s.instances).unwrap_or(0),
@@ -360,6 +368,7 @@ mod tests {
                     instances: 0,
                     version: String::new(),
                     state_from: StateSource::ThisNode,
+                    on_this_node: state,
                     last_check: None,
                     generation: None,
                     copies: Vec::new(),

@@ -215,3 +215,66 @@ fn every_node_shows_the_nodes_alike_and_a_move_goes_to_the_node_picked() {
         "the consoles logged errors: {errors:#?}"
     );
 }
+
+#[test]
+fn a_node_cut_off_from_etcd_shows_itself_fenced_and_the_others_show_it_down() {
+    let Some(driver) = browser() else { return };
+    let mut cluster = Cluster::new();
+    cluster.start_joined(0);
+    cluster.wait_served_by("n1", Duration::from_secs(60));
+    cluster.start_joined(1);
+    cluster.start_joined(2);
+    let session = driver.session();
+    nodes_everywhere_as(&session, &cluster, 2, &nodes(["up", "up", "up"]));
+
+    // n3 loses etcd: it fences itself half way to its lease's expiry, and
+    // once the lease is gone the others mark it down.
+    cluster.proxies[2].cut();
+    let fenced = common::wait_until(
+        "n3's CLI to show itself fenced",
+        Duration::from_secs(60),
+        || {
+            let status = cluster.status(2)?;
+            let me = status["nodes"]
+                .as_array()?
+                .iter()
+                .find(|n| n["name"] == "n3")?
+                .clone();
+            (me["state"] == "fenced").then_some(me)
+        },
+    );
+    eprintln!("n3 about itself: {fenced}");
+    assert!(
+        fenced["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "a fenced node says why: {fenced}"
+    );
+    open(&session, &cluster, 2);
+    session.until(
+        "n3's console to show itself fenced, with the reason",
+        WAIT,
+        "const row = [...document.querySelectorAll('#nodes tbody tr')].find(r => r.cells[0].innerText === 'n3');
+         return row && row.querySelector('[data-state]').dataset.state === 'fenced' && row.cells[3].innerText.length > 0;",
+    );
+    session.screenshot(&screenshots().join("cluster-n3-fenced.png"));
+    let n3_down = nodes(["up", "up", "down"]);
+    for i in [0, 1] {
+        common::wait_until(
+            &format!("{}'s CLI to show n3 down", NODES[i]),
+            Duration::from_secs(60),
+            || (cli_nodes(&cluster, i).as_ref() == Some(&n3_down)).then_some(()),
+        );
+        nodes_everywhere_as(&session, &cluster, i, &n3_down);
+    }
+
+    // Mended: n3 rejoins, and every node shows it up again.
+    cluster.proxies[2].mend();
+    let all_up = nodes(["up", "up", "up"]);
+    for i in 0..3 {
+        common::wait_until(
+            &format!("{}'s CLI to show n3 up again", NODES[i]),
+            Duration::from_secs(60),
+            || (cli_nodes(&cluster, i).as_ref() == Some(&all_up)).then_some(()),
+        );
+        nodes_everywhere_as(&session, &cluster, i, &all_up);
+    }
+}
