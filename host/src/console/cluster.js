@@ -85,7 +85,7 @@ function lastCheck(r, owner) {
   const c = r.last_check;
   if (c) {
     const at = new Date(c.at_ms).toLocaleTimeString();
-    return h("span", { class: "latency", title: `${c.check} at ${at}` },
+    return h("span", { class: "latency", title: `${c.healthy ? "passed" : "failed"} at ${at}` },
       `${latency(c.latency_us)}${c.healthy ? "" : " (failed)"} · ${at}`);
   }
   if (r.state_from === "owner-reports") return h("span", { class: "hint" }, `seen on ${owner} only`);

@@ -74,7 +74,7 @@ export async function resourceView(ctx, name) {
     table("Checks", ["Checks run", "Instances", "Failures in period", "Last check", "Last failed check"], [[
       String(live.checks), String(live.instances), String(live.failures_in_period),
       live.last_check
-        ? `${live.last_check.check} ${live.last_check.healthy ? "passed" : "failed"} in ` +
+        ? `${live.last_check.healthy ? "passed" : "failed"} in ` +
           `${latency(live.last_check.latency_us)}, ${when(live.last_check.at_ms)}`
         : live.state_from === "owner-reports" ? `seen on ${group.owner} only` : "none yet",
       lastCheck ? `${lastCheck.check}: ${lastCheck.reason ?? "failed"}` : "none recorded",

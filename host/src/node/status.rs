@@ -61,8 +61,10 @@ pub struct ResourceStatusView {
     pub instances: u64,
     /// The version of its type the resource runs on.
     pub version: String,
-    /// Where `state` and `reason` come from: this node's monitor, or the
-    /// owner's reports as the cluster's log carries them.
+    /// Where `state` and `reason` come from: this node's monitor (left
+    /// out of the JSON, which carries one per resource), or the owner's
+    /// reports as the cluster's log carries them.
+    #[serde(skip_serializing_if = "StateSource::is_this_node")]
     pub state_from: StateSource,
     /// The state this node's monitor holds, whoever owns the group: what
     /// `/metrics` exposes, so that its gauges stay this node's and summing
@@ -90,6 +92,12 @@ pub enum StateSource {
     /// node's engine (another node owns its group). Checks, instances and
     /// the version running there are not carried.
     OwnerReports,
+}
+
+impl StateSource {
+    fn is_this_node(&self) -> bool {
+        *self == StateSource::ThisNode
+    }
 }
 
 /// One copy of a resource's data, as `warden status` shows it: where it

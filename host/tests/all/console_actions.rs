@@ -316,17 +316,17 @@ properties = {{ program = "{WARDEN}", args = "{args}", env = "{HOSTILE_ENV}" }}
     // Every view that shows the hostile text: as text, nothing run.
     let views = [
         (
-            format!("#/resource/r"),
+            "#/resource/r".to_string(),
             "#checks",
             HOSTILE_REASON.to_string(),
         ),
         (
-            format!("#/resource/hostile"),
+            "#/resource/hostile".to_string(),
             "#properties",
             HOSTILE_ENV.to_string(),
         ),
         (
-            format!("#/resource/hostile"),
+            "#/resource/hostile".to_string(),
             "#properties",
             HOSTILE_NAME.to_string(),
         ),
