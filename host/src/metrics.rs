@@ -141,13 +141,16 @@ impl Exposition {
         self.family(
             "warden_resource_state",
             "gauge",
-            "1 for the state each resource is in.",
+            "1 for the state each resource is in on this node.",
         );
         for group in &status.groups {
             for r in &group.resources {
+                // This node's monitor's state, not the owner's report the
+                // status shows elsewhere: a scrape of every node counts
+                // each resource once.
                 self.line(format!(
                     "warden_resource_state{{resource=\"{}\",group=\"{}\",type=\"{}\",state=\"{}\"}} 1",
-                    r.name, group.name, r.type_name, r.state
+                    r.name, group.name, r.type_name, r.on_this_node
                 ));
             }
         }

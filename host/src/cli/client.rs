@@ -695,6 +695,7 @@ fn fetch_status(client: &Client, as_json: bool, view: StatusView) -> Result<(boo
 /// resources not Online.
 fn print_summary(summary: &Value) {
     print_node_line(summary);
+    print_nodes(summary);
     let counts = |c: &Value| {
         let by_state = c["by_state"]
             .as_object()
@@ -728,6 +729,7 @@ fn print_summary(summary: &Value) {
 
 fn print_status(status: &Value) {
     print_node_line(status);
+    print_nodes(status);
     print_groups(&status["groups"].as_array().cloned().unwrap_or_default());
 }
 
@@ -746,6 +748,37 @@ fn print_node_line(status: &Value) {
             "on"
         },
     );
+}
+
+/// Every node of the cluster with its state, as the answering node knows
+/// it (an agent from before the nodes were in the status prints none).
+fn print_nodes(status: &Value) {
+    let Some(nodes) = status["nodes"].as_array() else {
+        return;
+    };
+    println!("Nodes:");
+    for node in nodes {
+        let mut notes = Vec::new();
+        if node["this_node"].as_bool() == Some(true) {
+            notes.push("this node".to_string());
+        }
+        if node["recovery_actions"].as_bool() == Some(false) {
+            notes.push("recovery actions off".to_string());
+        }
+        if let Some(reason) = node["reason"].as_str() {
+            notes.push(reason.to_string());
+        }
+        println!(
+            "  {:<18} {:<9}{}",
+            text(&node["name"]),
+            text(&node["state"]),
+            if notes.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", notes.join("; "))
+            },
+        );
+    }
 }
 
 fn print_groups(groups: &[Value]) {

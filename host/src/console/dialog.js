@@ -7,8 +7,10 @@ import { h } from "./dom.js";
 /**
  * Ask to confirm: `body` is a list of nodes or strings shown above the
  * buttons. Resolves true for the confirm button, false otherwise.
+ * `opened`, if given, is called with the confirm button once the dialog
+ * is open (to disable it while the body is not ready).
  */
-export function confirmDialog(title, body, confirmLabel) {
+export function confirmDialog(title, body, confirmLabel, opened) {
   const before = document.activeElement;
   return new Promise((resolve) => {
     const cancel = h("button", { type: "button", class: "secondary" }, "Cancel");
@@ -49,5 +51,6 @@ export function confirmDialog(title, body, confirmLabel) {
     document.body.append(dialog);
     dialog.showModal();
     cancel.focus();
+    if (opened) opened(ok);
   });
 }

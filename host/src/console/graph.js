@@ -30,6 +30,17 @@ export function depths(resources, dependsOn) {
   return depth;
 }
 
+/**
+ * The most of a name a box holds (14 px text in a 180 px box); a longer
+ * name (up to 64 characters) is cut with an ellipsis there, and is whole
+ * in the box's title and in the table under the picture.
+ */
+const BOX_CHARS = 20;
+
+function boxLabel(name) {
+  return name.length > BOX_CHARS ? `${name.slice(0, BOX_CHARS - 1)}…` : name;
+}
+
 /** The SVG picture of a group's resources and their dependencies. */
 export function dependencyGraph(group, config) {
   const dependsOn = new Map(config.resources.map((r) => [r.name, r.depends_on || []]));
@@ -67,7 +78,7 @@ export function dependencyGraph(group, config) {
     return svg("a", { href: `#/resource/${encodeURIComponent(r.name)}`, class: "box", "data-resource": r.name },
       svg("title", null, `${r.name}: ${state}`),
       svg("rect", { x, y, width: BOX_W, height: BOX_H, rx: 6, class: `state-${state.toLowerCase()}` }),
-      svg("text", { x: x + BOX_W / 2, y: y + 21, class: "name" }, r.name),
+      svg("text", { x: x + BOX_W / 2, y: y + 21, class: "name" }, boxLabel(r.name)),
       svg("text", { x: x + BOX_W / 2, y: y + 40, class: "state-text", "data-state": state }, state));
   });
   return svg("svg", {

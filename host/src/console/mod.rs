@@ -55,6 +55,7 @@ const ASSETS: &[Asset] = &[
     js("dom.js", include_bytes!("dom.js")),
     js("dialog.js", include_bytes!("dialog.js")),
     js("cluster.js", include_bytes!("cluster.js")),
+    js("move.js", include_bytes!("move.js")),
     js("graph.js", include_bytes!("graph.js")),
     js("events.js", include_bytes!("events.js")),
     js("resource.js", include_bytes!("resource.js")),

@@ -10,9 +10,13 @@ function versionsOf(name) {
   return get(`/v1/plugins/${encodeURIComponent(name)}/versions`).catch((err) => ({ error: err.describe() }));
 }
 
+/** The versions kept of a type, as words: "0.1.0 (active, pinned) · 0.2.0". */
 function versionsText(versions) {
   if (!versions || versions.error) return versions ? versions.error : "";
-  return JSON.stringify(versions);
+  return versions.map((v) => {
+    const marks = [v.active ? "active" : null, v.pinned ? "pinned" : null].filter(Boolean);
+    return marks.length ? `${v.version} (${marks.join(", ")})` : v.version;
+  }).join(" · ");
 }
 
 /** The plugins view. */

@@ -3,8 +3,8 @@
 // events.
 
 import { get } from "./api.js";
-import { h, link, stateBadge, table } from "./dom.js";
-import { failButton } from "./cluster.js";
+import { h, link, stateBadge, table, when } from "./dom.js";
+import { failButton, latency } from "./cluster.js";
 import { eventsTable, recentEvents } from "./events.js";
 
 const TIMERS = [
@@ -71,8 +71,12 @@ export async function resourceView(ctx, name) {
       ["On failure", `${restart.action ?? "?"}: at most ${restart.threshold ?? "?"} in ${restart.period_s ?? "?"} s, ` +
         `${restart.delay_ms ?? "?"} ms apart`],
     ], { id: "timers" }),
-    table("Checks", ["Checks run", "Instances", "Failures in period", "Last failed check"], [[
+    table("Checks", ["Checks run", "Instances", "Failures in period", "Last check", "Last failed check"], [[
       String(live.checks), String(live.instances), String(live.failures_in_period),
+      live.last_check
+        ? `${live.last_check.healthy ? "passed" : "failed"} in ` +
+          `${latency(live.last_check.latency_us)}, ${when(live.last_check.at_ms)}`
+        : live.state_from === "owner-reports" ? `seen on ${group.owner} only` : "none yet",
       lastCheck ? `${lastCheck.check}: ${lastCheck.reason ?? "failed"}` : "none recorded",
     ]], { id: "checks" }),
     h("h3", null, "Recent events"),

@@ -18,9 +18,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until};
 
 use super::copies::{CopyAnswer, CopyCommand, CopyReport, StatusFilter};
-use super::events::{Event, EventKind};
+use super::events::{Event, EventKind, unix_ms};
 use super::spec::Timers;
-use super::state::{ResourceState, ResourceStatus};
+use super::state::{LastCheck, ResourceState, ResourceStatus};
 use crate::contract::Health;
 use crate::runtime::{CallDeadline, CallError, Instance, Plugin, ProcessExit};
 
@@ -500,10 +500,6 @@ impl Actor {
         };
         let latency_us = started.elapsed().as_micros() as u64;
         let instances = self.instance.generations();
-        self.status.send_modify(|s| {
-            s.checks += 1;
-            s.instances = instances;
-        });
         let verdict = match result {
             Ok(Health::Healthy) => Ok(()),
             Ok(Health::Failed(reason)) => Err(CheckFailure {
@@ -521,6 +517,17 @@ impl Actor {
                 })
             }
         };
+        let last_check = LastCheck {
+            check: check.name(),
+            healthy: verdict.is_ok(),
+            latency_us,
+            at_ms: unix_ms(),
+        };
+        self.status.send_modify(|s| {
+            s.checks += 1;
+            s.instances = instances;
+            s.last_check = Some(last_check);
+        });
         self.emit(EventKind::Check {
             check: check.name(),
             healthy: verdict.is_ok(),

@@ -22,15 +22,20 @@ pub struct Event {
     pub kind: EventKind,
 }
 
+/// Wall-clock milliseconds since the Unix epoch (0 on a clock set before
+/// it): what the history and the status write times in.
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 impl Event {
     /// An event about `resource` at this instant.
     pub fn now(resource: &str, kind: EventKind) -> Event {
-        let at_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
         Event {
-            at_ms,
+            at_ms: unix_ms(),
             resource: resource.to_string(),
             kind,
         }

@@ -31,7 +31,7 @@ pub use spec::{
     ResourceSpec, SpecError, Timers, TimingOverrides, check_schema, plugin_validate,
     valid_resource_name, validate as validate_spec,
 };
-pub use state::{ResourceState, ResourceStatus};
+pub use state::{LastCheck, ResourceState, ResourceStatus};
 
 use crate::runtime::{
     CheckpointStore, Grants, Instance, InstanceConfig, Plugin, ProcessExit, ResourceContext,

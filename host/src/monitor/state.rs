@@ -58,6 +58,21 @@ impl From<ResourceState> for warden_policy::ResourceState {
     }
 }
 
+/// The same five states from the policy's side: what a node that does not
+/// run a resource knows of it is what its owner reported through the
+/// cluster's log, and the status shows it in the monitor's words.
+impl From<warden_policy::ResourceState> for ResourceState {
+    fn from(state: warden_policy::ResourceState) -> Self {
+        match state {
+            warden_policy::ResourceState::Offline => ResourceState::Offline,
+            warden_policy::ResourceState::OnlinePending => ResourceState::OnlinePending,
+            warden_policy::ResourceState::Online => ResourceState::Online,
+            warden_policy::ResourceState::OfflinePending => ResourceState::OfflinePending,
+            warden_policy::ResourceState::Failed => ResourceState::Failed,
+        }
+    }
+}
+
 /// What the monitor publishes about one resource after every change.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ResourceStatus {
@@ -74,6 +89,30 @@ pub struct ResourceStatus {
     /// How many sandboxes the resource has had (more than one: traps or
     /// cut-offs happened and fresh instances were built).
     pub instances: u64,
+    /// The last health check this node ran, if any: what an operator
+    /// looks at first when a resource is slow rather than down.
+    pub last_check: Option<LastCheck>,
+}
+
+/// One health check as it ended: which, whether it passed, how long it
+/// took and when it ended. Kept per resource (the newest only), since
+/// passing checks are counted, not recorded in the event history.
+///
+/// Serialized small (latency, time, health), since the status carries one
+/// per resource: at 10 000 resources each byte here is 10 kB of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LastCheck {
+    /// `is-alive` or `looks-alive` (not serialized: the failed ones are in
+    /// the event history with their names).
+    #[serde(skip)]
+    pub check: &'static str,
+    /// Whether the plugin answered healthy in time.
+    pub healthy: bool,
+    /// How long the call took, in microseconds (a cut-off call: up to its
+    /// deadline).
+    pub latency_us: u64,
+    /// When it ended, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
 }
 
 impl ResourceStatus {
@@ -86,6 +125,7 @@ impl ResourceStatus {
             failures: 0,
             checks: 0,
             instances: 0,
+            last_check: None,
         }
     }
 }
@@ -106,6 +146,7 @@ mod tests {
             let policy = warden_policy::ResourceState::from(state);
             assert_eq!(format!("{policy:?}"), format!("{state:?}"));
             assert_eq!(policy.is_active(), state.is_active(), "{state}");
+            assert_eq!(ResourceState::from(policy), state, "back from the policy's");
         }
     }
 }

@@ -47,6 +47,19 @@ pub(super) struct ClusterState {
     /// Why this node is fenced, from the fence until it rejoins: operator
     /// requests are refused meanwhile (the link could not append them).
     pub(super) fenced: Option<String>,
+    /// Other nodes this node fenced through their fence device, or failed
+    /// to (`crate::cluster::fence`), until each is up again: what the
+    /// status calls them (`node_states.rs`).
+    pub(super) device_fencing: BTreeMap<String, DeviceFencing>,
+}
+
+/// The last word of this node's fence device work on another node.
+#[derive(Debug, Clone)]
+pub(super) struct DeviceFencing {
+    /// Whether the device confirmed the node off (else it failed).
+    pub(super) confirmed: bool,
+    /// What was done or what went wrong.
+    pub(super) reason: String,
 }
 
 /// What a log entry asks of the node.
@@ -129,6 +142,7 @@ impl ClusterState {
             applied: watch::Sender::new(last),
             checkpoints: joined.checkpoints,
             fenced: None,
+            device_fencing: BTreeMap::new(),
         };
         for entry in &joined.history {
             match state.event_of(entry) {
@@ -185,7 +199,16 @@ impl Driver {
                 node,
                 action,
                 reason,
-            } => self.record(&node, action, reason),
+            } => {
+                if let Some(cluster) = self.sequencing.cluster_mut() {
+                    let record = DeviceFencing {
+                        confirmed: action == "fenced",
+                        reason: reason.clone(),
+                    };
+                    cluster.device_fencing.insert(node.clone(), record);
+                }
+                self.record(&node, action, reason)
+            }
         }
     }
 
@@ -205,6 +228,9 @@ impl Driver {
             }
             None => return,
         };
+        if let PolicyEvent::NodeUp(node) = &event {
+            cluster.device_fencing.remove(node);
+        }
         if entry.seq > cluster.replayed
             && entry.origin == me
             && event == PolicyEvent::NodeUp(me.clone())

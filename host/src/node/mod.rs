@@ -47,6 +47,7 @@ use crate::store::Store;
 mod cluster;
 mod config_change;
 mod driver;
+mod node_states;
 mod operate;
 mod sequencing;
 mod status;
@@ -56,9 +57,11 @@ use cluster::ClusterState;
 pub(crate) use config_change::spec_of;
 use config_change::{Checked, prepare, unavailable_type};
 use driver::Driver;
+pub use node_states::{NodeState, NodeStatusView};
 use sequencing::Sequencing;
 pub use status::{
-    CopyStatusView, Counts, GroupStatus, ResourceStatusView, SUMMARY_LISTED, Status, Summary,
+    CopyStatusView, Counts, GroupStatus, ResourceStatusView, SUMMARY_LISTED, StateSource, Status,
+    Summary,
 };
 pub use versions::VersionView;
 use versions::{AfterSwap, SwapOutcome};

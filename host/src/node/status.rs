@@ -1,12 +1,13 @@
 //! The node as an operator sees it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::monitor::ResourceState;
+use crate::monitor::{LastCheck, ResourceState};
 
 use super::driver::Driver;
+use super::node_states::NodeStatusView;
 
 /// The node as an operator sees it (the crm_mon view).
 #[derive(Debug, Clone, Serialize)]
@@ -17,6 +18,8 @@ pub struct Status {
     pub paused: bool,
     /// Whether automatic restarts and failovers are on.
     pub recovery_actions: bool,
+    /// Every node of the cluster with its state (alone: this node).
+    pub nodes: Vec<NodeStatusView>,
     /// Every group.
     pub groups: Vec<GroupStatus>,
 }
@@ -58,12 +61,43 @@ pub struct ResourceStatusView {
     pub instances: u64,
     /// The version of its type the resource runs on.
     pub version: String,
+    /// Where `state` and `reason` come from: this node's monitor (left
+    /// out of the JSON, which carries one per resource), or the owner's
+    /// reports as the cluster's log carries them.
+    #[serde(skip_serializing_if = "StateSource::is_this_node")]
+    pub state_from: StateSource,
+    /// The state this node's monitor holds, whoever owns the group: what
+    /// `/metrics` exposes, so that its gauges stay this node's and summing
+    /// them over the nodes counts each resource once (not in the JSON).
+    #[serde(skip)]
+    pub on_this_node: ResourceState,
+    /// The last health check run on this node (none on a node that does
+    /// not run the resource: the cluster's log does not carry checks).
+    pub last_check: Option<LastCheck>,
     /// The generation of its last activation (resources with copies only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generation: Option<u64>,
     /// Its copies, one per copy node (resources with copies only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub copies: Vec<CopyStatusView>,
+}
+
+/// Where a resource's state in the status comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StateSource {
+    /// This node's monitor: the resource runs here, or runs nowhere else.
+    ThisNode,
+    /// The owner's reports, as the cluster's log carries them to every
+    /// node's engine (another node owns its group). Checks, instances and
+    /// the version running there are not carried.
+    OwnerReports,
+}
+
+impl StateSource {
+    fn is_this_node(&self) -> bool {
+        *self == StateSource::ThisNode
+    }
 }
 
 /// One copy of a resource's data, as `warden status` shows it: where it
@@ -160,34 +194,61 @@ impl Driver {
     /// group are looked up by name, not by scanning every resource for
     /// every group (quadratic: 1.1 s at 10 000 resources).
     pub(super) fn status(&self) -> Status {
-        let node = self.engine.node(&self.settings.name);
+        let me = self.settings.name.as_str();
+        let node = self.engine.node(me);
         let types: HashMap<&str, &str> = self
             .desired
             .resources
             .iter()
             .map(|c| (c.name.as_str(), c.type_name.as_str()))
             .collect();
+        let groups = self.engine.groups();
+        // Groups another node owns: their resources' states are that
+        // node's reports, which every engine replica holds (the monitor
+        // here only knows that it runs none of them).
+        let owned_elsewhere: HashSet<&str> = if self.sequencing.cluster().is_some() {
+            groups
+                .iter()
+                .filter(|g| g.owner.as_deref().is_some_and(|owner| owner != me))
+                .map(|g| g.name.as_str())
+                .collect()
+        } else {
+            HashSet::new()
+        };
         let mut by_group: HashMap<String, Vec<ResourceStatusView>> = HashMap::new();
         for r in self.engine.resources() {
             let live = self.monitor.get(&r.name).map(|h| h.status());
             let copies = self.engine.copies(&r.name);
+            let elsewhere = owned_elsewhere.contains(r.group.as_str());
+            let on_this_node = live
+                .as_ref()
+                .map(|s| s.state)
+                .unwrap_or(ResourceState::Offline);
+            let (state, reason, state_from) = if elsewhere {
+                (r.state.into(), r.failed_reason, StateSource::OwnerReports)
+            } else {
+                (
+                    on_this_node,
+                    live.as_ref()
+                        .and_then(|s| s.reason.clone())
+                        .or(r.failed_reason),
+                    StateSource::ThisNode,
+                )
+            };
             let view = ResourceStatusView {
                 type_name: types
                     .get(r.name.as_str())
                     .copied()
                     .unwrap_or_default()
                     .to_string(),
-                state: live
-                    .as_ref()
-                    .map(|s| s.state)
-                    .unwrap_or(ResourceState::Offline),
-                reason: live
-                    .as_ref()
-                    .and_then(|s| s.reason.clone())
-                    .or(r.failed_reason),
+                state,
+                reason,
+                state_from,
+                on_this_node,
                 failures_in_period: r.failures_in_period,
                 checks: live.as_ref().map(|s| s.checks).unwrap_or(0),
                 instances: live.as_ref().map(|s| s.instances).unwrap_or(0),
+                last_check: live.as_ref().and_then(|s| s.last_check),
                 version: live.map(|s| s.version).unwrap_or_default(),
                 generation: copies.as_ref().map(|c| c.generation),
                 copies: copies
@@ -202,9 +263,7 @@ impl Driver {
             };
             by_group.entry(r.group).or_default().push(view);
         }
-        let groups = self
-            .engine
-            .groups()
+        let groups = groups
             .into_iter()
             .map(|g| GroupStatus {
                 resources: by_group.remove(&g.name).unwrap_or_default(),
@@ -221,6 +280,7 @@ impl Driver {
                 .as_ref()
                 .is_some_and(|n| !matches!(n.status, warden_policy::NodeStatus::Up)),
             recovery_actions: node.as_ref().is_none_or(|n| n.recovery_enabled),
+            nodes: self.node_states(),
             groups,
         }
     }
@@ -243,6 +303,8 @@ pub struct Summary {
     pub paused: bool,
     /// Whether automatic restarts and failovers are on.
     pub recovery_actions: bool,
+    /// Every node of the cluster with its state (alone: this node).
+    pub nodes: Vec<NodeStatusView>,
     /// Groups: how many, and how many in each state.
     pub groups: Counts,
     /// Resources: how many, and how many in each state.
@@ -305,6 +367,7 @@ impl Summary {
             node: status.node,
             paused: status.paused,
             recovery_actions: status.recovery_actions,
+            nodes: status.nodes,
             groups,
             resources,
             not_online,
@@ -340,6 +403,9 @@ mod tests {
                     checks: 0,
                     instances: 0,
                     version: String::new(),
+                    state_from: StateSource::ThisNode,
+                    on_this_node: state,
+                    last_check: None,
                     generation: None,
                     copies: Vec::new(),
                 })
@@ -352,6 +418,7 @@ mod tests {
             node: "n".to_string(),
             paused: false,
             recovery_actions: true,
+            nodes: Vec::new(),
             groups,
         }
     }

@@ -23,7 +23,7 @@ use crate::common::agent_process::WARDEN;
 use crate::common::dev_agent::{DevAgent, http_get, pid_in};
 use crate::common::webdriver::{ESCAPE, Session, TAB, WAIT, browser, screenshots};
 
-fn dev_agent() -> DevAgent {
+pub(crate) fn dev_agent() -> DevAgent {
     let mut command = Command::new(WARDEN);
     command.args(["agent", "--dev"]);
     let agent = DevAgent::spawn(command);
@@ -36,7 +36,7 @@ fn dev_agent() -> DevAgent {
 }
 
 /// Open the console and connect with `token` through its form.
-fn connect(session: &Session, agent: &DevAgent, token: &str) {
+pub(crate) fn connect(session: &Session, agent: &DevAgent, token: &str) {
     session.goto(&format!("{}/ui", agent.api));
     session.type_into("#token", token);
     session.click("#token-form button[type=submit]");
@@ -58,7 +58,7 @@ fn shown_state(session: &Session, resource: &str) -> String {
 
 /// Errors the page caught (window.onerror, unhandled rejections) and the
 /// browser's log entries at SEVERE (failed loads, console.error).
-fn page_errors(session: &Session) -> Vec<String> {
+pub(crate) fn page_errors(session: &Session) -> Vec<String> {
     let mut errors: Vec<String> = session
         .run(
             "return window.wardenErrors || ['the console never started'];",
@@ -78,7 +78,7 @@ fn page_errors(session: &Session) -> Vec<String> {
     errors
 }
 
-fn cli_status(agent: &DevAgent) -> Value {
+pub(crate) fn cli_status(agent: &DevAgent) -> Value {
     let out = Command::new(WARDEN)
         .args(["status", "--json"])
         .envs(agent.cli_env())

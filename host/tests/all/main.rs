@@ -20,6 +20,7 @@ mod agent;
 mod api_fuzz;
 mod cache;
 mod console;
+mod console_actions;
 mod contract_versions;
 mod copies;
 mod copies_refusing;

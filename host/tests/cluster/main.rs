@@ -19,6 +19,7 @@ mod cluster_log;
 mod cluster_log_batch;
 mod console_cluster;
 mod copies_async;
+mod console_nodes;
 mod copies_failover;
 mod copies_fencing;
 mod fence_cluster;
