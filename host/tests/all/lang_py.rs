@@ -684,7 +684,7 @@ fn a_new_python_type_builds_from_its_project_alone_and_passes_plugin_test() {
         tmp.path().display()
     );
     let out = Command::new(WARDEN)
-        .args(["plugin", "new", "my-py-cache", "--lang", "py"])
+        .args(["plugin", "new", "my-py-cache", "--lang", "python"])
         .current_dir(tmp.path())
         .output()
         .expect("run warden plugin new");

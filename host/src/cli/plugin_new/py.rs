@@ -1,4 +1,4 @@
-//! `--lang py`: a Python project whose first type is the Python SDK's
+//! `--lang python`: a Python project whose first type is the Python SDK's
 //! template (`sdk/python/template`, renamed), with the SDK
 //! (`sdk/python/warden_sdk` and its `resource_type` module) vendored in, so
 //! that it builds with componentize-py alone, without a checkout of Warden.
@@ -100,7 +100,7 @@ fn wasm_path(name: &TypeName) -> String {
 
 impl Language for Py {
     fn name(&self) -> &'static str {
-        "py"
+        "python"
     }
 
     fn files(&self, name: &TypeName) -> Vec<ProjectFile> {
