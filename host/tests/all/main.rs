@@ -30,6 +30,7 @@ mod faults;
 mod fence;
 mod fence_guard;
 mod history_flood;
+mod lang_js;
 mod hostile_calls;
 mod hostile_claims;
 mod hostile_host;
