@@ -229,6 +229,21 @@ pub enum DevExample {
 /// plugins.
 #[derive(Subcommand)]
 pub enum PluginCommand {
+    /// Write a ready project for a new resource type: the contract, the
+    /// SDK, a first type that passes `plugin test`, and a README with the
+    /// build command. Nothing is written into an existing non-empty
+    /// directory.
+    New {
+        /// The type's name (1 to 64 of a-z, 0-9 and -, a letter first), as
+        /// operators will write it in `type = "..."`.
+        name: String,
+        /// The language to write it in.
+        #[arg(long, default_value = "rust", value_parser = super::plugin_new::language_parser())]
+        lang: String,
+        /// Where to write the project; default: ./NAME.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Load a .wasm file as the agent would and print its description.
     Check {
         /// The `.wasm` file to check.

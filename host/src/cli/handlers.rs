@@ -51,6 +51,9 @@ pub async fn run(command: Command) -> Result<()> {
         Command::Plugin {
             command: PluginCommand::Check { file },
         } => check_plugin(&file).await,
+        Command::Plugin {
+            command: PluginCommand::New { name, lang, dir },
+        } => super::plugin_new::run(&super::plugin_new::NewArgs { name, lang, dir }),
         Command::Fence {
             action,
             node,
