@@ -2,6 +2,7 @@
 # Build a Warden resource type written in JavaScript into a component:
 #
 #   sdk/js/build.sh SOURCE.js OUT.wasm
+#   sdk/js/build.sh --install-toolchain     # only install the tools (CI)
 #
 # SOURCE.js exports `resourceType` (see sdk/js/src/resource.js). It is built
 # with the pinned componentize-js (sdk/js/toolchain: package.json and its
@@ -16,17 +17,22 @@
 # so the build runs from the repository root and SOURCE must lie under it.
 set -euo pipefail
 
-usage() { echo "usage: $0 SOURCE.js OUT.wasm" >&2; exit 2; }
-[ $# -eq 2 ] || usage
+usage() { echo "usage: $0 SOURCE.js OUT.wasm, or $0 --install-toolchain" >&2; exit 2; }
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
+install_only=
+if [ $# -eq 1 ] && [ "$1" = --install-toolchain ]; then
+  install_only=1
+  set -- /dev/null /dev/null
+fi
+[ $# -eq 2 ] || usage
 source_path="$(realpath -m "$1")"
 out="$(realpath -m "$2")"
-case "$source_path" in
+[ -n "$install_only" ] || case "$source_path" in
   "$root"/*) ;;
   *) echo "$0: $1 is outside $root; its imports could not be resolved" >&2; exit 2 ;;
 esac
-[ -f "$source_path" ] || { echo "$0: $1: no such file" >&2; exit 2; }
+[ -n "$install_only" ] || [ -f "$source_path" ] || { echo "$0: $1: no such file" >&2; exit 2; }
 
 if ! command -v npm >/dev/null; then
   echo "$0: npm is missing: install Node.js 20 or newer with npm (Debian: apt-get install nodejs npm)" >&2
@@ -44,6 +50,7 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   (cd "$toolchain" && npm ci --no-audit --no-fund --loglevel=error >&2)
   echo "$want" > "$stamp"
 fi
+[ -z "$install_only" ] || exit 0
 
 mkdir -p "$(dirname "$out")"
 cd "$root"
