@@ -81,8 +81,7 @@ fn build(source: &Path, out: &Path) -> Option<PathBuf> {
     if !built.status.success() {
         // A toolchain that cannot be installed (no registry) is a missing
         // tool; a source that does not build is a failure.
-        if stderr.contains("npm ci") || stderr.contains("npm ERR") || stderr.contains("ENOTFOUND")
-        {
+        if stderr.contains("npm ci") || stderr.contains("npm ERR") || stderr.contains("ENOTFOUND") {
             return skip_or_fail(format!("installing the pinned toolchain failed:\n{stderr}"));
         }
         panic!("building {} failed:\n{stderr}", source.display());
@@ -106,7 +105,9 @@ fn built(name: &str, source: impl FnOnce() -> PathBuf) -> Option<PathBuf> {
 
 /// examples/redis-type-js, version 0.1.0.
 fn redis_js() -> Option<PathBuf> {
-    built("redis", || root().join("examples/redis-type-js/src/redis.js"))
+    built("redis", || {
+        root().join("examples/redis-type-js/src/redis.js")
+    })
 }
 
 /// The same type as a second build, version 0.2.0: a module that re-exports
@@ -135,7 +136,9 @@ fn redis_js_next() -> Option<PathBuf> {
 
 /// The module that throws on request (lang_js/thrower.js).
 fn thrower() -> Option<PathBuf> {
-    built("thrower", || root().join("host/tests/all/lang_js/thrower.js"))
+    built("thrower", || {
+        root().join("host/tests/all/lang_js/thrower.js")
+    })
 }
 
 /// `path` relative to the directory `from` (both under the repository).
@@ -191,7 +194,10 @@ fn the_js_redis_type_passes_plugin_test_against_redis_server() {
         .output()
         .expect("run warden plugin test");
     let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "plugin test failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "plugin test failed:\n{stdout}\n{stderr}"
+    );
     for step in [
         "ok   load",
         "redis 0.1.0",
@@ -309,7 +315,9 @@ fn the_js_redis_type_in_an_agent_restarts_after_kill_9_and_stays_online_through_
             WITHIN,
             || {
                 let r = agent.resource("cache-redis")?;
-                (r["state"] == "Online" && r["version"] == version && r["checks"].as_u64()? >= checks)
+                (r["state"] == "Online"
+                    && r["version"] == version
+                    && r["checks"].as_u64()? >= checks)
                     .then_some(r)
             },
         )
@@ -459,7 +467,10 @@ fn a_js_type_that_throws_is_reported_with_the_message_and_the_next_call_runs() {
     for (code, message) in [
         ("throw", "RangeError: thrown by control: payload-1"),
         ("throw-value", "[object Object]"),
-        ("nope", "unknown control code \"nope\"; known: throw, throw-value, echo, pid"),
+        (
+            "nope",
+            "unknown control code \"nope\"; known: throw, throw-value, echo, pid",
+        ),
     ] {
         let out = agent.cli(&["resource", "control", "calm", code, "payload-1"]);
         let (stdout, stderr) = text(&out);
@@ -504,8 +515,16 @@ fn the_javascript_quick_start_of_docs_sdk_md_works_as_written() {
     }
     let commands = quick_start_commands();
     assert_eq!(commands.len(), 2, "build, test: {commands:#?}");
-    assert!(commands[0].starts_with("sdk/js/build.sh"), "{}", commands[0]);
-    assert!(commands[1].starts_with("warden plugin test"), "{}", commands[1]);
+    assert!(
+        commands[0].starts_with("sdk/js/build.sh"),
+        "{}",
+        commands[0]
+    );
+    assert!(
+        commands[1].starts_with("warden plugin test"),
+        "{}",
+        commands[1]
+    );
     let bin = Path::new(WARDEN).parent().expect("the binary's directory");
     let path = format!(
         "{}:{}",
@@ -561,7 +580,8 @@ fn the_toolchain_is_pinned_exactly() {
             "{package} pinned exactly in package.json"
         );
         assert_eq!(
-            lock["packages"][format!("node_modules/{package}")]["version"], version,
+            lock["packages"][format!("node_modules/{package}")]["version"],
+            version,
             "{package} in the lock"
         );
     }
@@ -570,4 +590,74 @@ fn the_toolchain_is_pinned_exactly() {
         doc.contains("componentize-js 0.23.0"),
         "docs/sdk.md names the pinned version"
     );
+}
+
+#[test]
+fn plugin_new_lang_js_writes_a_project_that_builds_outside_the_repository_and_passes_plugin_test() {
+    // The toolchain of the other tests, installed from the same lock: the
+    // project's `npm ci` would install exactly it (the unit tests of
+    // plugin_new::js hold the locks equal), so the project links to it.
+    if redis_js().is_none() {
+        return;
+    }
+    let toolchain = std::env::var_os("WARDEN_JS_TOOLCHAIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/js-toolchain"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert!(
+        !dir.path().starts_with(root()),
+        "the project is written outside the repository"
+    );
+    let project = dir.path().join("my-js");
+    let out = Command::new(WARDEN)
+        .args(["plugin", "new", "my-js", "--lang", "js", "--dir"])
+        .arg(&project)
+        .output()
+        .expect("run warden plugin new");
+    let (stdout, stderr) = text(&out);
+    assert!(
+        out.status.success(),
+        "plugin new failed:\n{stdout}\n{stderr}"
+    );
+    for step in ["npm ci", "npm run build", "warden plugin test my-js.wasm"] {
+        assert!(stdout.contains(step), "{step:?} missing from:\n{stdout}");
+    }
+    std::os::unix::fs::symlink(toolchain.join("node_modules"), project.join("node_modules"))
+        .expect("link node_modules");
+    let build = Command::new("npm")
+        .args(["run", "build"])
+        .current_dir(&project)
+        .output()
+        .expect("run npm run build");
+    let (stdout, stderr) = text(&build);
+    assert!(
+        build.status.success(),
+        "npm run build failed:\n{stdout}\n{stderr}"
+    );
+    let wasm = project.join("my-js.wasm");
+    assert!(wasm.exists(), "no my-js.wasm:\n{stdout}\n{stderr}");
+
+    // The first type: any program on a TCP port (Python's HTTP server).
+    let address = free_port().to_string();
+    let (host, port) = address.rsplit_once(':').expect("host:port");
+    let out = Command::new(WARDEN)
+        .args(["plugin", "test"])
+        .arg(&wasm)
+        .args(["--grant-program", "/usr/bin/python3"])
+        .args(["--prop", "program=/usr/bin/python3"])
+        .args([
+            "--prop",
+            &format!("args=-m http.server --bind {host} {port}"),
+        ])
+        .args(["--prop", &format!("address={address}")])
+        .env("WARDEN_LOG", "warn")
+        .output()
+        .expect("run warden plugin test");
+    let (stdout, stderr) = text(&out);
+    assert!(
+        out.status.success(),
+        "plugin test failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("my-js 0.1.0"), "{stdout}");
+    assert!(stdout.contains("PASS"), "{stdout}");
 }
