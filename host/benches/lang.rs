@@ -41,6 +41,7 @@ use warden::runtime::{
 };
 
 const REDIS: &str = "/usr/bin/redis-server";
+const SLEEP: &str = "/usr/bin/sleep";
 /// Resources opened for the memory figure.
 const OPEN: usize = 20;
 /// Timed is-alive calls, after `WARMUP` untimed ones.
@@ -60,19 +61,49 @@ fn main() {
         Path::new(REDIS).exists(),
         "{REDIS} is missing (apt-get install redis-server)"
     );
-    let rust = build_rust();
-    let js = build_js();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let rows: Vec<Row> = [
-        ("Rust (`examples/redis-type`)", rust),
-        ("JavaScript (`examples/redis-type-js`)", js),
-    ]
-    .into_iter()
-    .map(|(label, wasm)| runtime.block_on(measure(label, &wasm)))
-    .collect();
+    let redis = |address: &str| vec![("address".to_string(), address.to_string())];
+    let sleeper = |_: &str| vec![("args".to_string(), "600".to_string())];
+    let process = |_: &str| vec![("args".to_string(), "600".to_string())];
+    let subjects = [
+        Subject {
+            label: "Rust `redis` (examples/redis-type): PING over WASI sockets",
+            wasm: Ok(build_rust()),
+            program: REDIS,
+            props: &redis,
+        },
+        Subject {
+            label: "JavaScript `redis` (examples/redis-type-js): PING through the probe import",
+            wasm: build_js("examples/redis-type-js/src/redis.js", "redis"),
+            program: REDIS,
+            props: &redis,
+        },
+        Subject {
+            label: "Rust `process` (built in): the process's state",
+            wasm: Ok(PathBuf::from(format!(
+                "{}/process.wasm",
+                env!("WARDEN_PLUGIN_DIR")
+            ))),
+            program: SLEEP,
+            props: &process,
+        },
+        Subject {
+            label: "JavaScript `js-thrower` (tests/all/lang_js): the process's state",
+            wasm: build_js("host/tests/all/lang_js/thrower.js", "thrower"),
+            program: SLEEP,
+            props: &sleeper,
+        },
+    ];
+    let mut rows = Vec::new();
+    for subject in &subjects {
+        match runtime.block_on(measure(subject)) {
+            Ok(row) => rows.push(row),
+            Err(why) => eprintln!("SKIPPED {}: {why}", subject.label),
+        }
+    }
     println!(
         "| type | component | first load: wall / CPU | cached load: wall / CPU | memory per open resource | is-alive CPU median / p99 | is-alive wall median / p99 |"
     );
@@ -107,8 +138,21 @@ struct Row {
     check_wall: Vec<Duration>,
 }
 
-async fn measure(label: &'static str, wasm: &Path) -> Row {
-    let bytes = std::fs::read(wasm).expect("read the component");
+/// One type to measure: its file, the program its resources run, and
+/// their properties for a resource at an address.
+struct Subject<'a> {
+    label: &'static str,
+    wasm: Result<PathBuf, String>,
+    program: &'static str,
+    props: &'a dyn Fn(&str) -> Vec<(String, String)>,
+}
+
+/// The row of `subject`, or why it could not load here (a contract this
+/// agent does not run yet, say).
+async fn measure(subject: &Subject<'_>) -> Result<Row, String> {
+    let label = subject.label;
+    let bytes =
+        std::fs::read(subject.wasm.as_ref().map_err(String::clone)?).expect("read the component");
     let runtime = Arc::new(
         Runtime::new(RuntimeConfig {
             max_instances: 64,
@@ -120,7 +164,10 @@ async fn measure(label: &'static str, wasm: &Path) -> Row {
     let cache = CompileCache::open(dir.path().join("compiled")).expect("compile cache");
 
     let (wall, cpu) = (Instant::now(), process_cpu());
-    let (plugin, _) = cache.load(&runtime, &bytes).await.expect("first load");
+    let (plugin, _) = cache
+        .load(&runtime, &bytes)
+        .await
+        .map_err(|e| format!("it does not load: {e}"))?;
     let (first_wall, first_cpu) = (wall.elapsed(), process_cpu() - cpu);
     drop(plugin);
     let (wall, cpu) = (Instant::now(), process_cpu());
@@ -130,7 +177,7 @@ async fn measure(label: &'static str, wasm: &Path) -> Row {
 
     // One resource online, with its own redis-server, for the checks.
     let address = free_address();
-    let mut online = Resource::open(&plugin, dir.path(), "online", &address).await;
+    let mut online = Resource::open(subject, &plugin, dir.path(), "online", &address).await;
     let started = online
         .instance
         .online(CallDeadline::fixed(Duration::from_secs(60)))
@@ -163,7 +210,7 @@ async fn measure(label: &'static str, wasm: &Path) -> Row {
     drop(opened);
     let _ = online.instance.terminate(CHECK_TIMEOUT).await;
 
-    Row {
+    Ok(Row {
         label,
         size: bytes.len() as u64,
         first_wall,
@@ -173,7 +220,7 @@ async fn measure(label: &'static str, wasm: &Path) -> Row {
         memory_per_resource,
         check_cpu,
         check_wall,
-    }
+    })
 }
 
 /// One resource of the plugin, as the monitor would make it.
@@ -184,10 +231,17 @@ struct Resource {
 }
 
 impl Resource {
-    async fn open(plugin: &Arc<Plugin>, dir: &Path, name: &str, address: &str) -> Resource {
+    async fn open(
+        subject: &Subject<'_>,
+        plugin: &Arc<Plugin>,
+        dir: &Path,
+        name: &str,
+        address: &str,
+    ) -> Resource {
         let data = dir.join(name);
         std::fs::create_dir_all(&data).expect("data dir");
-        let properties = vec![("address".to_string(), address.to_string())];
+        let mut properties = vec![("program".to_string(), subject.program.to_string())];
+        properties.extend((subject.props)(address));
         let spec = ResourceSpec {
             name: name.to_string(),
             type_name: plugin.name().to_string(),
@@ -199,7 +253,7 @@ impl Resource {
                 private: data.with_extension("private"),
             },
             grants: Grants {
-                allow_programs: vec![PathBuf::from(REDIS)],
+                allow_programs: vec![PathBuf::from(subject.program)],
                 configured: properties,
                 ..Grants::default()
             },
@@ -268,17 +322,19 @@ fn build_rust() -> PathBuf {
     target.join("wasm32-wasip2/release/redis_type.wasm")
 }
 
-/// examples/redis-type-js, built with sdk/js/build.sh.
-fn build_js() -> PathBuf {
-    let out = root().join("target/lang-js/redis.wasm");
+/// A JavaScript type under the repository, built with sdk/js/build.sh.
+fn build_js(source: &str, name: &str) -> Result<PathBuf, String> {
+    let out = root().join(format!("target/lang-js/{name}.wasm"));
     let status = Command::new(root().join("sdk/js/build.sh"))
-        .arg(root().join("examples/redis-type-js/src/redis.js"))
+        .arg(root().join(source))
         .arg(&out)
         .current_dir(root())
         .status()
         .expect("run sdk/js/build.sh");
-    assert!(status.success(), "building examples/redis-type-js");
-    out
+    if !status.success() {
+        return Err(format!("building {source} failed (its output is above)"));
+    }
+    Ok(out)
 }
 
 fn free_address() -> String {

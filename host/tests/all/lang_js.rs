@@ -409,12 +409,14 @@ fn a_js_type_that_throws_is_reported_with_the_message_and_the_next_call_runs() {
     let (agent, plugins) = agent(dir.path());
     drop_in(&plugins, &wasm, "js-thrower.wasm");
     wait_loaded(&agent, "js-thrower");
-    agent.ok(&["group", "create", "g"]);
+    // A group each: a resource that keeps failing fails its group over
+    // (and offline), which must not take the others with it.
     for (name, fault) in [
         ("calm", "none"),
         ("bad-check", "is-alive"),
         ("bad-online", "online"),
     ] {
+        agent.ok(&["group", "create", &format!("g-{name}")]);
         agent.ok(&[
             "resource",
             "create",
@@ -422,7 +424,7 @@ fn a_js_type_that_throws_is_reported_with_the_message_and_the_next_call_runs() {
             "--type",
             "js-thrower",
             "--group",
-            "g",
+            &format!("g-{name}"),
             "--prop",
             &format!("fault={fault}"),
             "--is-alive-interval-ms",
