@@ -33,6 +33,8 @@ const TEST_ONLY: &[&str] = &[
     "future_contract",
     "contract_0_1",
     "contract_0_2",
+    "contract_0_3",
+    "prober",
     "replica",
     "hostile_host",
     "hostile_output",

@@ -15,7 +15,8 @@
 //!   both `describe()` and the parsing of values come, with errors that name
 //!   the property;
 //! - [`net`]: connect with a deadline, line dialogues, the SMTP check, HTTP
-//!   GET; [`service`]: start a program from an argument template, wait for
+//!   GET; [`probe`]: a connect, a line exchange and an HTTP GET done by the
+//!   host (contract 0.4.0), bounded and capped there; [`service`]: start a program from an argument template, wait for
 //!   it with progress reports, stop it, kill it.
 //!
 //! A whole type, Redis, checked by `PING`:
@@ -75,6 +76,7 @@ pub mod bindings {
 }
 
 pub mod net;
+pub mod probe;
 pub mod properties;
 pub mod resource;
 pub mod service;
@@ -92,7 +94,7 @@ pub use service::{Managed, ServiceType};
 /// ```
 /// assert!(warden_sdk::CONTRACT_VERSION.starts_with("0."));
 /// ```
-pub const CONTRACT_VERSION: &str = "0.3.0";
+pub const CONTRACT_VERSION: &str = "0.4.0";
 
 /// Where the resource's own data directory appears to the plugin (through
 /// WASI; `std::fs` works). It is the only directory a plugin can see.

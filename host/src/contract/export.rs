@@ -11,15 +11,18 @@ use wasmtime::AsContextMut;
 use wasmtime::component::{InstancePre, ResourceAny};
 
 use super::bindings::replicated::exports::warden::resource::replication;
-use super::bindings::{current, v0_1, v0_2};
+use super::bindings::v0_3_replicated::exports::warden::resource::replication as replication_0_3;
+use super::bindings::{current, v0_1, v0_2, v0_3};
 use super::{CopySource, CopyState, Health, PropertyError, TypeInfo};
 
 /// The bindings line a component is instantiated with: one per contract
 /// version the agent links (see [`super::SUPPORTED`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Line {
-    /// `warden:resource@0.3.x`, `wit/resource.wit`.
+    /// `warden:resource@0.4.x`, `wit/resource.wit`.
     Current,
+    /// `warden:resource@0.3.x`, `wit/released/0.3.0/`.
+    V0_3,
     /// `warden:resource@0.2.x`, `wit/released/0.2.0/`.
     V0_2,
     /// `warden:resource@0.1.x`, `wit/released/0.1.0/`.
@@ -30,6 +33,7 @@ pub enum Line {
 /// the component is linked.
 enum ExportIndices {
     Current(current::PluginIndices),
+    V0_3(v0_3::PluginIndices),
     V0_2(v0_2::PluginIndices),
     V0_1(v0_1::PluginIndices),
 }
@@ -39,9 +43,16 @@ enum ExportIndices {
 pub struct PluginPre<T: 'static> {
     pre: InstancePre<T>,
     indices: ExportIndices,
-    /// The `replication` export, for a replicated type (current contract
-    /// only: it is new in 0.3.0).
-    replication: Option<replication::GuestIndices>,
+    /// The `replication` export, for a replicated type (new in 0.3.0, so
+    /// only a current or a 0.3.0 plugin has one).
+    replication: Option<ReplicationIndices>,
+}
+
+/// Where a replicated type's `replication` export lives, by the contract
+/// version whose name it exports.
+enum ReplicationIndices {
+    Current(replication::GuestIndices),
+    V0_3(replication_0_3::GuestIndices),
 }
 
 impl<T: Send + 'static> PluginPre<T> {
@@ -51,9 +62,17 @@ impl<T: Send + 'static> PluginPre<T> {
         let (indices, replication) = match line {
             Line::Current => (
                 ExportIndices::Current(current::PluginIndices::new(&pre)?),
-                exports_replication(&pre)
+                exports(&pre, super::REPLICATION_EXPORT)
                     .then(|| replication::GuestIndices::new(&pre))
-                    .transpose()?,
+                    .transpose()?
+                    .map(ReplicationIndices::Current),
+            ),
+            Line::V0_3 => (
+                ExportIndices::V0_3(v0_3::PluginIndices::new(&pre)?),
+                exports(&pre, super::REPLICATION_EXPORT_0_3)
+                    .then(|| replication_0_3::GuestIndices::new(&pre))
+                    .transpose()?
+                    .map(ReplicationIndices::V0_3),
             ),
             Line::V0_2 => (ExportIndices::V0_2(v0_2::PluginIndices::new(&pre)?), None),
             Line::V0_1 => (ExportIndices::V0_1(v0_1::PluginIndices::new(&pre)?), None),
@@ -78,30 +97,37 @@ impl<T: Send + 'static> PluginPre<T> {
         let instance = self.pre.instantiate_async(&mut store).await?;
         let calls = match &self.indices {
             ExportIndices::Current(indices) => Calls::Current(indices.load(&mut store, &instance)?),
+            ExportIndices::V0_3(indices) => Calls::V0_3(indices.load(&mut store, &instance)?),
             ExportIndices::V0_2(indices) => Calls::V0_2(indices.load(&mut store, &instance)?),
             ExportIndices::V0_1(indices) => Calls::V0_1(indices.load(&mut store, &instance)?),
         };
         let replication = match &self.replication {
-            Some(indices) => Some(indices.load(&mut store, &instance)?),
+            Some(ReplicationIndices::Current(indices)) => {
+                Some(Replication::Current(indices.load(&mut store, &instance)?))
+            }
+            Some(ReplicationIndices::V0_3(indices)) => {
+                Some(Replication::V0_3(indices.load(&mut store, &instance)?))
+            }
             None => None,
         };
         Ok(PluginBindings { calls, replication })
     }
 }
 
-/// Whether the component exports the current contract's `replication`
-/// interface (by its exact versioned name).
-fn exports_replication<T>(pre: &InstancePre<T>) -> bool {
+/// Whether the component exports the interface `name` (its exact versioned
+/// name).
+fn exports<T>(pre: &InstancePre<T>, name: &str) -> bool {
     let engine = pre.engine();
     pre.component()
         .component_type()
         .exports(engine)
-        .any(|(name, _)| name == super::REPLICATION_EXPORT)
+        .any(|(export, _)| export == name)
 }
 
 /// Each version's generated `resource-type` calls.
 enum Calls {
     Current(current::Plugin),
+    V0_3(v0_3::Plugin),
     V0_2(v0_2::Plugin),
     V0_1(v0_1::Plugin),
 }
@@ -111,7 +137,13 @@ enum Calls {
 /// exports it.
 pub struct PluginBindings {
     calls: Calls,
-    replication: Option<replication::Guest>,
+    replication: Option<Replication>,
+}
+
+/// A replicated type's generated `replication` calls, by version.
+enum Replication {
+    Current(replication::Guest),
+    V0_3(replication_0_3::Guest),
 }
 
 /// Run the same expression on whichever version's `resource-type` export
@@ -120,6 +152,10 @@ macro_rules! dispatch {
     ($bindings:expr, $export:ident => $call:expr) => {
         match &$bindings.calls {
             Calls::Current(plugin) => {
+                let $export = plugin.warden_resource_resource_type();
+                $call
+            }
+            Calls::V0_3(plugin) => {
                 let $export = plugin.warden_resource_resource_type();
                 $call
             }
@@ -248,7 +284,7 @@ impl PluginBindings {
     }
 
     /// The `replication` export, or an error naming it for a type without.
-    fn replication(&self) -> wasmtime::Result<&replication::Guest> {
+    fn replication(&self) -> wasmtime::Result<&Replication> {
         self.replication.as_ref().ok_or_else(|| {
             wasmtime::Error::msg(format!(
                 "the type is not replicated: it does not export {}",
@@ -268,9 +304,16 @@ impl PluginBindings {
         S: AsContextMut,
         S::Data: Send,
     {
-        self.replication()?
-            .call_start_passive(store, handle, source)
-            .await
+        match self.replication()? {
+            Replication::Current(calls) => calls.call_start_passive(store, handle, source).await,
+            Replication::V0_3(calls) => {
+                let source = replication_0_3::CopySource {
+                    node: source.node.clone(),
+                    generation: source.generation,
+                };
+                calls.call_start_passive(store, handle, &source).await
+            }
+        }
     }
 
     /// `replication.stop-passive`.
@@ -283,7 +326,10 @@ impl PluginBindings {
         S: AsContextMut,
         S::Data: Send,
     {
-        self.replication()?.call_stop_passive(store, handle).await
+        match self.replication()? {
+            Replication::Current(calls) => calls.call_stop_passive(store, handle).await,
+            Replication::V0_3(calls) => calls.call_stop_passive(store, handle).await,
+        }
     }
 
     /// `replication.activate`.
@@ -297,9 +343,10 @@ impl PluginBindings {
         S: AsContextMut,
         S::Data: Send,
     {
-        self.replication()?
-            .call_activate(store, handle, generation)
-            .await
+        match self.replication()? {
+            Replication::Current(calls) => calls.call_activate(store, handle, generation).await,
+            Replication::V0_3(calls) => calls.call_activate(store, handle, generation).await,
+        }
     }
 
     /// `replication.deactivate`.
@@ -313,9 +360,10 @@ impl PluginBindings {
         S: AsContextMut,
         S::Data: Send,
     {
-        self.replication()?
-            .call_deactivate(store, handle, generation)
-            .await
+        match self.replication()? {
+            Replication::Current(calls) => calls.call_deactivate(store, handle, generation).await,
+            Replication::V0_3(calls) => calls.call_deactivate(store, handle, generation).await,
+        }
     }
 
     /// `replication.copy-status`.
@@ -324,6 +372,34 @@ impl PluginBindings {
         S: AsContextMut,
         S::Data: Send,
     {
-        self.replication()?.call_copy_status(store, handle).await
+        match self.replication()? {
+            Replication::Current(calls) => calls.call_copy_status(store, handle).await,
+            Replication::V0_3(calls) => {
+                Ok(copy_state_0_3(calls.call_copy_status(store, handle).await?))
+            }
+        }
+    }
+}
+
+/// A 0.3.0 copy state in the current type (the same fields and cases).
+fn copy_state_0_3(state: replication_0_3::CopyState) -> CopyState {
+    use super::{CopyHealth, CopyRole};
+    use replication_0_3::{CopyHealth as Health03, CopyRole as Role03};
+    CopyState {
+        role: match state.role {
+            Role03::None => CopyRole::None,
+            Role03::Passive => CopyRole::Passive,
+            Role03::Active => CopyRole::Active,
+            Role03::Deposed => CopyRole::Deposed,
+        },
+        generation: state.generation,
+        copied: state.copied,
+        replayed: state.replayed,
+        lag: state.lag,
+        health: match state.health {
+            Health03::Healthy => CopyHealth::Healthy,
+            Health03::Failed(why) => CopyHealth::Failed(why),
+            Health03::Diverged(why) => CopyHealth::Diverged(why),
+        },
     }
 }

@@ -30,12 +30,16 @@ pub use export::{Line, PluginBindings, PluginPre};
 pub const PACKAGE: &str = "warden:resource";
 /// The interface a plugin exports.
 pub const EXPORT: &str = "warden:resource/resource-type";
-/// The interface a replicated type exports beside [`EXPORT`] (new in 0.3.0).
-pub const REPLICATION_EXPORT: &str = "warden:resource/replication@0.3.0";
+/// The interface a replicated type exports beside [`EXPORT`] (new in 0.3.0),
+/// under the current contract's name.
+pub const REPLICATION_EXPORT: &str = "warden:resource/replication@0.4.0";
+/// The same interface under contract 0.3.0's name, which a replicated type
+/// built against 0.3.0 exports.
+pub const REPLICATION_EXPORT_0_3: &str = "warden:resource/replication@0.3.0";
 /// The contract version this agent implements (`wit/resource.wit`).
 pub const VERSION: ContractVersion = ContractVersion {
     major: 0,
-    minor: 3,
+    minor: 4,
     patch: 0,
 };
 
@@ -44,8 +48,16 @@ pub const VERSION: ContractVersion = ContractVersion {
 /// these [accepts](ContractVersion::accepts) its version. Released versions
 /// stay here, frozen in `wit/released/`, so that a plugin built once keeps
 /// loading on newer agents.
-pub const SUPPORTED: [(ContractVersion, Line); 3] = [
+pub const SUPPORTED: [(ContractVersion, Line); 4] = [
     (VERSION, Line::Current),
+    (
+        ContractVersion {
+            major: 0,
+            minor: 3,
+            patch: 0,
+        },
+        Line::V0_3,
+    ),
     (
         ContractVersion {
             major: 0,
@@ -134,7 +146,7 @@ pub enum ContractError {
     },
 }
 
-/// The released versions this agent still runs, for messages: `0.2.0, 0.1.0`.
+/// The released versions this agent still runs, for messages: `0.3.0, 0.2.0, 0.1.0`.
 fn older_supported() -> String {
     SUPPORTED[1..]
         .iter()
@@ -188,7 +200,7 @@ mod tests {
 
     #[test]
     fn parses_versions() {
-        assert_eq!(v("0.3.0"), VERSION);
+        assert_eq!(v("0.4.0"), VERSION);
         assert_eq!(
             REPLICATION_EXPORT,
             format!("warden:resource/replication@{VERSION}")
@@ -213,7 +225,7 @@ mod tests {
         for (version, _) in SUPPORTED {
             assert!(version.accepts(version), "{version}");
         }
-        assert_eq!(older_supported(), "0.2.0, 0.1.0");
+        assert_eq!(older_supported(), "0.3.0, 0.2.0, 0.1.0");
     }
 
     /// The SHA-256 of each released contract's WIT. Plugins in the field
@@ -221,10 +233,15 @@ mod tests {
     /// To change the contract, copy `wit/resource.wit` to
     /// `wit/released/VERSION/`, bump its version, link the copy's bindings
     /// (`bindings.rs`, `export.rs`, `SUPPORTED`) and add its digest here.
-    const RELEASED: [(&str, &[u8], &str); 3] = [
+    const RELEASED: [(&str, &[u8], &str); 4] = [
         (
-            "wit/resource.wit (0.3.0)",
+            "wit/resource.wit (0.4.0)",
             include_bytes!("../../../wit/resource.wit"),
+            "4a2a10b9776a0969a275a71b485d519ee6a1f36d39bb9e46f4dc6a99139098fc",
+        ),
+        (
+            "wit/released/0.3.0/resource.wit",
+            include_bytes!("../../../wit/released/0.3.0/resource.wit"),
             "152e769a34a158837c3291c440eece5f4042d3e7bf3011926fabc415bb17b816",
         ),
         (

@@ -269,6 +269,9 @@ pub(crate) struct HostState {
     pub(crate) memory: MemoryLimit,
     /// The deadline of the call in flight, which progress reports extend.
     pub(crate) deadline: Option<Arc<CallDeadline>>,
+    /// Where the resource may connect: checked by the WASI sockets and by
+    /// the `probe` import alike.
+    pub(crate) network: Arc<NetworkGrant>,
 }
 
 impl HostState {
@@ -289,7 +292,7 @@ impl HostState {
             .allow_tcp(!network.is_empty())
             .allow_udp(false)
             .allow_ip_name_lookup(false)
-            .socket_addr_check(network.into_check(resource.name.clone()));
+            .socket_addr_check(network.clone().into_check(resource.name.clone()));
         if resource.has_data_dir {
             wasi.preopened_dir(&resource.dirs.data, GUEST_DATA_DIR, FsPerms::ReadWrite)
                 .map_err(|e| {
@@ -315,6 +318,7 @@ impl HostState {
                 limit: memory_limit,
             },
             deadline: None,
+            network,
         })
     }
 }

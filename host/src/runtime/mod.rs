@@ -27,6 +27,7 @@ mod older_contracts;
 mod plugin;
 pub mod plugin_text;
 mod private_file;
+pub mod probe;
 mod process;
 pub mod process_limits;
 mod virtual_network;

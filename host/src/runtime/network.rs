@@ -13,7 +13,11 @@ use std::sync::Arc;
 
 use wasmtime_wasi::sockets::SocketAddrUse;
 
+use super::plugin_text;
 use crate::contract::{PropertyKind, TypeInfo};
+
+/// The longest address text a denial quotes.
+const MAX_DENIED_ADDRESS: usize = 300;
 
 /// Split `host:port` (or `[v6]:port`) and check both halves, without any
 /// lookup. Used to validate `address` properties.
@@ -51,7 +55,28 @@ pub fn parse_address(text: &str) -> Result<(&str, u16), String> {
 #[derive(Debug, Default, Clone)]
 pub struct NetworkGrant {
     /// Resolved addresses, with the property and text that named each.
-    allowed: Vec<(SocketAddr, String)>,
+    allowed: Vec<Granted>,
+}
+
+/// One address a resource may connect to, and what named it.
+#[derive(Debug, Clone)]
+struct Granted {
+    addr: SocketAddr,
+    /// The property that named it.
+    property: String,
+    /// The property's value as the operator wrote it (`localhost:6379`).
+    text: String,
+}
+
+/// A connection the grant does not allow, as the resource and the log are
+/// told: the address, and what the resource may reach instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("resource {resource} may not {what} {addr} (it may connect to: {granted})")]
+pub struct Denied {
+    resource: String,
+    what: &'static str,
+    addr: String,
+    granted: String,
 }
 
 impl NetworkGrant {
@@ -88,8 +113,11 @@ impl NetworkGrant {
             if addrs.is_empty() {
                 return Err(refuse("resolves to no address".to_string()));
             }
-            let named = format!("{}={text}", spec.name);
-            allowed.extend(addrs.into_iter().map(|a| (a, named.clone())));
+            allowed.extend(addrs.into_iter().map(|addr| Granted {
+                addr,
+                property: spec.name.clone(),
+                text: text.clone(),
+            }));
         }
         Ok(NetworkGrant { allowed })
     }
@@ -104,7 +132,7 @@ impl NetworkGrant {
     /// Listening, accepting and explicit binds are never allowed.
     pub fn allows(&self, addr: SocketAddr, use_: SocketAddrUse) -> bool {
         match use_ {
-            SocketAddrUse::TcpConnect => self.allowed.iter().any(|(a, _)| *a == addr),
+            SocketAddrUse::TcpConnect => self.allowed.iter().any(|g| g.addr == addr),
             SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
             _ => false,
         }
@@ -121,22 +149,70 @@ impl NetworkGrant {
     + Sync
     + 'static {
         move |addr, use_| {
-            let allowed = self.allows(addr, use_);
-            if !allowed {
-                let what = match use_ {
-                    SocketAddrUse::TcpConnect => "connect to",
-                    SocketAddrUse::TcpBind => "bind",
-                    SocketAddrUse::TcpListen => "listen on",
-                    SocketAddrUse::TcpAccept => "accept from",
-                    _ => "use UDP with",
-                };
-                tracing::warn!(
-                    resource = %resource,
-                    "denied: resource {resource} may not {what} {addr} (it may connect to: {})",
-                    self.describe()
-                );
-            }
-            Box::pin(std::future::ready(allowed))
+            Box::pin(std::future::ready(
+                self.permit(&resource, addr, use_).is_ok(),
+            ))
+        }
+    }
+
+    /// The sockets' check: [`NetworkGrant::allows`], and a denial logged
+    /// with the resource and the address, so an operator sees what a
+    /// plugin tried.
+    pub fn permit(
+        &self,
+        resource: &str,
+        addr: SocketAddr,
+        use_: SocketAddrUse,
+    ) -> Result<(), Denied> {
+        if self.allows(addr, use_) {
+            return Ok(());
+        }
+        let what = match use_ {
+            SocketAddrUse::TcpConnect => "connect to",
+            SocketAddrUse::TcpBind => "bind",
+            SocketAddrUse::TcpListen => "listen on",
+            SocketAddrUse::TcpAccept => "accept from",
+            _ => "use UDP with",
+        };
+        let denied = self.denial(resource, what, addr.to_string());
+        tracing::warn!(resource = %resource, "denied: {denied}");
+        Err(denied)
+    }
+
+    /// The addresses `text` (`host:port`, as in an `address` property) may
+    /// be connected to, by the sockets' rule ([`NetworkGrant::allows`]): an
+    /// IP address and port when granted; a name only when an `address`
+    /// property holds exactly that text, and then the addresses it was
+    /// resolved to when the resource was opened. No name is looked up here:
+    /// a lookup is traffic the operator did not name. The caller logs a
+    /// denial (the `probe` import within the plugin's output budget).
+    pub fn connect_targets(&self, resource: &str, text: &str) -> Result<Vec<SocketAddr>, Denied> {
+        let targets: Vec<SocketAddr> = match text.parse::<SocketAddr>() {
+            Ok(addr) => vec![addr],
+            Err(_) => self
+                .allowed
+                .iter()
+                .filter(|g| g.text == text)
+                .map(|g| g.addr)
+                .collect(),
+        };
+        if targets.is_empty()
+            || !targets
+                .iter()
+                .all(|addr| self.allows(*addr, SocketAddrUse::TcpConnect))
+        {
+            return Err(self.denial(resource, "connect to", text.to_string()));
+        }
+        Ok(targets)
+    }
+
+    /// A denial of `what` to `addr` (cut: a plugin's text may be huge).
+    fn denial(&self, resource: &str, what: &'static str, addr: String) -> Denied {
+        Denied {
+            resource: resource.to_string(),
+            what,
+            addr: plugin_text::one_line(addr, MAX_DENIED_ADDRESS),
+            granted: self.describe(),
         }
     }
 
@@ -146,7 +222,7 @@ impl NetworkGrant {
         }
         self.allowed
             .iter()
-            .map(|(addr, named)| format!("{addr} ({named})"))
+            .map(|g| format!("{} ({}={})", g.addr, g.property, g.text))
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -171,7 +247,11 @@ mod tests {
     fn only_granted_connects_pass() {
         let ok: SocketAddr = "127.0.0.1:25".parse().unwrap();
         let grant = NetworkGrant {
-            allowed: vec![(ok, "port=127.0.0.1:25".to_string())],
+            allowed: vec![Granted {
+                addr: ok,
+                property: "port".to_string(),
+                text: "127.0.0.1:25".to_string(),
+            }],
         };
         assert!(grant.allows(ok, SocketAddrUse::TcpConnect));
         assert!(!grant.allows("127.0.0.1:26".parse().unwrap(), SocketAddrUse::TcpConnect));
@@ -179,5 +259,43 @@ mod tests {
         assert!(!grant.allows("0.0.0.0:25".parse().unwrap(), SocketAddrUse::TcpBind));
         assert!(!grant.allows(ok, SocketAddrUse::TcpListen));
         assert!(!grant.allows(ok, SocketAddrUse::UdpSend));
+    }
+
+    #[test]
+    fn probes_reach_granted_addresses_and_named_properties_only() {
+        let grant = NetworkGrant {
+            allowed: vec![
+                Granted {
+                    addr: "127.0.0.1:6379".parse().unwrap(),
+                    property: "address".to_string(),
+                    text: "localhost:6379".to_string(),
+                },
+                Granted {
+                    addr: "[::1]:6379".parse().unwrap(),
+                    property: "address".to_string(),
+                    text: "localhost:6379".to_string(),
+                },
+            ],
+        };
+        assert_eq!(
+            grant.connect_targets("r", "localhost:6379").unwrap().len(),
+            2
+        );
+        assert_eq!(
+            grant.connect_targets("r", "[::1]:6379").unwrap(),
+            vec!["[::1]:6379".parse::<SocketAddr>().unwrap()]
+        );
+        for denied in [
+            "localhost:6380",
+            "127.0.0.1:6380",
+            "0.0.0.0:6379",
+            "example.com:6379",
+        ] {
+            let why = grant.connect_targets("r", denied).unwrap_err().to_string();
+            assert!(
+                why.contains(denied) && why.contains("localhost:6379"),
+                "{why}"
+            );
+        }
     }
 }

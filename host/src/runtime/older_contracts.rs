@@ -1,15 +1,16 @@
 //! The imports of every older contract version, answered by the current code.
 //!
-//! A plugin built against `warden:resource@0.1.0` or `@0.2.0` imports the
-//! host's interfaces under those versions' names. None of them changed
-//! shape since (0.2.0 added `network`, 0.3.0 the `replication` export), so
-//! every call here is the current implementation's, with the values moved
-//! between the versions' generated types. Nothing an older plugin does can
-//! reach anything a current plugin could not.
+//! A plugin built against `warden:resource@0.1.0`, `@0.2.0` or `@0.3.0`
+//! imports the host's interfaces under those versions' names. None of them
+//! changed shape since (0.2.0 added `network`, 0.3.0 the `replication`
+//! export, 0.4.0 `probe`), so every call here is the current
+//! implementation's, with the values moved between the versions' generated
+//! types. Nothing an older plugin does can reach anything a current plugin
+//! could not.
 //!
 //! [`older_contract!`] writes the forwarding for the interfaces every
-//! version has (`host`, `process`, `checkpoint`); the ones a version added
-//! are forwarded beside it.
+//! version has (`host`, `process`, `checkpoint`), [`older_network!`] that of
+//! `network` for the versions that have it (0.2.0 and 0.3.0).
 
 use wasmtime::component::Linker;
 
@@ -19,7 +20,9 @@ use super::host_state::HostState;
 pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     v0_1::add_to_linker(linker)?;
     v0_2::add_to_linker(linker)?;
-    v0_2_network::add_to_linker(linker)
+    v0_2_network::add_to_linker(linker)?;
+    v0_3::add_to_linker(linker)?;
+    v0_3_network::add_to_linker(linker)
 }
 
 /// The forwarding of `host`, `process` and `checkpoint` from the bindings
@@ -149,71 +152,93 @@ macro_rules! older_contract {
 
 older_contract!(v0_1, "warden:resource/types@0.1.0");
 older_contract!(v0_2, "warden:resource/types@0.2.0");
+older_contract!(v0_3, "warden:resource/types@0.3.0");
 
-/// 0.2.0's `network`, new in that version.
-mod v0_2_network {
-    use wasmtime::component::{HasSelf, Linker};
+/// The forwarding of `network` (new in 0.2.0) from the bindings module
+/// `$version` to the current one, as a module `$module` with an
+/// `add_to_linker`.
+macro_rules! older_network {
+    ($module:ident, $version:ident) => {
+        mod $module {
+            use wasmtime::component::{HasSelf, Linker};
 
-    use crate::contract::bindings::current::warden::resource::network as now;
-    use crate::contract::bindings::v0_2::warden::resource::network as then;
-    use crate::runtime::host_state::HostState;
+            use crate::contract::bindings::current::warden::resource::network as now;
+            use crate::contract::bindings::$version::warden::resource::network as then;
+            use crate::runtime::host_state::HostState;
 
-    /// What a call into the network import answers.
-    type Answer<T> = wasmtime::Result<Result<T, String>>;
+            /// What a call into the network import answers.
+            type Answer<T> = wasmtime::Result<Result<T, String>>;
 
-    /// Link 0.2.0's name of `network`.
-    pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-        then::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)
-    }
+            /// Link this version's name of `network`.
+            pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+                then::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)
+            }
 
-    fn spec(spec: then::AddressSpec) -> now::AddressSpec {
-        now::AddressSpec {
-            address: spec.address,
-            prefix_length: spec.prefix_length,
-            interface: spec.interface,
+            fn spec(spec: then::AddressSpec) -> now::AddressSpec {
+                now::AddressSpec {
+                    address: spec.address,
+                    prefix_length: spec.prefix_length,
+                    interface: spec.interface,
+                }
+            }
+
+            impl then::Host for HostState {
+                async fn probe_address(
+                    &mut self,
+                    s: then::AddressSpec,
+                    wait_ms: u32,
+                ) -> Answer<()> {
+                    now::Host::probe_address(self, spec(s), wait_ms).await
+                }
+
+                async fn add_address(&mut self, s: then::AddressSpec) -> Answer<()> {
+                    now::Host::add_address(self, spec(s)).await
+                }
+
+                async fn announce_address(
+                    &mut self,
+                    s: then::AddressSpec,
+                    count: u32,
+                    interval_ms: u32,
+                ) -> Answer<()> {
+                    now::Host::announce_address(self, spec(s), count, interval_ms).await
+                }
+
+                async fn remove_address(&mut self, s: then::AddressSpec) -> Answer<()> {
+                    now::Host::remove_address(self, spec(s)).await
+                }
+
+                async fn query_address(
+                    &mut self,
+                    s: then::AddressSpec,
+                ) -> Answer<then::AddressState> {
+                    let state = now::Host::query_address(self, spec(s)).await?;
+                    Ok(state.map(|state| then::AddressState {
+                        present: state.present,
+                        link_up: state.link_up,
+                    }))
+                }
+
+                async fn register_name(
+                    &mut self,
+                    name: String,
+                    address: String,
+                    ttl_s: u32,
+                ) -> Answer<()> {
+                    now::Host::register_name(self, name, address, ttl_s).await
+                }
+
+                async fn remove_name(&mut self, name: String, address: String) -> Answer<()> {
+                    now::Host::remove_name(self, name, address).await
+                }
+
+                async fn lookup_name(&mut self, name: String) -> Answer<Vec<String>> {
+                    now::Host::lookup_name(self, name).await
+                }
+            }
         }
-    }
-
-    impl then::Host for HostState {
-        async fn probe_address(&mut self, s: then::AddressSpec, wait_ms: u32) -> Answer<()> {
-            now::Host::probe_address(self, spec(s), wait_ms).await
-        }
-
-        async fn add_address(&mut self, s: then::AddressSpec) -> Answer<()> {
-            now::Host::add_address(self, spec(s)).await
-        }
-
-        async fn announce_address(
-            &mut self,
-            s: then::AddressSpec,
-            count: u32,
-            interval_ms: u32,
-        ) -> Answer<()> {
-            now::Host::announce_address(self, spec(s), count, interval_ms).await
-        }
-
-        async fn remove_address(&mut self, s: then::AddressSpec) -> Answer<()> {
-            now::Host::remove_address(self, spec(s)).await
-        }
-
-        async fn query_address(&mut self, s: then::AddressSpec) -> Answer<then::AddressState> {
-            let state = now::Host::query_address(self, spec(s)).await?;
-            Ok(state.map(|state| then::AddressState {
-                present: state.present,
-                link_up: state.link_up,
-            }))
-        }
-
-        async fn register_name(&mut self, name: String, address: String, ttl_s: u32) -> Answer<()> {
-            now::Host::register_name(self, name, address, ttl_s).await
-        }
-
-        async fn remove_name(&mut self, name: String, address: String) -> Answer<()> {
-            now::Host::remove_name(self, name, address).await
-        }
-
-        async fn lookup_name(&mut self, name: String) -> Answer<Vec<String>> {
-            now::Host::lookup_name(self, name).await
-        }
-    }
+    };
 }
+
+older_network!(v0_2_network, v0_2);
+older_network!(v0_3_network, v0_3);

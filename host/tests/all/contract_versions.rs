@@ -1,11 +1,13 @@
 //! Every contract version the agent supports runs: a plugin built against
 //! the released 0.1.0 (`plugins/contract-0-1`, the raw bindings of
 //! `wit/released/0.1.0/`) loads and runs unchanged beside the built-in
-//! types, which are built against the current 0.3.0, through each import
+//! types, which are built against the current 0.4.0, through each import
 //! 0.1.0 has (log, clock, sleep, progress, process, checkpoint); one built
 //! against 0.2.0 (`plugins/contract-0-2`) reaches its `network` import too.
-//! And 0.3.0's `replication` export is called, with its rules, on a type
-//! that has it (`plugins/replica`) and refused on one that has not.
+//! The `replication` export (new in 0.3.0) is called, with its rules, on a
+//! type that has it (`plugins/replica`) and refused on one that has not;
+//! a replicated type built against the frozen 0.3.0 (`plugins/contract-0-3`)
+//! has its export found under 0.3.0's name and its copy calls run.
 
 use std::time::Duration;
 
@@ -17,6 +19,7 @@ use warden::runtime::Grants;
 const LEGACY: &str = env!("WARDEN_PLUGIN_CONTRACT_0_1");
 const LEGACY_NETWORK: &str = env!("WARDEN_PLUGIN_CONTRACT_0_2");
 const REPLICA: &str = env!("WARDEN_PLUGIN_REPLICA");
+const LEGACY_REPLICA: &str = env!("WARDEN_PLUGIN_CONTRACT_0_3");
 
 fn version(text: &str) -> ContractVersion {
     ContractVersion::parse(text).expect("a version")
@@ -29,7 +32,7 @@ async fn a_plugin_built_against_0_1_0_loads_beside_the_current_ones() {
     assert_eq!(legacy.contract(), version("0.1.0"));
     let current = load(PROCESS).await;
     assert_eq!(current.contract(), contract::VERSION);
-    assert_eq!(contract::VERSION, version("0.3.0"));
+    assert_eq!(contract::VERSION, version("0.4.0"));
     assert!(!current.is_replicated());
 
     let refused = legacy
@@ -322,4 +325,107 @@ async fn a_copy_call_that_hangs_or_traps_is_cut_off_and_the_next_runs_fresh() {
         matches!(status.role, contract::CopyRole::Active),
         "{status:?}"
     );
+}
+
+/// A replicated type built against the frozen 0.3.0: loaded on its own
+/// bindings line, its `replication` export found under 0.3.0's name, each
+/// copy call run with the values converted both ways, and its imports
+/// (`host`, `process`, `checkpoint`, `network`) answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicated_type_built_against_0_3_0_runs_its_copy_calls() {
+    let plugin = load(LEGACY_REPLICA).await;
+    assert_eq!(plugin.name(), "legacy-replica");
+    assert_eq!(plugin.contract(), version("0.3.0"));
+    assert!(
+        plugin.is_replicated(),
+        "the 0.3.0 replication export was not found"
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut copy = plugin_instance(LEGACY_REPLICA, "old", dir.path(), &[]).await;
+    let deadline = || warden::runtime::CallDeadline::fixed(Duration::from_secs(10));
+    let timeout = Duration::from_secs(5);
+
+    let source = contract::CopySource {
+        node: Some("n2".to_string()),
+        generation: 4,
+    };
+    copy.start_passive(source.clone(), deadline())
+        .await
+        .expect("start-passive runs")
+        .expect("a fresh copy follows");
+    let status = copy.copy_status(timeout).await.expect("copy-status runs");
+    assert!(
+        matches!(status.role, contract::CopyRole::Passive),
+        "{status:?}"
+    );
+    assert_eq!(
+        (
+            status.generation,
+            status.copied,
+            status.replayed,
+            status.lag
+        ),
+        (4, 7, 5, 2)
+    );
+    assert!(
+        matches!(&status.health, contract::CopyHealth::Diverged(why) if why == "a 0.3.0 copy's own words"),
+        "{status:?}"
+    );
+    let record = copy
+        .control("checkpoint", "", timeout)
+        .await
+        .expect("control runs")
+        .expect("the record");
+    assert!(record.contains("source=n2"), "{record}");
+
+    let stale = copy
+        .activate(4, deadline())
+        .await
+        .expect("activate runs")
+        .expect_err("generation 4 is not newer");
+    assert!(stale.contains("not newer"), "{stale}");
+    copy.activate(5, deadline())
+        .await
+        .expect("activate runs")
+        .expect("generation 5 is newer");
+    copy.deactivate(6, deadline())
+        .await
+        .expect("deactivate runs")
+        .expect("6 replaces 5");
+    let status = copy.copy_status(timeout).await.expect("copy-status runs");
+    assert!(
+        matches!(status.role, contract::CopyRole::Deposed),
+        "{status:?}"
+    );
+    assert_eq!(status.generation, 6);
+    let older = copy
+        .start_passive(source, deadline())
+        .await
+        .expect("start-passive runs")
+        .expect_err("generation 4 is older than 6");
+    assert!(older.contains("older"), "{older}");
+    copy.stop_passive(deadline())
+        .await
+        .expect("stop-passive runs")
+        .expect("stopped");
+
+    let state = copy
+        .control("state", "", timeout)
+        .await
+        .expect("control runs")
+        .expect("the process state");
+    assert_eq!(state, "not-started");
+    copy.control("now", "", timeout)
+        .await
+        .expect("control runs")
+        .expect("the clock")
+        .parse::<u64>()
+        .expect("milliseconds");
+    let lookup = copy
+        .control("lookup", "mail", timeout)
+        .await
+        .expect("control runs")
+        .expect_err("no DNS grant");
+    assert!(lookup.contains("[plugins.legacy-replica.dns]"), "{lookup}");
 }

@@ -41,6 +41,7 @@ mod mail;
 mod network_types;
 mod operator;
 mod package;
+mod probe;
 mod readme;
 mod scale;
 mod sdk;
