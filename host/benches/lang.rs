@@ -201,8 +201,14 @@ async fn measure(subject: &Subject<'_>) -> Result<Row, String> {
     let before = rss();
     let mut opened = Vec::with_capacity(OPEN);
     for i in 0..OPEN {
-        let mut resource =
-            Resource::open(&plugin, dir.path(), &format!("r{i}"), &free_address()).await;
+        let mut resource = Resource::open(
+            subject,
+            &plugin,
+            dir.path(),
+            &format!("r{i}"),
+            &free_address(),
+        )
+        .await;
         let _ = resource.instance.looks_alive(CHECK_TIMEOUT).await;
         opened.push(resource);
     }

@@ -17,7 +17,7 @@ use crate::common::{free_port, wait_until};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::Value;
