@@ -27,7 +27,7 @@ const REDIS: &str = "/usr/bin/redis-server";
 /// Loading a JavaScript component compiles a whole interpreter (about 12
 /// MB of wasm): tens of seconds on a loaded two-core machine, in a debug
 /// build. Waits for a load are this generous.
-const LOAD: Duration = Duration::from_secs(300);
+const LOAD: Duration = Duration::from_secs(600);
 const WITHIN: Duration = Duration::from_secs(60);
 
 fn root() -> PathBuf {
@@ -250,14 +250,23 @@ fn drop_in(plugins: &Path, wasm: &Path, name: &str) {
 }
 
 fn wait_loaded(agent: &AgentProcess, type_name: &str) {
-    wait_until(&format!("the {type_name} type to load"), LOAD, || {
+    let deadline = std::time::Instant::now() + LOAD;
+    loop {
         let out = agent.cli(&["plugin", "list"]);
-        (out.status.success()
+        if out.status.success()
             && String::from_utf8_lossy(&out.stdout)
                 .lines()
-                .any(|l| l.starts_with(&format!("{type_name} "))))
-        .then_some(())
-    });
+                .any(|l| l.starts_with(&format!("{type_name} ")))
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the {type_name} type did not load within {LOAD:?}; the agent's log:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// The managed process's pid, through the type's `pid` control code.
