@@ -38,6 +38,7 @@ mod hostile_host;
 mod hostile_output;
 mod hotswap;
 mod lang_py;
+mod lang_js;
 mod loading;
 mod mail;
 mod network_types;

@@ -14,6 +14,7 @@
 //! changes: the argument's accepted values, the checks of the name and
 //! the directory, and the writing of the files are shared.
 
+mod js;
 mod py;
 mod rust;
 
@@ -23,7 +24,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 /// Every language `--lang` accepts, in the order `--help` lists them.
-pub static LANGUAGES: &[&dyn Language] = &[&rust::Rust, &py::Py];
+pub static LANGUAGES: &[&dyn Language] = &[&rust::Rust, &py::Py, &js::Js];
 
 /// The contract this agent speaks, written into every project as
 /// `wit/resource.wit`.
