@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch};
 use warden::contract::Health;
 use warden::runtime::{Grants, Instance, InstanceConfig, ResourceContext};
 
-use crate::common::process::Killed;
+use crate::common::process::{Killed, Stopped};
 use crate::common::*;
 
 const PROBER: &str = env!("WARDEN_PLUGIN_PROBER");
@@ -103,39 +103,17 @@ fn redis_command(port: u16, command: &str) -> Option<String> {
 }
 
 /// nginx on 127.0.0.1 and ::1, same port: `/` 200, `/broken` 500,
-/// `/moved` 301 to `/elsewhere`.
-fn nginx(dir: &Path) -> (Killed, u16) {
+/// `/moved` 301 to `/elsewhere`; stopped with SIGTERM (which takes its
+/// worker with it) when dropped.
+fn nginx(dir: &Path) -> (Stopped, u16) {
     let port = free_port().port();
-    let d = dir.display();
-    let conf = dir.join("nginx.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            r#"daemon off;
-master_process on;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/client_body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        listen [::1]:{port};
-        location = / {{ return 200 "ok\n"; }}
-        location = /broken {{ return 500; }}
-        location = /moved {{ return 301 /elsewhere; }}
-    }}
-}}
-"#
-        ),
-    )
-    .expect("write nginx.conf");
+    let conf = nginx::nginx_config_with(
+        dir,
+        &[&format!("127.0.0.1:{port}"), &format!("[::1]:{port}")],
+        r#"location = / { return 200 "ok\n"; }
+        location = /broken { return 500; }
+        location = /moved { return 301 /elsewhere; }"#,
+    );
     let child = Command::new(nginx::NGINX)
         .arg("-c")
         .arg(&conf)
@@ -145,7 +123,7 @@ http {{
         .stderr(Stdio::null())
         .spawn()
         .expect("nginx (apt install nginx-light)");
-    let nginx = Killed(child);
+    let nginx = Stopped(child);
     wait_until("nginx listens", Duration::from_secs(10), || {
         TcpStream::connect(("127.0.0.1", port)).ok()
     });

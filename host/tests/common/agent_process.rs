@@ -30,7 +30,9 @@ pub fn start_agent(config: &Path) -> Killed {
     Killed(child)
 }
 
-/// A running agent; killed if the test ends while it runs.
+/// A running agent; stopped with SIGTERM (its services with it), SIGKILL
+/// after 10 s, if the test ends while it runs (`kill -9` is the test's to
+/// send, explicitly).
 pub struct AgentProcess {
     child: Child,
     pub api: SocketAddr,
@@ -39,8 +41,7 @@ pub struct AgentProcess {
 
 impl Drop for AgentProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        super::process::stop_gently(&mut self.child);
     }
 }
 

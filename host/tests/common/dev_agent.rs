@@ -134,17 +134,7 @@ impl Drop for DevAgent {
     /// that ends without stopping its agent would leak them); SIGKILL only
     /// when it has not exited 10 s later.
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            if let Ok(None) = self.child.try_wait() {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-            }
-        }
+        super::process::stop_gently(&mut self.child);
         if let Some(dir) = self.data_dir() {
             let _ = std::fs::remove_dir_all(dir);
         }

@@ -11,8 +11,22 @@ pub const NGINX: &str = "/usr/sbin/nginx";
 /// its path. `GET /` answers 200 `warden nginx ok, worker PID`: the test
 /// knows it is this nginx, the benchmark which worker answered.
 pub fn nginx_config(dir: &Path, address: &str) -> PathBuf {
+    nginx_config_with(
+        dir,
+        &[address],
+        r#"location / { return 200 "warden nginx ok, worker $pid\n"; }"#,
+    )
+}
+
+/// [`nginx_config`] listening on every address of `listen`, its server
+/// holding `locations` (nginx's own syntax).
+pub fn nginx_config_with(dir: &Path, listen: &[&str], locations: &str) -> PathBuf {
     let d = dir.display();
     let conf = dir.join("nginx.conf");
+    let listen: String = listen
+        .iter()
+        .map(|address| format!("        listen {address};\n"))
+        .collect();
     std::fs::write(
         &conf,
         format!(
@@ -30,8 +44,7 @@ http {{
     uwsgi_temp_path {d}/uwsgi;
     scgi_temp_path {d}/scgi;
     server {{
-        listen {address};
-        location / {{ return 200 "warden nginx ok, worker $pid\n"; }}
+{listen}        {locations}
     }}
 }}
 "#

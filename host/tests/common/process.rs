@@ -39,6 +39,34 @@ impl Killed {
     }
 }
 
+/// Stop `child` as an operator stops a service, SIGTERM, so that what it
+/// started goes with it (an agent stops its services, an nginx master its
+/// workers; a SIGKILL leaves them running, and a test that ends without
+/// stopping its process would leak them); SIGKILL only when it has not
+/// exited 10 s later. Reaped either way; nothing happens if it has exited.
+pub fn stop_gently(child: &mut Child) {
+    if let Ok(None) = child.try_wait() {
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    if let Ok(None) = child.try_wait() {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+}
+
+/// A child process stopped with [`stop_gently`] when dropped.
+pub struct Stopped(pub Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        stop_gently(&mut self.0);
+    }
+}
+
 /// Every event of the history file at `path` (`events.jsonl`), parsed; a
 /// missing file is none, a line that does not parse is skipped.
 pub fn events(path: &Path) -> Vec<Value> {
