@@ -68,8 +68,8 @@ fn main() {
         (
             "async",
             Mode::Async {
-                max_async_lag: 100,
-                max_lag_on_failover: 200,
+                max_async_lag: Some(100),
+                max_lag_on_failover: Some(200),
             },
         ),
     ];
@@ -104,7 +104,7 @@ fn main() {
 
 /// One mode on a fresh lab cluster; `None` when the lab cannot run here.
 fn run(name: &str, mode: Mode, rounds: usize) -> Option<Figures> {
-    let mut cluster = LabCluster::new(&format!("copies-bench-{name}"), setup(mode))?;
+    let mut cluster = LabCluster::new(&format!("copies-bench-{name}"), setup(mode, "\"all\""))?;
     cluster.start_three();
     wait_until("n1 active, n2 and n3 following", MINUTE * 2, || {
         settled(&cluster, 0, "n1", &["n2", "n3"], 1).then_some(())

@@ -1,8 +1,9 @@
-//! What a resource type written in JavaScript costs beside the same type in
-//! Rust: examples/redis-type-js (componentize-js: a whole SpiderMonkey
-//! engine in the component) against examples/redis-type (Rust, wit-bindgen).
-//! Prints one markdown table (docs/benchmarks.md, "Resource types in
-//! JavaScript").
+//! What a resource type written in Python or JavaScript costs beside the
+//! same type in Rust: examples/redis-type-py (componentize-py: a whole
+//! CPython in the component) and examples/redis-type-js (componentize-js: a
+//! whole SpiderMonkey engine) against examples/redis-type (Rust,
+//! wit-bindgen). Prints one markdown table (docs/benchmarks.md, "Resource
+//! types in Python and JavaScript").
 //!
 //! ```text
 //! cargo bench -p warden --bench lang
@@ -20,12 +21,16 @@
 //!   server), divided by `OPEN`;
 //! - **CPU per is-alive**: one resource online (its own redis-server), then
 //!   `CALLS` is-alive calls (a `PING` answered `+PONG`: through WASI sockets
-//!   in Rust, through the `probe` import in JavaScript), each timed by the
+//!   in Rust, through the `probe` import in Python and JavaScript), each timed by the
 //!   process's CPU time (`getrusage(RUSAGE_SELF)`, so host threads are
 //!   counted) and by the wall clock; medians and p99.
 //!
 //! The Rust type is built with cargo (as host/tests/all/sdk.rs does), the
-//! JavaScript one with sdk/js/build.sh (the pinned toolchain; npm needed).
+//! Python one with its build.sh and the pinned componentize-py (as
+//! host/tests/all/lang_py.rs finds it: `$WARDEN_COMPONENTIZE_PY`, else
+//! /opt/warden-componentize-py, which .ci/run installs), the JavaScript
+//! one with sdk/js/build.sh (the pinned toolchain; npm needed). A type
+//! whose tool is missing is skipped, saying why.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -72,6 +77,12 @@ fn main() {
         Subject {
             label: "Rust `redis` (examples/redis-type): PING over WASI sockets",
             wasm: Ok(build_rust()),
+            program: REDIS,
+            props: &redis,
+        },
+        Subject {
+            label: "Python `redis` (examples/redis-type-py): PING through the probe import",
+            wasm: build_python(),
             program: REDIS,
             props: &redis,
         },
@@ -326,6 +337,30 @@ fn build_rust() -> PathBuf {
         "building examples/redis-type"
     );
     target.join("wasm32-wasip2/release/redis_type.wasm")
+}
+
+/// examples/redis-type-py, built by its build.sh with the pinned
+/// componentize-py.
+fn build_python() -> Result<PathBuf, String> {
+    let out = root().join("target/lang-py/redis_type_py.wasm");
+    let tool = std::env::var_os("WARDEN_COMPONENTIZE_PY")
+        .unwrap_or_else(|| "/opt/warden-componentize-py/bin/componentize-py".into());
+    if !Path::new(&tool).exists() {
+        return Err(format!(
+            "{} is missing (.ci/run installs the pinned componentize-py there)",
+            Path::new(&tool).display()
+        ));
+    }
+    let status = Command::new(root().join("examples/redis-type-py/build.sh"))
+        .arg(&out)
+        .env("COMPONENTIZE_PY", tool)
+        .current_dir(root())
+        .status()
+        .map_err(|e| format!("run examples/redis-type-py/build.sh: {e}"))?;
+    if !status.success() {
+        return Err("building examples/redis-type-py failed (its output is above)".to_string());
+    }
+    Ok(out)
 }
 
 /// A JavaScript type under the repository, built with sdk/js/build.sh.

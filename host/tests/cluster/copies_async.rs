@@ -81,10 +81,10 @@ fn wait_active(cluster: &LabCluster, generation: u64) -> String {
 #[test]
 fn an_async_failover_loses_at_most_the_limit_and_the_diverged_old_active_is_reseeded() {
     let mode = Mode::Async {
-        max_async_lag: MAX_ASYNC_LAG,
-        max_lag_on_failover: MAX_LAG,
+        max_async_lag: Some(MAX_ASYNC_LAG),
+        max_lag_on_failover: Some(MAX_LAG),
     };
-    let Some(mut cluster) = LabCluster::new("copies-async", setup(mode)) else {
+    let Some(mut cluster) = LabCluster::new("copies-async", setup(mode, "\"all\"")) else {
         return;
     };
     let probe = smtp_probe();

@@ -17,137 +17,31 @@
 //! Without CAP_NET_ADMIN it says why and returns; `WARDEN_NETLAB_REQUIRED=1`
 //! (CI) makes that a failure.
 
-use std::collections::BTreeSet;
-use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::common;
 use crate::common::cluster::Setup;
-use crate::common::lab_cluster::{LabCluster, NODE_NAME};
-use crate::common::netlab::Lab;
-use crate::common::virtual_server::{
-    Answer, Probe, VIP, probing, stored_probes_at, vip_config, wait_answered, wait_served_by,
+use crate::common::lab_cluster::LabCluster;
+use crate::common::store_copies::{
+    Mode, accepted, copies, cut_replication, on, setup, smtp_probe, stored_probes, wait_settled,
 };
+use crate::common::virtual_server::{probing, wait_answered, wait_served_by};
 use crate::common::wait_until;
 use serde_json::Value;
 
-const SMTP_PORT: u16 = 25;
-const STORE_PORT: u16 = 7100;
-const REPLICATION_PORT: u16 = 7200;
 const MINUTE: Duration = Duration::from_secs(60);
-
-fn setup() -> Setup {
-    let bin = common::mail_services();
-    let (store, smtp) = (bin.join("mail-store"), bin.join("mail-smtp"));
-    let (store, smtp) = (store.display(), smtp.display());
-    let vip = vip_config("evs1-ip", "evs1");
-    Setup {
-        extra_config: format!(
-            r#"
-{vip}
-[plugins.store]
-allow_programs = ["{store}"]
-
-[plugins.smtp-instance]
-allow_programs = ["{smtp}"]
-env = {{ MAIL_HOSTNAME = "{NODE_NAME}" }}
-
-[[group]]
-name = "evs1"
-preferred_owners = ["n1", "n2", "n3"]
-failback = "off"
-failover_threshold = 10
-
-[[resource]]
-name = "store"
-type = "store"
-group = "evs1"
-depends_on = ["evs1-ip"]
-copies = "all"
-is_alive_interval_ms = 500
-properties = {{ program = "{store}", address = "127.0.0.1:{STORE_PORT}", replication-listen = "0.0.0.0:{REPLICATION_PORT}", replicate-from = "{VIP}:{REPLICATION_PORT}", sync-mode = "sync" }}
-
-[[resource]]
-name = "smtp"
-type = "smtp-instance"
-group = "evs1"
-depends_on = ["store"]
-properties = {{ program = "{smtp}", address = "{VIP}:{SMTP_PORT}", store = "127.0.0.1:{STORE_PORT}" }}
-"#
-        ),
-        recorded: true,
-        ..Setup::default()
-    }
-}
-
-/// The copies of `store` as node `i` shows them.
-fn copies(cluster: &LabCluster, i: usize) -> Option<(Value, Vec<Value>)> {
-    let out = cluster.cli(i, &["status", "--json"]);
-    let status: Value = serde_json::from_slice(&out.stdout).ok()?;
-    let store = status["groups"]
-        .as_array()?
-        .iter()
-        .flat_map(|g| g["resources"].as_array().cloned().unwrap_or_default())
-        .find(|r| r["name"] == "store")?;
-    let copies = store["copies"].as_array()?.clone();
-    Some((store, copies))
-}
-
-/// The copy on `node` among `copies`.
-fn on<'a>(copies: &'a [Value], node: &str) -> Option<&'a Value> {
-    copies.iter().find(|c| c["node"] == node)
-}
-
-/// The numbers of the probes whose message the store on `node` holds
-/// (`SINCE 0`, asked on that node's loopback, where each node's store
-/// listens: the configuration is the cluster's, the same on every node).
-fn stored_probes(lab: &Lab, node: &str) -> BTreeSet<u64> {
-    let address = SocketAddr::from(([127, 0, 0, 1], STORE_PORT));
-    lab.within(node, || stored_probes_at(address))
-}
-
-fn accepted(answers: &[Answer]) -> BTreeSet<u64> {
-    answers
-        .iter()
-        .filter(|a| a.good.is_some())
-        .map(|a| a.n)
-        .collect()
-}
 
 #[test]
 fn kill_9_of_the_active_copys_agent_activates_a_passive_copy_with_every_acknowledged_message() {
-    let Some(mut cluster) = LabCluster::new("copies-failover", setup()) else {
+    let Some(mut cluster) = LabCluster::new("copies-failover", setup(Mode::Sync, "\"all\"")) else {
         return;
     };
-    let probe = Probe::SmtpAt(SocketAddr::new(IpAddr::V4(VIP), SMTP_PORT));
+    let probe = smtp_probe();
     cluster.start_three();
 
     // n1 runs the active copy (generation 1), n2 and n3 follow it, each
     // healthy and caught up, before the writer starts.
-    let mut last = None;
-    let ready = (0..1200).find_map(|_| {
-        let (store, copies) = copies(&cluster, 0)?;
-        last = Some(copies.clone());
-        let ready = store["generation"] == 1
-            && on(&copies, "n1")?["state"] == "active"
-            && ["n2", "n3"].iter().all(|n| {
-                on(&copies, n).is_some_and(|c| {
-                    c["state"] == "passive" && c["health"] == "healthy" && c["generation"] == 1
-                })
-            });
-        if ready {
-            Some(())
-        } else {
-            std::thread::sleep(Duration::from_millis(100));
-            None
-        }
-    });
-    assert!(
-        ready.is_some(),
-        "the copies did not settle; last seen {last:#?}; logs in {}",
-        cluster.dir.path().display()
-    );
+    wait_settled(&cluster, &["n2", "n3"]);
     wait_served_by(&cluster.lab, &probe, "n1");
 
     // Stream messages; kill -9 of n1's agent; wait for another node to
@@ -209,18 +103,11 @@ fn kill_9_of_the_active_copys_agent_activates_a_passive_copy_with_every_acknowle
 /// (writes go on while the passive falls behind), `max_lag_on_failover`
 /// `max_lag`.
 fn lagging_setup(max_lag: u64) -> Setup {
-    let mut setup = setup();
-    setup.extra_config = setup
-        .extra_config
-        .replace(
-            "copies = \"all\"",
-            &format!("copies = [\"n1\", \"n2\"]\nmax_lag_on_failover = {max_lag}"),
-        )
-        .replace(
-            "sync-mode = \"sync\"",
-            "sync-mode = \"async\", max-async-lag = 100000",
-        );
-    setup
+    let mode = Mode::Async {
+        max_async_lag: Some(100_000),
+        max_lag_on_failover: Some(max_lag),
+    };
+    setup(mode, r#"["n1", "n2"]"#)
 }
 
 /// The over-limit case end to end: n2's passive copy stops following (its
@@ -236,7 +123,7 @@ fn a_copy_past_its_lag_limit_waits_for_the_operators_word() {
     let Some(mut cluster) = LabCluster::new("copies-lag", lagging_setup(MAX_LAG)) else {
         return;
     };
-    let probe = Probe::SmtpAt(SocketAddr::new(IpAddr::V4(VIP), SMTP_PORT));
+    let probe = smtp_probe();
     cluster.start_three();
     wait_until("n2's passive copy following n1", MINUTE * 2, || {
         let (_, copies) = copies(&cluster, 0)?;
@@ -250,27 +137,8 @@ fn a_copy_past_its_lag_limit_waits_for_the_operators_word() {
     wait_served_by(&cluster.lab, &probe, "n1");
 
     // n2's copy stops following: its replication traffic is dropped both
-    // ways in n2's namespace (a table of this test's own, beside the lab's).
-    let rules = format!(
-        "table inet copies_lag {{\n\
-         chain input {{ type filter hook input priority -10; tcp sport {REPLICATION_PORT} drop; }}\n\
-         chain output {{ type filter hook output priority -10; tcp dport {REPLICATION_PORT} drop; }}\n\
-         }}\n"
-    );
-    let mut nft = cluster
-        .lab
-        .command("n2", "nft")
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("nft");
-    nft.stdin
-        .take()
-        .expect("nft's stdin")
-        .write_all(rules.as_bytes())
-        .expect("the rules to nft");
-    let dropped = nft.wait().expect("nft");
-    assert!(dropped.success(), "dropping n2's replication traffic");
+    // ways on n2's link.
+    cut_replication(&cluster.lab, "n2");
     let mut sent = 0;
     let lag = wait_until("n2's copy to lag past the limit", MINUTE * 2, || {
         let answer = cluster

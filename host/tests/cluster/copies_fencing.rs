@@ -2,7 +2,7 @@
 //! activated, acknowledges nothing more. In the network lab, three agents
 //! on a real three-member etcd, the group `evs1` of ip-address <- store <-
 //! smtp-instance with a copy of the store on every node
-//! (`common::copies_lab`), in both modes.
+//! (`common::store_copies`), in both modes.
 //!
 //! A writer inside n1's namespace (a client the test controls, which the
 //! faults below do not cut off from n1's services) writes to n1's own
@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::common::cluster::Setup;
-use crate::common::copies_lab::{
-    Mode, SMTP_PORT, STORE_PORT, Write1, activated_at, copies, now_ms, on, setup, stored_at,
+use crate::common::store_copies::{
+    Mode, SMTP_PORT, STORE_PORT, Write1, activated_at, copies, now_ms, on, setup, stored_probes,
     wait_settled, write_to,
 };
 use crate::common::lab_cluster::LabCluster;
@@ -122,7 +122,7 @@ fn the_old_active_acknowledges_nothing_after_the_new_activation(mode: Mode, faul
 
     // Whatever the old active acknowledged is on the new one in sync mode;
     // in async mode what it took alone is lost (counted).
-    let stored = stored_at(&cluster.lab, &new_owner);
+    let stored = stored_probes(&cluster.lab, &new_owner);
     let lost: Vec<u64> = acked
         .iter()
         .map(|w| w.n)
@@ -161,7 +161,7 @@ fn a_cut_off_sync_active_acknowledges_nothing_after_another_copy_is_activated() 
 
 #[test]
 fn a_cut_off_async_active_acknowledges_nothing_after_another_copy_is_activated() {
-    the_old_active_acknowledges_nothing_after_the_new_activation(Mode::Async, Fault::CutOff);
+    the_old_active_acknowledges_nothing_after_the_new_activation(Mode::ASYNC, Fault::CutOff);
 }
 
 #[test]
@@ -171,7 +171,7 @@ fn a_frozen_agents_sync_active_acknowledges_nothing_after_another_copy_is_activa
 
 #[test]
 fn a_frozen_agents_async_active_acknowledges_nothing_after_another_copy_is_activated() {
-    the_old_active_acknowledges_nothing_after_the_new_activation(Mode::Async, Fault::Frozen);
+    the_old_active_acknowledges_nothing_after_the_new_activation(Mode::ASYNC, Fault::Frozen);
 }
 
 /// A passive copy whose node lost its lease: n3 is cut off from n1 and n2
@@ -258,7 +258,7 @@ fn store_answers(cluster: &LabCluster, node: &str) -> bool {
 /// n1's last position, n1's log would now be ahead of n2's: diverged).
 #[test]
 fn a_planned_move_of_async_copies_loses_no_acknowledged_message() {
-    let Some(cluster) = LabCluster::new("copies-move", setup(Mode::Async, "\"all\"")) else {
+    let Some(cluster) = LabCluster::new("copies-move", setup(Mode::ASYNC, "\"all\"")) else {
         return;
     };
     let mut cluster = cluster;
@@ -294,7 +294,7 @@ fn a_planned_move_of_async_copies_loses_no_acknowledged_message() {
             .then_some((store, copies))
     });
     eprintln!("after the move: {store:#}\n{after:#?}");
-    let stored = stored_at(&cluster.lab, "n2");
+    let stored = stored_probes(&cluster.lab, "n2");
     let lost: Vec<u64> = acknowledged.difference(&stored).copied().collect();
     eprintln!(
         "{} messages answered 250 ({by_n1} by n1); the store on n2 holds {} of them",

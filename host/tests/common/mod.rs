@@ -4,7 +4,6 @@
 
 pub mod agent_process;
 pub mod cluster;
-pub mod copies_lab;
 pub mod dev_agent;
 pub mod dns_server;
 pub mod fake_watchdog;
