@@ -24,11 +24,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::common::cluster::Setup;
+use crate::common::lab_cluster::LabCluster;
 use crate::common::store_copies::{
     Mode, SMTP_PORT, STORE_PORT, Write1, activated_at, copies, now_ms, on, setup, stored_probes,
     wait_settled, write_to,
 };
-use crate::common::lab_cluster::LabCluster;
 use crate::common::virtual_server::{Probe, VIP, probing, wait_answered, wait_served_by};
 use crate::common::wait_until;
 
