@@ -13,17 +13,17 @@
 //! (`.ci/run` sets it), which makes a missing tool a failure.
 
 use crate::common::agent_process::AgentProcess;
+use crate::common::cli::{REDIS, require_redis, text};
 use crate::common::{free_port, wait_until};
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::Value;
 
 const WARDEN: &str = env!("CARGO_BIN_EXE_warden");
-const REDIS: &str = "/usr/bin/redis-server";
 /// Loading a JavaScript component compiles a whole interpreter (about 12
 /// MB of wasm): tens of seconds on a loaded two-core machine, in a debug
 /// build. Waits for a load are this generous.
@@ -148,20 +148,6 @@ fn relative_to(path: &Path, from: &Path) -> String {
     let path = path.strip_prefix(&root).expect("under the repository");
     let up = "../".repeat(from.components().count());
     format!("{up}{}", path.display())
-}
-
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn require_redis() {
-    assert!(
-        Path::new(REDIS).exists(),
-        "{REDIS} is missing: install it with `apt-get install -y redis-server`"
-    );
 }
 
 /// redis-server processes a test saw, killed when it ends however it ends

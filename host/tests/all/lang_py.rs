@@ -13,9 +13,9 @@
 //! set (as .ci/run sets it), which makes a missing tool a failure.
 
 use crate::common::agent_process::{AgentProcess, WARDEN};
+use crate::common::cli::{REDIS, redis_ping, require_redis, text, warden};
 use crate::common::{free_port, wait_until};
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const REDIS: &str = "/usr/bin/redis-server";
 /// Where .ci/run installs the pinned tool.
 const CI_TOOL: &str = "/opt/warden-componentize-py/bin/componentize-py";
 /// The contract the components are built against: the repository's, the
@@ -97,13 +96,6 @@ fn tool_or_skip(name: &str) -> Option<PathBuf> {
             None
         }
     }
-}
-
-fn require_redis() {
-    assert!(
-        Path::new(REDIS).exists(),
-        "{REDIS} is missing: install it with `apt-get install -y redis-server`"
-    );
 }
 
 /// target/wasm-examples (the Rust examples' directory), where the Python
@@ -187,38 +179,6 @@ fn py_raises(tool: &Path) -> PathBuf {
     wasm
 }
 
-fn warden(args: &[&str]) -> Output {
-    Command::new(WARDEN)
-        .args(args)
-        .env("WARDEN_LOG", "warn")
-        .output()
-        .expect("run warden")
-}
-
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// `PING` answered `+PONG` at `address`: a real Redis.
-fn ping(address: &str) -> Result<(), String> {
-    let mut redis = std::net::TcpStream::connect(address).map_err(|e| e.to_string())?;
-    redis
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    redis.write_all(b"PING\r\n").map_err(|e| e.to_string())?;
-    let mut answer = String::new();
-    BufReader::new(redis)
-        .read_line(&mut answer)
-        .map_err(|e| e.to_string())?;
-    match answer.trim_end() {
-        "+PONG" => Ok(()),
-        other => Err(format!("answered {other:?}")),
-    }
-}
-
 #[test]
 fn plugin_test_runs_the_python_redis_type_through_its_life_cycle() {
     let Some(tool) = tool_or_skip("plugin_test_runs_the_python_redis_type_through_its_life_cycle")
@@ -256,7 +216,10 @@ fn plugin_test_runs_the_python_redis_type_through_its_life_cycle() {
     ] {
         assert!(stdout.contains(step), "{step:?} missing from:\n{stdout}");
     }
-    assert!(ping(&address).is_err(), "redis still runs after offline");
+    assert!(
+        redis_ping(&address).is_err(),
+        "redis still runs after offline"
+    );
 
     // Its check fails when nothing answers: online gives up at its
     // start-up timeout with the check's reason (the program exits at once).
@@ -437,7 +400,7 @@ fn the_python_redis_type_runs_in_an_agent_recovers_and_hot_swaps() {
     ]);
     let online = agent.wait_online("cache-redis", Duration::from_secs(60));
     assert_eq!(online["version"], "0.1.0", "{online}");
-    ping(&address).expect("a real Redis answers");
+    redis_ping(&address).expect("a real Redis answers");
 
     // kill -9 of redis-server: noticed, and the resource restarted.
     let pid: i32 = agent
@@ -456,7 +419,7 @@ fn the_python_redis_type_runs_in_an_agent_recovers_and_hot_swaps() {
             .agent()
             .cli(&["resource", "control", "cache-redis", "pid"]);
         let new: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
-        (new != pid && ping(&address).is_ok()).then_some(new)
+        (new != pid && redis_ping(&address).is_ok()).then_some(new)
     });
     agent.wait_online("cache-redis", Duration::from_secs(30));
     let changes = agent.changes("cache-redis");
@@ -511,7 +474,7 @@ fn the_python_redis_type_runs_in_an_agent_recovers_and_hot_swaps() {
         .parse()
         .expect("a pid");
     assert_eq!(pid_after, restarted, "the swap restarted redis-server");
-    ping(&address).expect("Redis answers after the swap");
+    redis_ping(&address).expect("Redis answers after the swap");
     let versions = agent.agent().ok(&["plugin", "versions", "redis"]);
     assert!(
         versions.contains("0.1.0") && versions.contains("0.2.0"),
@@ -519,7 +482,10 @@ fn the_python_redis_type_runs_in_an_agent_recovers_and_hot_swaps() {
     );
 
     drop(agent);
-    assert!(ping(&address).is_err(), "redis-server outlived the agent");
+    assert!(
+        redis_ping(&address).is_err(),
+        "redis-server outlived the agent"
+    );
 }
 
 #[test]

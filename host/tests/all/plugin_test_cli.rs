@@ -5,19 +5,10 @@
 //! the property table of `plugin check` keeps its columns for long names.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
+use crate::common::cli::warden;
 use crate::common::{CHAOS, PROCESS};
-
-const WARDEN: &str = env!("CARGO_BIN_EXE_warden");
-
-fn warden(args: &[&str]) -> Output {
-    Command::new(WARDEN)
-        .args(args)
-        .env("WARDEN_LOG", "warn")
-        .output()
-        .expect("run warden")
-}
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()

@@ -9,6 +9,7 @@
 //! redis-server is required (`apt-get install redis-server`); without it
 //! these tests fail, they do not skip.
 
+use crate::common::cli::{REDIS, require_redis, text, warden};
 use crate::common::{free_port, wait_until};
 
 use std::net::SocketAddr;
@@ -20,7 +21,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 const WARDEN: &str = env!("CARGO_BIN_EXE_warden");
-const REDIS: &str = "/usr/bin/redis-server";
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
 fn root() -> PathBuf {
@@ -28,14 +28,6 @@ fn root() -> PathBuf {
         .parent()
         .expect("host/ sits in the repository root")
         .to_path_buf()
-}
-
-fn require_redis() {
-    assert!(
-        Path::new(REDIS).exists(),
-        "{REDIS} is missing: these tests run the example type against Debian's redis-server; \
-         install it with `apt-get install -y redis-server` (and stop the service it starts)"
-    );
 }
 
 /// Build examples/redis-type once per test binary; the path of its .wasm
@@ -112,21 +104,6 @@ pub(crate) fn build_plugin_crate_at(dir: &Path, wasm_name: &str) -> PathBuf {
     let wasm = target_dir.join(format!("wasm32-wasip2/release/{wasm_name}.wasm"));
     assert!(wasm.exists(), "{} was not built", wasm.display());
     wasm
-}
-
-fn warden(args: &[&str]) -> Output {
-    Command::new(WARDEN)
-        .args(args)
-        .env("WARDEN_LOG", "warn")
-        .output()
-        .expect("run warden")
-}
-
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]

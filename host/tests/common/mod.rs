@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod agent_process;
+pub mod cli;
 pub mod cluster;
 pub mod dev_agent;
 pub mod dns_server;
