@@ -130,3 +130,36 @@ fn a_token_file_others_may_read_still_stops_the_agent() {
         "0123456789abcdef0123456789abcdef\n"
     );
 }
+
+/// The file the agent would create is a link left dangling (an attacker's,
+/// or a stale one) pointing where the agent should never write: the agent
+/// does not follow it to create the target, and does not start.
+#[test]
+fn a_dangling_link_at_the_token_path_is_not_followed() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).expect("dir");
+    let target = elsewhere.join("planted-token");
+    let token_file = tmp.path().join("api-token");
+    std::os::unix::fs::symlink(&target, &token_file).expect("symlink");
+    let config = config(tmp.path(), free_port(), &token_file);
+    let out = Command::new(WARDEN)
+        .args(["agent", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run the agent");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "started through a dangling token link"
+    );
+    assert!(stderr.contains("api-token"), "names the file: {stderr}");
+    assert!(!target.exists(), "the agent created the link's target");
+    assert!(
+        std::fs::symlink_metadata(&token_file)
+            .expect("the link")
+            .file_type()
+            .is_symlink(),
+        "the link was replaced"
+    );
+}
