@@ -13,7 +13,7 @@
 //! (`.ci/run` sets it), which makes a missing tool a failure.
 
 use crate::common::agent_process::AgentProcess;
-use crate::common::cli::{REDIS, require_redis, text};
+use crate::common::cli::{REDIS, assert_life_cycle_passed, require_redis, sdk_doc_sh_blocks, text};
 use crate::common::{free_port, wait_until};
 
 use std::path::{Path, PathBuf};
@@ -179,25 +179,11 @@ fn the_js_redis_type_passes_plugin_test_against_redis_server() {
         .env("WARDEN_LOG", "warn")
         .output()
         .expect("run warden plugin test");
-    let (stdout, stderr) = text(&out);
+    let stdout = assert_life_cycle_passed(&out);
     assert!(
-        out.status.success(),
-        "plugin test failed:\n{stdout}\n{stderr}"
+        stdout.contains("redis 0.1.0"),
+        "redis 0.1.0 missing from:\n{stdout}"
     );
-    for step in [
-        "ok   load",
-        "redis 0.1.0",
-        "ok   validate",
-        "ok   open+online",
-        "ok   health checks",
-        "ok   kill",
-        "ok   recovery",
-        "ok   offline",
-        "ok   close",
-        "PASS",
-    ] {
-        assert!(stdout.contains(step), "{step:?} missing from:\n{stdout}");
-    }
     assert!(
         std::net::TcpStream::connect(&address).is_err(),
         "redis still runs at {address}"
@@ -484,25 +470,6 @@ fn a_js_type_that_throws_is_reported_with_the_message_and_the_next_call_runs() {
     agent.stop();
 }
 
-/// The ```sh blocks of the JavaScript quick start in docs/sdk.md.
-fn quick_start_commands() -> Vec<String> {
-    let doc = std::fs::read_to_string(root().join("docs/sdk.md")).expect("docs/sdk.md");
-    let section = doc
-        .split_once("\n### Quick start in JavaScript\n")
-        .expect("docs/sdk.md has a JavaScript quick start")
-        .1;
-    let section = section.split("\n## ").next().unwrap_or(section);
-    let section = section.split("\n### ").next().unwrap_or(section);
-    let mut blocks = Vec::new();
-    let mut rest = section;
-    while let Some((_, after)) = rest.split_once("```sh\n") {
-        let (block, after) = after.split_once("```").expect("a closed ```sh block");
-        blocks.push(block.trim().to_string());
-        rest = after;
-    }
-    blocks
-}
-
 #[test]
 fn the_javascript_quick_start_of_docs_sdk_md_works_as_written() {
     require_redis();
@@ -510,7 +477,7 @@ fn the_javascript_quick_start_of_docs_sdk_md_works_as_written() {
     if redis_js().is_none() {
         return;
     }
-    let commands = quick_start_commands();
+    let commands = sdk_doc_sh_blocks(&["### Quick start in JavaScript"]);
     assert_eq!(commands.len(), 2, "build, test: {commands:#?}");
     assert!(
         commands[0].starts_with("sdk/js/build.sh"),

@@ -13,7 +13,9 @@
 //! set (as .ci/run sets it), which makes a missing tool a failure.
 
 use crate::common::agent_process::{AgentProcess, WARDEN};
-use crate::common::cli::{REDIS, redis_ping, require_redis, text, warden};
+use crate::common::cli::{
+    REDIS, assert_life_cycle_passed, redis_ping, require_redis, sdk_doc_sh_blocks, text, warden,
+};
 use crate::common::{free_port, wait_until};
 
 use std::path::{Path, PathBuf};
@@ -197,25 +199,11 @@ fn plugin_test_runs_the_python_redis_type_through_its_life_cycle() {
         "--grant-program",
         REDIS,
     ]);
-    let (stdout, stderr) = text(&out);
+    let stdout = assert_life_cycle_passed(&out);
     assert!(
-        out.status.success(),
-        "warden plugin test failed:\n{stdout}\n{stderr}"
+        stdout.contains("redis 0.1.0"),
+        "redis 0.1.0 missing from:\n{stdout}"
     );
-    for step in [
-        "ok   load",
-        "redis 0.1.0",
-        "ok   validate",
-        "ok   open+online",
-        "ok   health checks",
-        "ok   kill",
-        "ok   recovery",
-        "ok   offline",
-        "ok   close",
-        "PASS",
-    ] {
-        assert!(stdout.contains(step), "{step:?} missing from:\n{stdout}");
-    }
     assert!(
         redis_ping(&address).is_err(),
         "redis still runs after offline"
@@ -554,29 +542,6 @@ fn a_python_exception_is_reported_with_its_message_and_the_next_call_runs() {
     assert!(stderr.contains("known: raise, echo, calls"), "{stderr}");
 }
 
-/// The ```sh blocks of the "Quick start" of the "Python" section of
-/// docs/sdk.md.
-fn python_quick_start() -> Vec<String> {
-    let doc = std::fs::read_to_string(root().join("docs/sdk.md")).expect("docs/sdk.md");
-    let section = doc
-        .split_once("\n## Python\n")
-        .expect("docs/sdk.md has a Python section")
-        .1;
-    let section = section.split("\n## ").next().unwrap_or(section);
-    let quick = section
-        .split_once("\n### Quick start\n")
-        .expect("the Python section has a Quick start")
-        .1;
-    let mut blocks = Vec::new();
-    let mut rest = quick;
-    while let Some((_, after)) = rest.split_once("```sh\n") {
-        let (block, after) = after.split_once("```").expect("a closed ```sh block");
-        blocks.push(block.trim().to_string());
-        rest = after;
-    }
-    blocks
-}
-
 /// `command` in bash as a reader runs it: in `dir`, with warden and the
 /// tool on `PATH` and none of the outer cargo's settings.
 fn run_as_a_reader(command: &str, dir: &Path, tool: &Path) -> Output {
@@ -616,7 +581,7 @@ fn the_python_quick_start_of_docs_sdk_md_works_as_written() {
         return;
     };
     require_redis();
-    let commands = python_quick_start();
+    let commands = sdk_doc_sh_blocks(&["## Python", "### Quick start"]);
     assert_eq!(commands.len(), 3, "build, check, test: {commands:#?}");
     assert!(commands[1].starts_with("warden plugin check"));
     assert!(commands[2].starts_with("warden plugin test"));

@@ -580,6 +580,15 @@ fn the_api_answers_every_refusal_in_json_naming_what_is_wrong() {
     );
 }
 
+/// The names of the groups in `agent`'s desired configuration.
+fn desired_groups(agent: &Agent) -> Vec<String> {
+    agent.desired()["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|g| g["name"].as_str().map(str::to_string))
+        .collect()
+}
 #[test]
 fn acknowledged_changes_survive_sigkill_of_the_agent() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -594,14 +603,7 @@ fn acknowledged_changes_survive_sigkill_of_the_agent() {
     for round in 0..3u32 {
         let agent = start(dir.path(), api);
         // Everything acknowledged before is there.
-        let desired = agent.desired();
-        let groups: Vec<String> = desired["groups"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|g| g["name"].as_str().map(str::to_string))
-            .collect();
+        let groups = desired_groups(&agent);
         for name in &acknowledged {
             assert!(
                 groups.contains(name),
@@ -644,14 +646,7 @@ fn acknowledged_changes_survive_sigkill_of_the_agent() {
         drop(agent);
     }
     let agent = start(dir.path(), api);
-    let desired = agent.desired();
-    let groups: Vec<String> = desired["groups"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|g| g["name"].as_str().map(str::to_string))
-        .collect();
+    let groups = desired_groups(&agent);
     for name in &acknowledged {
         assert!(
             groups.contains(name),

@@ -10,6 +10,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use crate::common::cli::sdk_doc_sh_blocks;
 use crate::common::free_port;
 
 const WARDEN: &str = env!("CARGO_BIN_EXE_warden");
@@ -203,27 +204,10 @@ fn plugin_new_refuses_an_occupied_directory_and_bad_names_writing_nothing() {
     assert_eq!(entries, ["occupied"]);
 }
 
-/// The ```sh block of docs/sdk.md's "Start a new type" section.
-fn docs_start_block() -> String {
-    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/sdk.md"))
-        .expect("docs/sdk.md");
-    let section = doc
-        .split_once("\n## Start a new type: `warden plugin new`\n")
-        .expect("docs/sdk.md has the section")
-        .1;
-    let section = section.split("\n## ").next().unwrap_or(section);
-    let block = section
-        .split_once("```sh\n")
-        .and_then(|(_, after)| after.split_once("```"))
-        .expect("a ```sh block")
-        .0;
-    block.to_string()
-}
-
 #[test]
 fn the_start_of_docs_sdk_md_works_as_written_outside_the_repository() {
     let tmp = outside_the_repository();
-    let block = docs_start_block();
+    let block = sdk_doc_sh_blocks(&["## Start a new type: `warden plugin new`"]).swap_remove(0);
     assert!(block.contains("warden plugin new"), "{block}");
     let bin = Path::new(WARDEN).parent().expect("the binary's directory");
     let path = format!(

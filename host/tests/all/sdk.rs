@@ -9,7 +9,9 @@
 //! redis-server is required (`apt-get install redis-server`); without it
 //! these tests fail, they do not skip.
 
-use crate::common::cli::{REDIS, require_redis, text, warden};
+use crate::common::cli::{
+    REDIS, assert_life_cycle_passed, require_redis, sdk_doc_sh_blocks, text, warden,
+};
 use crate::common::{free_port, wait_until};
 
 use std::net::SocketAddr;
@@ -120,24 +122,7 @@ fn plugin_test_runs_the_redis_type_through_its_life_cycle() {
         "--grant-program",
         REDIS,
     ]);
-    let (stdout, stderr) = text(&out);
-    assert!(
-        out.status.success(),
-        "warden plugin test failed:\n{stdout}\n{stderr}"
-    );
-    for step in [
-        "ok   load",
-        "ok   validate",
-        "ok   open+online",
-        "ok   health checks",
-        "ok   kill",
-        "ok   recovery",
-        "ok   offline",
-        "ok   close",
-        "PASS",
-    ] {
-        assert!(stdout.contains(step), "{step:?} missing from:\n{stdout}");
-    }
+    assert_life_cycle_passed(&out);
     // Nothing left listening.
     assert!(
         std::net::TcpStream::connect(&address).is_err(),
@@ -405,28 +390,10 @@ allow_programs = ["{REDIS}"]
     drop(agent);
 }
 
-/// The ```sh blocks of the "Quick start" section of docs/sdk.md.
-fn quick_start_commands() -> Vec<String> {
-    let doc = std::fs::read_to_string(root().join("docs/sdk.md")).expect("docs/sdk.md");
-    let section = doc
-        .split_once("\n## Quick start\n")
-        .expect("docs/sdk.md has a Quick start section")
-        .1;
-    let section = section.split("\n## ").next().unwrap_or(section);
-    let mut blocks = Vec::new();
-    let mut rest = section;
-    while let Some((_, after)) = rest.split_once("```sh\n") {
-        let (block, after) = after.split_once("```").expect("a closed ```sh block");
-        blocks.push(block.trim().to_string());
-        rest = after;
-    }
-    blocks
-}
-
 #[test]
 fn the_quick_start_of_docs_sdk_md_works_as_written() {
     require_redis();
-    let commands = quick_start_commands();
+    let commands = sdk_doc_sh_blocks(&["## Quick start"]);
     assert_eq!(commands.len(), 3, "build, check, test: {commands:#?}");
     assert!(commands[1].starts_with("warden plugin check"));
     assert!(commands[2].starts_with("warden plugin test"));
