@@ -45,6 +45,10 @@ use warden::runtime::{
     ResourceDirs, Runtime, RuntimeConfig,
 };
 
+#[path = "support/stats.rs"]
+mod stats;
+use stats::{human, quantile};
+
 const REDIS: &str = "/usr/bin/redis-server";
 const SLEEP: &str = "/usr/bin/sleep";
 /// Resources opened for the memory figure.
@@ -405,25 +409,4 @@ fn rss() -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS");
     kb * 1024
-}
-
-/// The nearest-rank quantile of sorted samples.
-fn quantile(samples: &[Duration], q: f64) -> Duration {
-    let n = samples.len();
-    let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
-    samples[rank - 1]
-}
-
-/// `850 ns`, `12.3 µs`, `4.56 ms`, `1.23 s`.
-fn human(d: Duration) -> String {
-    let ns = d.as_nanos();
-    if ns < 1_000 {
-        format!("{ns} ns")
-    } else if ns < 1_000_000 {
-        format!("{:.1} µs", ns as f64 / 1e3)
-    } else if ns < 1_000_000_000 {
-        format!("{:.2} ms", ns as f64 / 1e6)
-    } else {
-        format!("{:.2} s", ns as f64 / 1e9)
-    }
 }

@@ -33,6 +33,10 @@ use warden::runtime::{
     Grants, Instance, InstanceConfig, Plugin, ResourceContext, ResourceDirs, Runtime, RuntimeConfig,
 };
 
+#[path = "support/stats.rs"]
+mod stats;
+use stats::{human, quantile};
+
 const PROBER: &str = env!("WARDEN_PLUGIN_PROBER");
 const REDIS: &str = "/usr/bin/redis-server";
 const NGINX: &str = "/usr/sbin/nginx";
@@ -244,27 +248,6 @@ fn thread_cpu() -> Duration {
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-/// The nearest-rank `q` quantile of sorted `samples`.
-fn quantile(samples: &[Duration], q: f64) -> Duration {
-    let n = samples.len();
-    let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
-    samples[rank - 1]
-}
-
-/// `850 ns`, `12.3 µs`, `4.56 ms`, `1.23 s`.
-fn human(d: Duration) -> String {
-    let ns = d.as_nanos();
-    if ns < 1_000 {
-        format!("{ns} ns")
-    } else if ns < 1_000_000 {
-        format!("{:.1} µs", ns as f64 / 1e3)
-    } else if ns < 1_000_000_000 {
-        format!("{:.2} ms", ns as f64 / 1e6)
-    } else {
-        format!("{:.2} s", ns as f64 / 1e9)
-    }
 }
 
 fn cpu_model() -> String {

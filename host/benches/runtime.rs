@@ -40,6 +40,10 @@ use warden::runtime::{
     Runtime, RuntimeConfig,
 };
 
+#[path = "support/stats.rs"]
+mod stats;
+use stats::human;
+
 const CHAOS: &str = env!("WARDEN_PLUGIN_CHAOS");
 
 /// Calls per health-check row, after `WARMUP` untimed ones.
@@ -412,20 +416,6 @@ fn table(rows: &[Row]) -> String {
     }
     out.pop();
     out
-}
-
-/// `850 ns`, `12.3 µs`, `4.56 ms`, `1.23 s`.
-fn human(d: Duration) -> String {
-    let ns = d.as_nanos();
-    if ns < 1_000 {
-        format!("{ns} ns")
-    } else if ns < 1_000_000 {
-        format!("{:.1} µs", ns as f64 / 1e3)
-    } else if ns < 1_000_000_000 {
-        format!("{:.2} ms", ns as f64 / 1e6)
-    } else {
-        format!("{:.2} s", ns as f64 / 1e9)
-    }
 }
 
 /// VmRSS of this process, in bytes.

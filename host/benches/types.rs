@@ -50,6 +50,10 @@ use warden::runtime::{
     RuntimeConfig,
 };
 
+#[path = "support/stats.rs"]
+mod stats;
+use stats::{human, quantile};
+
 /// Timed is-alive calls per type, after `WARMUP` untimed ones.
 const CALLS: usize = 5_000;
 const WARMUP: usize = 200;
@@ -679,27 +683,6 @@ fn children_cpu() -> Duration {
     assert_eq!(rc, 0, "getrusage(RUSAGE_CHILDREN)");
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(usage.ru_utime) + tv(usage.ru_stime)
-}
-
-/// The nearest-rank `q` quantile of sorted `samples`.
-fn quantile(samples: &[Duration], q: f64) -> Duration {
-    let n = samples.len();
-    let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
-    samples[rank - 1]
-}
-
-/// `850 ns`, `12.3 µs`, `4.56 ms`, `1.23 s`.
-fn human(d: Duration) -> String {
-    let ns = d.as_nanos();
-    if ns < 1_000 {
-        format!("{ns} ns")
-    } else if ns < 1_000_000 {
-        format!("{:.1} µs", ns as f64 / 1e3)
-    } else if ns < 1_000_000_000 {
-        format!("{:.2} ms", ns as f64 / 1e6)
-    } else {
-        format!("{:.2} s", ns as f64 / 1e9)
-    }
 }
 
 fn cpu_model() -> String {
