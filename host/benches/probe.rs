@@ -23,7 +23,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,22 +39,20 @@ use stats::{human, quantile};
 
 const PROBER: &str = env!("WARDEN_PLUGIN_PROBER");
 const REDIS: &str = "/usr/bin/redis-server";
-const NGINX: &str = "/usr/sbin/nginx";
 
 /// Timed is-alive calls per row, after `WARMUP` untimed ones.
 const CALLS: usize = 5_000;
 const WARMUP: usize = 200;
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A child killed when dropped.
-struct Killed(Child);
+#[path = "../tests/common/process.rs"]
+#[allow(dead_code)]
+mod process;
+use process::{Killed, Stopped};
 
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+#[path = "../tests/common/nginx.rs"]
+#[allow(dead_code)]
+mod nginx;
 
 fn main() {
     let started = Instant::now();
@@ -192,31 +190,28 @@ fn redis(dir: &Path) -> (Killed, u16) {
     (redis, port)
 }
 
-/// nginx on 127.0.0.1 answering `/` with 200; its port.
-fn nginx(dir: &Path) -> (Killed, u16) {
+/// nginx on 127.0.0.1 answering `/` with 200 (`tests/common/nginx.rs`'s
+/// configuration); its port. Stopped with SIGTERM when dropped, which takes
+/// its worker with it (a SIGKILL of the master leaves the worker running).
+fn nginx(dir: &Path) -> (Stopped, u16) {
     let port = free_port();
     let d = dir.join("nginx");
     std::fs::create_dir(&d).expect("nginx dir");
-    let d = d.display();
-    let conf = format!("{d}/nginx.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "daemon off; master_process on; worker_processes 1; pid {d}/nginx.pid;\n\
-             error_log {d}/error.log; events {{ worker_connections 64; }}\n\
-             http {{ access_log off; client_body_temp_path {d}/cb; proxy_temp_path {d}/p;\n\
-             fastcgi_temp_path {d}/f; uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;\n\
-             server {{ listen 127.0.0.1:{port}; location = / {{ return 200 \"ok\\n\"; }} }} }}\n"
-        ),
-    )
-    .expect("nginx.conf");
-    let child = Command::new(NGINX)
-        .args(["-c", &conf, "-e", &format!("{d}/error.log")])
+    let conf = nginx::nginx_config_with(
+        &d,
+        &[&format!("127.0.0.1:{port}")],
+        r#"location = / { return 200 "ok\n"; }"#,
+    );
+    let child = Command::new(nginx::NGINX)
+        .arg("-c")
+        .arg(&conf)
+        .arg("-e")
+        .arg(d.join("error.log"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("nginx");
-    let nginx = Killed(child);
+    let nginx = Stopped(child);
     wait_for("nginx", || TcpStream::connect(("127.0.0.1", port)).ok());
     (nginx, port)
 }
