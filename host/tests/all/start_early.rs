@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::common::agent_process::{TOKEN, WARDEN, api_get, api_request, has_started};
 use crate::common::process::Killed;
@@ -52,6 +52,88 @@ fn start(dir: &Path, api: SocketAddr, resources: usize) -> Killed {
 
 fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+/// Whether `value` is what `schema` (a piece of docs/openapi.json, `doc`)
+/// says: the OpenAPI 3.0 keywords the document uses for these answers
+/// (`$ref`, `allOf`, `type`, `nullable`, `enum`, `required`,
+/// `additionalProperties: false`, `properties`, `items`, `minimum`,
+/// `maxItems`). The error names where `value` is off.
+fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference.trim_start_matches("#/components/schemas/");
+        return conforms(doc, &doc["components"]["schemas"][name], value, at);
+    }
+    if value.is_null() && schema["nullable"] == true {
+        return Ok(());
+    }
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        conforms(doc, part, value, at)?;
+    }
+    if let Some(allowed) = schema["enum"].as_array()
+        && !allowed.contains(value)
+    {
+        return Err(format!("{at}: {value} is not one of {allowed:?}"));
+    }
+    let typed = match schema["type"].as_str() {
+        None => true,
+        Some("object") => value.is_object(),
+        Some("array") => value.is_array(),
+        Some("string") => value.is_string(),
+        Some("integer") => value.is_u64() || value.is_i64(),
+        Some("boolean") => value.is_boolean(),
+        Some(other) => return Err(format!("{at}: the check knows no type {other}")),
+    };
+    if !typed {
+        return Err(format!("{at}: {value} is not of type {}", schema["type"]));
+    }
+    if let (Some(minimum), Some(n)) = (schema["minimum"].as_i64(), value.as_i64())
+        && n < minimum
+    {
+        return Err(format!("{at}: {n} is below {minimum}"));
+    }
+    if let Some(object) = value.as_object() {
+        for required in schema["required"].as_array().into_iter().flatten() {
+            let key = required.as_str().unwrap_or_default();
+            if !object.contains_key(key) {
+                return Err(format!("{at}: {key} is missing"));
+            }
+        }
+        for (key, field) in object {
+            match schema["properties"].get(key) {
+                Some(property) => conforms(doc, property, field, &format!("{at}.{key}"))?,
+                None if schema["additionalProperties"] == false => {
+                    return Err(format!("{at}: {key} is not in the document"));
+                }
+                None => {}
+            }
+        }
+    }
+    if let Some(items) = value.as_array() {
+        if let Some(max) = schema["maxItems"].as_u64()
+            && items.len() as u64 > max
+        {
+            return Err(format!("{at}: {} items, at most {max}", items.len()));
+        }
+        for (i, item) in items.iter().enumerate() {
+            conforms(doc, &schema["items"], item, &format!("{at}[{i}]"))?;
+        }
+    }
+    Ok(())
+}
+
+/// `value` against the schema named `name` of docs/openapi.json.
+fn assert_conforms(name: &str, value: &Value) {
+    let doc = json(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json"),
+        )
+        .expect("docs/openapi.json"),
+    );
+    let schema = json!({ "$ref": format!("#/components/schemas/{name}") });
+    if let Err(off) = conforms(&doc, &schema, value, name) {
+        panic!("an answer off docs/openapi.json: {off}");
+    }
 }
 
 fn warden(api: SocketAddr, args: &[&str]) -> std::process::Output {
@@ -104,37 +186,15 @@ fn the_api_answers_while_a_large_node_starts_and_takes_changes_once_it_has() {
         api_get(api, TOKEN, "/v1/status").filter(|(code, _)| *code == 200)
     });
     let status = json(&first.1);
-    let starting = &status["starting"];
     assert!(
-        starting.is_object(),
+        status["starting"].is_object(),
         "the first status came once the start was done: {}",
         &first.1[..first.1.len().min(400)]
     );
-    assert_eq!(starting["resources_total"], RESOURCES);
-    assert!(starting["resources_opened"].as_u64() <= Some(RESOURCES as u64));
-    assert_eq!(
-        status["nodes"][0]["state"], "starting",
-        "{}",
-        status["nodes"]
-    );
-    assert_eq!(status["nodes"][0]["this_node"], true);
-    // Every configured resource is there, none Online.
-    let listed = resources(&status);
-    assert_eq!(listed.len(), RESOURCES);
-    for (name, r) in &listed {
-        assert_eq!(r["state"], "Starting", "{name}: {r}");
-        assert_eq!(r["group_state"], "starting", "{name}: {r}");
-    }
-
-    // The CLI prints it as starting, not as a node that is up.
-    let out = warden(api, &["status"]);
-    let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{out:?}");
-    assert!(
-        printed.starts_with("Node n: starting ("),
-        "warden status while starting printed:\n{printed}"
-    );
-
+    assert_conforms("Status", &status);
+    // A change asked through the CLI now: it waits for the start (joined
+    // below) and makes its change once.
+    let cli = std::thread::spawn(move || warden(api, &["group", "create", "asked-early"]));
     // A change asked now is refused, with the progress, and nothing is done.
     let refused =
         api_request(api, TOKEN, "POST", "/v1/groups", r#"{"name":"refused"}"#).expect("an answer");
@@ -147,6 +207,7 @@ fn the_api_answers_while_a_large_node_starts_and_takes_changes_once_it_has() {
         "{message}"
     );
     assert!(body["starting"]["phase"].is_string(), "{body}");
+    assert_conforms("Error", &body);
     assert!(
         refused.head.to_ascii_lowercase().contains("retry-after: 1"),
         "{}",
@@ -158,8 +219,51 @@ fn the_api_answers_while_a_large_node_starts_and_takes_changes_once_it_has() {
     assert_eq!(anonymous.code, 401, "{}", anonymous.body);
     assert!(!anonymous.body.contains("starting"), "{}", anonymous.body);
 
-    // The CLI asked now waits for the start and makes its change once.
-    let cli = std::thread::spawn(move || warden(api, &["group", "create", "asked-early"]));
+    // The CLI prints it as starting, not as a node that is up.
+    let out = warden(api, &["status"]);
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        printed.starts_with("Node n: starting ("),
+        "warden status while starting printed:\n{printed}"
+    );
+
+    // The configuration is known a moment later (alone: the file's or the
+    // store's), while the resources are still being opened.
+    let status = wait_until("the start's configuration", Duration::from_secs(60), || {
+        let (code, body) = api_get(api, TOKEN, "/v1/status")?;
+        let status = json(&body);
+        assert!(
+            status["starting"].is_object(),
+            "the start ended before the status showed its resources"
+        );
+        (code == 200 && !status["starting"]["resources_total"].is_null()).then_some(status)
+    });
+    let starting = &status["starting"];
+    assert_eq!(starting["resources_total"], RESOURCES);
+    assert!(starting["resources_opened"].as_u64() <= Some(RESOURCES as u64));
+    assert_eq!(
+        status["nodes"][0]["state"], "starting",
+        "{}",
+        status["nodes"]
+    );
+    assert_eq!(status["nodes"][0]["this_node"], true);
+    // As docs/openapi.json says, the summary too.
+    assert_conforms("Status", &status);
+    let (code, summary) = api_get(api, TOKEN, "/v1/status/summary").expect("the summary");
+    assert_eq!(code, 200, "{summary}");
+    let summary = json(&summary);
+    assert_conforms("StatusSummary", &summary);
+    assert!(summary["starting"].is_object(), "{summary}");
+    // Every configured resource is there, none Online.
+    let listed = resources(&status);
+    assert_eq!(listed.len(), RESOURCES);
+    for (name, r) in &listed {
+        assert_eq!(r["state"], "Starting", "{name}: {r}");
+        assert_eq!(r["group_state"], "starting", "{name}: {r}");
+    }
+
+    // The CLI's change, asked during the start, went through once it ended.
     let out = cli.join().expect("the CLI thread");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "warden group create failed: {stderr}");
@@ -179,6 +283,8 @@ fn the_api_answers_while_a_large_node_starts_and_takes_changes_once_it_has() {
             .then_some(())
     });
     assert!(has_started(api, TOKEN).is_some());
+    let (_, status) = api_get(api, TOKEN, "/v1/status").expect("the status");
+    assert_conforms("Status", &json(&status));
     let (code, config) = api_get(api, TOKEN, "/v1/config").expect("the configuration");
     assert_eq!(code, 200, "{config}");
     let config = json(&config);
