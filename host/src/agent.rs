@@ -20,6 +20,7 @@ use anyhow::{Context, Result};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
+use crate::api::Serving;
 use crate::config::{AgentConfig, AllocatorChoice, PluginGrants, RuntimeSection};
 use crate::desired::Desired;
 use crate::monitor::{Event, EventKind};
@@ -27,6 +28,7 @@ use crate::node::{Node, NodeSettings};
 use crate::plugin_versions::{Candidate, Origin, VersionRecord, choose, rank};
 use crate::runtime::process_limits::{self, MapBudget};
 use crate::runtime::{Allocator, CompileCache, Plugin, Runtime, RuntimeConfig};
+use crate::starting::{Phase, StartProgress};
 use crate::store::Store;
 use crate::type_sources::TypeSources;
 
@@ -63,12 +65,30 @@ impl Agent {
     /// One function of about ninety lines, on purpose: it is the agent's
     /// start-up sequence, each step a call to a function below it, and the
     /// order is the point (nothing starts before everything that can
-    /// refuse the configuration has been checked; the API is bound before
-    /// the node starts, so a taken port starts nothing). Split further, the
+    /// refuse the configuration has been checked; the API is bound and
+    /// answering first, so a taken port starts nothing and the status says
+    /// how far the start is while it runs). Split further, the
     /// order would be spread over functions that only pass values along.
     pub async fn start(config: AgentConfig) -> Result<Agent> {
         let (runtime, cache) = prepare(&config)?;
         let data_dir = config.node.data_dir.clone();
+        let progress = Arc::new(StartProgress::new(&config.node.name));
+        // Bound before starting anything, so a taken port starts nothing;
+        // answering at once, with how far the start is (`crate::starting`).
+        let api = match &config.api {
+            Some(api) => Some(Serving::start(
+                crate::api::bind(api.listen).await?,
+                api.token_or_create()?,
+                progress.clone(),
+            )?),
+            None => None,
+        };
+        let store = Store::open(&data_dir.join("warden.redb"))?;
+        let desired = saved_or_seeded(&store, &config)?;
+        // In a cluster the configuration is the cluster's, known once joined.
+        if config.cluster.is_none() {
+            progress.configuration(&desired);
+        }
         let Loaded {
             candidates,
             rejected,
@@ -86,18 +106,14 @@ impl Agent {
             tracing::error!("plugin {} rejected: {}", r.file.display(), r.reason);
         }
         let files_by_sha = files_by_sha(&candidates);
-        let store = Store::open(&data_dir.join("warden.redb"))?;
-        let desired = saved_or_seeded(&store, &config)?;
         let settings = node_settings(&config)?;
-        // Bind before starting anything, so a taken port starts nothing.
-        let api = match &config.api {
-            Some(api) => Some((crate::api::bind(api.listen).await?, api.token_or_create()?)),
-            None => None,
-        };
-        let started = start_node(&config, &runtime, candidates, settings, desired, store).await?;
+        let started = start_node(
+            &config, &runtime, candidates, settings, desired, store, &progress,
+        )
+        .await?;
         let node = started.node;
         record_start_notes(&node, &rejected, started.notes);
-        let plugins = running_plugins(&node).await?;
+        let plugins = started.plugins;
         let metrics = crate::metrics::Metrics::spawn(started.events.live.resubscribe());
         let subscription = started.events.live;
         let (history, readable_history) =
@@ -113,15 +129,8 @@ impl Agent {
                 &files_by_sha,
             )
         });
-        if let Some((listener, token)) = api {
-            serve_api(
-                listener,
-                token,
-                &node,
-                readable_history,
-                metrics,
-                rollout.clone(),
-            )?;
+        if let Some(api) = api {
+            api.started(node.clone(), readable_history, metrics, rollout.clone());
         }
         let watcher = config.node.plugins_dir.clone().map(|dir| {
             crate::plugins_dir::spawn(
@@ -245,16 +254,6 @@ fn runtime_config(section: &RuntimeSection) -> RuntimeConfig {
     }
 }
 
-/// The types the node runs, by name, at the version it chose.
-async fn running_plugins(node: &Node) -> Result<BTreeMap<String, Arc<Plugin>>> {
-    Ok(node
-        .plugins()
-        .await?
-        .into_iter()
-        .map(|p| (p.name().to_string(), p))
-        .collect())
-}
-
 /// Which file holds which build (by the component's SHA-256), for the
 /// rollout to offer what this node runs from the operator's files
 /// (`rollout::start`).
@@ -311,6 +310,9 @@ fn node_settings(config: &AgentConfig) -> Result<NodeSettings> {
 struct Started {
     node: Node,
     events: crate::node::NodeEvents,
+    /// The types the node runs, by name, at the version it chose (taken
+    /// here: asking the node would wait behind every group's online).
+    plugins: BTreeMap<String, Arc<Plugin>>,
     /// What the choice of versions passed over, for the event history.
     notes: Vec<crate::plugin_versions::Note>,
     /// In a cluster, what the cluster keeps about plugin builds.
@@ -327,20 +329,25 @@ async fn start_node(
     mut settings: NodeSettings,
     desired: Desired,
     store: Store,
+    progress: &StartProgress,
 ) -> Result<Started> {
     let record = store.load_versions()?;
     let Some(section) = &config.cluster else {
+        progress.enter(Phase::ChoosingVersions);
         let chosen = choose(candidates, &record, &desired.resources, &settings).await;
         settings.plugins = chosen.plugins;
         settings.alternatives = chosen.alternatives;
-        let (node, events) = Node::start(settings, desired, store).await?;
+        let plugins = settings.plugins.clone();
+        let (node, events) = Node::start(settings, desired, store, progress).await?;
         return Ok(Started {
             node,
             events,
+            plugins,
             notes: chosen.notes,
             cluster_plugins: None,
         });
     };
+    progress.enter(Phase::JoiningCluster);
     // Services must not outlive an agent whose groups the cluster moves
     // elsewhere once its lease expires.
     crate::runtime::die_with_agent();
@@ -362,14 +369,18 @@ async fn start_node(
         created = joined.created,
         "joined; the configuration is the cluster's"
     );
+    progress.configuration(&joined.desired);
+    progress.enter(Phase::ChoosingVersions);
     let chosen = choose(candidates, &record, &joined.desired.resources, &settings).await;
     settings.plugins = chosen.plugins;
     settings.alternatives = chosen.alternatives;
     let cluster_plugins = joined.plugins.clone();
-    let (node, events) = Node::start_in_cluster(settings, joined, store).await?;
+    let plugins = settings.plugins.clone();
+    let (node, events) = Node::start_in_cluster(settings, joined, store, progress).await?;
     Ok(Started {
         node,
         events,
+        plugins,
         notes: chosen.notes,
         cluster_plugins: Some(cluster_plugins),
     })
@@ -397,29 +408,6 @@ fn start_rollout(
     drop(rollout.spawn());
     rollout.offer_running(plugins.values(), files_by_sha);
     rollout
-}
-
-/// Serve the admin API on `listener` (bound before anything started) in
-/// a task of its own; an error ends the API, not the agent.
-fn serve_api(
-    listener: tokio::net::TcpListener,
-    token: String,
-    node: &Node,
-    history: crate::history::History,
-    metrics: Arc<crate::metrics::Metrics>,
-    rollout: Option<Arc<crate::rollout::Rollout>>,
-) -> Result<()> {
-    let addr = listener.local_addr()?;
-    tracing::info!(
-        "admin API on http://{addr}/ (OpenAPI at /v1/openapi.json, metrics at /metrics)"
-    );
-    let serving = crate::api::serve(listener, node.clone(), token, history, metrics, rollout);
-    tokio::spawn(async move {
-        if let Err(err) = serving.await {
-            tracing::error!("{err:#}");
-        }
-    });
-    Ok(())
 }
 
 /// What start-up refused or chose goes into the event history too.

@@ -5,10 +5,16 @@
 //! answers and refusals into JSON. The OpenAPI document that describes the
 //! routes lives in `docs/openapi.json` and is served as it is. The web
 //! console (`crate::console`) is served on the same listener at `/ui`.
+//!
+//! The API answers from the first moments of the agent's start
+//! ([`Serving`]): the status from the start's progress until the node's
+//! loop runs, every other call refused (503, nothing done) until then.
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 
 use anyhow::{Context, Result};
 use axum::body::Body;
@@ -22,6 +28,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::sync::watch;
+use tower_service::Service;
 
 use crate::components::{Component, Requester, State as ComponentState};
 use crate::config::{GroupConfig, PropertyValue, ResourceConfig};
@@ -29,6 +37,7 @@ use crate::history::{Filter, History, Start};
 use crate::metrics::Metrics;
 use crate::node::{Change, Node, Operation, Refused, RefusedKind, Summary};
 use crate::rollout::Rollout;
+use crate::starting::StartProgress;
 
 /// The OpenAPI document of this API.
 pub(crate) const OPENAPI: &str = include_str!("../../docs/openapi.json");
@@ -43,22 +52,184 @@ struct Api {
     rollout: Option<Arc<Rollout>>,
 }
 
-/// Serve the API on `listener` until the task is dropped.
-pub(crate) async fn serve(
-    listener: tokio::net::TcpListener,
-    node: Node,
-    token: String,
-    history: History,
-    metrics: Arc<Metrics>,
-    rollout: Option<Arc<Rollout>>,
-) -> Result<()> {
-    let api = Api {
-        node,
-        token: token.into(),
-        history,
-        metrics,
-        rollout,
-    };
+/// The admin API, served from the moment it is bound: while the agent
+/// starts, `GET /v1/status` and `/v1/status/summary` answer from the
+/// start's progress (`crate::starting`), the OpenAPI document and the
+/// console are served, and every other call is refused with 503 and the
+/// progress; once [`Serving::started`] is called, every route is the
+/// node's. A request is answered whole by one or the other, never by both.
+pub(crate) struct Serving {
+    ready: watch::Sender<Option<Router>>,
+    token: Arc<str>,
+    /// The serving task, until the node runs; a start that fails stops
+    /// it (dropping this), so its port is free again.
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Serving {
+    /// Serve on `listener` at once, in a task of its own (an error ends the
+    /// API, not the agent), answering from `progress` until
+    /// [`Serving::started`].
+    pub(crate) fn start(
+        listener: tokio::net::TcpListener,
+        token: String,
+        progress: Arc<StartProgress>,
+    ) -> Result<Serving> {
+        let addr = listener
+            .local_addr()
+            .context("reading the admin API's bound address")?;
+        tracing::info!(
+            "admin API on http://{addr}/ (OpenAPI at /v1/openapi.json, metrics at /metrics); \
+             answering the start's progress until the node runs"
+        );
+        let token: Arc<str> = token.into();
+        let (ready, switch_to) = watch::channel(None);
+        let switch = Switch {
+            starting: starting_router(Starting {
+                token: token.clone(),
+                progress,
+            }),
+            ready: switch_to,
+        };
+        let app = Router::new().fallback_service(switch);
+        let task = tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, app)
+                .await
+                .context("serving the admin API")
+            {
+                tracing::error!("{err:#}");
+            }
+        });
+        Ok(Serving {
+            ready,
+            token,
+            task: Some(task),
+        })
+    }
+
+    /// The node runs: from now on every request goes to it, for as long
+    /// as the process runs.
+    pub(crate) fn started(
+        mut self,
+        node: Node,
+        history: History,
+        metrics: Arc<Metrics>,
+        rollout: Option<Arc<Rollout>>,
+    ) {
+        let api = Api {
+            node,
+            token: self.token.clone(),
+            history,
+            metrics,
+            rollout,
+        };
+        self.ready.send_replace(Some(node_router(api)));
+        // Detached: it serves until the process ends.
+        drop(self.task.take());
+        tracing::info!("admin API: the node runs, every route served");
+    }
+}
+
+/// The router a request goes to: the node's once it runs, the start's
+/// until then.
+#[derive(Clone)]
+struct Switch {
+    starting: Router,
+    ready: watch::Receiver<Option<Router>>,
+}
+
+impl Service<Request> for Switch {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = axum::routing::future::RouteFuture<Infallible>;
+
+    fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
+        // Both routers are always ready.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let mut router = self
+            .ready
+            .borrow()
+            .clone()
+            .unwrap_or_else(|| self.starting.clone());
+        router.call(request)
+    }
+}
+
+/// What the API answers from while the agent starts.
+#[derive(Clone)]
+struct Starting {
+    token: Arc<str>,
+    progress: Arc<StartProgress>,
+}
+
+/// The routes served while the agent starts: the status and its summary
+/// from the start's progress, the OpenAPI document, the console; anything
+/// else is refused (503) with the progress, behind the token as it will be.
+fn starting_router(starting: Starting) -> Router {
+    let guarded = Router::new()
+        .route("/v1/status", get(starting_status))
+        .route("/v1/status/summary", get(starting_summary))
+        .route_layer(middleware::from_fn_with_state(
+            starting.token.clone(),
+            require_token,
+        ));
+    Router::new()
+        .route("/v1/openapi.json", get(openapi))
+        .merge(guarded)
+        .merge(crate::console::routes())
+        .fallback(still_starting)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(json_errors))
+        .with_state(starting)
+}
+
+async fn starting_status(State(starting): State<Starting>) -> Response {
+    Json(starting.progress.status()).into_response()
+}
+
+async fn starting_summary(State(starting): State<Starting>) -> Response {
+    Json(starting.progress.summary()).into_response()
+}
+
+/// How long a client refused while the agent starts is told to wait.
+const RETRY_AFTER_S: &str = "1";
+
+/// Any other request while the agent starts: refused, nothing done, with
+/// the start's progress (`starting`) and `Retry-After`, so a client can
+/// tell this refusal from any other 503 and ask again safely. `/metrics`
+/// needs no token, as once started; everything else does, so the progress
+/// tells nothing to a client without it.
+async fn still_starting(State(starting): State<Starting>, request: Request) -> Response {
+    if request.uri().path() != "/metrics"
+        && let Some(refused) = token_refusal(request.headers(), &starting.token)
+    {
+        return refused;
+    }
+    let body = json!({
+        "error": starting.progress.refusal(),
+        "starting": starting.progress.view(),
+    });
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, RETRY_AFTER_S)],
+        Json(body),
+    )
+        .into_response()
+}
+
+/// Every route, answered by the running node.
+fn node_router(api: Api) -> Router {
     let guarded = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/status/summary", get(status_summary))
@@ -86,18 +257,18 @@ pub(crate) async fn serve(
         .route("/v1/what-if", post(what_if))
         .route("/v1/events", get(events))
         .route("/v1/events/stream", get(event_stream))
-        .route_layer(middleware::from_fn_with_state(api.clone(), require_token));
-    let app = Router::new()
+        .route_layer(middleware::from_fn_with_state(
+            api.token.clone(),
+            require_token,
+        ));
+    Router::new()
         .route("/metrics", get(render_metrics))
         .route("/v1/openapi.json", get(openapi))
         .merge(guarded)
         .merge(crate::console::routes())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(json_errors))
-        .with_state(api);
-    axum::serve(listener, app)
-        .await
-        .context("serving the admin API")
+        .with_state(api)
 }
 
 /// Bind the API's address; a separate step so that the agent can report a
@@ -108,21 +279,27 @@ pub(crate) async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
         .with_context(|| format!("binding the admin API to {addr}"))
 }
 
-async fn require_token(State(api): State<Api>, request: Request, next: Next) -> Response {
-    let given = request
-        .headers()
+async fn require_token(State(token): State<Arc<str>>, request: Request, next: Next) -> Response {
+    match token_refusal(request.headers(), &token) {
+        Some(refused) => refused,
+        None => next.run(request).await,
+    }
+}
+
+/// The 401 for a request without the bearer token `token`; none if it
+/// carries it.
+fn token_refusal(headers: &HeaderMap, token: &str) -> Option<Response> {
+    let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        Some(token) if constant_time_eq(token.as_bytes(), api.token.as_bytes()) => {
-            next.run(request).await
-        }
-        Some(_) => error(StatusCode::UNAUTHORIZED, "wrong token".to_string()),
-        None => error(
+        Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => None,
+        Some(_) => Some(error(StatusCode::UNAUTHORIZED, "wrong token".to_string())),
+        None => Some(error(
             StatusCode::UNAUTHORIZED,
             "missing token: send Authorization: Bearer <token>".to_string(),
-        ),
+        )),
     }
 }
 

@@ -29,6 +29,7 @@ pub(crate) mod plugin_versions;
 pub(crate) mod plugins_dir;
 pub mod rollout;
 pub mod runtime;
+pub mod starting;
 pub(crate) mod store;
 pub(crate) mod systemd;
 pub(crate) mod type_sources;

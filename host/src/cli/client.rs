@@ -340,7 +340,34 @@ impl Client {
     }
 
     /// Call the API; a non-2xx answer is an error with the agent's message.
+    ///
+    /// An agent still starting refuses every call but the status (503 with
+    /// `starting`: nothing was done, `crate::starting`), so the call is
+    /// asked again every second, saying so once on stderr, for at most
+    /// [`START_PATIENCE`]: asking again cannot apply it twice.
     pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value> {
+        let began = std::time::Instant::now();
+        let mut said = false;
+        loop {
+            match self.call_once(method, path, body.clone())? {
+                Answer::Done(value) => return Ok(value),
+                Answer::Starting(message) if began.elapsed() < START_PATIENCE => {
+                    if !said {
+                        eprintln!("{message}; waiting for it (at most {START_PATIENCE:?})");
+                        said = true;
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Answer::Starting(message) => bail!(
+                    "{message} (HTTP 503; still starting after {:?})",
+                    began.elapsed()
+                ),
+            }
+        }
+    }
+
+    /// One call: its answer, or the refusal of an agent still starting.
+    fn call_once(&self, method: &str, path: &str, body: Option<Value>) -> Result<Answer> {
         let url = format!("{}{path}", self.base);
         let auth = format!("Bearer {}", self.token);
         let response = match (method, body) {
@@ -379,10 +406,25 @@ impl Client {
                 .as_str()
                 .map(str::to_string)
                 .unwrap_or_else(|| value.to_string());
+            if status.as_u16() == 503 && value["starting"].is_object() {
+                return Ok(Answer::Starting(message));
+            }
             bail!("{message} (HTTP {})", status.as_u16());
         }
-        Ok(value)
+        Ok(Answer::Done(value))
     }
+}
+
+/// How long a command waits for an agent that is still starting before it
+/// gives up: a debug build opens 10 000 resources in about 15 s.
+pub const START_PATIENCE: Duration = Duration::from_secs(120);
+
+/// What one call came to.
+enum Answer {
+    /// Answered (2xx), with the agent's JSON.
+    Done(Value),
+    /// Refused because the agent is still starting, with its message.
+    Starting(String),
 }
 
 fn ok_message(value: &Value) {
@@ -734,6 +776,21 @@ fn print_status(status: &Value) {
 }
 
 fn print_node_line(status: &Value) {
+    if let Some(starting) = status["starting"].as_object() {
+        let opened = match starting.get("resources_total").and_then(Value::as_u64) {
+            Some(total) => format!(
+                ", {} of {total} resources opened",
+                starting.get("resources_opened").unwrap_or(&Value::Null)
+            ),
+            None => String::new(),
+        };
+        println!(
+            "Node {}: starting ({}{opened}); nothing is Online until it has started",
+            text(&status["node"]),
+            starting.get("phase").map(text).unwrap_or_default(),
+        );
+        return;
+    }
     println!(
         "Node {}: {}, recovery actions {}",
         text(&status["node"]),

@@ -42,6 +42,7 @@ use crate::config::{GroupConfig, ResourceConfig};
 use crate::desired::Desired;
 use crate::monitor::{Event, Monitor, ResourceHandle};
 use crate::runtime::{CheckpointStore, Grants, Plugin};
+use crate::starting::{Phase, StartProgress};
 use crate::store::Store;
 
 mod cluster;
@@ -308,12 +309,16 @@ impl Node {
     ///
     /// Returns the node and a subscription to every event of its resources
     /// and decisions, taken before anything started.
+    ///
+    /// `progress` counts the resources opened, for the admin API that
+    /// answers while the node starts.
     pub async fn start(
         settings: NodeSettings,
         desired: Desired,
         store: Store,
+        progress: &StartProgress,
     ) -> Result<(Node, NodeEvents)> {
-        Node::start_with(settings, desired, store, None).await
+        Node::start_with(settings, desired, store, None, progress).await
     }
 
     /// Start as one node of a cluster that `joined` connects to: the
@@ -324,9 +329,10 @@ impl Node {
         settings: NodeSettings,
         joined: Joined,
         store: Store,
+        progress: &StartProgress,
     ) -> Result<(Node, NodeEvents)> {
         let desired = joined.desired.clone();
-        Node::start_with(settings, desired, store, Some(joined)).await
+        Node::start_with(settings, desired, store, Some(joined), progress).await
     }
 
     async fn start_with(
@@ -334,6 +340,7 @@ impl Node {
         desired: Desired,
         store: Store,
         joined: Option<Joined>,
+        progress: &StartProgress,
     ) -> Result<(Node, NodeEvents)> {
         // The policy checks the shape first (dependency cycles, dangling or
         // cross-group dependencies), before any resource exists.
@@ -359,7 +366,9 @@ impl Node {
                 .take_record()
                 .ok_or_else(|| anyhow::anyhow!("the event record of a new monitor was taken"))?,
         };
-        add_every_resource(&settings, &mut monitor, &desired).await?;
+        progress.enter(Phase::OpeningResources);
+        add_every_resource(&settings, &mut monitor, &desired, progress).await?;
+        progress.enter(Phase::StartingLoop);
         store.save_desired(&desired)?;
         let changes = monitor
             .take_state_changes()
@@ -578,12 +587,15 @@ async fn add_every_resource(
     settings: &NodeSettings,
     monitor: &mut Monitor,
     desired: &Desired,
+    progress: &StartProgress,
 ) -> Result<()> {
+    let began = std::time::Instant::now();
     let mut errors = Vec::new();
     for resource in &desired.resources {
         match prepare(settings, monitor, resource).await {
             Ok(prepared) => {
                 monitor.insert(prepared).map_err(anyhow::Error::from)?;
+                progress.opened_one();
             }
             Err(err) => errors.push(format!("{err:#}")),
         }
@@ -596,5 +608,10 @@ async fn add_every_resource(
             errors.join("\n  ")
         );
     }
+    tracing::info!(
+        resources = desired.resources.len(),
+        "every resource validated and opened in {:?}",
+        began.elapsed()
+    );
     Ok(())
 }

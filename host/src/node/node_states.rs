@@ -25,6 +25,9 @@ pub enum NodeState {
     /// Not in the cluster (never joined, left, or marked down when its
     /// lease went).
     Down,
+    /// The answering agent itself, while it starts: its loop does not run
+    /// yet (`crate::starting`).
+    Starting,
 }
 
 /// One node of the cluster, as `GET /v1/status` carries it.

@@ -285,8 +285,8 @@ online = true
         api,
         dir: dir.to_path_buf(),
     };
-    wait_until("the admin API", Duration::from_secs(60), || {
-        std::net::TcpStream::connect(api).ok().map(drop)
+    wait_until("the agent to have started", Duration::from_secs(60), || {
+        crate::common::agent_process::has_started(api, TOKEN)
     });
     agent
 }

@@ -53,6 +53,7 @@ mod run_as;
 mod scale;
 mod sdk;
 mod signals;
+mod start_early;
 mod startup_versions;
 mod store_copies;
 mod systemd_unit;

@@ -71,8 +71,8 @@ fn start_with(dir: &Path, api: SocketAddr, config: &str) -> Agent {
         api,
         dir: dir.to_path_buf(),
     };
-    wait_until("the admin API", Duration::from_secs(30), || {
-        std::net::TcpStream::connect(api).ok().map(drop)
+    wait_until("the agent to have started", Duration::from_secs(30), || {
+        crate::common::agent_process::has_started(api, TOKEN)
     });
     agent
 }

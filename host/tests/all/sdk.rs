@@ -330,8 +330,8 @@ allow_programs = ["{REDIS}"]
         .spawn()
         .expect("start the agent");
     let agent = Agent { child, api };
-    wait_until("the admin API", Duration::from_secs(30), || {
-        std::net::TcpStream::connect(api).ok().map(drop)
+    wait_until("the agent to have started", Duration::from_secs(30), || {
+        crate::common::agent_process::has_started(api, TOKEN)
     });
 
     // Dropped in while the agent runs: copied under another name, then

@@ -48,7 +48,8 @@ impl Drop for AgentProcess {
 impl AgentProcess {
     /// Write `config` (a node configuration without `[api]`, which this
     /// adds on a free port) and a token into `dir`, start the agent there,
-    /// and wait for its API. Its log (stderr) is appended to `dir/agent.log`.
+    /// and wait until it has started (its API answers, and no longer from
+    /// the start's progress). Its log (stderr) is appended to `dir/agent.log`.
     pub fn start(dir: &Path, config: &str) -> AgentProcess {
         AgentProcess::start_binary(Path::new(WARDEN), dir, config)
     }
@@ -79,7 +80,7 @@ impl AgentProcess {
                     std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default()
                 );
             }
-            std::net::TcpStream::connect(api).ok().map(drop)
+            has_started(api, TOKEN)
         });
         AgentProcess {
             child,
@@ -145,4 +146,58 @@ impl AgentProcess {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
     }
+}
+
+/// `GET path` on the agent's API with `token`: the status code and the
+/// body, `None` if nothing answered.
+pub fn api_get(api: SocketAddr, token: &str, path: &str) -> Option<(u16, String)> {
+    api_request(api, token, "GET", path, "").map(|answer| (answer.code, answer.body))
+}
+
+/// An answer of the agent's API, read whole.
+pub struct ApiAnswer {
+    pub code: u16,
+    /// The status line and headers, as sent.
+    pub head: String,
+    pub body: String,
+}
+
+/// `METHOD path` with `body` (JSON, or empty) on the agent's API with
+/// `token`; `None` if nothing answered.
+pub fn api_request(
+    api: SocketAddr,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Option<ApiAnswer> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&api, Duration::from_secs(1)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {api}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    let code = head.split(' ').nth(1)?.parse().ok()?;
+    Some(ApiAnswer {
+        code,
+        head: head.to_string(),
+        body: body.to_string(),
+    })
+}
+
+/// Whether the agent on `api` (token `token`) has started: its status
+/// answers, and not from the start's progress (`starting`, which agents
+/// from before it never send).
+pub fn has_started(api: SocketAddr, token: &str) -> Option<()> {
+    let (code, body) = api_get(api, token, "/v1/status")?;
+    let status: Value = serde_json::from_str(&body).ok()?;
+    (code == 200 && status.get("starting").is_none()).then_some(())
 }

@@ -761,11 +761,17 @@ properties = {{ program = "{mta}", address = "{address}", store = "{store}" }}
         );
     }
 
-    /// Start agent `i` and wait until it has joined.
+    /// Start agent `i` and wait until it has joined and its API answers
+    /// from the running node (not from the start's progress).
     pub fn start_joined(&mut self, i: usize) {
         let before = self.joins(i);
         self.start_agent(i);
         self.wait_joined(i, before);
+        wait_until(
+            &format!("{} to have started", NODES[i]),
+            Duration::from_secs(60),
+            || super::agent_process::has_started(self.apis[i], TOKEN),
+        );
     }
 
     /// Run the `warden` CLI against agent `i`'s admin API.

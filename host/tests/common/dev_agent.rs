@@ -28,7 +28,8 @@ pub struct DevAgent {
 
 impl DevAgent {
     /// Start `command` (which runs `warden agent --dev`, itself or through
-    /// `exec`) and read its banner up to the line that ends it.
+    /// `exec`), read its banner up to the line that ends it, and wait until
+    /// the agent has started.
     pub fn spawn(mut command: Command) -> DevAgent {
         let mut child = command
             .stdout(Stdio::piped())
@@ -83,6 +84,19 @@ impl DevAgent {
             "the dev banner lacks the admin API or the services: {banner:#?}"
         );
         agent.banner = banner;
+        // The banner comes before the start; the API answers from the
+        // start's progress until the node runs (503 to anything else).
+        let api: SocketAddr = agent
+            .api
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .expect("the admin API's address");
+        super::wait_until(
+            "the dev agent to have started",
+            Duration::from_secs(60),
+            || super::agent_process::has_started(api, &agent.token),
+        );
         agent
     }
 
