@@ -39,21 +39,14 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::cluster::{Cluster, NODES, Setup, TOKEN};
-use serde_json::Value;
+use common::cluster::{Cluster, NODES, Setup};
+use common::many_groups::{self, SLEEP};
 
-/// The program each group's resource runs.
-const SLEEP: &str = "/usr/bin/sleep";
 /// How long the whole cluster may take to bring every group online at
 /// start, and the moved ones online after the kill, before the bench gives
 /// up: bounds, not expectations.
 const START_WITHIN: Duration = Duration::from_secs(300);
 const MOVE_WITHIN: Duration = Duration::from_secs(180);
-/// Groups asked online at a time at start, each wave Online before the next.
-const WAVE: u64 = 100;
-/// Requests in flight at once while asking a wave online (each waits until
-/// its entry is applied on the node asked).
-const THREADS: u64 = 25;
 /// How often the engine's view is polled during the failover.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -78,73 +71,6 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// The configuration of `groups` groups, `gK` of one resource `rK`.
-fn groups_config(groups: u64) -> String {
-    let mut text = String::new();
-    for k in 0..groups {
-        let first = k as usize % NODES.len();
-        let owners: Vec<String> = (0..NODES.len())
-            .map(|d| format!("{:?}", NODES[(first + d) % NODES.len()]))
-            .collect();
-        text.push_str(&format!(
-            r#"
-[[group]]
-name = "g{k}"
-preferred_owners = [{owners}]
-online = false
-
-[[resource]]
-name = "r{k}"
-type = "process"
-group = "g{k}"
-properties = {{ program = "{SLEEP}", args = "3600", stop-grace-ms = 200 }}
-"#,
-            owners = owners.join(", "),
-        ));
-    }
-    text
-}
-
-/// A GET of the agent's API at `api` with the test token; the JSON body.
-fn get(agent: &ureq::Agent, api: std::net::SocketAddr, path: &str) -> Option<Value> {
-    let mut answer = agent
-        .get(format!("http://{api}{path}"))
-        .header("Authorization", &format!("Bearer {TOKEN}"))
-        .call()
-        .ok()?;
-    let body = answer
-        .body_mut()
-        .with_config()
-        .limit(64 << 20)
-        .read_to_string()
-        .ok()?;
-    serde_json::from_str(&body).ok()
-}
-
-/// Each `gK` group's state and owner, as agent `api`'s engine has them.
-fn groups(
-    agent: &ureq::Agent,
-    api: std::net::SocketAddr,
-) -> Option<BTreeMap<String, (String, String)>> {
-    let status = get(agent, api, "/v1/status")?;
-    Some(
-        status["groups"]
-            .as_array()?
-            .iter()
-            .filter(|g| g["name"].as_str().is_some_and(|n| n.starts_with('g')))
-            .map(|g| {
-                (
-                    g["name"].as_str().unwrap_or_default().to_string(),
-                    (
-                        g["state"].as_str().unwrap_or_default().to_string(),
-                        g["owner"].as_str().unwrap_or_default().to_string(),
-                    ),
-                )
-            })
-            .collect(),
-    )
-}
-
 /// One failover's figures.
 struct Row {
     groups: u64,
@@ -162,13 +88,10 @@ fn run(groups_wanted: u64, ttl_s: u64) -> Row {
     let mut cluster = Cluster::with(Setup {
         lease_ttl_s: ttl_s,
         process_programs: vec![SLEEP.to_string()],
-        extra_config: groups_config(groups_wanted),
+        extra_config: many_groups::config(groups_wanted),
         ..Setup::default()
     });
-    let http: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
+    let http = many_groups::http();
     let start = Instant::now();
     for i in 0..NODES.len() {
         cluster.start_agent(i);
@@ -176,59 +99,14 @@ fn run(groups_wanted: u64, ttl_s: u64) -> Row {
     for i in 0..NODES.len() {
         cluster.wait_joined(i, 0);
     }
-    let home = |group: &str| {
-        let k: usize = group[1..].parse().unwrap_or(0);
-        NODES[k % NODES.len()]
-    };
-    let mut owners = BTreeMap::new();
-    for wave in (0..groups_wanted).step_by(WAVE as usize) {
-        let wave_end = (wave + WAVE).min(groups_wanted);
-        std::thread::scope(|scope| {
-            for t in 0..THREADS {
-                let (http, apis) = (&http, &cluster.apis);
-                scope.spawn(move || {
-                    for k in (wave + t..wave_end).step_by(THREADS as usize) {
-                        let api = apis[k as usize % apis.len()];
-                        http.post(format!("http://{api}/v1/groups/g{k}/online"))
-                            .header("Authorization", &format!("Bearer {TOKEN}"))
-                            .send_empty()
-                            .unwrap_or_else(|err| panic!("asking g{k} online: {err}"));
-                    }
-                });
-            }
-        });
-        owners = common::wait_until(
-            &format!(
-                "{wave_end} groups Online; logs in {}",
-                cluster.dir.path().display()
-            ),
-            START_WITHIN,
-            || {
-                let seen = groups(&http, cluster.apis[0])?;
-                let online = seen
-                    .iter()
-                    .filter(|(g, (state, owner))| state == "online" && owner == home(g));
-                (online.count() as u64 == wave_end).then_some(seen)
-            },
-        );
-    }
+    let owners = many_groups::bring_online(&cluster, &http, groups_wanted, START_WITHIN);
     let started = start.elapsed();
     eprintln!("{groups_wanted} groups: all Online after {started:.1?}");
     // Every agent settled (its checks scheduled, its appends done).
     std::thread::sleep(Duration::from_secs(3));
 
-    let mut per_node: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
-    for (group, (_, owner)) in &owners {
-        if let Some(node) = NODES.iter().find(|n| *n == owner) {
-            per_node.entry(node).or_default().insert(group.clone());
-        }
-    }
-    let (victim, moved) = per_node
-        .iter()
-        .max_by_key(|(_, g)| g.len())
-        .map(|(n, g)| (*n, g.clone()))
-        .expect("some node owns groups");
-    let killed = NODES.iter().position(|n| *n == victim).expect("a node");
+    let (killed, moved) = many_groups::busiest(&owners);
+    let victim = NODES[killed];
     let watcher = (killed + 1) % NODES.len();
 
     let killed_at_ms = unix_ms();
@@ -242,12 +120,7 @@ fn run(groups_wanted: u64, ttl_s: u64) -> Row {
         ),
         MOVE_WITHIN,
         || {
-            let seen = groups(&http, cluster.apis[watcher])?;
-            let done = moved.iter().all(|g| {
-                seen.get(g)
-                    .is_some_and(|(state, owner)| state == "online" && owner != victim)
-            });
-            if done {
+            if many_groups::all_online_elsewhere(&http, cluster.apis[watcher], &moved, victim) {
                 return Some(killed_at.elapsed());
             }
             std::thread::sleep(POLL);
@@ -260,7 +133,7 @@ fn run(groups_wanted: u64, ttl_s: u64) -> Row {
     let mut up: BTreeMap<String, u64> = BTreeMap::new();
     for i in (0..NODES.len()).filter(|i| *i != killed) {
         let path = format!("/v1/events?event=state&since_ms={killed_at_ms}&limit=100000");
-        let events = get(&http, cluster.apis[i], &path).expect("the event history");
+        let events = many_groups::get(&http, cluster.apis[i], &path).expect("the event history");
         for event in events.as_array().into_iter().flatten() {
             let (Some(resource), Some(at)) = (event["resource"].as_str(), event["at_ms"].as_u64())
             else {

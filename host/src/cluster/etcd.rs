@@ -77,6 +77,20 @@ impl Etcd {
         })
     }
 
+    /// The same members over connections of their own. A client's
+    /// connections are driven by the runtime it was made on: the lease
+    /// keeper makes its own on its own thread, so that renewals go out
+    /// while the agent's runtime is busy (see `link::lease`).
+    pub async fn connect_again(&self) -> Result<Etcd> {
+        let endpoints: Vec<String> = self
+            .inner
+            .members
+            .iter()
+            .map(|member| member.endpoint.clone())
+            .collect();
+        Etcd::connect(&endpoints).await
+    }
+
     /// The endpoints, for messages.
     pub fn endpoints(&self) -> String {
         self.inner

@@ -13,6 +13,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod busy_failover;
 mod cluster;
 mod cluster_checkpoints;
 mod cluster_log;

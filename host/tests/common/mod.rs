@@ -10,6 +10,7 @@ pub mod dns_server;
 pub mod fake_watchdog;
 pub mod lab_cluster;
 pub mod mail_client;
+pub mod many_groups;
 pub mod netlab;
 pub mod nginx;
 pub mod ports;

@@ -1,17 +1,26 @@
 //! Keeping the lease: renewed six times a TTL on whichever member answers,
 //! this node fenced half way to its expiry when none does, and registered
 //! again (a new lease, then `NodeUp`) once etcd answers.
+//!
+//! The keeper runs on a thread of its own (`warden-lease`), with its own
+//! runtime and its own connections to etcd: a node busy starting hundreds
+//! of services at a failover kept the agent's workers from the renewals
+//! for over half the TTL and fenced itself, and the cluster thrashed. Its
+//! renewals now go out whatever the agent's workers are doing, as long as
+//! they still run at all ([`RuntimeLiveness`]: a wedged agent loses its
+//! lease as a frozen one does).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use etcd_client::{Client, LeaseKeepAliveStream, LeaseKeeper, PutOptions};
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep};
 
 use super::follow::fell_behind;
 use super::members::announce;
+use super::runtime_liveness::RuntimeLiveness;
 use super::{LinkMessage, RETRY, Shared};
 use crate::cluster::Keys;
 use crate::cluster::compact;
@@ -85,6 +94,42 @@ enum Standing {
     Joined(i64),
 }
 
+/// Start keeping the lease on a thread of its own, with a runtime and
+/// connections of its own (see the module's documentation).
+pub(super) fn spawn_keeper(
+    etcd: &Etcd,
+    shared: Shared,
+    lease_tx: watch::Sender<Option<i64>>,
+    timing: LeaseTiming,
+    up_at: u64,
+) -> Result<()> {
+    let agent = RuntimeLiveness::new(tokio::runtime::Handle::current());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("making the lease keeper's runtime")?;
+    let fallback = etcd.clone();
+    std::thread::Builder::new()
+        .name("warden-lease".to_string())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let etcd = match fallback.connect_again().await {
+                    Ok(own) => own,
+                    Err(err) => {
+                        tracing::error!(
+                            "the lease keeper could not connect to etcd on its own ({err:#}); \
+                             renewing over the agent's connections"
+                        );
+                        fallback
+                    }
+                };
+                keep_lease(etcd, shared, lease_tx, timing, up_at, agent).await;
+            });
+        })
+        .context("starting the lease keeper's thread")?;
+    Ok(())
+}
+
 /// Renew the lease; fence the node when renewals stop, and rejoin with a
 /// new lease when etcd answers again — retrying the announcement until it
 /// is in the log (a node that holds a lease but never said `NodeUp` would
@@ -96,6 +141,7 @@ pub(super) async fn keep_lease(
     timing: LeaseTiming,
     // The entry of this node's latest `NodeUp`.
     up_at: u64,
+    agent: RuntimeLiveness,
 ) {
     let standing = match shared.lease() {
         Some(id) => Standing::Joined(id),
@@ -111,6 +157,8 @@ pub(super) async fn keep_lease(
         standing,
         renewed_at: Instant::now(),
         keepers,
+        agent,
+        wedged: false,
     };
     while !keeping.shared.tx.is_closed() {
         if keeping.shared.behind.load(Ordering::Acquire) {
@@ -136,6 +184,11 @@ struct LeaseLoop {
     renewed_at: Instant,
     /// A keep-alive stream per member, opened on first use.
     keepers: Vec<Option<Keeper>>,
+    /// The agent's runtime, asked at each round whether it still runs.
+    agent: RuntimeLiveness,
+    /// Renewals are held back because the agent's runtime stopped running
+    /// (said once in the log, and again when it runs again).
+    wedged: bool,
 }
 
 impl LeaseLoop {
@@ -250,7 +303,12 @@ impl LeaseLoop {
     async fn renew_or_fence(&mut self, id: i64) {
         let timing = self.timing;
         let fence_at = self.renewed_at + timing.fence_after;
-        match renew_anywhere(&self.etcd, &mut self.keepers, id, timing.per_try, fence_at).await {
+        let renewal = if self.agent_runs() {
+            renew_anywhere(&self.etcd, &mut self.keepers, id, timing.per_try, fence_at).await
+        } else {
+            Renewal::Unanswered
+        };
+        match renewal {
             Renewal::Answered { alive: true, sent } => {
                 self.renewed_at = sent;
                 vouch(self.renewed_at, timing);
@@ -287,6 +345,33 @@ impl LeaseLoop {
             _ => Instant::now() + RETRY.min(timing.every),
         };
         tokio::time::sleep_until(next.min(renewed_at + timing.fence_after)).await;
+    }
+}
+
+impl LeaseLoop {
+    /// Whether the agent's runtime ran what it was last asked within a
+    /// lease TTL; asks it again. A runtime silent for longer is wedged, not
+    /// busy: this node then stops renewing, so it is fenced as a frozen
+    /// one would be (its fence guard kills its services), and resumes if
+    /// the runtime comes back before the fence.
+    fn agent_runs(&mut self) -> bool {
+        let silent = self.agent.silent_for();
+        self.agent.ask();
+        let runs = silent < self.timing.ttl;
+        if runs == self.wedged {
+            self.wedged = !runs;
+            if runs {
+                tracing::warn!(node = %self.shared.me, "the agent's runtime runs again; renewing the lease");
+            } else {
+                tracing::error!(
+                    node = %self.shared.me,
+                    "the agent's runtime has run nothing for {silent:?} (lease TTL {:?}): \
+                     no longer renewing the lease",
+                    self.timing.ttl
+                );
+            }
+        }
+        runs
     }
 }
 

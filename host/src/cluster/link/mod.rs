@@ -7,7 +7,8 @@
 //! appends reach it the same way as everyone else's.
 //!
 //! Each task has a file of its own: [`lease`] keeps the lease (and fences
-//! this node when it cannot), [`follow`] reads the log in order,
+//! this node when it cannot; on a thread of its own, so that a busy node
+//! still renews), [`follow`] reads the log in order,
 //! [`progress`] says how far this node has read, [`members`] watches the
 //! other nodes' member keys, and [`requests`] carries out what the node's
 //! loop asks (appends, ownership keys, snapshots). [`Shared`] is what they
@@ -18,6 +19,7 @@ mod lease;
 mod members;
 mod progress;
 mod requests;
+mod runtime_liveness;
 mod shared;
 
 use std::collections::BTreeMap;
@@ -234,7 +236,7 @@ pub async fn join(
         timing,
         up_at,
         requests_rx,
-    );
+    )?;
     Ok(Joined {
         link: ClusterLink {
             requests,
@@ -395,19 +397,16 @@ fn spawn_tasks(
     timing: LeaseTiming,
     up_at: u64,
     requests: mpsc::UnboundedReceiver<Request>,
-) {
+) -> Result<()> {
+    // First: a node that cannot keep its lease must not start the rest.
+    lease::spawn_keeper(&etcd, shared.clone(), lease_tx, timing, up_at)?;
     tokio::spawn(follow::follow(etcd.clone(), shared.clone(), next));
     tokio::spawn(progress::keep(etcd.clone(), shared.clone(), reported));
     tokio::spawn(members::watch(etcd.clone(), shared.clone()));
     if fence::enabled(&shared) {
         tokio::spawn(fence::watch_leases(etcd.clone(), shared.clone()));
     }
-    tokio::spawn(lease::keep_lease(
-        etcd.clone(),
-        shared.clone(),
-        lease_tx,
-        timing,
-        up_at,
-    ));
+
     tokio::spawn(requests::serve(etcd, shared, requests));
+    Ok(())
 }
