@@ -123,6 +123,9 @@ fn a_crash_loop_restarts_at_once_then_after_a_doubling_back_off_until_the_thresh
             2_000,
         ),
     ];
+    for (at, why) in &all {
+        println!("{at} {why}");
+    }
     // In order: each failure's decision, then its restart, then the next.
     let mut rest = all.as_slice();
     for (text, wait_ms) in waits {
@@ -273,7 +276,8 @@ fn a_back_off_that_cannot_grow_or_a_misspelt_key_is_refused_naming_the_resource(
         &agent,
         &resource(r#"{"backoff_ms":10000,"max_backoff_ms":5000}"#),
     );
-    assert_eq!(code, 400, "{body}");
+    // Well-formed, but not a configuration the agent can run: 422.
+    assert_eq!(code, 422, "{body}");
     assert!(
         body.contains("resource \\\"bad\\\": restart max_backoff_ms 5000 is below backoff_ms 10000"),
         "{body}"
