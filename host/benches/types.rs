@@ -598,7 +598,10 @@ properties = {{ program = "{NGINX}", args = "-c {conf} -p {n} -e {n}/error.log",
     vec![
         ("the `process-exited` event", exited),
         ("the resource `Failed` (the failure event)", failed),
-        ("the resource `Online` again (the first failure: no wait)", online),
+        (
+            "the resource `Online` again (the first failure: no wait)",
+            online,
+        ),
         ("a GET answered 200 by the new nginx", serving),
     ]
 }

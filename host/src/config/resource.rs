@@ -316,7 +316,10 @@ mod tests {
         let err = with_restart("restart = { max_backoff_ms = 999 }")
             .expect_err("cap below the default step")
             .to_string();
-        assert!(err.contains("max_backoff_ms 999 is below backoff_ms 1000"), "{err}");
+        assert!(
+            err.contains("max_backoff_ms 999 is below backoff_ms 1000"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -325,7 +328,10 @@ mod tests {
             .expect_err("typo")
             .to_string();
         assert!(err.contains("unknown field `back_off_ms`"), "{err}");
-        assert!(err.contains("backoff_ms"), "the known keys are listed: {err}");
+        assert!(
+            err.contains("backoff_ms"),
+            "the known keys are listed: {err}"
+        );
         let err = with_restart("restart = { max_backoff_ms = -1 }")
             .expect_err("negative")
             .to_string();

@@ -178,10 +178,7 @@ fn a_healthy_service_killed_with_kill_9_is_restarted_at_once_and_a_second_kill_w
     let command_line = format!("{SLEEP} {seconds}");
     // The shipped defaults but for the threshold: no delay, back-off 1 s
     // doubling to 5 min.
-    let agent = AgentProcess::start(
-        dir.path(),
-        &node("steady", &seconds, "{ threshold = 10 }"),
-    );
+    let agent = AgentProcess::start(dir.path(), &node("steady", &seconds, "{ threshold = 10 }"));
     let online = |n: usize| {
         agent
             .history()
@@ -279,7 +276,9 @@ fn a_back_off_that_cannot_grow_or_a_misspelt_key_is_refused_naming_the_resource(
     // Well-formed, but not a configuration the agent can run: 422.
     assert_eq!(code, 422, "{body}");
     assert!(
-        body.contains("resource \\\"bad\\\": restart max_backoff_ms 5000 is below backoff_ms 10000"),
+        body.contains(
+            "resource \\\"bad\\\": restart max_backoff_ms 5000 is below backoff_ms 10000"
+        ),
         "{body}"
     );
     let (code, body) = create(&agent, &resource(r#"{"backof_ms":1000}"#));
@@ -291,7 +290,11 @@ fn a_back_off_that_cannot_grow_or_a_misspelt_key_is_refused_naming_the_resource(
     let bad = dir.path().join("bad.toml");
     std::fs::write(
         &bad,
-        node("bad", "600", "{ backoff_ms = 10000, max_backoff_ms = 5000 }"),
+        node(
+            "bad",
+            "600",
+            "{ backoff_ms = 10000, max_backoff_ms = 5000 }",
+        ),
     )
     .expect("write");
     // Killed if it runs on (the test then fails).
