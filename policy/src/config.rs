@@ -237,7 +237,9 @@ pub enum RestartAction {
 }
 
 /// Restart behaviour of one resource (Windows: RestartAction, RestartThreshold,
-/// RestartPeriod, RestartDelay, RetryPeriodOnFailure).
+/// RestartPeriod, RestartDelay, RetryPeriodOnFailure; the back-off is
+/// systemd's `RestartSteps`/`RestartMaxDelaySec` and Kubernetes'
+/// CrashLoopBackOff in spirit).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RestartPolicy {
@@ -250,8 +252,31 @@ pub struct RestartPolicy {
     /// Failures older than this are forgotten (a failure exactly `period` ago
     /// no longer counts).
     pub period: Millis,
-    /// Wait this long after a failure before restarting.
+    /// Wait at least this long after any failure before restarting
+    /// (Windows' RestartDelay): the floor under every restart, the first
+    /// one included. 0 by default, so a service killed once is back at once.
     pub delay: Millis,
+    /// The back-off's first step: the wait after the second failure within
+    /// `period`, doubled at each further failure in the period (1 s, 2 s,
+    /// 4 s, ...) up to `max_backoff`. The first failure in the period never
+    /// waits for it. 0 turns the back-off off (every restart after `delay`).
+    ///
+    /// Why 1 s by default: a service that fails again soon after a restart
+    /// fails for a reason that rarely clears within milliseconds (a port
+    /// still held, a dependency down, a bad configuration); restarting it
+    /// at once again only burns CPU and floods the logs, as systemd's
+    /// 100 ms `RestartSec` does in a crash loop. One second is what a
+    /// second failure costs on top of its restart, short enough that a
+    /// genuinely transient second failure is barely noticed.
+    pub backoff: Millis,
+    /// The longest back-off wait (`delay` may still be longer).
+    ///
+    /// Why 5 min by default: Kubernetes' cap for a crash-looping container;
+    /// a third of the default 15 min period, so a service whose threshold
+    /// lets it loop is still tried a few times per period, and one whose
+    /// cause went away (a dependency back) serves again within 5 min
+    /// without an operator.
+    pub max_backoff: Millis,
     /// A resource left Failed is tried again after this long.
     pub retry_period: Millis,
 }
@@ -263,7 +288,60 @@ impl Default for RestartPolicy {
             threshold: 3,
             period: Millis::from_secs(900),
             delay: Millis::ZERO,
+            backoff: DEFAULT_RESTART_BACKOFF,
+            max_backoff: DEFAULT_MAX_RESTART_BACKOFF,
             retry_period: Millis::from_hours(1),
+        }
+    }
+}
+
+/// The default first back-off step (see [`RestartPolicy::backoff`] for why).
+pub const DEFAULT_RESTART_BACKOFF: Millis = Millis::from_secs(1);
+
+/// The default back-off cap (see [`RestartPolicy::max_backoff`] for why).
+pub const DEFAULT_MAX_RESTART_BACKOFF: Millis = Millis::from_mins(5);
+
+/// How long a restart waits, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RestartWait {
+    /// The wait from the failure to the restart.
+    pub wait: Millis,
+    /// The back-off set it (it is longer than `delay`), not the delay.
+    pub backoff: bool,
+}
+
+impl RestartPolicy {
+    /// The wait before restarting after the `count`th failure within the
+    /// period (this one included, so 1 for the first): the longer of
+    /// `delay` and the back-off, which is nothing for the first failure and
+    /// `backoff * 2^(count - 2)`, at most `max_backoff`, for the later ones.
+    /// Derived from the failures still in the period only, so the wait
+    /// shrinks again as they age out, and the first failure after a quiet
+    /// period restarts at once.
+    pub fn wait_after(&self, count: usize) -> RestartWait {
+        let backoff = match count.checked_sub(2) {
+            None => Millis::ZERO,
+            Some(_) if self.backoff == Millis::ZERO => Millis::ZERO,
+            Some(doublings) => {
+                let factor = u32::try_from(doublings)
+                    .ok()
+                    .and_then(|d| 1u64.checked_shl(d));
+                match factor.and_then(|f| self.backoff.0.checked_mul(f)) {
+                    Some(ms) => Millis(ms.min(self.max_backoff.0)),
+                    None => self.max_backoff,
+                }
+            }
+        };
+        if backoff > self.delay {
+            RestartWait {
+                wait: backoff,
+                backoff: true,
+            }
+        } else {
+            RestartWait {
+                wait: self.delay,
+                backoff: false,
+            }
         }
     }
 }
@@ -328,6 +406,15 @@ pub enum ConfigError {
         resource: ResourceId,
     },
     #[error(
+        "resource {resource} in group {group}: restart max_backoff {max_backoff} is below its backoff step {backoff} (raise max_backoff, or set backoff 0 to turn the back-off off)"
+    )]
+    BackoffCapBelowStep {
+        group: GroupId,
+        resource: ResourceId,
+        backoff: Millis,
+        max_backoff: Millis,
+    },
+    #[error(
         "resource {resource} in group {group} sets max_lag_on_failover but has no copies (set copies too, or leave max_lag_on_failover out)"
     )]
     MaxLagWithoutCopies {
@@ -337,4 +424,102 @@ pub enum ConfigError {
     /// Reconfiguration only: the change would orphan something that is running.
     #[error("cannot apply configuration: {0}")]
     Conflicts(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waits(policy: RestartPolicy, counts: std::ops::RangeInclusive<usize>) -> Vec<(u64, bool)> {
+        counts
+            .map(|n| {
+                let w = policy.wait_after(n);
+                (w.wait.0, w.backoff)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_default_back_off_doubles_from_1_s_to_5_min_after_an_immediate_first_restart() {
+        let got = waits(RestartPolicy::default(), 1..=12);
+        let s = |secs: u64| (secs * 1000, true);
+        assert_eq!(
+            got,
+            vec![
+                (0, false),
+                s(1),
+                s(2),
+                s(4),
+                s(8),
+                s(16),
+                s(32),
+                s(64),
+                s(128),
+                s(256),
+                s(300),
+                s(300)
+            ]
+        );
+    }
+
+    #[test]
+    fn the_delay_is_a_floor_and_the_cap_a_ceiling() {
+        let policy = RestartPolicy {
+            delay: Millis::from_secs(3),
+            backoff: Millis::from_secs(2),
+            max_backoff: Millis::from_secs(5),
+            ..RestartPolicy::default()
+        };
+        assert_eq!(
+            waits(policy, 1..=5),
+            vec![
+                (3000, false),
+                (3000, false),
+                (4000, true),
+                (5000, true),
+                (5000, true)
+            ]
+        );
+        let longer_delay = RestartPolicy {
+            delay: Millis::from_mins(10),
+            ..RestartPolicy::default()
+        };
+        assert!(
+            waits(longer_delay, 1..=20)
+                .iter()
+                .all(|&w| w == (600_000, false))
+        );
+    }
+
+    #[test]
+    fn no_back_off_is_the_delay_every_time() {
+        let policy = RestartPolicy {
+            delay: Millis(250),
+            backoff: Millis::ZERO,
+            ..RestartPolicy::default()
+        };
+        assert!(waits(policy, 1..=70).iter().all(|&w| w == (250, false)));
+    }
+
+    #[test]
+    fn huge_counts_and_steps_stop_at_the_cap_without_overflowing() {
+        let policy = RestartPolicy {
+            backoff: Millis(u64::MAX / 2),
+            max_backoff: Millis(u64::MAX),
+            ..RestartPolicy::default()
+        };
+        assert_eq!(policy.wait_after(3).wait, Millis(u64::MAX - 1));
+        assert_eq!(policy.wait_after(4).wait, Millis(u64::MAX));
+        let default = RestartPolicy::default();
+        for n in [63, 64, 65, 66, 1_000, usize::MAX] {
+            assert_eq!(default.wait_after(n).wait, Millis::from_mins(5), "{n}");
+        }
+    }
+
+    #[test]
+    fn a_policy_written_before_the_back_off_reads_with_the_default_back_off() {
+        let old = r#"{"action":"restart-affect-group","threshold":3,"period":900000,"delay":0,"retry_period":3600000}"#;
+        let policy: RestartPolicy = serde_json::from_str(old).expect("reads");
+        assert_eq!(policy, RestartPolicy::default());
+    }
 }

@@ -18,8 +18,9 @@ mod model;
 mod time;
 
 pub use config::{
-    ClusterConfig, ConfigError, CopyNodes, DEFAULT_MAX_LAG_ON_FAILOVER, Failback, GroupConfig,
-    GroupId, NodeId, ResourceConfig, ResourceId, RestartAction, RestartPolicy,
+    ClusterConfig, ConfigError, CopyNodes, DEFAULT_MAX_LAG_ON_FAILOVER,
+    DEFAULT_MAX_RESTART_BACKOFF, DEFAULT_RESTART_BACKOFF, Failback, GroupConfig, GroupId, NodeId,
+    ResourceConfig, ResourceId, RestartAction, RestartPolicy, RestartWait,
 };
 pub use engine::{
     CopiesView, CopyState, CopyView, Engine, EngineSnapshot, GroupState, GroupView, NodeStatus,

@@ -263,6 +263,7 @@ fn compile_resources(
     let mut resources = Table::new();
     for (group, group_config) in names.group_names.indices().zip(&config.groups) {
         for resource_config in &group_config.resources {
+            check_backoff(&groups[group].name, resource_config)?;
             let dependencies = resolve_dependencies(group, resource_config, names)?;
             let copies = compile_copies(&groups[group], resource_config, &names.node_ix)?;
             resources.push(ResourceModel {
@@ -279,6 +280,21 @@ fn compile_resources(
         }
     }
     Ok(resources)
+}
+
+/// A back-off whose cap is below its first step would not grow: refused
+/// rather than read as a fixed wait the operator did not write.
+fn check_backoff(group: &GroupId, resource: &ResourceConfig) -> Result<(), ConfigError> {
+    let restart = &resource.restart;
+    if restart.backoff > Millis::ZERO && restart.max_backoff < restart.backoff {
+        return Err(ConfigError::BackoffCapBelowStep {
+            group: group.clone(),
+            resource: resource.name.clone(),
+            backoff: restart.backoff,
+            max_backoff: restart.max_backoff,
+        });
+    }
+    Ok(())
 }
 
 /// Where `resource` keeps copies: every candidate of its group for

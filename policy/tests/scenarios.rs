@@ -617,6 +617,8 @@ fn config_line(cfg: &mut ClusterConfig, w: &[&str]) -> Result<(), String> {
                     "threshold" => r.restart.threshold = num(v)?,
                     "period" => r.restart.period = dur(v)?,
                     "delay" => r.restart.delay = dur(v)?,
+                    "backoff" => r.restart.backoff = dur(v)?,
+                    "max-backoff" => r.restart.max_backoff = dur(v)?,
                     "retry" => r.restart.retry_period = dur(v)?,
                     "copies" => {
                         r.copies = Some(if v == "all" {

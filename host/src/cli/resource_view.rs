@@ -3,8 +3,9 @@
 //! of its type takes, the ones left to the type's default marked so.
 //!
 //! Put together from the API's answers (the resource's configured
-//! properties, the node's status, the loaded types' schemas), so it shows
-//! what the agent runs, not what a file says.
+//! properties, the node's status, the loaded types' schemas, the
+//! configuration in force for its restart policy), so it shows what the
+//! agent runs, not what a file says.
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
@@ -44,7 +45,24 @@ pub struct ResourceView {
     /// Set when the type's schema is not known on this node: the values
     /// are the configured ones only.
     pub schema_missing: bool,
+    /// Its restart policy as the agent runs it, every key with its value
+    /// (the defaults filled in), in the order [`RESTART_KEYS`] lists them;
+    /// empty when the configuration does not list the resource.
+    pub restart: Vec<(String, Value)>,
 }
+
+/// The keys of `restart = { ... }`, in the order the view shows them: what
+/// happens, how many failures in what period, then the waits (the delay,
+/// the back-off's step and cap), then the retry of a resource left Failed.
+pub const RESTART_KEYS: [&str; 7] = [
+    "action",
+    "threshold",
+    "period_s",
+    "delay_ms",
+    "backoff_ms",
+    "max_backoff_ms",
+    "retry_period_s",
+];
 
 /// Ask the agent about resource `name`.
 pub fn fetch(client: &Client, name: &str) -> Result<ResourceView> {
@@ -55,11 +73,20 @@ pub fn fetch(client: &Client, name: &str) -> Result<ResourceView> {
     let plugins = client
         .call("GET", "/v1/plugins", None)
         .context("reading the loaded types")?;
-    Ok(assemble(name, &configured, &status, &plugins))
+    let config = client
+        .call("GET", "/v1/config", None)
+        .context("reading the configuration in force")?;
+    Ok(assemble(name, &configured, &status, &plugins, &config))
 }
 
-/// The view of resource `name` from the three answers.
-pub fn assemble(name: &str, configured: &Value, status: &Value, plugins: &Value) -> ResourceView {
+/// The view of resource `name` from the four answers.
+pub fn assemble(
+    name: &str,
+    configured: &Value,
+    status: &Value,
+    plugins: &Value,
+    config: &Value,
+) -> ResourceView {
     let (group, resource) = status["groups"]
         .as_array()
         .into_iter()
@@ -111,6 +138,17 @@ pub fn assemble(name: &str, configured: &Value, status: &Value, plugins: &Value)
             });
         }
     }
+    let restart_table = config["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["name"] == name)
+        .map(|r| r["restart"].clone())
+        .unwrap_or(Value::Null);
+    let restart = RESTART_KEYS
+        .iter()
+        .filter_map(|&key| Some((key.to_string(), restart_table.get(key)?.clone())))
+        .collect();
     ResourceView {
         name: name.to_string(),
         type_name,
@@ -120,6 +158,7 @@ pub fn assemble(name: &str, configured: &Value, status: &Value, plugins: &Value)
         reason: field("reason"),
         properties,
         schema_missing: schema.is_none(),
+        restart,
     }
 }
 
@@ -141,6 +180,14 @@ impl ResourceView {
         out += &format!("state      {}\n", or_unknown(&self.state));
         if let Some(reason) = &self.reason {
             out += &format!("reason     {reason}\n");
+        }
+        if !self.restart.is_empty() {
+            let keys: Vec<String> = self
+                .restart
+                .iter()
+                .map(|(key, value)| format!("{key}={}", text(value)))
+                .collect();
+            out += &format!("restart    {}\n", keys.join(" "));
         }
         out += "properties";
         if self.schema_missing {
@@ -182,6 +229,7 @@ impl ResourceView {
             "state": self.state,
             "reason": self.reason,
             "properties": properties,
+            "restart": self.restart.iter().cloned().collect::<serde_json::Map<_, _>>(),
         })
     }
 }
@@ -202,11 +250,21 @@ mod tests {
             { "name": "a-much-longer-property-name", "default": "500" },
             { "name": "env", "default": null },
         ]}]);
-        let view = assemble("r1", &configured, &status, &plugins);
+        let config = json!({ "resources": [{ "name": "r1", "restart": {
+            "action": "affect-group", "threshold": 3, "period_s": 900, "delay_ms": 0,
+            "backoff_ms": 1000, "max_backoff_ms": 300000, "retry_period_s": 3600
+        }}]});
+        let view = assemble("r1", &configured, &status, &plugins, &config);
         let text = view.render();
         assert!(text.contains("type       process 0.3.1\n"), "{text}");
         assert!(text.contains("group      g1\n"), "{text}");
         assert!(text.contains("state      Online\n"), "{text}");
+        assert!(
+            text.contains(
+                "restart    action=affect-group threshold=3 period_s=900 delay_ms=0 backoff_ms=1000 max_backoff_ms=300000 retry_period_s=3600\n"
+            ),
+            "{text}"
+        );
         assert!(
             text.contains("  program                      /usr/bin/sleep\n"),
             "{text}"
@@ -229,6 +287,8 @@ mod tests {
             true
         );
         assert_eq!(json["properties"]["args"]["default"], false);
+        assert_eq!(json["restart"]["backoff_ms"], 1000);
+        assert_eq!(json["restart"]["max_backoff_ms"], 300000);
     }
 
     #[test]
@@ -238,10 +298,12 @@ mod tests {
             &json!({ "x": "1" }),
             &json!({ "groups": [] }),
             &json!([]),
+            &json!({ "resources": [] }),
         );
         let text = view.render();
         assert!(text.contains("configured values only"), "{text}");
         assert!(text.contains("  x  1\n"), "{text}");
         assert!(text.contains("type       -\n"), "{text}");
+        assert!(!text.contains("restart"), "{text}");
     }
 }

@@ -35,7 +35,7 @@
 //! depends_on = []            # resources of the same group
 //! is_alive_interval_ms = 5000
 //! properties = { program = "/usr/bin/sleep", args = "3600" }
-//! restart = { action = "affect-group", threshold = 3, period_s = 900, delay_ms = 0, retry_period_s = 3600 }
+//! restart = { action = "affect-group", threshold = 3, period_s = 900, delay_ms = 0, backoff_ms = 1000, max_backoff_ms = 300000, retry_period_s = 3600 }
 //! ```
 //!
 //! Unknown keys are errors, reported with their line, so that a typo never

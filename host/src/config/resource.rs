@@ -131,9 +131,22 @@ pub struct RestartConfig {
     /// The period failures are counted over, in seconds.
     #[serde(default = "default_period_s")]
     pub period_s: u64,
-    /// How long to wait before a restart, in milliseconds.
+    /// How long to wait at least before any restart, in milliseconds
+    /// (Windows' RestartDelay; 0 by default: a first failure restarts at
+    /// once).
     #[serde(default)]
     pub delay_ms: u64,
+    /// The back-off's first step, in milliseconds: the wait after the 2nd
+    /// failure within the period, doubled at each further one up to
+    /// `max_backoff_ms` (1 000 by default; 0 turns the back-off off). See
+    /// [`RestartPolicy::backoff`] for why.
+    #[serde(default = "default_backoff_ms")]
+    pub backoff_ms: u64,
+    /// The longest back-off wait, in milliseconds (300 000, 5 min, by
+    /// default; not below `backoff_ms`). See
+    /// [`RestartPolicy::max_backoff`] for why.
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
     /// A resource left Failed is tried again after this long.
     #[serde(default = "default_retry_period_s")]
     pub retry_period_s: u64,
@@ -151,6 +164,14 @@ fn default_period_s() -> u64 {
     RestartPolicy::default().period.0 / 1000
 }
 
+fn default_backoff_ms() -> u64 {
+    RestartPolicy::default().backoff.0
+}
+
+fn default_max_backoff_ms() -> u64 {
+    RestartPolicy::default().max_backoff.0
+}
+
 fn default_retry_period_s() -> u64 {
     RestartPolicy::default().retry_period.0 / 1000
 }
@@ -162,6 +183,8 @@ impl Default for RestartConfig {
             threshold: default_threshold(),
             period_s: default_period_s(),
             delay_ms: 0,
+            backoff_ms: default_backoff_ms(),
+            max_backoff_ms: default_max_backoff_ms(),
             retry_period_s: default_retry_period_s(),
         }
     }
@@ -193,9 +216,19 @@ impl ResourceConfig {
         Ok(())
     }
 
-    /// Its restart policy for the policy engine; an unknown action is an
-    /// error naming the resource.
+    /// Its restart policy for the policy engine; an unknown action, or a
+    /// back-off cap below its step, is an error naming the resource and
+    /// the key.
     pub fn restart_policy(&self) -> Result<RestartPolicy> {
+        let restart = &self.restart;
+        if restart.backoff_ms > 0 && restart.max_backoff_ms < restart.backoff_ms {
+            bail!(
+                "resource {:?}: restart max_backoff_ms {} is below backoff_ms {}: the back-off would not grow (raise max_backoff_ms, or set backoff_ms = 0 to turn the back-off off)",
+                self.name,
+                restart.max_backoff_ms,
+                restart.backoff_ms
+            );
+        }
         let action = match self.restart.action.as_str() {
             "affect-group" => RestartAction::RestartAffectGroup,
             "no-affect-group" => RestartAction::RestartNoAffectGroup,
@@ -210,6 +243,8 @@ impl ResourceConfig {
             threshold: self.restart.threshold,
             period: Millis::from_secs(self.restart.period_s),
             delay: Millis(self.restart.delay_ms),
+            backoff: Millis(self.restart.backoff_ms),
+            max_backoff: Millis(self.restart.max_backoff_ms),
             retry_period: Millis::from_secs(self.restart.retry_period_s),
         })
     }
@@ -225,5 +260,81 @@ impl ResourceConfig {
             .iter()
             .map(|(k, v)| (k.clone(), v.as_text()))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use warden_policy::Millis;
+
+    use super::super::{AgentConfig, GOOD};
+
+    /// [`GOOD`] with its resource's `restart` table replaced by `restart`.
+    fn with_restart(restart: &str) -> anyhow::Result<AgentConfig> {
+        AgentConfig::parse(&GOOD.replace("restart = { threshold = 5 }", restart))
+    }
+
+    #[test]
+    fn the_back_off_keys_default_to_1_s_doubling_to_5_min() {
+        let config = with_restart("restart = { threshold = 5 }").expect("valid");
+        let resource = &config.resources[0];
+        assert_eq!(resource.restart.backoff_ms, 1_000);
+        assert_eq!(resource.restart.max_backoff_ms, 300_000);
+        let policy = resource.restart_policy().expect("valid");
+        assert_eq!(policy.delay, Millis::ZERO);
+        assert_eq!(policy.backoff, Millis::from_secs(1));
+        assert_eq!(policy.max_backoff, Millis::from_mins(5));
+    }
+
+    #[test]
+    fn the_back_off_keys_reach_the_policy() {
+        let config = with_restart(
+            "restart = { threshold = 100, delay_ms = 250, backoff_ms = 2000, max_backoff_ms = 60000 }",
+        )
+        .expect("valid");
+        let policy = config.resources[0].restart_policy().expect("valid");
+        assert_eq!(policy.threshold, 100);
+        assert_eq!(policy.delay, Millis(250));
+        assert_eq!(policy.backoff, Millis::from_secs(2));
+        assert_eq!(policy.max_backoff, Millis::from_mins(1));
+        let off = with_restart("restart = { backoff_ms = 0, max_backoff_ms = 0 }").expect("off");
+        assert_eq!(
+            off.resources[0].restart_policy().expect("valid").backoff,
+            Millis::ZERO
+        );
+    }
+
+    #[test]
+    fn a_cap_below_the_step_is_refused_naming_the_resource_and_the_keys() {
+        let err = with_restart("restart = { backoff_ms = 10000, max_backoff_ms = 5000 }")
+            .expect_err("cap below step")
+            .to_string();
+        assert_eq!(
+            err,
+            "resource \"s\": restart max_backoff_ms 5000 is below backoff_ms 10000: the back-off would not grow (raise max_backoff_ms, or set backoff_ms = 0 to turn the back-off off)"
+        );
+        let err = with_restart("restart = { max_backoff_ms = 999 }")
+            .expect_err("cap below the default step")
+            .to_string();
+        assert!(
+            err.contains("max_backoff_ms 999 is below backoff_ms 1000"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn misspelt_or_negative_back_off_keys_are_refused() {
+        let err = with_restart("restart = { back_off_ms = 1000 }")
+            .expect_err("typo")
+            .to_string();
+        assert!(err.contains("unknown field `back_off_ms`"), "{err}");
+        assert!(
+            err.contains("backoff_ms"),
+            "the known keys are listed: {err}"
+        );
+        let err = with_restart("restart = { max_backoff_ms = -1 }")
+            .expect_err("negative")
+            .to_string();
+        assert!(err.contains("max_backoff_ms"), "{err}");
     }
 }

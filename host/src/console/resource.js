@@ -69,7 +69,8 @@ export async function resourceView(ctx, name) {
       ...TIMERS.map(([key, label]) => [label, ms(configured[key])]),
       ["Memory limit", configured.memory_limit_mib ? `${configured.memory_limit_mib} MiB` : "the node's default"],
       ["On failure", `${restart.action ?? "?"}: at most ${restart.threshold ?? "?"} in ${restart.period_s ?? "?"} s, ` +
-        `${restart.delay_ms ?? "?"} ms apart`],
+        `restarted after ${restart.delay_ms ?? "?"} ms, then a back-off of ${restart.backoff_ms ?? "?"} ms ` +
+        `doubling to ${restart.max_backoff_ms ?? "?"} ms`],
     ], { id: "timers" }),
     table("Checks", ["Checks run", "Instances", "Failures in period", "Last check", "Last failed check"], [[
       String(live.checks), String(live.instances), String(live.failures_in_period),

@@ -329,7 +329,9 @@ properties = {{ program = "{WARDEN}", args = "demo-service --name flaky --listen
         .collect();
     for expected in [
         "failure 1 of 3 within 900s, restarting after 100ms",
-        "failure 2 of 3 within 900s, restarting after 100ms",
+        // The second failure waits for the back-off's first step (1 s by
+        // default), longer than the delay.
+        "failure 2 of 3 within 900s, restarting after 1s (back-off)",
         "3 times within 900s, threshold 3 reached: failing group evs over",
     ] {
         assert!(

@@ -49,6 +49,7 @@ mod plugin_test_cli;
 mod probe;
 mod readme;
 mod resource_get;
+mod restart_backoff;
 mod run_as;
 mod scale;
 mod sdk;

@@ -3,7 +3,7 @@
 
 use super::Engine;
 use super::state::{Goal, Recovery, ResourceState, times};
-use crate::config::RestartAction;
+use crate::config::{RestartAction, RestartWait};
 use crate::event::{Action, MoveKind};
 use crate::index::{GroupIx, NodeIx, ResourceIx};
 use crate::time::Millis;
@@ -92,15 +92,19 @@ impl Engine {
         // failed 3 times within 900 seconds" takes the group offline; the
         // resource monitor "tries to restart the resource two additional
         // times"). The failures before it are restarted.
+        // The wait grows with the failures still in the period (the
+        // back-off) and shrinks again as they age out: the first failure
+        // after a quiet period waits only for the delay (none by default).
         if (count as u64) < u64::from(threshold) {
-            record.recovery = Recovery::RestartAt(now + policy.delay);
-            let delay = if policy.delay > Millis::ZERO {
-                format!(" after {}", policy.delay)
-            } else {
-                String::new()
+            let RestartWait { wait, backoff } = policy.wait_after(count);
+            record.recovery = Recovery::RestartAt(now + wait);
+            let after = match (wait > Millis::ZERO, backoff) {
+                (false, _) => String::new(),
+                (true, false) => format!(" after {wait}"),
+                (true, true) => format!(" after {wait} (back-off)"),
             };
             let why = format!(
-                "failed ({reason}): failure {count} of {threshold} within {period}, restarting{delay}"
+                "failed ({reason}): failure {count} of {threshold} within {period}, restarting{after}"
             );
             return Self::decision(out, name, why);
         }
