@@ -35,10 +35,13 @@
 //!   then `_exit(127)`; the parent, resumed, turns them into a
 //!   [`LaunchError`].
 //!
-//! The child inherits descriptors 0, 1 and 2 only, because every
-//! descriptor the agent opens is close-on-exec (Rust's std, tokio and this
-//! crate open them so; `host/tests/all/service_launch.rs` lists a service's
-//! `/proc/PID/fd`).
+//! The child inherits descriptors 0, 1 and 2 only: every descriptor the
+//! agent opens is close-on-exec (Rust's std, tokio and this crate open
+//! them so), and the child marks every other one close-on-exec before
+//! `execve` (`close_range`), so that what the agent itself inherited
+//! without the flag (a shell's leftovers) does not reach services either.
+//! `host/tests/all/service_launch.rs` lists a service's `/proc/PID/fd`
+//! and checks the agent's own descriptors' flags.
 //!
 //! Death with the agent (`PR_SET_PDEATHSIG`) fires when the *thread* that
 //! made the child exits, not the process: launch from long-lived threads
@@ -165,6 +168,8 @@ pub enum Step {
     SetUid,
     /// `fchdir` to the working directory (as the program's user).
     WorkingDirectory,
+    /// Every descriptor above 2 marked close-on-exec.
+    CloseOthers,
     /// `PR_SET_PDEATHSIG`, after the credentials: a change of credentials
     /// clears it.
     DeathSignal,
@@ -177,7 +182,7 @@ pub enum Step {
 }
 
 impl Step {
-    const ALL: [Step; 11] = [
+    const ALL: [Step; 12] = [
         Step::ResetSignals,
         Step::ProcessGroup,
         Step::Stdio,
@@ -185,6 +190,7 @@ impl Step {
         Step::SetGid,
         Step::SetUid,
         Step::WorkingDirectory,
+        Step::CloseOthers,
         Step::DeathSignal,
         Step::ParentGone,
         Step::UnblockSignals,
@@ -206,6 +212,7 @@ impl fmt::Display for Step {
             Step::SetGid => "setgid",
             Step::SetUid => "setuid",
             Step::WorkingDirectory => "fchdir to its working directory",
+            Step::CloseOthers => "close_range (closing the agent's other descriptors)",
             Step::DeathSignal => "prctl(PR_SET_PDEATHSIG)",
             Step::ParentGone => "the agent died before it started",
             Step::UnblockSignals => "unblocking signals",
@@ -636,6 +643,21 @@ unsafe fn run_child(plan: &ChildPlan) -> (Step, i32) {
         }
         if plan.cwd >= 0 && libc::fchdir(plan.cwd) != 0 {
             return (Step::WorkingDirectory, errno());
+        }
+        // Every descriptor the agent opens is close-on-exec already; this
+        // also closes at exec what the agent inherited from its own parent
+        // without the flag. Marking is cheap (a bitmap; exec closes them
+        // as it would have closed the agent's). Before Linux 5.11 the
+        // flag is unknown (EINVAL) and close-on-exec alone holds.
+        if libc::syscall(
+            libc::SYS_close_range,
+            3 as c_long,
+            c_long::from(u32::MAX),
+            c_long::from(libc::CLOSE_RANGE_CLOEXEC),
+        ) != 0
+            && !matches!(errno(), libc::EINVAL | libc::ENOSYS)
+        {
+            return (Step::CloseOthers, errno());
         }
         if let Some(parent) = plan.parent {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_long, 0, 0, 0) != 0 {

@@ -52,6 +52,7 @@ mod resource_get;
 mod run_as;
 mod scale;
 mod sdk;
+mod service_launch;
 mod signals;
 mod startup_versions;
 mod store_copies;
