@@ -25,6 +25,7 @@ mod copies_fencing;
 mod fence_cluster;
 mod netlab;
 mod rollout;
+mod service_launch;
 mod virtual_address;
 mod virtual_server;
 mod watchdog;
