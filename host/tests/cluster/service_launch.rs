@@ -27,8 +27,15 @@ fn a_service_dies_with_its_agent_killed_9_without_a_fence_guard() {
         .intersection(&endpoints(pid))
         .cloned()
         .collect();
-    assert!(!endpoints(agent as i32).is_empty(), "the agent holds sockets");
-    assert_eq!(shared, Vec::<String>::new(), "the agent's sockets or pipes in its service");
+    assert!(
+        !endpoints(agent as i32).is_empty(),
+        "the agent holds sockets"
+    );
+    assert_eq!(
+        shared,
+        Vec::<String>::new(),
+        "the agent's sockets or pipes in its service"
+    );
 
     cluster.kill_agent(0);
     // No other agent runs and no guard: nothing else would stop it.
