@@ -195,8 +195,9 @@ async fn new_way(cwd: &Path) -> Duration {
 /// This process's CPU time and its reaped children's.
 fn cpu() -> (Duration, Duration) {
     let usage = |who| {
-        // SAFETY: getrusage writes one rusage into `usage`.
+        // SAFETY: rusage is plain data, valid as all zeroes.
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: getrusage writes one rusage into `usage`.
         unsafe { libc::getrusage(who, &mut usage) };
         let time = |t: libc::timeval| {
             Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)

@@ -11,8 +11,8 @@
 //! the fork runs nothing else meanwhile (docs/benchmarks.md, "Starting a
 //! service without forking the agent"). A child that shares the agent's
 //! memory copies nothing; the calling thread is suspended (`CLONE_VFORK`)
-//! until the child has called `execve` or died, a few tens of
-//! microseconds.
+//! until the child has called `execve` or died, about 0.1 ms whatever the
+//! agent's size (`host/benches/spawn.rs`).
 //!
 //! A child that runs in the agent's memory lives by these rules, each kept
 //! here:
@@ -357,8 +357,6 @@ impl Launch {
             stderr,
             cwd,
             run_as: self.run_as,
-            // std's Command drops the supplementary groups only where it
-            // may (root); elsewhere setgroups fails and is let go.
             parent: if self.die_with_parent {
                 // SAFETY: getpid has no preconditions.
                 Some(unsafe { libc::getpid() })
@@ -394,6 +392,8 @@ impl Launch {
                 ptr::null_mut::<c_int>(),
             )
         };
+        // Read at once, and only if clone failed: once a child ran, errno
+        // is the child's (it shares this thread's TLS).
         let clone_error = io::Error::last_os_error();
         drop(blocked);
         drop(stack);
@@ -628,6 +628,9 @@ unsafe fn run_child(plan: &ChildPlan) -> (Step, i32) {
             }
         }
         if let Some(Credentials { uid, gid }) = plan.run_as {
+            // As std's Command: the supplementary groups are dropped where
+            // the agent may drop them (root); elsewhere setgroups fails
+            // with EPERM and is let go (setgid and setuid then decide).
             let no_groups: *const libc::gid_t = ptr::null();
             if libc::syscall(libc::SYS_setgroups, 0 as c_long, no_groups) != 0
                 && errno() != libc::EPERM
