@@ -651,14 +651,16 @@ unsafe fn run_child(plan: &ChildPlan) -> (Step, i32) {
         // also closes at exec what the agent inherited from its own parent
         // without the flag. Marking is cheap (a bitmap; exec closes them
         // as it would have closed the agent's). Before Linux 5.11 the
-        // flag is unknown (EINVAL) and close-on-exec alone holds.
+        // flag is unknown (EINVAL, or ENOSYS before 5.9), and a seccomp
+        // filter older than the call may deny it (EPERM, as systemd's
+        // SystemCallErrorNumber): then close-on-exec alone holds.
         if libc::syscall(
             libc::SYS_close_range,
             3 as c_long,
             c_long::from(u32::MAX),
             c_long::from(libc::CLOSE_RANGE_CLOEXEC),
         ) != 0
-            && !matches!(errno(), libc::EINVAL | libc::ENOSYS)
+            && !matches!(errno(), libc::EINVAL | libc::ENOSYS | libc::EPERM)
         {
             return (Step::CloseOthers, errno());
         }
