@@ -840,3 +840,111 @@ fn hold_above_stdio(fd: OwnedFd, held: &mut Vec<OwnedFd>) -> io::Result<RawFd> {
     }
     Ok(raw)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_execve_would_misread_is_refused_before_anything_starts() {
+        assert!(matches!(
+            Launch::new(Path::new("sh")),
+            Err(LaunchError::NotAbsolute(_))
+        ));
+        assert!(matches!(
+            Launch::new(Path::new("/bin/sh\0x")),
+            Err(LaunchError::Nul { .. })
+        ));
+        let mut launch = Launch::new(Path::new("/bin/sh")).expect("absolute");
+        assert!(matches!(launch.arg("a\0b"), Err(LaunchError::Nul { .. })));
+        for name in ["", "A=B", "A\0"] {
+            assert!(matches!(
+                launch.env(name, "v"),
+                Err(LaunchError::BadName(_))
+            ));
+        }
+        let err = launch.env("HOME", "/\0").expect_err("a NUL in a value");
+        assert_eq!(err.to_string(), "the value of HOME holds a NUL byte");
+    }
+
+    /// Many children started at once from several threads, each exiting
+    /// with its own code: every wait gets its own child's status, through
+    /// its own pidfd.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_starts_each_get_their_own_exit_status() {
+        let mut waits = Vec::new();
+        for code in 0..120u32 {
+            waits.push(tokio::spawn(async move {
+                let mut launch = Launch::new(Path::new("/bin/sh")).expect("absolute");
+                launch
+                    .arg("-c")
+                    .and_then(|l| l.arg(&format!("exit {code}")))
+                    .expect("args");
+                let child = launch.start().expect("sh starts");
+                (code, child.wait().await.expect("reaped"))
+            }));
+        }
+        for wait in waits {
+            let (code, status) = wait.await.expect("task");
+            assert_eq!(status.code(), Some(code as i32), "{status}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_signal_and_a_failed_exec_come_back_as_they_happened() {
+        let mut launch = Launch::new(Path::new("/bin/sh")).expect("absolute");
+        launch
+            .arg("-c")
+            .and_then(|l| l.arg("kill -TERM $$"))
+            .expect("args");
+        let status = launch
+            .start()
+            .expect("sh starts")
+            .wait()
+            .await
+            .expect("reaped");
+        assert_eq!(status.signal(), Some(libc::SIGTERM), "{status}");
+
+        let err = Launch::new(Path::new("/no/such/program"))
+            .expect("absolute")
+            .start()
+            .expect_err("nothing to run");
+        assert!(
+            matches!(
+                err,
+                LaunchError::Child {
+                    step: Step::Exec,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(err.to_string(), "No such file or directory (os error 2)");
+
+        // A working directory the program's user may not enter.
+        if nix::unistd::geteuid().is_root()
+            && let Ok(Some(nobody)) = nix::unistd::User::from_name("nobody")
+        {
+            let dir = tempfile::tempdir().expect("tempdir");
+            std::fs::set_permissions(
+                dir.path(),
+                std::os::unix::fs::PermissionsExt::from_mode(0o700),
+            )
+            .expect("chmod");
+            let mut launch = Launch::new(Path::new("/bin/true")).expect("absolute");
+            launch
+                .cwd(std::fs::File::open(dir.path()).expect("open").into())
+                .run_as(Credentials {
+                    uid: nobody.uid.as_raw(),
+                    gid: nobody.gid.as_raw(),
+                });
+            let err = launch
+                .start()
+                .expect_err("nobody cannot enter a 0700 root directory");
+            assert_eq!(
+                err.to_string(),
+                "fchdir to its working directory: Permission denied (os error 13)"
+            );
+        }
+    }
+}
