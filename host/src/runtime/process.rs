@@ -194,7 +194,8 @@ impl ProcessSlot {
             .start()
             .map_err(|err| format!("could not start {}: {err}", spec.program))?;
         let pid = child.id();
-        // Its process group (the pid, see `process_group(0)`), for the fence guard.
+        // Its process group (the pid: the launcher's setpgid(0, 0)), for the
+        // fence guard.
         crate::fence_guard::hold(pid);
         let pid_file = dirs.private.join(PID_FILE);
         let started = start_time(pid).unwrap_or(0);
