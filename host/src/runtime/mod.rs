@@ -21,6 +21,7 @@ mod epoch;
 mod guest_output;
 mod host_state;
 mod instance;
+pub mod launch;
 mod limits;
 mod network;
 mod older_contracts;

@@ -28,17 +28,17 @@
 
 use std::os::fd::OwnedFd;
 use std::path::Path;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
 use super::host_state::{Grants, LaunchGrants, ResourceDirs, RunAs};
+use super::launch::{Credentials, Launch};
 use super::private_file;
 use crate::contract::bindings::current::warden::resource::process::{ProcessState, SpawnSpec};
 
@@ -180,17 +180,22 @@ impl ProcessSlot {
             return Ok(pid);
         }
         let launch = &grants.launch;
-        let mut command = command_for(spec, launch, &dirs.private, checked.cwd)?;
+        let program = launch_for(spec, launch, &dirs.private, checked.cwd)?;
         if let Some(run_as) = &launch.run_as {
             hand_over(&dirs.data, run_as)?;
         }
-        let mut child = command
-            .spawn()
+        // Started on this thread, the tokio worker polling the resource's
+        // actor: in cluster mode the service's PR_SET_PDEATHSIG fires when
+        // the thread that started it exits, and a worker lives as long as
+        // the agent. Never move this to `spawn_blocking`, whose threads
+        // retire after ten idle seconds and would take their services
+        // with them.
+        let child = program
+            .start()
             .map_err(|err| format!("could not start {}: {err}", spec.program))?;
-        let pid = child
-            .id()
-            .ok_or_else(|| format!("{} exited before it could be watched", spec.program))?;
-        // Its process group (the pid, see `process_group(0)`), for the fence guard.
+        let pid = child.id();
+        // Its process group (the pid: the launcher's setpgid(0, 0)), for the
+        // fence guard.
         crate::fence_guard::hold(pid);
         let pid_file = dirs.private.join(PID_FILE);
         let started = start_time(pid).unwrap_or(0);
@@ -307,62 +312,53 @@ fn remove_pid_record(pid_file: &Path, pid: u32) {
     }
 }
 
-/// The command that starts `spec`: an empty environment but for what the
-/// operator granted and the plugin set, output to the service log in
-/// `private_dir`, a process group of its own, the granted user, and, between
-/// fork and exec, the working directory `cwd` (opened beneath the data
-/// directory) and death with the agent.
-fn command_for(
+/// How `spec` starts: an empty environment but for what the operator
+/// granted and the plugin set, output to the service log in `private_dir`,
+/// the working directory `cwd` (opened beneath the data directory), the
+/// granted user, and in cluster mode death with the agent. The launcher
+/// (`launch.rs`) gives it a process group of its own and stdin from
+/// /dev/null.
+fn launch_for(
     spec: &SpawnSpec,
     launch: &LaunchGrants,
     private_dir: &Path,
     cwd: OwnedFd,
-) -> Result<Command, String> {
+) -> Result<Launch, String> {
+    let refused =
+        |err: super::launch::LaunchError| format!("could not start {}: {err}", spec.program);
     let log_path = private_dir.join(SERVICE_LOG);
     let log = private_file::open_append(&log_path)
         .map_err(|err| format!("could not open {}: {err}", log_path.display()))?;
-    let mut command = Command::new(&spec.program);
-    command
-        .args(&spec.args)
-        // The agent's environment may hold secrets, and a variable like
-        // LD_PRELOAD runs code of the plugin's choosing: start empty.
-        .env_clear()
-        .envs(launch.env.iter().map(|(k, v)| (k, v)))
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(
-            log.try_clone()
-                .map_err(|e| format!("{}: {e}", log_path.display()))?,
-        ))
-        .stderr(Stdio::from(log))
-        // Its own process group, so that stop reaches what it forks.
-        .process_group(0)
-        .kill_on_drop(false);
-    if let Some(run_as) = &launch.run_as {
-        // std drops the supplementary groups when root sets a uid.
-        command.uid(run_as.uid).gid(run_as.gid);
+    let log_copy = log
+        .try_clone()
+        .map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let mut program = Launch::new(Path::new(&spec.program)).map_err(refused)?;
+    for arg in &spec.args {
+        program.arg(arg).map_err(refused)?;
     }
-    let die_with_agent = DIE_WITH_AGENT.load(Ordering::SeqCst);
-    let agent = std::process::id();
-    // SAFETY: between fork and exec only async-signal-safe calls
-    // (fchdir, prctl, getppid) are made, and nothing is allocated
-    // (the error values are made from raw OS codes).
-    unsafe {
-        command.pre_exec(move || {
-            // A descriptor opened beneath the data directory without
-            // following links: no path the plugin can swap in between.
-            nix::unistd::fchdir(&cwd)?;
-            if die_with_agent {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-                // The agent may have died before the call above.
-                if std::os::unix::process::parent_id() != agent {
-                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-                }
-            }
-            Ok(())
+    // The agent's environment may hold secrets, and a variable like
+    // LD_PRELOAD runs code of the plugin's choosing: only these (the
+    // plugin's value of a name replaces the operator's).
+    for (name, value) in launch.env.iter().chain(&spec.env) {
+        program.env(name, value).map_err(refused)?;
+    }
+    program
+        .stdout(OwnedFd::from(log_copy))
+        .stderr(OwnedFd::from(log))
+        // A descriptor opened beneath the data directory without
+        // following links: no path the plugin can swap in between.
+        .cwd(cwd);
+    if let Some(run_as) = &launch.run_as {
+        // Without supplementary groups, the agent's or the user's.
+        program.run_as(Credentials {
+            uid: run_as.uid,
+            gid: run_as.gid,
         });
     }
-    Ok(command)
+    if DIE_WITH_AGENT.load(Ordering::SeqCst) {
+        program.die_with_parent();
+    }
+    Ok(program)
 }
 
 /// A spawn request that passed every check.

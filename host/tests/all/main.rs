@@ -53,6 +53,7 @@ mod restart_backoff;
 mod run_as;
 mod scale;
 mod sdk;
+mod service_launch;
 mod signals;
 mod start_early;
 mod startup_versions;

@@ -5,6 +5,8 @@
 //! supplementary groups (neither the agent's nor the user's), in a data
 //! directory it can write; a user that does not exist is refused naming
 //! it. The plugin never chooses: a plugin's property cannot name a user.
+//! The agent's service is also checked from outside (`/proc/PID/status`:
+//! every uid and gid, no groups; its own process group).
 //!
 //! Needs root (useradd, setuid), as CI runs it.
 
@@ -227,6 +229,33 @@ properties = {{ program = "/bin/sh", args = "{script}" }}
         "{log}"
     );
     assert!(!log.contains("not-writable"), "{log}");
+    // Seen from outside too: every uid and gid the user's, no groups, a
+    // process group of its own (the launcher's setgroups, setgid, setuid
+    // and setpgid, `runtime/launch.rs`).
+    let record = std::fs::read_to_string(tmp.path().join("data/private/who/.warden-pid"))
+        .expect("pid record");
+    let pid: u32 = record
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a pid");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let line = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|rest| rest.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|| panic!("no {name} in {status}"))
+    };
+    assert_eq!(line("Uid:"), vec![user.uid.to_string(); 4].join(" "));
+    assert_eq!(line("Gid:"), vec![user.gid.to_string(); 4].join(" "));
+    assert_eq!(line("Groups:"), "", "no supplementary groups");
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let pgrp = stat[stat.rfind(')').expect(")") + 2..]
+        .split_whitespace()
+        .nth(2)
+        .expect("pgrp");
+    assert_eq!(pgrp, pid.to_string(), "a process group of its own");
     agent.stop();
 
     // A configured user that does not exist stops the agent, named.

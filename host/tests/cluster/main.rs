@@ -26,6 +26,7 @@ mod copies_fencing;
 mod fence_cluster;
 mod netlab;
 mod rollout;
+mod service_launch;
 mod virtual_address;
 mod virtual_server;
 mod watchdog;
