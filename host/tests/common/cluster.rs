@@ -748,7 +748,9 @@ properties = {{ program = "{mta}", address = "{address}", store = "{store}" }}
         fences_in(&self.agent_log(i))
     }
 
-    /// Wait until agent `i` has joined more than `before` times.
+    /// Wait until agent `i` has joined more than `before` times and its
+    /// API answers from the running node (not from the start's progress,
+    /// which refuses changes with 503).
     pub fn wait_joined(&self, i: usize, before: usize) {
         wait_until(
             &format!(
@@ -759,19 +761,18 @@ properties = {{ program = "{mta}", address = "{address}", store = "{store}" }}
             Duration::from_secs(60),
             || (self.joins(i) > before).then_some(()),
         );
-    }
-
-    /// Start agent `i` and wait until it has joined and its API answers
-    /// from the running node (not from the start's progress).
-    pub fn start_joined(&mut self, i: usize) {
-        let before = self.joins(i);
-        self.start_agent(i);
-        self.wait_joined(i, before);
         wait_until(
             &format!("{} to have started", NODES[i]),
             Duration::from_secs(60),
             || super::agent_process::has_started(self.apis[i], TOKEN),
         );
+    }
+
+    /// Start agent `i` and wait until it has joined and started.
+    pub fn start_joined(&mut self, i: usize) {
+        let before = self.joins(i);
+        self.start_agent(i);
+        self.wait_joined(i, before);
     }
 
     /// Run the `warden` CLI against agent `i`'s admin API.
