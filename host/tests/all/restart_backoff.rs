@@ -19,7 +19,7 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 use crate::common::agent_process::{AgentProcess, TOKEN};
-use crate::common::process::Killed;
+use crate::common::process::{Killed, oldest_pid_of};
 use crate::common::{free_port, wait_until};
 
 const SLEEP: &str = "/usr/bin/sleep";
@@ -67,16 +67,9 @@ fn decisions(agent: &AgentProcess, resource: &str) -> Vec<(u64, String)> {
         .collect()
 }
 
-/// The service's pid, found by its command line (unique to the test).
+/// The service's pid, found by its whole command line (unique to the test).
 fn pid_of(command_line: &str) -> Option<i32> {
-    let out = Command::new("pgrep")
-        .args(["-f", &format!("^{command_line}$")])
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
-        .and_then(|l| l.trim().parse().ok())
+    oldest_pid_of(&format!("^{command_line}$"))
 }
 
 /// How much later than the policy's clock an event can be written to the
