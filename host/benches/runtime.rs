@@ -81,8 +81,10 @@ async fn run() {
         Ok("pool") => Allocator::Pool,
         _ => Allocator::OnDemand,
     };
+    let release_stacks = std::env::var("WARDEN_BENCH_RELEASE_STACKS").as_deref() != Ok("0");
     let runtime = Runtime::new(RuntimeConfig {
         allocator,
+        release_stacks,
         max_instances: 64,
         ..RuntimeConfig::default()
     })

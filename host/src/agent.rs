@@ -114,7 +114,10 @@ impl Agent {
         let node = started.node;
         record_start_notes(&node, &rejected, started.notes);
         let plugins = started.plugins;
-        let metrics = crate::metrics::Metrics::spawn(started.events.live.resubscribe());
+        let metrics = crate::metrics::Metrics::spawn(
+            started.events.live.resubscribe(),
+            started.events.check_lag.clone(),
+        );
         let subscription = started.events.live;
         let (history, readable_history) =
             crate::history::spawn_writer(started.events.record, &data_dir).await?;
@@ -206,14 +209,21 @@ impl Agent {
 /// cache (compiled plugins kept by content and engine: a restart
 /// recompiles nothing).
 fn prepare(config: &AgentConfig) -> Result<(Arc<Runtime>, CompileCache)> {
-    raise_open_file_limit();
+    let resources = config.resources.len();
+    // Every resource may hold up to `runtime::MAX_HANDLES` handles and its
+    // service log besides its /data directory: the soft limit (1024 by
+    // default) would let a few busy plugins starve the agent of
+    // descriptors, and the hard one may be short of what the resources
+    // need. Failing to raise is logged, not fatal.
+    if let Err(e) = process_limits::raise_open_files(resources) {
+        tracing::warn!("could not read or raise the open-file limit: {e}");
+    }
     if let Some(watchdog) = config.cluster.as_ref().and_then(|c| c.watchdog()) {
         crate::fence_guard::watchdog::check(&watchdog)?;
     }
     let data_dir = &config.node.data_dir;
     std::fs::create_dir_all(data_dir.join("resources"))
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
-    let resources = config.resources.len();
     if let Some(budget) = MapBudget::read(resources, Path::new(process_limits::MAX_MAP_COUNT))
         && !budget.fits()
     {
@@ -250,6 +260,7 @@ fn runtime_config(section: &RuntimeSection) -> RuntimeConfig {
     RuntimeConfig {
         allocator,
         max_instances: section.pool_instances(),
+        release_stacks: section.release_idle_stacks,
         ..RuntimeConfig::default()
     }
 }
@@ -622,23 +633,5 @@ async fn load_one(
             cache.load(runtime, bytes).await.map(|(plugin, _)| plugin)
         }
         None => Plugin::load(runtime, bytes).await,
-    }
-}
-
-/// Raise the soft limit on open files to the hard one. Every resource may
-/// hold up to [`crate::runtime::MAX_HANDLES`] handles and its service log,
-/// and the default soft limit (1024) would let a few busy plugins starve
-/// the agent of descriptors for its own files. Failing to raise it is
-/// logged, not fatal.
-fn raise_open_file_limit() {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) if soft < hard => {
-            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-                tracing::warn!("could not raise the open-file limit from {soft} to {hard}: {e}");
-            }
-        }
-        Ok(_) => {}
-        Err(e) => tracing::warn!("could not read the open-file limit: {e}"),
     }
 }

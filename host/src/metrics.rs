@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 
-use crate::monitor::{Event, EventKind, ResourceState};
+use crate::monitor::{CHECK_LAG_BOUNDS_US, CheckLag, Event, EventKind, ResourceState};
 use crate::node::Status;
 
 /// Upper bounds of the health-check latency histogram, in seconds.
@@ -38,15 +38,24 @@ struct Counters {
     lagged: u64,
 }
 
-#[derive(Default)]
 pub(crate) struct Metrics {
     counters: Mutex<Counters>,
+    /// How late checks start, counted by the actors themselves (atomics):
+    /// a lateness is known where the check starts, not from its event.
+    check_lag: Arc<CheckLag>,
 }
 
 impl Metrics {
-    /// Count every event from `events` until the stream closes.
-    pub(crate) fn spawn(mut events: broadcast::Receiver<Event>) -> Arc<Metrics> {
-        let metrics = Arc::new(Metrics::default());
+    /// Count every event from `events` until the stream closes; expose
+    /// `check_lag` (the monitor's) as it is.
+    pub(crate) fn spawn(
+        mut events: broadcast::Receiver<Event>,
+        check_lag: Arc<CheckLag>,
+    ) -> Arc<Metrics> {
+        let metrics = Arc::new(Metrics {
+            counters: Mutex::default(),
+            check_lag,
+        });
         let feed = metrics.clone();
         tokio::spawn(async move {
             loop {
@@ -112,6 +121,7 @@ impl Metrics {
             out.resource_gauges(status);
         }
         out.counters(&self.lock());
+        out.check_lag(&self.check_lag);
         out.text
     }
 }
@@ -207,6 +217,34 @@ impl Exposition {
                 }
             }
         }
+    }
+
+    /// How late checks started against their schedule: a histogram in
+    /// seconds, and the latest start seen since the agent started.
+    fn check_lag(&mut self, lag: &CheckLag) {
+        let s = lag.snapshot();
+        let name = "warden_check_lateness_seconds";
+        self.family(
+            name,
+            "histogram",
+            "How long after it was due each scheduled health check started.",
+        );
+        for (bound_us, count) in CHECK_LAG_BOUNDS_US.iter().zip(s.cumulative) {
+            let bound = *bound_us as f64 / 1e6;
+            self.line(format!("{name}_bucket{{le=\"{bound}\"}} {count}"));
+        }
+        self.line(format!("{name}_bucket{{le=\"+Inf\"}} {}", s.count));
+        self.line(format!("{name}_sum {}", s.sum_us as f64 / 1e6));
+        self.line(format!("{name}_count {}", s.count));
+        self.family(
+            "warden_check_lateness_max_seconds",
+            "gauge",
+            "The latest any scheduled health check started since the agent started.",
+        );
+        self.line(format!(
+            "warden_check_lateness_max_seconds {}",
+            s.max_us as f64 / 1e6
+        ));
     }
 
     /// What the metrics counted from the event stream.

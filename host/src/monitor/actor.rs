@@ -142,6 +142,9 @@ pub(crate) struct Actor {
     pub copy_filter: StatusFilter,
     /// When `copy-status` is next polled; `None` while no copy runs.
     pub next_copy_status: Option<Instant>,
+    /// Where the lateness of each check is counted (shared by every actor
+    /// of the monitor).
+    pub check_lag: Arc<super::CheckLag>,
 }
 
 /// The copy of a resource's data that runs on this node.
@@ -460,6 +463,10 @@ impl Actor {
     }
 
     async fn run_check(&mut self, check: Check, scheduled: Instant) {
+        // How late the timer and the actor got to it: the wait of a check
+        // behind every other on the node's workers.
+        self.check_lag
+            .record(Instant::now().saturating_duration_since(scheduled));
         let interval = match check {
             Check::LooksAlive => self
                 .timers

@@ -10,6 +10,7 @@
 
 mod actor;
 mod bus;
+mod check_lag;
 mod copies;
 mod events;
 mod spec;
@@ -22,6 +23,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 pub use actor::{Gone, Report, ResourceHandle, StateChange, SwapFailure};
 pub use bus::{EventBus, Record};
+pub use check_lag::{BOUNDS_US as CHECK_LAG_BOUNDS_US, CheckLag, LagSnapshot};
 pub use copies::{
     CopyAnswer, CopyCommand, CopyReading, CopyReport, REPORT_POSITION_STEP, REPORT_REFRESH,
     StatusFilter,
@@ -82,6 +84,8 @@ pub struct Monitor {
     removing: BTreeMap<String, watch::Receiver<()>>,
     /// The tasks stopping them, for shutdown to wait on.
     removals: tokio::task::JoinSet<()>,
+    /// How late every check of every resource started.
+    check_lag: Arc<CheckLag>,
 }
 
 impl Default for Monitor {
@@ -106,7 +110,14 @@ impl Monitor {
             checkpoints: None,
             removing: BTreeMap::new(),
             removals: tokio::task::JoinSet::new(),
+            check_lag: Arc::default(),
         }
+    }
+
+    /// How late the checks of this monitor's resources start against
+    /// their schedule, counted by every actor (for the metrics).
+    pub fn check_lag(&self) -> Arc<CheckLag> {
+        self.check_lag.clone()
     }
 
     /// Keep the checkpoints of resources inserted from now on in `store`
@@ -250,6 +261,7 @@ impl Monitor {
             copy: None,
             copy_filter: StatusFilter::default(),
             next_copy_status: None,
+            check_lag: self.check_lag.clone(),
         };
         let actor = async move {
             if let Some(stopping) = predecessor {

@@ -300,6 +300,8 @@ pub struct NodeEvents {
     /// Every non-routine event, none dropped: the history's writer takes
     /// them.
     pub record: crate::monitor::Record,
+    /// How late the resources' checks start (for the metrics).
+    pub check_lag: Arc<crate::monitor::CheckLag>,
 }
 
 impl Node {
@@ -365,6 +367,7 @@ impl Node {
             record: monitor
                 .take_record()
                 .ok_or_else(|| anyhow::anyhow!("the event record of a new monitor was taken"))?,
+            check_lag: monitor.check_lag(),
         };
         progress.enter(Phase::OpeningResources);
         add_every_resource(&settings, &mut monitor, &desired, progress).await?;

@@ -21,6 +21,7 @@ use wasmtime::Store;
 use super::call::CallError;
 use super::deadline::CallDeadline;
 use super::engine::Runtime;
+use super::fiber_stacks::StackSlot;
 use super::guest_output::GuestOutput;
 use super::host_state::{HostState, ResourceContext};
 use super::network::NetworkGrant;
@@ -58,12 +59,17 @@ pub(crate) fn new_store(
 ///
 /// `runtime` is the one whose engine `work` runs in: its epoch ticker is
 /// held (ticks every `epoch_tick`) from the first poll of `work` to the end.
+/// `stack` is the slot of the store `work` calls into (its `HostState`'s):
+/// once `work` has returned, its fiber has finished, and the stack's pages
+/// are given back (`fiber_stacks`); a call cut off is dropped with its
+/// store instead.
 pub(crate) async fn bounded<T>(
     runtime: &Runtime,
     call: &'static str,
     deadline: &CallDeadline,
     cancel: &mut watch::Receiver<u64>,
     stderr: &GuestOutput,
+    stack: &Arc<StackSlot>,
     work: impl Future<Output = wasmtime::Result<T>>,
 ) -> Result<T, CallError> {
     // Before `work` is first polled: no guest code runs without ticks.
@@ -73,6 +79,7 @@ pub(crate) async fn bounded<T>(
     // Once the canceller is gone nothing can cancel any more; the call is
     // still bounded by its deadline.
     let mut cancellable = true;
+    let work = stack.owning(work);
     tokio::pin!(work);
     loop {
         let at = deadline.at();
@@ -85,6 +92,9 @@ pub(crate) async fn bounded<T>(
         tokio::select! {
             biased;
             result = &mut work => {
+                if runtime.config.release_stacks {
+                    stack.release();
+                }
                 return result.map_err(|err| {
                     CallError::from_wasmtime(call, &err, stderr.lines_since(said_before))
                 });
@@ -154,12 +164,14 @@ pub(crate) async fn call_in_fresh_store<P: Instantiate, T>(
     let deadline = Arc::new(CallDeadline::fixed(timeout));
     store.data_mut().deadline = Some(deadline.clone());
     let (_cancel_tx, mut cancel) = watch::channel(0u64);
+    let stack = store.data().stack.clone();
     let bindings = bounded(
         runtime,
         "instantiate",
         &deadline,
         &mut cancel,
         &stderr,
+        &stack,
         pre.instantiate(&mut store),
     )
     .await?;
@@ -169,6 +181,7 @@ pub(crate) async fn call_in_fresh_store<P: Instantiate, T>(
         &deadline,
         &mut cancel,
         &stderr,
+        &stack,
         f(&mut store, &bindings),
     )
     .await

@@ -9,6 +9,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use super::data_quota;
 use super::epoch::{EpochTicker, Ticking};
+use super::fiber_stacks::ReleasingStacks;
 use super::host_state::HostState;
 use super::limits;
 use crate::contract::bindings::current;
@@ -65,6 +66,11 @@ pub struct RuntimeConfig {
     /// The largest memory limit any resource may be given, in bytes. Each
     /// resource's own limit (default 64 MiB) is enforced per store.
     pub max_memory_bytes: usize,
+    /// Whether a store's fiber stack gives its pages back to the kernel
+    /// after each call (on-demand allocator only; `fiber_stacks`): the
+    /// resident memory of an idle resource against a few page faults on
+    /// its next call.
+    pub release_stacks: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -74,6 +80,7 @@ impl Default for RuntimeConfig {
             allocator: Allocator::default(),
             max_instances: 1024,
             max_memory_bytes: 1 << 30,
+            release_stacks: true,
         }
     }
 }
@@ -131,11 +138,26 @@ pub struct Runtime {
 
 impl Runtime {
     /// The engine, linker and epoch ticker for `config`.
-    pub fn new(config: RuntimeConfig) -> Result<Arc<Runtime>> {
+    pub fn new(mut config: RuntimeConfig) -> Result<Arc<Runtime>> {
+        // The pool's stacks are its own: nothing to release.
+        config.release_stacks &= config.allocator == Allocator::OnDemand;
         let mut wasm = Config::new();
         wasm.wasm_component_model(true).epoch_interruption(true);
         match config.allocator {
-            Allocator::OnDemand => on_demand(&mut wasm),
+            Allocator::OnDemand => {
+                on_demand(&mut wasm);
+                if config.release_stacks {
+                    // With concurrency support (wasmtime's default) a call
+                    // runs as a guest task whose worker fiber may stay
+                    // suspended on its stack after the call returns, to be
+                    // reused: such a stack must never be released. Without
+                    // it each call is one fiber that has finished when the
+                    // call returns (`fiber_stacks`'s invariant). No plugin
+                    // contract uses the component model's async ABI.
+                    wasm.concurrency_support(false)
+                        .with_host_stack(Arc::new(ReleasingStacks));
+                }
+            }
             Allocator::Pool => {
                 wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool(&config)));
             }

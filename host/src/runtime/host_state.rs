@@ -272,6 +272,9 @@ pub(crate) struct HostState {
     /// Where the resource may connect: checked by the WASI sockets and by
     /// the `probe` import alike.
     pub(crate) network: Arc<NetworkGrant>,
+    /// The fiber stack this store's calls run on, given back between
+    /// calls (`fiber_stacks`).
+    pub(crate) stack: Arc<super::fiber_stacks::StackSlot>,
 }
 
 impl HostState {
@@ -319,6 +322,7 @@ impl HostState {
             },
             deadline: None,
             network,
+            stack: Arc::default(),
         })
     }
 }

@@ -149,12 +149,14 @@ impl Instance {
             let deadline = Arc::new(CallDeadline::fixed(self.config.open_timeout));
             store.data_mut().deadline = Some(deadline.clone());
             let stderr = self.context.stderr.clone();
+            let stack = store.data().stack.clone();
             let bindings = bounded(
                 &self.plugin.runtime,
                 "instantiate",
                 &deadline,
                 &mut self.cancel,
                 &stderr,
+                &stack,
                 self.plugin.pre.instantiate_async(&mut store),
             )
             .await?;
@@ -165,6 +167,7 @@ impl Instance {
                 &deadline,
                 &mut self.cancel,
                 &stderr,
+                &stack,
                 bindings.open(&mut store, &name, &self.properties),
             )
             .await?;
@@ -248,6 +251,7 @@ impl Instance {
             };
             live.store.data_mut().deadline = Some(deadline.clone());
             let handle = live.handle;
+            let stack = live.store.data().stack.clone();
             let work = f(&mut live.store, &live.bindings, handle);
             bounded(
                 &self.plugin.runtime,
@@ -255,6 +259,7 @@ impl Instance {
                 &deadline,
                 &mut self.cancel,
                 &stderr,
+                &stack,
                 work,
             )
             .await
@@ -417,12 +422,14 @@ impl Instance {
         let deadline = CallDeadline::fixed(timeout);
         let stderr = self.context.stderr.clone();
         let handle = live.handle;
+        let stack = live.store.data().stack.clone();
         bounded(
             &self.plugin.runtime,
             "close",
             &deadline,
             &mut self.cancel,
             &stderr,
+            &stack,
             handle.resource_drop_async(&mut live.store),
         )
         .await

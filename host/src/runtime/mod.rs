@@ -18,6 +18,7 @@ mod data_quota;
 mod deadline;
 mod engine;
 mod epoch;
+mod fiber_stacks;
 mod guest_output;
 mod host_state;
 mod instance;

@@ -57,6 +57,18 @@ impl AgentProcess {
     /// [`AgentProcess::start`] with another build of the agent (a benchmark
     /// comparing builds); the CLI calls still use this build's.
     pub fn start_binary(binary: &Path, dir: &Path, config: &str) -> AgentProcess {
+        AgentProcess::start_command(binary, dir, config, |_| {})
+    }
+
+    /// [`AgentProcess::start_binary`] with the agent's command set up
+    /// further by `configure` first (limits or capabilities for the child,
+    /// in a `pre_exec`).
+    pub fn start_command(
+        binary: &Path,
+        dir: &Path,
+        config: &str,
+        configure: impl FnOnce(&mut Command),
+    ) -> AgentProcess {
         let api = free_port();
         warden::config::write_token_file(&dir.join("token"), TOKEN).expect("token");
         let config = format!("{config}\n[api]\nlisten = \"{api}\"\ntoken_file = \"token\"\n");
@@ -66,13 +78,14 @@ impl AgentProcess {
             .append(true)
             .open(dir.join("agent.log"))
             .expect("agent log");
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .args(["agent", "--config"])
             .arg(dir.join("node.toml"))
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start the agent");
+            .stderr(log);
+        configure(&mut command);
+        let mut child = command.spawn().expect("start the agent");
         wait_until("the admin API", Duration::from_secs(60), || {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!(
