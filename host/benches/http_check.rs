@@ -48,7 +48,13 @@ fn main() {
     let binary = std::env::var_os("WARDEN_HTTP_CHECK_AGENT")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(WARDEN));
-    println!("agent: {}", binary.display());
+    // With RUST_BACKTRACE set, every `wasmtime::Error` (a WASI socket's
+    // would-block among them) captures a backtrace: say which was measured.
+    println!(
+        "agent: {}; RUST_BACKTRACE={:?}",
+        binary.display(),
+        std::env::var("RUST_BACKTRACE").unwrap_or_default()
+    );
     let dir = tempfile::tempdir().expect("a temporary directory");
     let address = free_address();
     let _nginx = nginx(dir.path(), &address);

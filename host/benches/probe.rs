@@ -25,6 +25,10 @@
 //!   (`/`, answered 2xx), whatever way the type makes its GET; with
 //!   `WARDEN_BENCH_HTTP_INSTANCE=/path/to/http_instance.wasm`, another
 //!   build of it beside (one from before a change).
+//!
+//! `WARDEN_BENCH_PAUSE_MS=10` leaves 10 ms between two timed calls (the
+//! thread sleeping, as an agent's worker idles between checks; a tenth of
+//! the calls): what a check costs when it finds the caches cold.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -45,6 +49,8 @@ use stats::{human, quantile};
 
 const PROBER: &str = env!("WARDEN_PLUGIN_PROBER");
 const HTTP_INSTANCE: &str = env!("WARDEN_PLUGIN_HTTP_INSTANCE");
+/// Milliseconds to leave between two timed calls (none: back to back).
+const PAUSE: &str = "WARDEN_BENCH_PAUSE_MS";
 /// Names another `http-instance.wasm` to measure beside this build's.
 const OTHER_HTTP_INSTANCE: &str = "WARDEN_BENCH_HTTP_INSTANCE";
 const REDIS: &str = "/usr/bin/redis-server";
@@ -144,9 +150,15 @@ fn main() {
         .collect();
     // Round-robin, so that what else runs on the machine weighs on every
     // row alike.
+    let pause = std::env::var(PAUSE)
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map(Duration::from_millis);
+    // Spaced calls are fewer, or the bench would take minutes.
+    let calls = if pause.is_some() { CALLS / 10 } else { CALLS };
     for _ in 0..ROUNDS {
         for resource in &mut resources {
-            current.block_on(resource.measure(CALLS / ROUNDS));
+            current.block_on(resource.measure(calls / ROUNDS, pause));
         }
     }
     println!("| is-alive | CPU median / p99 | wall median / p99 |");
@@ -165,8 +177,10 @@ fn main() {
     }
     println!();
     println!(
-        "- {CALLS} is-alive calls per row after {WARMUP} untimed, in {ROUNDS} rounds taking \
-         the rows in turn, nearest-rank quantiles; {} CPUs, {}; load average {}; run time {:.1} s",
+        "- {calls} is-alive calls per row after {WARMUP} untimed, in {ROUNDS} rounds taking \
+         the rows in turn, {}; nearest-rank quantiles; {} CPUs, {}; load average {}; \
+         run time {:.1} s",
+        pause.map_or("back to back".to_string(), |p| format!("{p:?} apart")),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         cpu_model(),
         load_average(),
@@ -226,9 +240,14 @@ impl Resource {
         }
     }
 
-    /// `calls` timed is-alive calls: the CPU and wall time of each.
-    async fn measure(&mut self, calls: usize) {
+    /// `calls` timed is-alive calls, `pause` apart if given (the thread
+    /// idles between them, as an agent's between its checks): the CPU and
+    /// wall time of each.
+    async fn measure(&mut self, calls: usize, pause: Option<Duration>) {
         for _ in 0..calls {
+            if let Some(pause) = pause {
+                std::thread::sleep(pause);
+            }
             let (c, w) = (thread_cpu(), Instant::now());
             is_alive(&mut self.instance, self.what).await;
             self.wall.push(w.elapsed());
