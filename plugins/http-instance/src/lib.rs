@@ -16,7 +16,7 @@
 //! is left of the same timeout. A 2xx other than 200 seen that way is what
 //! the probe asks for next, so a server answering 204 costs one GET a
 //! check too. The agent's GET costs about a quarter less CPU than the
-//! plugin's, and a third less with `RUST_BACKTRACE` set (docs/benchmarks.md,
+//! plugin's, and 40 % less with `RUST_BACKTRACE` set (docs/benchmarks.md,
 //! "An HTTP is-alive in release").
 
 use std::cell::Cell;
