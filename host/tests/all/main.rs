@@ -38,6 +38,7 @@ mod hostile_claims;
 mod hostile_host;
 mod hostile_output;
 mod hotswap;
+mod http_instance_checks;
 mod lang_js;
 mod lang_py;
 mod loading;

@@ -1,0 +1,277 @@
+//! The built-in `http-instance` type's check, which is the agent's HTTP
+//! probe (contract 0.4.0) unless the type must read the status itself:
+//! against Debian's nginx, any 2xx is healthy (200 through the probe; 204
+//! found by the plugin's own GET, then asked of the probe) and any other
+//! status fails naming it; `host-header` reaches the server; and against
+//! servers of the test's own, a dead port, a silent server (cut at the
+//! answer timeout, and at the call's deadline when that comes first), an
+//! answer that is not HTTP, and endless headers all fail the check without
+//! harming the next one.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use warden::contract::Health;
+use warden::runtime::{CallError, Grants, Instance, InstanceConfig, ResourceContext};
+
+use crate::common::process::Stopped;
+use crate::common::*;
+
+const HTTP_INSTANCE: &str = env!("WARDEN_PLUGIN_HTTP_INSTANCE");
+
+/// An `http-instance` resource with `props` (no program: it only checks).
+async fn http_instance(dir: &Path, props: &[(&str, &str)]) -> (Instance, watch::Sender<u64>) {
+    let (exits, _) = mpsc::unbounded_channel();
+    let plugin = load(HTTP_INSTANCE).await;
+    let dirs = dirs_at(dir);
+    dirs.create().expect("resource directories");
+    let properties: Vec<(String, String)> = props
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let grants = Grants {
+        configured: properties.clone(),
+        ..Grants::default()
+    };
+    let context = ResourceContext::new("web", plugin.name(), grants, dirs, exits);
+    let (cancel_sender, cancel) = watch::channel(0);
+    let instance = Instance::new(
+        plugin,
+        context,
+        properties,
+        InstanceConfig::default(),
+        cancel,
+    );
+    (instance, cancel_sender)
+}
+
+/// is-alive within `timeout`, which must not be cut off.
+async fn is_alive(instance: &mut Instance, timeout: Duration) -> Health {
+    instance
+        .is_alive(timeout)
+        .await
+        .unwrap_or_else(|e| panic!("is-alive was cut off or trapped: {e}"))
+}
+
+/// The reason of a check that must fail.
+async fn failed(instance: &mut Instance, timeout: Duration) -> String {
+    match is_alive(instance, timeout).await {
+        Health::Failed(why) => why,
+        Health::Healthy => panic!("the check passed"),
+    }
+}
+
+/// nginx on 127.0.0.1: `/` 200, `/empty` 204, `/broken` 503, `/moved` 301,
+/// `/named` 200 only for `Host: mail.example` (404 otherwise). Stopped
+/// with SIGTERM when dropped.
+fn nginx(dir: &Path) -> (Stopped, String) {
+    std::fs::create_dir_all(dir).expect("nginx dir");
+    let address = free_address();
+    let conf = nginx::nginx_config_with(
+        dir,
+        &[&address],
+        r#"location = / { return 200 "ok\n"; }
+        location = /empty { return 204; }
+        location = /broken { return 503; }
+        location = /moved { return 301 /elsewhere; }
+        location = /named {
+            if ($host = "mail.example") { return 200 "named\n"; }
+            return 404;
+        }"#,
+    );
+    let child = Command::new(nginx::NGINX)
+        .arg("-c")
+        .arg(&conf)
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx (apt install nginx-light)");
+    let nginx = Stopped(child);
+    wait_until("nginx listens", Duration::from_secs(10), || {
+        TcpStream::connect(&address).ok()
+    });
+    (nginx, address)
+}
+
+/// A server of the test's own on 127.0.0.1 that runs `serve` on each
+/// connection (on a thread of its own); its address.
+fn server(serve: impl Fn(TcpStream) + Send + Sync + Clone + 'static) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("address").to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let serve = serve.clone();
+            std::thread::spawn(move || serve(stream));
+        }
+    });
+    address
+}
+
+/// Read what the client sent until its request's blank line (or 64 KiB).
+fn read_request(stream: &mut TcpStream) {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") && seen.len() < 64 * 1024 {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+const CHECK: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_2xx_is_healthy_and_any_other_status_fails_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_nginx, address) = nginx(&dir.path().join("nginx"));
+    for path in ["/", "/empty"] {
+        let (mut web, _cancel) = http_instance(
+            &dir.path().join(&path[1..]),
+            &[("address", &address), ("path", path)],
+        )
+        .await;
+        // The second and third checks of /empty ask the probe for the 204
+        // the first one found.
+        for _ in 0..3 {
+            let health = is_alive(&mut web, CHECK).await;
+            assert!(matches!(health, Health::Healthy), "{path}: {health:?}");
+        }
+    }
+    for (path, status) in [("/broken", "503"), ("/moved", "301"), ("/missing", "404")] {
+        let (mut web, _cancel) = http_instance(
+            &dir.path().join(&path[1..]),
+            &[("address", &address), ("path", path)],
+        )
+        .await;
+        for _ in 0..2 {
+            let why = failed(&mut web, CHECK).await;
+            assert_eq!(why, format!("GET {path} answered {status}"));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_header_reaches_the_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_nginx, address) = nginx(&dir.path().join("nginx"));
+    let (mut named, _cancel) = http_instance(
+        &dir.path().join("named"),
+        &[
+            ("address", &address),
+            ("path", "/named"),
+            ("host-header", "mail.example"),
+        ],
+    )
+    .await;
+    let health = is_alive(&mut named, CHECK).await;
+    assert!(matches!(health, Health::Healthy), "{health:?}");
+    let (mut unnamed, _cancel) = http_instance(
+        &dir.path().join("unnamed"),
+        &[("address", &address), ("path", "/named")],
+    )
+    .await;
+    assert_eq!(failed(&mut unnamed, CHECK).await, "GET /named answered 404");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_port_fails_the_check() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Bound, then closed: nothing listens there.
+    let address = free_address();
+    let (mut web, _cancel) =
+        http_instance(dir.path(), &[("address", &address), ("path", "/")]).await;
+    let why = failed(&mut web, CHECK).await;
+    assert!(why.starts_with("cannot connect:"), "{why}");
+    assert!(why.contains(&address), "{why}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_server_is_cut_at_the_answer_timeout_and_at_the_calls_deadline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Accepts, reads the request, never answers (and holds the connection).
+    let address = server(|mut stream| {
+        read_request(&mut stream);
+        std::thread::sleep(Duration::from_secs(120));
+    });
+    let (mut web, _cancel) = http_instance(
+        &dir.path().join("short"),
+        &[
+            ("address", &address),
+            ("path", "/"),
+            ("answer-timeout-ms", "300"),
+        ],
+    )
+    .await;
+    let started = Instant::now();
+    let why = failed(&mut web, CHECK).await;
+    assert!(why.starts_with("timed out:"), "{why}");
+    assert!(why.contains("300 ms"), "{why}");
+    assert!(started.elapsed() < CHECK, "took {:?}", started.elapsed());
+
+    // An answer timeout longer than the call's: the check still answers,
+    // before the agent has to cut the call off.
+    let (mut web, _cancel) = http_instance(
+        &dir.path().join("long"),
+        &[
+            ("address", &address),
+            ("path", "/"),
+            ("answer-timeout-ms", "600000"),
+        ],
+    )
+    .await;
+    let why = failed(&mut web, Duration::from_millis(1500)).await;
+    assert!(why.starts_with("timed out:"), "{why}");
+    assert!(why.contains("calling export's deadline"), "{why}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_that_is_not_http_fails_and_endless_headers_are_cut_off() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let garbage = server(|mut stream| {
+        read_request(&mut stream);
+        let _ = stream.write_all(b"SSH-2.0-OpenSSH_9.2\r\n");
+    });
+    let (mut web, _cancel) = http_instance(
+        &dir.path().join("garbage"),
+        &[("address", &garbage), ("path", "/")],
+    )
+    .await;
+    let why = failed(&mut web, CHECK).await;
+    assert!(why.contains("not an HTTP status line"), "{why}");
+
+    // A status line, then headers without end, as fast as the client reads.
+    let endless = server(|mut stream| {
+        read_request(&mut stream);
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\n");
+        let header = b"X-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+        while stream.write_all(header).is_ok() {}
+    });
+    let (mut web, _cancel) = http_instance(
+        &dir.path().join("endless"),
+        &[
+            ("address", &endless),
+            ("path", "/"),
+            ("answer-timeout-ms", "500"),
+        ],
+    )
+    .await;
+    // Healthy never: the probe refuses headers past 16 KiB, and the
+    // plugin's own GET never sees their end before it is cut off.
+    match web.is_alive(Duration::from_secs(2)).await {
+        Ok(Health::Healthy) => panic!("endless headers passed the check"),
+        Ok(Health::Failed(_)) | Err(CallError::TimedOut { .. }) => {}
+        Err(other) => panic!("endless headers: {other}"),
+    }
+    // The resource's next check starts afresh and is cut off the same way.
+    assert!(!matches!(
+        web.is_alive(Duration::from_secs(2)).await,
+        Ok(Health::Healthy)
+    ));
+}
