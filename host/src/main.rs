@@ -11,6 +11,7 @@ use warden::cli::signals::reset_stop_signals;
 use warden::cli::{Cli, Command, LogFormat, run};
 
 fn main() -> ExitCode {
+    quiet_library_backtraces();
     reset_stop_signals();
     let cli = Cli::parse();
     init_logging(cli.log_format);
@@ -49,6 +50,21 @@ fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Errors do not capture backtraces unless the operator asks for them
+/// with `RUST_LIB_BACKTRACE`: with `RUST_BACKTRACE=1` in the agent's
+/// environment (common in a shell), every `wasmtime::Error` captured one,
+/// and wasmtime's WASI layer makes such an error each time a guest's socket
+/// would block: 10-35 µs of CPU per health check over WASI sockets
+/// (docs/benchmarks.md, "An HTTP is-alive in release"). Panics keep their
+/// backtraces (`RUST_BACKTRACE` still governs them).
+fn quiet_library_backtraces() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // SAFETY: called first in `main`, before any other thread exists,
+        // so nothing reads the environment concurrently.
+        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     }
 }
 

@@ -71,8 +71,7 @@ impl ServiceType for Http {
     fn check(&self) -> Result<(), String> {
         let deadline = Deadline::after(self.answer);
         if self.host.is_empty() {
-            match probe::http_get_typed(&self.address, &self.path, self.expect.get(), self.answer)
-            {
+            match probe::http_get_typed(&self.address, &self.path, self.expect.get(), self.answer) {
                 Ok(_) => return Ok(()),
                 // Another status, or a path the probe does not send (it
                 // takes printable ASCII only): ask the plugin's own GET.
