@@ -18,16 +18,19 @@
 //! build). `WARDEN_HTTP_CHECK_AGENT=/path/to/warden` measures another
 //! build (to compare with one from before a change).
 
+#[path = "support/threads.rs"]
+mod threads;
+use threads::{ThreadSample, threads_of};
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::agent_process::{AgentProcess, TOKEN, WARDEN, api_get};
-use common::nginx::{NGINX, nginx_config};
+use common::nginx::{nginx_config, spawn};
 use common::process::Stopped;
 use common::{free_address, wait_until};
 
@@ -200,15 +203,7 @@ fn nginx(dir: &Path, address: &str) -> Stopped {
     let d = dir.join("nginx");
     std::fs::create_dir(&d).expect("nginx dir");
     let conf = nginx_config(&d, address);
-    let child = Command::new(NGINX)
-        .arg("-c")
-        .arg(&conf)
-        .arg("-e")
-        .arg(d.join("error.log"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx");
+    let child = spawn(&d, &conf);
     let nginx = Stopped(child);
     wait_until("nginx", Duration::from_secs(10), || {
         std::net::TcpStream::connect(address).ok()
@@ -263,43 +258,9 @@ struct Sample {
     threads: HashMap<u64, ThreadSample>,
 }
 
-#[derive(Clone, Default)]
-struct ThreadSample {
-    name: String,
-    /// Time on a CPU, in nanoseconds.
-    run_ns: u64,
-    /// Times switched in: one per wake-up (and one per preemption).
-    slices: u64,
-}
-
 impl Sample {
     fn take(pid: i32) -> Sample {
-        let mut threads = HashMap::new();
-        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc/PID/task");
-        for task in tasks.flatten() {
-            let Ok(tid) = task.file_name().to_string_lossy().parse::<u64>() else {
-                continue;
-            };
-            // A thread may end between the listing and the read.
-            let (Ok(name), Ok(schedstat)) = (
-                std::fs::read_to_string(task.path().join("comm")),
-                std::fs::read_to_string(task.path().join("schedstat")),
-            ) else {
-                continue;
-            };
-            let numbers: Vec<u64> = schedstat
-                .split_whitespace()
-                .map(|n| n.parse().expect("a number"))
-                .collect();
-            threads.insert(
-                tid,
-                ThreadSample {
-                    name: name.trim().to_string(),
-                    run_ns: numbers[0],
-                    slices: numbers[2],
-                },
-            );
-        }
+        let threads = threads_of(pid);
         Sample { threads }
     }
 }

@@ -18,6 +18,10 @@
 //! (to compare with a build from before a change); the default is this
 //! package's own.
 
+#[path = "support/threads.rs"]
+mod threads;
+use threads::{ThreadSample, threads_of};
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 
@@ -189,15 +193,6 @@ struct Sample {
     threads: HashMap<u64, ThreadSample>,
 }
 
-#[derive(Clone, Default)]
-struct ThreadSample {
-    name: String,
-    /// Time on a CPU, in nanoseconds.
-    run_ns: u64,
-    /// Times switched in: one per wake-up (and one per preemption).
-    slices: u64,
-}
-
 impl Sample {
     fn take(pid: i32) -> Sample {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
@@ -210,32 +205,7 @@ impl Sample {
             .split_whitespace()
             .collect();
         let field = |n: usize| -> u64 { fields[n - 3].parse().expect("a number") };
-        let mut threads = HashMap::new();
-        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc/PID/task");
-        for task in tasks.flatten() {
-            let Ok(tid) = task.file_name().to_string_lossy().parse::<u64>() else {
-                continue;
-            };
-            // A thread may end between the listing and the read.
-            let (Ok(name), Ok(schedstat)) = (
-                std::fs::read_to_string(task.path().join("comm")),
-                std::fs::read_to_string(task.path().join("schedstat")),
-            ) else {
-                continue;
-            };
-            let numbers: Vec<u64> = schedstat
-                .split_whitespace()
-                .map(|n| n.parse().expect("a number"))
-                .collect();
-            threads.insert(
-                tid,
-                ThreadSample {
-                    name: name.trim().to_string(),
-                    run_ns: numbers[0],
-                    slices: numbers[2],
-                },
-            );
-        }
+        let threads = threads_of(pid);
         Sample {
             cpu_ticks: field(14) + field(15),
             threads,

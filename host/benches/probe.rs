@@ -297,15 +297,7 @@ fn nginx(dir: &Path) -> (Stopped, u16) {
         &[&format!("127.0.0.1:{port}")],
         r#"location = / { return 200 "ok\n"; }"#,
     );
-    let child = Command::new(nginx::NGINX)
-        .arg("-c")
-        .arg(&conf)
-        .arg("-e")
-        .arg(d.join("error.log"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx");
+    let child = nginx::spawn(&d, &conf);
     let nginx = Stopped(child);
     wait_for("nginx", || TcpStream::connect(("127.0.0.1", port)).ok());
     (nginx, port)

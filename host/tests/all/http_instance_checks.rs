@@ -9,9 +9,8 @@
 //! harming the next one.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
@@ -83,15 +82,7 @@ fn nginx(dir: &Path) -> (Stopped, String) {
             return 404;
         }"#,
     );
-    let child = Command::new(nginx::NGINX)
-        .arg("-c")
-        .arg(&conf)
-        .arg("-e")
-        .arg(dir.join("error.log"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx (apt install nginx-light)");
+    let child = nginx::spawn(dir, &conf);
     let nginx = Stopped(child);
     wait_until("nginx listens", Duration::from_secs(10), || {
         TcpStream::connect(&address).ok()
@@ -99,18 +90,9 @@ fn nginx(dir: &Path) -> (Stopped, String) {
     (nginx, address)
 }
 
-/// A server of the test's own on 127.0.0.1 that runs `serve` on each
-/// connection (on a thread of its own); its address.
+/// A server of the test's own on 127.0.0.1 (`common::tcp_server`).
 fn server(serve: impl Fn(TcpStream) + Send + Sync + Clone + 'static) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let address = listener.local_addr().expect("address").to_string();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let serve = serve.clone();
-            std::thread::spawn(move || serve(stream));
-        }
-    });
-    address
+    crate::common::tcp_server(serve).to_string()
 }
 
 /// Read what the client sent until its request's blank line (or 64 KiB).

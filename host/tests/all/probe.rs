@@ -114,15 +114,7 @@ fn nginx(dir: &Path) -> (Stopped, u16) {
         location = /broken { return 500; }
         location = /moved { return 301 /elsewhere; }"#,
     );
-    let child = Command::new(nginx::NGINX)
-        .arg("-c")
-        .arg(&conf)
-        .arg("-e")
-        .arg(dir.join("error.log"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx (apt install nginx-light)");
+    let child = nginx::spawn(dir, &conf);
     let nginx = Stopped(child);
     wait_until("nginx listens", Duration::from_secs(10), || {
         TcpStream::connect(("127.0.0.1", port)).ok()
@@ -130,18 +122,9 @@ fn nginx(dir: &Path) -> (Stopped, u16) {
     (nginx, port)
 }
 
-/// A server of the test's own on 127.0.0.1 that runs `serve` on each
-/// connection (on a thread of its own); its port.
+/// A server of the test's own on 127.0.0.1 (`common::tcp_server`).
 fn server(serve: impl Fn(TcpStream) + Send + Sync + Clone + 'static) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("address").port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let serve = serve.clone();
-            std::thread::spawn(move || serve(stream));
-        }
-    });
-    port
+    crate::common::tcp_server(serve).port()
 }
 
 /// A server that accepts and never answers (it holds each connection

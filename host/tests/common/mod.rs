@@ -236,3 +236,20 @@ pub fn mail_services() -> PathBuf {
     }
     dir
 }
+
+/// A server of the test's own on 127.0.0.1 that runs `serve` on each
+/// connection it accepts, on a thread of its own: a peer that answers as
+/// the test wants (silent, flooding, malformed). Its address.
+pub fn tcp_server(
+    serve: impl Fn(std::net::TcpStream) + Send + Sync + Clone + 'static,
+) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("address");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let serve = serve.clone();
+            std::thread::spawn(move || serve(stream));
+        }
+    });
+    address
+}

@@ -2,6 +2,7 @@
 //! benchmarks: everything in a directory of the test's, in the foreground.
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 
 /// Debian's nginx (`nginx-light`; `.ci/run` installs it).
 pub const NGINX: &str = "/usr/sbin/nginx";
@@ -52,4 +53,20 @@ http {{
     )
     .expect("write nginx.conf");
     conf
+}
+
+/// Start nginx on configuration `conf` in the foreground, its error log in
+/// `dir`, its output discarded. The caller waits for it to listen and
+/// stops it with SIGTERM (`process::Stopped`), which takes its worker with
+/// it; a SIGKILL of the master leaves the worker running.
+pub fn spawn(dir: &Path, conf: &Path) -> Child {
+    Command::new(NGINX)
+        .arg("-c")
+        .arg(conf)
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx (apt install nginx-light)")
 }
