@@ -154,7 +154,7 @@ fn measure(
 ) -> Row {
     let agent = AgentProcess::start_binary(binary, dir, &config(address, resources, every_ms));
     wait_until("every resource Online", Duration::from_secs(120), || {
-        (online(&agent) == resources).then_some(())
+        (agent.resources_online() == resources).then_some(())
     });
     std::thread::sleep(SETTLE);
     let pid = agent.pid();
@@ -225,21 +225,6 @@ fn config(address: &str, resources: usize, every_ms: Option<u64>) -> String {
         ));
     }
     config
-}
-
-/// How many resources `warden status` shows Online.
-fn online(agent: &AgentProcess) -> usize {
-    let out = agent.cli(&["status", "--json"]);
-    let Ok(status) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
-        return 0;
-    };
-    status["groups"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|g| g["resources"].as_array().cloned().unwrap_or_default())
-        .filter(|r| r["state"] == "Online")
-        .count()
 }
 
 /// The is-alive checks the agent has made, whatever their result, from its

@@ -107,7 +107,7 @@ fn measure(binary: &Path, resources: usize, every: Duration, window: Duration) -
     let agent = AgentProcess::start_binary(binary, dir.path(), &config(resources, every));
     if resources > 0 {
         wait_until("every resource Online", Duration::from_secs(120), || {
-            (online(&agent) == resources).then_some(())
+            (agent.resources_online() == resources).then_some(())
         });
     }
     std::thread::sleep(SETTLE);
@@ -169,21 +169,6 @@ fn config(resources: usize, every: Duration) -> String {
         ));
     }
     config
-}
-
-/// How many resources `warden status` shows Online.
-fn online(agent: &AgentProcess) -> usize {
-    let out = agent.cli(&["status", "--json"]);
-    let Ok(status) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
-        return 0;
-    };
-    status["groups"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|g| g["resources"].as_array().cloned().unwrap_or_default())
-        .filter(|r| r["state"] == "Online")
-        .count()
 }
 
 /// The agent's counters at one moment.

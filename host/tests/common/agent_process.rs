@@ -125,6 +125,22 @@ impl AgentProcess {
             .expect("run the CLI")
     }
 
+    /// How many resources `warden status` shows Online (0 while it does
+    /// not answer).
+    pub fn resources_online(&self) -> usize {
+        let out = self.cli(&["status", "--json"]);
+        let Ok(status) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+            return 0;
+        };
+        status["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|g| g["resources"].as_array().cloned().unwrap_or_default())
+            .filter(|r| r["state"] == "Online")
+            .count()
+    }
+
     /// Run the CLI; it must succeed. Returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.cli(args);
