@@ -145,6 +145,31 @@ impl Exposition {
         self.line(format!("# HELP {name} {help}"));
         self.line(format!("# TYPE {name} {kind}"));
     }
+
+    /// One histogram's series: a `_bucket` line per upper bound (seconds)
+    /// with its cumulative count, `+Inf`, `_sum` and `_count`. `labels`
+    /// (`check="is-alive",`, with its comma, or empty) go before `le`.
+    fn histogram(
+        &mut self,
+        name: &str,
+        labels: &str,
+        cumulative: impl Iterator<Item = (f64, u64)>,
+        sum_seconds: f64,
+        count: u64,
+    ) {
+        for (bound, n) in cumulative {
+            self.line(format!("{name}_bucket{{{labels}le=\"{bound}\"}} {n}"));
+        }
+        self.line(format!("{name}_bucket{{{labels}le=\"+Inf\"}} {count}"));
+        let labels = labels.trim_end_matches(',');
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        self.line(format!("{name}_sum{braces} {sum_seconds}"));
+        self.line(format!("{name}_count{braces} {count}"));
+    }
     /// Each resource's state and its failures counted against the restart
     /// threshold.
     fn resource_gauges(&mut self, status: &Status) {
@@ -229,13 +254,14 @@ impl Exposition {
             "histogram",
             "How long after it was due each scheduled health check started.",
         );
-        for (bound_us, count) in CHECK_LAG_BOUNDS_US.iter().zip(s.cumulative) {
-            let bound = *bound_us as f64 / 1e6;
-            self.line(format!("{name}_bucket{{le=\"{bound}\"}} {count}"));
-        }
-        self.line(format!("{name}_bucket{{le=\"+Inf\"}} {}", s.count));
-        self.line(format!("{name}_sum {}", s.sum_us as f64 / 1e6));
-        self.line(format!("{name}_count {}", s.count));
+        let bounds = CHECK_LAG_BOUNDS_US.iter().map(|us| *us as f64 / 1e6);
+        self.histogram(
+            name,
+            "",
+            bounds.zip(s.cumulative),
+            s.sum_us as f64 / 1e6,
+            s.count,
+        );
         self.family(
             "warden_check_lateness_max_seconds",
             "gauge",
@@ -265,18 +291,13 @@ impl Exposition {
             "Time a health check call took.",
         );
         for (check, h) in &c.latency {
-            let name = "warden_health_check_latency_seconds";
-            for (bound, count) in BUCKETS.iter().zip(h.counts) {
-                self.line(format!(
-                    "{name}_bucket{{check=\"{check}\",le=\"{bound}\"}} {count}"
-                ));
-            }
-            let total = h.total;
-            self.line(format!(
-                "{name}_bucket{{check=\"{check}\",le=\"+Inf\"}} {total}"
-            ));
-            self.line(format!("{name}_sum{{check=\"{check}\"}} {}", h.sum));
-            self.line(format!("{name}_count{{check=\"{check}\"}} {total}"));
+            self.histogram(
+                "warden_health_check_latency_seconds",
+                &format!("check=\"{check}\","),
+                BUCKETS.iter().copied().zip(h.counts),
+                h.sum,
+                h.total,
+            );
         }
         self.family(
             "warden_cut_off_calls_total",

@@ -32,9 +32,15 @@ fn sample(text: &str, name: &str) -> Option<f64> {
 
 /// Every `le` bucket of the lateness histogram, in order.
 fn buckets(text: &str) -> Vec<(String, u64)> {
+    buckets_of(text, "warden_check_lateness_seconds_bucket{")
+}
+
+/// Every `le` bucket of the series whose bucket lines start with `opening`
+/// (the name, `{` and any labels before `le`), in order.
+fn buckets_of(text: &str, opening: &str) -> Vec<(String, u64)> {
     text.lines()
         .filter_map(|line| {
-            let rest = line.strip_prefix("warden_check_lateness_seconds_bucket{le=\"")?;
+            let rest = line.strip_prefix(opening)?.strip_prefix("le=\"")?;
             let (le, count) = rest.split_once("\"} ")?;
             Some((le.to_string(), count.trim().parse().ok()?))
         })
@@ -96,6 +102,36 @@ fn every_scheduled_check_is_counted_in_the_lateness_histogram() {
     assert!(
         count == checks || count == checks + 1,
         "{count} lateness counts for {checks} is-alive checks:\n{text}"
+    );
+
+    // The check latency histogram (labelled by check) is written by the
+    // same code: the same shape, its +Inf at its own count.
+    let latency = buckets_of(
+        &text,
+        "warden_health_check_latency_seconds_bucket{check=\"is-alive\",",
+    );
+    let latency_count = sample(
+        &text,
+        "warden_health_check_latency_seconds_count{check=\"is-alive\"}",
+    )
+    .expect("latency count") as u64;
+    assert_eq!(latency.len(), 13, "12 bounds and +Inf: {latency:?}");
+    assert!(
+        latency.windows(2).all(|w| w[0].1 <= w[1].1),
+        "not cumulative: {latency:?}"
+    );
+    assert_eq!(latency.last(), Some(&("+Inf".to_string(), latency_count)));
+    assert!(
+        latency_count >= checks,
+        "{latency_count} latencies, {checks} checks"
+    );
+    assert!(
+        sample(
+            &text,
+            "warden_health_check_latency_seconds_sum{check=\"is-alive\"}"
+        )
+        .is_some(),
+        "{text}"
     );
 
     // And it keeps counting.
