@@ -13,9 +13,8 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch};
 use warden::contract::Health;
-use warden::runtime::{CallError, Grants, Instance, InstanceConfig, ResourceContext};
+use warden::runtime::{CallError, Instance};
 
 use crate::common::process::Stopped;
 use crate::common::*;
@@ -23,29 +22,8 @@ use crate::common::*;
 const HTTP_INSTANCE: &str = env!("WARDEN_PLUGIN_HTTP_INSTANCE");
 
 /// An `http-instance` resource with `props` (no program: it only checks).
-async fn http_instance(dir: &Path, props: &[(&str, &str)]) -> (Instance, watch::Sender<u64>) {
-    let (exits, _) = mpsc::unbounded_channel();
-    let plugin = load(HTTP_INSTANCE).await;
-    let dirs = dirs_at(dir);
-    dirs.create().expect("resource directories");
-    let properties: Vec<(String, String)> = props
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let grants = Grants {
-        configured: properties.clone(),
-        ..Grants::default()
-    };
-    let context = ResourceContext::new("web", plugin.name(), grants, dirs, exits);
-    let (cancel_sender, cancel) = watch::channel(0);
-    let instance = Instance::new(
-        plugin,
-        context,
-        properties,
-        InstanceConfig::default(),
-        cancel,
-    );
-    (instance, cancel_sender)
+async fn http_instance(dir: &Path, props: &[(&str, &str)]) -> Instance {
+    configured_instance(HTTP_INSTANCE, "web", dir, props).await
 }
 
 /// is-alive within `timeout`, which must not be cut off.
@@ -114,7 +92,7 @@ async fn any_2xx_is_healthy_and_any_other_status_fails_naming_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_nginx, address) = nginx(&dir.path().join("nginx"));
     for path in ["/", "/empty"] {
-        let (mut web, _cancel) = http_instance(
+        let mut web = http_instance(
             &dir.path().join(&path[1..]),
             &[("address", &address), ("path", path)],
         )
@@ -127,7 +105,7 @@ async fn any_2xx_is_healthy_and_any_other_status_fails_naming_it() {
         }
     }
     for (path, status) in [("/broken", "503"), ("/moved", "301"), ("/missing", "404")] {
-        let (mut web, _cancel) = http_instance(
+        let mut web = http_instance(
             &dir.path().join(&path[1..]),
             &[("address", &address), ("path", path)],
         )
@@ -143,7 +121,7 @@ async fn any_2xx_is_healthy_and_any_other_status_fails_naming_it() {
 async fn the_host_header_reaches_the_server() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_nginx, address) = nginx(&dir.path().join("nginx"));
-    let (mut named, _cancel) = http_instance(
+    let mut named = http_instance(
         &dir.path().join("named"),
         &[
             ("address", &address),
@@ -154,7 +132,7 @@ async fn the_host_header_reaches_the_server() {
     .await;
     let health = is_alive(&mut named, CHECK).await;
     assert!(matches!(health, Health::Healthy), "{health:?}");
-    let (mut unnamed, _cancel) = http_instance(
+    let mut unnamed = http_instance(
         &dir.path().join("unnamed"),
         &[("address", &address), ("path", "/named")],
     )
@@ -167,8 +145,7 @@ async fn a_dead_port_fails_the_check() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Bound, then closed: nothing listens there.
     let address = free_address();
-    let (mut web, _cancel) =
-        http_instance(dir.path(), &[("address", &address), ("path", "/")]).await;
+    let mut web = http_instance(dir.path(), &[("address", &address), ("path", "/")]).await;
     let why = failed(&mut web, CHECK).await;
     assert!(why.starts_with("cannot connect:"), "{why}");
     assert!(why.contains(&address), "{why}");
@@ -182,7 +159,7 @@ async fn a_silent_server_is_cut_at_the_answer_timeout_and_at_the_calls_deadline(
         read_request(&mut stream);
         std::thread::sleep(Duration::from_secs(120));
     });
-    let (mut web, _cancel) = http_instance(
+    let mut web = http_instance(
         &dir.path().join("short"),
         &[
             ("address", &address),
@@ -199,7 +176,7 @@ async fn a_silent_server_is_cut_at_the_answer_timeout_and_at_the_calls_deadline(
 
     // An answer timeout longer than the call's: the check still answers,
     // before the agent has to cut the call off.
-    let (mut web, _cancel) = http_instance(
+    let mut web = http_instance(
         &dir.path().join("long"),
         &[
             ("address", &address),
@@ -220,7 +197,7 @@ async fn an_answer_that_is_not_http_fails_and_endless_headers_are_cut_off() {
         read_request(&mut stream);
         let _ = stream.write_all(b"SSH-2.0-OpenSSH_9.2\r\n");
     });
-    let (mut web, _cancel) = http_instance(
+    let mut web = http_instance(
         &dir.path().join("garbage"),
         &[("address", &garbage), ("path", "/")],
     )
@@ -235,7 +212,7 @@ async fn an_answer_that_is_not_http_fails_and_endless_headers_are_cut_off() {
         let header = b"X-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
         while stream.write_all(header).is_ok() {}
     });
-    let (mut web, _cancel) = http_instance(
+    let mut web = http_instance(
         &dir.path().join("endless"),
         &[
             ("address", &endless),

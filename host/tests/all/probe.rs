@@ -16,9 +16,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch};
 use warden::contract::Health;
-use warden::runtime::{Grants, Instance, InstanceConfig, ResourceContext};
+use warden::runtime::Instance;
 
 use crate::common::process::{Killed, Stopped};
 use crate::common::*;
@@ -28,27 +27,7 @@ const PROBER: &str = env!("WARDEN_PLUGIN_PROBER");
 /// A `prober` resource whose configured properties are `props` (its
 /// `address` properties are what the host grants).
 async fn prober(dir: &Path, props: &[(&str, &str)]) -> Instance {
-    let (exits, _) = mpsc::unbounded_channel();
-    let plugin = load(PROBER).await;
-    let dirs = dirs_at(dir);
-    dirs.create().expect("resource directories");
-    let properties: Vec<(String, String)> = props
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let grants = Grants {
-        configured: properties.clone(),
-        ..Grants::default()
-    };
-    let context = ResourceContext::new("probed", plugin.name(), grants, dirs, exits);
-    let (_cancel, cancel) = watch::channel(0);
-    Instance::new(
-        plugin,
-        context,
-        properties,
-        InstanceConfig::default(),
-        cancel,
-    )
+    configured_instance(PROBER, "probed", dir, props).await
 }
 
 /// Run the prober's control `code` with `fields` (tab-joined) within

@@ -165,15 +165,44 @@ pub async fn plugin_instance(
     dir: &std::path::Path,
     properties: &[(&str, &str)],
 ) -> Instance {
+    instance_granted(path, name, dir, properties, false).await
+}
+
+/// [`plugin_instance`] whose configured properties are also its grants, as
+/// the agent gives a resource its configured addresses to connect to.
+pub async fn configured_instance(
+    path: &str,
+    name: &str,
+    dir: &std::path::Path,
+    properties: &[(&str, &str)],
+) -> Instance {
+    instance_granted(path, name, dir, properties, true).await
+}
+
+async fn instance_granted(
+    path: &str,
+    name: &str,
+    dir: &std::path::Path,
+    properties: &[(&str, &str)],
+    grant_configured: bool,
+) -> Instance {
     let (exits, _) = mpsc::unbounded_channel();
     let plugin = load(path).await;
     let dirs = dirs_at(dir);
     dirs.create().expect("resource directories");
-    let context = ResourceContext::new(name, plugin.name(), Grants::default(), dirs, exits);
-    let properties = properties
+    let properties: Vec<(String, String)> = properties
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+    let grants = Grants {
+        configured: if grant_configured {
+            properties.clone()
+        } else {
+            Vec::new()
+        },
+        ..Grants::default()
+    };
+    let context = ResourceContext::new(name, plugin.name(), grants, dirs, exits);
     let (_cancel, cancel) = watch::channel(0);
     Instance::new(
         plugin,
