@@ -20,6 +20,10 @@
 //! Run as root (the lab needs namespaces): `cargo bench -p warden --bench
 //! copies_failover`. Without it, it says why and exits 0.
 
+#[path = "support/machine.rs"]
+mod machine;
+use machine::load_average;
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 
@@ -62,7 +66,7 @@ fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(3);
-    let load_before = loadavg();
+    let load_before = load_average();
     let modes = [
         ("sync", Mode::Sync),
         (
@@ -80,7 +84,7 @@ fn main() {
         };
         results.push((name, figures));
     }
-    let load_after = loadavg();
+    let load_after = load_average();
 
     println!();
     println!("load average before {load_before}, after {load_after}");
@@ -277,11 +281,4 @@ fn spread(mut values: Vec<f64>, max: bool) -> String {
         text.push_str(&format!(" / {:.0}", values[values.len() - 1]));
     }
     text
-}
-
-/// `/proc/loadavg`'s first three figures.
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".to_string())
 }

@@ -18,6 +18,9 @@
 //! build). `WARDEN_HTTP_CHECK_AGENT=/path/to/warden` measures another
 //! build (to compare with one from before a change).
 
+#[path = "support/machine.rs"]
+mod machine;
+
 #[path = "support/threads.rs"]
 mod threads;
 use threads::{ThreadSample, threads_of};
@@ -123,12 +126,7 @@ fn main() {
     println!(
         "- each window opens {SETTLE:?} after every resource is Online; {} CPUs; load average {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        machine::load_average()
     );
 }
 

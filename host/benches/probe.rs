@@ -43,6 +43,10 @@ use warden::runtime::{
     Grants, Instance, InstanceConfig, Plugin, ResourceContext, ResourceDirs, Runtime, RuntimeConfig,
 };
 
+#[path = "support/machine.rs"]
+mod machine;
+use machine::load_average;
+
 #[path = "support/stats.rs"]
 mod stats;
 use stats::{human, quantile};
@@ -330,16 +334,6 @@ fn thread_cpu() -> Duration {
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-/// The 1, 5 and 15 minute load averages, as `/proc/loadavg` gives them.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn cpu_model() -> String {
