@@ -19,6 +19,7 @@ pub mod desired;
 pub(crate) mod dev;
 pub mod dns_update;
 pub(crate) mod event_view;
+pub mod fault_point;
 pub mod fence_guard;
 pub mod fencing;
 pub mod history;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::host_state::ResourceDirs;
-use super::private_file::{read_bounded, replace};
+use super::private_file::{Flush, read_bounded, replace};
 
 /// The whole record of one resource.
 pub type Checkpoint = BTreeMap<String, String>;
@@ -133,7 +133,7 @@ impl CheckpointStore for FileCheckpoints {
     fn save(&self, _resource: &str, checkpoint: &Checkpoint) -> Result<(), String> {
         let bytes = serde_json::to_vec(checkpoint)
             .map_err(|e| format!("encoding the checkpoint record: {e}"))?;
-        replace(&self.dir, CHECKPOINT_FILE, &bytes)
+        replace(&self.dir, CHECKPOINT_FILE, &bytes, Flush::ToDisk)
             .map_err(|e| format!("writing {}: {e}", self.path().display()))
     }
 }

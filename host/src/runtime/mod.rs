@@ -26,6 +26,7 @@ pub mod launch;
 mod limits;
 mod network;
 mod older_contracts;
+mod pid_record;
 mod plugin;
 pub mod plugin_text;
 mod private_file;

@@ -68,11 +68,22 @@ pub(super) fn read_bounded(path: &Path, max: u64) -> io::Result<Option<Vec<u8>>>
     Ok(Some(bytes))
 }
 
-/// Replace `dir/name` with `bytes` atomically and durably: a new temporary
-/// file (created exclusively, never through a link), fsync, rename over
-/// the old one, fsync of the directory. A crash leaves the old file or the
-/// new one, never a torn one.
-pub(super) fn replace(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+/// Whether [`replace`] waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Flush {
+    /// fsync the file and the directory: the new contents survive a crash
+    /// of the machine.
+    ToDisk,
+    /// Only the kernel's cache: enough for what a crash of the machine
+    /// makes moot anyway (the pid record: its processes die with it).
+    No,
+}
+
+/// Replace `dir/name` with `bytes` atomically: a new temporary file
+/// (created exclusively, never through a link), rename over the old one,
+/// with `flush` an fsync of both before and after the rename. A crash
+/// leaves the old file or the new one, never a torn one.
+pub(super) fn replace(dir: &Path, name: &str, bytes: &[u8], flush: Flush) -> io::Result<()> {
     let temp = dir.join(format!("{name}.tmp"));
     // A temp file left by a crash; unlinking a link removes the link only.
     match std::fs::remove_file(&temp) {
@@ -87,6 +98,9 @@ pub(super) fn replace(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(&temp)?;
     file.write_all(bytes)?;
+    if flush == Flush::No {
+        return std::fs::rename(&temp, dir.join(name));
+    }
     file.sync_all()?;
     std::fs::rename(&temp, dir.join(name))?;
     File::open(dir)?.sync_all()
@@ -159,7 +173,7 @@ mod tests {
         let victim = dir.path().join("victim");
         std::fs::write(&victim, "keep").unwrap();
         std::os::unix::fs::symlink(&victim, dir.path().join("record.tmp")).unwrap();
-        replace(dir.path(), "record", b"new").unwrap();
+        replace(dir.path(), "record", b"new", Flush::ToDisk).unwrap();
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
         assert_eq!(
             std::fs::read_to_string(dir.path().join("record")).unwrap(),

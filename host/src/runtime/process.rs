@@ -13,13 +13,14 @@
 //!
 //! A service writes its output to `service.log` in the resource's private
 //! directory, not to a pipe into the agent, so it does not depend on the
-//! agent staying alive. A pid file there names the running process (pid,
-//! start time, program). If the agent dies or is stopped with
-//! `on_shutdown = "leave-running"`, its services live on; the next agent
-//! finds the pid file at its first start of that resource and *adopts* the
-//! process if the pid still runs the same program since the same moment,
-//! so a service is neither run twice nor restarted needlessly. A pid file
-//! naming another program is stale: that process is stopped first.
+//! agent staying alive. A pid record there names the running process (pid,
+//! start time, program; `pid_record.rs`). If the agent dies or is stopped
+//! with `on_shutdown = "leave-running"`, its services live on; the next
+//! agent reads the record at its first start of that resource and *adopts*
+//! the process if the pid still runs the same program since the same
+//! moment, so a service is neither run twice nor restarted needlessly. A
+//! record naming another program is stale: that process is stopped first,
+//! and so is a service whose start a killed agent never got to record.
 //!
 //! In a cluster, the fence guard (`crate::fence_guard`) holds each
 //! service's process group from its spawn or adoption until its watcher has
@@ -39,6 +40,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::host_state::{Grants, LaunchGrants, ResourceDirs, RunAs};
 use super::launch::{Credentials, Launch};
+use super::pid_record::{self, FileId, PidRecord};
 use super::private_file;
 use crate::contract::bindings::current::warden::resource::process::{ProcessState, SpawnSpec};
 
@@ -180,29 +182,43 @@ impl ProcessSlot {
             return Ok(pid);
         }
         let launch = &grants.launch;
-        let program = launch_for(spec, launch, &dirs.private, checked.cwd)?;
+        let (program, log) = launch_for(spec, launch, &dirs.private, checked.cwd)?;
         if let Some(run_as) = &launch.run_as {
             hand_over(&dirs.data, run_as)?;
         }
+        // Recorded before it exists: an agent killed the moment after the
+        // start leaves the next one a way to find it.
+        self.record(
+            &dirs.private,
+            &PidRecord::Starting {
+                log,
+                program: spec.program.clone(),
+            },
+        );
         // Started on this thread, the tokio worker polling the resource's
         // actor: in cluster mode the service's PR_SET_PDEATHSIG fires when
         // the thread that started it exits, and a worker lives as long as
         // the agent. Never move this to `spawn_blocking`, whose threads
         // retire after ten idle seconds and would take their services
         // with them.
-        let child = program
-            .start()
-            .map_err(|err| format!("could not start {}: {err}", spec.program))?;
+        let child = program.start().map_err(|err| {
+            pid_record::remove_if_starting(&dirs.private);
+            format!("could not start {}: {err}", spec.program)
+        })?;
         let pid = child.id();
+        crate::fault_point::reached(crate::fault_point::SERVICE_STARTED);
         // Its process group (the pid: the launcher's setpgid(0, 0)), for the
         // fence guard.
         crate::fence_guard::hold(pid);
-        let pid_file = dirs.private.join(PID_FILE);
-        let started = start_time(pid).unwrap_or(0);
-        let record = format!("{pid} {started} {}\n", spec.program);
-        if let Err(err) = private_file::replace(&dirs.private, PID_FILE, record.as_bytes()) {
-            tracing::warn!(resource = %self.resource, "could not write {}: {err}", pid_file.display());
-        }
+        let private_dir = dirs.private.clone();
+        self.record(
+            &dirs.private,
+            &PidRecord::Running {
+                pid,
+                started: start_time(pid).unwrap_or(0),
+                program: spec.program.clone(),
+            },
+        );
         let (exit_tx, exit_rx) = watch::channel(None);
         let stopping = Arc::new(AtomicBool::new(false));
         let exits = self.exits.clone();
@@ -224,7 +240,7 @@ impl ProcessSlot {
             // answering checks: the service is gone, so is its group.
             let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
             crate::fence_guard::release(pid);
-            remove_pid_record(&pid_file, pid);
+            pid_record::remove_if_running(&private_dir, pid);
             exit_tx.send_replace(Some(ended));
             if watcher_stopping.load(Ordering::SeqCst) {
                 tracing::info!(%resource, pid, "process {how} after stop");
@@ -292,38 +308,21 @@ impl Drop for ProcessSlot {
     }
 }
 
-/// The file in a resource's private directory that names its running
-/// process.
-const PID_FILE: &str = ".warden-pid";
-
-/// The most bytes of a pid record the agent reads.
-const MAX_PID_RECORD: u64 = 4096;
-
 /// The file in a resource's private directory that its service writes to.
 pub const SERVICE_LOG: &str = "service.log";
 
-/// Remove the pid record if it still names `pid`: a newer process may have
-/// replaced it.
-fn remove_pid_record(pid_file: &Path, pid: u32) {
-    if let Ok(Some(bytes)) = private_file::read_bounded(pid_file, MAX_PID_RECORD)
-        && String::from_utf8_lossy(&bytes).split_whitespace().next() == Some(&pid.to_string())
-    {
-        let _ = std::fs::remove_file(pid_file);
-    }
-}
-
 /// How `spec` starts: an empty environment but for what the operator
-/// granted and the plugin set, output to the service log in `private_dir`,
-/// the working directory `cwd` (opened beneath the data directory), the
-/// granted user, and in cluster mode death with the agent. The launcher
-/// (`launch.rs`) gives it a process group of its own and stdin from
-/// /dev/null.
+/// granted and the plugin set, output to the service log in `private_dir`
+/// (whose identity is returned beside), the working directory `cwd`
+/// (opened beneath the data directory), the granted user, and in cluster
+/// mode death with the agent. The launcher (`launch.rs`) gives it a process
+/// group of its own and stdin from /dev/null.
 fn launch_for(
     spec: &SpawnSpec,
     launch: &LaunchGrants,
     private_dir: &Path,
     cwd: OwnedFd,
-) -> Result<Launch, String> {
+) -> Result<(Launch, FileId), String> {
     let refused =
         |err: super::launch::LaunchError| format!("could not start {}: {err}", spec.program);
     let log_path = private_dir.join(SERVICE_LOG);
@@ -332,6 +331,7 @@ fn launch_for(
     let log_copy = log
         .try_clone()
         .map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let log_id = FileId::of(&log).map_err(|e| format!("{}: {e}", log_path.display()))?;
     let mut program = Launch::new(Path::new(&spec.program)).map_err(refused)?;
     for arg in &spec.args {
         program.arg(arg).map_err(refused)?;
@@ -358,7 +358,7 @@ fn launch_for(
     if DIE_WITH_AGENT.load(Ordering::SeqCst) {
         program.die_with_parent();
     }
-    Ok(program)
+    Ok((program, log_id))
 }
 
 /// A spawn request that passed every check.
@@ -480,33 +480,49 @@ fn start_time(pid: u32) -> Option<u64> {
 }
 
 impl ProcessSlot {
+    /// Write `record` in `private_dir`; a failure is logged (the service
+    /// runs all the same, and a next agent finds no record to act on).
+    fn record(&self, private_dir: &Path, record: &PidRecord) {
+        if let Err(err) = pid_record::write(private_dir, record) {
+            tracing::warn!(
+                resource = %self.resource,
+                "could not write the pid record in {}: {err}",
+                private_dir.display()
+            );
+        }
+    }
+
     /// Adopt the process a previous agent left running for this resource,
-    /// if the pid file names one that still runs `program` since the same
-    /// moment. A stale pid file naming another live program is stopped
-    /// first, so the service never runs twice.
+    /// if the pid record names one that still runs `program` since the same
+    /// moment. A stale record naming another live program is stopped first,
+    /// and so is a service whose start the previous agent did not live to
+    /// record, so the service never runs twice.
     fn adopt_leftover(&self, program: &str, private_dir: &Path) -> Option<Running> {
-        let pid_file = private_dir.join(PID_FILE);
-        let text = match private_file::read_bounded(&pid_file, MAX_PID_RECORD) {
-            Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+        let record = match pid_record::read(private_dir) {
+            Ok(Some(record)) => record,
             Ok(None) => return None,
             Err(err) => {
-                tracing::warn!(resource = %self.resource, "ignoring the pid record: {err}");
+                tracing::warn!(resource = %self.resource, "{err}");
                 return None;
             }
         };
-        let mut words = text.split_whitespace();
-        let pid = words.next().and_then(|p| p.parse::<u32>().ok());
-        let started = words.next().and_then(|t| t.parse::<u64>().ok());
-        let recorded = words.next();
-        let (Some(pid), Some(started), Some(recorded)) = (pid, started, recorded) else {
-            let _ = std::fs::remove_file(&pid_file);
-            return None;
+        let (pid, started, recorded) = match record {
+            PidRecord::Running {
+                pid,
+                started,
+                program,
+            } => (pid, started, program),
+            PidRecord::Starting { log, program } => {
+                self.stop_unrecorded_start(log, &program);
+                pid_record::remove(private_dir);
+                return None;
+            }
         };
         let same_process = pid > 1 && start_time(pid) == Some(started);
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
         if !same_process || argv0 != recorded.as_bytes() {
-            let _ = std::fs::remove_file(&pid_file);
+            pid_record::remove(private_dir);
             return None;
         }
         if recorded != program {
@@ -515,14 +531,8 @@ impl ProcessSlot {
                 pid,
                 "{recorded} was left running by a previous agent, but the resource now runs {program}: stopping it"
             );
-            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
-            for _ in 0..200 {
-                if start_time(pid) != Some(started) {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let _ = std::fs::remove_file(&pid_file);
+            kill_and_wait(&[pid]);
+            pid_record::remove(private_dir);
             return None;
         }
         tracing::info!(
@@ -537,11 +547,12 @@ impl ProcessSlot {
         let watcher_stopping = stopping.clone();
         let exits = self.exits.clone();
         let resource = self.resource.clone();
+        let private_dir = private_dir.to_path_buf();
         tokio::spawn(async move {
             while start_time(pid) == Some(started) {
                 tokio::time::sleep(ADOPTED_POLL).await;
             }
-            remove_pid_record(&pid_file, pid);
+            pid_record::remove_if_running(&private_dir, pid);
             let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
             crate::fence_guard::release(pid);
             let how = "ended (it was adopted, so its exit status is unknown)".to_string();
@@ -559,6 +570,51 @@ impl ProcessSlot {
             exit,
             stopping,
         })
+    }
+
+    /// Stop what a previous agent started with `log` as its output and was
+    /// killed before recording: the service and whatever it forked, found by
+    /// the log they hold open. Stopped rather than adopted: its pid and
+    /// start time were never recorded to check it by, and the start that
+    /// follows is the one the agent knows.
+    fn stop_unrecorded_start(&self, log: FileId, program: &str) {
+        let holders = pid_record::holders_of(log);
+        if holders.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            resource = %self.resource,
+            "a previous agent was killed while starting {program}: stopping what it started \
+             (pids {holders:?}, found by the service log they hold)"
+        );
+        kill_and_wait(&holders);
+    }
+}
+
+/// SIGKILL each of `pids` with its process group (a service's group is its
+/// own, never the agent's), and wait up to 2 s for each to be gone.
+fn kill_and_wait(pids: &[u32]) {
+    let own_group = nix::unistd::getpgrp();
+    let started: Vec<(u32, Option<u64>)> = pids.iter().map(|&p| (p, start_time(p))).collect();
+    for &pid in pids {
+        let pid = Pid::from_raw(pid as i32);
+        match nix::unistd::getpgid(Some(pid)) {
+            Ok(group) if group != own_group && group.as_raw() > 1 => {
+                let _ = killpg(group, Signal::SIGKILL);
+            }
+            _ => {
+                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            }
+        }
+    }
+    for _ in 0..200 {
+        if started
+            .iter()
+            .all(|&(pid, at)| at.is_none() || start_time(pid) != at)
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

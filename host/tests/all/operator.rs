@@ -753,14 +753,7 @@ fn create_sleeper(agent: &Agent, seconds: u32) {
 
 /// The pids running `/usr/bin/sleep SECONDS`.
 fn sleepers_with(seconds: u32) -> Vec<i32> {
-    let out = Command::new("pgrep")
-        .args(["-f", &format!("^/usr/bin/sleep {seconds}$")])
-        .output()
-        .expect("pgrep");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().parse::<i32>().ok())
-        .collect()
+    crate::common::process::pids_of(&format!("^/usr/bin/sleep {seconds}$"))
 }
 
 #[test]

@@ -89,3 +89,16 @@ pub fn oldest_pid_of(pattern: &str) -> Option<i32> {
         .next()
         .and_then(|l| l.trim().parse().ok())
 }
+
+/// Every process whose command line matches the regular expression
+/// `pattern` (`pgrep -f`).
+pub fn pids_of(pattern: &str) -> Vec<i32> {
+    let out = Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .expect("pgrep");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
