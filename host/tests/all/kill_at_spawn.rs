@@ -26,8 +26,12 @@ data_dir = "data"
 allow_programs = ["/usr/bin/sleep"]
 "#;
 
-/// The command line only this test's service has.
-const SLEEPER: &str = "^/usr/bin/sleep 989$";
+/// The seconds this test's service sleeps: a number only it uses (the
+/// test process's pid in it), so that runs side by side never see each
+/// other's service.
+fn seconds() -> String {
+    format!("98{}", std::process::id())
+}
 
 /// The state letter of `pid` in `/proc/PID/stat` (`T`: stopped).
 fn process_state(pid: i32) -> Option<char> {
@@ -38,6 +42,7 @@ fn process_state(pid: i32) -> Option<char> {
 #[test]
 fn a_service_started_the_instant_before_a_kill_is_never_run_twice() {
     let dir = tempfile::tempdir().expect("tempdir");
+    let sleeper = format!("^/usr/bin/sleep {}$", seconds());
     let agent = AgentProcess::start_command(Path::new(WARDEN), dir.path(), CONFIG, |command| {
         command.env(fault_point::VARIABLE, fault_point::SERVICE_STARTED);
     });
@@ -56,7 +61,7 @@ fn a_service_started_the_instant_before_a_kill_is_never_run_twice() {
             "--prop",
             "program=/usr/bin/sleep",
             "--prop",
-            "args=989",
+            &format!("args={}", seconds()),
         ])
         .env("WARDEN_API", format!("http://{}", agent.api))
         .env("WARDEN_TOKEN", TOKEN)
@@ -70,7 +75,7 @@ fn a_service_started_the_instant_before_a_kill_is_never_run_twice() {
     let orphan = wait_until(
         "the service to run",
         Duration::from_secs(10),
-        || match pids_of(SLEEPER).as_slice() {
+        || match pids_of(&sleeper).as_slice() {
             [pid] => Some(*pid),
             _ => None,
         },
@@ -86,7 +91,7 @@ fn a_service_started_the_instant_before_a_kill_is_never_run_twice() {
             .filter(|r| r["state"] == "Online")
             .map(|_| ())
     });
-    let running = pids_of(SLEEPER);
+    let running = pids_of(&sleeper);
     assert_eq!(running.len(), 1, "one copy, not {running:?}");
     assert_ne!(running[0], orphan, "the unrecorded start was stopped");
     assert!(
@@ -99,6 +104,6 @@ fn a_service_started_the_instant_before_a_kill_is_never_run_twice() {
 
     agent.ok(&["group", "offline", "g"]);
     wait_until("nothing left running", Duration::from_secs(20), || {
-        pids_of(SLEEPER).is_empty().then_some(())
+        pids_of(&sleeper).is_empty().then_some(())
     });
 }
