@@ -12,7 +12,7 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::common::agent_process::{AgentProcess, TOKEN, WARDEN};
+use crate::common::agent_process::{AgentProcess, TOKEN, WARDEN, create_sleeper_args};
 use crate::common::process::pids_of;
 use crate::common::wait_until;
 use warden::fault_point;
@@ -50,19 +50,7 @@ fn a_service_started_the_instant_before_a_kill_is_never_run_twice() {
     // The agent freezes while it brings the resource online: the creation
     // is asked from a command of its own, which the kill ends.
     let mut create = Command::new(WARDEN)
-        .args([
-            "resource",
-            "create",
-            "sleeper",
-            "--type",
-            "process",
-            "--group",
-            "g",
-            "--prop",
-            "program=/usr/bin/sleep",
-            "--prop",
-            &format!("args={}", seconds()),
-        ])
+        .args(create_sleeper_args(&seconds()))
         .env("WARDEN_API", format!("http://{}", agent.api))
         .env("WARDEN_TOKEN", TOKEN)
         .spawn()

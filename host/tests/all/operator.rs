@@ -736,19 +736,8 @@ fn sleepers() -> Vec<i32> {
 /// argument tells this test's process from any other test's.
 fn create_sleeper(agent: &Agent, seconds: u32) {
     agent.ok(&["group", "create", "g"]);
-    agent.ok(&[
-        "resource",
-        "create",
-        "sleeper",
-        "--type",
-        "process",
-        "--group",
-        "g",
-        "--prop",
-        "program=/usr/bin/sleep",
-        "--prop",
-        &format!("args={seconds}"),
-    ]);
+    let args = crate::common::agent_process::create_sleeper_args(&seconds.to_string());
+    agent.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
 }
 
 /// The pids running `/usr/bin/sleep SECONDS`.

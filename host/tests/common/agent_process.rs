@@ -17,6 +17,27 @@ use super::{free_port, wait_until};
 pub const WARDEN: &str = env!("CARGO_BIN_EXE_warden");
 pub const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
+/// The CLI arguments that create resource "sleeper" in group "g", of the
+/// built-in `process` type: `/usr/bin/sleep SECONDS`, whose argument tells
+/// a test's service from any other test's.
+pub fn create_sleeper_args(seconds: &str) -> Vec<String> {
+    let args = [
+        "resource",
+        "create",
+        "sleeper",
+        "--type",
+        "process",
+        "--group",
+        "g",
+        "--prop",
+        "program=/usr/bin/sleep",
+        "--prop",
+    ];
+    let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    args.push(format!("args={seconds}"));
+    args
+}
+
 /// `warden agent --config CONFIG` as written (its `[api]`, if any, the
 /// caller's), its output dropped; killed if the test ends while it runs.
 pub fn start_agent(config: &Path) -> Killed {
