@@ -179,6 +179,7 @@ impl Instance {
                 }
             })?;
             self.generations += 1;
+            store.data_mut().park_data_dir();
             self.live = Some(Live {
                 store,
                 bindings,
@@ -253,7 +254,7 @@ impl Instance {
             let handle = live.handle;
             let stack = live.store.data().stack.clone();
             let work = f(&mut live.store, &live.bindings, handle);
-            bounded(
+            let result = bounded(
                 &self.plugin.runtime,
                 call,
                 &deadline,
@@ -262,7 +263,10 @@ impl Instance {
                 &stack,
                 work,
             )
-            .await
+            .await;
+            // Idle, the resource holds no descriptor of its `/data`.
+            live.store.data_mut().park_data_dir();
+            result
         }
         .await;
         if result.is_err() {
