@@ -35,43 +35,67 @@ static ALLOC: dhat::Alloc = dhat::Alloc;
 
 const CHAOS: &str = env!("WARDEN_PLUGIN_CHAOS");
 
-/// What holds a live block, by a pattern in the name of one of the frames
-/// that allocated it. The first category whose pattern matches any frame,
-/// scanning frames from the allocation site outwards, wins; so a specific
-/// category (the WASI context) is listed before the general one (the store)
-/// only if its frames are nearer the allocation.
+/// What holds a live block, by a pattern in one of the frames that
+/// allocated it (a frame is "ADDRESS: NAME (FILE:LINE:COLUMN)", and a
+/// release build's names carry their generic arguments, so a channel's
+/// block is named after the message type). Frames are scanned from the
+/// allocation site outwards, and at each frame the first category of this
+/// list that matches wins: the specific patterns (a channel's file, a
+/// wasmtime structure) come before the general ones (a module of the agent).
 const CATEGORIES: &[(&str, &str)] = &[
-    ("WasiCtxBuilder", "WASI context"),
-    ("wasmtime_wasi::", "WASI (other)"),
+    ("sync/mpsc/", "mpsc channels"),
+    ("sync/broadcast", "broadcast channels"),
+    ("sync/watch", "watch channels"),
+    ("tokio::runtime::task::core::Cell", "tokio tasks (futures)"),
+    ("WasiCtx", "WASI context"),
+    ("wasmtime_wasi", "WASI (other)"),
     ("ResourceTable", "resource table"),
-    ("fiber_stacks", "fiber stack slot"),
-    ("HostState::new", "host state"),
-    ("wasmtime::runtime::component::instance", "component instance"),
-    ("wasmtime::runtime::instance", "core instances"),
-    ("wasmtime::runtime::vm::instance", "core instances"),
-    ("wasmtime::runtime::vm::table", "tables"),
-    ("wasmtime::runtime::vm::memory", "linear memory bookkeeping"),
-    ("wasmtime::runtime::func", "func refs"),
-    ("wasmtime::runtime::store", "store"),
-    ("wasmtime::", "wasmtime (other)"),
+    ("vm::instance::Instance>", "core instances (vmctx)"),
+    (
+        "vm::component::ComponentInstance>",
+        "component instance (vmctx)",
+    ),
+    ("StoreInner", "store"),
+    ("module::registry", "store's module registry"),
+    ("alloc_dynamic_table_elements", "tables"),
+    (
+        "wasmtime::runtime::vm::instance::allocator",
+        "core instances (other)",
+    ),
+    ("wasmtime::runtime::component", "component instance (other)"),
+    ("wasmtime", "wasmtime (other)"),
     ("ResourceContext", "resource context"),
+    ("fiber_stacks", "fiber stack slot"),
+    ("guest_output", "resource context"),
     ("warden::runtime::instance", "runtime::Instance"),
-    ("tokio::sync::mpsc", "mpsc channels"),
-    ("tokio::sync::broadcast", "broadcast channels"),
-    ("tokio::sync::watch", "watch channels"),
-    ("tokio::runtime::task", "tokio tasks (futures)"),
-    ("tokio::time", "tokio timers"),
-    ("warden::monitor", "monitor"),
     ("warden_policy", "policy engine"),
+    ("warden::monitor", "monitor"),
     ("warden::node", "node"),
     ("warden::history", "history"),
     ("warden::metrics", "metrics"),
     ("warden::desired", "desired (configuration)"),
     ("warden::config", "configuration"),
+    ("redb", "embedded store"),
     ("warden::store", "embedded store"),
     ("warden::agent", "agent start"),
-    ("tokio::", "tokio (other)"),
+    ("tokio", "tokio (other)"),
 ];
+
+/// A frame of the standard library or of the profiler: not where the
+/// program chose to allocate.
+fn plumbing(frame: &str) -> bool {
+    [
+        "alloc/src/",
+        "core/src/",
+        "std/src/",
+        "src/raw_vec",
+        "src/alloc/",
+        "dhat",
+        "heap_profile.rs",
+    ]
+    .iter()
+    .any(|p| frame.contains(p))
+}
 
 fn config_text(resources: usize, data_dir: &Path, plugins_dir: &Path) -> String {
     let mut text = format!(
@@ -147,7 +171,7 @@ fn sites(profile: &serde_json::Value) -> Vec<Site> {
 }
 
 fn category(site: &Site) -> &'static str {
-    for frame in &site.frames {
+    for frame in site.frames.iter().filter(|f| !plumbing(f)) {
         for (pattern, name) in CATEGORIES {
             if frame.contains(pattern) {
                 return name;
@@ -157,24 +181,20 @@ fn category(site: &Site) -> &'static str {
     "other"
 }
 
-/// The frames worth reading: the first few below the allocator's own.
+/// The frames worth reading: the first few of the program's own.
 fn short_stack(site: &Site) -> String {
     site.frames
         .iter()
-        .filter(|f| {
-            !["alloc::", "dhat::", "core::", "hashbrown::", "__rust", "std::"]
-                .iter()
-                .any(|p| f.contains(p))
-        })
-        .take(4)
+        .filter(|f| !plumbing(f))
+        .take(3)
         .map(|f| {
-            // "0x1234: name (file:line)": the name and the line.
+            // "0x1234: name (file:line:column)": the name and the file.
             let f = f.split_once(": ").map_or(f.as_str(), |(_, rest)| rest);
             let (name, place) = f.split_once(" (").unwrap_or((f, ""));
-            let name: String = name.chars().take(90).collect();
+            let name: String = name.chars().take(80).collect();
             let place = place.trim_end_matches(')');
             let place = place.rsplit('/').next().unwrap_or(place);
-            format!("{name} ({place})")
+            format!("`{name}` ({place})")
         })
         .collect::<Vec<_>>()
         .join(" ← ")

@@ -34,9 +34,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use wasmtime_wasi::FsPerms;
 use wasmtime_wasi::filesystem::{Descriptor, Dir, OpenMode};
 use wasmtime_wasi::p2::bindings::filesystem::preopens;
-use wasmtime_wasi::FsPerms;
 
 use super::host_state::GUEST_DATA_DIR;
 
@@ -161,15 +161,15 @@ impl DataPreopen {
         from: &Arc<std::fs::File>,
         to: &Arc<std::fs::File>,
     ) {
-        self.handles.retain(|rep| {
-            match table.get_mut::<Descriptor>(&Resource::new_borrow(*rep)) {
+        self.handles.retain(
+            |rep| match table.get_mut::<Descriptor>(&Resource::new_borrow(*rep)) {
                 Ok(Descriptor::Dir(dir)) if Arc::ptr_eq(&dir.dir, from) => {
                     dir.dir = to.clone();
                     true
                 }
                 _ => false,
-            }
-        });
+            },
+        );
     }
 }
 
@@ -251,4 +251,3 @@ pub(crate) fn add_to_linker<T: Send + 'static>(
     linker.allow_shadowing(false);
     added
 }
-

@@ -7,11 +7,11 @@ use anyhow::{Context, Result};
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::{data_preopen, data_quota};
 use super::epoch::{EpochTicker, Ticking};
 use super::fiber_stacks::ReleasingStacks;
 use super::host_state::HostState;
 use super::limits;
+use super::{data_preopen, data_quota};
 use crate::contract::bindings::current;
 
 /// Where the linear memories, tables and stacks of instances come from.

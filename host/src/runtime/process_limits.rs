@@ -151,8 +151,8 @@ pub fn open_files_shortfall(resources: usize, allowed: u64) -> Option<String> {
             "{resources} resources need about {needed} open files (one each for the \
              program it manages, while it runs), more than this process may have \
              (RLIMIT_NOFILE = {allowed}); programs started past the limit will fail with \
-             \"Too many open files\". Raise the hard limit (systemd: LimitNOFILE={} in the unit), or run the agent with CAP_SYS_RESOURCE \
-             and it raises it itself",
+             \"Too many open files\". Raise the hard limit (systemd: LimitNOFILE={} in \
+             the unit), or run the agent with CAP_SYS_RESOURCE and it raises it itself",
             needed.checked_next_power_of_two().unwrap_or(needed)
         )
     })

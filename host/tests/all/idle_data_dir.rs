@@ -39,7 +39,11 @@ async fn an_idle_resource_holds_no_descriptor_of_its_data() {
         ask(&handle, "write-file", "/data/note=kept across calls").await,
         Ok("wrote 17 bytes".to_string())
     );
-    assert_eq!(descriptors_on(&data), 0, "idle after a call that used /data");
+    assert_eq!(
+        descriptors_on(&data),
+        0,
+        "idle after a call that used /data"
+    );
     // The guest's handle on /data, parked in between, works again.
     assert_eq!(
         ask(&handle, "read-file", "/data/note").await,
@@ -59,7 +63,10 @@ async fn an_idle_resource_holds_no_descriptor_of_its_data() {
         ask(&handle, "read-file", "/data/note").await,
         Ok("kept across calls".to_string())
     );
-    assert_eq!(std::fs::read_to_string(data.join("note")).unwrap(), "kept across calls");
+    assert_eq!(
+        std::fs::read_to_string(data.join("note")).unwrap(),
+        "kept across calls"
+    );
     monitor.shutdown().await;
 }
 
