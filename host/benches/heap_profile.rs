@@ -8,9 +8,9 @@
 //! profiler; once every resource is Online and a few checks have run, the
 //! profiler is dropped, which writes `dhat-heap.json` with every live block
 //! and the stack that allocated it. The bench then groups those bytes:
-//! each allocation site is put in the first category (table [`CATEGORIES`])
-//! whose pattern one of its frames names, innermost frame first, and
-//! prints a table of bytes and blocks per resource, then the largest sites.
+//! each allocation site is put in the first category of [`CATEGORIES`]
+//! whose pattern one of its frames names, and it prints a table of bytes
+//! and blocks per resource, then the largest sites.
 //!
 //! Run: `cargo bench -p warden --bench heap_profile` (release; its
 //! line tables name the frames). `WARDEN_BENCH_RESOURCES` (default 1000)
@@ -35,43 +35,40 @@ static ALLOC: dhat::Alloc = dhat::Alloc;
 
 const CHAOS: &str = env!("WARDEN_PLUGIN_CHAOS");
 
-/// What holds a live block, by a pattern in one of the frames that
-/// allocated it (a frame is "ADDRESS: NAME (FILE:LINE:COLUMN)", and a
-/// release build's names carry their generic arguments, so a channel's
-/// block is named after the message type). Frames are scanned from the
-/// allocation site outwards, and at each frame the first category of this
-/// list that matches wins: the specific patterns (a channel's file, a
-/// wasmtime structure) come before the general ones (a module of the agent).
+/// What holds a live block, by a pattern in the frames that allocated it
+/// (a frame is "ADDRESS: NAME (FILE:LINE:COLUMN)"; a release build's names
+/// carry their generic arguments, so a channel's block is named after its
+/// message type). The first category of this list that any frame matches
+/// wins, so the specific ones (a channel's file, a wasmtime structure) come
+/// before the general ones (wasmtime, then the agent's modules, whose
+/// frames also appear outwards of every allocation they cause).
 const CATEGORIES: &[(&str, &str)] = &[
+    ("runtime/task/", "tokio tasks (a future each)"),
     ("sync/mpsc/", "mpsc channels"),
-    ("sync/broadcast", "broadcast channels"),
+    ("sync/broadcast", "broadcast channels (fixed)"),
     ("sync/watch", "watch channels"),
-    ("tokio::runtime::task::core::Cell", "tokio tasks (futures)"),
-    ("WasiCtx", "WASI context"),
-    ("wasmtime_wasi", "WASI (other)"),
-    ("ResourceTable", "resource table"),
+    ("StoreInner", "store"),
     ("vm::instance::Instance>", "core instances (vmctx)"),
     (
         "vm::component::ComponentInstance>",
         "component instance (vmctx)",
     ),
-    ("StoreInner", "store"),
     ("module::registry", "store's module registry"),
     ("alloc_dynamic_table_elements", "tables"),
-    (
-        "wasmtime::runtime::vm::instance::allocator",
-        "core instances (other)",
-    ),
+    ("wasmtime_wasi", "WASI context"),
+    ("ResourceTable", "resource table"),
+    ("vm::instance::allocator", "core instances (other)"),
     ("wasmtime::runtime::component", "component instance (other)"),
     ("wasmtime", "wasmtime (other)"),
     ("ResourceContext", "resource context"),
-    ("fiber_stacks", "fiber stack slot"),
+    ("host_state", "resource context"),
     ("guest_output", "resource context"),
+    ("fiber_stacks", "fiber stack slot"),
     ("warden::runtime::instance", "runtime::Instance"),
     ("warden_policy", "policy engine"),
+    ("warden::history", "history (fixed)"),
     ("warden::monitor", "monitor"),
     ("warden::node", "node"),
-    ("warden::history", "history"),
     ("warden::metrics", "metrics"),
     ("warden::desired", "desired (configuration)"),
     ("warden::config", "configuration"),
@@ -171,14 +168,10 @@ fn sites(profile: &serde_json::Value) -> Vec<Site> {
 }
 
 fn category(site: &Site) -> &'static str {
-    for frame in site.frames.iter().filter(|f| !plumbing(f)) {
-        for (pattern, name) in CATEGORIES {
-            if frame.contains(pattern) {
-                return name;
-            }
-        }
-    }
-    "other"
+    CATEGORIES
+        .iter()
+        .find(|(pattern, _)| site.frames.iter().any(|f| f.contains(pattern)))
+        .map_or("other", |(_, name)| name)
 }
 
 /// The frames worth reading: the first few of the program's own.
