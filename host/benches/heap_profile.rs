@@ -43,7 +43,9 @@ const CHAOS: &str = env!("WARDEN_PLUGIN_CHAOS");
 /// before the general ones (wasmtime, then the agent's modules, whose
 /// frames also appear outwards of every allocation they cause).
 const CATEGORIES: &[(&str, &str)] = &[
-    ("runtime/task/", "tokio tasks (a future each)"),
+    // `tokio::runtime::task::new_task`: a task's cell, its future inside.
+    ("new_task<", "tokio tasks (a future each)"),
+    ("redb", "embedded store"),
     ("sync/mpsc/", "mpsc channels"),
     ("sync/broadcast", "broadcast channels (fixed)"),
     ("sync/watch", "watch channels"),
@@ -72,7 +74,6 @@ const CATEGORIES: &[(&str, &str)] = &[
     ("warden::metrics", "metrics"),
     ("warden::desired", "desired (configuration)"),
     ("warden::config", "configuration"),
-    ("redb", "embedded store"),
     ("warden::store", "embedded store"),
     ("warden::agent", "agent start"),
     ("tokio", "tokio (other)"),
@@ -258,7 +259,7 @@ fn main() {
         entry.1 += site.blocks;
     }
     let mut rows: Vec<_> = by_category.into_iter().collect();
-    rows.sort_by(|a, b| b.1.0.cmp(&a.1.0));
+    rows.sort_by_key(|row| std::cmp::Reverse(row.1.0));
     println!("| holder (first matching frame) | bytes per resource | blocks per resource |");
     println!("|---|---:|---:|");
     for (name, (bytes, blocks)) in rows {
@@ -270,7 +271,7 @@ fn main() {
     }
     println!();
     let mut sorted: Vec<&Site> = sites.iter().collect();
-    sorted.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+    sorted.sort_by_key(|site| std::cmp::Reverse(site.bytes));
     println!("| bytes per resource | blocks per resource | holder | where (innermost first) |");
     println!("|---:|---:|---|---|");
     for site in sorted.into_iter().take(listed) {
