@@ -180,24 +180,31 @@ pub struct StateChange {
 
 impl Actor {
     pub(super) async fn run(mut self) {
+        // The task that runs this future is allocated once, for the
+        // resource's life, at the size of its largest await: the rare
+        // paths (commands, shutdown, exits, copy status) are boxed for
+        // their length so that only the checks' state is inline (issue
+        // #19, `heap_profile` bench).
         loop {
             let check = self.next_check();
             tokio::select! {
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown { reply }) => {
-                        self.shutdown().await;
+                        Box::pin(self.shutdown()).await;
                         let _ = reply.send(());
                         return;
                     }
-                    Some(command) => self.handle(command).await,
+                    Some(command) => Box::pin(self.handle(command)).await,
                     // Every handle is gone: nobody can ask anything more.
                     None => {
-                        self.shutdown().await;
+                        Box::pin(self.shutdown()).await;
                         return;
                     }
                 },
-                Some(exit) = self.exits.recv() => self.on_exit(exit).await,
-                () = sleep_until_opt(self.next_copy_status) => self.poll_copy_status().await,
+                Some(exit) = self.exits.recv() => Box::pin(self.on_exit(exit)).await,
+                () = sleep_until_opt(self.next_copy_status) => {
+                    Box::pin(self.poll_copy_status()).await
+                }
                 () = sleep_until_opt(check.map(|(_, at)| at)) => {
                     if let Some((check, at)) = check {
                         self.run_check(check, at).await;

@@ -7,11 +7,11 @@ use anyhow::{Context, Result};
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::data_quota;
 use super::epoch::{EpochTicker, Ticking};
 use super::fiber_stacks::ReleasingStacks;
 use super::host_state::HostState;
 use super::limits;
+use super::{data_preopen, data_quota};
 use crate::contract::bindings::current;
 
 /// Where the linear memories, tables and stacks of instances come from.
@@ -175,6 +175,10 @@ impl Runtime {
         data_quota::add_to_linker(&mut linker, HostState::quota_filesystem)
             .map_err(anyhow::Error::from)
             .context("linking the quota-checked wasi:filesystem/types")?;
+        // `/data`, its descriptor held only while a call uses it.
+        data_preopen::add_to_linker(&mut linker, HostState::preopens)
+            .map_err(anyhow::Error::from)
+            .context("linking wasi:filesystem/preopens")?;
         current::Plugin::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
             &mut linker,
             |state| state,

@@ -15,9 +15,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::filesystem::WasiFilesystemCtxView;
-use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::checkpoint::{CheckpointStore, Checkpoints, FileCheckpoints};
+use super::data_preopen::{DataPreopen, PreopensView};
 use super::data_quota::{DataQuota, QuotaFilesystem, QuotaLimits};
 use super::deadline::CallDeadline;
 use super::guest_output::{GuestOutput, OutputBudget};
@@ -266,6 +267,8 @@ pub(crate) struct HostState {
     pub(crate) resource: Arc<ResourceContext>,
     wasi: WasiCtx,
     table: ResourceTable,
+    /// `/data`, open only while a call uses it (`data_preopen`).
+    preopen: DataPreopen,
     pub(crate) memory: MemoryLimit,
     /// The deadline of the call in flight, which progress reports extend.
     pub(crate) deadline: Option<Arc<CallDeadline>>,
@@ -296,15 +299,16 @@ impl HostState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .socket_addr_check(network.clone().into_check(resource.name.clone()));
-        if resource.has_data_dir {
-            wasi.preopened_dir(&resource.dirs.data, GUEST_DATA_DIR, FsPerms::ReadWrite)
-                .map_err(|e| {
-                    format!(
-                        "cannot open the data directory {} for the sandbox: {e:#}",
-                        resource.dirs.data.display()
-                    )
-                })?;
-        }
+        // `/data` is answered by `data_preopen`, which holds its descriptor
+        // only while a call uses it. Checked here, so a directory that
+        // cannot be opened refuses the store as it always did.
+        let data_dir = resource.has_data_dir.then(|| resource.dirs.data.clone());
+        let preopen = DataPreopen::new(data_dir).map_err(|e| {
+            format!(
+                "cannot open the data directory {} for the sandbox: {e}",
+                resource.dirs.data.display()
+            )
+        })?;
         let wasi = wasi.build();
         // Every open file, socket and stream of the guest is an entry here:
         // capping the table bounds the descriptors one resource can hold,
@@ -317,6 +321,7 @@ impl HostState {
             resource,
             wasi,
             table,
+            preopen,
             memory: MemoryLimit {
                 limit: memory_limit,
             },
@@ -331,6 +336,9 @@ impl HostState {
     /// wasmtime-wasi's filesystem of this store with the resource's quota:
     /// what `wasi:filesystem/types` reaches (see `data_quota`).
     pub(crate) fn quota_filesystem(&mut self) -> QuotaFilesystem<'_> {
+        // Every guest call on a descriptor comes through here: a parked
+        // `/data` is opened again first.
+        self.preopen.unpark(&mut self.table);
         QuotaFilesystem {
             fs: WasiFilesystemCtxView {
                 ctx: self.wasi.filesystem(),
@@ -338,6 +346,22 @@ impl HostState {
             },
             quota: &self.resource.data_quota,
         }
+    }
+}
+
+impl HostState {
+    /// What `wasi:filesystem/preopens` reaches (`data_preopen`).
+    pub(crate) fn preopens(&mut self) -> PreopensView<'_> {
+        PreopensView {
+            preopen: &mut self.preopen,
+            table: &mut self.table,
+        }
+    }
+
+    /// Once a call has returned: close `/data` until the guest's next
+    /// filesystem call (`data_preopen`).
+    pub(crate) fn park_data_dir(&mut self) {
+        self.preopen.park(&mut self.table);
     }
 }
 

@@ -129,7 +129,8 @@ impl Instance {
     /// done already. Calls do this on their own; this is for callers that
     /// want the cost up front (and for measuring it).
     pub async fn open(&mut self) -> Result<(), CallError> {
-        let result = self.ensure_live().await.map(drop);
+        // Boxed for the reason `call` is.
+        let result = Box::pin(self.ensure_live()).await.map(drop);
         if result.is_err() {
             self.discard();
         }
@@ -179,6 +180,7 @@ impl Instance {
                 }
             })?;
             self.generations += 1;
+            store.data_mut().park_data_dir();
             self.live = Some(Live {
                 store,
                 bindings,
@@ -244,7 +246,12 @@ impl Instance {
     ) -> Result<T, CallError> {
         let deadline = Arc::new(deadline);
         let stderr = self.context.stderr.clone();
-        let result: Result<T, CallError> = async {
+        // Boxed: what a call holds while in flight (instantiation, the
+        // bounded call, its timers) is allocated for the call alone. Inline,
+        // it made every resource's actor task, which awaits its calls and is
+        // allocated once at the size of its largest await, about 8.5 KiB
+        // for the resource's whole life (issue #19; `heap_profile` bench).
+        let result: Result<T, CallError> = Box::pin(async {
             self.ensure_live().await?;
             let Some(live) = self.live.as_mut() else {
                 unreachable!("ensure_live succeeded")
@@ -253,7 +260,7 @@ impl Instance {
             let handle = live.handle;
             let stack = live.store.data().stack.clone();
             let work = f(&mut live.store, &live.bindings, handle);
-            bounded(
+            let result = bounded(
                 &self.plugin.runtime,
                 call,
                 &deadline,
@@ -262,8 +269,11 @@ impl Instance {
                 &stack,
                 work,
             )
-            .await
-        }
+            .await;
+            // Idle, the resource holds no descriptor of its `/data`.
+            live.store.data_mut().park_data_dir();
+            result
+        })
         .await;
         if result.is_err() {
             self.discard();
@@ -423,7 +433,8 @@ impl Instance {
         let stderr = self.context.stderr.clone();
         let handle = live.handle;
         let stack = live.store.data().stack.clone();
-        bounded(
+        // Boxed for the reason `call` is.
+        Box::pin(bounded(
             &self.plugin.runtime,
             "close",
             &deadline,
@@ -431,7 +442,7 @@ impl Instance {
             &stderr,
             &stack,
             handle.resource_drop_async(&mut live.store),
-        )
+        ))
         .await
     }
 }

@@ -14,6 +14,7 @@ mod bounded;
 mod cache;
 mod call;
 mod checkpoint;
+mod data_preopen;
 mod data_quota;
 mod deadline;
 mod engine;

@@ -3,8 +3,9 @@
 //!
 //! Every live resource holds a store, and a store holds mappings of its
 //! own (the linear memory with its guard regions, the stack its calls run
-//! on with a guard page) and one open file (its `/data` directory,
-//! preopened for the sandbox). Linux refuses a process more mappings than
+//! on with a guard page); a resource whose program runs holds one open
+//! file, the program's pidfd. (Its `/data` directory is open only while a
+//! call uses it, `data_preopen.rs`: an idle resource holds none.) Linux refuses a process more mappings than
 //! `vm.max_map_count` (65 530 by default) and more files than its
 //! `RLIMIT_NOFILE`. The refusals surface deep in an instantiation, as
 //! "Cannot allocate memory" or "Too many open files" for each resource past
@@ -34,8 +35,9 @@ pub const BASE_MAPPINGS: usize = 4_000;
 /// Where Linux says how many mappings a process may have.
 pub const MAX_MAP_COUNT: &str = "/proc/sys/vm/max_map_count";
 
-/// The open files one live resource costs: its `/data` directory, held by
-/// its store's sandbox.
+/// The open files one live resource may cost: the pidfd of the program
+/// it manages, while that runs. (Its `/data` is open only during a call;
+/// a resource without a program, or idle between calls, holds none.)
 pub const FILES_PER_RESOURCE: u64 = 1;
 
 /// The open files of an agent with no resource (its history, store,
@@ -146,11 +148,11 @@ pub fn open_files_shortfall(resources: usize, allowed: u64) -> Option<String> {
     let needed = files_needed(resources);
     (needed > allowed).then(|| {
         format!(
-            "{resources} resources need about {needed} open files (one each for its /data \
-             directory), more than this process may have (RLIMIT_NOFILE = {allowed}); resources \
-             past the limit will fail with \"Too many open files\". Raise the hard limit \
-             (systemd: LimitNOFILE={} in the unit), or run the agent with CAP_SYS_RESOURCE \
-             and it raises it itself",
+            "{resources} resources need about {needed} open files (one each for the \
+             program it manages, while it runs), more than this process may have \
+             (RLIMIT_NOFILE = {allowed}); programs started past the limit will fail with \
+             \"Too many open files\". Raise the hard limit (systemd: LimitNOFILE={} in \
+             the unit), or run the agent with CAP_SYS_RESOURCE and it raises it itself",
             needed.checked_next_power_of_two().unwrap_or(needed)
         )
     })
