@@ -695,10 +695,14 @@ fn leave_running_restarts_the_agent_alone() {
     let agent = start(dir.path(), api);
     create_sleeper(&agent, 986);
     let running = || sleepers_with(986);
-    wait_until("sleeper running", Duration::from_secs(20), || {
-        (running().len() == 1).then_some(())
+    // Online, not merely running: the kill comes after the pid record
+    // names the service (killed between its start and the record, the
+    // agent leaves it to be stopped, not adopted: `kill_at_spawn.rs`).
+    wait_until("sleeper online", Duration::from_secs(20), || {
+        (agent.resource_state("sleeper").as_deref() == Some("Online")).then_some(())
     });
     let first = running();
+    assert_eq!(first.len(), 1, "{first:?}");
     drop(agent);
     // Same configuration, with on_shutdown = "leave-running".
     let text = std::fs::read_to_string(dir.path().join("node.toml")).expect("config");
