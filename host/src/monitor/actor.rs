@@ -142,9 +142,9 @@ pub(crate) struct Actor {
     pub copy_filter: StatusFilter,
     /// When `copy-status` is next polled; `None` while no copy runs.
     pub next_copy_status: Option<Instant>,
-    /// Where the lateness of each check is counted (shared by every actor
-    /// of the monitor).
-    pub check_lag: Arc<super::CheckLag>,
+    /// Where the lateness and the outcome of each check are counted
+    /// (shared by every actor of the monitor, read by the metrics).
+    pub counters: Arc<super::Counters>,
 }
 
 /// The copy of a resource's data that runs on this node.
@@ -465,7 +465,8 @@ impl Actor {
     async fn run_check(&mut self, check: Check, scheduled: Instant) {
         // How late the timer and the actor got to it: the wait of a check
         // behind every other on the node's workers.
-        self.check_lag
+        self.counters
+            .check_lag
             .record(Instant::now().saturating_duration_since(scheduled));
         let interval = match check {
             Check::LooksAlive => self
@@ -505,7 +506,8 @@ impl Actor {
             Check::LooksAlive => self.instance.looks_alive(self.timers.check_timeout).await,
             Check::IsAlive => self.instance.is_alive(self.timers.check_timeout).await,
         };
-        let latency_us = started.elapsed().as_micros() as u64;
+        let latency = started.elapsed();
+        let latency_us = latency.as_micros() as u64;
         let instances = self.instance.generations();
         let verdict = match result {
             Ok(Health::Healthy) => Ok(()),
@@ -530,17 +532,24 @@ impl Actor {
             latency_us,
             at_ms: unix_ms(),
         };
+        self.counters
+            .checks
+            .record(check.name(), verdict.is_ok(), latency);
         self.status.send_modify(|s| {
             s.checks += 1;
             s.instances = instances;
             s.last_check = Some(last_check);
         });
-        self.emit(EventKind::Check {
-            check: check.name(),
-            healthy: verdict.is_ok(),
-            latency_us,
-            reason: verdict.as_ref().err().map(|f| f.text.clone()),
-        });
+        // A passing check changes nothing: counted above, it is an event
+        // only for whoever listens live (the history does not keep it).
+        if verdict.is_err() || self.events.listened() {
+            self.emit(EventKind::Check {
+                check: check.name(),
+                healthy: verdict.is_ok(),
+                latency_us,
+                reason: verdict.as_ref().err().map(|f| f.text.clone()),
+            });
+        }
         verdict
     }
 
