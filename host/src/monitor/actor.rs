@@ -254,13 +254,22 @@ impl Actor {
             self.emit(EventKind::State { from, to, reason });
         }
         if to == ResourceState::Online {
-            let now = Instant::now();
-            self.next_looks_alive = self.timers.looks_alive_interval.map(|i| now + i);
-            self.next_is_alive = Some(now + self.timers.is_alive_interval);
+            self.schedule_checks_from(Instant::now());
         } else {
             self.next_looks_alive = None;
             self.next_is_alive = None;
         }
+    }
+
+    /// Each check due one interval after `now` (on the checks' grid,
+    /// `schedule.rs`).
+    fn schedule_checks_from(&mut self, now: Instant) {
+        self.next_looks_alive = self
+            .timers
+            .looks_alive_interval
+            .map(|i| super::schedule::due_at(now + i, i));
+        let interval = self.timers.is_alive_interval;
+        self.next_is_alive = Some(super::schedule::due_at(now + interval, interval));
     }
 
     /// The check due first. Is-alive wins a tie: it is the thorough one.
@@ -334,9 +343,7 @@ impl Actor {
             Command::Monitoring(enabled) => {
                 if enabled && !self.monitoring && self.state() == ResourceState::Online {
                     // Checks resume one interval from now, not all at once.
-                    let now = Instant::now();
-                    self.next_looks_alive = self.timers.looks_alive_interval.map(|i| now + i);
-                    self.next_is_alive = Some(now + self.timers.is_alive_interval);
+                    self.schedule_checks_from(Instant::now());
                 }
                 self.monitoring = enabled;
             }
@@ -476,8 +483,9 @@ impl Actor {
             Check::IsAlive => self.timers.is_alive_interval,
         };
         // Keep the schedule: the next check is due one interval after this
-        // one was due, not after it finished, unless it ran that long.
-        let next = (scheduled + interval).max(Instant::now());
+        // one was due, not after it finished, unless it ran that long; on
+        // the grid that makes checks due together one wake-up.
+        let next = super::schedule::due_at((scheduled + interval).max(Instant::now()), interval);
         match check {
             Check::LooksAlive => self.next_looks_alive = Some(next),
             Check::IsAlive => self.next_is_alive = Some(next),

@@ -14,6 +14,7 @@ mod check_lag;
 mod copies;
 mod counters;
 mod events;
+mod schedule;
 mod spec;
 mod state;
 
