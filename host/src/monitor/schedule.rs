@@ -6,8 +6,9 @@
 //! millisecond: at 10 000 resources checked every second the tokio workers
 //! woke, ran a check or two and parked again about a thousand times a
 //! second each, and the epoch ticker, which runs while any call is in
-//! flight, was unparked for nearly every one. Waking and parking were a
-//! quarter of the agent's CPU (docs/benchmarks.md, "CPU per check"). Due
+//! flight, was unparked for nearly every one: a quarter of the agent's CPU
+//! once the idle stacks were no longer released after every call
+//! (docs/benchmarks.md, "CPU per check"). Due
 //! times rounded up to a grid of [`MAX_STEP`] (finer for short intervals,
 //! [`step`]) make the checks of one step a burst: the workers wake once
 //! for it, run them back to back, and the ticker ticks through it.

@@ -14,10 +14,11 @@
 //! 3 s) to the kernel (`madvise(MADV_DONTNEED)`; the mapping stays, the
 //! next call faults in zeroed pages).
 //!
-//! Released after every call, the stacks cost 2.5 µs a call (the `madvise`
-//! and the next call's page faults), an eighth of the agent's CPU at
-//! 10 000 resources checked every second, to save pages that the next
-//! check a second later faulted back in. A resource checked every second
+//! Released after every call, the stacks cost about 5 µs a check at
+//! 10 000 resources checked every second (the `madvise`, with its TLB
+//! shootdown, and the next call's page fault): a quarter of the agent's
+//! CPU, to save pages that the next check a second later faulted back in
+//! (docs/benchmarks.md, "CPU per check"). A resource checked every second
 //! now keeps its stack; one checked every 10 s (the default) gives it back
 //! two to three seconds after each check, one idle for minutes holds none.
 //!
