@@ -84,7 +84,7 @@ pub(crate) async fn bounded<T>(
     if idle_stacks.is_some() {
         stack.begin();
     }
-    let work = stack.owning(work);
+    let work = stack.owning(work, idle_stacks.is_some());
     tokio::pin!(work);
     loop {
         let at = deadline.at();

@@ -231,10 +231,13 @@ impl StackSlot {
     }
 
     /// `work` (a call into this slot's store), polled so that a stack
-    /// wasmtime makes for it is remembered here.
-    pub(crate) fn owning<F: Future>(self: &Arc<Self>, work: F) -> Owning<F> {
+    /// wasmtime makes for it is remembered here when `remember` (the
+    /// runtime releases idle stacks: otherwise no stack is ever
+    /// [`ReleasingStacks`]' and there is nothing to remember).
+    pub(crate) fn owning<F: Future>(self: &Arc<Self>, work: F, remember: bool) -> Owning<F> {
         Owning {
             slot: self.clone(),
+            remember,
             work,
         }
     }
@@ -266,6 +269,7 @@ pin_project_lite::pin_project! {
     /// [`StackSlot::owning`]).
     pub(crate) struct Owning<F> {
         slot: Arc<StackSlot>,
+        remember: bool,
         #[pin]
         work: F,
     }
@@ -276,8 +280,8 @@ impl<F: Future> Future for Owning<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        if this.slot.has_stack.load(Ordering::Acquire) {
-            // wasmtime reuses the store's stack: nothing to remember.
+        if !*this.remember || this.slot.has_stack.load(Ordering::Acquire) {
+            // Nothing to remember, or wasmtime reuses the store's stack.
             return this.work.poll(cx);
         }
         let outer = POLLING.with(|polling| polling.replace(Some(this.slot.clone())));
@@ -452,9 +456,10 @@ mod tests {
     fn a_stack_made_while_a_store_s_call_is_polled_is_that_store_s() {
         let slot = Arc::new(StackSlot::default());
         let other = Arc::new(StackSlot::default());
-        let made = futures_util::FutureExt::now_or_never(
-            slot.owning(async { ReleasingStacks.new_stack(1 << 20, false).expect("stack") }),
-        )
+        let made = futures_util::FutureExt::now_or_never(slot.owning(
+            async { ReleasingStacks.new_stack(1 << 20, false).expect("stack") },
+            true,
+        ))
         .expect("ready");
         assert!(slot.has_stack());
         assert!(!other.has_stack(), "another store's slot took it");
@@ -462,6 +467,26 @@ mod tests {
         let stray = ReleasingStacks.new_stack(1 << 20, false).expect("stack");
         assert!(!other.has_stack());
         drop(stray);
+        // Once the slot has its stack, later polls set no thread-local: a
+        // stack made then (wasmtime reuses the store's) is not taken.
+        let later = futures_util::FutureExt::now_or_never(slot.owning(
+            async { ReleasingStacks.new_stack(1 << 20, false).expect("stack") },
+            true,
+        ))
+        .expect("ready");
+        let remembered = slot.lock().stack.upgrade().expect("still the first");
+        assert_eq!(remembered.stack(), made.range());
+        assert_ne!(remembered.stack(), later.range());
+        drop(remembered);
+        // A runtime that releases nothing remembers nothing.
+        let untracked = Arc::new(StackSlot::default());
+        let kept = futures_util::FutureExt::now_or_never(untracked.owning(
+            async { ReleasingStacks.new_stack(1 << 20, false).expect("stack") },
+            false,
+        ))
+        .expect("ready");
+        assert!(!untracked.has_stack());
+        drop(kept);
         // The slot does not keep a dropped stack alive.
         drop(made);
         assert!(!slot.has_stack());
@@ -480,11 +505,14 @@ mod tests {
     fn slot_with_stack(pages: usize, touched: usize) -> (Arc<StackSlot>, Box<dyn StackMemory>) {
         let slot = Arc::new(StackSlot::default());
         let page = page_size();
-        let stack = futures_util::FutureExt::now_or_never(slot.owning(async {
-            ReleasingStacks
-                .new_stack(pages * page, false)
-                .expect("stack")
-        }))
+        let stack = futures_util::FutureExt::now_or_never(slot.owning(
+            async {
+                ReleasingStacks
+                    .new_stack(pages * page, false)
+                    .expect("stack")
+            },
+            true,
+        ))
         .expect("ready");
         let range = stack.range();
         for i in 1..=touched {
