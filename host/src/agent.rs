@@ -45,7 +45,7 @@ pub struct Agent {
     pub data_dir: PathBuf,
     history: crate::history::Writer,
     watcher: Option<JoinHandle<()>>,
-    events: broadcast::Receiver<Event>,
+    events: crate::monitor::Subscriber,
     on_shutdown: crate::config::OnShutdown,
 }
 
@@ -114,10 +114,7 @@ impl Agent {
         let node = started.node;
         record_start_notes(&node, &rejected, started.notes);
         let plugins = started.plugins;
-        let metrics = crate::metrics::Metrics::spawn(
-            started.events.live.resubscribe(),
-            started.events.check_lag.clone(),
-        );
+        let metrics = Arc::new(crate::metrics::Metrics::new(started.events.counters));
         let subscription = started.events.live;
         let (history, readable_history) =
             crate::history::spawn_writer(started.events.record, &data_dir).await?;
@@ -169,7 +166,7 @@ impl Agent {
     /// Every event of the node from now on, routine ones (passing health
     /// checks) included.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.events.resubscribe()
+        self.events.subscribe()
     }
 
     /// Take every group offline (in reverse dependency order), close every

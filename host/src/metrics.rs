@@ -1,116 +1,27 @@
-//! Prometheus metrics, counted from the event stream.
+//! Prometheus metrics, read when scraped from what the monitor counts.
 //!
-//! The counters are fed by one task that reads every event, so nothing on
-//! the path of a health check takes a lock for metrics; the current states
-//! are read from the node's status when scraped.
+//! Nothing here runs between scrapes: the checks, their lateness and the
+//! events the metrics name are counted where they happen (the actors'
+//! atomic counters and the event bus, `monitor::Counters`), and the current
+//! states are read from the node's status. A passing check wakes no task
+//! for its metrics, and no count can be missed by a reader falling behind.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use tokio::sync::broadcast;
-
-use crate::monitor::{CHECK_LAG_BOUNDS_US, CheckLag, Event, EventKind, ResourceState};
+use crate::monitor::{
+    CHECK_LAG_BOUNDS_US, CHECK_LATENCY_BOUNDS_US, CheckLag, CheckSnapshot, Counters, EventTally,
+};
 use crate::node::Status;
 
-/// Upper bounds of the health-check latency histogram, in seconds.
-const BUCKETS: [f64; 12] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 1.0, 10.0,
-];
-
-#[derive(Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    sum: f64,
-    total: u64,
-}
-
-#[derive(Default)]
-struct Counters {
-    /// (check, result) -> count
-    checks: BTreeMap<(&'static str, &'static str), u64>,
-    latency: BTreeMap<&'static str, Histogram>,
-    cut_offs: BTreeMap<&'static str, u64>,
-    restarts: BTreeMap<String, u64>,
-    failovers: u64,
-    process_exits: u64,
-    /// Plugin events by action (swapped, rolled-back, rejected, loaded).
-    plugins: BTreeMap<String, u64>,
-    lagged: u64,
-}
-
 pub(crate) struct Metrics {
-    counters: Mutex<Counters>,
-    /// How late checks start, counted by the actors themselves (atomics):
-    /// a lateness is known where the check starts, not from its event.
-    check_lag: Arc<CheckLag>,
+    /// The monitor's counts (shared with its actors and its event bus).
+    counters: Arc<Counters>,
 }
 
 impl Metrics {
-    /// Count every event from `events` until the stream closes; expose
-    /// `check_lag` (the monitor's) as it is.
-    pub(crate) fn spawn(
-        mut events: broadcast::Receiver<Event>,
-        check_lag: Arc<CheckLag>,
-    ) -> Arc<Metrics> {
-        let metrics = Arc::new(Metrics {
-            counters: Mutex::default(),
-            check_lag,
-        });
-        let feed = metrics.clone();
-        tokio::spawn(async move {
-            loop {
-                match events.recv().await {
-                    Ok(event) => feed.count(&event),
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        feed.lock().lagged += missed
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        });
-        metrics
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Counters> {
-        self.counters.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn count(&self, event: &Event) {
-        let mut c = self.lock();
-        match &event.kind {
-            EventKind::Check {
-                check,
-                healthy,
-                latency_us,
-                ..
-            } => {
-                let result = if *healthy { "healthy" } else { "failed" };
-                *c.checks.entry((check, result)).or_default() += 1;
-                let seconds = *latency_us as f64 / 1e6;
-                let h = c.latency.entry(check).or_default();
-                h.total += 1;
-                h.sum += seconds;
-                for (i, bound) in BUCKETS.iter().enumerate() {
-                    if seconds <= *bound {
-                        h.counts[i] += 1;
-                    }
-                }
-            }
-            EventKind::CutOff { call, .. } => *c.cut_offs.entry(call).or_default() += 1,
-            EventKind::State { from, to, .. } => {
-                if *from == ResourceState::Failed && *to == ResourceState::OnlinePending {
-                    *c.restarts.entry(event.resource.clone()).or_default() += 1;
-                }
-            }
-            EventKind::Policy { action, reason } => {
-                if action == "move" && reason.starts_with("failover") {
-                    c.failovers += 1;
-                }
-            }
-            EventKind::ProcessExited { .. } => c.process_exits += 1,
-            EventKind::Plugin { action, .. } => *c.plugins.entry(action.clone()).or_default() += 1,
-            EventKind::TerminateFailed { .. } | EventKind::Copy { .. } => {}
-        }
+    /// The metrics of the monitor whose counts are `counters`.
+    pub(crate) fn new(counters: Arc<Counters>) -> Metrics {
+        Metrics { counters }
     }
 
     /// The Prometheus text exposition: the resources' gauges (from
@@ -120,8 +31,9 @@ impl Metrics {
         if let Some(status) = status {
             out.resource_gauges(status);
         }
-        out.counters(&self.lock());
-        out.check_lag(&self.check_lag);
+        out.checks(&self.counters.checks.snapshot());
+        out.events(&self.counters.events.snapshot());
+        out.check_lag(&self.counters.check_lag);
         out.text
     }
 }
@@ -273,32 +185,43 @@ impl Exposition {
         ));
     }
 
-    /// What the metrics counted from the event stream.
-    fn counters(&mut self, c: &Counters) {
+    /// Every health check run, by check and result, and how long each
+    /// took (a series only once its check has run).
+    fn checks(&mut self, checks: &[CheckSnapshot]) {
         self.family(
             "warden_health_checks_total",
             "counter",
             "Health checks run, by check and result.",
         );
-        for ((check, result), n) in &c.checks {
-            self.line(format!(
-                "warden_health_checks_total{{check=\"{check}\",result=\"{result}\"}} {n}"
-            ));
+        for c in checks {
+            for (result, n) in [("failed", c.failed), ("healthy", c.healthy)] {
+                if n > 0 {
+                    self.line(format!(
+                        "warden_health_checks_total{{check=\"{}\",result=\"{result}\"}} {n}",
+                        c.check
+                    ));
+                }
+            }
         }
         self.family(
             "warden_health_check_latency_seconds",
             "histogram",
             "Time a health check call took.",
         );
-        for (check, h) in &c.latency {
+        for c in checks.iter().filter(|c| c.count > 0) {
+            let bounds = CHECK_LATENCY_BOUNDS_US.iter().map(|us| *us as f64 / 1e6);
             self.histogram(
                 "warden_health_check_latency_seconds",
-                &format!("check=\"{check}\","),
-                BUCKETS.iter().copied().zip(h.counts),
-                h.sum,
-                h.total,
+                &format!("check=\"{}\",", c.check),
+                bounds.zip(c.cumulative),
+                c.sum_us as f64 / 1e6,
+                c.count,
             );
         }
+    }
+
+    /// The events other than checks that the metrics count.
+    fn events(&mut self, c: &EventTally) {
         self.family(
             "warden_cut_off_calls_total",
             "counter",
@@ -335,11 +258,13 @@ impl Exposition {
                 "warden_plugin_events_total{{action=\"{action}\"}} {n}"
             ));
         }
+        // Counted where they happen, the metrics miss no event; the family
+        // stays (always 0) for the dashboards that read it.
         self.family(
             "warden_events_missed_total",
             "counter",
-            "Events the metrics fell too far behind to count.",
+            "Events the metrics missed: none since they are counted as they happen (always 0).",
         );
-        self.line(format!("warden_events_missed_total {}", c.lagged));
+        self.line("warden_events_missed_total 0".to_string());
     }
 }

@@ -58,9 +58,10 @@ pub struct RuntimeSection {
     #[serde(default = "default_memory_limit_mib")]
     pub memory_limit_mib: u64,
     /// With the on-demand allocator: give each resource's call stack back
-    /// to the kernel after every call into its plugin (default true), so
-    /// an idle resource holds none of it resident; false keeps the pages
-    /// for the next call (a few page faults a call less).
+    /// to the kernel once the resource has made no call into its plugin
+    /// for two to three seconds (default true), so an idle resource holds
+    /// none of it resident while one checked every second keeps it; false
+    /// keeps every stack's pages for the next call.
     #[serde(default = "default_release_idle_stacks")]
     pub release_idle_stacks: bool,
 }

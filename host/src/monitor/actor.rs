@@ -142,9 +142,9 @@ pub(crate) struct Actor {
     pub copy_filter: StatusFilter,
     /// When `copy-status` is next polled; `None` while no copy runs.
     pub next_copy_status: Option<Instant>,
-    /// Where the lateness of each check is counted (shared by every actor
-    /// of the monitor).
-    pub check_lag: Arc<super::CheckLag>,
+    /// Where the lateness and the outcome of each check are counted
+    /// (shared by every actor of the monitor, read by the metrics).
+    pub counters: Arc<super::Counters>,
 }
 
 /// The copy of a resource's data that runs on this node.
@@ -261,13 +261,22 @@ impl Actor {
             self.emit(EventKind::State { from, to, reason });
         }
         if to == ResourceState::Online {
-            let now = Instant::now();
-            self.next_looks_alive = self.timers.looks_alive_interval.map(|i| now + i);
-            self.next_is_alive = Some(now + self.timers.is_alive_interval);
+            self.schedule_checks_from(Instant::now());
         } else {
             self.next_looks_alive = None;
             self.next_is_alive = None;
         }
+    }
+
+    /// Each check due one interval after `now` (on the checks' grid,
+    /// `schedule.rs`).
+    fn schedule_checks_from(&mut self, now: Instant) {
+        self.next_looks_alive = self
+            .timers
+            .looks_alive_interval
+            .map(|i| super::schedule::due_at(now + i, i));
+        let interval = self.timers.is_alive_interval;
+        self.next_is_alive = Some(super::schedule::due_at(now + interval, interval));
     }
 
     /// The check due first. Is-alive wins a tie: it is the thorough one.
@@ -341,9 +350,7 @@ impl Actor {
             Command::Monitoring(enabled) => {
                 if enabled && !self.monitoring && self.state() == ResourceState::Online {
                     // Checks resume one interval from now, not all at once.
-                    let now = Instant::now();
-                    self.next_looks_alive = self.timers.looks_alive_interval.map(|i| now + i);
-                    self.next_is_alive = Some(now + self.timers.is_alive_interval);
+                    self.schedule_checks_from(Instant::now());
                 }
                 self.monitoring = enabled;
             }
@@ -472,7 +479,8 @@ impl Actor {
     async fn run_check(&mut self, check: Check, scheduled: Instant) {
         // How late the timer and the actor got to it: the wait of a check
         // behind every other on the node's workers.
-        self.check_lag
+        self.counters
+            .check_lag
             .record(Instant::now().saturating_duration_since(scheduled));
         let interval = match check {
             Check::LooksAlive => self
@@ -482,8 +490,9 @@ impl Actor {
             Check::IsAlive => self.timers.is_alive_interval,
         };
         // Keep the schedule: the next check is due one interval after this
-        // one was due, not after it finished, unless it ran that long.
-        let next = (scheduled + interval).max(Instant::now());
+        // one was due, not after it finished, unless it ran that long; on
+        // the grid that makes checks due together one wake-up.
+        let next = super::schedule::due_at((scheduled + interval).max(Instant::now()), interval);
         match check {
             Check::LooksAlive => self.next_looks_alive = Some(next),
             Check::IsAlive => self.next_is_alive = Some(next),
@@ -512,7 +521,8 @@ impl Actor {
             Check::LooksAlive => self.instance.looks_alive(self.timers.check_timeout).await,
             Check::IsAlive => self.instance.is_alive(self.timers.check_timeout).await,
         };
-        let latency_us = started.elapsed().as_micros() as u64;
+        let latency = started.elapsed();
+        let latency_us = latency.as_micros() as u64;
         let instances = self.instance.generations();
         let verdict = match result {
             Ok(Health::Healthy) => Ok(()),
@@ -537,17 +547,24 @@ impl Actor {
             latency_us,
             at_ms: unix_ms(),
         };
+        self.counters
+            .checks
+            .record(check.name(), verdict.is_ok(), latency);
         self.status.send_modify(|s| {
             s.checks += 1;
             s.instances = instances;
             s.last_check = Some(last_check);
         });
-        self.emit(EventKind::Check {
-            check: check.name(),
-            healthy: verdict.is_ok(),
-            latency_us,
-            reason: verdict.as_ref().err().map(|f| f.text.clone()),
-        });
+        // A passing check changes nothing: counted above, it is an event
+        // only for whoever listens live (the history does not keep it).
+        if verdict.is_err() || self.events.listened() {
+            self.emit(EventKind::Check {
+                check: check.name(),
+                healthy: verdict.is_ok(),
+                latency_us,
+                reason: verdict.as_ref().err().map(|f| f.text.clone()),
+            });
+        }
         verdict
     }
 

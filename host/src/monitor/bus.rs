@@ -12,6 +12,12 @@
 //! writer, which takes everything queued at once and writes it in one
 //! write. Routine events (passing checks) are not recorded, so the queue
 //! grows only with real changes.
+//!
+//! The metrics are counted here too, as each event is published
+//! (`counters.rs`): no listener to wake, none to fall behind. A passing
+//! check is counted by its actor and, when nobody listens live (an agent's
+//! usual case: only tests and benches subscribe), not even built as an
+//! event ([`EventBus::listened`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{broadcast, mpsc};
 
 use super::Event;
+use super::counters::Counters;
 
 /// How many events a slow live subscriber may fall behind before it misses
 /// some (the record misses none).
@@ -32,6 +39,8 @@ pub struct EventBus {
     /// How many events were queued for the record, for shutdown to wait
     /// until the writer has taken them all (`Record::taken`).
     queued: Arc<AtomicU64>,
+    /// What the metrics count, counted as each event is published.
+    counters: Arc<Counters>,
 }
 
 /// The receiving side of the record: the history writer's.
@@ -43,8 +52,9 @@ pub struct Record {
 }
 
 impl EventBus {
-    /// A bus and its record's receiving side.
-    pub fn new() -> (EventBus, Record) {
+    /// A bus and its record's receiving side; every event published is
+    /// counted in `counters` (the metrics).
+    pub fn new(counters: Arc<Counters>) -> (EventBus, Record) {
         let (live, _) = broadcast::channel(LIVE_BUFFER);
         let (record, events) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicU64::new(0));
@@ -52,6 +62,7 @@ impl EventBus {
             live,
             record,
             queued: queued.clone(),
+            counters,
         };
         (bus, Record { events, queued })
     }
@@ -60,6 +71,7 @@ impl EventBus {
     /// the live subscribers (none is not an error: events are for whoever
     /// listens).
     pub fn send(&self, event: Event) {
+        self.counters.events.count(&event);
         if !event.is_routine() {
             // Counted first, so a waiter never sees the writer ahead of it.
             self.queued.fetch_add(1, Ordering::SeqCst);
@@ -75,5 +87,32 @@ impl EventBus {
     /// subscriber keeps up.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.live.subscribe()
+    }
+
+    /// Whether anyone listens live: a routine event nobody listens to need
+    /// not be built (it is neither recorded nor counted from the stream).
+    pub fn listened(&self) -> bool {
+        self.live.receiver_count() > 0
+    }
+
+    /// A way to subscribe later that does not keep the stream open (the
+    /// agent's, for [`crate::agent::Agent::subscribe`]): a held receiver
+    /// would count as a listener for ever.
+    pub fn subscriber(&self) -> Subscriber {
+        Subscriber(self.live.downgrade())
+    }
+}
+
+/// Subscribes to a bus's live stream without listening meanwhile.
+#[derive(Clone)]
+pub struct Subscriber(broadcast::WeakSender<Event>);
+
+impl Subscriber {
+    /// Every event from now on; closed at once if the bus is gone.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        match self.0.upgrade() {
+            Some(live) => live.subscribe(),
+            None => broadcast::channel(1).1,
+        }
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! Every state change, failure, restart decision, cut-off call and health
 //! check is an [`Event`]. The agent writes the non-routine ones to the event
-//! history; tests and metrics subscribe to all of them.
+//! history; live subscribers (tests, benches) get all of them. A passing
+//! check is built as an event only while someone listens live: the metrics
+//! count checks at the source (`counters.rs`).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

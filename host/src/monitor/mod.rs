@@ -12,7 +12,9 @@ mod actor;
 mod bus;
 mod check_lag;
 mod copies;
+mod counters;
 mod events;
+mod schedule;
 mod spec;
 mod state;
 
@@ -22,11 +24,15 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc, watch};
 
 pub use actor::{Gone, Report, ResourceHandle, StateChange, SwapFailure};
-pub use bus::{EventBus, Record};
+pub use bus::{EventBus, Record, Subscriber};
 pub use check_lag::{BOUNDS_US as CHECK_LAG_BOUNDS_US, CheckLag, LagSnapshot};
 pub use copies::{
     CopyAnswer, CopyCommand, CopyReading, CopyReport, REPORT_POSITION_STEP, REPORT_REFRESH,
     StatusFilter,
+};
+pub use counters::{
+    CHECK_NAMES, CheckCounts, CheckSnapshot, Counters, EventCounts, EventTally,
+    LATENCY_BOUNDS_US as CHECK_LATENCY_BOUNDS_US,
 };
 pub use events::{Event, EventKind};
 pub use spec::{
@@ -84,8 +90,9 @@ pub struct Monitor {
     removing: BTreeMap<String, watch::Receiver<()>>,
     /// The tasks stopping them, for shutdown to wait on.
     removals: tokio::task::JoinSet<()>,
-    /// How late every check of every resource started.
-    check_lag: Arc<CheckLag>,
+    /// What the metrics count: how late every check of every resource
+    /// started, the checks, the events.
+    counters: Arc<Counters>,
 }
 
 impl Default for Monitor {
@@ -98,7 +105,8 @@ impl Monitor {
     /// A monitor of no resources; a resource's store gets
     /// `default_memory_limit` bytes unless its spec says otherwise.
     pub fn new(default_memory_limit: usize) -> Monitor {
-        let (events, record) = EventBus::new();
+        let counters = Arc::new(Counters::default());
+        let (events, record) = EventBus::new(counters.clone());
         let (changes, changes_rx) = mpsc::unbounded_channel();
         Monitor {
             resources: BTreeMap::new(),
@@ -110,14 +118,15 @@ impl Monitor {
             checkpoints: None,
             removing: BTreeMap::new(),
             removals: tokio::task::JoinSet::new(),
-            check_lag: Arc::default(),
+            counters,
         }
     }
 
-    /// How late the checks of this monitor's resources start against
-    /// their schedule, counted by every actor (for the metrics).
-    pub fn check_lag(&self) -> Arc<CheckLag> {
-        self.check_lag.clone()
+    /// What the metrics count, counted by every actor and the event bus:
+    /// how late the checks start against their schedule, the checks, the
+    /// other events.
+    pub fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
     }
 
     /// Keep the checkpoints of resources inserted from now on in `store`
@@ -148,6 +157,12 @@ impl Monitor {
     /// Every event of every resource from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
+    }
+
+    /// Subscribes later, without listening (and so without making every
+    /// passing check an event) meanwhile.
+    pub fn subscriber(&self) -> Subscriber {
+        self.events.subscriber()
     }
 
     /// The resource of this name, if there is one.
@@ -261,7 +276,7 @@ impl Monitor {
             copy: None,
             copy_filter: StatusFilter::default(),
             next_copy_status: None,
-            check_lag: self.check_lag.clone(),
+            counters: self.counters.clone(),
         };
         let actor = async move {
             if let Some(stopping) = predecessor {

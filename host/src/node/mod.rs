@@ -292,16 +292,17 @@ fn conflict(message: String) -> anyhow::Error {
 }
 
 /// What a started node publishes: every event live (a listener that falls
-/// behind misses some), and the record of every non-routine one, lossless,
-/// for the event history's writer.
+/// behind misses some), the record of every non-routine one, lossless,
+/// for the event history's writer, and the counts the metrics expose.
 pub struct NodeEvents {
-    /// Every event as it happens (a slow listener misses some).
-    pub live: tokio::sync::broadcast::Receiver<Event>,
+    /// Subscribes to every event as it happens (a slow listener misses
+    /// some).
+    pub live: crate::monitor::Subscriber,
     /// Every non-routine event, none dropped: the history's writer takes
     /// them.
     pub record: crate::monitor::Record,
-    /// How late the resources' checks start (for the metrics).
-    pub check_lag: Arc<crate::monitor::CheckLag>,
+    /// The checks, how late they start, and the events the metrics count.
+    pub counters: Arc<crate::monitor::Counters>,
 }
 
 impl Node {
@@ -363,11 +364,11 @@ impl Node {
             monitor.keep_checkpoints_in(cluster.checkpoints.clone() as Arc<dyn CheckpointStore>);
         }
         let events = NodeEvents {
-            live: monitor.subscribe(),
+            live: monitor.subscriber(),
             record: monitor
                 .take_record()
                 .ok_or_else(|| anyhow::anyhow!("the event record of a new monitor was taken"))?,
-            check_lag: monitor.check_lag(),
+            counters: monitor.counters(),
         };
         progress.enter(Phase::OpeningResources);
         add_every_resource(&settings, &mut monitor, &desired, progress).await?;

@@ -60,9 +60,10 @@ pub(crate) fn new_store(
 /// `runtime` is the one whose engine `work` runs in: its epoch ticker is
 /// held (ticks every `epoch_tick`) from the first poll of `work` to the end.
 /// `stack` is the slot of the store `work` calls into (its `HostState`'s):
-/// once `work` has returned, its fiber has finished, and the stack's pages
-/// are given back (`fiber_stacks`); a call cut off is dropped with its
-/// store instead.
+/// busy while `work` runs; once `work` has returned its fiber has finished,
+/// and the stack's pages may be given back when the store has idled long
+/// enough (`fiber_stacks`); a call cut off leaves it busy, to be dropped
+/// with its store.
 pub(crate) async fn bounded<T>(
     runtime: &Runtime,
     call: &'static str,
@@ -79,7 +80,11 @@ pub(crate) async fn bounded<T>(
     // Once the canceller is gone nothing can cancel any more; the call is
     // still bounded by its deadline.
     let mut cancellable = true;
-    let work = stack.owning(work);
+    let idle_stacks = runtime.idle_stacks();
+    if idle_stacks.is_some() {
+        stack.begin();
+    }
+    let work = stack.owning(work, idle_stacks.is_some());
     tokio::pin!(work);
     loop {
         let at = deadline.at();
@@ -92,8 +97,8 @@ pub(crate) async fn bounded<T>(
         tokio::select! {
             biased;
             result = &mut work => {
-                if runtime.config.release_stacks {
-                    stack.release();
+                if let Some(idle_stacks) = idle_stacks {
+                    idle_stacks.returned(stack);
                 }
                 return result.map_err(|err| {
                     CallError::from_wasmtime(call, &err, stderr.lines_since(said_before))

@@ -8,7 +8,7 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::epoch::{EpochTicker, Ticking};
-use super::fiber_stacks::ReleasingStacks;
+use super::fiber_stacks::{IdleStacks, ReleasingStacks};
 use super::host_state::HostState;
 use super::limits;
 use super::{data_preopen, data_quota};
@@ -67,9 +67,9 @@ pub struct RuntimeConfig {
     /// resource's own limit (default 64 MiB) is enforced per store.
     pub max_memory_bytes: usize,
     /// Whether a store's fiber stack gives its pages back to the kernel
-    /// after each call (on-demand allocator only; `fiber_stacks`): the
-    /// resident memory of an idle resource against a few page faults on
-    /// its next call.
+    /// once the store has made no call for two to three seconds (on-demand
+    /// allocator only; `fiber_stacks`): the resident memory of an idle
+    /// resource against a few page faults on its next call.
     pub release_stacks: bool,
 }
 
@@ -134,6 +134,9 @@ pub struct Runtime {
     pub(crate) linker: Linker<HostState>,
     pub(crate) config: RuntimeConfig,
     ticker: EpochTicker,
+    /// The sweep that gives idle stores' stacks back (`fiber_stacks`),
+    /// when `config.release_stacks`.
+    idle_stacks: Option<IdleStacks>,
 }
 
 impl Runtime {
@@ -191,11 +194,17 @@ impl Runtime {
 
         let ticker = EpochTicker::start(&engine, config.epoch_tick)
             .context("starting the epoch ticker thread")?;
+        let idle_stacks = config
+            .release_stacks
+            .then(IdleStacks::start)
+            .transpose()
+            .context("starting the idle stacks' sweep thread")?;
         Ok(Arc::new(Runtime {
             engine,
             linker,
             config,
             ticker,
+            idle_stacks,
         }))
     }
 
@@ -213,5 +222,12 @@ impl Runtime {
     /// for every call into a plugin, and nowhere else.
     pub(crate) fn ticking(&self) -> Ticking<'_> {
         self.ticker.hold()
+    }
+
+    /// The sweep that gives idle stores' stacks back, if this runtime
+    /// releases them (on-demand allocator, `release_stacks`): `bounded`
+    /// tells it when each call begins and returns.
+    pub(crate) fn idle_stacks(&self) -> Option<&IdleStacks> {
+        self.idle_stacks.as_ref()
     }
 }

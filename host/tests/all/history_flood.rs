@@ -16,7 +16,7 @@ const EACH: usize = 25_000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_events_is_recorded_whole_and_in_order() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (bus, record) = EventBus::new();
+    let (bus, record) = EventBus::new(Default::default());
     // Subscribed and never read: it falls behind at once, and must not make
     // the record fall behind with it.
     let _idle_listener = bus.subscribe();

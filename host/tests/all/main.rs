@@ -19,6 +19,7 @@ mod common;
 mod agent;
 mod api_fuzz;
 mod cache;
+mod check_counts;
 mod check_lag;
 mod console;
 mod console_actions;
