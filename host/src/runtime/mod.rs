@@ -31,6 +31,7 @@ mod plugin;
 pub mod plugin_text;
 mod private_file;
 pub mod probe;
+pub mod http_check;
 mod process;
 pub mod process_limits;
 mod virtual_network;
