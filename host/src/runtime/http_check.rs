@@ -103,7 +103,12 @@ pub(super) async fn run(state: &mut HostState, check: HttpCheckSpec) -> Result<u
     {
         state.kept.keep(check.address.clone(), stream);
     }
-    judge(&probe.address, answer.status, &answer.status_line, check.expect)
+    judge(
+        &probe.address,
+        answer.status,
+        &answer.status_line,
+        check.expect,
+    )
 }
 
 /// The request of `check`: keep-alive when the connection may be kept.
@@ -348,9 +353,9 @@ fn judge(
 /// Refuse an expectation no status can meet.
 fn check_expect(expect: StatusMatch) -> Result<(), ProbeError> {
     match expect {
-        StatusMatch::Exact(status) if !(100..=599).contains(&status) => Err(
-            ProbeError::Invalid(format!("the expected status {status} is not 100 to 599")),
-        ),
+        StatusMatch::Exact(status) if !(100..=599).contains(&status) => Err(ProbeError::Invalid(
+            format!("the expected status {status} is not 100 to 599"),
+        )),
         StatusMatch::Class(class) if !(1..=5).contains(&class) => Err(ProbeError::Invalid(
             format!("the expected status class {class} is not 1 to 5 (2 is 2xx)"),
         )),
@@ -420,7 +425,9 @@ fn is_host_name(name: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 
@@ -470,14 +477,21 @@ mod tests {
     fn expectations_no_status_meets_are_invalid() {
         assert!(check_expect(StatusMatch::Class(2)).is_ok());
         assert!(check_expect(StatusMatch::Exact(204)).is_ok());
-        for bad in [StatusMatch::Class(0), StatusMatch::Class(6), StatusMatch::Exact(99)] {
+        for bad in [
+            StatusMatch::Class(0),
+            StatusMatch::Class(6),
+            StatusMatch::Exact(99),
+        ] {
             assert!(check_expect(bad).is_err());
         }
     }
 
     #[test]
     fn a_status_class_passes_its_class_and_names_it_otherwise() {
-        assert_eq!(judge("a:1", 204, b"", StatusMatch::Class(2)).ok(), Some(204));
+        assert_eq!(
+            judge("a:1", 204, b"", StatusMatch::Class(2)).ok(),
+            Some(204)
+        );
         let Err(ProbeError::Unexpected(why)) =
             judge("a:1", 503, b"HTTP/1.1 503 Busy", StatusMatch::Class(2))
         else {
@@ -502,7 +516,10 @@ mod tests {
             "too big"
         );
         assert_eq!(
-            kept("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: Close", 200),
+            kept(
+                "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: Close",
+                200
+            ),
             None
         );
         assert_eq!(kept("HTTP/1.0 200 OK\r\nContent-Length: 5", 200), None);
@@ -514,10 +531,7 @@ mod tests {
             None,
             "two lengths"
         );
-        assert_eq!(
-            kept("HTTP/1.1 200 OK\r\nContent-Length: -1", 200),
-            None
-        );
+        assert_eq!(kept("HTTP/1.1 200 OK\r\nContent-Length: -1", 200), None);
     }
 
     #[tokio::test]

@@ -327,7 +327,11 @@ impl Probe {
     }
 
     /// Write all of `bytes` within the budget.
-    pub(super) async fn send(&self, stream: &mut TcpStream, bytes: &[u8]) -> Result<(), ProbeError> {
+    pub(super) async fn send(
+        &self,
+        stream: &mut TcpStream,
+        bytes: &[u8],
+    ) -> Result<(), ProbeError> {
         match self.budget.run(stream.write_all(bytes)).await {
             None => Err(self
                 .budget

@@ -38,6 +38,7 @@ mod hostile_claims;
 mod hostile_host;
 mod hostile_output;
 mod hotswap;
+mod http_check;
 mod http_instance_checks;
 mod kill_at_spawn;
 mod lang_js;
