@@ -227,6 +227,14 @@ async fn exchange(
         Some(Ok(read)) => read,
     };
     chunk.truncate(first);
+    // Not HTTP at all (an SSH banner): said at once, not after the close.
+    if let Some(line_end) = chunk.iter().position(|&b| b == b'\n') {
+        let line = &chunk[..line_end];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if parse_status(line).is_none() {
+            return Err(not_http(&probe.address, line).into());
+        }
+    }
     let (answer, end) = probe
         .read_more_until(
             &mut stream,
@@ -239,13 +247,7 @@ async fn exchange(
     let head = &answer[..end];
     let status_line = head.split(|&b| b == b'\n').next().unwrap_or_default();
     let status_line = status_line.strip_suffix(b"\r").unwrap_or(status_line);
-    let status = parse_status(status_line).ok_or_else(|| {
-        ProbeError::Unexpected(format!(
-            "{} did not answer HTTP/1.x: its first line is {}",
-            probe.address,
-            quote(status_line)
-        ))
-    })?;
+    let status = parse_status(status_line).ok_or_else(|| not_http(&probe.address, status_line))?;
     let body_start = if answer[end..].starts_with(b"\r\n\r\n") {
         end + 4
     } else {
@@ -260,6 +262,14 @@ async fn exchange(
         status_line: status_line.to_vec(),
         reusable,
     })
+}
+
+/// The error of an answer whose first line is not an HTTP status line.
+fn not_http(address: &str, line: &[u8]) -> ProbeError {
+    ProbeError::Unexpected(format!(
+        "{address} did not answer HTTP/1.x: its first line is {}",
+        quote(line)
+    ))
 }
 
 /// The length of the body to read so that the connection can be kept, or
