@@ -95,7 +95,7 @@ impl ServiceType for Http {
     fn check(&self) -> Result<(), String> {
         let made = self.checks.get();
         self.checks.set(made.wrapping_add(1));
-        let reuse = self.reuse && made % FRESH_EVERY != 0;
+        let reuse = self.reuse && !made.is_multiple_of(FRESH_EVERY);
         let check = self.check.clone().reuse_connection(reuse);
         probe::http_check(&check, self.answer).map(drop)
     }
