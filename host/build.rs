@@ -34,6 +34,7 @@ const TEST_ONLY: &[&str] = &[
     "contract_0_1",
     "contract_0_2",
     "contract_0_3",
+    "contract_0_4",
     "prober",
     "replica",
     "hostile_host",

@@ -17,6 +17,9 @@
 //! minutes), or `cargo test -p warden --bench http_check` (the debug
 //! build). `WARDEN_HTTP_CHECK_AGENT=/path/to/warden` measures another
 //! build (to compare with one from before a change).
+//! `WARDEN_HTTP_CHECK_REUSE=false` (or `true`) sets the resources'
+//! `reuse-connection` property (unset: the type's default, true, a new
+//! connection every tenth check).
 
 #[path = "support/machine.rs"]
 mod machine;
@@ -57,9 +60,10 @@ fn main() {
     // With RUST_BACKTRACE set, every `wasmtime::Error` (a WASI socket's
     // would-block among them) captures a backtrace: say which was measured.
     println!(
-        "agent: {}; RUST_BACKTRACE={:?}",
+        "agent: {}; RUST_BACKTRACE={:?}; reuse-connection: {}",
         binary.display(),
-        std::env::var("RUST_BACKTRACE").unwrap_or_default()
+        std::env::var("RUST_BACKTRACE").unwrap_or_default(),
+        reuse_property().unwrap_or_else(|| "the type's default".to_string())
     );
     let dir = tempfile::tempdir().expect("a temporary directory");
     let address = free_address();
@@ -214,15 +218,28 @@ fn nginx(dir: &Path, address: &str) -> Stopped {
 /// apart (or once an hour), looks-alive off.
 fn config(address: &str, resources: usize, every_ms: Option<u64>) -> String {
     let every = every_ms.unwrap_or(OFF_MS);
+    let reuse = reuse_property()
+        .map(|reuse| format!(", \"reuse-connection\" = \"{reuse}\""))
+        .unwrap_or_default();
     let mut config = String::from("[node]\nname = \"http-check\"\ndata_dir = \"data\"\n");
     for i in 0..resources {
         config.push_str(&format!(
             "\n[[resource]]\nname = \"web-{i}\"\ntype = \"http-instance\"\n\
              is_alive_interval_ms = {every}\nlooks_alive_interval_ms = 0\n\
-             properties = {{ address = \"{address}\", path = \"/\" }}\n"
+             properties = {{ address = \"{address}\", path = \"/\"{reuse} }}\n"
         ));
     }
     config
+}
+
+/// `WARDEN_HTTP_CHECK_REUSE`, checked: the `reuse-connection` to set.
+fn reuse_property() -> Option<String> {
+    let reuse = std::env::var("WARDEN_HTTP_CHECK_REUSE").ok()?;
+    assert!(
+        reuse == "true" || reuse == "false",
+        "WARDEN_HTTP_CHECK_REUSE is true or false, not {reuse:?}"
+    );
+    Some(reuse)
 }
 
 /// The is-alive checks the agent has made, whatever their result, from its

@@ -1,4 +1,5 @@
-//! What a health check through the `probe` import (contract 0.4.0) costs
+//! What a health check through the `probe` import (contract 0.4.0, and
+//! 0.5.0's `http-check`) costs
 //! the agent, beside the same check through the plugin's own WASI socket.
 //!
 //! Run with:
@@ -21,6 +22,8 @@
 //! - the same dialogue through WASI sockets (`warden_sdk::net::ask_once`);
 //! - `connect` to redis (the host's probe);
 //! - `http-get` of `/` from nginx, expecting 200 (the host's probe);
+//! - `http-check` of the same, 2xx, on a new connection each time and on
+//!   one the host keeps (0.5.0);
 //! - the built-in `http-instance` type's is-alive against the same nginx
 //!   (`/`, answered 2xx), whatever way the type makes its GET; with
 //!   `WARDEN_BENCH_HTTP_INSTANCE=/path/to/http_instance.wasm`, another
@@ -111,7 +114,15 @@ fn main() {
             prober(format!("http\t{web_at}\t2000\t/\t200")),
         ),
         (
-            "`http-instance` (built in): GET `/` from nginx (2xx)",
+            "`http-check` of `/` from nginx (2xx), a new connection each",
+            prober(format!("http-check\t{web_at}\t2000\t/\t2xx\t-\tfresh")),
+        ),
+        (
+            "`http-check` of `/` from nginx (2xx), the connection kept",
+            prober(format!("http-check\t{web_at}\t2000\t/\t2xx\t-\treuse")),
+        ),
+        (
+            "`http-instance` (built in, its defaults): GET `/` from nginx (2xx)",
             (
                 HTTP_INSTANCE,
                 vec![

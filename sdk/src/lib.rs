@@ -94,7 +94,7 @@ pub use service::{Managed, ServiceType};
 /// ```
 /// assert!(warden_sdk::CONTRACT_VERSION.starts_with("0."));
 /// ```
-pub const CONTRACT_VERSION: &str = "0.4.0";
+pub const CONTRACT_VERSION: &str = "0.5.0";
 
 /// Where the resource's own data directory appears to the plugin (through
 /// WASI; `std::fs` works). It is the only directory a plugin can see.

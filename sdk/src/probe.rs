@@ -1,5 +1,7 @@
 //! Health probes the agent makes on the plugin's behalf (contract 0.4.0's
-//! `probe` import): a connect, a line exchange, an HTTP GET.
+//! `probe` import): a connect, a line exchange, an HTTP GET; and (0.5.0)
+//! [`http_check`], an HTTP check with a host header, a status class and a
+//! connection the agent may keep between checks.
 //!
 //! The same checks as [`crate::net`]'s, but done by the host instead of
 //! through the plugin's WASI sockets: the host holds the socket, bounds each
@@ -26,6 +28,12 @@
 //! probe::exchange_line("127.0.0.1:25", None, "220", Duration::from_secs(2))?;
 //! // A web server's health page.
 //! probe::http_get("[::1]:8080", "/healthz", 200, Duration::from_secs(2))?;
+//! // Any 2xx, on a connection the agent keeps for the next check.
+//! let check = probe::HttpCheck::new("127.0.0.1:8080", "/healthz")
+//!     .expect(probe::StatusMatch::Class(2))
+//!     .host_header("www.example.org")
+//!     .reuse_connection(true);
+//! probe::http_check(&check, Duration::from_secs(2))?;
 //! // Only whether the port takes connections.
 //! let took = probe::connect("localhost:11211", Duration::from_millis(500))?;
 //! # let _ = took;
@@ -36,7 +44,7 @@ use std::time::Duration;
 
 use crate::bindings::warden::resource::probe as import;
 
-pub use import::ProbeError;
+pub use import::{ProbeError, StatusMatch};
 
 /// Connect to `address` and close the connection again; how long the
 /// connection took.
@@ -64,6 +72,70 @@ pub fn http_get(
     timeout: Duration,
 ) -> Result<u16, String> {
     http_get_typed(address, path, expect_status, timeout).map_err(text)
+}
+
+/// An HTTP check (contract 0.5.0's `http-check`): what to GET and which
+/// statuses pass. Made by [`http_check`].
+#[derive(Debug, Clone)]
+pub struct HttpCheck {
+    address: String,
+    path: String,
+    host_header: Option<String>,
+    expect: StatusMatch,
+    reuse_connection: bool,
+}
+
+impl HttpCheck {
+    /// A GET of `path` (starting with `/`) from `address`, passing on 200,
+    /// on a new connection each time.
+    pub fn new(address: &str, path: &str) -> HttpCheck {
+        HttpCheck {
+            address: address.to_string(),
+            path: path.to_string(),
+            host_header: None,
+            expect: StatusMatch::Exact(200),
+            reuse_connection: false,
+        }
+    }
+
+    /// Which statuses pass: one exactly, or a class (`Class(2)`: any 2xx).
+    pub fn expect(mut self, expect: StatusMatch) -> HttpCheck {
+        self.expect = expect;
+        self
+    }
+
+    /// The `Host` header to send instead of the address (a host name or an
+    /// IP address, with an optional port; the agent refuses anything else).
+    pub fn host_header(mut self, host: &str) -> HttpCheck {
+        self.host_header = Some(host.to_string());
+        self
+    }
+
+    /// Whether the agent keeps the connection for the next check (it does
+    /// when the answer's body is small and has a length). A kept connection
+    /// costs the server nothing new per check, but does not notice a
+    /// listener that stopped accepting new connections.
+    pub fn reuse_connection(mut self, reuse: bool) -> HttpCheck {
+        self.reuse_connection = reuse;
+        self
+    }
+}
+
+/// Make `check` within `timeout`; the status. Redirects are not followed.
+pub fn http_check(check: &HttpCheck, timeout: Duration) -> Result<u16, String> {
+    http_check_typed(check, timeout).map_err(text)
+}
+
+/// [`http_check`], failing with the typed error.
+pub fn http_check_typed(check: &HttpCheck, timeout: Duration) -> Result<u16, ProbeError> {
+    import::http_check(&import::HttpCheckSpec {
+        address: check.address.clone(),
+        path: check.path.clone(),
+        host_header: check.host_header.clone(),
+        expect: check.expect,
+        reuse_connection: check.reuse_connection,
+        timeout_ms: millis(timeout),
+    })
 }
 
 /// [`connect`], failing with the typed error.

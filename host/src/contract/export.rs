@@ -12,15 +12,18 @@ use wasmtime::component::{InstancePre, ResourceAny};
 
 use super::bindings::replicated::exports::warden::resource::replication;
 use super::bindings::v0_3_replicated::exports::warden::resource::replication as replication_0_3;
-use super::bindings::{current, v0_1, v0_2, v0_3};
+use super::bindings::v0_4_replicated::exports::warden::resource::replication as replication_0_4;
+use super::bindings::{current, v0_1, v0_2, v0_3, v0_4};
 use super::{CopySource, CopyState, Health, PropertyError, TypeInfo};
 
 /// The bindings line a component is instantiated with: one per contract
 /// version the agent links (see [`super::SUPPORTED`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Line {
-    /// `warden:resource@0.4.x`, `wit/resource.wit`.
+    /// `warden:resource@0.5.x`, `wit/resource.wit`.
     Current,
+    /// `warden:resource@0.4.x`, `wit/released/0.4.0/`.
+    V0_4,
     /// `warden:resource@0.3.x`, `wit/released/0.3.0/`.
     V0_3,
     /// `warden:resource@0.2.x`, `wit/released/0.2.0/`.
@@ -33,6 +36,7 @@ pub enum Line {
 /// the component is linked.
 enum ExportIndices {
     Current(current::PluginIndices),
+    V0_4(v0_4::PluginIndices),
     V0_3(v0_3::PluginIndices),
     V0_2(v0_2::PluginIndices),
     V0_1(v0_1::PluginIndices),
@@ -44,7 +48,7 @@ pub struct PluginPre<T: 'static> {
     pre: InstancePre<T>,
     indices: ExportIndices,
     /// The `replication` export, for a replicated type (new in 0.3.0, so
-    /// only a current or a 0.3.0 plugin has one).
+    /// only a current, a 0.4.0 or a 0.3.0 plugin has one).
     replication: Option<ReplicationIndices>,
 }
 
@@ -52,6 +56,7 @@ pub struct PluginPre<T: 'static> {
 /// version whose name it exports.
 enum ReplicationIndices {
     Current(replication::GuestIndices),
+    V0_4(replication_0_4::GuestIndices),
     V0_3(replication_0_3::GuestIndices),
 }
 
@@ -66,6 +71,13 @@ impl<T: Send + 'static> PluginPre<T> {
                     .then(|| replication::GuestIndices::new(&pre))
                     .transpose()?
                     .map(ReplicationIndices::Current),
+            ),
+            Line::V0_4 => (
+                ExportIndices::V0_4(v0_4::PluginIndices::new(&pre)?),
+                exports(&pre, super::REPLICATION_EXPORT_0_4)
+                    .then(|| replication_0_4::GuestIndices::new(&pre))
+                    .transpose()?
+                    .map(ReplicationIndices::V0_4),
             ),
             Line::V0_3 => (
                 ExportIndices::V0_3(v0_3::PluginIndices::new(&pre)?),
@@ -97,6 +109,7 @@ impl<T: Send + 'static> PluginPre<T> {
         let instance = self.pre.instantiate_async(&mut store).await?;
         let calls = match &self.indices {
             ExportIndices::Current(indices) => Calls::Current(indices.load(&mut store, &instance)?),
+            ExportIndices::V0_4(indices) => Calls::V0_4(indices.load(&mut store, &instance)?),
             ExportIndices::V0_3(indices) => Calls::V0_3(indices.load(&mut store, &instance)?),
             ExportIndices::V0_2(indices) => Calls::V0_2(indices.load(&mut store, &instance)?),
             ExportIndices::V0_1(indices) => Calls::V0_1(indices.load(&mut store, &instance)?),
@@ -104,6 +117,9 @@ impl<T: Send + 'static> PluginPre<T> {
         let replication = match &self.replication {
             Some(ReplicationIndices::Current(indices)) => {
                 Some(Replication::Current(indices.load(&mut store, &instance)?))
+            }
+            Some(ReplicationIndices::V0_4(indices)) => {
+                Some(Replication::V0_4(indices.load(&mut store, &instance)?))
             }
             Some(ReplicationIndices::V0_3(indices)) => {
                 Some(Replication::V0_3(indices.load(&mut store, &instance)?))
@@ -127,6 +143,7 @@ fn exports<T>(pre: &InstancePre<T>, name: &str) -> bool {
 /// Each version's generated `resource-type` calls.
 enum Calls {
     Current(current::Plugin),
+    V0_4(v0_4::Plugin),
     V0_3(v0_3::Plugin),
     V0_2(v0_2::Plugin),
     V0_1(v0_1::Plugin),
@@ -143,6 +160,7 @@ pub struct PluginBindings {
 /// A replicated type's generated `replication` calls, by version.
 enum Replication {
     Current(replication::Guest),
+    V0_4(replication_0_4::Guest),
     V0_3(replication_0_3::Guest),
 }
 
@@ -152,6 +170,10 @@ macro_rules! dispatch {
     ($bindings:expr, $export:ident => $call:expr) => {
         match &$bindings.calls {
             Calls::Current(plugin) => {
+                let $export = plugin.warden_resource_resource_type();
+                $call
+            }
+            Calls::V0_4(plugin) => {
                 let $export = plugin.warden_resource_resource_type();
                 $call
             }
@@ -306,6 +328,13 @@ impl PluginBindings {
     {
         match self.replication()? {
             Replication::Current(calls) => calls.call_start_passive(store, handle, source).await,
+            Replication::V0_4(calls) => {
+                let source = replication_0_4::CopySource {
+                    node: source.node.clone(),
+                    generation: source.generation,
+                };
+                calls.call_start_passive(store, handle, &source).await
+            }
             Replication::V0_3(calls) => {
                 let source = replication_0_3::CopySource {
                     node: source.node.clone(),
@@ -328,6 +357,7 @@ impl PluginBindings {
     {
         match self.replication()? {
             Replication::Current(calls) => calls.call_stop_passive(store, handle).await,
+            Replication::V0_4(calls) => calls.call_stop_passive(store, handle).await,
             Replication::V0_3(calls) => calls.call_stop_passive(store, handle).await,
         }
     }
@@ -345,6 +375,7 @@ impl PluginBindings {
     {
         match self.replication()? {
             Replication::Current(calls) => calls.call_activate(store, handle, generation).await,
+            Replication::V0_4(calls) => calls.call_activate(store, handle, generation).await,
             Replication::V0_3(calls) => calls.call_activate(store, handle, generation).await,
         }
     }
@@ -362,6 +393,7 @@ impl PluginBindings {
     {
         match self.replication()? {
             Replication::Current(calls) => calls.call_deactivate(store, handle, generation).await,
+            Replication::V0_4(calls) => calls.call_deactivate(store, handle, generation).await,
             Replication::V0_3(calls) => calls.call_deactivate(store, handle, generation).await,
         }
     }
@@ -374,6 +406,9 @@ impl PluginBindings {
     {
         match self.replication()? {
             Replication::Current(calls) => calls.call_copy_status(store, handle).await,
+            Replication::V0_4(calls) => {
+                Ok(copy_state_0_4(calls.call_copy_status(store, handle).await?))
+            }
             Replication::V0_3(calls) => {
                 Ok(copy_state_0_3(calls.call_copy_status(store, handle).await?))
             }
@@ -381,25 +416,34 @@ impl PluginBindings {
     }
 }
 
-/// A 0.3.0 copy state in the current type (the same fields and cases).
-fn copy_state_0_3(state: replication_0_3::CopyState) -> CopyState {
-    use super::{CopyHealth, CopyRole};
-    use replication_0_3::{CopyHealth as Health03, CopyRole as Role03};
-    CopyState {
-        role: match state.role {
-            Role03::None => CopyRole::None,
-            Role03::Passive => CopyRole::Passive,
-            Role03::Active => CopyRole::Active,
-            Role03::Deposed => CopyRole::Deposed,
-        },
-        generation: state.generation,
-        copied: state.copied,
-        replayed: state.replayed,
-        lag: state.lag,
-        health: match state.health {
-            Health03::Healthy => CopyHealth::Healthy,
-            Health03::Failed(why) => CopyHealth::Failed(why),
-            Health03::Diverged(why) => CopyHealth::Diverged(why),
-        },
-    }
+/// A frozen version's copy state in the current type (the same fields
+/// and cases), as a function `$name` from the module `$then`.
+macro_rules! copy_state_from {
+    ($name:ident, $then:ident, $version:literal) => {
+        #[doc = concat!("A ", $version, " copy state in the current type.")]
+        fn $name(state: $then::CopyState) -> CopyState {
+            use super::{CopyHealth, CopyRole};
+            use $then::{CopyHealth as Then, CopyRole as Role};
+            CopyState {
+                role: match state.role {
+                    Role::None => CopyRole::None,
+                    Role::Passive => CopyRole::Passive,
+                    Role::Active => CopyRole::Active,
+                    Role::Deposed => CopyRole::Deposed,
+                },
+                generation: state.generation,
+                copied: state.copied,
+                replayed: state.replayed,
+                lag: state.lag,
+                health: match state.health {
+                    Then::Healthy => CopyHealth::Healthy,
+                    Then::Failed(why) => CopyHealth::Failed(why),
+                    Then::Diverged(why) => CopyHealth::Diverged(why),
+                },
+            }
+        }
+    };
 }
+
+copy_state_from!(copy_state_0_4, replication_0_4, "0.4.0");
+copy_state_from!(copy_state_0_3, replication_0_3, "0.3.0");

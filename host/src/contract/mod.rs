@@ -32,14 +32,17 @@ pub const PACKAGE: &str = "warden:resource";
 pub const EXPORT: &str = "warden:resource/resource-type";
 /// The interface a replicated type exports beside [`EXPORT`] (new in 0.3.0),
 /// under the current contract's name.
-pub const REPLICATION_EXPORT: &str = "warden:resource/replication@0.4.0";
+pub const REPLICATION_EXPORT: &str = "warden:resource/replication@0.5.0";
+/// The same interface under contract 0.4.0's name, which a replicated type
+/// built against 0.4.0 exports.
+pub const REPLICATION_EXPORT_0_4: &str = "warden:resource/replication@0.4.0";
 /// The same interface under contract 0.3.0's name, which a replicated type
 /// built against 0.3.0 exports.
 pub const REPLICATION_EXPORT_0_3: &str = "warden:resource/replication@0.3.0";
 /// The contract version this agent implements (`wit/resource.wit`).
 pub const VERSION: ContractVersion = ContractVersion {
     major: 0,
-    minor: 4,
+    minor: 5,
     patch: 0,
 };
 
@@ -48,8 +51,16 @@ pub const VERSION: ContractVersion = ContractVersion {
 /// these [accepts](ContractVersion::accepts) its version. Released versions
 /// stay here, frozen in `wit/released/`, so that a plugin built once keeps
 /// loading on newer agents.
-pub const SUPPORTED: [(ContractVersion, Line); 4] = [
+pub const SUPPORTED: [(ContractVersion, Line); 5] = [
     (VERSION, Line::Current),
+    (
+        ContractVersion {
+            major: 0,
+            minor: 4,
+            patch: 0,
+        },
+        Line::V0_4,
+    ),
     (
         ContractVersion {
             major: 0,
@@ -200,7 +211,7 @@ mod tests {
 
     #[test]
     fn parses_versions() {
-        assert_eq!(v("0.4.0"), VERSION);
+        assert_eq!(v("0.5.0"), VERSION);
         assert_eq!(
             REPLICATION_EXPORT,
             format!("warden:resource/replication@{VERSION}")
@@ -225,7 +236,7 @@ mod tests {
         for (version, _) in SUPPORTED {
             assert!(version.accepts(version), "{version}");
         }
-        assert_eq!(older_supported(), "0.3.0, 0.2.0, 0.1.0");
+        assert_eq!(older_supported(), "0.4.0, 0.3.0, 0.2.0, 0.1.0");
     }
 
     /// The SHA-256 of each released contract's WIT. Plugins in the field
@@ -233,10 +244,15 @@ mod tests {
     /// To change the contract, copy `wit/resource.wit` to
     /// `wit/released/VERSION/`, bump its version, link the copy's bindings
     /// (`bindings.rs`, `export.rs`, `SUPPORTED`) and add its digest here.
-    const RELEASED: [(&str, &[u8], &str); 4] = [
+    const RELEASED: [(&str, &[u8], &str); 5] = [
         (
-            "wit/resource.wit (0.4.0)",
+            "wit/resource.wit (0.5.0)",
             include_bytes!("../../../wit/resource.wit"),
+            "765fd2cd95fda4262abf09f2ac7373e3fb7478c994f7f35e644515e4860cb419",
+        ),
+        (
+            "wit/released/0.4.0/resource.wit",
+            include_bytes!("../../../wit/released/0.4.0/resource.wit"),
             "4a2a10b9776a0969a275a71b485d519ee6a1f36d39bb9e46f4dc6a99139098fc",
         ),
         (

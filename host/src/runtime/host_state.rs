@@ -278,6 +278,9 @@ pub(crate) struct HostState {
     /// The fiber stack this store's calls run on, given back between
     /// calls (`fiber_stacks`).
     pub(crate) stack: Arc<super::fiber_stacks::StackSlot>,
+    /// The idle connections `probe.http-check` keeps (none unless a check
+    /// asks to reuse its connection); closed with the store.
+    pub(crate) kept: super::http_check::KeptConnections,
 }
 
 impl HostState {
@@ -328,6 +331,7 @@ impl HostState {
             deadline: None,
             network,
             stack: Arc::default(),
+            kept: Default::default(),
         })
     }
 }

@@ -22,6 +22,7 @@ mod epoch;
 mod fiber_stacks;
 mod guest_output;
 mod host_state;
+pub mod http_check;
 mod instance;
 pub mod launch;
 mod limits;

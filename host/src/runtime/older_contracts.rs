@@ -1,16 +1,18 @@
 //! The imports of every older contract version, answered by the current code.
 //!
-//! A plugin built against `warden:resource@0.1.0`, `@0.2.0` or `@0.3.0`
-//! imports the host's interfaces under those versions' names. None of them
-//! changed shape since (0.2.0 added `network`, 0.3.0 the `replication`
-//! export, 0.4.0 `probe`), so every call here is the current
+//! A plugin built against `warden:resource@0.1.0`, `@0.2.0`, `@0.3.0` or
+//! `@0.4.0` imports the host's interfaces under those versions' names. None
+//! of them changed shape since (0.2.0 added `network`, 0.3.0 the
+//! `replication` export, 0.4.0 `probe`, 0.5.0 `probe.http-check`), so every
+//! call here is the current
 //! implementation's, with the values moved between the versions' generated
 //! types. Nothing an older plugin does can reach anything a current plugin
 //! could not.
 //!
 //! [`older_contract!`] writes the forwarding for the interfaces every
 //! version has (`host`, `process`, `checkpoint`), [`older_network!`] that of
-//! `network` for the versions that have it (0.2.0 and 0.3.0).
+//! `network` for the versions that have it (0.2.0 to 0.4.0), and
+//! `v0_4_probe` that of 0.4.0's `probe`.
 
 use wasmtime::component::Linker;
 
@@ -22,7 +24,10 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     v0_2::add_to_linker(linker)?;
     v0_2_network::add_to_linker(linker)?;
     v0_3::add_to_linker(linker)?;
-    v0_3_network::add_to_linker(linker)
+    v0_3_network::add_to_linker(linker)?;
+    v0_4::add_to_linker(linker)?;
+    v0_4_network::add_to_linker(linker)?;
+    v0_4_probe::add_to_linker(linker)
 }
 
 /// The forwarding of `host`, `process` and `checkpoint` from the bindings
@@ -153,6 +158,7 @@ macro_rules! older_contract {
 older_contract!(v0_1, "warden:resource/types@0.1.0");
 older_contract!(v0_2, "warden:resource/types@0.2.0");
 older_contract!(v0_3, "warden:resource/types@0.3.0");
+older_contract!(v0_4, "warden:resource/types@0.4.0");
 
 /// The forwarding of `network` (new in 0.2.0) from the bindings module
 /// `$version` to the current one, as a module `$module` with an
@@ -242,3 +248,68 @@ macro_rules! older_network {
 
 older_network!(v0_2_network, v0_2);
 older_network!(v0_3_network, v0_3);
+older_network!(v0_4_network, v0_4);
+
+/// 0.4.0's `probe` (new in that version; 0.5.0 added `http-check`).
+mod v0_4_probe {
+    use wasmtime::component::{HasSelf, Linker};
+
+    use crate::contract::bindings::current::warden::resource::probe as now;
+    use crate::contract::bindings::v0_4::warden::resource::probe as then;
+    use crate::runtime::host_state::HostState;
+
+    /// What a probe answers the plugin.
+    type Answer<T> = wasmtime::Result<Result<T, then::ProbeError>>;
+
+    /// Link 0.4.0's name of `probe`.
+    pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        then::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)
+    }
+
+    /// A probe error in 0.4.0's type (the same cases).
+    fn error(error: now::ProbeError) -> then::ProbeError {
+        match error {
+            now::ProbeError::Denied(why) => then::ProbeError::Denied(why),
+            now::ProbeError::Invalid(why) => then::ProbeError::Invalid(why),
+            now::ProbeError::Connect(why) => then::ProbeError::Connect(why),
+            now::ProbeError::TimedOut(why) => then::ProbeError::TimedOut(why),
+            now::ProbeError::Unexpected(why) => then::ProbeError::Unexpected(why),
+        }
+    }
+
+    impl then::Host for HostState {
+        async fn connect(&mut self, address: String, timeout_ms: u64) -> Answer<u64> {
+            Ok(now::Host::connect(self, address, timeout_ms)
+                .await?
+                .map_err(error))
+        }
+
+        async fn exchange_line(
+            &mut self,
+            address: String,
+            send: Option<String>,
+            expect_prefix: String,
+            timeout_ms: u64,
+        ) -> Answer<String> {
+            Ok(
+                now::Host::exchange_line(self, address, send, expect_prefix, timeout_ms)
+                    .await?
+                    .map_err(error),
+            )
+        }
+
+        async fn http_get(
+            &mut self,
+            address: String,
+            path: String,
+            expect_status: u16,
+            timeout_ms: u64,
+        ) -> Answer<u16> {
+            Ok(
+                now::Host::http_get(self, address, path, expect_status, timeout_ms)
+                    .await?
+                    .map_err(error),
+            )
+        }
+    }
+}

@@ -1,4 +1,5 @@
-//! The `probe` import (contract 0.4.0): the health checks nearly every type
+//! The `probe` import (contract 0.4.0; 0.5.0 added `http-check`, in
+//! `http_check`): the health checks nearly every type
 //! makes (a TCP connect, a line exchange, an HTTP GET), done by the host on
 //! the plugin's behalf, so that a type written in a language without WASI
 //! sockets (Python, JavaScript) can check its service.
@@ -34,7 +35,9 @@ use tokio::time::Instant;
 use super::host_state::HostState;
 use super::network::{Denied, parse_address};
 use super::plugin_text;
-use crate::contract::bindings::current::warden::resource::probe::{Host, ProbeError};
+use crate::contract::bindings::current::warden::resource::probe::{
+    Host, HttpCheckSpec, ProbeError,
+};
 
 /// The longest line `exchange-line` reads, without its line end.
 pub const MAX_ANSWER_LINE: usize = 4 * 1024;
@@ -57,7 +60,7 @@ pub const DEADLINE_MARGIN: Duration = Duration::from_millis(100);
 pub const MAX_QUOTE: usize = 256;
 
 /// What a probe answers the plugin.
-type Answer<T> = wasmtime::Result<Result<T, ProbeError>>;
+pub(super) type Answer<T> = wasmtime::Result<Result<T, ProbeError>>;
 
 impl Host for HostState {
     async fn connect(&mut self, address: String, timeout_ms: u64) -> Answer<u64> {
@@ -104,12 +107,16 @@ impl Host for HostState {
         };
         Ok(bounded_error(outcome))
     }
+
+    async fn http_check(&mut self, check: HttpCheckSpec) -> Answer<u16> {
+        Ok(bounded_error(super::http_check::run(self, check).await))
+    }
 }
 
 impl HostState {
     /// A probe of `address` for this resource: the address checked against
     /// its grant, the timeout bounded by the call's deadline.
-    fn probe(&self, address: String, timeout_ms: u64) -> Result<Probe, ProbeError> {
+    pub(super) fn probe(&self, address: String, timeout_ms: u64) -> Result<Probe, ProbeError> {
         if address.len() > MAX_ADDRESS {
             return Err(ProbeError::Invalid(format!(
                 "the address {} is longer than {MAX_ADDRESS} bytes",
@@ -151,7 +158,7 @@ impl HostState {
 
 /// How long one probe may take, and what bounded it.
 #[derive(Debug, Clone, Copy)]
-struct Budget {
+pub(super) struct Budget {
     /// The instant the probe gives up.
     until: Instant,
     /// How long it was given.
@@ -188,7 +195,7 @@ impl Budget {
     }
 
     /// The error of a probe that ran out of time while `doing`.
-    fn timed_out(&self, doing: String) -> ProbeError {
+    pub(super) fn timed_out(&self, doing: String) -> ProbeError {
         let why = if self.by_deadline {
             " (what remained of the calling export's deadline)"
         } else {
@@ -201,22 +208,22 @@ impl Budget {
     }
 
     /// Run `io` until the probe's end: `None` if time ran out first.
-    async fn run<T>(&self, io: impl Future<Output = T>) -> Option<T> {
+    pub(super) async fn run<T>(&self, io: impl Future<Output = T>) -> Option<T> {
         tokio::time::timeout_at(self.until, io).await.ok()
     }
 }
 
 /// One probe: where it goes (`address` as the plugin named it, `targets`
 /// as granted) and its budget.
-struct Probe {
-    address: String,
+pub(super) struct Probe {
+    pub(super) address: String,
     targets: Vec<SocketAddr>,
-    budget: Budget,
+    pub(super) budget: Budget,
 }
 
 impl Probe {
     /// A connection to the first target that takes one.
-    async fn connect(&self) -> Result<TcpStream, ProbeError> {
+    pub(super) async fn connect(&self) -> Result<TcpStream, ProbeError> {
         let mut failures = Vec::new();
         for target in &self.targets {
             match self.budget.run(TcpStream::connect(target)).await {
@@ -320,7 +327,11 @@ impl Probe {
     }
 
     /// Write all of `bytes` within the budget.
-    async fn send(&self, stream: &mut TcpStream, bytes: &[u8]) -> Result<(), ProbeError> {
+    pub(super) async fn send(
+        &self,
+        stream: &mut TcpStream,
+        bytes: &[u8],
+    ) -> Result<(), ProbeError> {
         match self.budget.run(stream.write_all(bytes)).await {
             None => Err(self
                 .budget
@@ -342,7 +353,22 @@ impl Probe {
         wanted: &str,
         end: impl Fn(&[u8]) -> Option<usize>,
     ) -> Result<(Vec<u8>, usize), ProbeError> {
-        let mut answer = Vec::with_capacity(1024);
+        self.read_more_until(stream, Vec::with_capacity(1024), cap, wanted, end)
+            .await
+    }
+
+    /// [`Probe::read_until`], `answer` holding what came already.
+    pub(super) async fn read_more_until(
+        &self,
+        stream: &mut TcpStream,
+        mut answer: Vec<u8>,
+        cap: usize,
+        wanted: &str,
+        end: impl Fn(&[u8]) -> Option<usize>,
+    ) -> Result<(Vec<u8>, usize), ProbeError> {
+        if let Some(at) = end(&answer) {
+            return Ok((answer, at));
+        }
         let mut chunk = [0u8; 2048];
         loop {
             let room = cap - answer.len();
@@ -400,7 +426,7 @@ impl Probe {
 }
 
 /// Where an HTTP head ends (the offset of its blank line's start).
-fn end_of_head(bytes: &[u8]) -> Option<usize> {
+pub(super) fn end_of_head(bytes: &[u8]) -> Option<usize> {
     let crlf = bytes.windows(4).position(|w| w == b"\r\n\r\n");
     let lf = bytes.windows(2).position(|w| w == b"\n\n");
     match (crlf, lf) {
@@ -410,7 +436,7 @@ fn end_of_head(bytes: &[u8]) -> Option<usize> {
 }
 
 /// The status of `HTTP/1.x NNN reason`.
-fn parse_status(line: &[u8]) -> Option<u16> {
+pub(super) fn parse_status(line: &[u8]) -> Option<u16> {
     let line = std::str::from_utf8(line).ok()?;
     let rest = line
         .strip_prefix("HTTP/1.1 ")
@@ -423,7 +449,7 @@ fn parse_status(line: &[u8]) -> Option<u16> {
 }
 
 /// The value of header `name` (lower case) in an HTTP head.
-fn header<'a>(head: &'a [u8], name: &str) -> Option<&'a [u8]> {
+pub(super) fn header<'a>(head: &'a [u8], name: &str) -> Option<&'a [u8]> {
     head.split(|&b| b == b'\n').skip(1).find_map(|line| {
         let colon = line.iter().position(|&b| b == b':')?;
         let (key, value) = line.split_at(colon);
@@ -452,7 +478,7 @@ fn check_line(what: &str, line: &str, max: usize) -> Result<(), ProbeError> {
 
 /// Refuse a path that is not an origin-form request target: it must start
 /// with `/` and be printable ASCII without spaces.
-fn check_path(path: &str) -> Result<(), ProbeError> {
+pub(super) fn check_path(path: &str) -> Result<(), ProbeError> {
     if path.len() > MAX_PATH {
         return Err(ProbeError::Invalid(format!(
             "the path is {} bytes, longer than {MAX_PATH}",
@@ -471,7 +497,7 @@ fn check_path(path: &str) -> Result<(), ProbeError> {
 
 /// `bytes` as an error may quote them: in double quotes, lossy UTF-8, one
 /// line (control characters escaped), cut.
-fn quote(bytes: &[u8]) -> String {
+pub(super) fn quote(bytes: &[u8]) -> String {
     let head = &bytes[..bytes.len().min(MAX_QUOTE + 1)];
     let text = plugin_text::one_line(String::from_utf8_lossy(head).into_owned(), MAX_QUOTE);
     format!("\"{text}\"")

@@ -223,7 +223,7 @@ fn plugin_check_describes_a_good_plugin_and_explains_a_bad_one() {
     );
 
     for (file, expected) in [
-        (common::FUTURE_CONTRACT, "warden:resource@0.5.0"),
+        (common::FUTURE_CONTRACT, "warden:resource@0.6.0"),
         (
             common::DESCRIBE_TRAPS,
             "describe() failed: describe trapped",

@@ -1,13 +1,16 @@
 //! Every contract version the agent supports runs: a plugin built against
 //! the released 0.1.0 (`plugins/contract-0-1`, the raw bindings of
 //! `wit/released/0.1.0/`) loads and runs unchanged beside the built-in
-//! types, which are built against the current 0.4.0, through each import
+//! types, which are built against the current 0.5.0, through each import
 //! 0.1.0 has (log, clock, sleep, progress, process, checkpoint); one built
 //! against 0.2.0 (`plugins/contract-0-2`) reaches its `network` import too.
 //! The `replication` export (new in 0.3.0) is called, with its rules, on a
 //! type that has it (`plugins/replica`) and refused on one that has not;
 //! a replicated type built against the frozen 0.3.0 (`plugins/contract-0-3`)
-//! has its export found under 0.3.0's name and its copy calls run.
+//! has its export found under 0.3.0's name and its copy calls run; one
+//! built against the frozen 0.4.0 (`plugins/contract-0-4`) has its export
+//! found under 0.4.0's name and its three probes (0.4.0's `probe`, which
+//! 0.5.0 grew) answered by the current code.
 
 use std::time::Duration;
 
@@ -20,6 +23,7 @@ const LEGACY: &str = env!("WARDEN_PLUGIN_CONTRACT_0_1");
 const LEGACY_NETWORK: &str = env!("WARDEN_PLUGIN_CONTRACT_0_2");
 const REPLICA: &str = env!("WARDEN_PLUGIN_REPLICA");
 const LEGACY_REPLICA: &str = env!("WARDEN_PLUGIN_CONTRACT_0_3");
+const LEGACY_PROBER: &str = env!("WARDEN_PLUGIN_CONTRACT_0_4");
 
 fn version(text: &str) -> ContractVersion {
     ContractVersion::parse(text).expect("a version")
@@ -32,7 +36,7 @@ async fn a_plugin_built_against_0_1_0_loads_beside_the_current_ones() {
     assert_eq!(legacy.contract(), version("0.1.0"));
     let current = load(PROCESS).await;
     assert_eq!(current.contract(), contract::VERSION);
-    assert_eq!(contract::VERSION, version("0.4.0"));
+    assert_eq!(contract::VERSION, version("0.5.0"));
     assert!(!current.is_replicated());
 
     let refused = legacy
@@ -428,4 +432,115 @@ async fn a_replicated_type_built_against_0_3_0_runs_its_copy_calls() {
         .expect("control runs")
         .expect_err("no DNS grant");
     assert!(lookup.contains("[plugins.legacy-replica.dns]"), "{lookup}");
+}
+
+/// A replicated type built against the frozen 0.4.0: its `replication`
+/// export found under 0.4.0's name and called, and its `probe` import
+/// (connect, exchange-line, http-get) answered within its grant, a
+/// refusal and a failure in 0.4.0's error cases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_type_built_against_0_4_0_runs_its_copy_calls_and_probes() {
+    use std::io::{Read, Write};
+
+    let plugin = load(LEGACY_PROBER).await;
+    assert_eq!(plugin.name(), "legacy-prober");
+    assert_eq!(plugin.contract(), version("0.4.0"));
+    assert!(
+        plugin.is_replicated(),
+        "the 0.4.0 replication export was not found"
+    );
+    // Answers a line with `+PONG`, an HTTP request with 200.
+    let server = tcp_server(|mut stream| {
+        let mut asked = [0u8; 1024];
+        let Ok(read) = stream.read(&mut asked) else {
+            return;
+        };
+        let answer: &[u8] = if asked[..read].starts_with(b"GET ") {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+        } else {
+            b"+PONG\r\n"
+        };
+        let _ = stream.write_all(answer);
+    })
+    .to_string();
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut copy = configured_instance(
+        LEGACY_PROBER,
+        "old",
+        &dir.path().join("granted"),
+        &[("address", server.as_str())],
+    )
+    .await;
+    let deadline = || warden::runtime::CallDeadline::fixed(Duration::from_secs(10));
+    let timeout = Duration::from_secs(5);
+    copy.start_passive(
+        contract::CopySource {
+            node: Some("n2".to_string()),
+            generation: 2,
+        },
+        deadline(),
+    )
+    .await
+    .expect("start-passive runs")
+    .expect("a fresh copy follows");
+    copy.activate(3, deadline())
+        .await
+        .expect("activate runs")
+        .expect("generation 3 is newer");
+    let status = copy.copy_status(timeout).await.expect("copy-status runs");
+    assert!(
+        matches!(status.role, contract::CopyRole::Active) && status.generation == 3,
+        "{status:?}"
+    );
+    assert!(
+        matches!(&status.health, contract::CopyHealth::Diverged(why) if why == "a 0.4.0 copy's own words"),
+        "{status:?}"
+    );
+
+    let control = |code: &'static str, payload: &'static str| (code, payload);
+    for (code, payload) in [control("connect", ""), control("line", "PING\t+PONG")] {
+        let answer = copy
+            .control(code, payload, timeout)
+            .await
+            .expect("control runs");
+        assert!(
+            answer.as_deref().is_ok_and(|a| a.starts_with("ok")),
+            "{code}: {answer:?}"
+        );
+    }
+    let answer = copy
+        .control("http", "/", timeout)
+        .await
+        .expect("control runs");
+    assert_eq!(answer.as_deref(), Ok("ok 200"));
+    let answer = copy
+        .control("http", "/a\r\nX: y", timeout)
+        .await
+        .expect("control runs");
+    assert!(
+        answer
+            .as_ref()
+            .is_err_and(|why| why.starts_with("invalid: ")),
+        "{answer:?}"
+    );
+
+    // Granted, but nothing listens there: 0.4.0's `connect` case.
+    let mut ungranted = configured_instance(
+        LEGACY_PROBER,
+        "old",
+        &dir.path().join("ungranted"),
+        &[("address", "127.0.0.1:9")],
+    )
+    .await;
+    let answer = ungranted
+        .control("connect", "", timeout)
+        .await
+        .expect("control runs");
+    assert!(
+        answer
+            .as_ref()
+            .is_err_and(|why| why.starts_with("connect: ")),
+        "port 9 takes no connection: {answer:?}"
+    );
 }

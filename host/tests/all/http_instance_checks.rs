@@ -1,8 +1,10 @@
-//! The built-in `http-instance` type's check, which is the agent's HTTP
-//! probe (contract 0.4.0) unless the type must read the status itself:
-//! against Debian's nginx, any 2xx is healthy (200 through the probe; 204
-//! found by the plugin's own GET, then asked of the probe) and any other
-//! status fails naming it; `host-header` reaches the server; and against
+//! The built-in `http-instance` type's check, which is the agent's
+//! `probe.http-check` (contract 0.5.0) and nothing else: against Debian's
+//! nginx, any 2xx is healthy (200 and 204) and any other status fails
+//! naming it, with the connection kept between checks or not;
+//! `host-header` reaches the server, and one that would inject a line is
+//! refused when the resource opens; a kept connection is replaced by a new
+//! one every tenth check, and when the server closed it; and against
 //! servers of the test's own, a dead port, a silent server (cut at the
 //! answer timeout, and at the call's deadline when that comes first), an
 //! answer that is not HTTP, and endless headers all fail the check without
@@ -73,16 +75,21 @@ fn server(serve: impl Fn(TcpStream) + Send + Sync + Clone + 'static) -> String {
     crate::common::tcp_server(serve).to_string()
 }
 
-/// Read what the client sent until its request's blank line (or 64 KiB).
-fn read_request(stream: &mut TcpStream) {
+/// Read what the client sent until its request's blank line (or 64 KiB);
+/// whether it came whole.
+fn read_request(stream: &mut TcpStream) -> bool {
     let mut seen = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !seen.windows(4).any(|w| w == b"\r\n\r\n") && seen.len() < 64 * 1024 {
+    let mut buf = [0u8; 1];
+    while !seen.ends_with(b"\r\n\r\n") {
+        if seen.len() >= 64 * 1024 {
+            return false;
+        }
         match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Ok(0) | Err(_) => return false,
+            Ok(_) => seen.push(buf[0]),
         }
     }
+    true
 }
 
 const CHECK: Duration = Duration::from_secs(10);
@@ -91,30 +98,93 @@ const CHECK: Duration = Duration::from_secs(10);
 async fn any_2xx_is_healthy_and_any_other_status_fails_naming_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_nginx, address) = nginx(&dir.path().join("nginx"));
-    for path in ["/", "/empty"] {
-        let mut web = http_instance(
-            &dir.path().join(&path[1..]),
-            &[("address", &address), ("path", path)],
-        )
-        .await;
-        // The second and third checks of /empty ask the probe for the 204
-        // the first one found.
+    for reuse in ["true", "false"] {
+        for path in ["/", "/empty"] {
+            let mut web = http_instance(
+                &dir.path().join(format!("{reuse}{}", &path[1..])),
+                &[
+                    ("address", &address),
+                    ("path", path),
+                    ("reuse-connection", reuse),
+                ],
+            )
+            .await;
+            for _ in 0..3 {
+                let health = is_alive(&mut web, CHECK).await;
+                assert!(matches!(health, Health::Healthy), "{path}: {health:?}");
+            }
+        }
+        for (path, status) in [("/broken", "503"), ("/moved", "301"), ("/missing", "404")] {
+            let mut web = http_instance(
+                &dir.path().join(format!("{reuse}{}", &path[1..])),
+                &[
+                    ("address", &address),
+                    ("path", path),
+                    ("reuse-connection", reuse),
+                ],
+            )
+            .await;
+            for _ in 0..2 {
+                let why = failed(&mut web, CHECK).await;
+                assert!(
+                    why.starts_with("unexpected answer: ")
+                        && why.contains(&format!("answered \"HTTP/1.1 {status}"))
+                        && why.contains("expected a 2xx status"),
+                    "{path}: {why}"
+                );
+            }
+        }
+    }
+}
+
+/// Connections a server of the test's own accepted and requests it
+/// answered (`HTTP/1.1 200` with a length, the connection kept open).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_connection_is_renewed_every_tenth_check_and_when_the_server_closed_it() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    let address = server(move |mut stream| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        // Up to three answers on a connection, then a silent close.
         for _ in 0..3 {
-            let health = is_alive(&mut web, CHECK).await;
-            assert!(matches!(health, Health::Healthy), "{path}: {health:?}");
+            if !read_request(&mut stream)
+                || stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .is_err()
+            {
+                return;
+            }
         }
+    });
+    let mut web = http_instance(&dir.path().join("kept"), &[("address", &address)]).await;
+    for check in 1..=20 {
+        let health = is_alive(&mut web, CHECK).await;
+        assert!(
+            matches!(health, Health::Healthy),
+            "check {check}: {health:?}"
+        );
     }
-    for (path, status) in [("/broken", "503"), ("/moved", "301"), ("/missing", "404")] {
-        let mut web = http_instance(
-            &dir.path().join(&path[1..]),
-            &[("address", &address), ("path", path)],
-        )
-        .await;
-        for _ in 0..2 {
-            let why = failed(&mut web, CHECK).await;
-            assert_eq!(why, format!("GET {path} answered {status}"));
-        }
+    // Checks 1 and 11 open their own connection (closed after the answer:
+    // `Connection: close`); 2-10 and 12-20 share kept ones, three checks
+    // each before the server closes it: 2 + 3 + 3 + 3 + 3 + 3 + 3 (and
+    // none more: a close is noticed and replaced within the check).
+    assert_eq!(connections.load(Ordering::SeqCst), 8);
+
+    let mut fresh = http_instance(
+        &dir.path().join("fresh"),
+        &[("address", &address), ("reuse-connection", "false")],
+    )
+    .await;
+    let before = connections.load(Ordering::SeqCst);
+    for _ in 0..4 {
+        let health = is_alive(&mut fresh, CHECK).await;
+        assert!(matches!(health, Health::Healthy), "{health:?}");
     }
+    assert_eq!(connections.load(Ordering::SeqCst) - before, 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,7 +207,34 @@ async fn the_host_header_reaches_the_server() {
         &[("address", &address), ("path", "/named")],
     )
     .await;
-    assert_eq!(failed(&mut unnamed, CHECK).await, "GET /named answered 404");
+    let why = failed(&mut unnamed, CHECK).await;
+    assert!(why.contains("404"), "{why}");
+
+    // A line end or a space: refused when the resource is validated.
+    let plugin = load(HTTP_INSTANCE).await;
+    for bad in ["mail.example\r\nX-Injected: yes", "mail example"] {
+        let refused = plugin
+            .validate(&[
+                ("address".to_string(), address.clone()),
+                ("host-header".to_string(), bad.to_string()),
+            ])
+            .await
+            .expect("validate runs")
+            .expect_err("refused");
+        assert_eq!(refused.property, "host-header", "{bad:?}");
+    }
+    // Anything else that is no host: the agent's check refuses it.
+    let mut odd = http_instance(
+        &dir.path().join("odd"),
+        &[
+            ("address", &address),
+            ("path", "/named"),
+            ("host-header", "user@mail.example"),
+        ],
+    )
+    .await;
+    let why = failed(&mut odd, CHECK).await;
+    assert!(why.starts_with("invalid: the host header"), "{why}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,7 +300,10 @@ async fn an_answer_that_is_not_http_fails_and_endless_headers_are_cut_off() {
     )
     .await;
     let why = failed(&mut web, CHECK).await;
-    assert!(why.contains("not an HTTP status line"), "{why}");
+    assert!(
+        why.starts_with("unexpected answer: ") && why.contains("did not answer HTTP/1.x"),
+        "{why}"
+    );
 
     // A status line, then headers without end, as fast as the client reads.
     let endless = server(|mut stream| {
@@ -221,8 +321,7 @@ async fn an_answer_that_is_not_http_fails_and_endless_headers_are_cut_off() {
         ],
     )
     .await;
-    // Healthy never: the probe refuses headers past 16 KiB, and the
-    // plugin's own GET never sees their end before it is cut off.
+    // Healthy never: the agent's check refuses headers past 16 KiB.
     match web.is_alive(Duration::from_secs(2)).await {
         Ok(Health::Healthy) => panic!("endless headers passed the check"),
         Ok(Health::Failed(_)) | Err(CallError::TimedOut { .. }) => {}

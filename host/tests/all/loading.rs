@@ -47,7 +47,7 @@ async fn every_kind_of_bad_file_gets_its_own_reason() {
     let future = std::fs::read(FUTURE_CONTRACT).expect("future");
     let text = load_err(&future).await.to_string();
     assert!(
-        text.contains("warden:resource@0.5.0") && text.contains("warden:resource@0.4.0"),
+        text.contains("warden:resource@0.6.0") && text.contains("warden:resource@0.5.0"),
         "names both versions: {text}"
     );
 

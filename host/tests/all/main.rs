@@ -39,6 +39,7 @@ mod hostile_claims;
 mod hostile_host;
 mod hostile_output;
 mod hotswap;
+mod http_check;
 mod http_instance_checks;
 mod idle_data_dir;
 mod kill_at_spawn;

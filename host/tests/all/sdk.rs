@@ -205,7 +205,7 @@ fn plugin_check_gives_each_bad_file_its_own_error() {
         (core, "wasm32-wasip2"),
         (
             PathBuf::from(env!("WARDEN_PLUGIN_FUTURE_CONTRACT")),
-            "warden:resource@0.4.0",
+            "warden:resource@0.5.0",
         ),
         (
             PathBuf::from(env!("WARDEN_PLUGIN_DESCRIBE_TRAPS")),

@@ -1,10 +1,10 @@
 //! A test plugin built against a contract version the agent does not speak
-//! (`warden:resource@0.5.0`): the agent must reject it with a message that
+//! (`warden:resource@0.6.0`): the agent must reject it with a message that
 //! names both versions.
 
 wit_bindgen::generate!({
     inline: r#"
-        package warden:%resource@0.5.0;
+        package warden:%resource@0.6.0;
 
         interface resource-type {
             describe: func() -> string;

@@ -1,4 +1,5 @@
-//! `prober`: a test type for contract 0.4.0's `probe` import, through the
+//! `prober`: a test type for the `probe` import (0.4.0, and 0.5.0's
+//! `http-check`), through the
 //! SDK's `warden_sdk::probe`. It manages nothing; it runs the probe it is
 //! told to and reports what the host answered.
 //!
@@ -6,6 +7,9 @@
 //! - `connect ADDR MS`
 //! - `line ADDR MS SEND PREFIX` (an empty SEND sends nothing)
 //! - `http ADDR MS PATH STATUS`
+//! - `http-check ADDR MS PATH EXPECT HOST REUSE`: EXPECT a status (`200`)
+//!   or a class (`2xx`), HOST the host header or `-` for none, REUSE
+//!   `reuse` or `fresh`
 //! - `net-line ADDR MS SEND PREFIX`: the same exchange as `line` through
 //!   the plugin's own WASI socket (`warden_sdk::net`), for comparison
 //!   (`host/benches/probe.rs`)
@@ -65,11 +69,13 @@ impl ResourceType for Prober {
 
     fn control(&self, code: &str, payload: &str) -> Result<String, String> {
         match code {
-            "connect" | "line" | "http" | "net-line" => run(&format!("{code}\t{payload}")),
+            "connect" | "line" | "http" | "http-check" | "net-line" => {
+                run(&format!("{code}\t{payload}"))
+            }
             "check" => run(&self.check),
             other => Err(unknown_control(
                 other,
-                &["connect", "line", "http", "net-line", "check"],
+                &["connect", "line", "http", "http-check", "net-line", "check"],
             )),
         }
     }
@@ -104,6 +110,28 @@ fn run(spec: &str) -> Result<String, String> {
                 .parse()
                 .map_err(|_| format!("status {status:?} is not a number"))?;
             let got = probe::http_get(address, path, status, timeout(Some(ms))?)?;
+            Ok(format!("ok {got}"))
+        }
+        ["http-check", address, ms, path, expect, host, reuse] => {
+            let expect = match expect.strip_suffix("xx") {
+                Some(class) => probe::StatusMatch::Class(
+                    class
+                        .parse()
+                        .map_err(|_| format!("class {expect:?} is not Nxx"))?,
+                ),
+                None => probe::StatusMatch::Exact(
+                    expect
+                        .parse()
+                        .map_err(|_| format!("status {expect:?} is not a number"))?,
+                ),
+            };
+            let mut check = probe::HttpCheck::new(address, path)
+                .expect(expect)
+                .reuse_connection(*reuse == "reuse");
+            if *host != "-" {
+                check = check.host_header(host);
+            }
+            let got = probe::http_check(&check, timeout(Some(ms))?)?;
             Ok(format!("ok {got}"))
         }
         _ => Err(format!(

@@ -1,11 +1,11 @@
-// Health checks over the contract's `probe` import (0.4.0): the agent
+// Health checks over the contract's `probe` import (0.4.0; `httpCheck` 0.5.0): the agent
 // connects on the type's behalf, since a JavaScript component has no
 // socket API. The grants are the sockets' grants: only the addresses named
 // by the resource's `address` properties. Each helper returns what the
 // probe answered, or throws an Error whose message says what failed, ready
 // to be a check's reason.
 
-import * as probe from 'warden:resource/probe@0.4.0';
+import * as probe from 'warden:resource/probe@0.5.0';
 
 /** The text of a probe-error (`{tag: 'denied' | ..., val: text}`). */
 function probeFailure(thrown) {
@@ -46,6 +46,36 @@ export function exchangeLine(address, send, expectPrefix, timeoutMs) {
 export function httpGet(address, path, expectStatus, timeoutMs) {
   try {
     return probe.httpGet(address, path, expectStatus, timeout(timeoutMs));
+  } catch (err) {
+    throw probeFailure(err);
+  }
+}
+
+/**
+ * An HTTP check (contract 0.5.0): a GET of `path` from `address` whose
+ * status must be `expect` (a number, or a class such as `'2xx'`); the
+ * status. `hostHeader` is sent as `Host` when given; with
+ * `reuseConnection` the agent keeps the connection for the next check
+ * (a kept connection does not notice a listener that stopped accepting).
+ */
+export function httpCheck(address, path, { expect = 200, hostHeader, reuseConnection = false, timeoutMs }) {
+  let match;
+  if (typeof expect === 'string' && /^[1-5]xx$/.test(expect)) {
+    match = { tag: 'class', val: Number(expect[0]) };
+  } else if (Number.isInteger(expect)) {
+    match = { tag: 'exact', val: expect };
+  } else {
+    throw new TypeError(`an HTTP check expects a status or a class such as '2xx', got ${expect}`);
+  }
+  try {
+    return probe.httpCheck({
+      address,
+      path,
+      hostHeader: hostHeader ?? undefined,
+      expect: match,
+      reuseConnection: Boolean(reuseConnection),
+      timeoutMs: timeout(timeoutMs),
+    });
   } catch (err) {
     throw probeFailure(err);
   }

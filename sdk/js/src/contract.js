@@ -1,17 +1,17 @@
 // The one place the SDK names the contract's imports, so the contract
-// version (the `@0.4.0` of each specifier, which componentize-js matches
+// version (the `@0.5.0` of each specifier, which componentize-js matches
 // against the WIT world the type is built for) is written once.
 // Numbers cross as the bindings want them: u64 is a BigInt there, a
 // Number everywhere else in the SDK.
 
-import * as host from 'warden:resource/host@0.4.0';
-import * as process from 'warden:resource/process@0.4.0';
-import * as checkpoint from 'warden:resource/checkpoint@0.4.0';
+import * as host from 'warden:resource/host@0.5.0';
+import * as process from 'warden:resource/process@0.5.0';
+import * as checkpoint from 'warden:resource/checkpoint@0.5.0';
 
 export { checkpoint };
 
 /** The contract version this SDK builds types against. */
-export const CONTRACT_VERSION = '0.4.0';
+export const CONTRACT_VERSION = '0.5.0';
 
 /** Write to the agent's log: level is trace, debug, info, warn or error. */
 export function log(level, message) {

@@ -1,5 +1,7 @@
 """Health-check helpers: connect with a timeout, a one-line exchange
-(Redis `PING` answered `+PONG`, an SMTP banner), an HTTP GET.
+(Redis `PING` answered `+PONG`, an SMTP banner), an HTTP GET, and (contract
+0.5.0) an HTTP check with a status class, a host header and a connection
+the agent may keep between checks.
 
 Each raises `Failure` with a one-line reason when the check fails. They
 run over the contract's `probe` import (0.4.0), the agent making the
@@ -185,3 +187,40 @@ def http_get(address: str, path: str, expect_status: int, timeout_ms: int) -> in
     if status != expect_status:
         raise Failure(f"GET {path} answered {status}, not {expect_status}")
     return status
+
+
+def http_check(
+    address: str,
+    path: str,
+    timeout_ms: int,
+    expect="2xx",
+    host_header: Optional[str] = None,
+    reuse_connection: bool = False,
+) -> int:
+    """An HTTP/1.1 GET of `path` made by the agent (contract 0.5.0's
+    `http-check`); returns the status. `expect` is a status (`200`) or a
+    class (`"2xx"`); `host_header` is sent as `Host` when given (a host
+    name or an IP address, with an optional port); with `reuse_connection`
+    the agent keeps the connection for the next check (a kept connection
+    does not notice a listener that stopped accepting). Redirects are not
+    followed."""
+    if _probe is None or not hasattr(_probe, "http_check"):
+        raise Failure("http_check needs a plugin built against contract 0.5.0 or later")
+    if isinstance(expect, str) and len(expect) == 3 and expect[0] in "12345" and expect[1:] == "xx":
+        match = _probe.StatusMatch_Class(int(expect[0]))
+    elif isinstance(expect, int) and not isinstance(expect, bool):
+        match = _probe.StatusMatch_Exact(expect)
+    else:
+        raise Failure(f"an HTTP check expects a status or a class such as '2xx', not {expect!r}")
+    spec = _probe.HttpCheckSpec(
+        address=address,
+        path=path,
+        host_header=host_header,
+        expect=match,
+        reuse_connection=reuse_connection,
+        timeout_ms=max(int(timeout_ms), 1),
+    )
+    try:
+        return _probe.http_check(spec)
+    except _Err as err:
+        raise _probe_failure(err) from None

@@ -31,12 +31,12 @@ pub mod bindings {
         export_macro_name: "export_replicated_plugin",
         default_bindings_module: "warden_sdk_replication::bindings",
         with: {
-            "warden:resource/types@0.4.0": warden_sdk::bindings::warden::resource::types,
-            "warden:resource/host@0.4.0": warden_sdk::bindings::warden::resource::host,
-            "warden:resource/process@0.4.0": warden_sdk::bindings::warden::resource::process,
-            "warden:resource/checkpoint@0.4.0": warden_sdk::bindings::warden::resource::checkpoint,
-            "warden:resource/network@0.4.0": warden_sdk::bindings::warden::resource::network,
-            "warden:resource/probe@0.4.0": warden_sdk::bindings::warden::resource::probe,
+            "warden:resource/types@0.5.0": warden_sdk::bindings::warden::resource::types,
+            "warden:resource/host@0.5.0": warden_sdk::bindings::warden::resource::host,
+            "warden:resource/process@0.5.0": warden_sdk::bindings::warden::resource::process,
+            "warden:resource/checkpoint@0.5.0": warden_sdk::bindings::warden::resource::checkpoint,
+            "warden:resource/network@0.5.0": warden_sdk::bindings::warden::resource::network,
+            "warden:resource/probe@0.5.0": warden_sdk::bindings::warden::resource::probe,
         },
     });
 }
