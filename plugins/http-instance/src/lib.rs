@@ -79,8 +79,8 @@ impl ServiceType for Http {
                 format!("{host:?} must be a host name or an IP address, with an optional :port"),
             ));
         }
-        let mut check = HttpCheck::new(&props.address("address")?, &path)
-            .expect(StatusMatch::Class(2));
+        let mut check =
+            HttpCheck::new(&props.address("address")?, &path).expect(StatusMatch::Class(2));
         if !host.is_empty() {
             check = check.host_header(&host);
         }
