@@ -14,12 +14,11 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use warden::runtime::Instance;
 
+use crate::common::http_server::{http_server, ok_with_length};
 use crate::common::process::Stopped;
 use crate::common::*;
 
@@ -59,69 +58,6 @@ async fn check_within(
         .control("http-check", &fields, Duration::from_secs(20))
         .await
         .unwrap_or_else(|e| panic!("http-check {fields:?} was cut off or trapped: {e}"))
-}
-
-/// What a server of the test's own saw: connections accepted and the
-/// requests' heads, in order.
-#[derive(Default)]
-struct Seen {
-    connections: AtomicUsize,
-    requests: Mutex<Vec<String>>,
-}
-
-impl Seen {
-    fn connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
-    }
-
-    fn requests(&self) -> Vec<String> {
-        self.requests.lock().expect("requests").clone()
-    }
-}
-
-/// An HTTP server of the test's own on 127.0.0.1: for each request, `answer`
-/// gets the connection and the request's number on it (0 first) and says
-/// whether to go on reading requests on it.
-fn http_server(
-    answer: impl Fn(&mut TcpStream, usize) -> bool + Send + Sync + Clone + 'static,
-) -> (String, Arc<Seen>) {
-    let seen = Arc::new(Seen::default());
-    let counted = seen.clone();
-    let address = tcp_server(move |mut stream| {
-        counted.connections.fetch_add(1, Ordering::SeqCst);
-        for nth in 0.. {
-            let Some(head) = read_head(&mut stream) else {
-                return;
-            };
-            counted.requests.lock().expect("requests").push(head);
-            if !answer(&mut stream, nth) {
-                return;
-            }
-        }
-    });
-    (address.to_string(), seen)
-}
-
-/// One request's head, or `None` when the peer closed first.
-fn read_head(stream: &mut TcpStream) -> Option<String> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return None,
-        }
-    }
-    Some(String::from_utf8_lossy(&head).into_owned())
-}
-
-/// `HTTP/1.1 200` with a body of `body` and its length.
-fn ok_with_length(stream: &mut TcpStream, body: &str) -> bool {
-    let answer = format!(
-        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(answer.as_bytes()).is_ok()
 }
 
 /// nginx on 127.0.0.1: `/` 200 with a length, `/empty` 204, `/busy` 503,

@@ -5,7 +5,9 @@
 //! a kill -9 of redis-server noticed and restarted, a hot swap to a second
 //! build (another version string) while the resource stays Online. A type
 //! whose code throws is reported with the thrown message, and the next call
-//! runs. The JavaScript quick start of docs/sdk.md runs as written.
+//! runs; its `httpCheck` (contract 0.5.0) reaches the agent's, kept or
+//! fresh, a miss naming the status. The JavaScript quick start of
+//! docs/sdk.md runs as written.
 //!
 //! The tool needs Node.js with npm and the npm registry (the first build
 //! installs the pinned toolchain into target/js-toolchain). Without them
@@ -14,6 +16,7 @@
 
 use crate::common::agent_process::AgentProcess;
 use crate::common::cli::{REDIS, assert_life_cycle_passed, require_redis, sdk_doc_sh_blocks, text};
+use crate::common::http_server::{answer_with_length, http_server_by_head};
 use crate::common::{free_port, wait_until};
 
 use std::path::{Path, PathBuf};
@@ -390,6 +393,12 @@ fn a_js_type_that_throws_is_reported_with_the_message_and_the_next_call_runs() {
     let (agent, plugins) = agent(dir.path());
     drop_in(&plugins, &wasm, "js-thrower.wasm");
     wait_loaded(&agent, "js-thrower");
+    // What the control http-check asks: 204 on `/`, 503 elsewhere, every
+    // answer with a length, so that the agent may keep the connection.
+    let (web, seen) = http_server_by_head(|stream, _, head| {
+        let status = if head.starts_with("GET / ") { 204 } else { 503 };
+        answer_with_length(stream, status, "")
+    });
     // A group each: a resource that keeps failing fails its group over
     // (and offline), which must not take the others with it.
     for (name, fault) in [
@@ -408,6 +417,8 @@ fn a_js_type_that_throws_is_reported_with_the_message_and_the_next_call_runs() {
             &format!("g-{name}"),
             "--prop",
             &format!("fault={fault}"),
+            "--prop",
+            &format!("target={web}"),
             "--is-alive-interval-ms",
             "500",
         ]);
@@ -452,7 +463,7 @@ fn a_js_type_that_throws_is_reported_with_the_message_and_the_next_call_runs() {
         ("throw-value", "[object Object]"),
         (
             "nope",
-            "unknown control code \"nope\"; known: throw, throw-value, echo, pid",
+            "unknown control code \"nope\"; known: throw, throw-value, echo, http-check, pid",
         ),
     ] {
         let out = agent.cli(&["resource", "control", "calm", code, "payload-1"]);
@@ -465,6 +476,41 @@ fn a_js_type_that_throws_is_reported_with_the_message_and_the_next_call_runs() {
         let echo = agent.ok(&["resource", "control", "calm", "echo", "still here"]);
         assert_eq!(echo.trim(), "still here");
     }
+
+    // The SDK's httpCheck (contract 0.5.0) reaches the agent's http-check:
+    // kept, three checks go over one connection; fresh, each opens its own.
+    let check = |payload: &str| {
+        let out = agent.cli(&["resource", "control", "calm", "http-check", payload]);
+        let (stdout, stderr) = text(&out);
+        if out.status.success() {
+            Ok(stdout.trim().to_string())
+        } else {
+            Err(stderr)
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(check("/ 204 reuse"), Ok("204".to_string()));
+    }
+    assert_eq!(
+        seen.connections(),
+        1,
+        "kept checks opened more than one connection"
+    );
+    assert_eq!(check("/ 2xx fresh"), Ok("204".to_string()));
+    assert_eq!(check("/ 2xx fresh"), Ok("204".to_string()));
+    assert_eq!(seen.connections(), 3, "a fresh check reused a connection");
+    assert_eq!(seen.requests().len(), 5);
+    // A miss names the status and what was expected; a bad class is the
+    // SDK's TypeError, before anything is sent.
+    let missed = check("/busy 2xx reuse").expect_err("503 passed a 2xx check");
+    assert!(
+        missed.contains("503") && missed.contains("2xx"),
+        "the miss does not name 503 and 2xx: {missed}"
+    );
+    let bad = check("/ 6xx reuse").expect_err("6xx was taken");
+    assert!(bad.contains("'2xx'"), "{bad}");
+    assert_eq!(seen.requests().len(), 6, "{:?}", seen.requests());
+
     let r = agent.resource("calm").expect("calm");
     assert_eq!(r["state"], "Online", "{r}");
     agent.stop();

@@ -4,7 +4,8 @@
 //! running agent (drop-in, Online, a kill -9 of redis-server noticed and
 //! restarted, a hot swap to a new version while the resource stays Online);
 //! a Python exception that escapes a call is reported with its message and
-//! the next call runs.
+//! the next call runs; the SDK's `http_check` (contract 0.5.0) reaches the
+//! agent's, its connection kept across checks, a miss naming the status.
 //!
 //! componentize-py comes from `$WARDEN_COMPONENTIZE_PY`, else
 //! /opt/warden-componentize-py (where .ci/run installs it), else `PATH`, at
@@ -16,11 +17,13 @@ use crate::common::agent_process::{AgentProcess, WARDEN};
 use crate::common::cli::{
     REDIS, assert_life_cycle_passed, redis_ping, require_redis, sdk_doc_sh_blocks, text, warden,
 };
+use crate::common::http_server::{answer_with_length, http_server_by_head};
 use crate::common::{free_port, wait_until};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -181,6 +184,16 @@ fn py_raises(tool: &Path) -> PathBuf {
     wasm
 }
 
+/// The SDK test plugin of lang_py/web: its check is an HTTP check.
+fn py_web(tool: &Path) -> PathBuf {
+    let wasm = out_dir().join("py_web.wasm");
+    let src = root().join("host/tests/all/lang_py/web");
+    let sdk = root().join("sdk/python");
+    let out = componentize(tool, &[&src, &sdk], &wasm);
+    check_built("lang_py/web", &out, &wasm);
+    wasm
+}
+
 #[test]
 fn plugin_test_runs_the_python_redis_type_through_its_life_cycle() {
     let Some(tool) = tool_or_skip("plugin_test_runs_the_python_redis_type_through_its_life_cycle")
@@ -291,7 +304,7 @@ impl RedisAgent {
         );
         for name in types {
             config.push_str(&format!(
-                "[plugins.{name}]\nallow_programs = [\"{REDIS}\"]\n"
+                "[plugins.{name}]\nallow_programs = [\"{REDIS}\", \"/usr/bin/sleep\"]\n"
             ));
         }
         let agent = AgentProcess::start(dir.path(), &config);
@@ -540,6 +553,98 @@ fn a_python_exception_is_reported_with_its_message_and_the_next_call_runs() {
     let out = agent.agent().cli(&["resource", "control", "r", "nope"]);
     let (_, stderr) = text(&out);
     assert!(stderr.contains("known: raise, echo, calls"), "{stderr}");
+}
+
+#[test]
+fn a_python_type_checks_http_through_the_agent_on_a_kept_connection() {
+    let Some(tool) =
+        tool_or_skip("a_python_type_checks_http_through_the_agent_on_a_kept_connection")
+    else {
+        return;
+    };
+    let wasm = py_web(&tool);
+    // `/` answers 204 until `failing` is set, then 503; `/busy` always 503;
+    // every answer has a length, so that the agent may keep the connection.
+    let failing = Arc::new(AtomicBool::new(false));
+    let (web, seen) = http_server_by_head({
+        let failing = failing.clone();
+        move |stream, _, head| {
+            let root = head.starts_with("GET / ");
+            let status = if root && !failing.load(Ordering::SeqCst) {
+                204
+            } else {
+                503
+            };
+            answer_with_length(stream, status, "")
+        }
+    });
+    let agent = RedisAgent::start(&["py-web"]);
+    agent.drop_in(&wasm, "py-web", "0.1.0");
+    agent.agent().ok(&["group", "create", "g"]);
+    agent.agent().ok(&[
+        "resource",
+        "create",
+        "site",
+        "--type",
+        "py-web",
+        "--group",
+        "g",
+        "--prop",
+        &format!("target={web}"),
+        "--is-alive-interval-ms",
+        "200",
+    ]);
+    agent.wait_online("site", Duration::from_secs(60));
+
+    // Online took a check (ready), and is-alive goes on checking: every one
+    // of them over the connection the first opened.
+    wait_until("five checks", Duration::from_secs(30), || {
+        (seen.requests().len() >= 5).then_some(())
+    });
+    assert_eq!(
+        seen.connections(),
+        1,
+        "kept checks opened more than one connection: {:?}",
+        seen.requests()
+    );
+    let control = |payload: &str| {
+        let out = agent
+            .agent()
+            .cli(&["resource", "control", "site", "http-check", payload]);
+        let (stdout, stderr) = text(&out);
+        if out.status.success() {
+            Ok(stdout.trim().to_string())
+        } else {
+            Err(stderr)
+        }
+    };
+    // A check without reuse opens a connection of its own; an exact status
+    // is taken as well as a class.
+    assert_eq!(control("/ 204 fresh"), Ok("204".to_string()));
+    assert_eq!(seen.connections(), 2);
+    let missed = control("/busy 2xx reuse").expect_err("503 passed a 2xx check");
+    assert!(
+        missed.contains("503") && missed.contains("2xx"),
+        "the miss does not name 503 and 2xx: {missed}"
+    );
+    let bad = control("/ teapot reuse").expect_err("'teapot' was taken as a status");
+    assert!(bad.contains("'2xx'"), "{bad}");
+
+    // The server starts failing: is-alive fails naming the status.
+    failing.store(true, Ordering::SeqCst);
+    wait_until("site failed on 503", Duration::from_secs(30), || {
+        agent
+            .agent()
+            .history()
+            .iter()
+            .any(|e| {
+                e["resource"] == "site" && e["to"] == "Failed" && e.to_string().contains("503")
+            })
+            .then_some(())
+    });
+    // And it answers again: the resource comes back.
+    failing.store(false, Ordering::SeqCst);
+    agent.wait_online("site", Duration::from_secs(60));
 }
 
 /// `command` in bash as a reader runs it: in `dir`, with warden and the

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod dev_agent;
 pub mod dns_server;
 pub mod fake_watchdog;
+pub mod http_server;
 pub mod lab_cluster;
 pub mod mail_client;
 pub mod many_groups;

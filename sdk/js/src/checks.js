@@ -53,12 +53,13 @@ export function httpGet(address, path, expectStatus, timeoutMs) {
 
 /**
  * An HTTP check (contract 0.5.0): a GET of `path` from `address` whose
- * status must be `expect` (a number, or a class such as `'2xx'`); the
- * status. `hostHeader` is sent as `Host` when given; with
- * `reuseConnection` the agent keeps the connection for the next check
- * (a kept connection does not notice a listener that stopped accepting).
+ * status must be `expect` (a number, or a class such as `'2xx'`, the
+ * default); the status. `timeoutMs` is required. `hostHeader` is sent as
+ * `Host` when given; with `reuseConnection` the agent keeps the
+ * connection for the next check (a kept connection does not notice a
+ * listener that stopped accepting).
  */
-export function httpCheck(address, path, { expect = 200, hostHeader, reuseConnection = false, timeoutMs }) {
+export function httpCheck(address, path, { expect = '2xx', hostHeader, reuseConnection = false, timeoutMs } = {}) {
   let match;
   if (typeof expect === 'string' && /^[1-5]xx$/.test(expect)) {
     match = { tag: 'class', val: Number(expect[0]) };
