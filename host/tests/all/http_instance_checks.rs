@@ -28,6 +28,20 @@ async fn http_instance(dir: &Path, props: &[(&str, &str)]) -> Instance {
     configured_instance(HTTP_INSTANCE, "web", dir, props).await
 }
 
+/// An `http-instance` checking `path` of `address`, its connection kept
+/// (`reuse` "true") or not, in a directory of its own under `dir`.
+async fn web_at(dir: &Path, address: &str, path: &str, reuse: &str) -> Instance {
+    http_instance(
+        &dir.join(format!("{reuse}{}", &path[1..])),
+        &[
+            ("address", address),
+            ("path", path),
+            ("reuse-connection", reuse),
+        ],
+    )
+    .await
+}
+
 /// is-alive within `timeout`, which must not be cut off.
 async fn is_alive(instance: &mut Instance, timeout: Duration) -> Health {
     instance
@@ -100,30 +114,14 @@ async fn any_2xx_is_healthy_and_any_other_status_fails_naming_it() {
     let (_nginx, address) = nginx(&dir.path().join("nginx"));
     for reuse in ["true", "false"] {
         for path in ["/", "/empty"] {
-            let mut web = http_instance(
-                &dir.path().join(format!("{reuse}{}", &path[1..])),
-                &[
-                    ("address", &address),
-                    ("path", path),
-                    ("reuse-connection", reuse),
-                ],
-            )
-            .await;
+            let mut web = web_at(dir.path(), &address, path, reuse).await;
             for _ in 0..3 {
                 let health = is_alive(&mut web, CHECK).await;
                 assert!(matches!(health, Health::Healthy), "{path}: {health:?}");
             }
         }
         for (path, status) in [("/broken", "503"), ("/moved", "301"), ("/missing", "404")] {
-            let mut web = http_instance(
-                &dir.path().join(format!("{reuse}{}", &path[1..])),
-                &[
-                    ("address", &address),
-                    ("path", path),
-                    ("reuse-connection", reuse),
-                ],
-            )
-            .await;
+            let mut web = web_at(dir.path(), &address, path, reuse).await;
             for _ in 0..2 {
                 let why = failed(&mut web, CHECK).await;
                 assert!(

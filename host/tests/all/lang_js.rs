@@ -479,15 +479,7 @@ fn a_js_type_that_throws_is_reported_with_the_message_and_the_next_call_runs() {
 
     // The SDK's httpCheck (contract 0.5.0) reaches the agent's http-check:
     // kept, three checks go over one connection; fresh, each opens its own.
-    let check = |payload: &str| {
-        let out = agent.cli(&["resource", "control", "calm", "http-check", payload]);
-        let (stdout, stderr) = text(&out);
-        if out.status.success() {
-            Ok(stdout.trim().to_string())
-        } else {
-            Err(stderr)
-        }
-    };
+    let check = |payload: &str| agent.control("calm", "http-check", payload);
     for _ in 0..3 {
         assert_eq!(check("/ 204 reuse"), Ok("204".to_string()));
     }

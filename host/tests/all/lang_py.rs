@@ -607,17 +607,7 @@ fn a_python_type_checks_http_through_the_agent_on_a_kept_connection() {
         "kept checks opened more than one connection: {:?}",
         seen.requests()
     );
-    let control = |payload: &str| {
-        let out = agent
-            .agent()
-            .cli(&["resource", "control", "site", "http-check", payload]);
-        let (stdout, stderr) = text(&out);
-        if out.status.success() {
-            Ok(stdout.trim().to_string())
-        } else {
-            Err(stderr)
-        }
-    };
+    let control = |payload: &str| agent.agent().control("site", "http-check", payload);
     // A check without reuse opens a connection of its own; an exact status
     // is taken as well as a class.
     assert_eq!(control("/ 204 fresh"), Ok("204".to_string()));

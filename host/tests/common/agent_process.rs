@@ -173,6 +173,17 @@ impl AgentProcess {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `warden resource control RESOURCE CODE PAYLOAD`: its answer
+    /// (trimmed), or what the CLI printed on failing.
+    pub fn control(&self, resource: &str, code: &str, payload: &str) -> Result<String, String> {
+        let out = self.cli(&["resource", "control", resource, code, payload]);
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
     /// One resource as `warden status --json` shows it.
     pub fn resource(&self, name: &str) -> Option<Value> {
         let status: Value = serde_json::from_str(&self.ok(&["status", "--json"])).ok()?;
