@@ -397,13 +397,18 @@ enum Renewal {
 }
 
 /// Renew on the preferred member; on a failure, or no answer within
-/// `per_try`, on the next one as well, each member once, never past
+/// `per_try`, on the next one as well, round after round, never past
 /// `fence_at`. Attempts are *hedged*: one that has not answered stays in
 /// flight while the next member is asked, and the first answer wins. A
 /// follower forwards a renewal to the leader it knows; with that leader
 /// frozen (SIGSTOP: connections accepted, nothing answered) the follower
 /// answers only once a new leader is elected, which can take longer than
-/// one attempt — cutting it off there fenced an agent at a 5 s TTL.
+/// one attempt — cutting it off there fenced an agent at a 5 s TTL. And
+/// an attempt forwarded to a leader that has just been cut off may never
+/// answer, even once the others have elected a new one: so when every
+/// member has been asked, they are asked again (a new keep-alive stream
+/// where the last one is still waiting), each round `per_try` after the
+/// last attempt.
 async fn renew_anywhere(
     etcd: &Etcd,
     keepers: &mut [Option<Keeper>],
@@ -412,12 +417,13 @@ async fn renew_anywhere(
     fence_at: Instant,
 ) -> Renewal {
     let first = etcd.preferred().0;
-    let count = etcd.member_count();
-    let mut untried = (0..count).map(|k| (first + k) % count);
+    let count = etcd.member_count().max(1);
+    let mut order = (0..).map(|k: usize| (first + k) % count);
+    let mut asked = 0usize;
     let mut attempts = tokio::task::JoinSet::new();
     let mut next_at = Instant::now();
     loop {
-        let more = next_at < fence_at && untried.len() > 0;
+        let more = next_at < fence_at;
         if !more && attempts.is_empty() {
             return Renewal::Unanswered;
         }
@@ -435,13 +441,19 @@ async fn renew_anywhere(
                     Err(err) => {
                         tracing::debug!("renewing the lease: {err:#}");
                         etcd.failed(member);
-                        // Ask the next member now, not a try later.
-                        next_at = Instant::now();
+                        // Ask the next member now, not a try later; once
+                        // every member has been asked, the next round
+                        // waits its turn (a member that refuses at once
+                        // must not be asked in a loop).
+                        if asked % count != 0 {
+                            next_at = Instant::now();
+                        }
                     }
                 }
             }
             () = tokio::time::sleep_until(next_at), if more => {
-                if let Some(member) = untried.next() {
+                if let Some(member) = order.next() {
+                    asked += 1;
                     let client = etcd.client(member);
                     // The stream goes with the attempt: one that is cut off
                     // with an answer unread is not used again.

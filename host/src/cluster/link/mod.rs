@@ -200,6 +200,32 @@ pub struct Joined {
     pub plugins: Arc<ClusterPlugins>,
 }
 
+/// How long a starting agent waits for etcd to take its lease: a cluster
+/// that has just lost its leader, or is coming back from a partition,
+/// answers "unavailable" until it has elected one (a few seconds).
+const JOIN_PATIENCE: Duration = Duration::from_secs(60);
+
+/// [`lease::register`], asked again while etcd does not take it (every
+/// member asked each time), for up to [`JOIN_PATIENCE`]; the last error
+/// after that.
+async fn register_patiently(etcd: &Etcd, keys: &Keys, me: &str, ttl: Duration) -> Result<i64> {
+    let give_up = std::time::Instant::now() + JOIN_PATIENCE;
+    let mut pause = Duration::from_millis(500);
+    loop {
+        match lease::register(etcd, keys, me, ttl).await {
+            Ok(lease) => return Ok(lease),
+            Err(err) if std::time::Instant::now() + pause < give_up => {
+                tracing::warn!(
+                    "etcd did not take this node's lease ({err:#}); asking again in {pause:?}"
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
 /// Connect, take a lease, register as a member, read where the log starts
 /// (its snapshot and the entries after it; writing the configuration into
 /// the log if it is empty), then announce this node up.
@@ -212,7 +238,7 @@ pub async fn join(
     let etcd = Etcd::connect(&section.endpoints).await?;
     let keys = Keys::new(&section.name);
     let timing = LeaseTiming::of(section.lease_ttl());
-    let lease = lease::register(&etcd, &keys, me, timing.ttl)
+    let lease = register_patiently(&etcd, &keys, me, timing.ttl)
         .await
         .with_context(|| format!("joining through etcd at {}", etcd.endpoints()))?;
 
