@@ -445,7 +445,7 @@ async fn renew_anywhere(
                         // every member has been asked, the next round
                         // waits its turn (a member that refuses at once
                         // must not be asked in a loop).
-                        if asked % count != 0 {
+                        if !asked.is_multiple_of(count) {
                             next_at = Instant::now();
                         }
                     }
