@@ -202,8 +202,9 @@ pub struct Joined {
 
 /// How long a starting agent waits for etcd to take its lease: a cluster
 /// that has just lost its leader, or is coming back from a partition,
-/// answers "unavailable" until it has elected one (a few seconds).
-const JOIN_PATIENCE: Duration = Duration::from_secs(60);
+/// answers "unavailable" until it has elected one (a few seconds). Kept
+/// short: a SIGTERM during the start is acted on when the start ends.
+const JOIN_PATIENCE: Duration = Duration::from_secs(20);
 
 /// [`lease::register`], asked again while etcd does not take it (every
 /// member asked each time), for up to [`JOIN_PATIENCE`]; the last error
