@@ -24,6 +24,7 @@ mod copies_async;
 mod copies_failover;
 mod copies_fencing;
 mod fence_cluster;
+mod join_wait;
 mod netlab;
 mod rollout;
 mod service_launch;
