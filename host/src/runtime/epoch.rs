@@ -1,41 +1,62 @@
-//! The epoch ticker, which runs only while a call into a plugin is in flight.
+//! The epoch ticker, which runs only while a call into a plugin outlasts a
+//! tick.
 //!
 //! Epoch interruption is how a guest spinning in pure wasm is made to yield
 //! (see `bounded.rs`): the store yields whenever the engine's epoch passes
 //! its deadline, so the epoch must advance every tick while any guest may
-//! run. Nothing else needs it. An agent with no call in flight (nearly all
-//! the time: checks are seconds apart and take microseconds) would pay a
-//! thousand thread wake-ups a second for nothing, most of its idle CPU, so
-//! the ticker thread parks when no call is in flight and the first call to
-//! start unparks it.
+//! run. Nothing else needs it, and nearly every call (a check, a few
+//! microseconds to a few hundred) is over long before its first tick.
 //!
-//! No call is ever left without ticks: [`EpochTicker::hold`] counts the call
-//! in before it unparks the thread, and the thread checks the count before
-//! it parks. `Thread::unpark` leaves a token that the next `park` consumes,
-//! so an unpark that lands between the check and the park makes the park
-//! return at once; the thread then sees the count and ticks.
+//! So the ticks come from a kernel timer (`timerfd`), set when the first
+//! call starts and cleared when the last one ends, and the ticker thread
+//! blocks reading it. A lone call shorter than a tick costs two
+//! `timerfd_settime` calls and wakes no thread; the thread wakes only when
+//! the timer fires, that is once a call has run for a whole tick, and then
+//! every tick until no call is left. Calls clear the timer at most once a
+//! tick: when thousands of short calls a second come and go, it stays set
+//! and the thread clears it at a tick that finds none in flight, instead of
+//! every call paying two system calls. (Before, the first call unparked the thread and the
+//! thread slept a tick before it looked again: two thread wake-ups for
+//! every lone check, about a tenth of its CPU; docs/benchmarks.md, "The
+//! epoch ticker on a kernel timer".)
+//!
+//! No call is ever left without ticks. Whether the timer is set is decided
+//! only under [`Shared::timer`]'s lock, always after the count of calls in
+//! flight has been changed: a call counted in (0 → 1) sets the timer unless
+//! it is set; the last call out (1 → 0) clears it if it has not fired yet
+//! (if it has, calls are coming and going under load: it stays set and the
+//! thread clears it at its next tick if no call is left then, rather than
+//! paying two system calls for every call); the thread, woken, reads the
+//! count under the lock and clears the timer only when it is zero. A call
+//! counted in while the thread holds the lock sets the timer again once the
+//! thread has let go.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::{self, Thread};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
 
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 use wasmtime::Engine;
 
 /// The thread that advances an engine's epoch every tick while at least one
-/// call holds it ([`EpochTicker::hold`]). Stops when dropped.
+/// call holds it ([`EpochTicker::hold`]) and the timer has fired. Stops
+/// when dropped.
 pub(crate) struct EpochTicker {
     shared: Arc<Shared>,
-    thread: Thread,
 }
 
 /// What the ticker thread and the calls share.
-#[derive(Default)]
 struct Shared {
     /// Calls into plugins now in flight.
     in_flight: AtomicUsize,
     /// Set when the [`EpochTicker`] is dropped: the thread then exits.
     stopped: AtomicBool,
+    /// The kernel timer the thread reads, and whether it is set.
+    timer: Mutex<Timer>,
+    /// The tick: the timer's first expiry and its interval.
+    tick: Duration,
     /// How many times the thread has woken to tick or look, and how many
     /// ticks it gave (for the tests: an idle runtime must not keep waking,
     /// and the engine does not tell its epoch).
@@ -43,9 +64,83 @@ struct Shared {
     ticks: AtomicUsize,
 }
 
+/// The timer and what is known of it (kept under one lock: see the
+/// module's doc).
+struct Timer {
+    fd: Arc<TimerFd>,
+    /// The timer is set (it fires every tick).
+    set: bool,
+    /// It has fired since it was set: calls are outlasting ticks or keep
+    /// coming, so the last call out leaves it to the thread to clear.
+    fired: bool,
+    /// When a call last cleared it: calls clear it at most once a tick.
+    cleared_by_call: Option<Instant>,
+}
+
 /// One call in flight: the epoch advances every tick while any exists.
 pub(crate) struct Ticking<'a> {
     shared: &'a Shared,
+}
+
+impl Shared {
+    fn timer(&self) -> MutexGuard<'_, Timer> {
+        // A panic while holding the lock leaves nothing half done (two
+        // booleans and a system call): carry on with the state as it is.
+        self.timer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Set the timer unless it is: a call has just been counted in.
+    fn start_ticking(&self) {
+        let mut timer = self.timer();
+        if timer.set {
+            return;
+        }
+        let tick = TimeSpec::from_duration(self.tick);
+        match timer.fd.set(
+            Expiration::IntervalDelayed(tick, tick),
+            TimerSetTimeFlags::empty(),
+        ) {
+            Ok(()) => {
+                timer.set = true;
+                timer.fired = false;
+            }
+            // Setting a valid interval on a timer of our own has no failure
+            // that a retry would mend; the call is still bounded by its
+            // deadline whenever it yields on its own (any host call).
+            Err(err) => tracing::error!(
+                "could not set the epoch timer: {err}; a guest spinning in pure wasm \
+                 will not be interrupted until it makes a host call"
+            ),
+        }
+    }
+
+    /// Clear the timer if no call is left. `by_call`: the last call out
+    /// clears it only if it has not fired yet and no call has cleared it
+    /// within a tick; the thread clears it in any case.
+    fn stop_ticking(&self, timer: &mut Timer, by_call: bool) {
+        if self.in_flight.load(Ordering::SeqCst) != 0 || !timer.set {
+            return;
+        }
+        if by_call {
+            let now = Instant::now();
+            let recently = timer
+                .cleared_by_call
+                .is_some_and(|at| now.duration_since(at) < self.tick);
+            if timer.fired || recently {
+                return;
+            }
+            timer.cleared_by_call = Some(now);
+        }
+        if let Err(err) = timer.fd.unset() {
+            // Left set, it only ticks for nothing until the thread's next
+            // look clears it.
+            tracing::warn!("could not clear the epoch timer: {err}");
+            return;
+        }
+        timer.set = false;
+    }
 }
 
 impl EpochTicker {
@@ -55,23 +150,47 @@ impl EpochTicker {
     /// every runtime worker is busy, since they are what makes busy guests
     /// yield.
     pub(crate) fn start(engine: &Engine, tick: Duration) -> std::io::Result<EpochTicker> {
-        let shared = Arc::new(Shared::default());
+        let fd = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_CLOEXEC)
+            .map_err(std::io::Error::from)?;
+        let fd = Arc::new(fd);
+        let shared = Arc::new(Shared {
+            in_flight: AtomicUsize::new(0),
+            stopped: AtomicBool::new(false),
+            timer: Mutex::new(Timer {
+                fd: fd.clone(),
+                set: false,
+                fired: false,
+                cleared_by_call: None,
+            }),
+            tick,
+            wakes: AtomicUsize::new(0),
+            ticks: AtomicUsize::new(0),
+        });
         let weak = engine.weak();
         let state = shared.clone();
-        let handle = thread::Builder::new()
+        thread::Builder::new()
             .name("warden-epoch".to_string())
             .spawn(move || {
                 loop {
+                    // Blocks until the timer fires; forever while it is
+                    // clear. (The lock is not held here: calls set and
+                    // clear the timer meanwhile.)
+                    if let Err(err) = fd.wait() {
+                        tracing::error!("the epoch ticker cannot read its timer: {err}");
+                        return;
+                    }
                     if state.stopped.load(Ordering::SeqCst) {
                         return;
                     }
-                    if state.in_flight.load(Ordering::SeqCst) == 0 {
-                        thread::park();
-                        state.wakes.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    thread::sleep(tick);
                     state.wakes.fetch_add(1, Ordering::Relaxed);
+                    {
+                        let mut timer = state.timer();
+                        if state.in_flight.load(Ordering::SeqCst) == 0 {
+                            state.stop_ticking(&mut timer, false);
+                            continue;
+                        }
+                        timer.fired = true;
+                    }
                     // The engine outlives the ticker in a `Runtime`; if it
                     // is gone anyway, there is nothing left to interrupt.
                     let Some(engine) = weak.upgrade() else {
@@ -81,19 +200,15 @@ impl EpochTicker {
                     state.ticks.fetch_add(1, Ordering::Relaxed);
                 }
             })?;
-        Ok(EpochTicker {
-            shared,
-            thread: handle.thread().clone(),
-        })
+        Ok(EpochTicker { shared })
     }
 
     /// Count a call in for as long as the returned guard lives: the epoch
     /// advances every tick until the last guard is dropped.
     pub(crate) fn hold(&self) -> Ticking<'_> {
-        // Counted in before the unpark, so that the thread, whichever side
-        // of its check it is on, sees the call (see the module's doc).
+        // Counted in before the timer is looked at (see the module's doc).
         if self.shared.in_flight.fetch_add(1, Ordering::SeqCst) == 0 {
-            self.thread.unpark();
+            self.shared.start_ticking();
         }
         Ticking {
             shared: &self.shared,
@@ -115,14 +230,25 @@ impl EpochTicker {
 
 impl Drop for Ticking<'_> {
     fn drop(&mut self) {
-        self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if self.shared.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            let mut timer = self.shared.timer();
+            self.shared.stop_ticking(&mut timer, true);
+        }
     }
 }
 
 impl Drop for EpochTicker {
     fn drop(&mut self) {
         self.shared.stopped.store(true, Ordering::SeqCst);
-        self.thread.unpark();
+        // Wake the thread at once so that it sees `stopped` and exits.
+        let timer = self.shared.timer();
+        let now = TimeSpec::from_duration(Duration::from_nanos(1));
+        if let Err(err) = timer
+            .fd
+            .set(Expiration::OneShot(now), TimerSetTimeFlags::empty())
+        {
+            tracing::warn!("could not wake the epoch ticker to stop it: {err}");
+        }
     }
 }
 
@@ -154,8 +280,8 @@ mod tests {
         let start = epoch();
         eventually("the epoch advances while held", || epoch() >= start + 3);
         drop(held);
-        // Let a tick in progress finish, then the thread must be parked: the
-        // epoch stays where it is.
+        // Let a tick in progress finish, then the timer must be clear: the
+        // epoch stays where it is and the thread sleeps.
         thread::sleep(Duration::from_millis(20));
         let parked_at = epoch();
         let wakes = ticker.wakes();
@@ -168,18 +294,78 @@ mod tests {
     }
 
     #[test]
-    fn a_call_that_starts_as_the_thread_parks_gets_ticks() {
+    fn calls_shorter_than_a_tick_wake_no_thread() {
+        let engine = engine();
+        // Long enough that no call below is preempted for a whole tick,
+        // even on a loaded machine.
+        let tick = Duration::from_millis(100);
+        let ticker = EpochTicker::start(&engine, tick).expect("ticker");
+        // Lone calls, a tick and more apart, each far shorter than a tick.
+        for _ in 0..10 {
+            drop(ticker.hold());
+            thread::sleep(tick + Duration::from_millis(5));
+        }
+        // Two calls overlapping, the first ending before the second.
+        let first = ticker.hold();
+        let second = ticker.hold();
+        drop(first);
+        drop(second);
+        thread::sleep(tick * 3);
+        assert_eq!(
+            ticker.wakes(),
+            0,
+            "the ticker thread woke for calls shorter than a tick"
+        );
+        assert_eq!(ticker.ticks(), 0);
+        // A burst of short calls: the timer stays set through it and the
+        // thread clears it at the first tick that finds no call, giving
+        // the epoch nothing.
+        for _ in 0..1_000 {
+            drop(ticker.hold());
+        }
+        thread::sleep(tick * 5);
+        assert!(
+            ticker.wakes() <= 2,
+            "{} wake-ups after a burst",
+            ticker.wakes()
+        );
+        assert_eq!(ticker.ticks(), 0);
+        // A call that outlasts ticks gets them, and once it has ended the
+        // thread clears the timer at its next tick.
+        let held = ticker.hold();
+        eventually("a long call gets ticks", || ticker.ticks() >= 2);
+        drop(held);
+        thread::sleep(tick * 3);
+        let (wakes, ticks) = (ticker.wakes(), ticker.ticks());
+        thread::sleep(tick * 5);
+        assert_eq!(
+            (ticker.wakes(), ticker.ticks()),
+            (wakes, ticks),
+            "still ticking"
+        );
+    }
+
+    #[test]
+    fn a_call_that_starts_as_the_timer_is_cleared_gets_ticks() {
         let engine = engine();
         let ticker = EpochTicker::start(&engine, Duration::from_micros(50)).expect("ticker");
-        // Calls that start and end in quick succession keep the thread
-        // going to sleep and waking; every one that then waits must see the
-        // epoch move.
-        for _ in 0..2_000 {
-            let held = ticker.hold();
-            let start = ticker.ticks();
-            eventually("a tick for a call just started", || ticker.ticks() > start);
-            drop(held);
-        }
+        // Calls that start and end in quick succession, on several threads,
+        // keep the timer being set and cleared by the calls and by the
+        // ticker thread; every call that then waits must see the epoch move.
+        thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for n in 0..1_000 {
+                        let held = ticker.hold();
+                        if n % 2 == 0 {
+                            let start = ticker.ticks();
+                            eventually("a tick for a call just started", || ticker.ticks() > start);
+                        }
+                        drop(held);
+                    }
+                });
+            }
+        });
     }
 
     #[test]
