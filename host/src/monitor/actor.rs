@@ -12,6 +12,7 @@
 //! the group policy's decision (`crate::node`).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -43,28 +44,44 @@ pub(crate) enum Command {
         reason: String,
     },
     /// Control codes answer through `reply`.
-    Control {
-        code: String,
-        payload: String,
-        reply: oneshot::Sender<Result<String, String>>,
-    },
+    Control(Box<ControlRequest>),
     /// Move the resource to another version of its type (a hot swap).
-    /// Skipped, with an error, if it arrives after `deadline` (the actor
-    /// was busy with a long online, say): the swap is then rolled back.
-    Swap {
-        plugin: Arc<Plugin>,
-        properties: Vec<(String, String)>,
-        deadline: Instant,
-        /// Told when the actor starts the swap (dropped if it skips it).
-        started: oneshot::Sender<()>,
-        reply: oneshot::Sender<Result<String, SwapFailure>>,
-    },
+    Swap(Box<SwapRequest>),
     /// One of the copy calls of a resource with copies.
-    Copy(CopyCommand),
+    Copy(Box<CopyCommand>),
     /// Take the resource offline if it is not, close it, and stop.
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+}
+
+// The rare commands are boxed: every resource's command channel holds a
+// first block of 32 commands for its life, so the enum's size is paid 32
+// times per resource (issue #19, `heap_profile` bench).
+const _: () = assert!(
+    std::mem::size_of::<Command>() <= 32,
+    "box the large Command variant"
+);
+
+/// A control code for the resource; answered through `reply`.
+#[derive(Debug)]
+pub(crate) struct ControlRequest {
+    code: String,
+    payload: String,
+    reply: oneshot::Sender<Result<String, String>>,
+}
+
+/// A hot swap: move the resource to another version of its type. Skipped,
+/// with an error, if it arrives after `deadline` (the actor was busy with a
+/// long online, say): the swap is then rolled back.
+#[derive(Debug)]
+pub(crate) struct SwapRequest {
+    plugin: Arc<Plugin>,
+    properties: Vec<(String, String)>,
+    deadline: Instant,
+    /// Told when the actor starts the swap (dropped if it skips it).
+    started: oneshot::Sender<()>,
+    reply: oneshot::Sender<Result<String, SwapFailure>>,
 }
 
 /// Why a resource did not move to another version.
@@ -127,6 +144,11 @@ pub(crate) struct Actor {
     pub commands: mpsc::UnboundedReceiver<Command>,
     pub exits: mpsc::UnboundedReceiver<ProcessExit>,
     pub status: watch::Sender<ResourceStatus>,
+    /// How many [`ResourceHandle::wait_for`] are waiting on `status` now.
+    /// A check's counters wake them only then: waking the watch's
+    /// receivers costs every check a few locks for nobody nearly always
+    /// (issue #19's CPU per check); state changes always wake them.
+    pub status_waiters: Arc<AtomicUsize>,
     pub events: super::EventBus,
     /// Whether health checks run (the node's Monitoring component).
     pub monitoring: bool,
@@ -326,11 +348,12 @@ impl Actor {
                     self.set_state(ResourceState::Offline, Some("terminated".to_string()));
                 }
             }
-            Command::Control {
-                code,
-                payload,
-                reply,
-            } => {
+            Command::Control(request) => {
+                let ControlRequest {
+                    code,
+                    payload,
+                    reply,
+                } = *request;
                 let answer = match self
                     .instance
                     .control(&code, &payload, CONTROL_TIMEOUT)
@@ -354,13 +377,14 @@ impl Actor {
                 }
                 self.monitoring = enabled;
             }
-            Command::Swap {
-                plugin,
-                properties,
-                deadline,
-                started,
-                reply,
-            } => {
+            Command::Swap(request) => {
+                let SwapRequest {
+                    plugin,
+                    properties,
+                    deadline,
+                    started,
+                    reply,
+                } = *request;
                 let outcome = if Instant::now() > deadline {
                     Err(SwapFailure::NotTried(
                         "the resource was busy past the swap's deadline".to_string(),
@@ -382,7 +406,7 @@ impl Actor {
                 };
                 let _ = reply.send(outcome);
             }
-            Command::Copy(command) => self.copy_call(command).await,
+            Command::Copy(command) => self.copy_call(*command).await,
             Command::Shutdown { .. } => unreachable!("handled in run"),
         }
     }
@@ -550,10 +574,14 @@ impl Actor {
         self.counters
             .checks
             .record(check.name(), verdict.is_ok(), latency);
-        self.status.send_modify(|s| {
+        self.status.send_if_modified(|s| {
             s.checks += 1;
             s.instances = instances;
             s.last_check = Some(last_check);
+            // Read under the watch's lock, after the change: a waiter that
+            // counted itself in after this read sees the change when it
+            // first looks (see `ResourceHandle::wait_for`).
+            self.status_waiters.load(Ordering::SeqCst) > 0
         });
         // A passing check changes nothing: counted above, it is an event
         // only for whoever listens live (the history does not keep it).
@@ -673,7 +701,25 @@ pub struct ResourceHandle {
     pub(crate) name: Arc<str>,
     pub(crate) commands: mpsc::UnboundedSender<Command>,
     pub(crate) status: watch::Receiver<ResourceStatus>,
+    /// The actor's [`Actor::status_waiters`].
+    pub(crate) status_waiters: Arc<AtomicUsize>,
     pub(crate) cancel: Arc<watch::Sender<u64>>,
+}
+
+/// One [`ResourceHandle::wait_for`] waiting, for as long as it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn count_in(waiters: &'a AtomicUsize) -> Waiting<'a> {
+        waiters.fetch_add(1, Ordering::SeqCst);
+        Waiting(waiters)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// The resource's actor has stopped.
@@ -728,7 +774,7 @@ impl ResourceHandle {
     /// Carry out a copy call (a resource with copies); the answer comes as
     /// a [`Report::Copy`] on the monitor's report stream.
     pub fn copy(&self, command: CopyCommand) -> Result<(), Gone> {
-        self.send(Command::Copy(command))
+        self.send(Command::Copy(Box::new(command)))
     }
 
     /// Move the resource to another version of its type; waits for the
@@ -744,13 +790,13 @@ impl ResourceHandle {
     ) -> Result<Result<String, SwapFailure>, Gone> {
         let (reply, answer) = oneshot::channel();
         let (started_tx, started) = oneshot::channel();
-        self.send(Command::Swap {
+        self.send(Command::Swap(Box::new(SwapRequest {
             plugin,
             properties,
             deadline,
             started: started_tx,
             reply,
-        })?;
+        })))?;
         // Dropping `answer` on giving up is what keeps a late swap from
         // taking effect (the actor commits only while it is open).
         if tokio::time::timeout_at(deadline, started).await.is_err() {
@@ -799,11 +845,11 @@ impl ResourceHandle {
     /// Run a control code and wait for the answer.
     pub async fn control(&self, code: &str, payload: &str) -> Result<Result<String, String>, Gone> {
         let (reply, answer) = oneshot::channel();
-        self.send(Command::Control {
+        self.send(Command::Control(Box::new(ControlRequest {
             code: code.to_string(),
             payload: payload.to_string(),
             reply,
-        })?;
+        })))?;
         answer.await.map_err(|_| Gone(self.name.to_string()))
     }
 
@@ -851,6 +897,10 @@ impl ResourceHandle {
         ready: impl FnMut(&ResourceStatus) -> bool,
     ) -> Option<ResourceStatus> {
         let mut status = self.status.clone();
+        // Counted in before the first look at the status (which
+        // `watch::Receiver::wait_for` takes under the watch's lock), so that
+        // a check either is seen by that look or wakes this wait.
+        let _waiting = Waiting::count_in(&self.status_waiters);
         let waited = tokio::time::timeout(timeout, status.wait_for(ready)).await;
         match waited {
             Ok(Ok(status)) => Some(status.clone()),

@@ -20,6 +20,7 @@ mod state;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 use tokio::sync::{broadcast, mpsc, watch};
 
@@ -260,6 +261,7 @@ impl Monitor {
         // stopping its service: this one starts once that has ended.
         let predecessor = self.removing.remove(&spec.name);
         let (status_tx, status) = watch::channel(ResourceStatus::offline(&plugin_version));
+        let status_waiters = Arc::new(AtomicUsize::new(0));
         let actor = actor::Actor {
             name: spec.name.clone(),
             instance,
@@ -268,6 +270,7 @@ impl Monitor {
             commands,
             exits,
             status: status_tx,
+            status_waiters: status_waiters.clone(),
             events: self.events.clone(),
             changes: self.changes.clone(),
             monitoring: true,
@@ -289,6 +292,7 @@ impl Monitor {
             name: spec.name.as_str().into(),
             commands: commands_tx,
             status,
+            status_waiters,
             cancel: Arc::new(cancel),
         };
         self.resources.insert(spec.name, handle.clone());
