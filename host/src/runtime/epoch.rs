@@ -17,16 +17,18 @@
 //! and the thread clears it at a tick that finds none in flight, instead of
 //! every call paying two system calls. (Before, the first call unparked the thread and the
 //! thread slept a tick before it looked again: two thread wake-ups for
-//! every lone check, about a tenth of its CPU; docs/benchmarks.md, "The
-//! epoch ticker on a kernel timer".)
+//! every lone check, about a tenth of its CPU; docs/benchmarks.md, "A lone
+//! check wakes no ticker".)
 //!
 //! No call is ever left without ticks. Whether the timer is set is decided
 //! only under [`Shared::timer`]'s lock, always after the count of calls in
 //! flight has been changed: a call counted in (0 → 1) sets the timer unless
-//! it is set; the last call out (1 → 0) clears it if it has not fired yet
-//! (if it has, calls are coming and going under load: it stays set and the
-//! thread clears it at its next tick if no call is left then, rather than
-//! paying two system calls for every call); the thread, woken, reads the
+//! it is set; the last call out (1 → 0) clears it if it has not fired yet,
+//! no call has cleared it within the last tick and the lock is free (else
+//! calls are outlasting ticks or coming and going under load: it stays set,
+//! and the thread clears it at its next tick if no call is left then,
+//! rather than every call paying two system calls); the thread, woken,
+//! reads the
 //! count under the lock and clears the timer only when it is zero. A call
 //! counted in while the thread holds the lock sets the timer again once the
 //! thread has let go.
@@ -231,7 +233,14 @@ impl EpochTicker {
 impl Drop for Ticking<'_> {
     fn drop(&mut self) {
         if self.shared.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-            let mut timer = self.shared.timer();
+            // Clearing is optional here (the thread clears a timer that
+            // finds no call), so a call never waits for the lock to do it:
+            // a worker must not block behind the thread or another worker.
+            let mut timer = match self.shared.timer.try_lock() {
+                Ok(timer) => timer,
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return,
+            };
             self.shared.stop_ticking(&mut timer, true);
         }
     }
