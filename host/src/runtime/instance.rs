@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
-use super::bounded::{bounded, new_store};
+use super::bounded::{bounded, epoch_deadline_from_now, new_store};
 use super::call::CallError;
 use super::deadline::CallDeadline;
 use super::host_state::{HostState, ResourceContext};
@@ -259,6 +259,7 @@ impl Instance {
             live.store.data_mut().deadline = Some(deadline.clone());
             let handle = live.handle;
             let stack = live.store.data().stack.clone();
+            epoch_deadline_from_now(&mut live.store);
             let work = f(&mut live.store, &live.bindings, handle);
             let result = bounded(
                 &self.plugin.runtime,
@@ -433,6 +434,7 @@ impl Instance {
         let stderr = self.context.stderr.clone();
         let handle = live.handle;
         let stack = live.store.data().stack.clone();
+        epoch_deadline_from_now(&mut live.store);
         // Boxed for the reason `call` is.
         Box::pin(bounded(
             &self.plugin.runtime,
