@@ -28,6 +28,7 @@ mod copies;
 mod copies_refusing;
 mod data_quota;
 mod dns_update;
+mod epoch_deadline;
 mod exchange;
 mod exchange_demo;
 mod faults;
