@@ -18,7 +18,7 @@
 //! every call paying two system calls. (Before, the first call unparked the thread and the
 //! thread slept a tick before it looked again: two thread wake-ups for
 //! every lone check, about a tenth of its CPU; docs/benchmarks.md, "A lone
-//! check wakes no ticker".)
+//! check wakes no ticker, a check yields only when it must".)
 //!
 //! No call is ever left without ticks. Whether the timer is set is decided
 //! only under [`Shared::timer`]'s lock, always after the count of calls in
