@@ -55,7 +55,9 @@ struct Shared {
     in_flight: AtomicUsize,
     /// Set when the [`EpochTicker`] is dropped: the thread then exits.
     stopped: AtomicBool,
-    /// The kernel timer the thread reads, and whether it is set.
+    /// The kernel timer the thread reads (without the lock).
+    fd: TimerFd,
+    /// Whether it is set, decided under this lock (see the module's doc).
     timer: Mutex<Timer>,
     /// The tick: the timer's first expiry and its interval.
     tick: Duration,
@@ -66,10 +68,8 @@ struct Shared {
     ticks: AtomicUsize,
 }
 
-/// The timer and what is known of it (kept under one lock: see the
-/// module's doc).
+/// What is known of the timer (kept under one lock: see the module's doc).
 struct Timer {
-    fd: Arc<TimerFd>,
     /// The timer is set (it fires every tick).
     set: bool,
     /// It has fired since it was set: calls are outlasting ticks or keep
@@ -100,7 +100,7 @@ impl Shared {
             return;
         }
         let tick = TimeSpec::from_duration(self.tick);
-        match timer.fd.set(
+        match self.fd.set(
             Expiration::IntervalDelayed(tick, tick),
             TimerSetTimeFlags::empty(),
         ) {
@@ -118,30 +118,33 @@ impl Shared {
         }
     }
 
-    /// Clear the timer if no call is left. `by_call`: the last call out
-    /// clears it only if it has not fired yet and no call has cleared it
-    /// within a tick; the thread clears it in any case.
-    fn stop_ticking(&self, timer: &mut Timer, by_call: bool) {
-        if self.in_flight.load(Ordering::SeqCst) != 0 || !timer.set {
-            return;
-        }
-        if by_call {
-            let now = Instant::now();
-            let recently = timer
-                .cleared_by_call
-                .is_some_and(|at| now.duration_since(at) < self.tick);
-            if timer.fired || recently {
-                return;
-            }
-            timer.cleared_by_call = Some(now);
-        }
-        if let Err(err) = timer.fd.unset() {
+    /// Clear the timer (`timer` is its lock, held): no call is left.
+    fn clear(&self, timer: &mut Timer) {
+        if let Err(err) = self.fd.unset() {
             // Left set, it only ticks for nothing until the thread's next
             // look clears it.
             tracing::warn!("could not clear the epoch timer: {err}");
             return;
         }
         timer.set = false;
+    }
+
+    /// The last call out clears the timer if no call came in meanwhile, it
+    /// has not fired yet and no call has cleared it within a tick (else the
+    /// thread clears it at a tick that finds no call).
+    fn clear_after_last_call(&self, timer: &mut Timer) {
+        if !timer.set || timer.fired || self.in_flight.load(Ordering::SeqCst) != 0 {
+            return;
+        }
+        let now = Instant::now();
+        if timer
+            .cleared_by_call
+            .is_some_and(|at| now.duration_since(at) < self.tick)
+        {
+            return;
+        }
+        timer.cleared_by_call = Some(now);
+        self.clear(timer);
     }
 }
 
@@ -154,12 +157,11 @@ impl EpochTicker {
     pub(crate) fn start(engine: &Engine, tick: Duration) -> std::io::Result<EpochTicker> {
         let fd = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_CLOEXEC)
             .map_err(std::io::Error::from)?;
-        let fd = Arc::new(fd);
         let shared = Arc::new(Shared {
             in_flight: AtomicUsize::new(0),
             stopped: AtomicBool::new(false),
+            fd,
             timer: Mutex::new(Timer {
-                fd: fd.clone(),
                 set: false,
                 fired: false,
                 cleared_by_call: None,
@@ -177,7 +179,7 @@ impl EpochTicker {
                     // Blocks until the timer fires; forever while it is
                     // clear. (The lock is not held here: calls set and
                     // clear the timer meanwhile.)
-                    if let Err(err) = fd.wait() {
+                    if let Err(err) = state.fd.wait() {
                         tracing::error!("the epoch ticker cannot read its timer: {err}");
                         return;
                     }
@@ -188,7 +190,9 @@ impl EpochTicker {
                     {
                         let mut timer = state.timer();
                         if state.in_flight.load(Ordering::SeqCst) == 0 {
-                            state.stop_ticking(&mut timer, false);
+                            if timer.set {
+                                state.clear(&mut timer);
+                            }
                             continue;
                         }
                         timer.fired = true;
@@ -241,7 +245,7 @@ impl Drop for Ticking<'_> {
                 Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
                 Err(std::sync::TryLockError::WouldBlock) => return,
             };
-            self.shared.stop_ticking(&mut timer, true);
+            self.shared.clear_after_last_call(&mut timer);
         }
     }
 }
@@ -249,10 +253,11 @@ impl Drop for Ticking<'_> {
 impl Drop for EpochTicker {
     fn drop(&mut self) {
         self.shared.stopped.store(true, Ordering::SeqCst);
-        // Wake the thread at once so that it sees `stopped` and exits.
-        let timer = self.shared.timer();
+        // Wake the thread at once so that it sees `stopped` and exits (a
+        // call setting the timer meanwhile only makes that a tick later).
         let now = TimeSpec::from_duration(Duration::from_nanos(1));
-        if let Err(err) = timer
+        if let Err(err) = self
+            .shared
             .fd
             .set(Expiration::OneShot(now), TimerSetTimeFlags::empty())
         {
