@@ -44,13 +44,13 @@ pub(crate) fn new_store(
     store.limiter(|state| &mut state.memory);
     // Yield to the scheduler at every epoch tick: a guest spinning in pure
     // wasm then comes back to `bounded`, which cuts it off at its deadline.
-    store.set_epoch_deadline(1);
+    epoch_deadline_from_now(&mut store);
     store.epoch_deadline_async_yield_and_update(1);
     Ok(store)
 }
 
-/// Count the store's epoch deadline from now: called before each call
-/// into a store that has made calls before.
+/// Count the store's epoch deadline from now: when the store is made, and
+/// before each call into a store that has made calls before.
 ///
 /// The deadline is one tick past the epoch at which it was last set, and
 /// a store that idled while other calls made the epoch advance would find
