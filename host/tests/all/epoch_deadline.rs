@@ -8,12 +8,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
-use warden::runtime::{
-    Grants, Instance, InstanceConfig, Plugin, ResourceContext, Runtime, RuntimeConfig,
-};
+use tokio::sync::watch;
+use warden::runtime::{Plugin, Runtime, RuntimeConfig};
 
-use crate::common::{CHAOS, dirs_at};
+use crate::common::{CHAOS, instance_of};
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_call_into_an_idle_store_does_not_yield_for_ticks_it_missed() {
@@ -28,18 +26,11 @@ async fn a_call_into_an_idle_store_does_not_yield_for_ticks_it_missed() {
     let bytes = std::fs::read(CHAOS).expect("chaos plugin");
     let plugin = Arc::new(Plugin::load(&runtime, &bytes).await.expect("chaos loads"));
     let dir = tempfile::tempdir().expect("temp dir");
-    let dirs = dirs_at(dir.path());
-    dirs.create().expect("resource directories");
-    let (exits, _) = mpsc::unbounded_channel();
-    let context = ResourceContext::new("idle", plugin.name(), Grants::default(), dirs, exits);
+    // The canceller lives, as the monitor's actor holds it: with it gone,
+    // `bounded` would go round its loop once more within the same poll and
+    // hide the yield this test looks for.
     let (_cancel, cancel) = watch::channel(0);
-    let mut instance = Instance::new(
-        plugin,
-        context,
-        Vec::new(),
-        InstanceConfig::default(),
-        cancel,
-    );
+    let mut instance = instance_of(plugin, "idle", dir.path(), &[], true, cancel);
     instance
         .is_alive(Duration::from_secs(10))
         .await

@@ -187,8 +187,31 @@ async fn instance_granted(
     properties: &[(&str, &str)],
     grant_configured: bool,
 ) -> Instance {
+    // Nothing cancels these instances' calls: the sender goes at once.
+    let (_cancel, cancel) = watch::channel(0);
+    instance_of(
+        load(path).await,
+        name,
+        dir,
+        properties,
+        grant_configured,
+        cancel,
+    )
+}
+
+/// An instance of `plugin` (loaded into whatever runtime the test chose)
+/// for the resource `name` with its directories under `dir`;
+/// `grant_configured`: the properties grant what they name; `cancel`: as
+/// the monitor's actor holds it.
+pub fn instance_of(
+    plugin: Arc<Plugin>,
+    name: &str,
+    dir: &std::path::Path,
+    properties: &[(&str, &str)],
+    grant_configured: bool,
+    cancel: watch::Receiver<u64>,
+) -> Instance {
     let (exits, _) = mpsc::unbounded_channel();
-    let plugin = load(path).await;
     let dirs = dirs_at(dir);
     dirs.create().expect("resource directories");
     let properties: Vec<(String, String)> = properties
@@ -204,7 +227,6 @@ async fn instance_granted(
         ..Grants::default()
     };
     let context = ResourceContext::new(name, plugin.name(), grants, dirs, exits);
-    let (_cancel, cancel) = watch::channel(0);
     Instance::new(
         plugin,
         context,
